@@ -1,0 +1,33 @@
+# tflm-kit: `make demo` converts the bundled default model, `make test` runs the default tests.
+# Both create .venv and install the kit on first use (and again when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+# Real models and data used by the MLPerf Tiny recipes, the slow tests and the benchmark.
+export TFLM_KIT_SHARED_DATA ?= $(abspath ../shared/data)
+
+.PHONY: demo test test-slow test-all clean
+
+$(INSTALLED): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: tflm-kit needs Python 3.11 (TensorFlow 2.21 + TF-MOT) — fix: run make with PYTHON=python3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/tflm-kit convert models/recipes/default.yaml --out build/digits --force
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+test-slow: $(INSTALLED)
+	$(BIN)/python -m pytest -m slow
+
+test-all: $(INSTALLED)
+	$(BIN)/python -m pytest -m ''
+
+clean:
+	rm -rf build .pytest_cache tflm_kit.egg-info

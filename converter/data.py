@@ -1,0 +1,113 @@
+"""Training, calibration and evaluation arrays, checked against the model's input."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .builders import load_function
+from .errors import KitError
+from .recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Dataset:
+    x_train: Optional[np.ndarray]
+    y_train: Optional[np.ndarray]
+    x_calibration: np.ndarray
+    x_eval: Optional[np.ndarray]
+    y_eval: Optional[np.ndarray]
+    labels: Optional[list[str]]
+
+    @property
+    def trainable(self) -> bool:
+        return self.x_train is not None and self.y_train is not None
+
+    @property
+    def labeled_eval(self) -> bool:
+        return self.x_eval is not None and self.y_eval is not None and len(self.x_eval) > 0
+
+
+def _from_npz(recipe: Recipe) -> dict:
+    source = recipe.data
+    path = recipe.resolve(source.npz)
+    if not path.is_file():
+        raise KitError(f"data file {path} does not exist", "fix data.npz in the recipe (relative to the recipe file)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+        keys = set(archive.files)
+    except Exception as exc:  # np.load raises many types for a bad file
+        raise KitError(f"data file {path} is not a readable .npz ({type(exc).__name__})",
+                       "save the arrays with numpy.savez") from None
+
+    def take(key: Optional[str]):
+        return archive[key] if key and key in keys else None
+
+    arrays = {
+        "x_train": take(source.x_train), "y_train": take(source.y_train),
+        "x_eval": take(source.x_eval), "y_eval": take(source.y_eval),
+        "x_calibration": take(source.x_calibration),
+    }
+    if source.x_calibration and arrays["x_calibration"] is None:
+        raise KitError(f"data file {path} has no array '{source.x_calibration}' (it has {sorted(keys)})",
+                       "fix data.x_calibration in the recipe")
+    if "labels" in keys:
+        arrays["labels"] = [str(x) for x in archive["labels"]]
+    return arrays
+
+
+def _head(x, count: int):
+    return None if x is None else x[:count]
+
+
+def _scaled(x: Optional[np.ndarray], scale: float, offset: float) -> Optional[np.ndarray]:
+    if x is None:
+        return None
+    return (x.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
+
+
+def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
+    """Load the recipe's arrays and check them against the model input (shape without batch)."""
+    source = recipe.data
+    if source.npz is not None:
+        arrays = _from_npz(recipe)
+    elif source.random is not None:
+        rng = np.random.default_rng(recipe.seed)
+        shape = (source.random.samples, *input_shape)
+        arrays = {"x_calibration": rng.uniform(source.random.low, source.random.high, shape).astype(np.float32)}
+        arrays["x_eval"] = arrays["x_calibration"]
+    else:
+        arrays = load_function(source.builder, recipe.base_dir, "data")(**source.builder_args)
+        if not isinstance(arrays, dict):
+            raise KitError(f"data builder {source.builder} returned {type(arrays).__name__}, not a dict",
+                           "return a dict with x_train, y_train, x_eval, y_eval (and optional x_calibration, labels)")
+    x_train = _scaled(arrays.get("x_train"), source.scale, source.offset)
+    # Float and int8 quality are scored on the same capped eval set, so they compare.
+    x_eval = _scaled(_head(arrays.get("x_eval"), recipe.eval_samples), source.scale, source.offset)
+    x_cal = _scaled(arrays.get("x_calibration"), source.scale, source.offset)
+    if x_cal is None:
+        x_cal = x_train if x_train is not None else x_eval
+    if x_cal is None or len(x_cal) == 0:
+        raise KitError("the data has no inputs to calibrate with (no x_calibration, x_train or x_eval, or it is empty)",
+                       "provide calibration inputs in the data source")
+    for name, x in (("calibration", x_cal), ("train", x_train), ("eval", x_eval)):
+        if x is None:
+            continue
+        if tuple(x.shape[1:]) != tuple(input_shape):
+            raise KitError(
+                f"{name} inputs have shape {tuple(x.shape[1:])} per sample but the model takes {tuple(input_shape)}",
+                "reshape the arrays (e.g. add a channel axis) to the model's input shape",
+            )
+        if not np.isfinite(x).all():
+            raise KitError(f"{name} inputs contain NaN or infinity", "clean the data before converting")
+    labels = source.labels or arrays.get("labels")
+    y_train, y_eval = arrays.get("y_train"), _head(arrays.get("y_eval"), recipe.eval_samples)
+    for name, x, y in (("train", x_train, y_train), ("eval", x_eval, y_eval)):
+        if x is not None and y is not None and len(x) != len(y):
+            raise KitError(f"{name} has {len(x)} inputs but {len(y)} labels", "give one label per input")
+    return Dataset(
+        x_train=x_train, y_train=None if y_train is None else np.asarray(y_train),
+        x_calibration=x_cal, x_eval=x_eval, y_eval=None if y_eval is None else np.asarray(y_eval),
+        labels=list(labels) if labels is not None else None,
+    )

@@ -1,0 +1,1 @@
+"""Write the firmware-facing artifacts: C/C++ arrays, op resolver, settings and golden vectors."""

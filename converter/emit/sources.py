@@ -1,0 +1,90 @@
+"""Render the C/C++ artifacts from the model bytes, its tensors and the golden vectors."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from .. import __version__
+from ..errors import KitError
+from ..tflite_model import TFLITE_TYPE_ENUM, ModelInfo, TensorInfo
+from .c_arrays import c_bytes, raw_bytes
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent / "templates")),
+    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
+)
+
+
+def _render(template: str, **context) -> str:
+    context.setdefault("kit_version", __version__)
+    context.setdefault("guard", context["name"].upper())
+    return _ENV.get_template(template).render(**context)
+
+
+def resolver_ops(info: ModelInfo) -> list[dict]:
+    """The MicroMutableOpResolver call for each operator the model uses, in first-use order."""
+    from ..tflm_ops import CUSTOM_METHODS, RESOLVER_METHODS
+
+    missing = [op for op in info.operators if op not in RESOLVER_METHODS and op not in CUSTOM_METHODS]
+    if missing:
+        raise KitError(f"TFLM has no kernel for operator(s) {', '.join(missing)}",
+                       "replace those layers with ones TFLM supports (see converter/tflm_ops.py)")
+    return [{"name": op, "count": info.operator_counts[op],
+             "method": RESOLVER_METHODS.get(op) or CUSTOM_METHODS[op]} for op in info.operators]
+
+
+def _c_float(value: float | None) -> str:
+    return f"{value:.9g}f" if value is not None else "0.0f"
+
+
+@dataclass(frozen=True)
+class _TensorView:
+    """A tensor as the settings template prints it."""
+    tensor: TensorInfo
+
+    def __getattr__(self, attr):
+        return getattr(self.tensor, attr)
+
+    @property
+    def type_enum(self) -> int:
+        return TFLITE_TYPE_ENUM[self.tensor.type]
+
+    @property
+    def scale_c(self) -> str:
+        return _c_float(self.tensor.scale)
+
+    @property
+    def zero_point_c(self) -> int:
+        return self.tensor.zero_point or 0
+
+
+def _c_string(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def render_all(name: str, source: str, model_bytes: bytes, model_sha256: str, info: ModelInfo,
+               arena_measured: int, arena_size: int, arena_margin: float, labels: list[str] | None,
+               golden_inputs: list[np.ndarray], golden_outputs: list[np.ndarray], host: str) -> dict[str, str]:
+    """File name -> text for every C/C++ artifact."""
+    common = {"name": name, "source": source}
+    inputs = [_TensorView(t) for t in info.inputs]
+    outputs = [_TensorView(t) for t in info.outputs]
+    count = len(golden_inputs[0])
+    arrays = [{"symbol": f"kGoldenInput{i}", "nbytes": t.nbytes, "data": c_bytes(raw_bytes(golden_inputs[i]))}
+              for i, t in enumerate(info.inputs)]
+    arrays += [{"symbol": f"kGoldenOutput{j}", "nbytes": t.nbytes, "data": c_bytes(raw_bytes(golden_outputs[j]))}
+               for j, t in enumerate(info.outputs)]
+    return {
+        "model_data.h": _render("model_data.h.j2", **common, model_bytes=len(model_bytes), model_sha256=model_sha256),
+        "model_data.cc": _render("model_data.cc.j2", **common, model_bytes=len(model_bytes), data=c_bytes(model_bytes)),
+        "model_ops.h": _render("model_ops.h.j2", **common, ops=resolver_ops(info)),
+        "model_settings.h": _render(
+            "model_settings.h.j2", **common, inputs=inputs, outputs=outputs,
+            labels=[_c_string(x) for x in (labels or [])], arena_measured=arena_measured, arena_size=arena_size,
+            arena_margin_percent=round(arena_margin * 100), arena_host=host),
+        "golden_vectors.h": _render("golden_vectors.h.j2", **common, count=count, inputs=inputs, outputs=outputs),
+        "golden_vectors.cc": _render("golden_vectors.cc.j2", **common, count=count, arrays=arrays),
+    }

@@ -1,0 +1,74 @@
+"""Load the float Keras 2 model a recipe names, refusing Keras 3 models with a clear reason."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from . import tf_env
+from .builders import load_function
+from .errors import KitError
+from .recipe import Recipe
+
+KERAS3_FIX = ("TF-MOT needs a Keras 2 model: re-save it with tf_keras (TF_USE_LEGACY_KERAS=1), "
+              "or rebuild it with tf_keras layers")
+
+
+def keras_version_of_file(path: Path) -> str | None:
+    """The Keras version that wrote a .keras or .h5 file, or None when it does not say."""
+    if path.suffix == ".keras" and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if "metadata.json" in archive.namelist():
+                return str(json.loads(archive.read("metadata.json")).get("keras_version", "")) or None
+        return None
+    if path.suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            version = handle.attrs.get("keras_version")
+            return version.decode() if isinstance(version, bytes) else (str(version) if version else None)
+    return None
+
+
+def _check_keras2(model, where: str):
+    keras = tf_env.keras()
+    if not isinstance(model, keras.Model):
+        module = type(model).__module__
+        raise KitError(f"{where} is a {module}.{type(model).__name__}, not a Keras 2 (tf_keras) model", KERAS3_FIX)
+    return model
+
+
+def load_file_model(path: Path, trust_custom_code: bool = False):
+    keras = tf_env.keras()
+    if not path.exists():
+        raise KitError(f"model {path} does not exist", "fix model.path in the recipe (relative to the recipe file)")
+    if path.is_file() and path.suffix not in (".keras", ".h5", ".hdf5"):
+        raise KitError(f"model {path} is not a .keras, .h5 or SavedModel directory",
+                       "save the model with model.save('model.keras') or give a SavedModel directory")
+    if path.is_dir() and not (path / "saved_model.pb").is_file():
+        raise KitError(f"directory {path} has no saved_model.pb", "give a SavedModel directory or a .keras/.h5 file")
+    try:
+        version = keras_version_of_file(path) if path.is_file() else None
+    except Exception:  # unreadable archive: load_model below gives the precise error
+        version = None
+    if version and version.startswith("3"):
+        raise KitError(f"model {path} was saved by Keras {version}", KERAS3_FIX)
+    try:
+        if path.suffix == ".keras":
+            model = keras.models.load_model(path, compile=False, safe_mode=not trust_custom_code)
+        else:
+            model = keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise KitError(f"model {path} could not be loaded by tf_keras: {reason}",
+                       "check the file is a Keras 2 model (custom layers need model.trust_custom_code: true)") from None
+    return _check_keras2(model, f"model {path}")
+
+
+def load_model(recipe: Recipe):
+    """The float model: from a file, or built (and trained) by a builder function."""
+    source = recipe.model
+    if source.path is not None:
+        return load_file_model(recipe.resolve(source.path), source.trust_custom_code)
+    build = load_function(source.builder, recipe.base_dir, "model")
+    return _check_keras2(build(**source.builder_args), f"model builder {source.builder} returned an object that")

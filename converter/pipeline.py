@@ -1,0 +1,152 @@
+"""One conversion run: recipe -> stages -> int8 .tflite -> validated artifacts in --out."""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import tf_env
+from .data import Dataset, load_data
+from .emit.c_arrays import parse_c_array
+from .emit.sources import render_all, resolver_ops
+from .errors import KitError
+from .manifest import sha256, tool_versions, write_manifest
+from .model_source import load_model
+from .npz import save_npz
+from .outdir import check_output_path, staged_output
+from .recipe import Recipe
+from .report import render_report
+from .runtimes import measure_arena, quantize, run_litert, run_tflm
+from .stages import quantize as quantize_stage
+from .stages import stage_runner
+from .tflite_model import ModelInfo, read_model
+from .validate import bit_exact, compare_outputs
+
+
+def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.ndarray], str]:
+    """Evenly spaced real inputs from the eval set (or the calibration set), quantized to the input type."""
+    pool, source = (data.x_eval, "eval set") if data.x_eval is not None and len(data.x_eval) else \
+        (data.x_calibration, "calibration set")
+    picks = np.unique(np.linspace(0, len(pool) - 1, num=min(count, len(pool))).round().astype(int))
+    return [quantize(pool[picks], info.inputs[0])], f"{len(picks)} real inputs from the {source}"
+
+
+def arena_with_margin(measured: int, margin: float) -> int:
+    return int(math.ceil(measured * (1 + margin) / 16) * 16)
+
+
+def _validate(model_bytes: bytes, info: ModelInfo, inputs, golden, c_source: str, name: str) -> dict:
+    from_c = parse_c_array(c_source, f"g_{name}_model_data")
+    if from_c != model_bytes:
+        raise KitError("model_data.cc does not hold the same bytes as model.tflite (emitter bug)",
+                       "report this with the recipe that produced it")
+    return {
+        "tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, info, inputs)),
+        "tflm_vs_litert_reference": compare_outputs(golden, run_litert(model_bytes, inputs, reference_kernels=True)),
+        "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(model_bytes, inputs, reference_kernels=False)),
+    }
+
+
+def _check_labels(labels, info: ModelInfo) -> None:
+    if labels and len(labels) != info.outputs[0].elements:
+        raise KitError(f"{len(labels)} labels given but the model's first output has {info.outputs[0].elements} values",
+                       "give one label per output class (data.labels), or none")
+
+
+def _input_shape(model) -> tuple:
+    if len(model.inputs) != 1:
+        raise KitError(f"the model has {len(model.inputs)} inputs; convert supports single-input models",
+                       "wrap the model so it takes one input tensor")
+    shape = tuple(model.input_shape[1:])
+    if any(d is None for d in shape):
+        raise KitError(f"the model input shape {shape} has unknown dimensions",
+                       "build the model with a fixed input shape (e.g. Input((49, 10, 1)))")
+    return shape
+
+
+def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str], None] = print) -> dict:
+    out = Path(out)
+    model_inputs = (recipe.resolve(recipe.model.path),) if recipe.model.path else ()
+    check_output_path(out, force, inputs=model_inputs)
+    started = time.perf_counter()
+    keras = tf_env.keras()
+    keras.utils.set_random_seed(recipe.seed)
+    tf_env.tensorflow().config.experimental.enable_op_determinism()
+
+    log("loading the model and data")
+    model = load_model(recipe)
+    data = load_data(recipe, _input_shape(model))
+
+    records = []
+    for number, stage in enumerate(recipe.stages, start=1):
+        log(f"stage {number}/{len(recipe.stages) + 1}: {stage.kind}")
+        result = stage_runner(stage.kind)(model, stage.settings, data, recipe.seed)
+        model, records = result.model, records + [result.record]
+    log(f"stage {len(recipe.stages) + 1}/{len(recipe.stages) + 1}: quantize (int8, "
+        f"{min(recipe.quantize.calibration_samples, len(data.x_calibration))} calibration samples)")
+    quantized = quantize_stage.run(model, recipe.quantize, data, recipe.seed)
+    records.append(quantized.record)
+    model_bytes = quantized.model
+    info = read_model(model_bytes)
+    resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
+    _check_labels(data.labels, info)
+
+    log("running golden vectors on TFLM and measuring the arena")
+    inputs, golden_source = golden_inputs(data, info, recipe.golden.vectors)
+    golden = run_tflm(model_bytes, info, inputs)
+    arena_measured = measure_arena(model_bytes, [x[:1].reshape(t.shape) for x, t in zip(inputs, info.inputs)])
+    arena_size = arena_with_margin(arena_measured, recipe.arena_margin)
+    model_sha = sha256(model_bytes)
+    sources = render_all(recipe.name, "model.tflite", model_bytes, model_sha, info, arena_measured, arena_size,
+                         recipe.arena_margin, data.labels, inputs, golden, host=platform.machine())
+
+    log("validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels")
+    validation = _validate(model_bytes, info, inputs, golden, sources["model_data.cc"], recipe.name)
+
+    float_quality = records[-1]["quality_before"].get("eval_accuracy")
+    int8_quality = records[-1]["quality_after"].get("eval_accuracy")
+    content = {
+        "name": recipe.name,
+        "tools": tool_versions(),
+        "recipe": recipe.model_dump(mode="json"),
+        "model": {"bytes": len(model_bytes), "sha256": model_sha, "operators": info.operator_counts,
+                  "inputs": [t.as_dict() for t in info.inputs], "outputs": [t.as_dict() for t in info.outputs]},
+        "arena_bytes": arena_measured,
+        "tensor_arena_size": arena_size,
+        "arena_note": f"measured with TFLM's Python runtime on {platform.machine()} (64-bit pointers): "
+                      "an upper estimate for 32-bit MCUs, before optimized-kernel scratch buffers",
+        "stages": records,
+        "validation": validation,
+        "summary": {
+            "model_bytes": len(model_bytes), "operators": list(info.operators), "arena_measured": arena_measured,
+            "tensor_arena_size": arena_size, "arena_margin_percent": round(recipe.arena_margin * 100),
+            "float_quality": "—" if float_quality is None else f"{float_quality:.2%}",
+            "int8_quality": "—" if int8_quality is None else f"{int8_quality:.2%}",
+            "golden_vectors": int(len(inputs[0])), "golden_source": golden_source,
+            "bit_exact_on_tflm": bit_exact(validation["tflm_vs_c_array"]),
+        },
+        "seconds": None,
+    }
+
+    with staged_output(out) as staging:
+        (staging / "model.tflite").write_bytes(model_bytes)
+        for file_name, text in sources.items():
+            (staging / file_name).write_text(text)
+        arrays = {f"input_{i}": x for i, x in enumerate(inputs)} | {f"output_{j}": y for j, y in enumerate(golden)}
+        save_npz(staging / "golden.npz", arrays)
+        content["seconds"] = round(time.perf_counter() - started, 1)
+        (staging / "report.md").write_text(render_report(content))
+        manifest = write_manifest(staging, content)
+    if not bit_exact(validation["tflm_vs_c_array"]):
+        raise KitError("the model read back from model_data.cc gave different TFLM outputs",
+                       f"see {out / 'report.md'}")
+    return manifest
+
+
+def load_manifest(out: Path) -> dict:
+    return json.loads((Path(out) / "manifest.json").read_text())

@@ -1,0 +1,135 @@
+"""Run a .tflite on TFLM (the golden runtime) and on LiteRT (reference and optimized kernels)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+
+from .errors import KitError
+from .tflite_model import ModelInfo, TensorInfo
+
+ARENA_ALIGNMENT = 16
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what C++ runtimes print straight to file descriptor 2, yielding a callable
+    that returns what was printed (TFLM reports allocation failures this way)."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        captured = {"text": ""}
+        try:
+            yield lambda: captured["text"]
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured["text"] = sink.read().decode(errors="replace")
+
+
+def quantize(x: np.ndarray, tensor: TensorInfo) -> np.ndarray:
+    """Float inputs to the tensor's integer type, rounding as TFLite's converter does (half away from zero)."""
+    if tensor.type.startswith("FLOAT") or tensor.scale is None:
+        return x.astype(tensor.dtype)
+    info = np.iinfo(tensor.dtype)
+    scaled = x.astype(np.float64) / tensor.scale + tensor.zero_point
+    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
+    return np.clip(rounded, info.min, info.max).astype(tensor.dtype)
+
+
+def dequantize(q: np.ndarray, tensor: TensorInfo) -> np.ndarray:
+    if tensor.type.startswith("FLOAT") or tensor.scale is None:
+        return q.astype(np.float32)
+    return ((q.astype(np.float32) - tensor.zero_point) * tensor.scale).astype(np.float32)
+
+
+def _tflm_interpreter(model_bytes: bytes, arena_size: int):
+    from tflite_micro.python.tflite_micro import runtime
+
+    return runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
+
+
+def _tflm_fits(model_bytes: bytes, arena_size: int, sample: list[np.ndarray]) -> bool:
+    try:
+        interpreter = _tflm_interpreter(model_bytes, arena_size)
+        for index, x in enumerate(sample):
+            interpreter.set_input(x, index)
+        interpreter.invoke()
+        return True
+    except RuntimeError:
+        return False
+
+
+def measure_arena(model_bytes: bytes, sample: list[np.ndarray], limit: int = 64 << 20) -> int:
+    """Smallest arena (multiple of 16 bytes) with which TFLM allocates and invokes the model.
+
+    Found by bisection on real allocate + invoke runs, so it includes everything the
+    interpreter places in the arena (tensors, scratch buffers, node structs) on this
+    host. 64-bit pointers make host structs larger: for a 32-bit MCU this is an upper
+    estimate of the tensor arena, before any optimized-kernel scratch buffers.
+    """
+    with quiet_native_stderr():
+        high = ARENA_ALIGNMENT * 64
+        while not _tflm_fits(model_bytes, high, sample):
+            high *= 2
+            if high > limit:
+                raise KitError(f"TFLM could not run the model even with a {limit} byte arena",
+                               "check the model runs on TFLM (unsupported op or corrupt file)")
+        low = 0  # known to fail
+        while high - low > ARENA_ALIGNMENT:
+            middle = (low + high) // 2 // ARENA_ALIGNMENT * ARENA_ALIGNMENT
+            if middle <= low:
+                break
+            if _tflm_fits(model_bytes, middle, sample):
+                high = middle
+            else:
+                low = middle
+    return high
+
+
+def run_tflm(model_bytes: bytes, info: ModelInfo, inputs: list[np.ndarray], arena_size: int | None = None) -> list[np.ndarray]:
+    """Outputs for N vectors: inputs[i] has shape (N, ...) in the model's input type."""
+    count = len(inputs[0])
+    arena = arena_size or max(1 << 20, 10 * len(model_bytes))
+    with quiet_native_stderr() as printed:
+        try:
+            interpreter = _tflm_interpreter(model_bytes, arena)
+            outputs = [np.empty((count, *t.shape[1:]) if t.shape else (count,), t.dtype) for t in info.outputs]
+            for v in range(count):
+                for i, x in enumerate(inputs):
+                    interpreter.set_input(x[v:v + 1].reshape(info.inputs[i].shape), i)
+                interpreter.invoke()
+                for j in range(len(outputs)):
+                    outputs[j][v] = interpreter.get_output(j).reshape(outputs[j][v].shape)
+        except RuntimeError as exc:
+            failure = exc
+        else:
+            failure = None
+    if failure is not None:
+        detail = " ".join(printed().split())[-300:]
+        raise KitError(f"TFLM failed to run the model: {failure}. {detail}",
+                       "check that every operator is supported by TFLM") from None
+    return outputs
+
+
+def run_litert(model_bytes: bytes, inputs: list[np.ndarray], reference_kernels: bool) -> list[np.ndarray]:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.BUILTIN
+    with quiet_native_stderr():
+        interpreter = Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver, num_threads=1)
+        interpreter.allocate_tensors()
+    input_details = interpreter.get_input_details()
+    output_details = interpreter.get_output_details()
+    count = len(inputs[0])
+    outputs = [np.empty((count, *d["shape"][1:]), d["dtype"]) for d in output_details]
+    for v in range(count):
+        for i, detail in enumerate(input_details):
+            interpreter.set_tensor(detail["index"], inputs[i][v:v + 1].reshape(detail["shape"]))
+        interpreter.invoke()
+        for j, detail in enumerate(output_details):
+            outputs[j][v] = interpreter.get_tensor(detail["index"]).reshape(outputs[j][v].shape)
+    return outputs

@@ -1,0 +1,44 @@
+"""Weight clustering with TF-MOT (optionally per channel and sparsity-preserving), then stripped."""
+from __future__ import annotations
+
+import tensorflow_model_optimization as tfmot
+
+from .. import tf_env
+from ..errors import KitError
+from ..recipe import ClusterSettings
+from ..training import compile_for_training, fit
+from . import StageResult, timed_keras_stage
+
+_INIT = {
+    "kmeans_plus_plus": "KMEANS_PLUS_PLUS",
+    "linear": "LINEAR",
+    "density_based": "DENSITY_BASED",
+    "random": "RANDOM",
+}
+
+
+def _cluster(model, settings: ClusterSettings, data, seed):
+    clustering = tfmot.clustering.keras
+    init = getattr(clustering.CentroidInitialization, _INIT[settings.centroid_init])
+    # preserve_sparsity and cluster_per_channel are documented as experimental; the public
+    # cluster_weights forwards them to the same implementation.
+    try:
+        wrapped = clustering.cluster_weights(
+            model, number_of_clusters=settings.clusters, cluster_centroids_init=init,
+            preserve_sparsity=settings.preserve_sparsity, cluster_per_channel=settings.per_channel)
+        compile_for_training(wrapped, settings.loss, settings.learning_rate)
+        losses = fit(wrapped, data, settings.epochs, settings.batch_size, seed, stage="cluster")
+    except tf_env.tensorflow().errors.InvalidArgumentError as exc:
+        # k-means++ needs at least as many (non-zero, same-sign) weights per channel as clusters.
+        raise KitError(f"clustering into {settings.clusters} clusters failed: a layer has too few weights "
+                       f"per channel ({' '.join(exc.message.split())[:120]})",
+                       "use fewer clusters, per_channel: false, or centroid_init: linear") from None
+    except ValueError as exc:
+        raise KitError(f"TF-MOT cannot cluster this model: {' '.join(str(exc).split())[:200]}",
+                       "remove the cluster stage or replace the unsupported layer") from None
+    stripped = clustering.strip_clustering(wrapped)
+    return stripped, {"loss_per_epoch": [round(x, 5) for x in losses]}
+
+
+def run(model, settings: ClusterSettings, data, seed: int = 0) -> StageResult:
+    return timed_keras_stage("cluster", _cluster, model, settings, data, seed)

@@ -1,0 +1,33 @@
+"""Import TensorFlow the one way TF-MOT supports: with Keras 2 (tf_keras).
+
+TF-MOT 0.8 wraps Keras 2 layers only. TensorFlow reads TF_USE_LEGACY_KERAS when
+it is first imported, so this must run before anything imports tensorflow.
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No accelerator on our targets or in CI; hiding CUDA silences cuInit noise.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+
+def tensorflow():
+    """Return the tensorflow module, checking that it runs with Keras 2."""
+    import tensorflow as tf
+
+    from .errors import KitError
+
+    if os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True"):
+        raise KitError(
+            "TF_USE_LEGACY_KERAS is not 1, so TensorFlow uses Keras 3, which TF-MOT cannot optimize",
+            "unset TF_USE_LEGACY_KERAS or set it to 1 before running the kit",
+        )
+    return tf
+
+
+def keras():
+    """Return tf_keras (Keras 2), the Keras every stage works with."""
+    tensorflow()
+    import tf_keras
+
+    return tf_keras

@@ -1,0 +1,72 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import converter  # noqa: F401  (Keras 2 before TensorFlow loads)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("TFLM_KIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "mlperf_tiny").is_dir():
+        pytest.skip(f"needs the shared MLPerf Tiny models and data at {SHARED_DATA} "
+                    "(present in CI; point TFLM_KIT_SHARED_DATA at a copy to run locally)")
+    os.environ["TFLM_KIT_SHARED_DATA"] = str(SHARED_DATA)
+    return SHARED_DATA
+
+
+def tiny_classifier(input_shape=(8, 8, 4), classes=3):
+    import tf_keras as keras
+
+    return keras.Sequential([
+        keras.layers.Input(input_shape),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu", name="hidden"),
+        keras.layers.Dense(classes, name="logits"),
+    ])
+
+
+def tiny_dataset(samples=256, input_shape=(8, 8, 4), classes=3, seed=0):
+    """Learnable synthetic data: the class is which third of the image is brightest."""
+    from converter.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, samples)
+    x = rng.uniform(0, 0.3, (samples, *input_shape)).astype(np.float32)
+    band = input_shape[0] // classes
+    for i, label in enumerate(y):
+        x[i, label * band:(label + 1) * band] += 0.7
+    split = samples * 3 // 4
+    return Dataset(x_train=x[:split], y_train=y[:split], x_calibration=x[:split],
+                   x_eval=x[split:], y_eval=y[split:], labels=[f"class{i}" for i in range(classes)])
+
+
+def run_kit(*args, cwd=REPO, env=None):
+    """The CLI as a user runs it, in a fresh process."""
+    merged = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "converter", *map(str, args)], cwd=cwd, env=merged,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    """The default recipe converted once for the whole session (what `make demo` does)."""
+    out = tmp_path_factory.mktemp("demo") / "digits"
+    result = run_kit("convert", REPO / "models/recipes/default.yaml", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def cxx() -> str:
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("needs a host C++ compiler (g++); install build-essential")
+    return compiler

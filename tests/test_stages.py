@@ -1,0 +1,81 @@
+"""Each stage on a tiny model: same shape (model + settings in, model + record out), real effect."""
+import numpy as np
+import pytest
+
+from converter.recipe import ClusterSettings, PruneSettings, QuantizeSettings, TrainSettings
+from converter.stages import quantize, stage_runner
+from converter.tflite_model import read_model
+from converter.weights import kernel_of
+
+from .conftest import tiny_classifier, tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_dataset()
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    result = stage_runner("train")(tiny_classifier(), TrainSettings(epochs=8, learning_rate=0.01), data, seed=0)
+    return result
+
+
+def test_train_learns_and_records_quality(trained):
+    record = trained.record
+    assert record["stage"] == "train"
+    assert record["quality_after"]["eval_accuracy"] > 0.9
+    assert record["loss_per_epoch"][-1] < record["loss_per_epoch"][0]
+    assert record["seconds"] > 0
+
+
+def test_prune_reaches_target_sparsity_and_strips_wrappers(trained, data):
+    result = stage_runner("prune")(trained.model, PruneSettings(final_sparsity=0.6, epochs=2), data, seed=0)
+    assert all("prune" not in type(layer).__name__.lower() for layer in result.model.layers)
+    for row in result.record["layers"]:
+        assert row["sparsity"] == pytest.approx(0.6, abs=0.03), row
+    assert result.record["quality_before"]["eval_accuracy"] == trained.record["quality_after"]["eval_accuracy"]
+
+
+def test_structured_2_4_pruning_leaves_two_of_every_four(trained, data):
+    settings = PruneSettings(structured_2_4=True, schedule="constant", final_sparsity=0.5, epochs=1)
+    result = stage_runner("prune")(trained.model, settings, data, seed=0)
+    kernel = kernel_of(result.model.get_layer("hidden"))
+    # TF-MOT groups 4 consecutive input weights of each output unit.
+    groups = np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1, 4)
+    assert (np.count_nonzero(groups, axis=-1) <= 2).all()
+
+
+def test_per_channel_clustering_keeps_zeros_and_limits_values(trained, data):
+    pruned = stage_runner("prune")(trained.model, PruneSettings(final_sparsity=0.5, epochs=1), data, seed=0).model
+    settings = ClusterSettings(clusters=4, per_channel=True, preserve_sparsity=True, epochs=1)
+    result = stage_runner("cluster")(pruned, settings, data, seed=0)
+    conv = next(row for row in result.record["layers"] if row["layer"] == "conv")
+    assert conv["max_unique_per_channel"] <= 4
+    assert conv["sparsity"] >= 0.45  # zeros survived clustering
+    dense = next(row for row in result.record["layers"] if row["layer"] == "hidden")
+    assert dense["unique_values"] <= 4 + 1
+
+
+def test_quantize_produces_full_integer_model(trained, data):
+    result = quantize.run(trained.model, QuantizeSettings(calibration_samples=32), data)
+    info = read_model(result.model)
+    assert info.inputs[0].type == "INT8" and info.outputs[0].type == "INT8"
+    assert "QUANTIZE" not in info.operators and "DEQUANTIZE" not in info.operators
+    assert result.record["tflite_bytes"] == len(result.model)
+    assert result.record["calibration_samples_used"] == 32
+    float_accuracy = result.record["quality_before"]["eval_accuracy"]
+    assert result.record["quality_after"]["eval_accuracy"] >= float_accuracy - 0.05
+    assert result.record["quality_after"]["runtime"] == "tflm"
+
+
+def test_too_many_clusters_for_a_tiny_layer_is_a_clear_error():
+    from converter.errors import KitError
+
+    from .conftest import tiny_dataset
+
+    # 3x3x1 kernels: after 50% pruning a channel has ~2 weights of each sign, fewer than k-means++ needs.
+    data = tiny_dataset(input_shape=(8, 8, 1))
+    pruned = stage_runner("prune")(tiny_classifier((8, 8, 1)), PruneSettings(final_sparsity=0.5, epochs=1), data, 0)
+    with pytest.raises(KitError, match="use fewer clusters"):
+        stage_runner("cluster")(pruned.model, ClusterSettings(clusters=4, epochs=1), data, 0)
