@@ -1,16 +1,44 @@
 """The `tflm-kit` command: a thin layer over the pipeline modules."""
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import click
 
 from .errors import KitError
+from .native_output import captured_fds
 
 
-def _log(message: str) -> None:
-    click.echo(f"[tflm-kit] {message}", err=True)
+@contextlib.contextmanager
+def quiet_console():
+    """Run kit work with TensorFlow's native log chatter captured, yielding a progress printer.
+
+    The chatter is shown only when something unexpected fails, where it may explain why.
+    """
+    console = os.fdopen(os.dup(2), "w", buffering=1)
+
+    def log(message: str) -> None:
+        console.write(f"[tflm-kit] {message}\n")
+
+    try:
+        with captured_fds(1, 2) as printed, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                yield log
+            except (KitError, KeyboardInterrupt, SystemExit):
+                raise
+            except Exception:
+                console.write(traceback.format_exc())
+                console.write("--- native output before the failure ---\n" + printed()[-4000:] + "\n")
+                console.write("error: unexpected failure inside the kit — fix: please report it with the output above\n")
+                raise SystemExit(1) from None
+    finally:
+        console.close()
 
 
 def _fail(error: KitError) -> None:
@@ -34,7 +62,8 @@ def convert(recipe: Path, out: Path, force: bool):
     from .recipe import load_recipe
 
     try:
-        manifest = run_conversion(load_recipe(recipe), out, force=force, log=_log)
+        with quiet_console() as log:
+            manifest = run_conversion(load_recipe(recipe), out, force=force, log=log)
     except KitError as error:
         _fail(error)
     except KeyboardInterrupt:

@@ -64,6 +64,9 @@ def _head(x, count: int):
 def _scaled(x: Optional[np.ndarray], scale: float, offset: float) -> Optional[np.ndarray]:
     if x is None:
         return None
+    x = np.asarray(x)
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise KitError(f"input arrays must be numeric, got dtype {x.dtype}", "store the inputs as numbers (e.g. float32 or uint8)")
     return (x.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
 
 

@@ -21,7 +21,8 @@ from .npz import save_npz
 from .outdir import check_output_path, staged_output
 from .recipe import Recipe
 from .report import render_report
-from .runtimes import measure_arena, quantize, run_litert, run_tflm
+from .arena import measure_arena
+from .runtimes import quantize, run_litert, run_tflm
 from .stages import quantize as quantize_stage
 from .stages import stage_runner
 from .tflite_model import ModelInfo, read_model

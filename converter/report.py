@@ -35,6 +35,8 @@ def render_report(manifest: dict) -> str:
         if record["stage"] == "cluster":
             worst = max((row["max_unique_per_channel"] for row in record["layers"]), default=0)
             notes = f"≤ {worst} distinct values per channel"
+            if record.get("notes"):
+                notes += f"; {len(record['notes'])} layer(s) left as they were (no more weights per channel than clusters)"
         if record["stage"] == "quantize":
             notes = f"{record['tflite_bytes']:,} B, {record['calibration_samples_used']} calibration samples"
         sparsity = record.get("sparsity_after")

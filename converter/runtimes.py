@@ -1,33 +1,16 @@
 """Run a .tflite on TFLM (the golden runtime) and on LiteRT (reference and optimized kernels)."""
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-
 import numpy as np
 
 from .errors import KitError
+from .native_output import captured_fds
 from .tflite_model import ModelInfo, TensorInfo
 
-ARENA_ALIGNMENT = 16
 
-
-@contextlib.contextmanager
 def quiet_native_stderr():
-    """Silence what C++ runtimes print straight to file descriptor 2, yielding a callable
-    that returns what was printed (TFLM reports allocation failures this way)."""
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        captured = {"text": ""}
-        try:
-            yield lambda: captured["text"]
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured["text"] = sink.read().decode(errors="replace")
+    """TFLM reports allocation failures on fd 2; keep them for error messages, off the console."""
+    return captured_fds(2)
 
 
 def quantize(x: np.ndarray, tensor: TensorInfo) -> np.ndarray:
@@ -50,44 +33,6 @@ def _tflm_interpreter(model_bytes: bytes, arena_size: int):
     from tflite_micro.python.tflite_micro import runtime
 
     return runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
-
-
-def _tflm_fits(model_bytes: bytes, arena_size: int, sample: list[np.ndarray]) -> bool:
-    try:
-        interpreter = _tflm_interpreter(model_bytes, arena_size)
-        for index, x in enumerate(sample):
-            interpreter.set_input(x, index)
-        interpreter.invoke()
-        return True
-    except RuntimeError:
-        return False
-
-
-def measure_arena(model_bytes: bytes, sample: list[np.ndarray], limit: int = 64 << 20) -> int:
-    """Smallest arena (multiple of 16 bytes) with which TFLM allocates and invokes the model.
-
-    Found by bisection on real allocate + invoke runs, so it includes everything the
-    interpreter places in the arena (tensors, scratch buffers, node structs) on this
-    host. 64-bit pointers make host structs larger: for a 32-bit MCU this is an upper
-    estimate of the tensor arena, before any optimized-kernel scratch buffers.
-    """
-    with quiet_native_stderr():
-        high = ARENA_ALIGNMENT * 64
-        while not _tflm_fits(model_bytes, high, sample):
-            high *= 2
-            if high > limit:
-                raise KitError(f"TFLM could not run the model even with a {limit} byte arena",
-                               "check the model runs on TFLM (unsupported op or corrupt file)")
-        low = 0  # known to fail
-        while high - low > ARENA_ALIGNMENT:
-            middle = (low + high) // 2 // ARENA_ALIGNMENT * ARENA_ALIGNMENT
-            if middle <= low:
-                break
-            if _tflm_fits(model_bytes, middle, sample):
-                high = middle
-            else:
-                low = middle
-    return high
 
 
 def run_tflm(model_bytes: bytes, info: ModelInfo, inputs: list[np.ndarray], arena_size: int | None = None) -> list[np.ndarray]:

@@ -11,6 +11,7 @@ from .errors import KitError
 def _outputs_probabilities(model) -> bool:
     """True when the model ends in a softmax, so the loss must not expect logits."""
     last = model.layers[-1]
+    last = getattr(last, "layer", last)  # look through TF-MOT's pruning/clustering wrappers
     activation = getattr(last, "activation", None)
     return type(last).__name__ == "Softmax" or getattr(activation, "__name__", "") == "softmax"
 

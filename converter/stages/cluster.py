@@ -1,6 +1,8 @@
 """Weight clustering with TF-MOT (optionally per channel and sparsity-preserving), then stripped."""
 from __future__ import annotations
 
+import warnings
+
 import tensorflow_model_optimization as tfmot
 
 from .. import tf_env
@@ -23,9 +25,11 @@ def _cluster(model, settings: ClusterSettings, data, seed):
     # preserve_sparsity and cluster_per_channel are documented as experimental; the public
     # cluster_weights forwards them to the same implementation.
     try:
-        wrapped = clustering.cluster_weights(
-            model, number_of_clusters=settings.clusters, cluster_centroids_init=init,
-            preserve_sparsity=settings.preserve_sparsity, cluster_per_channel=settings.per_channel)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            wrapped = clustering.cluster_weights(
+                model, number_of_clusters=settings.clusters, cluster_centroids_init=init,
+                preserve_sparsity=settings.preserve_sparsity, cluster_per_channel=settings.per_channel)
         compile_for_training(wrapped, settings.loss, settings.learning_rate)
         losses = fit(wrapped, data, settings.epochs, settings.batch_size, seed, stage="cluster")
     except tf_env.tensorflow().errors.InvalidArgumentError as exc:
@@ -37,7 +41,10 @@ def _cluster(model, settings: ClusterSettings, data, seed):
         raise KitError(f"TF-MOT cannot cluster this model: {' '.join(str(exc).split())[:200]}",
                        "remove the cluster stage or replace the unsupported layer") from None
     stripped = clustering.strip_clustering(wrapped)
-    return stripped, {"loss_per_epoch": [round(x, 5) for x in losses]}
+    # TF-MOT leaves a layer unclustered (with a warning) when a channel has no more weights than
+    # clusters; such a layer already has at most that many values per channel, but say so.
+    notes = sorted({" ".join(str(w.message).split()) for w in caught if "clustering" in str(w.message)})
+    return stripped, {"loss_per_epoch": [round(x, 5) for x in losses], "notes": notes}
 
 
 def run(model, settings: ClusterSettings, data, seed: int = 0) -> StageResult:
