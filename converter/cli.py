@@ -50,6 +50,9 @@ def _fail(error: KitError) -> None:
 @click.version_option(package_name="tflm-kit")
 def main():
     """Keras model -> optimized int8 TFLite -> bit-exact validated TFLM firmware artifacts."""
+    # The kit trains small models on the CPU; keeping TensorFlow off a GPU makes runs
+    # reproducible and silences CUDA probing on machines without one.
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 @main.command()
@@ -79,6 +82,104 @@ def convert(recipe: Path, out: Path, force: bool):
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
         result = manifest["validation"][pair]
         click.echo(f"{pair}: {result['equal']}/{result['total']} equal, max {result['max_lsb']} LSB")
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x' (float or the model's type) and optional labels 'y'.")
+@click.option("--float-model", type=click.Path(path_type=Path), help="The float model (.h5/.keras/SavedModel/.tflite) for fidelity metrics.")
+@click.option("--out", type=click.Path(path_type=Path), help="Write report.json, report.md and differences.png here.")
+@click.option("--vectors", default=100, show_default=True, type=click.IntRange(1, 1_000_000), help="How many inputs to run.")
+@click.option("--seed", default=0, show_default=True, help="Seed for random inputs when --data is not given.")
+@click.option("--force", is_flag=True, help="Replace --out if it already holds files.")
+def validate(model: Path, data, float_model, out, vectors: int, seed: int, force: bool):
+    """Compare TFLM (golden) with LiteRT on MODEL, operator by operator."""
+    from . import validation, validation_report
+    from .outdir import check_output_path, staged_output
+
+    try:
+        if out is not None:
+            check_output_path(out, force, inputs=(model,))
+        with quiet_console() as log:
+            report = validation.validate_model(model, data, float_model, vectors, seed, log=log)
+            if out is not None:
+                with staged_output(out) as staging:
+                    validation_report.write(report, staging)
+    except KitError as error:
+        _fail(error)
+    for name, result in report["outputs"].items():
+        click.echo(f"{name}: {result['equal']}/{result['total']} vectors equal, max {result['max_lsb']} LSB")
+    for pair, result in report["operators"].items():
+        for op, row in result["operators"].items():
+            if row["vectors_first_differing"]:
+                click.echo(f"  {pair} ({result['kernels']}): {op} first differs on {row['vectors_first_differing']}"
+                           f"/{row['vectors_compared']} vectors, max {row['max_lsb']} LSB")
+    if "fidelity" in report:
+        fidelity = report["fidelity"]
+        shown = {k: fidelity[k] for k in ("top1_agreement", "sqnr_db", "rmse", "accuracy_float", "accuracy_quantized") if k in fidelity}
+        click.echo("fidelity vs float: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    if out is not None:
+        click.echo(f"report: {out / 'report.md'}")
+
+
+@main.group()
+def golden():
+    """Golden-output regression tests: record TFLM outputs, check a model still gives them."""
+
+
+@golden.command("record")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x'; random inputs when absent.")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--vectors", default=20, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Replace --out (this is how goldens are updated on purpose).")
+def golden_record(model: Path, data, out: Path, vectors: int, seed: int, force: bool):
+    """Record MODEL's TFLM outputs as goldens in --out."""
+    from . import golden as golden_module
+    from .outdir import check_output_path, staged_output
+    from .runtimes import run_tflm
+    from .tflite_model import read_model
+    from .validation import model_inputs
+
+    try:
+        check_output_path(out, force)
+        if not model.is_file():
+            raise KitError(f"model {model} does not exist", "give the path of a .tflite file")
+        with quiet_console():
+            model_bytes = model.read_bytes()
+            info = read_model(model_bytes)
+            from .emit.sources import resolver_ops
+            from .isolation import check_runs_safely
+
+            resolver_ops(info)
+            check_runs_safely(model_bytes)
+            inputs, _, _, source = model_inputs(info, data, vectors, seed)
+            outputs = run_tflm(model_bytes, info, [inputs])
+            with staged_output(out) as staging:
+                lock = golden_module.save(staging, model_bytes, str(model.resolve()), [inputs], outputs, note=source)
+    except KitError as error:
+        _fail(error)
+    click.echo(f"recorded {lock['vectors']} golden vectors ({source}) in {out}")
+
+
+@golden.command("check")
+@click.argument("golden_dir", type=click.Path(path_type=Path))
+@click.argument("model", required=False, type=click.Path(path_type=Path))
+@click.option("--strict-model", is_flag=True, help="Also require the exact model bytes the goldens were recorded with.")
+def golden_check(golden_dir: Path, model, strict_model: bool):
+    """Re-run MODEL (default: the recorded one) on TFLM; fail on any changed output bit."""
+    from . import golden as golden_module
+
+    try:
+        with quiet_console():
+            result = golden_module.check(golden_dir, model, strict_model)
+    except KitError as error:
+        _fail(error)
+    except golden_module.GoldenMismatch as mismatch:
+        click.echo(f"FAIL: {mismatch}", err=True)
+        sys.exit(1)
+    click.echo(f"PASS: {result['vectors']} vectors, {result['outputs']} output(s) bit-identical ({result['note']})")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ from .recipe import Recipe
 from .report import render_report
 from .arena import measure_arena
 from .runtimes import quantize, run_litert, run_tflm
+from .stages import compress as compress_stage
 from .stages import quantize as quantize_stage
 from .stages import stage_runner
 from .tflite_model import ModelInfo, read_model
-from .validate import bit_exact, compare_outputs
+from .compare import bit_exact, compare_outputs
 
 
 def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.ndarray], str]:
@@ -41,15 +42,22 @@ def arena_with_margin(measured: int, margin: float) -> int:
     return int(math.ceil(measured * (1 + margin) / 16) * 16)
 
 
-def _validate(model_bytes: bytes, info: ModelInfo, inputs, golden, c_source: str, name: str) -> dict:
+def _validate(model_bytes: bytes, info: ModelInfo, inputs, golden, c_source: str, name: str,
+              uncompressed: bytes | None = None) -> dict:
+    """uncompressed: the model before LUT compression, when there was one. LiteRT has no TFLM_DECODE
+    kernel, so LiteRT runs it; TFLM must give it the golden outputs bit for bit."""
     from_c = parse_c_array(c_source, f"g_{name}_model_data")
     if from_c != model_bytes:
         raise KitError("model_data.cc does not hold the same bytes as model.tflite (emitter bug)",
                        "report this with the recipe that produced it")
-    return {
-        "tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, info, inputs)),
-        "tflm_vs_litert_reference": compare_outputs(golden, run_litert(model_bytes, inputs, reference_kernels=True)),
-        "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(model_bytes, inputs, reference_kernels=False)),
+    litert_bytes = uncompressed or model_bytes
+    validation = {"tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, info, inputs))}
+    if uncompressed is not None:
+        validation["tflm_vs_tflm_uncompressed"] = compare_outputs(
+            golden, run_tflm(uncompressed, read_model(uncompressed), inputs))
+    return validation | {
+        "tflm_vs_litert_reference": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=True)),
+        "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=False)),
     }
 
 
@@ -84,15 +92,23 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
     data = load_data(recipe, _input_shape(model))
 
     records = []
+    total = len(recipe.stages) + 1 + (recipe.compress is not None)
     for number, stage in enumerate(recipe.stages, start=1):
-        log(f"stage {number}/{len(recipe.stages) + 1}: {stage.kind}")
+        log(f"stage {number}/{total}: {stage.kind}")
         result = stage_runner(stage.kind)(model, stage.settings, data, recipe.seed)
         model, records = result.model, records + [result.record]
-    log(f"stage {len(recipe.stages) + 1}/{len(recipe.stages) + 1}: quantize (int8, "
+    log(f"stage {len(recipe.stages) + 1}/{total}: quantize (int8, "
         f"{min(recipe.quantize.calibration_samples, len(data.x_calibration))} calibration samples)")
     quantized = quantize_stage.run(model, recipe.quantize, data, recipe.seed)
     records.append(quantized.record)
     model_bytes = quantized.model
+    quantize_record, uncompressed = quantized.record, None
+    if recipe.compress is not None:
+        log(f"stage {total}/{total}: compress (TFLM LUT)")
+        compressed = compress_stage.run(model_bytes, recipe.compress, data, recipe.seed)
+        records.append(compressed.record)
+        if compressed.model != model_bytes:
+            uncompressed, model_bytes = model_bytes, compressed.model
     info = read_model(model_bytes)
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
     _check_labels(data.labels, info)
@@ -107,10 +123,10 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
                          recipe.arena_margin, data.labels, inputs, golden, host=platform.machine())
 
     log("validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels")
-    validation = _validate(model_bytes, info, inputs, golden, sources["model_data.cc"], recipe.name)
+    validation = _validate(model_bytes, info, inputs, golden, sources["model_data.cc"], recipe.name, uncompressed)
 
-    float_quality = records[-1]["quality_before"].get("eval_accuracy")
-    int8_quality = records[-1]["quality_after"].get("eval_accuracy")
+    float_quality = quantize_record["quality_before"].get("eval_accuracy")
+    int8_quality = quantize_record["quality_after"].get("eval_accuracy")
     content = {
         "name": recipe.name,
         "tools": tool_versions(),
@@ -146,6 +162,9 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
     if not bit_exact(validation["tflm_vs_c_array"]):
         raise KitError("the model read back from model_data.cc gave different TFLM outputs",
                        f"see {out / 'report.md'}")
+    if uncompressed is not None and not bit_exact(validation["tflm_vs_tflm_uncompressed"]):
+        raise KitError("the LUT-compressed model gave different TFLM outputs than the uncompressed one "
+                       "on the golden vectors", f"see {out / 'report.md'}; remove the compress step")
     return manifest
 
 

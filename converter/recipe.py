@@ -134,6 +134,15 @@ class QuantizeSettings(_Strict):
     calibration_samples: int = Field(200, ge=1, le=100_000)
 
 
+class CompressSettings(_Strict):
+    """TFLM LUT compression of the quantized flatbuffer (after quantize; decoded by TFLM_DECODE)."""
+
+    lut: bool = True
+    max_index_bits: int = Field(7, ge=1, le=7, description="leave tensors that need wider indices as they are")
+    verify_samples: int = Field(200, ge=1, le=100_000,
+                                description="real inputs on which TFLM must give identical bytes before and after")
+
+
 class Stage(_Strict):
     """One Keras-level stage; exactly one key is set."""
 
@@ -176,6 +185,7 @@ class Recipe(_Strict):
     data: DataSource
     stages: list[Stage] = Field(default_factory=list)
     quantize: QuantizeSettings = Field(default_factory=QuantizeSettings)
+    compress: Optional[CompressSettings] = None
     golden: GoldenSettings = Field(default_factory=GoldenSettings)
     seed: int = 0
     eval_samples: int = Field(2000, ge=0, le=1_000_000, description="cap on eval inputs scored on TFLM")

@@ -7,8 +7,6 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# No accelerator on our targets or in CI; hiding CUDA silences cuInit noise.
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 def tensorflow():

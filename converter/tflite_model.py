@@ -1,6 +1,7 @@
 """Read what the kit needs from a .tflite flatbuffer: operators and input/output tensors."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,10 +74,71 @@ def operator_name(model, opcode_index: int) -> str:
     return _BUILTIN_NAMES.get(code, f"BUILTIN_{code}")
 
 
-def read_model(model_bytes: bytes) -> ModelInfo:
+SCHEMA_VERSION = 3
+
+
+def _root(model_bytes: bytes):
+    """The flatbuffer root after structural checks, so no runtime sees a file that lies about itself."""
+    if len(model_bytes) == 0:
+        raise KitError("the model file is empty", "give a .tflite file written by the TFLite converter")
     if len(model_bytes) < 8 or not schema.Model.ModelBufferHasIdentifier(model_bytes, 0):
         raise KitError("the file is not a TFLite flatbuffer (no 'TFL3' identifier)", "give a .tflite file")
     model = schema.Model.GetRootAs(model_bytes, 0)
+    version = model.Version()
+    if version != SCHEMA_VERSION:
+        raise KitError(f"the model has TFLite schema version {version}; TFLM reads version {SCHEMA_VERSION}",
+                       "re-convert the model with a current TFLite converter")
+    if model.SubgraphsLength() < 1:
+        raise KitError("the model has no subgraph", "re-convert the model")
+    buffers = model.BuffersLength()
+    for b in range(buffers):
+        buffer = model.Buffers(b)
+        offset, size = buffer.Offset(), buffer.Size()
+        if offset and offset + size > len(model_bytes):
+            raise KitError(f"buffer {b} points past the end of the file (truncated?)", "re-export the model")
+        data_field = buffer._tab.Offset(4)  # the 'data' vector; flatbuffers does not bound-check it
+        if data_field:
+            start = buffer._tab.Vector(data_field)
+            if start + buffer._tab.VectorLen(data_field) > len(model_bytes):
+                raise KitError(f"buffer {b} runs past the end of the file: the model is truncated",
+                               "re-export or re-download the .tflite file")
+    opcodes = model.OperatorCodesLength()
+    for s_index in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s_index)
+        tensors = subgraph.TensorsLength()
+        for t in range(tensors):
+            tensor = subgraph.Tensors(t)
+            if tensor.Buffer() >= max(buffers, 1):
+                raise KitError(f"tensor {t} names buffer {tensor.Buffer()} of {buffers}", "re-export the model")
+            tensor.ShapeLength(), tensor.Name()
+        for o in range(subgraph.OperatorsLength()):
+            operator = subgraph.Operators(o)
+            if operator.OpcodeIndex() >= opcodes:
+                raise KitError(f"operator {o} names opcode {operator.OpcodeIndex()} of {opcodes}", "re-export the model")
+            for index in list(operator.InputsAsNumpy() if operator.InputsLength() else []) + \
+                    list(operator.OutputsAsNumpy() if operator.OutputsLength() else []):
+                if index >= tensors:
+                    raise KitError(f"operator {o} uses tensor {index} of {tensors}", "re-export the model")
+    return model
+
+
+def _reading(read):
+    """Turn the many ways flatbuffers fails on a cut or corrupt file into one clear error."""
+    @functools.wraps(read)
+    def wrapper(model_bytes: bytes):
+        try:
+            return read(bytes(model_bytes))
+        except KitError:
+            raise
+        except Exception as exc:
+            raise KitError(f"the model flatbuffer is truncated or corrupt ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:80]})", "re-export or re-download the .tflite file") from None
+    return wrapper
+
+
+@_reading
+def read_model(model_bytes: bytes) -> ModelInfo:
+    model = _root(model_bytes)
     counts: dict[str, int] = {}
     for s in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(s)
@@ -91,3 +153,37 @@ def read_model(model_bytes: bytes) -> ModelInfo:
         outputs=tuple(_tensor(main, main.Outputs(i)) for i in range(main.OutputsLength())),
         subgraphs=model.SubgraphsLength(),
     )
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operator of the main subgraph, in execution order."""
+    index: int
+    op: str
+    inputs: tuple
+    outputs: tuple
+
+
+@dataclass(frozen=True)
+class Graph:
+    nodes: tuple
+    tensors: dict   # tensor index -> TensorInfo (numeric tensors only)
+
+
+@_reading
+def read_graph(model_bytes: bytes) -> Graph:
+    model = _root(model_bytes)
+    main = model.Subgraphs(0)
+    tensors = {}
+    for t in range(main.TensorsLength()):
+        try:
+            tensors[t] = _tensor(main, t)
+        except KitError:
+            pass  # string/resource tensors are not compared
+    nodes = []
+    for o in range(main.OperatorsLength()):
+        operator = main.Operators(o)
+        inputs = tuple(int(i) for i in operator.InputsAsNumpy()) if operator.InputsLength() else ()
+        outputs = tuple(int(i) for i in operator.OutputsAsNumpy()) if operator.OutputsLength() else ()
+        nodes.append(Node(o, operator_name(model, operator.OpcodeIndex()), inputs, outputs))
+    return Graph(tuple(nodes), tensors)

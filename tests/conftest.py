@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import converter  # noqa: F401  (Keras 2 before TensorFlow loads)
+import converter.tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("TFLM_KIT_SHARED_DATA", REPO.parent / "shared" / "data"))

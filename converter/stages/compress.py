@@ -1,0 +1,194 @@
+"""LUT compression of the int8 flatbuffer with TFLM's own compressor (post-quantize stage).
+
+TF-MOT clustering leaves at most k distinct values per channel in a float kernel, and per-channel
+int8 quantization keeps them distinct and at most k. The flatbuffer still stores one byte per
+weight. TFLM's LUT compression (`tflite_micro.compression`) stores such a tensor as b-bit indices
+into value tables and inserts a `TFLM_DECODE` operator that expands it into the arena just before
+its consumer runs. This stage:
+
+- picks every constant INT8 tensor whose distinct values fit an index width below 8 bits
+  (per tensor, or per channel along axis 0 or the last axis), at the smallest width its values
+  allow, choosing the layout with the fewest bytes, and only when that saves bytes;
+- compresses them with `tflite_micro.compression.compress`;
+- runs the compressed and the uncompressed model on TFLM over real inputs and fails unless every
+  output byte is identical (the pipeline checks the golden vectors again).
+
+Like every stage it has the shape `run(model, settings, data, seed) -> StageResult`; here the
+model in and out is the .tflite flatbuffer (bytes).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import KitError
+from ..recipe import CompressSettings
+from ..runtimes import quantize, run_tflm
+from ..tflite_model import read_model
+from ..compare import bit_exact, compare_outputs
+from . import StageResult
+
+DCM_BYTES = 16       # TFLM's DecodeCommonMetadata header in front of every value table
+MAX_LUT_BITS = 7     # the LUT ancillary data holds index widths 1..7
+
+
+@dataclass(frozen=True)
+class LutChoice:
+    """How one tensor is stored after compression."""
+
+    subgraph: int
+    tensor: int
+    name: str
+    shape: tuple
+    consumers: tuple
+    unique_values: int            # distinct values in the whole tensor
+    max_unique_per_table: int     # distinct values in the largest value table of the chosen layout
+    axis: int | None              # None: one table for the tensor; else one table per slice along axis
+    bits: int
+    bytes_before: int
+    bytes_after: int              # packed indices + DCM + value tables
+
+    def as_dict(self) -> dict:
+        return {"subgraph": self.subgraph, "tensor": self.tensor, "name": self.name, "shape": list(self.shape),
+                "consumers": list(self.consumers), "unique_values": self.unique_values,
+                "max_unique_per_table": self.max_unique_per_table,
+                "layout": "per_tensor" if self.axis is None else f"per_channel(axis={self.axis})",
+                "index_bits": self.bits, "bytes_before": self.bytes_before, "bytes_after": self.bytes_after}
+
+
+def index_bits(distinct: int) -> int:
+    """The smallest index width that addresses `distinct` table entries (at least 1 bit)."""
+    return max(1, (distinct - 1).bit_length())
+
+
+def lut_bytes(elements: int, bits: int, tables: int, table_len: int, itemsize: int) -> int:
+    """Bytes TFLM's LUT compressor writes: packed indices, plus the DCM header and padded value tables."""
+    return (elements * bits + 7) // 8 + DCM_BYTES + tables * table_len * itemsize
+
+
+def layouts(array: np.ndarray) -> list[tuple[int | None, int, int]]:
+    """(axis, tables, largest table) for per-tensor and the per-channel axes TFLM's kernels accept."""
+    options = [(None, 1, len(np.unique(array)))]
+    axes = sorted({0, array.ndim - 1}) if array.ndim > 1 else []
+    for axis in axes:
+        slices = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
+        options.append((axis, slices.shape[0], max(len(np.unique(s)) for s in slices)))
+    return options
+
+
+def plan(model_bytes: bytes, max_bits: int = MAX_LUT_BITS) -> tuple[list[LutChoice], list[dict]]:
+    """The tensors to compress and how; plus the INT8 constant tensors left alone, with the reason."""
+    from tflite_micro.tensorflow.lite.micro.compression import constant_inputs, model_editor
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    model = model_editor.read(model_bytes)
+    aliases: dict[int, int] = {}
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            if tensor.buffer is not None and tensor.buffer.data:
+                aliases[id(tensor.buffer)] = aliases.get(id(tensor.buffer), 0) + 1
+
+    chosen, skipped = [], []
+    for s, subgraph in enumerate(model.subgraphs):
+        for t, tensor in enumerate(subgraph.tensors):
+            if tensor.buffer is None or not tensor.buffer.data or tensor.dtype != schema.TensorType.INT8:
+                continue
+            array = tensor.array
+            name = tensor.name or f"tensor {t}"
+            before = len(tensor.buffer.data)
+            consumers = tuple(op.opcode_name for op in subgraph.consumers_of(tensor))
+            reason = None
+            if constant_inputs.find_uses(subgraph, tensor):
+                reason = "an operator needs it constant at Prepare"
+            elif aliases[id(tensor.buffer)] > 1:
+                reason = "its buffer is shared with another tensor"
+            elif not consumers:
+                reason = "no operator reads it"
+            best = None
+            if reason is None:
+                for axis, tables, table_len in layouts(array):
+                    bits = index_bits(table_len)
+                    if bits > max_bits:
+                        continue
+                    size = lut_bytes(array.size, bits, tables, table_len, array.itemsize)
+                    if best is None or (size, bits) < (best.bytes_after, best.bits):
+                        best = LutChoice(s, t, name, tuple(int(d) for d in array.shape), consumers,
+                                         int(len(np.unique(array))), table_len, axis, bits, before, size)
+                if best is None:
+                    reason = f"too many distinct values for a {max_bits}-bit index"
+                elif best.bytes_after >= before:
+                    reason = f"LUT would not shrink it ({before} -> {best.bytes_after} B)"
+            if reason is None:
+                chosen.append(best)
+            else:
+                skipped.append({"subgraph": s, "tensor": t, "name": name, "bytes": before,
+                                "unique_values": int(len(np.unique(array))), "reason": reason})
+    return chosen, skipped
+
+
+def compress_bytes(model_bytes: bytes, choices: list[LutChoice]) -> bytes:
+    """The flatbuffer with the chosen tensors LUT-compressed and TFLM_DECODE operators inserted."""
+    from tflite_micro.tensorflow.lite.micro import compression
+    from tflite_micro.tensorflow.lite.micro.compression import spec
+
+    specs = [spec.Tensor(c.subgraph, c.tensor, [spec.LookUpTableCompression(
+        index_bitwidth=c.bits, mode=spec.PerTensor() if c.axis is None else spec.PerChannel(axis=c.axis))])
+        for c in choices]
+    printed = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(printed):
+            warnings.simplefilter("ignore")
+            return bytes(compression.compress(model_bytes, specs))
+    except Exception as exc:
+        raise KitError(f"TFLM's LUT compressor failed: {' '.join(str(exc).split())[:300]}",
+                       "remove the compress step from the recipe and report this with the model") from None
+
+
+def verification_inputs(data: Dataset, count: int) -> tuple[np.ndarray, str]:
+    """Evenly spaced real inputs from the eval set (else the calibration set)."""
+    pool, source = (data.x_eval, "eval set") if data.x_eval is not None and len(data.x_eval) else \
+        (data.x_calibration, "calibration set")
+    picks = np.unique(np.linspace(0, len(pool) - 1, num=min(count, len(pool))).round().astype(int))
+    return pool[picks], f"{len(picks)} inputs from the {source}"
+
+
+def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int = 0) -> StageResult:
+    started = time.perf_counter()
+    record = {"stage": "compress", "settings": settings.model_dump(), "bytes_before": len(model_bytes)}
+    choices, skipped = plan(model_bytes, settings.max_index_bits) if settings.lut else ([], [])
+    if not choices:
+        record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": skipped,
+                       "verification": None, "seconds": round(time.perf_counter() - started, 2),
+                       "note": "no tensor qualified for LUT compression; the model is unchanged"})
+        return StageResult(model_bytes, record)
+
+    compressed = compress_bytes(model_bytes, choices)
+    info, compressed_info = read_model(model_bytes), read_model(compressed)
+    x, source = verification_inputs(data, settings.verify_samples)
+    inputs = [quantize(x, info.inputs[0])]
+    expected = run_tflm(model_bytes, info, inputs)
+    actual = run_tflm(compressed, compressed_info, inputs)
+    verification = compare_outputs(expected, actual) | {"inputs": source, "runtime": "tflm"}
+    if not bit_exact(verification):
+        raise KitError(f"the LUT-compressed model differs from the uncompressed one on TFLM "
+                       f"({verification['equal']}/{verification['total']} vectors equal, "
+                       f"max {verification['max_lsb']} LSB)",
+                       "remove the compress step from the recipe and report this with the model")
+    record.update({
+        "bytes_after": len(compressed),
+        "tensor_bytes_before": sum(c.bytes_before for c in choices),
+        "tensor_bytes_after": sum(c.bytes_after for c in choices),
+        "decode_operators": compressed_info.operator_counts.get("TFLM_DECODE", 0),
+        "largest_decoded_tensor_bytes": max(c.bytes_before for c in choices),
+        "tensors": [c.as_dict() for c in choices],
+        "skipped": skipped,
+        "verification": verification,
+        "seconds": round(time.perf_counter() - started, 2),
+    })
+    return StageResult(compressed, record)

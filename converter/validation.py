@@ -1,0 +1,116 @@
+"""`tflm-kit validate`: any int8/int16x8 .tflite, runtime against runtime and against its float model."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .compare import compare_outputs
+from .divergence import compare_runtimes
+from .emit.sources import resolver_ops
+from .errors import KitError
+from .fidelity import output_metrics, per_layer_sqnr
+from .isolation import check_runs_safely
+from .manifest import sha256, tool_versions
+from .runtimes import dequantize, quantize, run_litert, run_tflm
+from .tflite_model import ModelInfo, read_graph, read_model
+
+
+def _read_data(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    if not path.is_file():
+        raise KitError(f"data file {path} does not exist", "give an .npz with the inputs under 'x' (labels under 'y')")
+    try:
+        archive = np.load(path, allow_pickle=False)
+        keys = archive.files
+    except Exception as exc:
+        raise KitError(f"data file {path} is not a readable .npz ({type(exc).__name__})", "save it with numpy.savez") from None
+    key = next((k for k in ("x", "input_0", "x_test", "x_eval") if k in keys), None)
+    if key is None:
+        raise KitError(f"data file {path} has no 'x' array (it has {sorted(keys)})", "store the inputs under 'x'")
+    labels = next((archive[k] for k in ("y", "y_test", "y_eval") if k in keys), None)
+    return archive[key], labels
+
+
+def model_inputs(info: ModelInfo, data: Path | None, vectors: int, seed: int):
+    """(quantized inputs, float inputs, labels, description) for the model's single input."""
+    if len(info.inputs) != 1:
+        raise KitError(f"the model has {len(info.inputs)} inputs; validate supports single-input models",
+                       "validate each input path separately")
+    tensor = info.inputs[0]
+    sample_shape = tuple(tensor.shape[1:])
+    if data is None:
+        rng = np.random.default_rng(seed)
+        if np.issubdtype(tensor.dtype, np.integer):
+            limits = np.iinfo(tensor.dtype)
+            q = rng.integers(limits.min, limits.max, (vectors, *sample_shape), endpoint=True).astype(tensor.dtype)
+        else:
+            q = rng.standard_normal((vectors, *sample_shape)).astype(tensor.dtype)
+        return q, dequantize(q, tensor), None, f"{vectors} seeded random inputs (seed {seed}; no --data given)"
+    x, labels = _read_data(Path(data))
+    if tuple(x.shape[1:]) != sample_shape:
+        raise KitError(f"data inputs have shape {tuple(x.shape[1:])} per sample but the model takes {sample_shape}",
+                       "reshape the data to the model's input shape")
+    x, labels = x[:vectors], (None if labels is None else np.asarray(labels)[:vectors])
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            raise KitError("data inputs contain NaN or infinity", "clean the data")
+        return quantize(x, tensor), x.astype(np.float32), labels, f"{len(x)} inputs from {data}"
+    if x.dtype != tensor.dtype:
+        raise KitError(f"data inputs are {x.dtype} but the model input is {tensor.dtype}",
+                       f"give float inputs (the kit quantizes them) or {tensor.dtype} inputs")
+    return x, dequantize(x, tensor), labels, f"{len(x)} inputs from {data}"
+
+
+def _float_outputs(float_model: Path, float_inputs: np.ndarray):
+    """(outputs, keras model or None) of the float reference model."""
+    if float_model.suffix == ".tflite":
+        return run_litert(float_model.read_bytes(), [float_inputs], reference_kernels=True)[0], None
+    from .model_source import load_file_model
+
+    keras_model = load_file_model(float_model)
+    return np.asarray(keras_model.predict(float_inputs, verbose=0)), keras_model
+
+
+def validate_model(model_path: Path, data: Path | None = None, float_model: Path | None = None,
+                   vectors: int = 100, seed: int = 0, log: Callable[[str], None] = print) -> dict:
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise KitError(f"model {model_path} does not exist", "give the path of a .tflite file")
+    started = time.perf_counter()
+    model_bytes = model_path.read_bytes()
+    info, graph = read_model(model_bytes), read_graph(model_bytes)
+    resolver_ops(info)  # names any operator TFLM has no kernel for
+    log("trying the model once in a separate process")
+    check_runs_safely(model_bytes)
+    inputs, float_inputs, labels, source = model_inputs(info, data, vectors, seed)
+    log(f"running {len(inputs)} vectors on TFLM and LiteRT (outputs)")
+    golden = run_tflm(model_bytes, info, [inputs])
+    outputs = {
+        "tflm_vs_litert_reference": compare_outputs(golden, run_litert(model_bytes, [inputs], reference_kernels=True)),
+        "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(model_bytes, [inputs], reference_kernels=False)),
+    }
+    log("locating differences operator by operator")
+    operators = compare_runtimes(model_bytes, graph, [inputs])
+    report = {
+        "model": {"file": str(model_path), "bytes": len(model_bytes), "sha256": sha256(model_bytes),
+                  "operators": info.operator_counts,
+                  "inputs": [t.as_dict() for t in info.inputs], "outputs": [t.as_dict() for t in info.outputs]},
+        "data": source,
+        "tools": tool_versions(),
+        "outputs": outputs,
+        "operators": operators,
+    }
+    if float_model is not None:
+        log(f"comparing with the float model {float_model}")
+        reference, keras_model = _float_outputs(Path(float_model), float_inputs)
+        quantized = dequantize(golden[0], info.outputs[0])
+        report["fidelity"] = output_metrics(reference, quantized, labels)
+        if keras_model is not None:
+            from .divergence import tflm_tensors
+
+            report["per_layer_sqnr"] = per_layer_sqnr(keras_model, graph, float_inputs,
+                                                      tflm_tensors(model_bytes, graph, [inputs]))
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return report
