@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .errors import KitError
+from .errors import CheckFailed, KitError
 from .native_output import captured_fds
 
 
@@ -30,7 +30,7 @@ def quiet_console():
             warnings.simplefilter("ignore")
             try:
                 yield log
-            except (KitError, KeyboardInterrupt, SystemExit):
+            except (KitError, CheckFailed, KeyboardInterrupt, SystemExit):
                 raise
             except Exception:
                 console.write(traceback.format_exc())
@@ -181,6 +181,16 @@ def golden_check(golden_dir: Path, model, strict_model: bool):
         sys.exit(1)
     click.echo(f"PASS: {result['vectors']} vectors, {result['outputs']} output(s) bit-identical ({result['note']})")
 
+
+def _register_firmware_commands() -> None:
+    from .firmware import firmware_command
+    from .flash import flash_command
+
+    main.add_command(firmware_command)
+    main.add_command(flash_command)
+
+
+_register_firmware_commands()
 
 if __name__ == "__main__":
     main()

@@ -11,3 +11,7 @@ class KitError(Exception):
 
     def __str__(self) -> str:
         return f"{self.problem} — fix: {self.fix}" if self.fix else self.problem
+
+
+class CheckFailed(Exception):
+    """A check ran and found a difference (e.g. changed golden outputs): a result, not a crash."""

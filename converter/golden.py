@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KitError
+from .errors import CheckFailed, KitError
 from .manifest import sha256, tool_versions
 from .npz import save_npz
 from .runtimes import run_tflm
@@ -17,7 +17,7 @@ LOCK = "golden.json"
 VECTORS = "golden.npz"
 
 
-class GoldenMismatch(AssertionError):
+class GoldenMismatch(CheckFailed):
     """A model no longer reproduces its golden outputs; the message names the first differing value."""
 
 
@@ -77,8 +77,8 @@ def first_mismatch(expected: list[np.ndarray], actual: list[np.ndarray]) -> str 
         if differs.any():
             vector = int(np.argmax(differs.any(axis=1)))
             index = int(np.argmax(e2[vector] != a2[vector])) if e2.dtype == a2.dtype else 0
-            return (f"vector {vector} output {j} index {index}: expected {e2[vector, index]!r}, "
-                    f"got {a2[vector, index]!r} ({int(np.count_nonzero(differs))} of {differs.size} values differ)")
+            return (f"vector {vector} output {j} index {index}: expected {e2[vector, index].item()!r}, "
+                    f"got {a2[vector, index].item()!r} ({int(np.count_nonzero(differs))} of {differs.size} values differ)")
     return None
 
 
