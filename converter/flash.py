@@ -28,6 +28,10 @@ RUN_TIMEOUT_S = 300
 _OUT = re.compile(r"^OUT (\d+) (\d+) (\d+) ([0-9a-f]*)$")
 _SUMMARY = re.compile(r"^(PASS|FAIL) (\d+)/(\d+)")
 _ARENA = re.compile(r"^ARENA used (\d+) of (\d+) bytes$")
+_TICKS = re.compile(r"^TICKS (\d+) (\d+)$")
+# cortex-m-qemu runs with -icount shift=0 (1 instruction per virtual ns) and MPS2's SysTick
+# counts at 25 MHz: one tick is 40 instructions.
+INSTRUCTIONS_PER_QEMU_TICK = 40
 
 
 @dataclass
@@ -38,6 +42,7 @@ class SelfTest:
     arena_used: int | None = None
     arena_size: int | None = None
     outputs: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (vector, output) -> bytes
+    ticks: dict[int, int] = field(default_factory=dict)  # vector -> SysTick ticks of its Invoke()
     failures: list[str] = field(default_factory=list)
     log: str = ""
 
@@ -56,6 +61,8 @@ def parse_selftest(text: str) -> SelfTest:
             result.passed, result.total = int(m.group(2)), int(m.group(3))
         elif m := _ARENA.match(line):
             result.arena_used, result.arena_size = int(m.group(1)), int(m.group(2))
+        elif m := _TICKS.match(line):
+            result.ticks[int(m.group(1))] = int(m.group(2))
     for key, parts in chunks.items():
         result.outputs[key] = b"".join(parts[o] for o in sorted(parts))
     return result
@@ -140,6 +147,8 @@ def flash(project: Path, tflm_root: str | None = None) -> dict:
         return {"board": record["board"], "ran": True, "pass": result.ok and not diffs
                 and record["exit_status"] == 0, "passed": result.passed, "total": result.total,
                 "arena_used_bytes": result.arena_used, "failures": result.failures,
+                "instructions_per_inference": (int(np.median(list(result.ticks.values()))) * INSTRUCTIONS_PER_QEMU_TICK
+                                               if result.ticks else None),
                 "golden_differences": diffs, "exit_status": record["exit_status"]}
     tool, cmd, install = _board_command(record)
     if shutil.which(tool) is None:
@@ -174,6 +183,9 @@ def flash_command(project: Path, board: str | None, tflm_root: str | None) -> No
     if "passed" in s:
         click.echo(f"{s['board']}: {'PASS' if s['pass'] else 'FAIL'} {s['passed']}/{s['total']}"
                    f" vectors, arena used {s['arena_used_bytes']} bytes")
+        if s.get("instructions_per_inference"):
+            click.echo(f"  about {s['instructions_per_inference']:,} instructions per inference "
+                       "(QEMU -icount, median over the golden vectors)")
         for line in s["failures"] + s["golden_differences"]:
             click.echo(f"  {line}")
     if not s["pass"]:

@@ -188,4 +188,7 @@ def test_cortex_m_qemu_firmware_is_bit_exact(demo_dir, tmp_path):
             pytest.skip(f"needs {tool} ({how})")
     project = tmp_path / "qemu"
     render_firmware("cortex-m-qemu", demo_dir, project)
-    _assert_bit_exact(flash(project, str(root)), demo_dir)
+    summary = flash(project, str(root))
+    _assert_bit_exact(summary, demo_dir)
+    # Reported, not asserted against a budget: the instruction count comes from SysTick under -icount.
+    assert summary["instructions_per_inference"] > 0
