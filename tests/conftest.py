@@ -65,6 +65,15 @@ def demo_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def ic_dir(shared_data, tmp_path_factory) -> Path:
+    """The MLPerf Tiny IC ResNet-8, converted once with PTQ calibrated on real CIFAR-10."""
+    out = tmp_path_factory.mktemp("ic") / "mlperf_ic"
+    result = run_kit("convert", REPO / "models/recipes/mlperf_ic.yaml", "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
 def cxx() -> str:
     compiler = shutil.which("g++") or shutil.which("c++")
     if compiler is None:

@@ -89,6 +89,14 @@ def test_every_board_renders(board, demo_dir, tmp_path):
             yaml.safe_load((out / rel).read_text())
 
 
+@pytest.mark.parametrize("board", list_boards())
+def test_every_board_renders_the_mlperf_resnet(board, ic_dir, tmp_path):
+    record = render_firmware(board, ic_dir, tmp_path / "proj")
+    assert record["name"] == "mlperf_ic" and record["golden_count"] == 10
+    main_sources = [f for f in record["files"] if f.endswith((".cc", ".cpp", ".ino")) and "golden" not in f]
+    assert any("namespace model = mlperf_ic_model;" in (tmp_path / "proj" / f).read_text() for f in main_sources)
+
+
 def test_render_refuses_a_model_that_does_not_fit(demo_dir, tmp_path):
     big = tmp_path / "big"
     shutil.copytree(demo_dir, big)
