@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # Real models and data used by the MLPerf Tiny recipes, the slow tests and the benchmark.
 export TFLM_KIT_SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test test-slow test-all clean
+.PHONY: demo test test-slow test-all bench clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: tflm-kit needs Python 3.11 (TensorFlow 2.21 + TF-MOT) — fix: run make with PYTHON=python3.11")'
@@ -28,6 +28,10 @@ test-slow: $(INSTALLED)
 
 test-all: $(INSTALLED)
 	$(BIN)/python -m pytest -m ''
+
+# The kit against the MLPerf Tiny reference models: bench/results.md, results.csv, results.png.
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf build .pytest_cache tflm_kit.egg-info

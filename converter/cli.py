@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -41,6 +42,14 @@ def quiet_console():
         console.close()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so the same cleanup (staging folder removed) runs."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def _fail(error: KitError) -> None:
     click.echo(f"error: {error}", err=True)
     sys.exit(2)
@@ -53,6 +62,8 @@ def main():
     # The kit trains small models on the CPU; keeping TensorFlow off a GPU makes runs
     # reproducible and silences CUDA probing on machines without one.
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    # CI runners and process managers stop jobs with SIGTERM, whose default kills without cleanup.
+    signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 @main.command()
@@ -69,9 +80,9 @@ def convert(recipe: Path, out: Path, force: bool):
             manifest = run_conversion(load_recipe(recipe), out, force=force, log=log)
     except KitError as error:
         _fail(error)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         click.echo("interrupted: nothing was written to the output directory", err=True)
-        sys.exit(130)
+        sys.exit(143 if isinstance(interrupt, Terminated) else 130)
     summary = manifest["summary"]
     exact = manifest["validation"]["tflm_vs_c_array"]
     click.echo(f"artifacts: {out}/  (report: {out / 'report.md'})")
@@ -139,11 +150,11 @@ def golden_record(model: Path, data, out: Path, vectors: int, seed: int, force: 
     from . import golden as golden_module
     from .outdir import check_output_path, staged_output
     from .runtimes import run_tflm
-    from .tflite_model import read_model
+    from .tflite_model import check_deployable, read_model
     from .validation import model_inputs
 
     try:
-        check_output_path(out, force)
+        check_output_path(out, force, inputs=(model,))
         if not model.is_file():
             raise KitError(f"model {model} does not exist", "give the path of a .tflite file")
         with quiet_console():
@@ -152,6 +163,7 @@ def golden_record(model: Path, data, out: Path, vectors: int, seed: int, force: 
             from .emit.sources import resolver_ops
             from .isolation import check_runs_safely
 
+            check_deployable(model_bytes)
             resolver_ops(info)
             check_runs_safely(model_bytes)
             inputs, _, _, source = model_inputs(info, data, vectors, seed)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -27,8 +28,24 @@ def check_output_path(out: Path, force: bool, inputs: tuple[Path, ...] = ()) -> 
     parent = out.resolve().parent
     while not parent.exists():
         parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise KitError(f"cannot write under {parent}", "choose an output directory you can write to")
+    # Probe with a real folder: os.access says yes to root even on a read-only file system.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tflm-kit-probe-", dir=parent))
+    except OSError as exc:
+        raise KitError(f"cannot write under {parent} ({exc.strerror})",
+                       "choose an output directory you can write to") from None
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Hold SIGINT/SIGTERM for the two renames of a swap: between them `out` is briefly absent,
+    and an interrupt there would leave neither the old output nor the new one in place."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
@@ -37,15 +54,16 @@ def staged_output(out: Path):
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    retired = None
     try:
         yield staging
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, retired / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
+        with _signals_held():
+            if out.exists():
+                retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                os.replace(out, retired / out.name)
             os.replace(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if retired is not None and out.exists():
+            shutil.rmtree(retired, ignore_errors=True)

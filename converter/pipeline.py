@@ -26,7 +26,7 @@ from .runtimes import quantize, run_litert, run_tflm
 from .stages import compress as compress_stage
 from .stages import quantize as quantize_stage
 from .stages import stage_runner
-from .tflite_model import ModelInfo, read_model
+from .tflite_model import ModelInfo, check_deployable, read_model
 from .compare import bit_exact, compare_outputs
 
 
@@ -110,6 +110,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
         if compressed.model != model_bytes:
             uncompressed, model_bytes = model_bytes, compressed.model
     info = read_model(model_bytes)
+    check_deployable(model_bytes, require_int8=True)  # no float ops, int64, dynamic shapes left
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
     _check_labels(data.labels, info)
 

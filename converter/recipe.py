@@ -127,6 +127,16 @@ class ClusterSettings(_Strict):
     learning_rate: float = Field(1e-4, gt=0)
 
 
+class QatSettings(_Strict):
+    """Quantization-aware fine-tuning (TF-MOT); the schemes keep pruning and/or clustering."""
+
+    scheme: Literal["default", "prune_preserve", "cluster_preserve", "prune_cluster_preserve"] = "default"
+    epochs: int = Field(1, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    loss: LOSSES = "sparse_categorical_crossentropy"
+
+
 class QuantizeSettings(_Strict):
     mode: Literal["int8"] = "int8"
     int8_io: bool = True
@@ -149,6 +159,7 @@ class Stage(_Strict):
     train: Optional[TrainSettings] = None
     prune: Optional[PruneSettings] = None
     cluster: Optional[ClusterSettings] = None
+    qat: Optional[QatSettings] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -172,7 +183,7 @@ class Stage(_Strict):
         return getattr(self, self.kind)
 
 
-STAGE_KINDS = ("train", "prune", "cluster")
+STAGE_KINDS = ("train", "prune", "cluster", "qat")
 
 
 class GoldenSettings(_Strict):

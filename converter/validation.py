@@ -15,7 +15,7 @@ from .fidelity import output_metrics, per_layer_sqnr
 from .isolation import check_runs_safely
 from .manifest import sha256, tool_versions
 from .runtimes import dequantize, quantize, run_litert, run_tflm
-from .tflite_model import ModelInfo, read_graph, read_model
+from .tflite_model import ModelInfo, check_deployable, read_graph, read_model
 
 
 def _read_data(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -49,6 +49,8 @@ def model_inputs(info: ModelInfo, data: Path | None, vectors: int, seed: int):
             q = rng.standard_normal((vectors, *sample_shape)).astype(tensor.dtype)
         return q, dequantize(q, tensor), None, f"{vectors} seeded random inputs (seed {seed}; no --data given)"
     x, labels = _read_data(Path(data))
+    if len(x) == 0:
+        raise KitError(f"data file {data} has no inputs (0 samples)", "give at least one input sample")
     if tuple(x.shape[1:]) != sample_shape:
         raise KitError(f"data inputs have shape {tuple(x.shape[1:])} per sample but the model takes {sample_shape}",
                        "reshape the data to the model's input shape")
@@ -81,6 +83,7 @@ def validate_model(model_path: Path, data: Path | None = None, float_model: Path
     started = time.perf_counter()
     model_bytes = model_path.read_bytes()
     info, graph = read_model(model_bytes), read_graph(model_bytes)
+    check_deployable(model_bytes)  # unsupported ops (with alternatives), types, dynamic shapes, float ops
     resolver_ops(info)  # names any operator TFLM has no kernel for
     log("trying the model once in a separate process")
     check_runs_safely(model_bytes)

@@ -6,9 +6,10 @@ weight. TFLM's LUT compression (`tflite_micro.compression`) stores such a tensor
 into value tables and inserts a `TFLM_DECODE` operator that expands it into the arena just before
 its consumer runs. This stage:
 
-- picks every constant INT8 tensor whose distinct values fit an index width below 8 bits
-  (per tensor, or per channel along axis 0 or the last axis), at the smallest width its values
-  allow, choosing the layout with the fewest bytes, and only when that saves bytes;
+- picks every constant INT8 tensor whose distinct values fit an index width below 8 bits, at the
+  smallest width its values allow, with one value table per quantization channel (per-channel
+  weights) or one for the tensor (per-tensor weights) -- the layout TFLM's decoder reads -- and
+  only when that saves bytes;
 - compresses them with `tflite_micro.compression.compress`;
 - runs the compressed and the uncompressed model on TFLM over real inputs and fails unless every
   output byte is identical (the pipeline checks the golden vectors again).
@@ -72,14 +73,28 @@ def lut_bytes(elements: int, bits: int, tables: int, table_len: int, itemsize: i
     return (elements * bits + 7) // 8 + DCM_BYTES + tables * table_len * itemsize
 
 
-def layouts(array: np.ndarray) -> list[tuple[int | None, int, int]]:
-    """(axis, tables, largest table) for per-tensor and the per-channel axes TFLM's kernels accept."""
-    options = [(None, 1, len(np.unique(array)))]
-    axes = sorted({0, array.ndim - 1}) if array.ndim > 1 else []
-    for axis in axes:
-        slices = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
-        options.append((axis, slices.shape[0], max(len(np.unique(s)) for s in slices)))
-    return options
+def quantization_channels(tensor) -> tuple[int, int | None]:
+    """(number of scales, quantized axis) of a model_editor tensor; (1, None) when per tensor."""
+    quant = tensor.quantization
+    scales = getattr(quant, "scales", None)
+    count = len(scales) if isinstance(scales, (list, tuple, np.ndarray)) else 1
+    return count, (getattr(quant, "axis", None) or 0) if count > 1 else None
+
+
+def layout(array: np.ndarray, channels: int, axis: int | None) -> tuple[int | None, int, int] | None:
+    """(axis, tables, largest table) that TFLM's DECODE kernel reads for this tensor, or None.
+
+    The LUT decoder (decode_state_lut.cc, checked at TFLM 90b983c) ignores the axis written in the
+    ancillary data: it keeps one value table per quantization scale, along the quantized dimension,
+    which must be 0 or the last axis. A per-tensor table on a per-channel-quantized tensor is
+    accepted by the compressor but decoded wrongly, so the layout follows the quantization.
+    """
+    if axis is None or channels <= 1:
+        return None, 1, len(np.unique(array))
+    if axis not in (0, array.ndim - 1) or array.shape[axis] != channels:
+        return None
+    slices = np.moveaxis(array, axis, 0).reshape(channels, -1)
+    return axis, channels, max(len(np.unique(s)) for s in slices)
 
 
 def plan(model_bytes: bytes, max_bits: int = MAX_LUT_BITS) -> tuple[list[LutChoice], list[dict]]:
@@ -111,19 +126,18 @@ def plan(model_bytes: bytes, max_bits: int = MAX_LUT_BITS) -> tuple[list[LutChoi
             elif not consumers:
                 reason = "no operator reads it"
             best = None
-            if reason is None:
-                for axis, tables, table_len in layouts(array):
-                    bits = index_bits(table_len)
-                    if bits > max_bits:
-                        continue
-                    size = lut_bytes(array.size, bits, tables, table_len, array.itemsize)
-                    if best is None or (size, bits) < (best.bytes_after, best.bits):
-                        best = LutChoice(s, t, name, tuple(int(d) for d in array.shape), consumers,
-                                         int(len(np.unique(array))), table_len, axis, bits, before, size)
-                if best is None:
-                    reason = f"too many distinct values for a {max_bits}-bit index"
-                elif best.bytes_after >= before:
-                    reason = f"LUT would not shrink it ({before} -> {best.bytes_after} B)"
+            if reason is None and (chosen_layout := layout(array, *quantization_channels(tensor))) is None:
+                reason = "its quantization axis is neither the first nor the last (TFLM's decoder needs one of them)"
+            elif reason is None:
+                axis, tables, table_len = chosen_layout
+                bits = index_bits(table_len)
+                size = lut_bytes(array.size, bits, tables, table_len, array.itemsize)
+                best = LutChoice(s, t, name, tuple(int(d) for d in array.shape), consumers,
+                                 int(len(np.unique(array))), table_len, axis, bits, before, size)
+                if bits > max_bits:
+                    reason = f"{table_len} distinct values need a {bits}-bit index (max_index_bits: {max_bits})"
+                elif size >= before:
+                    reason = f"LUT would not shrink it ({before} -> {size} B)"
             if reason is None:
                 chosen.append(best)
             else:
@@ -169,6 +183,16 @@ def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int
         return StageResult(model_bytes, record)
 
     compressed = compress_bytes(model_bytes, choices)
+    if len(compressed) >= len(model_bytes):
+        # DECODE operators, the new tensors and buffer alignment cost bytes of their own; seen on
+        # the MLPerf KWS DS-CNN at 16 clusters: tensors 19,712 -> 15,264 B, model 48,480 -> 49,328 B.
+        record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": skipped,
+                       "rejected": [c.as_dict() for c in choices], "verification": None,
+                       "seconds": round(time.perf_counter() - started, 2),
+                       "note": f"LUT compression would grow the model ({len(model_bytes)} -> {len(compressed)} B: "
+                               "DECODE operators and tensor metadata outweigh the index savings); "
+                               "the model is unchanged"})
+        return StageResult(model_bytes, record)
     info, compressed_info = read_model(model_bytes), read_model(compressed)
     x, source = verification_inputs(data, settings.verify_samples)
     inputs = [quantize(x, info.inputs[0])]

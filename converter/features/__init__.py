@@ -1,0 +1,1 @@
+"""Input front-ends that turn raw sensor data into the features a model was trained on."""
