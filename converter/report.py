@@ -37,6 +37,14 @@ def render_report(manifest: dict) -> str:
             notes = f"≤ {worst} distinct values per channel"
             if record.get("notes"):
                 notes += f"; {len(record['notes'])} layer(s) left as they were (no more weights per channel than clusters)"
+        if record["stage"] == "compress":
+            tensors = record.get("tensors") or []
+            if tensors:
+                bits = sorted({t.get("index_bits") for t in tensors if t.get("index_bits")})
+                notes = (f"{len(tensors)} tensors LUT-compressed ({'/'.join(map(str, bits))}-bit indices), "
+                         f"model {record['bytes_before']:,} → {record['bytes_after']:,} B")
+            else:
+                notes = record.get("note", "")
         if record["stage"] == "quantize":
             notes = f"{record['tflite_bytes']:,} B, {record['calibration_samples_used']} calibration samples"
         sparsity = record.get("sparsity_after")
