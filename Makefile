@@ -29,9 +29,11 @@ test-slow: $(INSTALLED)
 test-all: $(INSTALLED)
 	$(BIN)/python -m pytest -m ''
 
-# The kit against the MLPerf Tiny reference models: bench/results.md, results.csv, results.png.
+# The kit against the MLPerf Tiny reference models: bench/results.md, results.csv, results.png,
+# and the time to validate 1,000 KWS inputs: bench/validate_kws.md.
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.validate_kws
 
 clean:
 	rm -rf build .pytest_cache tflm_kit.egg-info
