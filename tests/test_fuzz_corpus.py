@@ -1,0 +1,51 @@
+"""Replay the fuzz regression corpus (tools/fuzz_tflite.py, tools/fuzz_recipe.py; docs/robustness.md).
+
+Every case must end as recorded: accepted, or one KitError line (number-blanked problem in
+expected.json). Cases the structural checks accept are also run in the isolation child, where a
+runtime crash must come back as a KitError, never take this process down.
+"""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from converter.errors import KitError
+from converter.isolation import check_runs_safely
+from converter.recipe import load_recipe
+from converter.tflite_model import check_deployable, read_graph, read_model
+
+CORPUS = Path(__file__).parent / "fuzz_corpus"
+TFLITE = json.loads((CORPUS / "tflite" / "expected.json").read_text())
+RECIPES = json.loads((CORPUS / "recipe" / "expected.json").read_text())
+
+
+def problem(error: KitError, path: Path | None = None) -> str:
+    text = error.problem.replace(str(path), "<file>") if path else error.problem
+    return re.sub(r"\d+", "#", text)[:60]
+
+
+@pytest.mark.parametrize("name", sorted(TFLITE))
+def test_tflite_case_ends_as_recorded(name):
+    data = (CORPUS / "tflite" / name).read_bytes()
+    try:
+        read_model(data)
+        read_graph(data)
+        check_deployable(data)
+        check_runs_safely(data, timeout=60)
+        got = "ok"
+    except KitError as error:
+        assert "\n" not in str(error)
+        got = problem(error)
+    assert got == TFLITE[name]
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_case_ends_as_recorded(name):
+    try:
+        load_recipe(CORPUS / "recipe" / name)
+        got = "ok"
+    except KitError as error:
+        assert "\n" not in str(error)
+        got = problem(error, CORPUS / "recipe" / name)
+    assert got == RECIPES[name]
