@@ -86,9 +86,9 @@ def convert(recipe: Path, out: Path, force: bool):
     summary = manifest["summary"]
     exact = manifest["validation"]["tflm_vs_c_array"]
     click.echo(f"artifacts: {out}/  (report: {out / 'report.md'})")
-    click.echo(f"model: {summary['model_bytes']:,} bytes int8   tensor arena: {summary['tensor_arena_size']:,} bytes "
+    click.echo(f"model: {summary['model_bytes']:,} bytes {summary['mode']}   tensor arena: {summary['tensor_arena_size']:,} bytes "
                f"({summary['arena_measured']:,} measured on host)")
-    click.echo(f"quality: float {summary['float_quality']} -> int8 on TFLM {summary['int8_quality']}")
+    click.echo(f"quality: float {summary['float_quality']} -> {summary['mode']} on TFLM {summary['quantized_quality']}")
     click.echo(f"bit-exact on TFLM (C array vs golden): {exact['equal']}/{exact['total']}")
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
         result = manifest["validation"][pair]

@@ -1,4 +1,4 @@
-"""One conversion run: recipe -> stages -> int8 .tflite -> validated artifacts in --out."""
+"""One conversion run: recipe -> stages -> quantized .tflite -> validated artifacts in --out."""
 from __future__ import annotations
 
 import json
@@ -26,6 +26,7 @@ from .runtimes import quantize, run_litert, run_tflm
 from .stages import compress as compress_stage
 from .stages import quantize as quantize_stage
 from .stages import stage_runner
+from .stages.distill import resolve_builder
 from .tflite_model import ModelInfo, check_deployable, read_model
 from .compare import bit_exact, compare_outputs
 
@@ -95,9 +96,13 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
     total = len(recipe.stages) + 1 + (recipe.compress is not None)
     for number, stage in enumerate(recipe.stages, start=1):
         log(f"stage {number}/{total}: {stage.kind}")
-        result = stage_runner(stage.kind)(model, stage.settings, data, recipe.seed)
+        settings = stage.settings
+        if stage.kind == "distill":  # the student builder's path is relative to the recipe
+            settings = settings.model_copy(update={"student_builder": resolve_builder(settings.student_builder,
+                                                                                      recipe.base_dir)})
+        result = stage_runner(stage.kind)(model, settings, data, recipe.seed)
         model, records = result.model, records + [result.record]
-    log(f"stage {len(recipe.stages) + 1}/{total}: quantize (int8, "
+    log(f"stage {len(recipe.stages) + 1}/{total}: quantize ({recipe.quantize.mode}, "
         f"{min(recipe.quantize.calibration_samples, len(data.x_calibration))} calibration samples)")
     quantized = quantize_stage.run(model, recipe.quantize, data, recipe.seed)
     records.append(quantized.record)
@@ -110,7 +115,8 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
         if compressed.model != model_bytes:
             uncompressed, model_bytes = model_bytes, compressed.model
     info = read_model(model_bytes)
-    check_deployable(model_bytes, require_int8=True)  # no float ops, int64, dynamic shapes left
+    # no float ops (unless float16 was asked for), int64, dynamic shapes left
+    check_deployable(model_bytes, require_int8=recipe.quantize.mode != "float16")
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
     _check_labels(data.labels, info)
 
@@ -127,7 +133,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
     validation = _validate(model_bytes, info, inputs, golden, sources["model_data.cc"], recipe.name, uncompressed)
 
     float_quality = quantize_record["quality_before"].get("eval_accuracy")
-    int8_quality = quantize_record["quality_after"].get("eval_accuracy")
+    quantized_quality = quantize_record["quality_after"].get("eval_accuracy")
     content = {
         "name": recipe.name,
         "tools": tool_versions(),
@@ -144,7 +150,8 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
             "model_bytes": len(model_bytes), "operators": list(info.operators), "arena_measured": arena_measured,
             "tensor_arena_size": arena_size, "arena_margin_percent": round(recipe.arena_margin * 100),
             "float_quality": "—" if float_quality is None else f"{float_quality:.2%}",
-            "int8_quality": "—" if int8_quality is None else f"{int8_quality:.2%}",
+            "quantized_quality": "—" if quantized_quality is None else f"{quantized_quality:.2%}",
+            "mode": recipe.quantize.mode,
             "golden_vectors": int(len(inputs[0])), "golden_source": golden_source,
             "bit_exact_on_tflm": bit_exact(validation["tflm_vs_c_array"]),
         },

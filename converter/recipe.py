@@ -10,7 +10,7 @@ import keyword
 import os
 import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -119,6 +119,8 @@ class PruneSettings(_Strict):
 class ClusterSettings(_Strict):
     loss: LOSSES = "sparse_categorical_crossentropy"
     clusters: int = Field(16, ge=2, le=256)
+    per_layer: dict[str, Annotated[int, Field(ge=2, le=256)]] = Field(
+        default_factory=dict, description="layer name -> its own cluster count (others get 'clusters')")
     per_channel: bool = True
     preserve_sparsity: bool = True
     centroid_init: Literal["kmeans_plus_plus", "linear", "density_based", "random"] = "kmeans_plus_plus"
@@ -137,9 +139,22 @@ class QatSettings(_Strict):
     loss: LOSSES = "sparse_categorical_crossentropy"
 
 
+class DistillSettings(_Strict):
+    """Knowledge distillation: train a (smaller) student on the current model's softened outputs.
+    The student then replaces the model for the stages after this one."""
+
+    student_builder: str = Field(description="'file.py:function' (relative to the recipe) or 'module:function'")
+    builder_args: dict = Field(default_factory=dict)
+    temperature: float = Field(4.0, gt=0, le=100)
+    alpha: float = Field(0.1, ge=0.0, le=1.0, description="weight of the hard-label loss; 1 - alpha on the teacher's")
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+
+
 class QuantizeSettings(_Strict):
-    mode: Literal["int8"] = "int8"
-    int8_io: bool = True
+    mode: Literal["int8", "int16x8", "float16"] = "int8"
+    int8_io: bool = Field(True, description="integer input/output tensors (int16 for int16x8); else float32")
     per_channel: bool = True
     calibration_samples: int = Field(200, ge=1, le=100_000)
 
@@ -160,6 +175,7 @@ class Stage(_Strict):
     prune: Optional[PruneSettings] = None
     cluster: Optional[ClusterSettings] = None
     qat: Optional[QatSettings] = None
+    distill: Optional[DistillSettings] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -183,7 +199,7 @@ class Stage(_Strict):
         return getattr(self, self.kind)
 
 
-STAGE_KINDS = ("train", "prune", "cluster", "qat")
+STAGE_KINDS = ("train", "prune", "cluster", "qat", "distill")
 
 
 class GoldenSettings(_Strict):

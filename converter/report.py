@@ -18,11 +18,11 @@ def render_report(manifest: dict) -> str:
     lines = [
         f"# {manifest['name']}: tflm-kit conversion report",
         "",
-        f"- Model: **{summary['model_bytes']:,} bytes** int8 flatbuffer; operators: {', '.join(summary['operators'])}",
+        f"- Model: **{summary['model_bytes']:,} bytes** {summary['mode']} flatbuffer; operators: {', '.join(summary['operators'])}",
         f"- Tensor arena: **{summary['tensor_arena_size']:,} bytes** in `kTensorArenaSize` "
         f"({summary['arena_measured']:,} B measured on the host with TFLM + {summary['arena_margin_percent']}% margin; "
         "an upper estimate for a 32-bit MCU)",
-        f"- Quality on the eval set: float {summary['float_quality']}, int8 on TFLM {summary['int8_quality']}",
+        f"- Quality on the eval set: float {summary['float_quality']}, {summary['mode']} on TFLM {summary['quantized_quality']}",
         f"- Golden vectors: {summary['golden_vectors']} ({summary['golden_source']})",
         "",
         "## Stages",

@@ -50,11 +50,11 @@ def run_tflm(model_bytes: bytes, info: ModelInfo, inputs: list[np.ndarray], aren
                 for j in range(len(outputs)):
                     outputs[j][v] = interpreter.get_output(j).reshape(outputs[j][v].shape)
         except RuntimeError as exc:
-            failure = exc
+            # read TFLM's message while the capture file is still open
+            failure, detail = exc, " ".join(printed().split())[-300:]
         else:
             failure = None
     if failure is not None:
-        detail = " ".join(printed().split())[-300:]
         raise KitError(f"TFLM failed to run the model: {failure}. {detail}",
                        "check that every operator is supported by TFLM") from None
     return outputs

@@ -213,3 +213,30 @@ def test_a_model_that_would_grow_is_left_unchanged(tiny, monkeypatch):
     monkeypatch.setattr(compress_stage, "compress_bytes", lambda b, c: real(b, c) + bytes(len(b)))
     result = compress_stage.run(model_bytes, CompressSettings(), data)
     assert result.model == model_bytes and "would grow" in result.record["note"] and result.record["rejected"]
+
+
+def test_per_layer_cluster_counts(tiny):
+    """cluster.per_layer gives a layer its own count; the others keep `clusters`."""
+    from converter.recipe import ClusterSettings, TrainSettings
+    from converter.stages import cluster, train
+    from converter.weights import weight_stats
+
+    _, data = tiny
+    model = train.run(tiny_classifier(), TrainSettings(epochs=2, learning_rate=0.01), data).model
+    settings = ClusterSettings(clusters=16, per_layer={"hidden": 3, "logits": 5}, per_channel=False,
+                               preserve_sparsity=False, epochs=1)
+    result = cluster.run(model, settings, data)
+    unique = {row["layer"]: row["unique_values"] for row in weight_stats(result.model)}
+    assert unique["hidden"] <= 3 and unique["logits"] <= 5
+    assert 5 < unique["conv"] <= 16
+    assert result.record["clusters_per_layer"] == {"conv": 16, "hidden": 3, "logits": 5}
+    # the quantized, compressed model stores the 3-value layer with 2-bit indices
+    compressed = compress_stage.run(_quantized(result.model, data), CompressSettings(), data).record
+    bits = {row["name"].split("/")[1]: row["index_bits"] for row in compressed["tensors"]}
+    assert bits["hidden"] == 2
+
+    with pytest.raises(KitError, match="per_layer names layer.s. nope"):
+        cluster.run(model, settings.model_copy(update={"per_layer": {"nope": 4}}), data)
+    with pytest.raises(KitError, match=r"stages\[0\]\.cluster\.per_layer\.hidden"):
+        parse_recipe({"name": "m", "model": {"path": "m.h5"}, "data": {"npz": "d.npz"},
+                      "stages": [{"cluster": {"per_layer": {"hidden": 1}}}]})

@@ -26,7 +26,7 @@ def test_default_recipe_loads_with_its_stages_in_order():
     (with_changes(stages=[{"prune": {"schedule": "cubic"}}]), "'stages[0].prune.schedule' = 'cubic'"),
     (with_changes(stages=[{"cluster": {"clusters": 1}}]), "'stages[0].cluster.clusters' = 1"),
     (with_changes(stages=[{"cluster": {"clusters": "many"}}]), "'stages[0].cluster.clusters' = 'many'"),
-    (with_changes(stages=[{"distill": {}}]), "'stages[0].distill' is not a known field"),
+    (with_changes(stages=[{"finetune": {}}]), "'stages[0].finetune' is not a known field"),
     (with_changes(golden={"vectors": 0}), "'golden.vectors' = 0"),
     (with_changes(name="class"), "is a C/C++ keyword"),
     (with_changes(name="3d_model"), "must be a C identifier"),

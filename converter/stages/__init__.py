@@ -40,6 +40,7 @@ def timed_keras_stage(kind: str, transform: Callable, model, settings, data: Dat
 
 
 def stage_runner(kind: str) -> Callable[..., StageResult]:
-    from . import cluster, prune, qat, train
+    from . import cluster, distill, prune, qat, train
 
-    return {"train": train.run, "prune": prune.run, "cluster": cluster.run, "qat": qat.run}[kind]
+    return {"train": train.run, "prune": prune.run, "cluster": cluster.run, "qat": qat.run,
+            "distill": distill.run}[kind]
