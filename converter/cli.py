@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from . import progress
 from .errors import CheckFailed, KitError
 from .native_output import captured_fds
 
@@ -29,6 +30,7 @@ def quiet_console():
     try:
         with captured_fds(1, 2) as printed, warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            progress.listen(log)
             try:
                 yield log
             except (KitError, CheckFailed, KeyboardInterrupt, SystemExit):
@@ -39,6 +41,7 @@ def quiet_console():
                 console.write("error: unexpected failure inside the kit — fix: please report it with the output above\n")
                 raise SystemExit(1) from None
     finally:
+        progress.listen(None)
         console.close()
 
 

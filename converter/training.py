@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import tf_env
+from . import progress, tf_env
 from .data import Dataset
 from .errors import KitError
 
@@ -37,7 +37,7 @@ def fit(model, data: Dataset, epochs: int, batch_size: int, seed: int, callbacks
                        "add x_train/y_train to the data, or remove the stage / set its epochs to 0")
     tf_env.tensorflow().keras.utils.set_random_seed(seed)
     history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
-                        callbacks=list(callbacks), verbose=0, shuffle=True)
+                        callbacks=[*callbacks, progress.epoch_callback(stage, epochs)], verbose=0, shuffle=True)
     return [float(x) for x in history.history.get("loss", [])]
 
 

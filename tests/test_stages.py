@@ -29,6 +29,18 @@ def test_train_learns_and_records_quality(trained):
     assert record["seconds"] > 0
 
 
+def test_training_reports_each_epoch_to_a_listener(data):
+    from converter import progress
+
+    heard = []
+    progress.listen(heard.append)
+    try:
+        stage_runner("train")(tiny_classifier(), TrainSettings(epochs=3), data, seed=0)
+    finally:
+        progress.listen(None)
+    assert [line.split(",")[0].strip() for line in heard] == [f"train: epoch {i}/3" for i in (1, 2, 3)]
+
+
 def test_prune_reaches_target_sparsity_and_strips_wrappers(trained, data):
     result = stage_runner("prune")(trained.model, PruneSettings(final_sparsity=0.6, epochs=2), data, seed=0)
     assert all("prune" not in type(layer).__name__.lower() for layer in result.model.layers)

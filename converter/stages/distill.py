@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import tf_env
+from .. import progress, tf_env
 from ..builders import load_function
 from ..data import Dataset
 from ..errors import KitError
@@ -101,7 +101,7 @@ def run(teacher, settings: DistillSettings, data: Dataset, seed: int = 0) -> Sta
                                            _outputs_probabilities(student), classes))
     keras.utils.set_random_seed(seed)
     history = student.fit(data.x_train, packed, epochs=settings.epochs, batch_size=settings.batch_size,
-                          verbose=0, shuffle=True)
+                          verbose=0, shuffle=True, callbacks=[progress.epoch_callback("distill", settings.epochs)])
 
     teacher_params, student_params = int(teacher.count_params()), int(student.count_params())
     weights = weight_stats(student)
