@@ -115,7 +115,7 @@ def validate(model: Path, data, float_model, out, vectors: int, seed: int, force
         if out is not None:
             check_output_path(out, force, inputs=(model,))
         with quiet_console() as log:
-            report = validation.validate_model(model, data, float_model, vectors, seed, log=log)
+            report = validation.validate_in_child(model, data, float_model, vectors, seed, log=log)
             if out is not None:
                 with staged_output(out) as staging:
                     validation_report.write(report, staging)

@@ -1,6 +1,11 @@
 """`tflm-kit validate`: any int8/int16x8 .tflite, runtime against runtime and against its float model."""
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -117,3 +122,46 @@ def validate_model(model_path: Path, data: Path | None = None, float_model: Path
                                                       tflm_tensors(model_bytes, graph, [inputs]))
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
+
+
+def validate_in_child(model_path: Path, data: Path | None = None, float_model: Path | None = None,
+                      vectors: int = 100, seed: int = 0, log: Callable[[str], None] = print) -> dict:
+    """validate_model in a child process.
+
+    The smoke run of check_runs_safely feeds zeros; the real inputs come later and can drive a
+    malformed model into a crash the zeros did not (an index read from the input, say). Here a
+    crash ends the child, and the kit reports it.
+    """
+    arguments = {"model_path": str(model_path), "data": None if data is None else str(data),
+                 "float_model": None if float_model is None else str(float_model), "vectors": vectors, "seed": seed}
+    with tempfile.TemporaryDirectory(prefix="tflm-kit-validate-") as folder:
+        report_path, errors_path = Path(folder) / "report.json", Path(folder) / "stderr.txt"
+        with open(errors_path, "w") as errors:
+            child = subprocess.Popen([sys.executable, "-m", "converter.validation", json.dumps(arguments),
+                                      str(report_path)], stdout=subprocess.PIPE, stderr=errors, text=True)
+            for line in child.stdout:
+                log(line.rstrip("\n"))
+            returncode = child.wait()
+        if returncode == 0:
+            return json.loads(report_path.read_text())
+        printed = errors_path.read_text(errors="replace")
+    if returncode < 0:
+        raise KitError(f"a runtime crashed ({signal.Signals(-returncode).name}) while validating {model_path} "
+                       "on its inputs; the model is malformed or drives a kernel out of bounds",
+                       "re-export the model; the kit's own process was not affected")
+    reported = [line.removeprefix("error: ") for line in printed.splitlines() if line.startswith("error: ")]
+    if reported:
+        problem, _, fix = reported[-1].partition(" — fix: ")
+        raise KitError(problem, fix)
+    raise KitError(f"validation failed in its child process (exit {returncode}): {' '.join(printed.split())[-300:]}",
+                   "report this with the model")
+
+
+if __name__ == "__main__":
+    arguments = json.loads(sys.argv[1])
+    try:
+        result = validate_model(**arguments, log=lambda message: print(message, flush=True))
+    except KitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    Path(sys.argv[2]).write_text(json.dumps(result))

@@ -123,3 +123,25 @@ def test_data_that_does_not_fit_the_model(tmp_path, x, expected):
     with pytest.raises(KitError) as error:
         validate_model(TINY, data=tmp_path / "d.npz", log=quiet)
     assert expected in str(error.value)
+
+
+def test_a_runtime_crash_while_validating_is_a_kit_error(tmp_path, monkeypatch):
+    """The child process dies by a signal (as a runtime would on a malformed model); the kit reports it."""
+    import converter.validation as validation
+
+    crasher = tmp_path / "crasher"
+    crasher.write_text("#!/bin/sh\necho 'running vectors'\nkill -SEGV $$\n")
+    crasher.chmod(0o755)
+    monkeypatch.setattr(validation.sys, "executable", str(crasher))
+    heard = []
+    with pytest.raises(KitError, match=r"a runtime crashed \(SIGSEGV\) while validating"):
+        validation.validate_in_child(TINY, log=heard.append)
+    assert heard == ["running vectors"]
+
+
+def test_validate_in_child_gives_the_same_report(demo_dir):
+    from converter.validation import validate_in_child
+
+    child = validate_in_child(demo_dir / "model.tflite", vectors=4, seed=1, log=quiet)
+    here = validate_model(demo_dir / "model.tflite", vectors=4, seed=1, log=quiet)
+    assert child["outputs"] == here["outputs"] and child["operators"] == here["operators"]
