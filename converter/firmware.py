@@ -20,7 +20,13 @@ import yaml
 from converter.errors import KitError
 from converter.outdir import check_output_path, staged_output
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "firmware_templates"
+def _templates_dir() -> Path:
+    """firmware_templates/ beside the package in a checkout, inside it in an installed wheel."""
+    beside = Path(__file__).resolve().parent.parent / "firmware_templates"
+    return beside if beside.is_dir() else Path(__file__).resolve().parent / "firmware_templates"
+
+
+TEMPLATES_DIR = _templates_dir()
 BOARDS_DIR = TEMPLATES_DIR / "boards"
 RECORD_NAME = ".tflm-kit-firmware.json"
 # The TFLM commit the templates were built and tested against (see converter/tflm_ops.py).
