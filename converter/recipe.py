@@ -166,6 +166,8 @@ class CompressSettings(_Strict):
     max_index_bits: int = Field(7, ge=1, le=7, description="leave tensors that need wider indices as they are")
     verify_samples: int = Field(200, ge=1, le=100_000,
                                 description="real inputs on which TFLM must give identical bytes before and after")
+    strip_metadata: bool = Field(False, description="drop what TFLM never reads: names, signatures, converter "
+                                 "metadata, repeated weight zero points, encoded tensors' quantization")
 
 
 class Stage(_Strict):

@@ -240,3 +240,73 @@ def test_per_layer_cluster_counts(tiny):
     with pytest.raises(KitError, match=r"stages\[0\]\.cluster\.per_layer\.hidden"):
         parse_recipe({"name": "m", "model": {"path": "m.h5"}, "data": {"npz": "d.npz"},
                       "stages": [{"cluster": {"per_layer": {"hidden": 1}}}]})
+
+
+@pytest.fixture(scope="module")
+def digits_stripped(tmp_path_factory) -> Path:
+    """The default recipe with `compress: {lut: true, strip_metadata: true}`."""
+    recipe = yaml.safe_load((REPO / "models/recipes/default.yaml").read_text())
+    for section in ("model", "data"):
+        recipe[section]["builder"] = str(REPO / "models/digits.py") + ":" + recipe[section]["builder"].split(":")[1]
+    recipe["compress"] = {"lut": True, "strip_metadata": True}
+    folder = tmp_path_factory.mktemp("digits_stripped")
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_kit("convert", folder / "recipe.yaml", "--out", folder / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "out"
+
+
+def test_strip_metadata_drops_what_tflm_never_reads(digits_lut, digits_stripped):
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    lut_only = (digits_lut / "model.tflite").read_bytes()
+    stripped = (digits_stripped / "model.tflite").read_bytes()
+    manifest = json.loads((digits_stripped / "manifest.json").read_text())
+    record = manifest["stages"][-1]
+    # same training seed, same LUT tensors: the bytes saved are the strip's alone
+    assert len(stripped) == record["bytes_after"] < len(lut_only)
+    assert all(saved > 0 for saved in record["strip"]["bytes_saved"].values()), record["strip"]
+
+    model = schema.ModelT.InitFromPackedBuf(stripped, 0)
+    subgraph = model.subgraphs[0]
+    ends = set(subgraph.inputs) | set(subgraph.outputs)
+    assert not model.signatureDefs and not model.description
+    assert {m.name.decode() for m in model.metadata or []}.isdisjoint(compress_stage.CONVERTER_METADATA)
+    assert all(not t.name for i, t in enumerate(subgraph.tensors) if i not in ends)
+    assert all(subgraph.tensors[i].name for i in ends)
+    per_channel = [t.quantization for t in subgraph.tensors if t.quantization is not None
+                   and t.quantization.scale is not None and len(t.quantization.scale) > 1]
+    assert per_channel and all(len(q.zeroPoint) == 1 for q in per_channel)
+
+    # the pipeline's own check, and LiteRT still validated (on the unstripped model)
+    validation = manifest["validation"]
+    assert validation["tflm_vs_tflm_uncompressed"]["equal"] == validation["tflm_vs_tflm_uncompressed"]["total"] > 0
+    assert validation["tflm_vs_litert_reference"]["equal"] == validation["tflm_vs_litert_reference"]["total"]
+    # independently: TFLM gives the LUT-only model's bytes on every golden input
+    golden = np.load(digits_stripped / "golden.npz")
+    inputs = [golden[k] for k in sorted(golden.files) if k.startswith("input")]
+    assert np.array_equal(run_tflm(lut_only, read_model(lut_only), inputs)[0],
+                          run_tflm(stripped, read_model(stripped), inputs)[0])
+
+
+def test_strip_metadata_without_lut_and_a_bad_strip_is_caught(tiny, monkeypatch):
+    _, data = tiny
+    model_bytes = _quantized(tiny_classifier(), data)
+    result = compress_stage.run(model_bytes, CompressSettings(lut=False, strip_metadata=True), data)
+    assert len(result.model) < len(model_bytes) and result.record["tensors"] == []
+    assert result.record["verification"]["equal"] == result.record["verification"]["total"] > 0
+
+    from tflite_micro.tensorflow.lite.micro.compression import model_editor
+    real = compress_stage.strip
+
+    def scale_dropped(model_bytes):
+        # a strip that changes something TFLM does read: the output zero point
+        stripped, record = real(model_bytes)
+        edited = model_editor.read(stripped)
+        output = edited.subgraphs[0].outputs[0]
+        output.quantization.zero_points = [output.quantization.zero_points[0] + 7]
+        return bytes(edited.build()), record
+
+    monkeypatch.setattr(compress_stage, "strip", scale_dropped)
+    with pytest.raises(KitError, match="stripped model differs"):
+        compress_stage.run(model_bytes, CompressSettings(lut=False, strip_metadata=True), data)

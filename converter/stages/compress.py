@@ -11,6 +11,7 @@ its consumer runs. This stage:
   weights) or one for the tensor (per-tensor weights) -- the layout TFLM's decoder reads -- and
   only when that saves bytes;
 - compresses them with `tflite_micro.compression.compress`;
+- with `strip_metadata: true`, drops what TFLM never reads (see `strip`);
 - runs the compressed and the uncompressed model on TFLM over real inputs and fails unless every
   output byte is identical (the pipeline checks the golden vectors again).
 
@@ -164,6 +165,89 @@ def compress_bytes(model_bytes: bytes, choices: list[LutChoice]) -> bytes:
                        "remove the compress step from the recipe and report this with the model") from None
 
 
+# Metadata entries the converter writes and TFLM never reads (its runtime reads only
+# "OfflineMemoryAllocation"); unknown entries are kept, since a runtime may rely on them.
+CONVERTER_METADATA = ("min_runtime_version", "CONVERSION_METADATA")
+
+
+def strip(model_bytes: bytes) -> tuple[bytes, dict]:
+    """The flatbuffer without what TFLM never reads, and bytes saved per kind.
+
+    - tensor and subgraph names (the model's input and output tensors keep theirs: the kit's
+      reports and headers name them), the description and the signature defs: TFLM runs
+      subgraph 0 by index;
+    - the converter's metadata entries (CONVERTER_METADATA);
+    - per-channel zero-point arrays whose values are all equal, cut to one value: TFLM's
+      micro_allocator expands a single zero point to every channel (its "space-saving
+      optimization" for weights). LiteRT does not, so the pipeline validates LiteRT on the
+      unstripped model;
+    - the quantization of a LUT-encoded tensor that only TFLM_DECODE reads: DECODE takes the
+      channel count and axis from its output, the decoded tensor, which keeps its own copy.
+    """
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    # The schema's object API, not TFLM's model_editor: the editor rewrites operator codes, and on
+    # files from older converters (the MLPerf KWS reference) TFLM then reads the wrong operators.
+    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
+
+    def pack() -> bytes:
+        builder = flatbuffers.Builder(2 * len(model_bytes))
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    def names():
+        model.description = None
+        model.signatureDefs = None
+        for subgraph in model.subgraphs:
+            subgraph.name = None
+            ends = set(subgraph.inputs if subgraph.inputs is not None else []) | \
+                set(subgraph.outputs if subgraph.outputs is not None else [])
+            for t, tensor in enumerate(subgraph.tensors or []):
+                if t not in ends:
+                    tensor.name = ""  # empty, not absent: readers (the kit's own too) expect a string
+
+    def metadata():
+        dropped = [m for m in model.metadata or [] if (m.name or b"").decode(errors="replace") in CONVERTER_METADATA]
+        for entry in dropped:
+            model.buffers[entry.buffer].data = None
+        model.metadata = [m for m in model.metadata or [] if m not in dropped] or None
+
+    def zero_points():
+        for subgraph in model.subgraphs:
+            for tensor in subgraph.tensors or []:
+                quant = tensor.quantization
+                zeros = None if quant is None else quant.zeroPoint
+                if zeros is not None and len(zeros) > 1 and len(set(int(z) for z in zeros)) == 1:
+                    quant.zeroPoint = [int(zeros[0])]
+
+    def encoded():
+        decode = {i for i, code in enumerate(model.operatorCodes or [])
+                  if code.customCode is not None and bytes(code.customCode) == b"TFLM_DECODE"}
+        for subgraph in model.subgraphs:
+            readers: dict[int, set] = {}
+            for op in subgraph.operators or []:
+                for position, t in enumerate(op.inputs if op.inputs is not None else []):
+                    readers.setdefault(int(t), set()).add((op.opcodeIndex in decode, position))
+            for t, tensor in enumerate(subgraph.tensors or []):
+                if readers.get(t) == {(True, 0)}:
+                    tensor.quantization = None
+
+    kinds = {"names_and_signatures": names, "converter_metadata": metadata,
+             "repeated_zero_points": zero_points, "encoded_tensor_quantization": encoded}
+    # savings count from a re-pack with no edit; each kind is measured after the ones before it
+    # (the last two overlap on encoded tensors' zero points)
+    stripped = pack()
+    baseline = len(stripped)
+    saved = {}
+    for kind, edit in kinds.items():
+        size = len(stripped)
+        edit()
+        stripped = pack()
+        saved[kind] = size - len(stripped)
+    return stripped, {"bytes_saved": saved, "repack_bytes": baseline - len(model_bytes)}
+
+
 def verification_inputs(data: Dataset, count: int) -> tuple[np.ndarray, str]:
     """Evenly spaced real inputs from the eval set (else the calibration set)."""
     pool, source = (data.x_eval, "eval set") if data.x_eval is not None and len(data.x_eval) else \
@@ -176,22 +260,24 @@ def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int
     started = time.perf_counter()
     record = {"stage": "compress", "settings": settings.model_dump(), "bytes_before": len(model_bytes)}
     choices, skipped = plan(model_bytes, settings.max_index_bits) if settings.lut else ([], [])
+    compressed, lut_note = model_bytes, None
     if not choices:
-        record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": skipped,
-                       "verification": None, "seconds": round(time.perf_counter() - started, 2),
-                       "note": "no tensor qualified for LUT compression; the model is unchanged"})
-        return StageResult(model_bytes, record)
-
-    compressed = compress_bytes(model_bytes, choices)
-    if len(compressed) >= len(model_bytes):
-        # DECODE operators, the new tensors and buffer alignment cost bytes of their own; seen on
-        # the MLPerf KWS DS-CNN at 16 clusters: tensors 19,712 -> 15,264 B, model 48,480 -> 49,328 B.
-        record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": skipped,
-                       "rejected": [c.as_dict() for c in choices], "verification": None,
+        lut_note = "no tensor qualified for LUT compression"
+    else:
+        compressed = compress_bytes(model_bytes, choices)
+        if len(compressed) >= len(model_bytes):
+            # DECODE operators, the new tensors and buffer alignment cost bytes of their own; seen on
+            # the MLPerf KWS DS-CNN at 16 clusters: tensors 19,712 -> 15,264 B, model 48,480 -> 49,328 B.
+            lut_note = (f"LUT compression would grow the model ({len(model_bytes)} -> {len(compressed)} B: "
+                        "DECODE operators and tensor metadata outweigh the index savings)")
+            record["rejected"] = [c.as_dict() for c in choices]
+            compressed, choices = model_bytes, []
+    if settings.strip_metadata:
+        compressed, record["strip"] = strip_checked(compressed)
+    if compressed == model_bytes:
+        record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": skipped, "verification": None,
                        "seconds": round(time.perf_counter() - started, 2),
-                       "note": f"LUT compression would grow the model ({len(model_bytes)} -> {len(compressed)} B: "
-                               "DECODE operators and tensor metadata outweigh the index savings); "
-                               "the model is unchanged"})
+                       "note": f"{lut_note}; the model is unchanged"})
         return StageResult(model_bytes, record)
     info, compressed_info = read_model(model_bytes), read_model(compressed)
     x, source = verification_inputs(data, settings.verify_samples)
@@ -200,7 +286,8 @@ def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int
     actual = run_tflm(compressed, compressed_info, inputs)
     verification = compare_outputs(expected, actual) | {"inputs": source, "runtime": "tflm"}
     if not bit_exact(verification):
-        raise KitError(f"the LUT-compressed model differs from the uncompressed one on TFLM "
+        what = " and ".join(w for w, on in (("LUT-compressed", choices), ("stripped", settings.strip_metadata)) if on)
+        raise KitError(f"the {what} model differs from the uncompressed one on TFLM "
                        f"({verification['equal']}/{verification['total']} vectors equal, "
                        f"max {verification['max_lsb']} LSB)",
                        "remove the compress step from the recipe and report this with the model")
@@ -209,10 +296,20 @@ def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int
         "tensor_bytes_before": sum(c.bytes_before for c in choices),
         "tensor_bytes_after": sum(c.bytes_after for c in choices),
         "decode_operators": compressed_info.operator_counts.get("TFLM_DECODE", 0),
-        "largest_decoded_tensor_bytes": max(c.bytes_before for c in choices),
+        "largest_decoded_tensor_bytes": max((c.bytes_before for c in choices), default=0),
         "tensors": [c.as_dict() for c in choices],
         "skipped": skipped,
         "verification": verification,
         "seconds": round(time.perf_counter() - started, 2),
     })
+    if lut_note:
+        record["note"] = f"{lut_note}; only stripped"
     return StageResult(compressed, record)
+
+
+def strip_checked(model_bytes: bytes) -> tuple[bytes, dict]:
+    try:
+        return strip(model_bytes)
+    except Exception as exc:
+        raise KitError(f"stripping the model's metadata failed: {' '.join(str(exc).split())[:300]}",
+                       "set compress.strip_metadata: false and report this with the model") from None
