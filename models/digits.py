@@ -10,40 +10,32 @@ import numpy as np
 DATA = Path(__file__).resolve().parent / "data" / "digits_subset.npz"
 
 
-def build_model(filters: int = 8):
-    """Untrained Keras 2 model using the operators typical of MCU vision models:
-    CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED and SOFTMAX."""
+def _digit_cnn(filters: int, first_stride: int, name: str):
     import tf_keras as keras
 
     layers = keras.layers
     return keras.Sequential([
         layers.Input((28, 28, 1), name="image"),
-        layers.Conv2D(filters, 3, activation="relu", name="conv"),
+        layers.Conv2D(filters, 3, strides=first_stride, activation="relu", name="conv"),
         layers.DepthwiseConv2D(3, activation="relu", name="depthwise"),
         layers.Conv2D(2 * filters, 1, activation="relu", name="pointwise"),
         layers.MaxPool2D(2, name="pool"),
         layers.Flatten(name="flatten"),
         layers.Dense(10, name="logits"),
         layers.Softmax(name="probabilities"),
-    ], name="digits")
+    ], name=name)
+
+
+def build_model(filters: int = 8):
+    """Untrained Keras 2 model using the operators typical of MCU vision models:
+    CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED and SOFTMAX."""
+    return _digit_cnn(filters, first_stride=1, name="digits")
 
 
 def build_student(filters: int = 4):
     """Untrained student for distilling build_model (about 10x fewer parameters): a strided first
     convolution shrinks the feature map before the classifier, where the teacher spends most weights."""
-    import tf_keras as keras
-
-    layers = keras.layers
-    return keras.Sequential([
-        layers.Input((28, 28, 1), name="image"),
-        layers.Conv2D(filters, 3, strides=2, activation="relu", name="conv"),
-        layers.DepthwiseConv2D(3, activation="relu", name="depthwise"),
-        layers.Conv2D(2 * filters, 1, activation="relu", name="pointwise"),
-        layers.MaxPool2D(2, name="pool"),
-        layers.Flatten(name="flatten"),
-        layers.Dense(10, name="logits"),
-        layers.Softmax(name="probabilities"),
-    ], name="digits_student")
+    return _digit_cnn(filters, first_stride=2, name="digits_student")
 
 
 def load_data(path: str | None = None):
