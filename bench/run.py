@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-import converter  # noqa: F401  (Keras 2 before TensorFlow loads)
-from converter import tf_env
+from converter import tf_env  # first: Keras 2 before TensorFlow loads
 from converter.data import load_data
 from converter.fidelity import output_metrics
 from converter.model_source import load_model

@@ -151,28 +151,10 @@ def golden():
 def golden_record(model: Path, data, out: Path, vectors: int, seed: int, force: bool):
     """Record MODEL's TFLM outputs as goldens in --out."""
     from . import golden as golden_module
-    from .outdir import check_output_path, staged_output
-    from .runtimes import run_tflm
-    from .tflite_model import check_deployable, read_model
-    from .validation import model_inputs
 
     try:
-        check_output_path(out, force, inputs=(model,))
-        if not model.is_file():
-            raise KitError(f"model {model} does not exist", "give the path of a .tflite file")
         with quiet_console():
-            model_bytes = model.read_bytes()
-            info = read_model(model_bytes)
-            from .emit.sources import resolver_ops
-            from .isolation import check_runs_safely
-
-            check_deployable(model_bytes)
-            resolver_ops(info)
-            check_runs_safely(model_bytes)
-            inputs, _, _, source = model_inputs(info, data, vectors, seed)
-            outputs = run_tflm(model_bytes, info, [inputs])
-            with staged_output(out) as staging:
-                lock = golden_module.save(staging, model_bytes, str(model.resolve()), [inputs], outputs, note=source)
+            lock, source = golden_module.record(model, data, out, vectors, seed, force)
     except KitError as error:
         _fail(error)
     click.echo(f"recorded {lock['vectors']} golden vectors ({source}) in {out}")

@@ -39,6 +39,21 @@ def save(folder: Path, model_bytes: bytes, model_file: str, inputs: list[np.ndar
     return lock
 
 
+def record(model: Path, data: Path | None, out: Path, vectors: int, seed: int, force: bool = False) -> tuple[dict, str]:
+    """Run MODEL on TFLM for `vectors` inputs and write the goldens to `out` atomically."""
+    from .isolation import open_untrusted
+    from .outdir import check_output_path, staged_output
+    from .validation import model_inputs
+
+    check_output_path(out, force, inputs=(Path(model),))
+    model_bytes, info = open_untrusted(model)
+    inputs, _, _, source = model_inputs(info, data, vectors, seed)
+    outputs = run_tflm(model_bytes, info, [inputs])
+    with staged_output(out) as staging:
+        lock = save(staging, model_bytes, str(Path(model).resolve()), [inputs], outputs, note=source)
+    return lock, source
+
+
 def load(folder: Path) -> Golden:
     """A golden folder from `golden record`, or a `convert` output folder (its manifest is the lock)."""
     folder = Path(folder)

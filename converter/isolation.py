@@ -62,6 +62,24 @@ def check_runs_safely(model_bytes: bytes, timeout: float = 300) -> None:
                    "check the model runs on TFLM")
 
 
+def open_untrusted(model_path: Path, log=lambda message: None) -> tuple:
+    """Read a .tflite from anywhere: structure, deployability and one run in a child, before this
+    process lets a runtime near it. Returns (model bytes, ModelInfo)."""
+    from .emit.sources import resolver_ops
+    from .tflite_model import check_deployable, read_model
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise KitError(f"model {model_path} does not exist", "give the path of a .tflite file")
+    model_bytes = model_path.read_bytes()
+    info = read_model(model_bytes)
+    check_deployable(model_bytes)  # unsupported ops (with alternatives), types, dynamic shapes, float ops
+    resolver_ops(info)  # names any operator TFLM has no kernel for
+    log("trying the model once in a separate process")
+    check_runs_safely(model_bytes)
+    return model_bytes, info
+
+
 if __name__ == "__main__":
     try:
         _smoke(Path(sys.argv[1]))

@@ -14,13 +14,12 @@ import numpy as np
 
 from .compare import compare_outputs
 from .divergence import compare_runtimes
-from .emit.sources import resolver_ops
 from .errors import KitError
 from .fidelity import output_metrics, per_layer_sqnr
-from .isolation import check_runs_safely
+from .isolation import open_untrusted
 from .manifest import sha256, tool_versions
 from .runtimes import dequantize, quantize, run_litert, run_tflm
-from .tflite_model import ModelInfo, check_deployable, read_graph, read_model
+from .tflite_model import ModelInfo, read_graph
 
 
 def _read_data(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -82,16 +81,9 @@ def _float_outputs(float_model: Path, float_inputs: np.ndarray):
 
 def validate_model(model_path: Path, data: Path | None = None, float_model: Path | None = None,
                    vectors: int = 100, seed: int = 0, log: Callable[[str], None] = print) -> dict:
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise KitError(f"model {model_path} does not exist", "give the path of a .tflite file")
     started = time.perf_counter()
-    model_bytes = model_path.read_bytes()
-    info, graph = read_model(model_bytes), read_graph(model_bytes)
-    check_deployable(model_bytes)  # unsupported ops (with alternatives), types, dynamic shapes, float ops
-    resolver_ops(info)  # names any operator TFLM has no kernel for
-    log("trying the model once in a separate process")
-    check_runs_safely(model_bytes)
+    model_bytes, info = open_untrusted(model_path, log)
+    graph = read_graph(model_bytes)
     inputs, float_inputs, labels, source = model_inputs(info, data, vectors, seed)
     log(f"running {len(inputs)} vectors on TFLM and LiteRT (outputs)")
     golden = run_tflm(model_bytes, info, [inputs])
