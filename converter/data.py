@@ -28,6 +28,14 @@ class Dataset:
     def labeled_eval(self) -> bool:
         return self.x_eval is not None and self.y_eval is not None and len(self.x_eval) > 0
 
+    def spread_inputs(self, count: int) -> tuple[np.ndarray, str]:
+        """Up to `count` evenly spaced real inputs from the eval set (else the calibration set), and where
+        they came from: spread out rather than the first few, so they cover the classes of a sorted set."""
+        pool, source = (self.x_eval, "eval set") if self.x_eval is not None and len(self.x_eval) else \
+            (self.x_calibration, "calibration set")
+        picks = np.unique(np.linspace(0, len(pool) - 1, num=min(count, len(pool))).round().astype(int))
+        return pool[picks], f"{len(picks)} real inputs from the {source}"
+
 
 def _from_npz(recipe: Recipe) -> dict:
     source = recipe.data

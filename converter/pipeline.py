@@ -32,11 +32,9 @@ from .compare import bit_exact, compare_outputs
 
 
 def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.ndarray], str]:
-    """Evenly spaced real inputs from the eval set (or the calibration set), quantized to the input type."""
-    pool, source = (data.x_eval, "eval set") if data.x_eval is not None and len(data.x_eval) else \
-        (data.x_calibration, "calibration set")
-    picks = np.unique(np.linspace(0, len(pool) - 1, num=min(count, len(pool))).round().astype(int))
-    return [quantize(pool[picks], info.inputs[0])], f"{len(picks)} real inputs from the {source}"
+    """Real inputs spread over the eval set (or the calibration set), quantized to the input type."""
+    x, source = data.spread_inputs(count)
+    return [quantize(x, info.inputs[0])], source
 
 
 def arena_with_margin(measured: int, margin: float) -> int:

@@ -248,14 +248,6 @@ def strip(model_bytes: bytes) -> tuple[bytes, dict]:
     return stripped, {"bytes_saved": saved, "repack_bytes": baseline - len(model_bytes)}
 
 
-def verification_inputs(data: Dataset, count: int) -> tuple[np.ndarray, str]:
-    """Evenly spaced real inputs from the eval set (else the calibration set)."""
-    pool, source = (data.x_eval, "eval set") if data.x_eval is not None and len(data.x_eval) else \
-        (data.x_calibration, "calibration set")
-    picks = np.unique(np.linspace(0, len(pool) - 1, num=min(count, len(pool))).round().astype(int))
-    return pool[picks], f"{len(picks)} inputs from the {source}"
-
-
 def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int = 0) -> StageResult:
     started = time.perf_counter()
     record = {"stage": "compress", "settings": settings.model_dump(), "bytes_before": len(model_bytes)}
@@ -280,7 +272,7 @@ def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int
                        "note": f"{lut_note}; the model is unchanged"})
         return StageResult(model_bytes, record)
     info, compressed_info = read_model(model_bytes), read_model(compressed)
-    x, source = verification_inputs(data, settings.verify_samples)
+    x, source = data.spread_inputs(settings.verify_samples)
     inputs = [quantize(x, info.inputs[0])]
     expected = run_tflm(model_bytes, info, inputs)
     actual = run_tflm(compressed, compressed_info, inputs)
