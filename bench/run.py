@@ -26,15 +26,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from converter import tf_env  # first: Keras 2 before TensorFlow loads
-from converter.data import load_data
-from converter.fidelity import output_metrics
-from converter.model_source import load_model
-from converter.pipeline import convert
+from converter.system import tf_env  # first: Keras 2 before TensorFlow loads
+from converter.inputs.dataset import load_data
+from converter.compare.fidelity import output_metrics
+from converter.inputs.keras_model import load_model
+from converter.flows.convert import convert
 from converter.recipe import parse_recipe
-from converter.runtimes import dequantize, quantize, run_tflm
+from converter.tflm.runners import dequantize, quantize, run_tflm
 from converter.stages.compress import strip
-from converter.tflite_model import read_model
+from converter.tflite.model import read_model
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from converter import tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
-from converter.features import kws_mfcc
-from converter.validation import validate_model
+from converter.system import tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
+from converter.inputs.features import kws_mfcc
+from converter.flows.validate import validate_model
 
 BENCH = Path(__file__).resolve().parent
 VECTORS = 1000

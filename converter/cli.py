@@ -13,7 +13,7 @@ import click
 
 from . import progress
 from .errors import CheckFailed, KitError
-from .native_output import captured_fds
+from .system.native_output import captured_fds
 
 
 @contextlib.contextmanager
@@ -75,7 +75,7 @@ def main():
 @click.option("--force", is_flag=True, help="Replace the output directory if it already holds files.")
 def convert(recipe: Path, out: Path, force: bool):
     """Run RECIPE (YAML): optimize, quantize, emit and validate into --out."""
-    from .pipeline import convert as run_conversion
+    from .flows.convert import convert as run_conversion
     from .recipe import load_recipe
 
     try:
@@ -108,8 +108,9 @@ def convert(recipe: Path, out: Path, force: bool):
 @click.option("--force", is_flag=True, help="Replace --out if it already holds files.")
 def validate(model: Path, data, float_model, out, vectors: int, seed: int, force: bool):
     """Compare TFLM (golden) with LiteRT on MODEL, operator by operator."""
-    from . import validation, validation_report
-    from .outdir import check_output_path, staged_output
+    from .flows import validate as validation
+    from .reports import validation_report
+    from .system.outdir import check_output_path, staged_output
 
     try:
         if out is not None:
@@ -150,7 +151,7 @@ def golden():
 @click.option("--force", is_flag=True, help="Replace --out (this is how goldens are updated on purpose).")
 def golden_record(model: Path, data, out: Path, vectors: int, seed: int, force: bool):
     """Record MODEL's TFLM outputs as goldens in --out."""
-    from . import golden as golden_module
+    from .flows import golden as golden_module
 
     try:
         with quiet_console():
@@ -166,7 +167,7 @@ def golden_record(model: Path, data, out: Path, vectors: int, seed: int, force: 
 @click.option("--strict-model", is_flag=True, help="Also require the exact model bytes the goldens were recorded with.")
 def golden_check(golden_dir: Path, model, strict_model: bool):
     """Re-run MODEL (default: the recorded one) on TFLM; fail on any changed output bit."""
-    from . import golden as golden_module
+    from .flows import golden as golden_module
 
     try:
         with quiet_console():
@@ -180,8 +181,8 @@ def golden_check(golden_dir: Path, model, strict_model: bool):
 
 
 def _register_firmware_commands() -> None:
-    from .firmware import firmware_command
-    from .flash import flash_command
+    from .flows.firmware import firmware_command
+    from .flows.flash import flash_command
 
     main.add_command(firmware_command)
     main.add_command(flash_command)

@@ -13,7 +13,7 @@ import pytest
 class GoldenChecker:
     def check(self, golden_dir, model=None, strict_model: bool = False) -> dict:
         from .errors import KitError
-        from .golden import GoldenMismatch, check
+        from .flows.golden import GoldenMismatch, check
 
         try:
             return check(golden_dir, model, strict_model)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import converter.tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
+import converter.system.tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("TFLM_KIT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -36,7 +36,7 @@ def tiny_classifier(input_shape=(8, 8, 4), classes=3):
 
 def tiny_dataset(samples=256, input_shape=(8, 8, 4), classes=3, seed=0):
     """Learnable synthetic data: the class is which third of the image is brightest."""
-    from converter.data import Dataset
+    from converter.inputs.dataset import Dataset
 
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, samples)

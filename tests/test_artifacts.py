@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from converter.emit.c_arrays import c_bytes, parse_c_array
-from converter.manifest import sha256
-from converter.runtimes import run_tflm
-from converter.tflite_model import read_model
+from converter.reports.manifest import sha256
+from converter.tflm.runners import run_tflm
+from converter.tflite.model import read_model
 
 from .conftest import cxx
 
@@ -122,7 +122,7 @@ def tflm_include_flags() -> list[str]:
     if not root:
         pytest.skip("TFLM_ROOT is not set: compiling against TFLM headers needs a TFLM checkout "
                     "(git clone https://github.com/tensorflow/tflite-micro, then export TFLM_ROOT=<it>)")
-    from converter.tflm_tree import include_dirs
+    from converter.tflm.tree import include_dirs
 
     return [f"-I{path}" for path in include_dirs(Path(root))]
 

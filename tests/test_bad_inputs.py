@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from converter.errors import KitError
-from converter.pipeline import convert
+from converter.flows.convert import convert
 from converter.recipe import parse_recipe
 
 from .conftest import REPO, run_kit, tiny_classifier

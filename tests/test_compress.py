@@ -11,10 +11,10 @@ import yaml
 
 from converter.errors import KitError
 from converter.recipe import CompressSettings, QuantizeSettings, parse_recipe
-from converter.runtimes import quantize, run_tflm
+from converter.tflm.runners import quantize, run_tflm
 from converter.stages import compress as compress_stage
 from converter.stages import quantize as quantize_stage
-from converter.tflite_model import read_model
+from converter.tflite.model import read_model
 from tests.conftest import REPO, run_kit, tiny_classifier, tiny_dataset
 
 
@@ -100,7 +100,7 @@ def test_layout_follows_the_quantization(per_channel):
     _clustered(model, 2)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (40, *shape)).astype(np.float32)
-    from converter.data import Dataset
+    from converter.inputs.dataset import Dataset
     data = Dataset(x_train=None, y_train=None, x_calibration=x, x_eval=x, y_eval=None, labels=None)
     model_bytes = quantize_stage.convert(model, QuantizeSettings(per_channel=per_channel), data)
     result = compress_stage.run(model_bytes, CompressSettings(), data)
@@ -197,8 +197,8 @@ def test_lut_model_runs_bit_exact_in_host_firmware(digits_lut, tmp_path):
     if not root or not library.is_file():
         pytest.skip("needs TFLM_ROOT=<tflite-micro checkout> with the host microlite library built")
     shutil.which("make") or pytest.skip("needs GNU make")
-    from converter.firmware import render_firmware
-    from converter.flash import flash
+    from converter.flows.firmware import render_firmware
+    from converter.flows.flash import flash
 
     render_firmware("host", digits_lut, tmp_path / "host")
     summary = flash(tmp_path / "host", root)
@@ -219,7 +219,7 @@ def test_per_layer_cluster_counts(tiny):
     """cluster.per_layer gives a layer its own count; the others keep `clusters`."""
     from converter.recipe import ClusterSettings, TrainSettings
     from converter.stages import cluster, train
-    from converter.weights import weight_stats
+    from converter.stages.weights import weight_stats
 
     _, data = tiny
     model = train.run(tiny_classifier(), TrainSettings(epochs=2, learning_rate=0.01), data).model

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from converter.data import Dataset
+from converter.inputs.dataset import Dataset
 from converter.errors import KitError
-from converter.pipeline import convert
+from converter.flows.convert import convert
 from converter.recipe import DistillSettings, TrainSettings, load_recipe, parse_recipe
 from converter.stages import distill, train
 from tests.conftest import REPO, tiny_classifier, tiny_dataset

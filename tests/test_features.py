@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from converter.errors import KitError
-from converter.features import kws_mfcc
+from converter.inputs.features import kws_mfcc
 
 
 def _chirp(seconds=1.0, rate=16_000, seed=0):

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from converter.errors import KitError
-from converter.firmware import (HOST_DEFINES, RECORD_NAME, TEMPLATES_DIR, list_boards,
+from converter.flows.firmware import (HOST_DEFINES, RECORD_NAME, TEMPLATES_DIR, list_boards,
                                 load_board, render_firmware)
-from converter.flash import compare_with_golden, flash, parse_selftest
+from converter.flows.flash import compare_with_golden, flash, parse_selftest
 
 HOST_LIB = "gen/linux_x86_64_default_gcc/lib/libtensorflow-microlite.a"
 RUNNABLE = ("host", "cortex-m-qemu")

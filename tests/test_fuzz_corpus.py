@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from converter.errors import KitError
-from converter.isolation import check_runs_safely
+from converter.tflm.isolation import check_runs_safely
 from converter.recipe import load_recipe
-from converter.tflite_model import check_deployable, read_graph, read_model
+from converter.tflite.model import check_deployable, read_graph, read_model
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 TFLITE = json.loads((CORPUS / "tflite" / "expected.json").read_text())

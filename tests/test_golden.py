@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from converter.errors import KitError
-from converter.golden import GoldenMismatch, check
-from converter.tflite_model import read_graph
+from converter.flows.golden import GoldenMismatch, check
+from converter.tflite.model import read_graph
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from .conftest import REPO, run_kit

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 
 from converter.errors import KitError
-from converter.pipeline import convert
+from converter.flows.convert import convert
 from converter.recipe import QuantizeSettings, TrainSettings, parse_recipe
 from converter.stages import quantize as quantize_stage
 from converter.stages import train
-from converter.runtimes import dequantize, quantize, run_tflm
-from converter.tflite_model import read_model
+from converter.tflm.runners import dequantize, quantize, run_tflm
+from converter.tflite.model import read_model
 from tests.conftest import tiny_classifier, tiny_dataset
 
 

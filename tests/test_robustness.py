@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from converter.errors import KitError
-from converter.outdir import staged_output
-from converter.pipeline import convert
+from converter.system.outdir import staged_output
+from converter.flows.convert import convert
 from converter.recipe import parse_recipe
-from converter.tflite_model import check_deployable, read_model
+from converter.tflite.model import check_deployable, read_model
 
 from .conftest import REPO, tiny_classifier
 
@@ -222,7 +222,7 @@ def lambda_model(marker: Path):
 
 @pytest.mark.parametrize("suffix", [".h5", ".keras", "_savedmodel"])
 def test_lambda_layers_are_refused_before_deserializing(tmp_path, suffix):
-    from converter.model_source import load_file_model
+    from converter.inputs.keras_model import load_file_model
 
     marker = tmp_path / "ran.txt"
     path = tmp_path / f"lambda{suffix}"
@@ -234,7 +234,7 @@ def test_lambda_layers_are_refused_before_deserializing(tmp_path, suffix):
 
 
 def test_trusted_h5_lambda_loads_and_runs_its_code(tmp_path):
-    from converter.model_source import load_file_model
+    from converter.inputs.keras_model import load_file_model
 
     marker = tmp_path / "ran.txt"
     path = tmp_path / "lambda.h5"
@@ -247,7 +247,7 @@ def test_trusted_h5_lambda_loads_and_runs_its_code(tmp_path):
 def test_custom_objects_are_refused_unless_trusted(tmp_path):
     import tf_keras as keras
 
-    from converter.model_source import check_custom_code
+    from converter.inputs.keras_model import check_custom_code
 
     @keras.saving.register_keras_serializable(package="user")
     class Doubler(keras.layers.Layer):
@@ -263,7 +263,7 @@ def test_custom_objects_are_refused_unless_trusted(tmp_path):
 
 
 def test_plain_models_pass_the_custom_code_check(tmp_path):
-    from converter.model_source import check_custom_code
+    from converter.inputs.keras_model import check_custom_code
 
     for path in (tmp_path / "plain.h5", tmp_path / "plain.keras", tmp_path / "plain_savedmodel"):
         tiny_classifier().save(path)
@@ -271,7 +271,7 @@ def test_plain_models_pass_the_custom_code_check(tmp_path):
 
 
 def test_mlperf_float_models_pass_the_custom_code_check(shared_data):
-    from converter.model_source import check_custom_code
+    from converter.inputs.keras_model import check_custom_code
 
     for path in sorted((shared_data / "mlperf_tiny").glob("*/*.h5")):
         check_custom_code(path, trust_custom_code=False)

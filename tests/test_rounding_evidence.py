@@ -7,9 +7,9 @@ rounding LiteRT's. If either runtime changes its arithmetic, this test says so.
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from converter.divergence import litert_tensors, tflm_tensors
-from converter.requantize import double_rounding, quantize_multiplier, single_rounding
-from converter.tflite_model import read_graph
+from converter.compare.divergence import litert_tensors, tflm_tensors
+from tests.rounding import double_rounding, quantize_multiplier, single_rounding
+from converter.tflite.model import read_graph
 
 ACTIVATION_LIMITS = {0: (-128, 127), 1: (None, 127), 3: (None, None)}  # NONE, RELU (lower = zero point), RELU6
 

@@ -4,8 +4,8 @@ import pytest
 
 from converter.recipe import ClusterSettings, PruneSettings, QuantizeSettings, TrainSettings
 from converter.stages import quantize, stage_runner
-from converter.tflite_model import read_model
-from converter.weights import kernel_of
+from converter.tflite.model import read_model
+from converter.stages.weights import kernel_of
 
 from .conftest import tiny_classifier, tiny_dataset
 

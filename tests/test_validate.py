@@ -6,7 +6,7 @@ import pytest
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from converter.errors import KitError
-from converter.validation import validate_model
+from converter.flows.validate import validate_model
 
 from .conftest import REPO, run_kit
 
@@ -127,7 +127,7 @@ def test_data_that_does_not_fit_the_model(tmp_path, x, expected):
 
 def test_a_runtime_crash_while_validating_is_a_kit_error(tmp_path, monkeypatch):
     """The child process dies by a signal (as a runtime would on a malformed model); the kit reports it."""
-    import converter.validation as validation
+    import converter.flows.validate as validation
 
     crasher = tmp_path / "crasher"
     crasher.write_text("#!/bin/sh\necho 'running vectors'\nkill -SEGV $$\n")
@@ -140,7 +140,7 @@ def test_a_runtime_crash_while_validating_is_a_kit_error(tmp_path, monkeypatch):
 
 
 def test_validate_in_child_gives_the_same_report(demo_dir):
-    from converter.validation import validate_in_child
+    from converter.flows.validate import validate_in_child
 
     child = validate_in_child(demo_dir / "model.tflite", vectors=4, seed=1, log=quiet)
     here = validate_model(demo_dir / "model.tflite", vectors=4, seed=1, log=quiet)

@@ -58,7 +58,7 @@ def run_parse(args) -> None:
 
     with atheris.instrument_imports(include=["converter", "flatbuffers", "tflite_micro.tensorflow"]):
         from converter.errors import KitError
-        from converter.tflite_model import check_deployable, read_graph, read_model
+        from converter.tflite.model import check_deployable, read_graph, read_model
 
     corpus = Path(args.artifacts) / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
@@ -98,9 +98,9 @@ def mutate(data: bytearray, rng: random.Random) -> bytes:
 def run_runtime(args) -> None:
     """Only inputs that pass the structural checks reach a runtime, so mutate until they do."""
     from converter.errors import KitError
-    from converter.isolation import check_runs_safely
-    from converter.tflite_model import check_deployable, read_graph, read_model
-    from converter.validation import validate_model
+    from converter.tflm.isolation import check_runs_safely
+    from converter.tflite.model import check_deployable, read_graph, read_model
+    from converter.flows.validate import validate_model
 
     artifacts = Path(args.artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -171,8 +171,8 @@ def outcome(data: bytes, child: bool) -> str:
     import re
 
     from converter.errors import KitError
-    from converter.isolation import check_runs_safely
-    from converter.tflite_model import check_deployable, read_graph, read_model
+    from converter.tflm.isolation import check_runs_safely
+    from converter.tflite.model import check_deployable, read_graph, read_model
 
     try:
         read_model(data)

@@ -9,11 +9,11 @@ import numpy as np
 
 from .. import __version__
 from ..errors import KitError
-from ..tflite_model import TFLITE_TYPE_ENUM, ModelInfo, TensorInfo
+from ..tflite.model import TFLITE_TYPE_ENUM, ModelInfo, TensorInfo
 from .c_arrays import c_bytes, raw_bytes
 
 _ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent.parent / "templates")),
+    loader=jinja2.FileSystemLoader(str(Path(__file__).resolve().parent / "templates")),
     undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False,
 )
 
@@ -26,7 +26,7 @@ def _render(template: str, **context) -> str:
 
 def resolver_ops(info: ModelInfo) -> list[dict]:
     """The MicroMutableOpResolver call for each operator the model uses, in first-use order."""
-    from ..tflm_ops import CUSTOM_METHODS, RESOLVER_METHODS
+    from ..tflm.ops import CUSTOM_METHODS, RESOLVER_METHODS
 
     missing = [op for op in info.operators if op not in RESOLVER_METHODS and op not in CUSTOM_METHODS]
     if missing:

@@ -9,9 +9,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..data import Dataset
-from ..training import keras_quality
-from ..weights import overall_sparsity, weight_stats
+from ..inputs.dataset import Dataset
+from .training import keras_quality
+from .weights import overall_sparsity, weight_stats
 
 
 @dataclass

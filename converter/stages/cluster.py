@@ -5,10 +5,10 @@ import warnings
 
 import tensorflow_model_optimization as tfmot
 
-from .. import tf_env
+from ..system import tf_env
 from ..errors import KitError
 from ..recipe import ClusterSettings
-from ..training import compile_for_training, fit
+from .training import compile_for_training, fit
 from . import StageResult, timed_keras_stage
 
 _INIT = {

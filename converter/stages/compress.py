@@ -28,12 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data import Dataset
+from ..inputs.dataset import Dataset
 from ..errors import KitError
 from ..recipe import CompressSettings
-from ..runtimes import quantize, run_tflm
-from ..tflite_model import read_model
-from ..compare import bit_exact, compare_outputs
+from ..tflm.runners import quantize, run_tflm
+from ..tflite.model import read_model
+from ..compare.outputs import bit_exact, compare_outputs
 from . import StageResult
 
 DCM_BYTES = 16       # TFLM's DecodeCommonMetadata header in front of every value table

@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import progress, tf_env
-from ..builders import load_function
-from ..data import Dataset
+from .. import progress
+from ..system import tf_env
+from ..inputs.builders import load_function
+from ..inputs.dataset import Dataset
 from ..errors import KitError
 from ..recipe import DistillSettings
-from ..training import _outputs_probabilities, keras_quality, predict
-from ..weights import overall_sparsity, weight_stats
+from .training import _outputs_probabilities, keras_quality, predict
+from .weights import overall_sparsity, weight_stats
 from . import StageResult
 
 

@@ -7,7 +7,7 @@ import tensorflow_model_optimization as tfmot
 
 from ..errors import KitError
 from ..recipe import PruneSettings
-from ..training import compile_for_training, fit
+from .training import compile_for_training, fit
 from . import StageResult, timed_keras_stage
 
 

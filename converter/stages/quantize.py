@@ -9,13 +9,13 @@ import time
 
 import numpy as np
 
-from .. import tf_env
-from ..data import Dataset
+from ..system import tf_env
+from ..inputs.dataset import Dataset
 from ..errors import KitError
 from ..recipe import QuantizeSettings
-from ..runtimes import dequantize, quantize, run_tflm
-from ..tflite_model import read_model
-from ..training import accuracy
+from ..tflm.runners import dequantize, quantize, run_tflm
+from ..tflite.model import read_model
+from .training import accuracy
 from . import StageResult
 
 def calibration_inputs(data: Dataset, samples: int) -> np.ndarray:
@@ -87,7 +87,7 @@ def tflite_quality(model_bytes: bytes, data: Dataset) -> dict:
 
 
 def run(model, settings: QuantizeSettings, data: Dataset, seed: int = 0) -> StageResult:
-    from ..training import keras_quality
+    from .training import keras_quality
 
     started = time.perf_counter()
     model_bytes = convert(model, settings, data)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..recipe import TrainSettings
-from ..training import compile_for_training, fit
+from .training import compile_for_training, fit
 from . import StageResult, timed_keras_stage
 
 

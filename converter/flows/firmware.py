@@ -18,18 +18,19 @@ import jinja2
 import yaml
 
 from converter.errors import KitError
-from converter.outdir import check_output_path, staged_output
+from converter.system.outdir import check_output_path, staged_output
 
 def _templates_dir() -> Path:
     """firmware_templates/ beside the package in a checkout, inside it in an installed wheel."""
-    beside = Path(__file__).resolve().parent.parent / "firmware_templates"
-    return beside if beside.is_dir() else Path(__file__).resolve().parent / "firmware_templates"
+    package = Path(__file__).resolve().parent.parent
+    beside = package.parent / "firmware_templates"
+    return beside if beside.is_dir() else package / "firmware_templates"
 
 
 TEMPLATES_DIR = _templates_dir()
 BOARDS_DIR = TEMPLATES_DIR / "boards"
 RECORD_NAME = ".tflm-kit-firmware.json"
-# The TFLM commit the templates were built and tested against (see converter/tflm_ops.py).
+# The TFLM commit the templates were built and tested against (see converter/tflm/ops.py).
 TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"
 # Defines libtensorflow-microlite.a is compiled with on the host; TF_LITE_STATIC_MEMORY
 # changes TfLiteTensor's layout, so application code must use the same set.

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .runtimes import dequantize
-from .tflite_model import Graph
+from ..tflm.runners import dequantize
+from ..tflite.model import Graph
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:

@@ -12,14 +12,14 @@ from typing import Callable
 
 import numpy as np
 
-from .compare import compare_outputs
-from .divergence import compare_runtimes
-from .errors import KitError
-from .fidelity import output_metrics, per_layer_sqnr
-from .isolation import open_untrusted
-from .manifest import sha256, tool_versions
-from .runtimes import dequantize, quantize, run_litert, run_tflm
-from .tflite_model import ModelInfo, read_graph
+from ..compare.outputs import compare_outputs
+from ..compare.divergence import compare_runtimes
+from ..errors import KitError
+from ..compare.fidelity import output_metrics, per_layer_sqnr
+from ..tflm.isolation import open_untrusted
+from ..reports.manifest import sha256, tool_versions
+from ..tflm.runners import dequantize, quantize, run_litert, run_tflm
+from ..tflite.model import ModelInfo, read_graph
 
 
 def _read_data(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
@@ -73,7 +73,7 @@ def _float_outputs(float_model: Path, float_inputs: np.ndarray):
     """(outputs, keras model or None) of the float reference model."""
     if float_model.suffix == ".tflite":
         return run_litert(float_model.read_bytes(), [float_inputs], reference_kernels=True)[0], None
-    from .model_source import load_file_model
+    from ..inputs.keras_model import load_file_model
 
     keras_model = load_file_model(float_model)
     return np.asarray(keras_model.predict(float_inputs, verbose=0)), keras_model
@@ -108,7 +108,7 @@ def validate_model(model_path: Path, data: Path | None = None, float_model: Path
         quantized = dequantize(golden[0], info.outputs[0])
         report["fidelity"] = output_metrics(reference, quantized, labels)
         if keras_model is not None:
-            from .divergence import tflm_tensors
+            from ..compare.divergence import tflm_tensors
 
             report["per_layer_sqnr"] = per_layer_sqnr(keras_model, graph, float_inputs,
                                                       tflm_tensors(model_bytes, graph, [inputs]))
@@ -129,7 +129,7 @@ def validate_in_child(model_path: Path, data: Path | None = None, float_model: P
     with tempfile.TemporaryDirectory(prefix="tflm-kit-validate-") as folder:
         report_path, errors_path = Path(folder) / "report.json", Path(folder) / "stderr.txt"
         with open(errors_path, "w") as errors:
-            child = subprocess.Popen([sys.executable, "-m", "converter.validation", json.dumps(arguments),
+            child = subprocess.Popen([sys.executable, "-m", "converter.flows.validate", json.dumps(arguments),
                                       str(report_path)], stdout=subprocess.PIPE, stderr=errors, text=True)
             for line in child.stdout:
                 log(line.rstrip("\n"))

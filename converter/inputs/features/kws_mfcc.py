@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import KitError
+from ...errors import KitError
 
 SAMPLE_RATE = 16_000
 CLIP_SAMPLES = 16_000
@@ -38,7 +38,7 @@ SUBSET = "speech_commands/speech_commands_v0.02_test_subset.npz"
 
 def mfcc(audio: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """(N, 16000) or (16000,) audio samples (int16 or float) -> (N, 49, 10, 1) float32 features."""
-    from .. import tf_env
+    from ...system import tf_env
 
     tf = tf_env.tensorflow()
     audio = np.asarray(audio)

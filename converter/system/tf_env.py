@@ -13,7 +13,7 @@ def tensorflow():
     """Return the tensorflow module, checking that it runs with Keras 2."""
     import tensorflow as tf
 
-    from .errors import KitError
+    from ..errors import KitError
 
     if os.environ.get("TF_USE_LEGACY_KERAS") not in ("1", "true", "True"):
         raise KitError(

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KitError
+from ..errors import KitError
 
 
 def _smoke(model_path: Path) -> None:
     """Child side: one invoke with zero inputs on each runtime the kit uses."""
-    from .runtimes import run_litert, run_tflm
-    from .tflite_model import read_model
+    from .runners import run_litert, run_tflm
+    from ..tflite.model import read_model
 
     model_bytes = model_path.read_bytes()
     info = read_model(model_bytes)
@@ -44,7 +44,7 @@ def check_runs_safely(model_bytes: bytes, timeout: float = 300) -> None:
         path = Path(folder) / "model.tflite"
         path.write_bytes(model_bytes)
         try:
-            child = subprocess.run([sys.executable, "-m", "converter.isolation", str(path)],
+            child = subprocess.run([sys.executable, "-m", "converter.tflm.isolation", str(path)],
                                    capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise KitError(f"running the model once took over {timeout:.0f} s (hang?)",
@@ -65,8 +65,8 @@ def check_runs_safely(model_bytes: bytes, timeout: float = 300) -> None:
 def open_untrusted(model_path: Path, log=lambda message: None) -> tuple:
     """Read a .tflite from anywhere: structure, deployability and one run in a child, before this
     process lets a runtime near it. Returns (model bytes, ModelInfo)."""
-    from .emit.sources import resolver_ops
-    from .tflite_model import check_deployable, read_model
+    from ..emit.sources import resolver_ops
+    from ..tflite.model import check_deployable, read_model
 
     model_path = Path(model_path)
     if not model_path.is_file():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import KitError
+from ..errors import KitError
 
 DOWNLOADS = Path("tensorflow/lite/micro/tools/make/downloads")
 # Third-party header roots TFLM's own Makefile adds to the include path.

@@ -20,7 +20,7 @@ import click
 import numpy as np
 
 from converter.errors import KitError
-from converter.firmware import RECORD_NAME, load_board
+from converter.flows.firmware import RECORD_NAME, load_board
 
 RUNNABLE = ("host", "cortex-m-qemu")
 RUN_TIMEOUT_S = 300

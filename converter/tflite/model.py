@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from .errors import KitError
+from ..errors import KitError
 
 _BUILTIN_NAMES = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
 _TYPE_NAMES = {value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")}
@@ -235,7 +235,7 @@ _BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})  # float I/O around an int
 def _unsupported_ops_error(missing: list[str]) -> KitError:
     import difflib
 
-    from .tflm_ops import RESOLVER_METHODS
+    from ..tflm.ops import RESOLVER_METHODS
 
     fixes = []
     for op in missing:
@@ -258,7 +258,7 @@ def check_deployable(model_bytes: bytes, require_int8: bool = False) -> None:
     to that only when it has int8/int16 tensors at all, so a float model may still be validated
     but a hybrid (int8 weights, float activations) or a partly quantized model may not.
     """
-    from .tflm_ops import CUSTOM_METHODS, RESOLVER_METHODS
+    from ..tflm.ops import CUSTOM_METHODS, RESOLVER_METHODS
 
     model = _root(model_bytes)
     quantized = require_int8

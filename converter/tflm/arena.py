@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KitError
+from ..errors import KitError
 
 ALIGNMENT = 16
 START = 1024
@@ -64,7 +64,7 @@ def measure_arena(model_bytes: bytes, sample: list[np.ndarray]) -> int:
         np.savez(sample_path, **{f"input_{i}": x for i, x in enumerate(sample)})
         for _ in range(64):  # each round ends in a clean exit or one crash
             child = subprocess.run(
-                [sys.executable, "-m", "converter.arena", str(model_path), str(sample_path), str(low), str(high or 0)],
+                [sys.executable, "-m", "converter.tflm.arena", str(model_path), str(sample_path), str(low), str(high or 0)],
                 capture_output=True, text=True)
             tried = None
             for line in child.stdout.splitlines():

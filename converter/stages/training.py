@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import progress, tf_env
-from .data import Dataset
-from .errors import KitError
+from .. import progress
+from ..system import tf_env
+from ..inputs.dataset import Dataset
+from ..errors import KitError
 
 
 def _outputs_probabilities(model) -> bool:

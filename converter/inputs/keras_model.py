@@ -5,10 +5,10 @@ import json
 import zipfile
 from pathlib import Path
 
-from . import tf_env
+from ..system import tf_env
 from .builders import load_function
-from .errors import KitError
-from .recipe import Recipe
+from ..errors import KitError
+from ..recipe import Recipe
 
 KERAS3_FIX = ("TF-MOT needs a Keras 2 model: re-save it with tf_keras (TF_USE_LEGACY_KERAS=1), "
               "or rebuild it with tf_keras layers")

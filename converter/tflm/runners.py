@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import KitError
-from .native_output import captured_fds
-from .tflite_model import ModelInfo, TensorInfo
+from ..errors import KitError
+from ..system.native_output import captured_fds
+from ..tflite.model import ModelInfo, TensorInfo
 
 
 def quiet_native_stderr():

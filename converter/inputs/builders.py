@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from .errors import KitError
+from ..errors import KitError
 
 
 def load_function(spec: str, base_dir: Path, what: str) -> Callable:

@@ -10,8 +10,8 @@ from collections import Counter
 
 import numpy as np
 
-from .native_output import captured_fds
-from .tflite_model import Graph
+from ..system.native_output import captured_fds
+from ..tflite.model import Graph
 
 # LiteRT runtimes with per-tensor access. XNNPACK (LiteRT's default delegate) fuses
 # operators and hides intermediates, so the optimized kernels are inspected without it.

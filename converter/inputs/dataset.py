@@ -7,8 +7,8 @@ from typing import Optional
 import numpy as np
 
 from .builders import load_function
-from .errors import KitError
-from .recipe import Recipe
+from ..errors import KitError
+from ..recipe import Recipe
 
 
 @dataclass(frozen=True)

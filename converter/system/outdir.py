@@ -11,7 +11,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from .errors import KitError
+from ..errors import KitError
 
 
 def check_output_path(out: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:

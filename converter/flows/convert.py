@@ -10,25 +10,25 @@ from typing import Callable
 
 import numpy as np
 
-from . import tf_env
-from .data import Dataset, load_data
-from .emit.c_arrays import parse_c_array
-from .emit.sources import render_all, resolver_ops
-from .errors import KitError
-from .manifest import sha256, tool_versions, write_manifest
-from .model_source import load_model
-from .npz import save_npz
-from .outdir import check_output_path, staged_output
-from .recipe import Recipe
-from .report import render_report
-from .arena import measure_arena
-from .runtimes import quantize, run_litert, run_tflm
-from .stages import compress as compress_stage
-from .stages import quantize as quantize_stage
-from .stages import stage_runner
-from .stages.distill import resolve_builder
-from .tflite_model import ModelInfo, check_deployable, read_model
-from .compare import bit_exact, compare_outputs
+from ..system import tf_env
+from ..inputs.dataset import Dataset, load_data
+from ..emit.c_arrays import parse_c_array
+from ..emit.sources import render_all, resolver_ops
+from ..errors import KitError
+from ..reports.manifest import sha256, tool_versions, write_manifest
+from ..inputs.keras_model import load_model
+from ..inputs.npz import save_npz
+from ..system.outdir import check_output_path, staged_output
+from ..recipe import Recipe
+from ..reports.convert_report import render_report
+from ..tflm.arena import measure_arena
+from ..tflm.runners import quantize, run_litert, run_tflm
+from ..stages import compress as compress_stage
+from ..stages import quantize as quantize_stage
+from ..stages import stage_runner
+from ..stages.distill import resolve_builder
+from ..tflite.model import ModelInfo, check_deployable, read_model
+from ..compare.outputs import bit_exact, compare_outputs
 
 
 def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.ndarray], str]:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckFailed, KitError
-from .manifest import sha256, tool_versions
-from .npz import save_npz
-from .runtimes import run_tflm
-from .tflite_model import read_model
+from ..errors import CheckFailed, KitError
+from ..reports.manifest import sha256, tool_versions
+from ..inputs.npz import save_npz
+from ..tflm.runners import run_tflm
+from ..tflite.model import read_model
 
 LOCK = "golden.json"
 VECTORS = "golden.npz"
@@ -41,9 +41,9 @@ def save(folder: Path, model_bytes: bytes, model_file: str, inputs: list[np.ndar
 
 def record(model: Path, data: Path | None, out: Path, vectors: int, seed: int, force: bool = False) -> tuple[dict, str]:
     """Run MODEL on TFLM for `vectors` inputs and write the goldens to `out` atomically."""
-    from .isolation import open_untrusted
-    from .outdir import check_output_path, staged_output
-    from .validation import model_inputs
+    from ..tflm.isolation import open_untrusted
+    from ..system.outdir import check_output_path, staged_output
+    from .validate import model_inputs
 
     check_output_path(out, force, inputs=(Path(model),))
     model_bytes, info = open_untrusted(model)

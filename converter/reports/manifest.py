@@ -15,7 +15,7 @@ def sha256(data: bytes) -> str:
 
 
 def tool_versions() -> dict:
-    from . import __version__
+    from .. import __version__
 
     versions = {"tflm-kit": __version__, "python": platform.python_version()}
     for tool in TOOLS:

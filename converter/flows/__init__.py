@@ -1,0 +1,1 @@
+"""The kit's commands as library functions: convert, validate, golden, firmware, flash."""

@@ -1,0 +1,1 @@
+"""What a run starts from: the float Keras model, its data, user builder functions, feature front-ends."""

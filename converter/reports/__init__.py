@@ -1,0 +1,1 @@
+"""What a run records: the manifest and human-readable reports."""
