@@ -33,6 +33,7 @@ from ..errors import KitError
 from ..recipe import CompressSettings
 from ..tflm.runners import quantize, run_tflm
 from ..tflite.model import read_model
+from ..tflite.strip import CONVERTER_METADATA, strip  # noqa: F401  (bench and tests import them from here)
 from ..compare.outputs import bit_exact, compare_outputs
 from . import StageResult
 
@@ -163,89 +164,6 @@ def compress_bytes(model_bytes: bytes, choices: list[LutChoice]) -> bytes:
     except Exception as exc:
         raise KitError(f"TFLM's LUT compressor failed: {' '.join(str(exc).split())[:300]}",
                        "remove the compress step from the recipe and report this with the model") from None
-
-
-# Metadata entries the converter writes and TFLM never reads (its runtime reads only
-# "OfflineMemoryAllocation"); unknown entries are kept, since a runtime may rely on them.
-CONVERTER_METADATA = ("min_runtime_version", "CONVERSION_METADATA")
-
-
-def strip(model_bytes: bytes) -> tuple[bytes, dict]:
-    """The flatbuffer without what TFLM never reads, and bytes saved per kind.
-
-    - tensor and subgraph names (the model's input and output tensors keep theirs: the kit's
-      reports and headers name them), the description and the signature defs: TFLM runs
-      subgraph 0 by index;
-    - the converter's metadata entries (CONVERTER_METADATA);
-    - per-channel zero-point arrays whose values are all equal, cut to one value: TFLM's
-      micro_allocator expands a single zero point to every channel (its "space-saving
-      optimization" for weights). LiteRT does not, so the pipeline validates LiteRT on the
-      unstripped model;
-    - the quantization of a LUT-encoded tensor that only TFLM_DECODE reads: DECODE takes the
-      channel count and axis from its output, the decoded tensor, which keeps its own copy.
-    """
-    import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-
-    # The schema's object API, not TFLM's model_editor: the editor rewrites operator codes, and on
-    # files from older converters (the MLPerf KWS reference) TFLM then reads the wrong operators.
-    model = schema.ModelT.InitFromPackedBuf(model_bytes, 0)
-
-    def pack() -> bytes:
-        builder = flatbuffers.Builder(2 * len(model_bytes))
-        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-        return bytes(builder.Output())
-
-    def names():
-        model.description = None
-        model.signatureDefs = None
-        for subgraph in model.subgraphs:
-            subgraph.name = None
-            ends = set(subgraph.inputs if subgraph.inputs is not None else []) | \
-                set(subgraph.outputs if subgraph.outputs is not None else [])
-            for t, tensor in enumerate(subgraph.tensors or []):
-                if t not in ends:
-                    tensor.name = ""  # empty, not absent: readers (the kit's own too) expect a string
-
-    def metadata():
-        dropped = [m for m in model.metadata or [] if (m.name or b"").decode(errors="replace") in CONVERTER_METADATA]
-        for entry in dropped:
-            model.buffers[entry.buffer].data = None
-        model.metadata = [m for m in model.metadata or [] if m not in dropped] or None
-
-    def zero_points():
-        for subgraph in model.subgraphs:
-            for tensor in subgraph.tensors or []:
-                quant = tensor.quantization
-                zeros = None if quant is None else quant.zeroPoint
-                if zeros is not None and len(zeros) > 1 and len(set(int(z) for z in zeros)) == 1:
-                    quant.zeroPoint = [int(zeros[0])]
-
-    def encoded():
-        decode = {i for i, code in enumerate(model.operatorCodes or [])
-                  if code.customCode is not None and bytes(code.customCode) == b"TFLM_DECODE"}
-        for subgraph in model.subgraphs:
-            readers: dict[int, set] = {}
-            for op in subgraph.operators or []:
-                for position, t in enumerate(op.inputs if op.inputs is not None else []):
-                    readers.setdefault(int(t), set()).add((op.opcodeIndex in decode, position))
-            for t, tensor in enumerate(subgraph.tensors or []):
-                if readers.get(t) == {(True, 0)}:
-                    tensor.quantization = None
-
-    kinds = {"names_and_signatures": names, "converter_metadata": metadata,
-             "repeated_zero_points": zero_points, "encoded_tensor_quantization": encoded}
-    # savings count from a re-pack with no edit; each kind is measured after the ones before it
-    # (the last two overlap on encoded tensors' zero points)
-    stripped = pack()
-    baseline = len(stripped)
-    saved = {}
-    for kind, edit in kinds.items():
-        size = len(stripped)
-        edit()
-        stripped = pack()
-        saved[kind] = size - len(stripped)
-    return stripped, {"bytes_saved": saved, "repack_bytes": baseline - len(model_bytes)}
 
 
 def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int = 0) -> StageResult:
