@@ -160,7 +160,7 @@ class QuantizeSettings(_Strict):
 
 
 class CompressSettings(_Strict):
-    """TFLM LUT compression of the quantized flatbuffer (after quantize; decoded by TFLM_DECODE)."""
+    """Compression of the quantized flatbuffer (after quantize): LUT and PRUNE (decoded by TFLM_DECODE), int4."""
 
     lut: bool = True
     max_index_bits: int = Field(7, ge=1, le=7, description="leave tensors that need wider indices as they are")
@@ -168,6 +168,11 @@ class CompressSettings(_Strict):
                                 description="real inputs on which TFLM must give identical bytes before and after")
     strip_metadata: bool = Field(False, description="drop what TFLM never reads: names, signatures, converter "
                                  "metadata, repeated weight zero points, encoded tensors' quantization")
+    prune: bool = Field(False, description="store sparse int8 tensors as TFLM DECODE PRUNE (bitmask + kept values) "
+                        "where that is smaller than LUT (or than the raw tensor)")
+    int4: bool = Field(False, description="requantize CONV_2D/DEPTHWISE_CONV_2D/per-tensor FULLY_CONNECTED filters "
+                       "to 16 levels and store them as packed INT4 (lossy; later checks compare with the int8 "
+                       "model that has the same 16 levels)")
 
 
 class Stage(_Strict):

@@ -111,7 +111,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
         compressed = compress_stage.run(model_bytes, recipe.compress, data, recipe.seed)
         records.append(compressed.record)
         if compressed.model != model_bytes:
-            uncompressed, model_bytes = model_bytes, compressed.model
+            uncompressed, model_bytes = compressed.reference or model_bytes, compressed.model
     info = read_model(model_bytes)
     # no float ops (unless float16 was asked for), int64, dynamic shapes left
     check_deployable(model_bytes, require_int8=recipe.quantize.mode != "float16")

@@ -18,6 +18,9 @@ from .weights import overall_sparsity, weight_stats
 class StageResult:
     model: Any
     record: dict = field(default_factory=dict)
+    # a flatbuffer stage whose output must match another model than its input on TFLM (compress
+    # with int4: the int8 model with the same 4-bit levels); None: its input
+    reference: bytes | None = None
 
 
 def timed_keras_stage(kind: str, transform: Callable, model, settings, data: Dataset, seed: int) -> StageResult:
