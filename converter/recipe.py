@@ -173,6 +173,8 @@ class CompressSettings(_Strict):
     int4: bool = Field(False, description="requantize CONV_2D/DEPTHWISE_CONV_2D/per-tensor FULLY_CONNECTED filters "
                        "to 16 levels and store them as packed INT4 (lossy; later checks compare with the int8 "
                        "model that has the same 16 levels)")
+    int4_layers: Optional[list[str]] = Field(None, description="with int4: only the filters whose tensor name "
+                                             "contains one of these (e.g. layer names); default: all eligible")
 
 
 class Stage(_Strict):

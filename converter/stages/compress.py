@@ -46,7 +46,7 @@ def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset
     record: dict = {"bytes_before": len(model_bytes)}
     reference, base = model_bytes, model_bytes
     if settings.int4:
-        reference, base, record["int4"] = _int4(model_bytes, data, settings.verify_samples)
+        reference, base, record["int4"] = _int4(model_bytes, data, settings)
     chosen = plan(base, settings.lut, settings.prune, settings.max_index_bits) \
         if settings.lut or settings.prune else Plan()
     compressed, note = base, None
@@ -106,14 +106,14 @@ def encode(model_bytes: bytes, chosen: Plan) -> bytes:
     return insert_decode(compressed, encoded)
 
 
-def _int4(model_bytes: bytes, data: Dataset, samples: int) -> tuple[bytes, bytes, dict]:
+def _int4(model_bytes: bytes, data: Dataset, settings: CompressSettings) -> tuple[bytes, bytes, dict]:
     """(int8 twin, int4 model, record): the lossy requantization measured against the int8 model."""
-    twin, choices = int4.requantize(model_bytes)
+    twin, choices = int4.requantize(model_bytes, settings.int4_layers)
     if not choices:
         return model_bytes, model_bytes, {"tensors": [], "note": "no CONV_2D, DEPTHWISE_CONV_2D or per-tensor "
                                                                "FULLY_CONNECTED filter to store as int4"}
     packed = int4.pack(twin, choices)
-    expected, requantized = _run_both(model_bytes, twin, data, samples)
+    expected, requantized = _run_both(model_bytes, twin, data, settings.verify_samples)
     agreement = float(np.mean(expected[0].reshape(len(expected[0]), -1).argmax(1) ==
                               requantized[0].reshape(len(requantized[0]), -1).argmax(1)))
     loss = compare_outputs(expected, requantized)

@@ -3,8 +3,8 @@ store them as packed INT4 tensors, which TFLM's kernels unpack into an int8 scra
 
 Two steps, so the lossy one can be checked apart from the lossless one:
 - `requantize(model_bytes)`: the "int8 twin" -- every eligible filter channel c rescaled so its
-  values fit [-7, 7] (q' = round(q / m_c), scale' = scale * m_c, m_c = max|q_c| / 7, m_c = 1 when
-  the channel already fits), its bias rescaled to stay in accumulator units (bias' = round(bias /
+  values fit [-7, 7] (q' = clip(round(q / m_c)), scale' = scale * m_c, m_c the step of least squared
+  error among fractions of max|q_c| / 7, m_c = 1 when the channel already fits), its bias rescaled to stay in accumulator units (bias' = round(bias /
   m_c), bias scale' = bias scale * m_c). Lossy, like any coarser quantization.
 - `pack(twin_bytes)`: the same model with those filters as INT4 (two values per byte, element 2i in
   the low nibble, as tensor_utils::UnpackDenseInt4IntoInt8 reads them). Lossless: TFLM must give
@@ -72,16 +72,19 @@ def _channels(array: np.ndarray, scales: int, axis: int) -> np.ndarray:
     return np.moveaxis(array, axis, 0).reshape(scales, -1) if scales > 1 else array.reshape(1, -1)
 
 
-def requantize(model_bytes: bytes) -> tuple[bytes, list[Int4Choice]]:
-    """The int8 twin: eligible filters on a 4-bit grid (values in [-7, 7]), their biases rescaled."""
+def requantize(model_bytes: bytes, layers: list[str] | None = None) -> tuple[bytes, list[Int4Choice]]:
+    """The int8 twin: eligible filters on a 4-bit grid (values in [-7, 7]), their biases rescaled.
+    layers: only filters whose tensor name contains one of these strings (None: every eligible one)."""
     model = TfliteModel.from_bytes(model_bytes)
     choices = []
     for f, bias, op in list(_filters(model)):
         tensor = model.tensors[f]
+        if layers is not None and not any(part in model.tensor_name(tensor) for part in layers):
+            continue
         quant = tensor.quantization
         array, scales, axis = model.constant(tensor), len(quant.scale), int(quant.quantizedDimension or 0)
         rows = _channels(array, scales, axis).astype(np.float64)
-        factor = np.maximum(np.abs(rows).max(axis=1) / LEVELS, 1.0)  # m_c; 1 keeps channels that fit
+        factor = _factors(rows)
         requantized = np.clip(_round_half_away(rows / factor[:, None]), -LEVELS, LEVELS).astype(np.int8)
         shaped = np.moveaxis(requantized.reshape(np.moveaxis(array, axis, 0).shape), 0, axis) if scales > 1 \
             else requantized.reshape(array.shape)
@@ -92,6 +95,22 @@ def requantize(model_bytes: bytes) -> tuple[bytes, list[Int4Choice]]:
         choices.append(Int4Choice(f, model.tensor_name(tensor), op, tuple(array.shape), int((factor > 1).sum()),
                                   array.size, (array.size + 1) // 2))
     return model.to_bytes(), choices
+
+
+# Step sizes tried per channel, as fractions of max|q| / 7: a smaller step clips the few largest
+# weights to +-7 but resolves the many small ones (scaling by the maximum alone rounded most
+# ResNet-8 weights to 0).
+CLIP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def _factors(rows: np.ndarray) -> np.ndarray:
+    """m_c per channel: the step with the least squared error after rounding and clipping to [-7, 7];
+    1 keeps channels whose values already fit."""
+    peak = np.abs(rows).max(axis=1) / LEVELS
+    steps = np.maximum(peak[:, None] * np.asarray(CLIP_FRACTIONS)[None, :], 1.0)       # (channels, tries)
+    rounded = np.clip(_round_half_away(rows[:, None, :] / steps[:, :, None]), -LEVELS, LEVELS) * steps[:, :, None]
+    error = ((rounded - rows[:, None, :]) ** 2).sum(axis=2)
+    return steps[np.arange(len(rows)), error.argmin(axis=1)]
 
 
 def _rescale_bias(model: TfliteModel, bias: int, factor: np.ndarray) -> None:
