@@ -66,7 +66,8 @@ def tensor_info(model: TfliteModel, index: int, subgraph: int = 0) -> TensorInfo
     quant = tensor.quantization
     scale = zero_point = None
     if quant is not None and quant.scale is not None and len(quant.scale) == 1:
-        scale, zero_point = float(quant.scale[0]), int(quant.zeroPoint[0])
+        zeros = quant.zeroPoint
+        scale, zero_point = float(quant.scale[0]), int(zeros[0]) if zeros is not None and len(zeros) else 0
     type_name, name = model.tensor_type(tensor), model.tensor_name(tensor)
     if type_name not in NUMPY_TYPES:
         raise KitError(f"model input/output '{name}' has type {type_name}, which the kit cannot feed",

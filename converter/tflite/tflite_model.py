@@ -124,9 +124,11 @@ class TfliteModel:
         return TfliteModel(copy.deepcopy(self.root))
 
     def add_buffer(self, data) -> int:
+        """Append a buffer holding `data` (bytes or a numpy array, stored as its raw bytes; None: empty)."""
         buffer = schema.BufferT()
-        buffer.data = None if data is None else np.frombuffer(bytes(np.asarray(data).tobytes()
-                                                                    if isinstance(data, np.ndarray) else data), np.uint8)
+        if data is not None:
+            # a uint8 array packs as one vector; a bytes object would pack byte by byte
+            buffer.data = np.frombuffer(data.tobytes() if isinstance(data, np.ndarray) else bytes(data), np.uint8)
         self.root.buffers.append(buffer)
         return len(self.root.buffers) - 1
 

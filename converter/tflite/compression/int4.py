@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..schema import schema
 from ..tflite_model import TfliteModel
 
 FILTER_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -143,8 +144,6 @@ def unpack_nibbles(packed: bytes, elements: int) -> np.ndarray:
 
 def pack(twin_bytes: bytes, choices: list[Int4Choice]) -> bytes:
     """The twin with the chosen filters stored as INT4 (values must already lie in [-8, 7])."""
-    from ..schema import schema
-
     model = TfliteModel.from_bytes(twin_bytes)
     for choice in choices:
         tensor = model.tensors[choice.tensor]
