@@ -126,17 +126,20 @@ def test_data_that_does_not_fit_the_model(tmp_path, x, expected):
 
 
 def test_a_runtime_crash_while_validating_is_a_kit_error(tmp_path, monkeypatch):
-    """The child process dies by a signal (as a runtime would on a malformed model); the kit reports it."""
-    import converter.flows.validate as validation
+    """The child process dies by a signal (as a runtime would on a malformed model); the kit reports it,
+    naming the runtime the child said it was running."""
+    import converter.tflm.child as child
 
     crasher = tmp_path / "crasher"
-    crasher.write_text("#!/bin/sh\necho 'running vectors'\nkill -SEGV $$\n")
+    crasher.write_text("#!/bin/sh\n"
+                       "echo '{\"kind\": \"progress\", \"message\": \"running TFLM\", \"data\": {\"runtime_name\": \"TFLM\"}}'\n"
+                       "kill -SEGV $$\n")
     crasher.chmod(0o755)
-    monkeypatch.setattr(validation.sys, "executable", str(crasher))
+    monkeypatch.setattr(child.sys, "executable", str(crasher))
     heard = []
-    with pytest.raises(KitError, match=r"a runtime crashed \(SIGSEGV\) while validating"):
-        validation.validate_in_child(TINY, log=heard.append)
-    assert heard == ["running vectors"]
+    with pytest.raises(KitError, match=r"TFLM crashed \(SIGSEGV\) while validating"):
+        validate_model(TINY, log=heard.append)
+    assert heard[-1] == "running TFLM"
 
 
 def test_validate_in_child_gives_the_same_report(demo_dir):
