@@ -69,7 +69,7 @@ def save_vectors(path: Path, inputs: list[np.ndarray], outputs: list[np.ndarray]
 def _numbered(arrays: dict[str, np.ndarray], kind: str, path: Path) -> list[np.ndarray]:
     numbers = sorted(int(m.group(2)) for name in arrays if (m := _KEY.fullmatch(name)) and m.group(1) == kind)
     if not numbers:
-        raise KitError(f"{path} has no {kind}_0 array", f"re-record the goldens (tflm-kit golden record)")
+        raise KitError(f"{path} has no {kind}_0 array", "re-record the goldens (tflm-kit golden record)")
     if numbers != list(range(len(numbers))):
         raise KitError(f"{path} has {kind} arrays {numbers}, not numbered 0 to {len(numbers) - 1}",
                        "re-record the goldens (tflm-kit golden record)")

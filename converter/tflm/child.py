@@ -178,7 +178,7 @@ def run_in_child(task: Task, arguments: dict, arrays: dict[str, np.ndarray] | No
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-                raise ChildTimedOut(f"{what} took over {timeout:.0f} s (hang?)",
+                raise ChildTimedOut(f"{what} took over {timeout:g} s (hang?)",
                                     "check the model (a loop or a huge tensor makes it unusable on an MCU), or "
                                     f"allow more time with {TIMEOUT_VARIABLE}=<seconds>") from None
             finally:

@@ -29,7 +29,8 @@ def announce_runtime(emit, runtime: str) -> None:
     """The event a crash is later attributed to."""
     from .runners import RUNTIME_NAMES
 
-    emit("progress", f"running {RUNTIME_NAMES[runtime]}", runtime=runtime, runtime_name=RUNTIME_NAMES[runtime])
+    name = RUNTIME_NAMES.get(runtime, runtime)  # an unknown one is refused by run_model next
+    emit("progress", f"running {name}", runtime=runtime, runtime_name=name)
 
 
 def smoke_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
