@@ -56,10 +56,11 @@ def dequantize(q: np.ndarray, tensor: TensorInfo) -> np.ndarray:
 
 
 def default_arena(model_bytes: bytes, graph: Graph) -> int:
-    """The arena for running (not measuring): room for every tensor twice over, so that keeping all
-    intermediates or decompressing LUT weights into the arena fits, and never below the old 4 MB."""
+    """The one arena rule for running (measuring is arena.py's bisection): TFLM's own default of ten
+    times the model, at least 1 MB, and room for every tensor four times over, so that keeping all
+    intermediates (kPreserveAllTensors) or decompressing LUT weights into the arena fits."""
     tensor_bytes = sum(t.nbytes for t in graph.tensors.values())
-    return min(MAX_DEFAULT_ARENA, max(4 << 20, 20 * len(model_bytes), 2 * tensor_bytes + (1 << 20)))
+    return min(MAX_DEFAULT_ARENA, max(1 << 20, 10 * len(model_bytes), 4 * tensor_bytes))
 
 
 class _TflmSession:
@@ -117,8 +118,12 @@ def run_model(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm
     if runtime not in RUNTIME_NAMES:
         raise ValueError(f"unknown runtime {runtime!r}; one of {sorted(RUNTIME_NAMES)}")
     info, graph = read_model(model_bytes), read_graph(model_bytes)
+    if not info.inputs or not info.outputs:  # TFLM segfaults invoking such a model
+        raise RuntimeFailed(f"the model has {len(info.inputs)} input and {len(info.outputs)} output tensors; "
+                            "the kit runs models with at least one of each", "re-export the model with its inputs "
+                            "and outputs")
     wanted = [t for node in graph.nodes for t in node.outputs if t in graph.tensors] if keep_tensors else []
-    count = len(inputs[0]) if inputs else 1
+    count = len(inputs[0])
     outputs = [np.empty((count, *t.shape[1:]) if t.shape else (count,), t.dtype) for t in info.outputs]
     tensors = [] if keep_tensors else None
     with quiet_native_stderr() as printed:
