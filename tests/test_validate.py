@@ -187,6 +187,9 @@ def test_a_two_input_float_model_gives_fidelity_per_output(tmp_path):
     report = validate_model(TFLITE, data=tmp_path / "d.npz", float_model=FLOAT_MODEL, vectors=16, log=quiet)
     assert len(report["fidelity_per_output"]) == 2 and report["fidelity"] == report["fidelity_per_output"][0]
     assert all(metrics["vectors"] == 16 for metrics in report["fidelity_per_output"])
+    from converter.reports.validation_report import render_markdown
+
+    assert "| metric | output 0 | output 1 |" in render_markdown(report)
 
 
 # --- bad input at the boundary: one line, exit 2, nothing written --------------------------------
