@@ -16,7 +16,7 @@ from converter.tflm import child
 from converter.tflm.isolation import check_runs_safely, model_array, outputs_task, run_isolated
 from converter.tflm.runners import time_limit
 
-from .conftest import REPO
+from .conftest import REPO, run_kit
 
 TINY = REPO / "tests" / "data" / "not_this_model.tflite"
 NO_ARENA = REPO / "tests" / "fuzz_corpus" / "tflite" / "case012.tflite"  # TFLM fails to allocate: a KitError
@@ -40,11 +40,8 @@ def hostile_folder(root: Path) -> tuple[Path, Path]:
 
 
 def kit_from(cwd: Path, *args):
-    """The CLI as the `tflm-kit` console script runs it: the script's folder, not the working
-    directory, leads sys.path (what -P gives `python -m`); the kit is found through PYTHONPATH."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-P", "-m", "converter", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    """The CLI as the `tflm-kit` console script runs it (run_kit: -P, the kit on PYTHONPATH), from `cwd`."""
+    return run_kit(*args, cwd=cwd)
 
 
 def test_hostile_converter_package_in_the_working_directory_never_runs(tmp_path):
