@@ -183,6 +183,7 @@ def run_in_child(task: Task, arguments: dict, arrays: dict[str, np.ndarray] | No
                                     f"allow more time with {TIMEOUT_VARIABLE}=<seconds>") from None
             finally:
                 reader.join(5)
+                child.stdout.close()
         return _outcome(folder, returncode, what, events)
     finally:
         if child is not None and child.poll() is None:  # interrupted (Ctrl-C, SIGTERM): no orphan left running
