@@ -210,3 +210,13 @@ def test_a_negative_seed_is_a_one_line_error(tmp_path):
     assert_one_line_error(run_kit("validate", TINY, "--seed", -5), "seed must be a whole number of 0 or more")
     with pytest.raises(KitError, match="vectors must be"):
         validate_model(TINY, vectors=0, log=quiet)
+
+
+def test_each_runtime_runs_once_in_the_child():
+    """TFLM once (outputs and intermediates from the same invokes), LiteRT reference once, the
+    optimized kernels with XNNPACK (outputs) and without it (intermediates): no smoke run first."""
+    heard = []
+    validate_model(TINY, vectors=3, log=heard.append)
+    assert [m for m in heard if m.startswith("running ") and "vectors" not in m] == [
+        "running TFLM", "running LiteRT", "running LiteRT optimized kernels",
+        "running LiteRT optimized kernels (no XNNPACK)"]

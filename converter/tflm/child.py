@@ -94,7 +94,7 @@ def _sweep_stale_folders() -> None:
     for folder in root.glob(f"{FOLDER_PREFIX}*-*"):
         try:
             pid = int(folder.name[len(FOLDER_PREFIX):].split("-")[0])
-            if folder.stat().st_uid != os.getuid() or pid == os.getpid():
+            if folder.is_symlink() or folder.lstat().st_uid != os.getuid() or pid == os.getpid():
                 continue
             os.kill(pid, 0)
         except ProcessLookupError:
