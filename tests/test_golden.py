@@ -144,10 +144,18 @@ def _rewrite_vectors(folder, change):
 def test_damaged_goldens_are_one_line_errors(recorded, tmp_path, damage, expected):
     folder = _copy(recorded, tmp_path)
     damage(folder)
+    with pytest.raises(KitError) as error:
+        check(folder)
+    assert expected in error.value.problem and error.value.fix and "\n" not in str(error.value)
+
+
+def test_a_damaged_golden_folder_fails_golden_check_with_exit_2(recorded, tmp_path):
+    folder = _copy(recorded, tmp_path)
+    (folder / "golden.json").write_text((folder / "golden.json").read_text()[:40])
     result = run_kit("golden", "check", folder)
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and expected in errors[0] and "fix:" in errors[0], result.stderr[-2000:]
+    assert len(errors) == 1 and "is not valid JSON (truncated" in errors[0] and "fix:" in errors[0]
 
 
 def test_golden_record_refuses_object_arrays_in_data(demo_dir, tmp_path):
