@@ -100,7 +100,7 @@ def convert(recipe: Path, out: Path, force: bool):
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x' (float or the model's type) and optional labels 'y'.")
+@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x' (x_0, x_1, ... for several inputs; float or the model's type) and optional labels 'y'.")
 @click.option("--float-model", type=click.Path(path_type=Path), help="The float model (.h5/.keras/SavedModel/.tflite) for fidelity metrics.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write report.json, report.md and differences.png here.")
 @click.option("--vectors", default=100, show_default=True, type=click.IntRange(1, 1_000_000), help="How many inputs to run.")
@@ -144,7 +144,7 @@ def golden():
 
 @golden.command("record")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x'; random inputs when absent.")
+@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x' (x_0, x_1, ... for several inputs); random inputs when absent.")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--vectors", default=20, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--seed", default=0, show_default=True)
