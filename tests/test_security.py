@@ -160,3 +160,49 @@ def test_keras_archive_whose_config_inflates_hugely_is_refused_cheaply(tmp_path)
     assert_one_line(error.value, documented("config.json declares 209,715,200 bytes, over the 16,777,216"))
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 50, f"peak memory grew by {grown_mb:.0f} MB"
+
+
+# --- 4. labels and tensor names are escaped in model_settings.h ---------------------------------
+
+HOSTILE_LABELS = ["c\n#error injected", "back\\slash", 'quo"te', "tab\there\r", "tri??=graph", "bell\x07\x1b[0m",
+                  "ünïcode ✓", "\u00e9" + "123abc", "\\", "end\\", "x\x7f", "*/ /* //"]
+
+
+def test_hostile_labels_and_tensor_names_compile_to_the_same_bytes(tmp_path):
+    import subprocess
+
+    from converter.emit.sources import render_all
+    from converter.tflite.model import read_model
+
+    from .conftest import cxx
+    from .test_robustness import TINY, edited, set_tensor
+
+    model_bytes = edited(set_tensor(0, name=b"in\n#error from a tensor name\\"))
+    info = read_model(model_bytes)
+    x = np.zeros((1, 12), np.int8)
+    sources = render_all("hostile", "model.tflite", model_bytes, "0" * 64, info, 100, 112, 0.1, HOSTILE_LABELS,
+                         [x], [np.zeros((1, *info.outputs[0].shape[1:]), np.int8)], host="x86_64")
+    (tmp_path / "model_settings.h").write_text(sources["model_settings.h"])
+    (tmp_path / "main.cc").write_text(
+        '#include <cstdio>\n#include <cstring>\n#include "model_settings.h"\n'
+        "int main() { for (int i = 0; i < hostile_model::kLabelCount; ++i) {\n"
+        "  const char* s = hostile_model::kLabels[i];\n"
+        '  for (size_t j = 0; j < std::strlen(s); ++j) std::printf("%02x", (unsigned char)s[j]);\n'
+        '  std::printf("\\n"); } }\n')
+    for std in ("-std=c++11", "-std=c++17"):  # c++11 still has trigraphs
+        build = subprocess.run([cxx(), std, "-Werror", "-Wall", "-o", tmp_path / "labels", tmp_path / "main.cc"],
+                               capture_output=True, text=True)
+        assert build.returncode == 0, build.stderr
+        printed = subprocess.run([tmp_path / "labels"], capture_output=True, text=True, check=True).stdout.split()
+        assert printed == [label.encode().hex() for label in HOSTILE_LABELS]
+
+
+def test_a_label_with_a_nul_is_refused_before_training(tmp_path):
+    from converter.inputs.dataset import load_data
+    from converter.recipe import parse_recipe
+
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 3), np.float32), labels=np.array(["a", "b\x00c"]))
+    recipe = parse_recipe({"name": "x", "model": {"path": "m.keras"}, "data": {"npz": "d.npz"}}, base_dir=tmp_path)
+    with pytest.raises(KitError) as error:
+        load_data(recipe, (3,))
+    assert_one_line(error.value, documented("contains a NUL character or a lone surrogate, which no C string can hold"))

@@ -78,6 +78,15 @@ def _scaled(x: Optional[np.ndarray], scale: float, offset: float) -> Optional[np
     return (x.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
 
 
+def _check_label_text(labels) -> None:
+    """Labels become C string literals (model_settings.h): refuse, before any training, what none can hold."""
+    for label in labels or ():
+        text = str(label)
+        if "\0" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+            raise KitError(f"label {text!r} contains a NUL character or a lone surrogate, which no C string can hold",
+                           "use printable text for the labels (any other Unicode is escaped)")
+
+
 def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
     """Load the recipe's arrays and check them against the model input (shape without batch)."""
     source = recipe.data
@@ -113,6 +122,7 @@ def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
         if not np.isfinite(x).all():
             raise KitError(f"{name} inputs contain NaN or infinity", "clean the data before converting")
     labels = source.labels or arrays.get("labels")
+    _check_label_text(labels)
     y_train, y_eval = arrays.get("y_train"), _head(arrays.get("y_eval"), recipe.eval_samples)
     for name, x, y in (("train", x_train, y_train), ("eval", x_eval, y_eval)):
         if x is not None and y is not None and len(x) != len(y):
