@@ -18,6 +18,7 @@ from ..errors import KitError
 from ..reports.manifest import sha256, tool_versions, write_manifest
 from ..inputs.keras_model import load_model
 from ..inputs.npz import save_npz
+from ..inputs.recipe_inputs import recipe_inputs
 from ..system.outdir import check_output_path, staged_output
 from ..recipe import Recipe
 from ..reports.convert_report import render_report
@@ -79,8 +80,7 @@ def _input_shape(model) -> tuple:
 
 def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str], None] = print) -> dict:
     out = Path(out)
-    model_inputs = (recipe.resolve(recipe.model.path),) if recipe.model.path else ()
-    check_output_path(out, force, inputs=model_inputs)
+    check_output_path(out, force, inputs=recipe_inputs(recipe))
     started = time.perf_counter()
     keras = tf_env.keras()
     keras.utils.set_random_seed(recipe.seed)
