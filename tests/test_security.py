@@ -206,3 +206,159 @@ def test_a_label_with_a_nul_is_refused_before_training(tmp_path):
     with pytest.raises(KitError) as error:
         load_data(recipe, (3,))
     assert_one_line(error.value, documented("contains a NUL character or a lone surrogate, which no C string can hold"))
+
+
+# --- 5. --force never deletes inputs or files the kit did not write ------------------------------
+
+def kit(*args):
+    from .test_robustness import kit as in_process_kit
+
+    return in_process_kit(*args)
+
+
+def assert_cli_error(result, expected: str):
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and expected in errors[0], (result.stderr, result.exception)
+    assert " — fix: " in errors[0]
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def recipe_folder(folder: Path, **data) -> Path:
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "d.npz", x_train=np.zeros((4, 8, 8, 4), np.float32))
+    (folder / "notes.txt").write_text("the user's own notes")
+    (folder / "builder.py").write_text("def build():\n    raise AssertionError('must not run')\n")
+    recipe = {"name": "x", "model": {"builder": "builder.py:build"}, "data": {"npz": "d.npz", **data}}
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return folder / "recipe.yaml"
+
+
+@pytest.mark.parametrize("out_name", [".", "..", "sub"])
+def test_force_refuses_an_out_holding_any_recipe_input(tmp_path, out_name):
+    project = tmp_path / "project"
+    recipe = recipe_folder(project)
+    sub = project / "sub"
+    if out_name == "sub":  # the data lives in the output folder
+        sub.mkdir()
+        np.savez(sub / "d.npz", x_train=np.zeros((4, 8, 8, 4), np.float32))
+        recipe.write_text(recipe.read_text().replace("npz: d.npz", "npz: sub/d.npz"))
+    before = snapshot(tmp_path)
+    assert_cli_error(kit("convert", recipe, "--out", project / out_name, "--force"),
+                     documented("contains the input"))
+    assert snapshot(tmp_path) == before
+
+
+def test_force_replaces_only_a_folder_the_kit_wrote(tmp_path):
+    from converter.system.outdir import check_output_path
+    from converter.system import out_lock
+
+    recipe = recipe_folder(tmp_path / "project")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"name": "a web app manifest"}')  # a common file name, not the kit's
+    (out / "index.html").write_text("<p>mine</p>")
+    assert_cli_error(kit("convert", recipe, "--out", out, "--force"),
+                     documented("is not a tflm-kit firmware project, conversion, golden or validation output"))
+    (out / "golden.json").write_text('{"model_sha256": "0", "vectors": 1}')
+    (out / "golden.npz").write_bytes(b"")
+    (out / "manifest.json").unlink()
+    assert_cli_error(kit("convert", recipe, "--out", out, "--force"),
+                     documented("holds files the kit did not write (index.html)"))
+    assert (out / "index.html").read_text() == "<p>mine</p>"
+    (out / "index.html").unlink()
+    check_output_path(out, force=True)  # now only what `golden record` writes: replaceable
+    out_lock.release(out)
+
+
+# --- 9. one run at a time per output folder -----------------------------------------------------
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_holds_it(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from converter.system.outdir import check_output_path; check_output_path(Path(sys.argv[1]), False); "
+         "print('locked', flush=True); time.sleep(60)", str(out)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = kit("convert", recipe_folder(tmp_path / "project"), "--out", out)
+        assert_cli_error(result, documented("another tflm-kit run is writing"))
+    finally:
+        holder.kill()
+        holder.wait()
+    from converter.system.outdir import check_output_path
+    from converter.system import out_lock
+
+    check_output_path(out, force=False)  # the kernel dropped the dead holder's lock
+    out_lock.release(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"], "lock file left behind"
+
+
+# --- 11. output folders get the user's umask, not mkdtemp's 0700 --------------------------------
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o027, 0o750), (0o077, 0o700)])
+def test_output_folders_follow_the_umask(tmp_path, umask, mode):
+    import os
+
+    from converter.system.outdir import staged_output
+
+    previous = os.umask(umask)
+    try:
+        with staged_output(tmp_path / "out") as staging:
+            (staging / "model.tflite").write_bytes(b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == mode
+
+
+# --- 6. a full disk is a one-line error, and nothing is left behind -----------------------------
+
+def test_disk_full_while_writing_keeps_the_previous_output(tmp_path, monkeypatch):
+    import errno
+
+    from converter.flows import golden
+
+    tiny = REPO / "tests/data/not_this_model.tflite"
+    out = tmp_path / "goldens"
+    assert kit("golden", "record", tiny, "--out", out, "--vectors", "2").exit_code == 0
+    before = snapshot(out)
+
+    def full_disk(path, arrays):
+        Path(path).write_bytes(b"half an npz")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(golden, "save_npz", full_disk)
+    result = kit("golden", "record", tiny, "--out", out, "--vectors", "3", "--force")
+    assert_cli_error(result, documented("no space left while writing"))
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["goldens"], "staging or lock left behind"
+
+
+# --- 6. Ctrl-C while TensorFlow's native libraries load: exit 130, no traceback -----------------
+
+def test_sigint_during_the_native_import_exits_130_without_a_traceback(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-m", "converter", "validate", REPO / "tests/data/not_this_model.tflite",
+                              "--out", tmp_path / "out"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                             env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+    maps = Path(f"/proc/{child.pid}/maps")
+    deadline = time.monotonic() + 120
+    while "tensorflow" not in maps.read_text() and time.monotonic() < deadline:  # a native import under way
+        time.sleep(0.01)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert "interrupted: nothing was written" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "output, staging or lock left behind"
