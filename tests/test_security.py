@@ -362,3 +362,54 @@ def test_sigint_during_the_native_import_exits_130_without_a_traceback(tmp_path)
     assert child.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
     assert "interrupted: nothing was written" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "output, staging or lock left behind"
+
+
+# --- 3. every check passes before anything is moved into --out ----------------------------------
+
+def tiny_recipe(folder: Path, **fields):
+    from converter.recipe import parse_recipe
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "tiny.keras").exists():
+        tiny_classifier().save(folder / "tiny.keras")
+    recipe = {"name": "tiny", "model": {"path": "tiny.keras"}, "data": {"random": {"samples": 8}},
+              "quantize": {"calibration_samples": 8}, "golden": {"vectors": 2}, **fields}
+    return parse_recipe(recipe, base_dir=folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_output(tmp_path_factory) -> Path:
+    from converter.flows.convert import convert
+
+    folder = tmp_path_factory.mktemp("tiny")
+    convert(tiny_recipe(folder / "project"), folder / "out", log=lambda _: None)
+    return folder / "out"
+
+
+def test_a_failed_check_leaves_the_previous_output_byte_identical(tiny_output, tmp_path, monkeypatch):
+    from converter.flows import convert as flow
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_output, out)
+    before = snapshot(out)
+    real_validate = flow._validate
+
+    def one_vector_differs(*args, **kwargs):
+        validation = real_validate(*args, **kwargs)
+        return validation | {"tflm_vs_c_array": {**validation["tflm_vs_c_array"], "equal": 1, "total": 2}}
+
+    monkeypatch.setattr(flow, "_validate", one_vector_differs)
+    with pytest.raises(KitError) as error:
+        flow.convert(tiny_recipe(tmp_path / "project"), out, force=True, log=lambda _: None)
+    assert_one_line(error.value, documented("vectors equal); ") and "was left as it was")
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "project") == ["out"], "staging left behind"
+
+
+def test_the_compression_check_is_one_of_the_checks_before_the_move(tmp_path):
+    from converter.flows.convert import _check_bit_exact
+
+    same = {"equal": 2, "total": 2}
+    _check_bit_exact({"tflm_vs_c_array": same}, tmp_path)  # no compression: nothing more to check
+    with pytest.raises(KitError, match="LUT-compressed model gave different TFLM outputs .*1/2 vectors equal"):
+        _check_bit_exact({"tflm_vs_c_array": same, "tflm_vs_tflm_uncompressed": {"equal": 1, "total": 2}}, tmp_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,20 @@ def release(out: Path) -> None:
 def release_all() -> None:
     for out in list(_HELD):
         release(out)
+
+
+def released_after(function):
+    """Decorate a flow that checks --out first and stages it last: every lock the call takes is released
+    when it returns or fails (the CLI does this for its commands; this is for callers of the Python API)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        held_before = set(_HELD)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            for out in set(_HELD) - held_before:
+                release(out)
+    return wrapper
 
 
 atexit.register(release_all)
