@@ -413,3 +413,90 @@ def test_the_compression_check_is_one_of_the_checks_before_the_move(tmp_path):
     _check_bit_exact({"tflm_vs_c_array": same}, tmp_path)  # no compression: nothing more to check
     with pytest.raises(KitError, match="LUT-compressed model gave different TFLM outputs .*1/2 vectors equal"):
         _check_bit_exact({"tflm_vs_c_array": same, "tflm_vs_tflm_uncompressed": {"equal": 1, "total": 2}}, tmp_path)
+
+
+# --- 6 and 12. bad values at the boundary: one line from the recipe, the data or the labels ------
+
+RECIPE_CASES = {
+    "seed too big": ("seed: 100000000000000000000000", documented("recipe field 'seed' = 100000000000000000000000: "
+                                                                  "must be from 0 to 4294967295")),
+    "seed negative": ("seed: -1", "recipe field 'seed' = -1"),
+    "infinite learning rate": ("stages: [{train: {learning_rate: .inf}}]",
+                               documented("'stages[0].train.learning_rate' = inf: Input should be a finite number")),
+    "nan sparsity": ("stages: [{prune: {final_sparsity: .nan}}]", "Input should be a finite number"),
+    "reserved name": ("name: __x", documented("would make reserved C++ identifiers")),
+    "leading underscore": ("name: _Model", "would make reserved C++ identifiers"),
+    "trailing underscore": ("name: model_", "would make reserved C++ identifiers"),
+}
+
+
+@pytest.mark.parametrize("case", RECIPE_CASES)
+def test_bad_recipe_values_are_one_line_errors(tmp_path, case):
+    line, expected = RECIPE_CASES[case]
+    name = "" if line.startswith("name:") else "name: x\n"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"{name}model: {{path: m.keras}}\ndata: {{random: {{}}}}\n{line}\n")
+    out = tmp_path / "out"
+    assert_cli_error(kit("convert", recipe, "--out", out), expected)
+    assert not out.exists()
+
+
+def test_yaml_alias_bomb_is_refused_before_expanding(tmp_path):
+    import signal
+
+    from converter.recipe import load_recipe
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+              f"*a{i - 1}, *a{i - 1}]" for i in range(1, 10)]  # 10^10 values
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: x\nmodel:\n  builder: m.py:build\n  builder_args:\n"
+                      + "".join(f"    {line}\n" for line in lines) + "data: {random: {}}\n")
+
+    def hang(*_):
+        raise AssertionError("still expanding the aliases after 60 s")
+
+    previous = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(60)  # a guard against hanging the suite, not a speed check
+    try:
+        with pytest.raises(KitError) as error:
+            load_recipe(recipe)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert_one_line(error.value, documented("over 100,000 values once its aliases are expanded"))
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text("name: x\nmodel: {builder: 'm.py:build', builder_args: {a: &a [*a]}}\ndata: {random: {}}\n")
+    with pytest.raises(KitError, match="not valid YAML|an alias that contains itself"):
+        load_recipe(recursive)
+
+
+def data_recipe(folder: Path, stages: str = "", **arrays) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    tiny_classifier().save(folder / "tiny.keras")
+    np.savez(folder / "d.npz", **arrays)
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(f"name: x\nmodel: {{path: tiny.keras}}\ndata: {{npz: d.npz}}\n{stages}\n")
+    return recipe
+
+
+X = np.zeros((4, 8, 8, 4), np.float32)
+DATA_CASES = {
+    "object labels": (dict(x_train=X, y_train=np.array([0, 1, None, "a"], dtype=object)), "",
+                      documented("array 'y_train' holds Python objects (a pickle), which the kit never loads")),
+    "complex inputs": (dict(x_train=X + 1j), "", documented("array 'x_train' is complex (")),
+    "label 99": (dict(x_train=X, y_train=np.array([0, 1, 2, 99])), "stages: [{train: {epochs: 1}}]",
+                 documented("training labels must be class indices 0 to 2 for the model's 3 outputs, but y_train "
+                            "holds 99")),
+    "label -7": (dict(x_train=X, y_train=np.array([0, -7, 2, 1])), "stages: [{prune: {}}]", "holds -7"),
+    "fractional label": (dict(x_train=X, y_train=np.array([0, 0.5, 2, 1])), "stages: [{qat: {}}]", "holds 0.5"),
+}
+
+
+@pytest.mark.parametrize("case", DATA_CASES)
+def test_bad_data_is_a_one_line_error_before_training(tmp_path, case):
+    arrays, stages, expected = DATA_CASES[case]
+    out = tmp_path / "out"
+    result = kit("convert", data_recipe(tmp_path / "project", stages, **arrays), "--out", out)
+    assert_cli_error(result, expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"], "output, staging or lock left behind"

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ..system import tf_env
-from ..inputs.dataset import Dataset, load_data
+from ..inputs.dataset import Dataset, check_training_labels, load_data
 from ..emit.c_arrays import parse_c_array
 from ..emit.sources import render_all, resolver_ops
 from ..errors import KitError
@@ -104,6 +104,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
     log("loading the model and data")
     model = load_model(recipe)
     data = load_data(recipe, _input_shape(model))
+    check_training_labels(recipe, data, model)  # before training: TensorFlow's own error is a traceback
 
     records = []
     total = len(recipe.stages) + 1 + (recipe.compress is not None)
