@@ -500,3 +500,18 @@ def test_bad_data_is_a_one_line_error_before_training(tmp_path, case):
     result = kit("convert", data_recipe(tmp_path / "project", stages, **arrays), "--out", out)
     assert_cli_error(result, expected)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["project"], "output, staging or lock left behind"
+
+
+def test_docs_quote_every_message():
+    """docs/robustness.md lists each bad-input class with its message: every fragment these tests expect
+    (the `documented(...)` calls in this file, found by reading it) must be quoted there verbatim."""
+    import ast
+
+    tree = ast.parse(Path(__file__).read_text())
+    fragments = [ast.literal_eval(node.args[0]) for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "documented"
+                 and node.args and isinstance(node.args[0], ast.Constant)]
+    assert len(fragments) >= 15
+    doc = (REPO / "docs/robustness.md").read_text()
+    missing = [fragment for fragment in fragments if fragment not in doc]
+    assert not missing, missing
