@@ -158,7 +158,7 @@ def validate(model: Path, data, float_model, out, vectors: int, seed: int, force
 
     try:
         if out is not None:
-            check_output_path(out, force, inputs=(model,))
+            check_output_path(out, force, inputs=tuple(p for p in (model, data, float_model) if p is not None))
         with quiet_console() as log:
             report = validation.validate_in_child(model, data, float_model, vectors, seed, log=log)
             if out is not None:
@@ -196,8 +196,10 @@ def golden():
 def golden_record(model: Path, data, out: Path, vectors: int, seed: int, force: bool):
     """Record MODEL's TFLM outputs as goldens in --out."""
     from .flows import golden as golden_module
+    from .system.outdir import check_output_path
 
     try:
+        check_output_path(out, force, inputs=tuple(p for p in (model, data) if p is not None))  # --data too
         with quiet_console():
             lock, source = golden_module.record(model, data, out, vectors, seed, force)
     except KitError as error:

@@ -264,7 +264,7 @@ def test_force_replaces_only_a_folder_the_kit_wrote(tmp_path):
     (out / "index.html").write_text("<p>mine</p>")
     assert_cli_error(kit("convert", recipe, "--out", out, "--force"),
                      documented("is not a tflm-kit firmware project, conversion, golden or validation output"))
-    (out / "golden.json").write_text('{"model_sha256": "0", "vectors": 1}')
+    (out / "golden.json").write_text('{"model_sha256": "0", "vectors": 1, "tools": {"tflm-kit": "0.1.0"}}')
     (out / "golden.npz").write_bytes(b"")
     (out / "manifest.json").unlink()
     assert_cli_error(kit("convert", recipe, "--out", out, "--force"),
@@ -515,3 +515,13 @@ def test_docs_quote_every_message():
     doc = (REPO / "docs/robustness.md").read_text()
     missing = [fragment for fragment in fragments if fragment not in doc]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("command", [("validate",), ("golden", "record")])
+def test_force_refuses_an_out_holding_the_data(tmp_path, command):
+    tiny = REPO / "tests/data/not_this_model.tflite"
+    out = tmp_path / "out"
+    assert kit("golden", "record", tiny, "--out", out, "--vectors", "2").exit_code == 0
+    before = snapshot(out)  # a kit output, so --force may replace it, but not while its golden.npz is the data
+    assert_cli_error(kit(*command, tiny, "--data", out / "golden.npz", "--out", out, "--force"), "contains the input")
+    assert snapshot(out) == before

@@ -51,11 +51,16 @@ def detect_format(path: Path) -> ModelFormat:
             raise KitError(f"SavedModel {path} has no variables/variables.index: its weights are missing",
                            "copy the whole SavedModel directory, including its variables/ folder")
         return ModelFormat.SAVED_MODEL
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise KitError(f"model {path} is not a regular file or a directory", "give a .keras/.h5 file or a SavedModel")
     import h5py
 
-    with open(path, "rb") as handle:
-        head = handle.read(len(ZIP_MAGIC))
-    is_zip, is_hdf5 = head == ZIP_MAGIC, h5py.is_hdf5(str(path))
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(ZIP_MAGIC))
+        is_zip, is_hdf5 = head == ZIP_MAGIC, h5py.is_hdf5(str(path))
+    except OSError as exc:
+        raise KitError(f"model {path} cannot be read ({exc.strerror})", "check the file's permissions") from None
     if is_zip and is_hdf5:  # a polyglot: each loader would see a different model
         raise KitError(f"model {path} is both a zip archive and an HDF5 file", "re-save the model with tf_keras")
     if is_zip:

@@ -37,32 +37,34 @@ def _names(values) -> set[str] | None:
     return set(values) if isinstance(values, list) and all(isinstance(v, str) for v in values) else None
 
 
+def _by_kit(record: dict | None) -> bool:
+    """Every JSON record the kit writes carries tool_versions(), which names the kit."""
+    return record is not None and isinstance(record.get("tools"), dict) and "tflm-kit" in record["tools"]
+
+
 def _convert(folder: Path) -> KitOutput | None:
     manifest = _record(folder / CONVERT_RECORD)
-    if manifest is None or not {"model", "validation", "tools"} <= manifest.keys():
+    if not _by_kit(manifest) or not isinstance(manifest.get("artifacts"), list):
         return None
-    artifacts = manifest.get("artifacts")
-    files = _names([a.get("file") for a in artifacts if isinstance(a, dict)] if isinstance(artifacts, list) else None)
+    files = _names([a.get("file") for a in manifest["artifacts"] if isinstance(a, dict)])
     return None if files is None else KitOutput("conversion", frozenset(files | {CONVERT_RECORD}))
 
 
 def _golden(folder: Path) -> KitOutput | None:
-    lock = _record(folder / GOLDEN_RECORD)
-    if lock is None or not {"model_sha256", "vectors"} <= lock.keys():
+    if not _by_kit(_record(folder / GOLDEN_RECORD)):
         return None
     return KitOutput("golden", frozenset({GOLDEN_RECORD, "golden.npz"}))
 
 
 def _validation(folder: Path) -> KitOutput | None:
-    report = _record(folder / VALIDATE_RECORD)
-    if report is None or not {"model", "outputs", "operators"} <= report.keys():
+    if not _by_kit(_record(folder / VALIDATE_RECORD)):
         return None
     return KitOutput("validation report", frozenset({VALIDATE_RECORD, "report.md", "differences.png"}))
 
 
 def _firmware(folder: Path) -> KitOutput | None:
     record = _record(folder / FIRMWARE_RECORD)
-    files = _names(record.get("files")) if record is not None else None
+    files = _names(record.get("files")) if record is not None and "board" in record else None
     return None if files is None else KitOutput("firmware project", frozenset(files | {FIRMWARE_RECORD}))
 
 
