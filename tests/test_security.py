@@ -525,3 +525,17 @@ def test_force_refuses_an_out_holding_the_data(tmp_path, command):
     before = snapshot(out)  # a kit output, so --force may replace it, but not while its golden.npz is the data
     assert_cli_error(kit(*command, tiny, "--data", out / "golden.npz", "--out", out, "--force"), "contains the input")
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("module", ["keras_evil.layers", "kerasx", "os"])
+def test_objects_from_modules_outside_keras_are_custom_code(tmp_path, module):
+    from converter.inputs.keras_model import check_custom_code
+
+    path = tmp_path / "m.keras"
+    layer = {"module": module, "class_name": "Dense", "config": {"units": 2}, "registered_name": None}
+    with zipfile.ZipFile(path, "w") as archive:  # tf_keras would import_module(module) to find the class
+        archive.writestr("config.json", __import__("json").dumps(
+            {"module": "keras", "class_name": "Sequential", "config": {"layers": [layer]}}))
+    with pytest.raises(KitError) as error:
+        check_custom_code(path, trust_custom_code=False)
+    assert_one_line(error.value, "uses custom object(s) Dense")

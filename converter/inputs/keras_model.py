@@ -61,8 +61,10 @@ def _code_carrier_names(config) -> set[str]:
 
 def _known_class(name: str, module) -> bool:
     keras = tf_env.keras()
-    if isinstance(module, str) and not module.startswith(("keras", "tf_keras", "builtins")):
-        return False  # a registered custom object from the user's own package
+    # tf_keras imports any module a config names (`keras_x` becomes `tf_keras_x`): only its own count.
+    if isinstance(module, str) and module not in ("keras", "tf_keras", "builtins") \
+            and not module.startswith(("keras.", "tf_keras.")):
+        return False  # a registered custom object from the user's own package, or any importable module
     return name in _SAFE_CLASSES or any(
         hasattr(namespace, name) for namespace in (keras.layers, keras.initializers, keras.regularizers,
                                                    keras.constraints, keras.activations, keras.optimizers))
