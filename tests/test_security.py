@@ -534,3 +534,18 @@ def test_objects_from_modules_outside_keras_are_custom_code(tmp_path, module):
     with pytest.raises(KitError) as error:
         check_custom_code(path, trust_custom_code=False)
     assert_one_line(error.value, "uses custom object(s) Dense")
+
+
+def test_files_added_to_out_during_the_run_are_not_deleted(tmp_path):
+    from converter.system.outdir import check_output_path, staged_output
+
+    out = tmp_path / "out"
+    check_output_path(out, force=False)
+    with pytest.raises(KitError) as error:
+        with staged_output(out) as staging:
+            (staging / "report.json").write_text("{}")
+            out.mkdir()
+            (out / "notes.txt").write_text("written by the user while the kit worked")
+    assert_one_line(error.value, "is not a tflm-kit firmware project, conversion, golden or validation output")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "staging or lock left behind"

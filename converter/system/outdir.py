@@ -103,6 +103,8 @@ def staged_output(out: Path):
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
         os.chmod(staging, _user_mode())
         yield staging
+        if out.is_dir() and any(out.iterdir()):  # again: files may have appeared while the run worked
+            _check_replaceable(out, force=True)
         with _signals_held():
             if out.exists():
                 retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
