@@ -549,3 +549,11 @@ def test_files_added_to_out_during_the_run_are_not_deleted(tmp_path):
     assert_one_line(error.value, "is not a tflm-kit firmware project, conversion, golden or validation output")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "staging or lock left behind"
+
+
+def test_a_failed_run_into_a_new_nested_out_leaves_no_folders(tmp_path):
+    recipe = tmp_path / "project" / "recipe.yaml"
+    recipe.parent.mkdir()
+    recipe.write_text("name: x\nmodel: {path: missing.keras}\ndata: {random: {}}\n")
+    assert_cli_error(kit("convert", recipe, "--out", tmp_path / "new" / "deeper" / "out"), "does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"], "folders made for the lock were left"
