@@ -13,12 +13,11 @@ import pytest
 from converter.errors import KitError
 
 from .conftest import REPO, tiny_classifier
-
-DOC_MESSAGES = []  # (fragment of the error message) that docs/robustness.md must quote
+from .test_robustness import lambda_model
 
 
 def documented(fragment: str) -> str:
-    DOC_MESSAGES.append(fragment)
+    """Marks an expected message fragment that docs/robustness.md must quote (test_docs_quote_every_message)."""
     return fragment
 
 
@@ -28,16 +27,6 @@ def assert_one_line(error: KitError, expected: str):
 
 
 # --- 1. safe loading decides the format from the content, never the name ------------------------
-
-def lambda_model(marker: Path):
-    """A model whose Lambda writes `marker` when it runs: proof of whether loading ran its code."""
-    import tf_keras as keras
-
-    path = str(marker)
-    return keras.Sequential([keras.layers.Input((4,)),
-                             keras.layers.Lambda(lambda x: (open(path, "w").write("ran"), x)[1], name="evil"),
-                             keras.layers.Dense(2)])
-
 
 @pytest.fixture(scope="module")
 def lambda_files(tmp_path_factory):
