@@ -546,3 +546,15 @@ def test_a_failed_run_into_a_new_nested_out_leaves_no_folders(tmp_path):
     recipe.write_text("name: x\nmodel: {path: missing.keras}\ndata: {random: {}}\n")
     assert_cli_error(kit("convert", recipe, "--out", tmp_path / "new" / "deeper" / "out"), "does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["project"], "folders made for the lock were left"
+
+
+def test_a_folder_that_turns_read_only_is_a_one_line_error(tmp_path, monkeypatch):
+    import errno
+
+    from converter.system.outdir import staged_output
+
+    with pytest.raises(KitError) as error:
+        with staged_output(tmp_path / "out") as staging:
+            raise PermissionError(errno.EROFS, "Read-only file system", str(staging / "model.tflite"))
+    assert_one_line(error.value, documented("Read-only file system); nothing was written"))
+    assert list(tmp_path.iterdir()) == []

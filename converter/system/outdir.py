@@ -19,6 +19,7 @@ from . import kit_outputs, out_lock
 
 # The errors a full disk or quota gives while writing: the user's to fix, not the kit's bug.
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 def disk_full_error(exc: OSError, where: Path | str | None) -> KitError:
@@ -113,6 +114,9 @@ def staged_output(out: Path):
     except OSError as exc:
         if exc.errno in DISK_FULL:
             raise disk_full_error(exc, out) from None
+        if exc.errno in NOT_WRITABLE:  # e.g. the folder was made read-only while the run worked
+            raise KitError(f"cannot write {out} ({exc.strerror}); nothing was written",
+                           "choose an output directory you can write to") from None
         raise
     finally:
         if staging is not None and staging.exists():
