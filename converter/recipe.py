@@ -7,6 +7,7 @@ model travel together.
 from __future__ import annotations
 
 import keyword
+import math
 import os
 import re
 from pathlib import Path
@@ -235,6 +236,18 @@ class Recipe(_Strict):
                              "no '__'")
         return name
 
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_numbers(cls, data):
+        """Every number in the recipe finite, whichever class declares its field (stage settings live in
+        their stages): YAML's .inf/.nan pass a `gt=0` bound and fail much later with a misleading error."""
+        found = _first_non_finite(data, ())
+        if found is not None:
+            where, value = found
+            raise KitError(f"recipe field '{_field_path(where)}' = {value!r}: must be a finite number",
+                           "see the recipe reference in README.md")
+        return data
+
     @field_validator("seed")
     @classmethod
     def _seed_range(cls, seed: int) -> int:
@@ -253,6 +266,20 @@ class Recipe(_Strict):
                                f"export {variable}=<folder> (for the MLPerf Tiny recipes: the shared data folder)")
         path = Path(os.path.expandvars(relative)).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
+
+
+def _first_non_finite(node, where: tuple):
+    """(path, value) of the first inf/nan float in parsed YAML, else None (iterative: no deep recursion)."""
+    pending = [(node, where)]
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return where, node
+        if isinstance(node, dict):
+            pending.extend((value, (*where, key)) for key, value in reversed(list(node.items())))
+        elif isinstance(node, list):
+            pending.extend((value, (*where, i)) for i, value in reversed(list(enumerate(node))))
+    return None
 
 
 def _field_path(loc: tuple) -> str:
