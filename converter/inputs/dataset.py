@@ -138,8 +138,9 @@ def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
 def check_training_labels(recipe: Recipe, data: Dataset, model) -> None:
     """Before any training: the labels fit the loss of every stage that trains and the model's output
     width (TensorFlow's own error for a label of 99 on 10 outputs is a graph-execution traceback)."""
-    losses = {getattr(stage.settings, "loss", "sparse_categorical_crossentropy")  # distill: hard labels
-              for stage in recipe.stages if getattr(stage.settings, "epochs", 1) > 0}
+    # A stage trains when its settings have epochs; distill's hard labels use sparse categorical loss.
+    losses = {getattr(stage.settings, "loss", "sparse_categorical_crossentropy")
+              for stage in recipe.stages if getattr(stage.settings, "epochs", 0) > 0}
     if not losses or data.y_train is None:
         return
     y, width = np.asarray(data.y_train), model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
