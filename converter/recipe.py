@@ -7,15 +7,16 @@ model travel together.
 from __future__ import annotations
 
 import keyword
+import math
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import KitError
+from .system.safe_yaml import load_yaml_file
 
 # C and C++ keywords a symbol name must not be (Python's own list is not enough).
 C_KEYWORDS = frozenset(
@@ -32,7 +33,8 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: YAML's .inf/.nan pass a `gt=0` bound and fail much later with a misleading error.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSource(_Strict):
@@ -227,7 +229,31 @@ class Recipe(_Strict):
             raise ValueError("must be a C identifier: letters, digits and _, not starting with a digit")
         if name in C_KEYWORDS or keyword.iskeyword(name):
             raise ValueError("is a C/C++ keyword; choose another name")
+        # The symbols made from it: g_<name>_model_data, namespace <name>_model, the guard <NAME>_MODEL_...
+        if name.startswith("_") or name.endswith("_") or "__" in name:
+            raise ValueError("would make reserved C++ identifiers (a leading underscore, or a double underscore "
+                             "in the generated <name>_model symbols); start and end with a letter or digit, "
+                             "no '__'")
         return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_numbers(cls, data):
+        """Every number in the recipe finite, whichever class declares its field (stage settings live in
+        their stages): YAML's .inf/.nan pass a `gt=0` bound and fail much later with a misleading error."""
+        found = _first_non_finite(data, ())
+        if found is not None:
+            where, value = found
+            raise KitError(f"recipe field '{_field_path(where)}' = {value!r}: must be a finite number",
+                           "see the recipe reference in README.md")
+        return data
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, seed: int) -> int:
+        if not 0 <= seed < 2**32:  # what NumPy's and TensorFlow's seeding accept
+            raise ValueError(f"must be from 0 to {2**32 - 1}")
+        return seed
 
     # Set by load_recipe: the folder relative paths are resolved against.
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -240,6 +266,20 @@ class Recipe(_Strict):
                                f"export {variable}=<folder> (for the MLPerf Tiny recipes: the shared data folder)")
         path = Path(os.path.expandvars(relative)).expanduser()
         return path if path.is_absolute() else (self.base_dir / path)
+
+
+def _first_non_finite(node, where: tuple):
+    """(path, value) of the first inf/nan float in parsed YAML, else None (iterative: no deep recursion)."""
+    pending = [(node, where)]
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return where, node
+        if isinstance(node, dict):
+            pending.extend((value, (*where, key)) for key, value in reversed(list(node.items())))
+        elif isinstance(node, list):
+            pending.extend((value, (*where, i)) for i, value in reversed(list(enumerate(node))))
+    return None
 
 
 def _field_path(loc: tuple) -> str:
@@ -282,10 +322,5 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise KitError(f"recipe {path} does not exist or is not a file", "give the path of a recipe YAML file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" at line {line + 1}" if line is not None else ""
-        raise KitError(f"recipe {path} is not valid YAML{where}", "fix the YAML syntax") from None
+    data = load_yaml_file(path, "recipe")  # bounded: file size, alias expansion, nesting
     return parse_recipe(data, base_dir=path.resolve().parent)

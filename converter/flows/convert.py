@@ -11,13 +11,15 @@ from typing import Callable
 import numpy as np
 
 from ..system import tf_env
-from ..inputs.dataset import Dataset, load_data
+from ..inputs.dataset import Dataset, check_training_labels, load_data
 from ..emit.c_arrays import parse_c_array
 from ..emit.sources import render_all, resolver_ops
 from ..errors import KitError
 from ..reports.manifest import sha256, tool_versions, write_manifest
 from ..inputs.keras_model import load_model
 from ..inputs.npz import save_npz
+from ..inputs.recipe_inputs import recipe_inputs
+from ..system import out_lock
 from ..system.outdir import check_output_path, staged_output
 from ..recipe import Recipe
 from ..reports.convert_report import render_report
@@ -60,6 +62,19 @@ def _validate(model_bytes: bytes, info: ModelInfo, inputs, golden, c_source: str
     }
 
 
+def _check_bit_exact(validation: dict, out: Path) -> None:
+    """The checks a conversion must pass; they run before the staged output replaces --out."""
+    for pair, problem, fix in (
+            ("tflm_vs_c_array", "the model read back from model_data.cc gave different TFLM outputs",
+             "report this with the recipe that produced it"),
+            ("tflm_vs_tflm_uncompressed", "the LUT-compressed model gave different TFLM outputs than the "
+             "uncompressed one on the golden vectors", "remove the compress step")):
+        result = validation.get(pair)
+        if result is not None and not bit_exact(result):
+            raise KitError(f"{problem} ({result['equal']}/{result['total']} vectors equal); {out} was left as it was",
+                           fix)
+
+
 def _check_labels(labels, info: ModelInfo) -> None:
     if labels and len(labels) != info.outputs[0].elements:
         raise KitError(f"{len(labels)} labels given but the model's first output has {info.outputs[0].elements} values",
@@ -77,10 +92,10 @@ def _input_shape(model) -> tuple:
     return shape
 
 
+@out_lock.released_after
 def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str], None] = print) -> dict:
     out = Path(out)
-    model_inputs = (recipe.resolve(recipe.model.path),) if recipe.model.path else ()
-    check_output_path(out, force, inputs=model_inputs)
+    check_output_path(out, force, inputs=recipe_inputs(recipe))
     started = time.perf_counter()
     keras = tf_env.keras()
     keras.utils.set_random_seed(recipe.seed)
@@ -89,6 +104,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
     log("loading the model and data")
     model = load_model(recipe)
     data = load_data(recipe, _input_shape(model))
+    check_training_labels(recipe, data, model)  # before training: TensorFlow's own error is a traceback
 
     records = []
     total = len(recipe.stages) + 1 + (recipe.compress is not None)
@@ -156,6 +172,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
         "seconds": None,
     }
 
+    _check_bit_exact(validation, out)  # before anything is moved into --out: a failed run keeps the old output
     with staged_output(out) as staging:
         (staging / "model.tflite").write_bytes(model_bytes)
         for file_name, text in sources.items():
@@ -165,12 +182,6 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
         content["seconds"] = round(time.perf_counter() - started, 1)
         (staging / "report.md").write_text(render_report(content))
         manifest = write_manifest(staging, content)
-    if not bit_exact(validation["tflm_vs_c_array"]):
-        raise KitError("the model read back from model_data.cc gave different TFLM outputs",
-                       f"see {out / 'report.md'}")
-    if uncompressed is not None and not bit_exact(validation["tflm_vs_tflm_uncompressed"]):
-        raise KitError("the LUT-compressed model gave different TFLM outputs than the uncompressed one "
-                       "on the golden vectors", f"see {out / 'report.md'}; remove the compress step")
     return manifest
 
 

@@ -10,14 +10,22 @@ from typing import Callable
 from ..errors import KitError
 
 
+def builder_file(spec: str, base_dir: Path) -> Path | None:
+    """The .py file a 'file.py:function' spec names (relative to the recipe), or None for 'module:function'."""
+    target = spec.rpartition(":")[0]
+    if not target.endswith(".py"):
+        return None
+    path = Path(target).expanduser()
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
 def load_function(spec: str, base_dir: Path, what: str) -> Callable:
     target, sep, func_name = spec.rpartition(":")
     if not sep or not target or not func_name:
         raise KitError(f"{what} builder '{spec}' is not of the form 'file.py:function' or 'module:function'",
                        "write the builder as e.g. ../digits.py:build_model")
     if target.endswith(".py"):
-        path = Path(target).expanduser()
-        path = path if path.is_absolute() else (base_dir / path).resolve()
+        path = builder_file(spec, base_dir)
         if not path.is_file():
             raise KitError(f"{what} builder file {path} does not exist", "fix the path (relative to the recipe file)")
         module_name = f"_tflm_kit_builder_{path.stem}"
