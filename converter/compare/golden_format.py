@@ -7,14 +7,13 @@ damaged file can get wrong, so a bad file is one clear error and never a traceba
 from __future__ import annotations
 
 import re
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import KitError
-from ..inputs.npz import save_npz
+from ..inputs.npz import read_npz, save_npz
 
 VECTORS_FILE = "golden.npz"
 _KEY = re.compile(r"(input|output)_(\d+)")
@@ -32,27 +31,11 @@ class GoldenVectors:
 
 
 def read_arrays(path: Path, what: str) -> dict[str, np.ndarray]:
-    """Every array of an .npz, never unpickling and only numbers (real ones).
-
-    The one safe .npz read of the runtime side; converter/inputs/npz.py is becoming the kit's
-    general one (helper 'sec'), and this can call it once merged."""
+    """Every array of an .npz through the kit's one safe reader, and only real numbers."""
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{what} {path} does not exist", "give the path of an .npz file (numpy.savez)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive")
-            arrays = {name: archive[name] for name in archive.files}
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise KitError(f"{what} {path} holds object arrays (pickled Python objects), which the kit never loads",
-                           "save plain numeric arrays, e.g. numpy.savez(path, x=np.asarray(x, np.float32))") from None
-        raise KitError(f"{what} {path} is not a readable .npz ({' '.join(str(exc).split())[:120]})",
-                       "save it with numpy.savez") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise KitError(f"{what} {path} is not a readable .npz ({type(exc).__name__})",
-                       "save it with numpy.savez") from None
+    arrays = read_npz(path, what)
     for name, array in arrays.items():
         if array.dtype.kind not in _NUMERIC_KINDS:
             kind = "complex" if array.dtype.kind == "c" else "not numeric"
