@@ -30,7 +30,6 @@ def quiet_console():
     try:
         with captured_fds(1, 2) as printed, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            progress.listen(log)
             try:
                 yield log
             except (KitError, CheckFailed, KeyboardInterrupt, SystemExit):
@@ -41,7 +40,6 @@ def quiet_console():
                 console.write("error: unexpected failure inside the kit — fix: please report it with the output above\n")
                 raise SystemExit(1) from None
     finally:
-        progress.listen(None)
         console.close()
 
 
@@ -62,9 +60,7 @@ def _fail(error: KitError) -> None:
 @click.version_option(package_name="tflm-kit")
 def main():
     """Keras model -> optimized int8 TFLite -> bit-exact validated TFLM firmware artifacts."""
-    # The kit trains small models on the CPU; keeping TensorFlow off a GPU makes runs
-    # reproducible and silences CUDA probing on machines without one.
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    # CUDA_VISIBLE_DEVICES is set where TensorFlow is imported (system/tf_env.py), for CLI and library alike.
     # CI runners and process managers stop jobs with SIGTERM, whose default kills without cleanup.
     signal.signal(signal.SIGTERM, _raise_terminated)
 
@@ -80,7 +76,7 @@ def convert(recipe: Path, out: Path, force: bool):
 
     try:
         with quiet_console() as log:
-            manifest = run_conversion(load_recipe(recipe), out, force=force, log=log)
+            manifest = run_conversion(load_recipe(recipe), out, force=force, events=progress.ConsoleSink(log))
     except KitError as error:
         _fail(error)
     except KeyboardInterrupt as interrupt:
