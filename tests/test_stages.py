@@ -29,16 +29,27 @@ def test_train_learns_and_records_quality(trained):
     assert record["seconds"] > 0
 
 
-def test_training_reports_each_epoch_to_a_listener(data):
-    from converter import progress
+def test_training_reports_each_epoch_to_its_sink(data):
+    from converter.progress import ConsoleSink, Epoch, EventLog, fan_out
 
-    heard = []
-    progress.listen(heard.append)
-    try:
-        stage_runner("train")(tiny_classifier(), TrainSettings(epochs=3), data, seed=0)
-    finally:
-        progress.listen(None)
-    assert [line.split(",")[0].strip() for line in heard] == [f"train: epoch {i}/3" for i in (1, 2, 3)]
+    heard, lines = EventLog(), []
+    stage_runner("train")(tiny_classifier(), TrainSettings(epochs=3), data, seed=0,
+                          events=fan_out(heard, ConsoleSink(lines.append)))
+    assert [(e.stage, e.n, e.of) for e in heard] == [("train", i, 3) for i in (1, 2, 3)]
+    assert all(isinstance(e, Epoch) and e.loss > 0 for e in heard)
+    assert [line.split(",")[0].strip() for line in lines] == [f"train: epoch {i}/3" for i in (1, 2, 3)]
+
+
+def test_every_stage_record_is_built_by_its_kind(trained):
+    """Keras stages record quality and weights; the record reads like its manifest dict."""
+    from converter.stages.base import StageRecord
+
+    record = trained.record
+    assert isinstance(record, StageRecord) and record.kind == "train"
+    as_dict = record.as_dict()
+    assert list(as_dict)[:3] == ["stage", "settings", "loss_per_epoch"]
+    assert list(as_dict)[-5:] == ["quality_before", "quality_after", "sparsity_after", "layers", "seconds"]
+    assert record["quality_after"] == record.quality_after
 
 
 def test_prune_reaches_target_sparsity_and_strips_wrappers(trained, data):
