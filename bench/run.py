@@ -189,7 +189,7 @@ def bench_model(key: str, spec: dict, out_root: Path, log) -> dict:
     recipe, base_dir = base_recipe(spec)
     shared = Path(os.environ["TFLM_KIT_SHARED_DATA"]) / "mlperf_tiny"
     parsed = parse_recipe(recipe, base_dir=base_dir)
-    tf_env.keras().utils.set_random_seed(parsed.seed)
+    tf_env.reseed(parsed.seed)
 
     if key == "digits":  # the bundled builder returns an untrained model: train it once, as the demo does
         from converter import TrainSettings, run_stage

@@ -17,10 +17,10 @@ LAYERS = [
     {"inputs", "tflite"},
     {"tflm"},
     {"compare"},
-    {"stages"},
+    {"stages", "federated"},            # federated/: the Flower/Ray machinery of stages/federated.py
     {"recipe"},
     {"emit", "reports"},
-    {"flows"},
+    {"flows", "optimize", "partition"},  # optimize/ and partition/ drive whole conversions
     {"cli", "__main__", "pytest_plugin", "__init__"},
 ]
 LAYER_OF = {part: number for number, parts in enumerate(LAYERS) for part in parts}

@@ -34,10 +34,10 @@ class ClusterSettings(StageSettings):
 
 @register
 class Cluster(KerasStage):
-    name = "cluster"
-    Settings = ClusterSettings
-    # TF-MOT cannot cluster a model wrapped for quantization-aware training
-    must_not_follow = ("qat",)
+    """At most `clusters` distinct values per kernel (per channel), fine-tuned; zeros kept on request.
+    TF-MOT cannot cluster a model wrapped for quantization-aware training: cluster comes before qat."""
+
+    name, Settings, must_not_follow = "cluster", ClusterSettings, ("qat",)
 
     def transform(self, model, settings: ClusterSettings, context: StageContext):
         return _cluster(model, settings, context)

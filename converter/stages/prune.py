@@ -40,10 +40,10 @@ def _schedule(settings: PruneSettings, end_step: int):
 
 @register
 class Prune(KerasStage):
-    name = "prune"
-    Settings = PruneSettings
-    # TF-MOT cannot prune a model wrapped for quantization-aware training
-    must_not_follow = ("qat",)
+    """Zero the smallest weights on a schedule while fine-tuning (or 2 of every 4 with structured_2_4).
+    TF-MOT cannot prune a model wrapped for quantization-aware training: prune comes before qat."""
+
+    name, Settings, must_not_follow = "prune", PruneSettings, ("qat",)
 
     def transform(self, model, settings: PruneSettings, context: StageContext):
         import tensorflow_model_optimization as tfmot
