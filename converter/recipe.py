@@ -2,7 +2,10 @@
 
 Every error names the field, the value given and what is allowed, on one line.
 Relative paths in a recipe are relative to the recipe file, so a recipe and its
-model travel together.
+model travel together (system/paths.py). The `stages:` entries are the registered
+stages (stages/registry.py); their order is checked on load (stages/base.check_order).
+The run is `Recipe.pipeline()`: Keras stages, quantize, flatbuffer stages, compress;
+a .tflite model skips the first two.
 """
 from __future__ import annotations
 
@@ -19,14 +22,8 @@ from .errors import KitError
 from .stages.base import OrderError, check_order
 from .stages.registry import list_stages
 from .system.paths import resolve_path
-# Each stage's settings live with the stage; re-exported here, where recipes are described.
-from .stages.cluster import ClusterSettings
 from .stages.compress import CompressSettings
-from .stages.distill import DistillSettings
-from .stages.prune import PruneSettings
-from .stages.qat import QatSettings
 from .stages.quantize import QuantizeSettings
-from .stages.train import TrainSettings
 
 # C and C++ keywords a symbol name must not be (Python's own list is not enough).
 C_KEYWORDS = frozenset(
@@ -140,6 +137,17 @@ def _stage_entry_model() -> type[BaseModel]:
 
 STAGE_KINDS = tuple(list_stages())
 Stage = _stage_entry_model()
+
+
+def __getattr__(name: str):
+    """Each stage's settings class lives with its stage; `from converter.recipe import PruneSettings`
+    still works, found through the registry."""
+    from .stages.registry import stages
+
+    for stage in stages().values():
+        if stage.Settings.__name__ == name:
+            return stage.Settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class GoldenSettings(_Strict):
