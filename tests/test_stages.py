@@ -17,6 +17,9 @@ def data():
 
 @pytest.fixture(scope="module")
 def trained(data):
+    from converter import tf_env
+
+    tf_env.reseed(0)  # the initial weights: unseeded, an unlucky draw quantized to 67% (seen once in two runs)
     result = stage_runner("train")(tiny_classifier(), TrainSettings(epochs=8, learning_rate=0.01), data, seed=0)
     return result
 
