@@ -42,15 +42,17 @@ def validate_artifacts(model_bytes: bytes, info: ModelInfo, inputs, golden, c_so
     }
 
 
-def check_validation(validation: dict) -> None:
-    """The checks a conversion must pass before its artifacts replace --out."""
-    if not bit_exact(validation["tflm_vs_c_array"]):
-        raise KitError("the model read back from model_data.cc gave different TFLM outputs",
-                       "report this with the recipe that produced it")
-    uncompressed = validation.get("tflm_vs_tflm_uncompressed")
-    if uncompressed is not None and not bit_exact(uncompressed):
-        raise KitError("the LUT-compressed model gave different TFLM outputs than the uncompressed one "
-                       "on the golden vectors", "remove the compress step")
+def check_validation(validation: dict, out: Path) -> None:
+    """The checks a conversion must pass; they run before the staged output replaces --out."""
+    for pair, problem, fix in (
+            ("tflm_vs_c_array", "the model read back from model_data.cc gave different TFLM outputs",
+             "report this with the recipe that produced it"),
+            ("tflm_vs_tflm_uncompressed", "the LUT-compressed model gave different TFLM outputs than the "
+             "uncompressed one on the golden vectors", "remove the compress step")):
+        result = validation.get(pair)
+        if result is not None and not bit_exact(result):
+            raise KitError(f"{problem} ({result['equal']}/{result['total']} vectors equal); {out} was left as it was",
+                           fix)
 
 
 def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inputs: list[np.ndarray],
@@ -65,5 +67,5 @@ def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inpu
         content = parts.content(seconds=round(time.perf_counter() - started, 1))
         (staging / "report.md").write_text(render_report(content, notes))
         manifest = write_manifest(staging, content)
-        check_validation(parts.validation)
+        check_validation(parts.validation, out)
     return manifest
