@@ -39,7 +39,6 @@ def quiet_console():
     try:
         with captured_fds(1, 2) as printed, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            progress.listen(log)
             try:
                 yield log
             except (KitError, CheckFailed, KeyboardInterrupt, SystemExit):
@@ -51,7 +50,6 @@ def quiet_console():
             except Exception:
                 _report_unexpected(console, printed)
     finally:
-        progress.listen(None)
         console.close()
 
 
@@ -107,9 +105,7 @@ def _exit_interrupted(code: int) -> None:
 @click.version_option(package_name="tflm-kit")
 def main():
     """Keras model -> optimized int8 TFLite -> bit-exact validated TFLM firmware artifacts."""
-    # The kit trains small models on the CPU; keeping TensorFlow off a GPU makes runs
-    # reproducible and silences CUDA probing on machines without one.
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    # CUDA_VISIBLE_DEVICES is set where TensorFlow is imported (system/tf_env.py), for CLI and library alike.
     # CI runners and process managers stop jobs with SIGTERM, whose default kills without cleanup.
     signal.signal(signal.SIGTERM, _raise_terminated)
 
@@ -125,7 +121,7 @@ def convert(recipe: Path, out: Path, force: bool):
 
     try:
         with quiet_console() as log:
-            manifest = run_conversion(load_recipe(recipe), out, force=force, log=log)
+            manifest = run_conversion(load_recipe(recipe), out, force=force, events=progress.ConsoleSink(log))
     except KitError as error:
         _fail(error)
     except KeyboardInterrupt as interrupt:

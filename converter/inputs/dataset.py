@@ -9,7 +9,10 @@ import numpy as np
 from .builders import load_function
 from .npz import npz_names, read_npz
 from ..errors import KitError
-from ..recipe import Recipe
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
+    from ..recipe import Recipe
 
 
 @dataclass(frozen=True)

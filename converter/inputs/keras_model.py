@@ -8,7 +8,10 @@ from ..system import tf_env
 from .builders import load_function
 from .model_file import ModelFormat, StoredModel, read_stored_model
 from ..errors import KitError
-from ..recipe import Recipe
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
+    from ..recipe import Recipe
 
 KERAS3_FIX = ("TF-MOT needs a Keras 2 model: re-save it with tf_keras (TF_USE_LEGACY_KERAS=1), "
               "or rebuild it with tf_keras layers")

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..recipe import Recipe
 from .builders import builder_file
+
+
+if TYPE_CHECKING:  # the recipe is a higher layer; only its type is named here
+    from ..recipe import Recipe
 
 
 def recipe_inputs(recipe: Recipe) -> tuple[Path, ...]:
