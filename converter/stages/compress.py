@@ -18,10 +18,13 @@ import time
 
 import numpy as np
 
+from typing import Optional
+
+from pydantic import Field
+
 from ..compare.outputs import bit_exact, compare_outputs
 from ..errors import KitError
 from ..inputs.dataset import Dataset
-from ..recipe import CompressSettings
 from ..tflite.compression import int4, lut
 from ..tflite.compression.decode_insert import insert_decode
 from ..tflite.compression.plan import Plan, plan
@@ -30,15 +33,55 @@ from ..tflite.model import read_model
 from ..tflite.strip import CONVERTER_METADATA, strip  # noqa: F401  (bench and tests import them from here)
 from ..tflite.tflite_model import TfliteModel
 from ..tflm.runners import quantize, run_tflm
-from . import StageResult
+from .base import FlatbufferStage, StageContext, StageRecord, StageResult, StageSettings, register
 
 
-def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int = 0) -> StageResult:
-    started = time.perf_counter()
-    compressed, details, reference = compress_model(model_bytes, settings, data)
-    record = {"stage": "compress", "settings": settings.model_dump(), **details,
-              "seconds": round(time.perf_counter() - started, 2)}
-    return StageResult(compressed, record, reference=reference if reference != model_bytes else None)
+class CompressSettings(StageSettings):
+    """Compression of the quantized flatbuffer (after quantize): LUT and PRUNE (decoded by TFLM_DECODE), int4."""
+
+    lut: bool = True
+    max_index_bits: int = Field(7, ge=1, le=7, description="leave tensors that need wider indices as they are")
+    verify_samples: int = Field(200, ge=1, le=100_000,
+                                description="real inputs on which TFLM must give identical bytes before and after")
+    strip_metadata: bool = Field(False, description="drop what TFLM never reads: names, signatures, converter "
+                                 "metadata, repeated weight zero points, encoded tensors' quantization")
+    prune: bool = Field(False, description="store sparse int8 tensors as TFLM DECODE PRUNE (bitmask + kept values) "
+                        "where that is smaller than LUT (or than the raw tensor)")
+    int4: bool = Field(False, description="requantize CONV_2D/DEPTHWISE_CONV_2D/per-tensor FULLY_CONNECTED filters "
+                       "to 16 levels and store them as packed INT4 (lossy; later checks compare with the int8 "
+                       "model that has the same 16 levels)")
+    int4_layers: Optional[list[str]] = Field(None, description="with int4: only the filters whose tensor name "
+                                             "contains one of these (e.g. layer names); default: all eligible")
+
+
+@register
+class Compress(FlatbufferStage):
+    name = "compress"
+    Settings = CompressSettings
+
+    def run(self, model_bytes: bytes, settings: CompressSettings, context: StageContext) -> StageResult:
+        # not transform(): besides the model and the details, the stage hands on its reference
+        started = time.perf_counter()
+        compressed, details, reference = compress_model(model_bytes, settings, context.data)
+        record = StageRecord(self.name, settings.model_dump(), details, seconds=round(time.perf_counter() - started, 2))
+        return StageResult(compressed, record, reference=reference if reference != model_bytes else None)
+
+    def report_note(self, record: StageRecord) -> str:
+        tensors = record.details.get("tensors") or []
+        if not tensors:
+            return record.details.get("note", "")
+        lut = [t for t in tensors if "index_bits" in t]
+        bits = sorted({t["index_bits"] for t in lut})
+        parts = [f"{len(lut)} tensors LUT-compressed ({'/'.join(map(str, bits))}-bit indices)"] if lut else []
+        if len(tensors) > len(lut):
+            parts.append(f"{len(tensors) - len(lut)} PRUNE-encoded")
+        if (record.details.get("int4") or {}).get("tensors"):
+            parts.append(f"{len(record.details['int4']['tensors'])} int4 filters")
+        return (", ".join(parts) + f", model {record.details['bytes_before']:,} → {record.details['bytes_after']:,} B")
+
+
+def run(model_bytes: bytes, settings: CompressSettings, data, seed: int = 0, **context) -> StageResult:
+    return Compress().run(model_bytes, settings, StageContext(data, seed, **context))
 
 
 def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset) -> tuple[bytes, dict, bytes]:
