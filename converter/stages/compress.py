@@ -68,15 +68,18 @@ class Compress(FlatbufferStage):
 
     def report_note(self, record: StageRecord) -> str:
         tensors = record.details.get("tensors") or []
-        if not tensors:
+        if not tensors and not (record.details.get("int4") or {}).get("tensors"):
             return record.details.get("note", "")
         lut = [t for t in tensors if "index_bits" in t]
         bits = sorted({t["index_bits"] for t in lut})
         parts = [f"{len(lut)} tensors LUT-compressed ({'/'.join(map(str, bits))}-bit indices)"] if lut else []
         if len(tensors) > len(lut):
             parts.append(f"{len(tensors) - len(lut)} PRUNE-encoded")
-        if (record.details.get("int4") or {}).get("tensors"):
-            parts.append(f"{len(record.details['int4']['tensors'])} int4 filters")
+        int4_record = record.details.get("int4") or {}
+        if int4_record.get("tensors"):
+            # int4 is lossy: say how far the model moved, since the quality line shows the int8 model's
+            parts.append(f"{len(int4_record['tensors'])} int4 filters (top-1 agreement with the int8 model "
+                         f"{int4_record['top1_agreement_vs_int8']:.1%})")
         return (", ".join(parts) + f", model {record.details['bytes_before']:,} → {record.details['bytes_after']:,} B")
 
 
