@@ -213,3 +213,28 @@ def test_pruned_and_int4_demo_runs_bit_exact_in_host_firmware(tmp_path):
     summary = flash(tmp_path / "host", root)
     count = np.load(tmp_path / "out" / "golden.npz")["output_0"].shape[0]
     assert summary["exit_status"] == 0 and (summary["passed"], summary["total"]) == (count, count), summary
+
+
+def test_a_pruned_constant_with_a_non_zero_zero_point_decodes_byte_identical():
+    """An activation-like constant (ADD's second operand) has zero point -128: its zeros are stored as
+    -128, the encoder counts them as pruned (sparsity), and TFLM must write -128 back, not 0."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from converter.inputs.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    offset = rng.uniform(0.2, 1.0, (1, 16, 16, 4)).astype(np.float32)
+    offset[rng.uniform(size=offset.shape) < 0.8] = 0
+    inputs = keras.layers.Input((16, 16, 4))
+    x = keras.layers.Lambda(lambda t: t + tf.constant(offset), name="offset")(inputs)
+    x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, name="conv")(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    x_data = rng.uniform(0, 1, (40, 16, 16, 4)).astype(np.float32)
+    data = Dataset(x_train=None, y_train=None, x_calibration=x_data, x_eval=x_data, y_eval=None, labels=None)
+    model_bytes = quantize_stage.convert(model, QuantizeSettings(), data)
+
+    result = compress_stage.run(model_bytes, CompressSettings(lut=False, prune=True), data)
+    rows = {row["name"].split("/")[1]: row for row in result.record["tensors"]}
+    assert set(rows) == {"offset"} and rows["offset"]["sparsity"] > 0.75
+    assert np.array_equal(_outputs(model_bytes, x_data), _outputs(result.model, x_data))
