@@ -1,0 +1,66 @@
+"""Flash a part needs: its model, the kernels of its operators, and the rest of the firmware.
+
+Measured from the whole model's profiling build (the same Makefile, library and flags as the
+cortex-m-qemu board): the linker map gives the bytes each object file contributes after
+--gc-sections, and the library's symbol table says which object defines Register_<OP>. An
+operator's kernel is that object plus its *_common.o; everything else linked (TFLM runtime,
+CMSIS-NN routines, libc, startup) is the rest, which every part carries whole: an upper bound,
+since a part with fewer operators links fewer CMSIS-NN routines.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+_MAP_ENTRY = re.compile(r"^\s*(?:(\.\S+)\s+)?0x[0-9a-f]+\s+(0x[0-9a-f]+)\s+\S*\(([^)]+\.o)\)\s*$")
+
+
+@dataclass(frozen=True)
+class Footprint:
+    text_bytes: int          # .text + .rodata + .data init of the whole model's firmware
+    model_bytes: int
+    golden_bytes: int
+    kernel_bytes: dict       # operator -> bytes of its kernel objects
+    rest_bytes: int          # runtime, CMSIS-NN, libc, startup, main
+
+    def part_flash(self, model_bytes: int, operators) -> int:
+        return model_bytes + sum(self.kernel_bytes.get(op, 0) for op in set(operators)) + self.rest_bytes
+
+
+def linked_object_bytes(map_text: str) -> dict[str, int]:
+    """Bytes each archive member contributes to flash sections, from a GNU ld map's memory map."""
+    sizes: dict[str, int] = {}
+    section = None
+    memory_map = map_text.split("Linker script and memory map", 1)[-1]
+    for line in memory_map.splitlines():
+        head = line.split()
+        if line.startswith(" .") and head:
+            section = head[0]
+        m = _MAP_ENTRY.match(line)
+        if m and section and section.startswith((".text", ".rodata")):
+            sizes[m.group(3)] = sizes.get(m.group(3), 0) + int(m.group(2), 16)
+    return sizes
+
+
+def kernel_objects(library: Path, operators) -> dict[str, set[str]]:
+    """Operator -> the library objects of its kernel (the one defining Register_<OP>, and its _common)."""
+    listed = subprocess.run(["arm-none-eabi-nm", "-A", "--defined-only", "-C", str(library)],
+                            capture_output=True, text=True).stdout
+    objects: dict[str, set[str]] = {}
+    for op in operators:
+        pattern = re.compile(rf":([^:]+\.o):\S+ T tflite::Register_{re.escape(op)}\(\)")
+        found = {m.group(1) for m in pattern.finditer(listed)}
+        objects[op] = found | {o.replace(".o", "_common.o") for o in found}
+    return objects
+
+
+def measure(project: Path, library: Path, operators, model_bytes: int, golden_bytes: int) -> Footprint:
+    sizes = subprocess.run(["arm-none-eabi-size", "-A", str(project / "fw.elf")], capture_output=True, text=True).stdout
+    flash = sum(int(f[1]) for f in (line.split() for line in sizes.splitlines())
+                if len(f) >= 3 and f[0] in (".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data"))
+    linked = linked_object_bytes((project / "fw.map").read_text(errors="replace"))
+    kernels = {op: sum(linked.get(o, 0) for o in objs) for op, objs in kernel_objects(library, operators).items()}
+    rest = max(0, flash - model_bytes - golden_bytes - sum(kernels.values()))
+    return Footprint(flash, model_bytes, golden_bytes, kernels, rest)
