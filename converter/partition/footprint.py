@@ -24,6 +24,7 @@ class Footprint:
     golden_bytes: int
     kernel_bytes: dict       # operator -> bytes of its kernel objects
     rest_bytes: int          # runtime, CMSIS-NN, libc, startup, main
+    ram_rest_bytes: int      # RAM besides the tensor arena: .data + .bss of the rest, and the stack
 
     def part_flash(self, model_bytes: int, operators) -> int:
         return model_bytes + sum(self.kernel_bytes.get(op, 0) for op in set(operators)) + self.rest_bytes
@@ -56,11 +57,30 @@ def kernel_objects(library: Path, operators) -> dict[str, set[str]]:
     return objects
 
 
-def measure(project: Path, library: Path, operators, model_bytes: int, golden_bytes: int) -> Footprint:
+# RAM of the profiling build that a part's firmware does not have in this form: the arena (priced
+# per part from its own measurement) and the per-operator profiler's buffers.
+_NOT_REST = ("(anonymous namespace)::g_tensor_arena", "main::profiler")
+
+
+def _symbol_bytes(elf: Path, names) -> int:
+    listed = subprocess.run(["arm-none-eabi-nm", "-S", "-C", str(elf)], capture_output=True, text=True).stdout
+    total = 0
+    for line in listed.splitlines():
+        fields = line.split(maxsplit=3)
+        if len(fields) == 4 and fields[3] in names:
+            total += int(fields[1], 16)
+    return total
+
+
+def measure(project: Path, library: Path, operators, model_bytes: int, golden_bytes: int,
+            stack_bytes: int = 0x4000) -> Footprint:
+    """stack_bytes: what the board's linker script reserves (cortex-m-qemu: __stack_size = 0x4000)."""
     sizes = subprocess.run(["arm-none-eabi-size", "-A", str(project / "fw.elf")], capture_output=True, text=True).stdout
-    flash = sum(int(f[1]) for f in (line.split() for line in sizes.splitlines())
-                if len(f) >= 3 and f[0] in (".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data"))
+    sections = {f[0]: int(f[1]) for f in (line.split() for line in sizes.splitlines()) if len(f) >= 3 and f[1].isdigit()}
+    flash = sum(sections.get(s, 0) for s in (".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data"))
+    ram_rest = sections.get(".data", 0) + sections.get(".bss", 0) + stack_bytes - \
+        _symbol_bytes(project / "fw.elf", _NOT_REST)
     linked = linked_object_bytes((project / "fw.map").read_text(errors="replace"))
     kernels = {op: sum(linked.get(o, 0) for o in objs) for op, objs in kernel_objects(library, operators).items()}
     rest = max(0, flash - model_bytes - golden_bytes - sum(kernels.values()))
-    return Footprint(flash, model_bytes, golden_bytes, kernels, rest)
+    return Footprint(flash, model_bytes, golden_bytes, kernels, rest, ram_rest)
