@@ -160,6 +160,9 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
     whole_arena = arena_of(source.model, read_model(source.model), source.inputs)
     arenas = [(arena_of(s.head, read_model(s.head), source.inputs), arena_of(s.tail, read_model(s.tail), s.at_cut))
               for s in splits]
+    costing.precheck([f"cut {k}" for k in range(len(cuts))],
+                     [((len(s.head), _arena_size(a0)), (len(s.tail), _arena_size(a1) + s.link_bytes))
+                      for s, (a0, a1) in zip(splits, arenas)], devices)
     with tempfile.TemporaryDirectory(prefix="tflm-kit-partition-") as folder:
         workdir = Path(folder)
         measured = _measure(source, whole_arena, {d.core for d in devices}, workdir, log)

@@ -104,3 +104,20 @@ def choose(costs: list[CutCost], objective: str) -> CutCost:
                        "pick devices with more flash/RAM, shrink the model (prune, cluster, compress) or "
                        "lower the arena margin")
     return min(fitting, key=lambda c: (c.objective(objective), c.link_bytes))
+
+
+def precheck(labels: list[str], needs: list[tuple[tuple[int, int], tuple[int, int]]], devices) -> None:
+    """Refuse before measuring firmware when no cut fits even by its model and arena alone.
+
+    needs[k] = ((flash, RAM) of part 0, (flash, RAM) of part 1) lower bounds for cut k."""
+    def shortfall(pair):
+        return [(f"{d.name} {kind}", need - have) for (flash, ram), d in zip(pair, devices)
+                for kind, need, have in (("flash", flash, d.flash_bytes), ("RAM", ram, d.ram_bytes)) if need > have]
+
+    short = [shortfall(pair) for pair in needs]
+    if short and all(short):
+        k = min(range(len(short)), key=lambda i: sum(n for _, n in short[i]))
+        fails = "; ".join(f"{budget} by {over:,} bytes" for budget, over in short[k])
+        raise KitError(f"no cut fits both devices' budgets: even by model and tensor arena alone (before the "
+                       f"runtime), the closest cut ({labels[k]}) exceeds {fails}",
+                       "pick devices with more flash/RAM or shrink the model (prune, cluster, compress)")

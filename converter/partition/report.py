@@ -79,6 +79,11 @@ def render(rec: dict) -> str:
         lines += [f"- Chosen ({'--cut ' + rec['cut_requested'] if rec['cut_requested'] != 'auto' else 'auto, objective ' + rec['objective']}): "
                   f"**{chosen['label']}** sending {', '.join(chosen['tensor_names'])}: {chosen['link_bytes']:,} B per "
                   f"inference, end-to-end {chosen['latency_ms']:.2f} ms"]
+        fastest = min((c for c in rec["costs"] if c["fits"]), key=lambda c: c["latency_ms"], default=None)
+        if fastest and not fastest["tensors"] and fastest["latency_ms"] < chosen["latency_ms"]:
+            lines += [f"- Running {fastest['label'].removeprefix('whole on ')} alone is faster "
+                      f"({fastest['latency_ms']:.2f} ms, the input sent over the link when it is the second device): "
+                      "splitting pays when the model does not fit one device or the link is fast"]
     lines += [f"- Valid cuts: {len(rec['cuts'])}; {rec['bit_exact']} ({rec['golden_source']}).",
               "- part0/ and part1/ hold the chosen cut's model directories (`tflm-kit firmware --model-dir`)."]
     if "pair" in rec:
