@@ -18,16 +18,14 @@ import numpy as np
 
 from ..errors import KitError
 from ..partition import cost as costing
-from ..partition import graph, plan, profiles, qemu, report
+from ..partition import graph, plan, pricing, profiles, qemu, report
 from ..partition.artifacts import PartModel, arena_of, write_part_dir
-from ..partition.measure import measure_core, mcu_part_cost
+from ..partition.measure import measure_core
+from ..partition.vela import NOT_EXECUTED
 from ..system.outdir import check_output_path, staged_output
 from ..tflite.model import read_model
 from ..tflm.runners import run_tflm
 from .validate import model_inputs
-
-ARENA_MARGIN = 0.10
-
 
 @dataclass(frozen=True)
 class Request:
@@ -86,7 +84,9 @@ def read_source(model: Path, data: Path | None, vectors: int, seed: int) -> Sour
 
 
 def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -> dict:
-    """core -> CoreMeasurement, or {} with the reason when QEMU/TFLM are missing here."""
+    """core -> CoreMeasurement, or {"skipped": reason} when QEMU/TFLM are missing here."""
+    if not cores:
+        return {}
     tflm_root = qemu.tflm_root_from_env()
     missing = qemu.missing_tools(tflm_root)
     if missing:
@@ -102,34 +102,6 @@ def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -
     return measured
 
 
-def _arena_size(measured: int) -> int:
-    return int(np.ceil(measured * (1 + ARENA_MARGIN) / 16) * 16)
-
-
-def _costs(view, splits, arenas, whole_arena, measured, devices, link, model_bytes, inputs) -> list:
-    names = {op.index: op.name for op in view.ops}
-    rows = []
-    for number, (s, (head_arena, tail_arena)) in enumerate(zip(splits, arenas)):
-        payload, link_ms = costing.link_cost(link, s.link_bytes)
-        parts = [mcu_part_cost(devices[0], measured[devices[0].core], len(s.head), s.cut.head,
-                               [names[i] for i in s.cut.head], _arena_size(head_arena)),
-                 mcu_part_cost(devices[1], measured[devices[1].core], len(s.tail), s.cut.tail,
-                               [names[i] for i in s.cut.tail], _arena_size(tail_arena), receive_bytes=payload)]
-        rows.append(costing.CutCost(f"cut {number}", s.cut.tensors, tuple(report.tensor_label(view, t) for t in s.cut.tensors),
-                                    s.cut.head[-1], payload, link_ms, tuple(parts), costing.energy(parts, devices)))
-    # The input is produced on the first device (the sensor): running whole on the second one
-    # means sending the model's input over the link.
-    every = tuple(op.index for op in view.ops)
-    input_bytes = sum(x[0].nbytes for x in inputs)
-    for device, sent in zip(devices, (0, input_bytes)):
-        part = mcu_part_cost(device, measured[device.core], model_bytes, every, list(names.values()),
-                             _arena_size(whole_arena), receive_bytes=sent)
-        payload, link_ms = costing.link_cost(link, sent) if sent else (0, 0.0)
-        rows.append(costing.CutCost(f"whole on {device.name}", (), (), None, payload, link_ms, (part,),
-                                    costing.energy([part], [device])))
-    return rows
-
-
 def partition(request: Request, log: Callable[[str], None] = print) -> dict:
     started = time.perf_counter()
     out = Path(request.out)
@@ -137,9 +109,9 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
     known = profiles.load_profiles(request.profiles)
     devices = profiles.parse_devices(request.devices, known)
     link = profiles.parse_link(request.link, known)
-    if any(d.is_npu for d in devices):
-        raise KitError("Ethos-U devices are priced with Vela in `tflm-kit partition --npu` (not in this build)",
-                       "use two Cortex-M devices")
+    if request.pair and any(d.is_npu for d in devices):
+        raise KitError("--pair runs both parts on emulated Cortex-M cores; an Ethos-U part cannot run here",
+                       "drop --pair, or give two Cortex-M devices")
     source = read_source(request.model, request.data, request.vectors, request.seed)
     view = plan.load(source.model)
     golden = run_tflm(source.model, read_model(source.model), source.inputs)
@@ -161,29 +133,43 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
     arenas = [(arena_of(s.head, read_model(s.head), source.inputs), arena_of(s.tail, read_model(s.tail), s.at_cut))
               for s in splits]
     costing.precheck([f"cut {k}" for k in range(len(cuts))],
-                     [((len(s.head), _arena_size(a0)), (len(s.tail), _arena_size(a1) + s.link_bytes))
+                     [tuple((0, 0) if d.is_npu else need for d, need in zip(devices, (
+                         (len(s.head), pricing.arena_size(a0)), (len(s.tail), pricing.arena_size(a1) + s.link_bytes))))
                       for s, (a0, a1) in zip(splits, arenas)], devices)
+    vela = pricing.VelaCache()
     with tempfile.TemporaryDirectory(prefix="tflm-kit-partition-") as folder:
         workdir = Path(folder)
-        measured = _measure(source, whole_arena, {d.core for d in devices}, workdir, log)
+        measured = _measure(source, whole_arena, {d.core for d in devices if not d.is_npu}, workdir, log)
         if "skipped" in measured:
             if wanted is None:
                 raise KitError(f"--cut auto needs instructions measured on QEMU, but {measured['skipped']}",
                                "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or give --cut TENSOR")
             costs, chosen = [], None
         else:
-            costs = _costs(view, splits, arenas, whole_arena, measured, devices, link, len(source.model), source.inputs)
+            costs = pricing.price_cuts(view, splits, arenas, whole_arena, measured, devices, link, source, vela)
             chosen = costs[cuts.index(wanted)] if wanted is not None else costing.choose(costs, request.objective)
         index = cuts.index(wanted) if wanted is not None else [c.tensors for c in costs].index(chosen.tensors)
         best = splits[index]
         record = report.record(source, view, cuts, splits, costs, chosen, devices, link, request, measured)
+        if any(d.is_npu for d in devices):
+            record["npu"] = {"note": NOT_EXECUTED, "estimates": [
+                {"part": part, "device": d.name, **vela.get(model, d.accelerator).as_dict()}
+                for part, d, model in ((0, devices[0], best.head), (1, devices[1], best.tail),
+                                       ("whole", devices[0], source.model), ("whole", devices[1], source.model))
+                if d.is_npu]}
         with staged_output(out) as staging:
             parts = [PartModel(f"{source.name}_part0", best.head, source.inputs, best.at_cut),
                      PartModel(f"{source.name}_part1", best.tail, best.at_cut, golden)]
             for k, (part, arena) in enumerate(zip(parts, arenas[index])):
-                write_part_dir(staging / f"part{k}", part, arena,
-                               {"part": k, "cut": "+".join(report.tensor_label(view, t) for t in best.cut.tensors),
-                                "device": devices[k].name}, source.labels if k == 1 else None, ARENA_MARGIN)
+                part_record = {"part": k, "cut": "+".join(report.tensor_label(view, t) for t in best.cut.tensors),
+                               "device": devices[k].name}
+                if devices[k].is_npu:  # Vela's model, its SRAM estimate as the arena; golden = TFLM's
+                    estimate = vela.get(part.model, devices[k].accelerator)
+                    part = PartModel(part.name, estimate.model, part.inputs, part.outputs)
+                    arena = -(-estimate.sram_bytes // 16) * 16
+                    part_record |= {"vela": estimate.as_dict(), "npu_note": NOT_EXECUTED}
+                write_part_dir(staging / f"part{k}", part, arena, part_record, source.labels if k == 1 else None,
+                               pricing.ARENA_MARGIN)
             if request.pair:
                 record["pair"] = report.pair_record(_run_pair(staging, devices, best, workdir, log), measured, chosen)
             record["seconds"] = round(time.perf_counter() - started, 1)

@@ -59,7 +59,9 @@ def pair_record(result, measured, chosen) -> dict:
 
 def _row(c: dict) -> str:
     parts = c["parts"]
-    cells = [f"{p['flash_bytes']:,} / {p['ram_bytes']:,} / {p['instructions']:,} / {p['ms']:.2f}" for p in parts]
+    cells = [f"{p['flash_bytes']:,} / {p['ram_bytes']:,} / "
+             f"{'%s cycles (Vela)' % format(p['cycles'], ',') if p['instructions'] is None else format(p['instructions'], ',')}"
+             f" / {p['ms']:.2f}" for p in parts]
     if len(cells) == 1:
         cells.append("—")
     over = "; ".join(f"{b} +{n:,} B" for b, n in c["over_budget"]) or "yes"
@@ -92,6 +94,13 @@ def render(rec: dict) -> str:
                   f"**{'PASS' if p['pass'] else 'FAIL'} {p['passed']}/{p['total']}** bit-identical to the whole model; "
                   f"{p['link_bytes_relayed']:,} B relayed; instructions per inference measured "
                   f"{p['instructions_measured']} vs summed per operator {p['instructions_summed']}"]
+    if "npu" in rec:
+        lines += ["", "## Ethos-U (Vela estimates)", "", f"**{rec['npu']['note']}.**", "",
+                  "| part | device | accelerator | cycles (total / NPU) | SRAM B | flash B | Vela .tflite B | "
+                  "ethos-u ops | CPU-fallback ops |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {e['part']} | {e['device']} | {e['accelerator']} | {e['cycles_total']:,} / {e['cycles_npu']:,} | "
+                  f"{e['sram_bytes']:,} | {e['flash_bytes']:,} | {e['model_bytes']:,} | {e['npu_operators']} | "
+                  f"{', '.join(e['cpu_operators']) or 'none'} |" for e in rec["npu"]["estimates"]]
     if rec["costs_skipped"]:
         lines += ["", f"Costs not measured: {rec['costs_skipped']}.", ""]
         return "\n".join(lines)
