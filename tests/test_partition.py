@@ -177,3 +177,30 @@ def test_cli_bad_cuts_and_budgets_write_nothing(demo_dir, tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and message in lines[0] and " — fix: " in lines[0], result.stderr[-2000:]
         assert not out.exists()
+
+
+@pytest.mark.parametrize("model", ["image_classification/pretrainedResnet_quant.tflite",
+                                   "keyword_spotting/kws_ref_model.tflite"])
+def test_vela_compiles_the_mlperf_models(shared_data, model):
+    from converter.partition.vela import ETHOS_U_OP, compile_part
+
+    estimate = compile_part((shared_data / "mlperf_tiny" / model).read_bytes(), "ethos-u55-64")
+    assert estimate.cycles_total >= estimate.cycles_npu > 0 and estimate.sram_bytes > 0 and estimate.flash_bytes > 0
+    assert read_model(estimate.model).operators == (ETHOS_U_OP,) and estimate.cpu_operators == ()
+    faster = compile_part((shared_data / "mlperf_tiny" / model).read_bytes(), "ethos-u55-256")
+    assert faster.cycles_npu < estimate.cycles_npu  # more MACs per cycle: fewer cycles
+
+
+@pytest.mark.slow
+def test_npu_head_estimates_appear_in_the_report(shared_data, tmp_path):
+    _qemu_or_skip()
+    out = tmp_path / "kws-npu"
+    result = run_kit("partition", shared_data / "mlperf_tiny/keyword_spotting/kws_ref_model.tflite",
+                     "--devices", "npu:ethos-u55-128@400MHz/2M/1M,h7:cortex-m7@280MHz", "--link", "spi:8000000",
+                     "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (out / "report.md").read_text()
+    assert "## Ethos-U (Vela estimates)" in text and "NPU outputs are not executed here" in text
+    record = json.loads((out / "partition.json").read_text())
+    assert all(e["cycles_total"] > 0 for e in record["npu"]["estimates"])
+    assert "AddEthosU" in (out / "part0" / "model_ops.h").read_text()

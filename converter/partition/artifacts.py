@@ -69,7 +69,9 @@ def _part_report(part: PartModel, info: ModelInfo, arena: int, arena_size: int, 
         f"# {part.name}: part {record['part']} of a partitioned model",
         "",
         f"- Model: **{len(part.model):,} bytes**; operators: {', '.join(info.operators)}",
-        f"- Tensor arena: {arena_size:,} bytes in `kTensorArenaSize` ({arena:,} B measured on the host with TFLM)",
+        f"- Tensor arena: {arena_size:,} bytes in `kTensorArenaSize` ("
+        + (f"Vela's SRAM estimate {arena:,} B for the NPU's feature maps; {record['npu_note']}" if "vela" in record
+           else f"{arena:,} B measured on the host with TFLM") + ")",
         f"- Inputs: {shapes(info.inputs)}",
         f"- Outputs: {shapes(info.outputs)}",
         f"- Golden vectors: {len(part.inputs[0])}, the whole model's tensors at the cut "
