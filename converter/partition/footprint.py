@@ -26,8 +26,36 @@ class Footprint:
     rest_bytes: int          # runtime, CMSIS-NN, libc, startup, main
     ram_rest_bytes: int      # RAM besides the tensor arena: .data + .bss of the rest, and the stack
 
+    target: str | None = None  # converter.tflm.footprint's target name, when that module is present
+    app_bytes: int = 0         # with it: the firmware outside TFLM (main, startup, libc, printf), measured
+
+    @property
+    def method(self) -> str:
+        if self.target:
+            return ("flash = converter.tflm.footprint.deployed_flash (TFLM core + each operator's kernel linked alone, "
+                    "shared symbols once + model) + the application around it, measured as the whole model's "
+                    "firmware minus its deployed_flash and golden vectors")
+        return ("flash = part model + kernel objects of its operators + the rest of the firmware, from the linker "
+                "map of the whole model's build for that core (the rest is an upper bound for a part)")
+
     def part_flash(self, model_bytes: int, operators) -> int:
+        kit = _kit_footprint()
+        if self.target and kit is not None:
+            return kit.deployed_flash(model_bytes, sorted(set(operators)), self.target).total + self.app_bytes
         return model_bytes + sum(self.kernel_bytes.get(op, 0) for op in set(operators)) + self.rest_bytes
+
+
+# converter.tflm.footprint's names for the cores (per-kernel sizes measured for those TFLM libraries)
+_KIT_TARGETS = {"cortex-m4": "cortex-m4", "cortex-m7": "cortex-m7+fp"}
+
+
+def _kit_footprint():
+    """The kit's per-kernel code sizes (converter/tflm/footprint.py), when this build has them."""
+    try:
+        from ..tflm import footprint
+    except ImportError:
+        return None
+    return footprint
 
 
 def linked_object_bytes(map_text: str) -> dict[str, int]:
@@ -72,7 +100,7 @@ def _symbol_bytes(elf: Path, names) -> int:
     return total
 
 
-def measure(project: Path, library: Path, operators, model_bytes: int, golden_bytes: int,
+def measure(project: Path, library: Path, operators, model_bytes: int, golden_bytes: int, core: str,
             stack_bytes: int = 0x4000) -> Footprint:
     """stack_bytes: what the board's linker script reserves (cortex-m-qemu: __stack_size = 0x4000)."""
     sizes = subprocess.run(["arm-none-eabi-size", "-A", str(project / "fw.elf")], capture_output=True, text=True).stdout
@@ -83,4 +111,9 @@ def measure(project: Path, library: Path, operators, model_bytes: int, golden_by
     linked = linked_object_bytes((project / "fw.map").read_text(errors="replace"))
     kernels = {op: sum(linked.get(o, 0) for o in objs) for op, objs in kernel_objects(library, operators).items()}
     rest = max(0, flash - model_bytes - golden_bytes - sum(kernels.values()))
+    kit, target = _kit_footprint(), _KIT_TARGETS.get(core)
+    if kit is not None and target in kit.code_size_targets():
+        deployed = kit.deployed_flash(model_bytes, sorted(set(operators)), target).total
+        return Footprint(flash, model_bytes, golden_bytes, kernels, rest, ram_rest, target,
+                         max(0, flash - golden_bytes - deployed))
     return Footprint(flash, model_bytes, golden_bytes, kernels, rest, ram_rest)

@@ -42,7 +42,7 @@ def measure_core(whole_dir: Path, core: str, workdir: Path, tflm_root: str, oper
     with np.load(whole_dir / "golden.npz") as golden:
         golden_bytes = sum(golden[k].nbytes for k in golden.files)
     model_bytes = (whole_dir / "model.tflite").stat().st_size
-    footprint = measure_footprint(project, library, sorted(set(operator_names)), model_bytes, golden_bytes)
+    footprint = measure_footprint(project, library, sorted(set(operator_names)), model_bytes, golden_bytes, core)
     return CoreMeasurement(core, tuple(costs), total, footprint)
 
 

@@ -12,8 +12,7 @@ METHOD = ("instructions: each operator's instructions measured once per core on 
           "Cortex-M4, mps2-an500 for Cortex-M7; -icount shift=0, SysTick at 25 MHz = 40 instructions per tick; "
           "median over the golden vectors) and summed over a part's operators, plus the interpreter's "
           "per-Invoke overhead; ms = instructions / clock (one instruction per cycle assumed: no wait states, "
-          "no dual issue); flash = part model + kernel objects of its operators + the rest of the firmware, "
-          "from the linker map of the whole model's build for that core; RAM = measured arena + 10% + the "
+          "no dual issue); flash: per core after this sentence; RAM = measured arena + 10% + the "
           "firmware's other RAM and 16 KB stack (+ the receive buffer on part 1); link = (cut bytes + 12 B "
           "frame) / link rate (UART 8N1: baud / 10 bytes/s)")
 
@@ -44,6 +43,7 @@ def record(source, view, cuts, splits, costs, chosen, devices, link, request, me
         "costs": [c.as_dict() for c in costs],
         "costs_skipped": skipped,
         "method": METHOD,
+        "flash_method": None if skipped else {core: m.footprint.method for core, m in measured.items()},
         "chosen": None if chosen is None else chosen.as_dict(),
         "operator_instructions": {} if skipped else
         {core: [asdict(op) for op in m.operators] for core, m in measured.items()},
@@ -110,7 +110,8 @@ def render(rec: dict) -> str:
               "| cut | tensors crossing | link B | link ms | part 0 | part 1 | latency ms | period ms | energy mJ | fits |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [_row(c) for c in rec["costs"]]
-    lines += ["", f"How: {rec['method']}.", "", "![latency and link bytes along the graph](partition.png)", ""]
+    flash = "; ".join(f"{core}: {text}" for core, text in (rec["flash_method"] or {}).items())
+    lines += ["", f"How: {rec['method']}. {flash}.", "", "![latency and link bytes along the graph](partition.png)", ""]
     return "\n".join(lines)
 
 
