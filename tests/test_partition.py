@@ -57,7 +57,7 @@ def test_every_mlperf_cut_is_bit_exact(shared_data, model):
         x = np.random.default_rng(0).integers(-128, 128, (8, *tensor.shape[1:])).astype(np.int8)
     cuts = _check_every_cut(model_bytes, [x])
     if "image" in model:  # residual blocks: cuts across a branch carry two tensors
-        assert sum(len(c.tensors) == 2 for c in cuts) >= 6 and len(cuts) == 19
+        assert sum(len(c.tensors) == 2 for c in cuts) == 12 and len(cuts) == 19
 
 
 def test_a_cut_through_a_residual_branch_must_name_both_tensors(shared_data):
@@ -204,3 +204,21 @@ def test_npu_head_estimates_appear_in_the_report(shared_data, tmp_path):
     record = json.loads((out / "partition.json").read_text())
     assert all(e["cycles_total"] > 0 for e in record["npu"]["estimates"])
     assert "AddEthosU" in (out / "part0" / "model_ops.h").read_text()
+
+
+def test_channel_split_of_every_per_channel_conv_is_bit_exact(demo_dir):
+    from converter.partition.channels import candidates, split_channels
+
+    model = (demo_dir / "model.tflite").read_bytes()
+    with np.load(demo_dir / "golden.npz") as golden:
+        inputs, outputs = [golden["input_0"]], [golden["output_0"]]
+    names = {op.index: op.name for op in graph_view(model).ops}
+    found = candidates(model, names)
+    assert [c.operator for c in found] == [0, 2]  # the two CONV_2D (not the depthwise one)
+    for c in found:
+        for first in (1, c.channels // 2):
+            rewritten = split_channels(model, c.operator, first)
+            counts = read_model(rewritten).operator_counts
+            assert counts["CONV_2D"] == 3 and counts["CONCATENATION"] == 1
+            got = run_tflm(rewritten, read_model(rewritten), inputs)
+            assert got[0].tobytes() == outputs[0].tobytes()

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import KitError
 from ..partition import cost as costing
-from ..partition import graph, plan, pricing, profiles, qemu, report
+from ..partition import channels, graph, plan, pricing, profiles, qemu, report
 from ..partition.artifacts import PartModel, arena_of, write_part_dir
 from ..partition.measure import measure_core
 from ..partition.vela import NOT_EXECUTED
@@ -151,6 +151,11 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
         index = cuts.index(wanted) if wanted is not None else [c.tensors for c in costs].index(chosen.tensors)
         best = splits[index]
         record = report.record(source, view, cuts, splits, costs, chosen, devices, link, request, measured)
+        if costs:
+            whole0 = next(c for c in costs if c.label == f"whole on {devices[0].name}")
+            plans = channels.price(source.model, {op.index: op.name for op in view.ops}, source.inputs, golden,
+                                   measured, devices, link, whole0.latency_ms, chosen.latency_ms)
+            record["channel_partitioning"] = [p.as_dict() for p in plans]
         if any(d.is_npu for d in devices):
             record["npu"] = {"note": NOT_EXECUTED, "estimates": [
                 {"part": part, "device": d.name, **vela.get(model, d.accelerator).as_dict()}

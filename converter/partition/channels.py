@@ -105,3 +105,41 @@ def split_channels(model_bytes: bytes, operator: int, first: int) -> bytes:
     concat.outputs = list(op.outputs)
     main.operators[operator:operator + 1] = halves + [concat]
     return _pack(model)
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """One convolution's channels split evenly over the two devices, within the whole model run on device 0."""
+    operator: int
+    channels: int
+    bit_exact: bool          # the rewritten model's TFLM outputs equal the whole model's on every golden vector
+    op_ms_alone: float       # the conv on device 0 (measured instructions)
+    op_ms_split: float       # max(half on device 0, input over the link + half on device 1 + half back)
+    latency_ms: float        # whole model on device 0 with this conv split
+    wins: bool               # faster than the chosen layer cut
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def price(model_bytes: bytes, op_names: dict, inputs: list, golden: list, measured: dict, devices, link,
+          whole_ms: float, best_ms: float) -> list[ChannelPlan]:
+    """Each candidate split at half its channels. A half's instructions are the conv's measured count
+    times its share of the channels (an estimate: the kernels' work is linear in output channels)."""
+    from ..tflite.model import read_model
+    from ..tflm.runners import run_tflm
+
+    plans = []
+    if any(d.is_npu for d in devices):
+        return plans
+    for c in candidates(model_bytes, op_names):
+        rewritten = split_channels(model_bytes, c.operator, c.channels // 2)
+        outputs = run_tflm(rewritten, read_model(rewritten), inputs)
+        exact = all(a.tobytes() == b.tobytes() for a, b in zip(outputs, golden))
+        alone = [measured[d.core].operators[c.operator].instructions / (d.mhz * 1e3) for d in devices]
+        there = link.seconds(c.input_bytes) * 1e3 + alone[1] / 2 + link.seconds(c.output_bytes // 2) * 1e3
+        split_ms = max(alone[0] / 2, there)
+        latency = whole_ms - alone[0] + split_ms
+        plans.append(ChannelPlan(c.operator, c.channels, exact, alone[0], split_ms, latency,
+                                 exact and latency < best_ms))
+    return plans

@@ -94,6 +94,17 @@ def render(rec: dict) -> str:
                   f"**{'PASS' if p['pass'] else 'FAIL'} {p['passed']}/{p['total']}** bit-identical to the whole model; "
                   f"{p['link_bytes_relayed']:,} B relayed; instructions per inference measured "
                   f"{p['instructions_measured']} vs summed per operator {p['instructions_summed']}"]
+    if rec.get("channel_partitioning"):
+        lines += ["", "## Channel partitioning (priced, not emitted)", "",
+                  f"One CONV_2D's output channels split in halves: {d0['name']} computes one, {d1['name']} the other "
+                  "after receiving the conv's input, and sends its half back for a CONCATENATION; the rest of the "
+                  "model runs on " + d0["name"] + ". Each rewrite was run on TFLM against the whole model. A half's "
+                  "instructions are estimated as the conv's measured count times its share of the channels.", "",
+                  "| conv (operator) | channels | bit-exact on TFLM | conv alone ms | conv split ms | model latency ms | "
+                  "beats the chosen cut |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| #{p['operator']} | {p['channels']} | {'yes' if p['bit_exact'] else 'NO'} | {p['op_ms_alone']:.2f} | "
+                  f"{p['op_ms_split']:.2f} | {p['latency_ms']:.2f} | {'yes' if p['wins'] else 'no'} |"
+                  for p in rec["channel_partitioning"]]
     if "npu" in rec:
         lines += ["", "## Ethos-U (Vela estimates)", "", f"**{rec['npu']['note']}.**", "",
                   "| part | device | accelerator | cycles (total / NPU) | SRAM B | flash B | Vela .tflite B | "
