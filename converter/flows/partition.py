@@ -83,6 +83,17 @@ def read_source(model: Path, data: Path | None, vectors: int, seed: int) -> Sour
     return Source(_c_name(model.stem), model_bytes, [quantized], described, None)
 
 
+def _check_recorded(model: Path, golden: list) -> None:
+    """A model directory's golden.npz must still be its model.tflite's TFLM outputs."""
+    if not model.is_dir():
+        return
+    with np.load(model / "golden.npz") as recorded:
+        outputs = [recorded[f"output_{j}"] for j in range(len(golden)) if f"output_{j}" in recorded.files]
+    if len(outputs) != len(golden) or any(a.tobytes() != b.tobytes() for a, b in zip(outputs, golden)):
+        raise KitError(f"{model / 'golden.npz'} does not hold the TFLM outputs of {model / 'model.tflite'}",
+                       "re-run `tflm-kit convert` for that directory")
+
+
 def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -> dict:
     """core -> CoreMeasurement, or {"skipped": reason} when QEMU/TFLM are missing here."""
     if not cores:
@@ -115,6 +126,7 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
     source = read_source(request.model, request.data, request.vectors, request.seed)
     view = plan.load(source.model)
     golden = run_tflm(source.model, read_model(source.model), source.inputs)
+    _check_recorded(Path(request.model), golden)
     cuts = graph.enumerate_cuts(view)
     wanted = None
     if request.cut != "auto":

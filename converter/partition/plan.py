@@ -73,4 +73,8 @@ def verify(result: Split, golden: list) -> None:
 
 def load(model_bytes: bytes) -> GraphView:
     check_int8(model_bytes)
+    subgraphs = read_model(model_bytes).subgraphs
+    if subgraphs > 1:  # IF/WHILE/CALL_ONCE bodies would have to follow their operator into a part
+        raise KitError(f"the model has {subgraphs} subgraphs (control flow); the partitioner cuts single-graph models",
+                       "convert without control flow (unrolled loops, no tf.cond), or run it whole on one device")
     return graph_view(model_bytes)

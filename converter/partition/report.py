@@ -81,6 +81,8 @@ def render(rec: dict) -> str:
         lines += [f"- Chosen ({'--cut ' + rec['cut_requested'] if rec['cut_requested'] != 'auto' else 'auto, objective ' + rec['objective']}): "
                   f"**{chosen['label']}** sending {', '.join(chosen['tensor_names'])}: {chosen['link_bytes']:,} B per "
                   f"inference, end-to-end {chosen['latency_ms']:.2f} ms"]
+        if not chosen["fits"]:
+            lines += ["- **The requested cut does not fit**: " + "; ".join(f"{b} by {n:,} bytes" for b, n in chosen["over_budget"])]
         fastest = min((c for c in rec["costs"] if c["fits"]), key=lambda c: c["latency_ms"], default=None)
         if fastest and not fastest["tensors"] and fastest["latency_ms"] < chosen["latency_ms"]:
             lines += [f"- Running {fastest['label'].removeprefix('whole on ')} alone is faster "

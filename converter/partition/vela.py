@@ -53,6 +53,11 @@ def _version() -> str:
 
 def compile_part(model_bytes: bytes, accelerator: str) -> VelaEstimate:
     """Run Vela on one part; KitError with Vela's last words when it cannot compile it."""
+    import importlib.util
+
+    if importlib.util.find_spec("ethosu") is None:
+        raise KitError("an Ethos-U device needs Arm's Vela compiler, which is not installed",
+                       "pip install ethos-u-vela==5.2.0")
     with tempfile.TemporaryDirectory(prefix="tflm-kit-vela-") as folder:
         source = Path(folder) / "part.tflite"
         source.write_bytes(model_bytes)
