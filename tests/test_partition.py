@@ -110,6 +110,21 @@ def test_non_int8_model_is_refused(tmp_path):
     assert not out.exists()
 
 
+def test_auto_without_qemu_says_what_is_missing_and_an_explicit_cut_still_splits(demo_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["partition", demo_dir, "--devices", DEVICES, "--link", "uart:921600", "--out", out]
+    refused = run_kit(*args, env={"TFLM_ROOT": ""})
+    assert refused.returncode == 2 and "--cut auto needs instructions measured on QEMU" in refused.stderr
+    assert not out.exists()
+    done = run_kit(*args, "--cut", "#15", env={"TFLM_ROOT": ""})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "costs not measured: TFLM_ROOT is not set" in done.stdout
+    record = json.loads((out / "partition.json").read_text())
+    assert record["costs"] == [] and len(record["cuts"]) == 6
+    with np.load(out / "part1" / "golden.npz") as part1, np.load(demo_dir / "golden.npz") as whole:
+        assert part1["output_0"].tobytes() == whole["output_0"].tobytes()
+
+
 def _qemu_or_skip() -> str:
     from converter.partition.qemu import missing_tools
 
@@ -141,6 +156,10 @@ def test_demo_pair_passes_and_auto_is_the_table_minimum(demo_split):
         assert {"model.tflite", "model_data.cc", "model_ops.h", "model_settings.h", "golden.npz",
                 "manifest.json"} <= {p.name for p in (out / f"part{k}").iterdir()}
     assert (out / "partition.png").stat().st_size > 0 and "| cut 0 |" in (out / "report.md").read_text()
+    for k in (0, 1):  # each part renders as any converted model does
+        rendered = run_kit("firmware", "--board", "cortex-m-qemu", "--model-dir", out / f"part{k}",
+                           "--out", out.parent / f"fw{k}")
+        assert rendered.returncode == 0, rendered.stderr[-2000:]
     # measured instructions of the real parts are close to the per-operator sums the search used
     for measured, summed in zip(record["pair"]["instructions_measured"], record["pair"]["instructions_summed"]):
         assert abs(measured - summed) <= 0.05 * summed + 2000

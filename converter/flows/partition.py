@@ -123,6 +123,10 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
     if request.pair and any(d.is_npu for d in devices):
         raise KitError("--pair runs both parts on emulated Cortex-M cores; an Ethos-U part cannot run here",
                        "drop --pair, or give two Cortex-M devices")
+    missing = qemu.missing_tools(qemu.tflm_root_from_env()) if any(not d.is_npu for d in devices) else None
+    if missing and request.cut == "auto":
+        raise KitError(f"--cut auto needs instructions measured on QEMU, but {missing}",
+                       "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or give --cut TENSOR")
     source = read_source(request.model, request.data, request.vectors, request.seed)
     view = plan.load(source.model)
     golden = run_tflm(source.model, read_model(source.model), source.inputs)
@@ -152,10 +156,7 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
     with tempfile.TemporaryDirectory(prefix="tflm-kit-partition-") as folder:
         workdir = Path(folder)
         measured = _measure(source, whole_arena, {d.core for d in devices if not d.is_npu}, workdir, log)
-        if "skipped" in measured:
-            if wanted is None:
-                raise KitError(f"--cut auto needs instructions measured on QEMU, but {measured['skipped']}",
-                               "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or give --cut TENSOR")
+        if "skipped" in measured:  # an explicit --cut: the parts are written, their costs are not measured
             costs, chosen = [], None
         else:
             costs = pricing.price_cuts(view, splits, arenas, whole_arena, measured, devices, link, source, vela)
