@@ -146,7 +146,10 @@ def plot(costs, path: Path) -> None:
     right = left.twinx()
     right.bar(x, [c.link_bytes for c in cuts], alpha=0.25, color="tab:orange", label="link bytes")
     right.set_ylabel("bytes across the link")
-    left.legend(loc="upper left", fontsize=8)
+    left.set_zorder(right.get_zorder() + 1)  # the latency line over the bars
+    left.patch.set_visible(False)
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    left.legend(handles=handles, loc="upper right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
