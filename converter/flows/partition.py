@@ -123,12 +123,12 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
     if request.pair and any(d.is_npu for d in devices):
         raise KitError("--pair runs both parts on emulated Cortex-M cores; an Ethos-U part cannot run here",
                        "drop --pair, or give two Cortex-M devices")
+    source = read_source(request.model, request.data, request.vectors, request.seed)
+    view = plan.load(source.model)
     missing = qemu.missing_tools(qemu.tflm_root_from_env()) if any(not d.is_npu for d in devices) else None
     if missing and request.cut == "auto":
         raise KitError(f"--cut auto needs instructions measured on QEMU, but {missing}",
                        "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or give --cut TENSOR")
-    source = read_source(request.model, request.data, request.vectors, request.seed)
-    view = plan.load(source.model)
     golden = run_tflm(source.model, read_model(source.model), source.inputs)
     _check_recorded(Path(request.model), golden)
     cuts = graph.enumerate_cuts(view)
