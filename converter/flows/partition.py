@@ -25,7 +25,7 @@ from ..partition.vela import NOT_EXECUTED
 from ..system.outdir import check_output_path, staged_output
 from ..tflite.model import read_model
 from ..tflm.runners import run_tflm
-from .validate import model_inputs
+from .model_inputs import model_inputs
 
 @dataclass(frozen=True)
 class Request:
@@ -79,8 +79,8 @@ def read_source(model: Path, data: Path | None, vectors: int, seed: int) -> Sour
         raise KitError(f"{model} does not exist", "give a converted model directory or an int8 .tflite file")
     model_bytes = model.read_bytes()
     plan.check_int8(model_bytes)
-    quantized, _, _, described = model_inputs(read_model(model_bytes), data, vectors, seed)
-    return Source(_c_name(model.stem), model_bytes, [quantized], described, None)
+    drawn = model_inputs(read_model(model_bytes), data, vectors, seed)
+    return Source(_c_name(model.stem), model_bytes, list(drawn.quantized), drawn.source, None)
 
 
 def _check_recorded(model: Path, golden: list) -> None:

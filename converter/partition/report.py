@@ -156,7 +156,11 @@ def plot(costs, path: Path) -> None:
 
 
 def write(folder: Path, rec: dict, costs) -> None:
-    (folder / "partition.json").write_text(json.dumps(rec, indent=2) + "\n")
+    """report.md, partition.png, then partition.json naming every file written (so --force can replace them)."""
+    from ..system.kit_outputs import PARTITION_RECORD, files_in
+
     (folder / "report.md").write_text(render(rec))
     if costs:
         plot(costs, folder / "partition.png")
+    rec["files"] = files_in(folder) + [PARTITION_RECORD]
+    (folder / PARTITION_RECORD).write_text(json.dumps(rec, indent=2) + "\n")
