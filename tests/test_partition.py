@@ -153,6 +153,9 @@ def test_demo_pair_passes_and_auto_is_the_table_minimum(demo_split):
         assert {"model.tflite", "model_data.cc", "model_ops.h", "model_settings.h", "golden.npz",
                 "manifest.json"} <= {p.name for p in (out / f"part{k}").iterdir()}
     assert (out / "partition.png").stat().st_size > 0 and "| cut 0 |" in (out / "report.md").read_text()
+    from converter.system.kit_outputs import foreign_files
+
+    assert foreign_files(out) == []  # partition.json names every file: --force may replace this output
     for k in (0, 1):  # each part renders as any converted model does
         rendered = run_kit("firmware", "--board", "cortex-m-qemu", "--model-dir", out / f"part{k}",
                            "--out", out.parent / f"fw{k}")
