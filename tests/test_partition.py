@@ -2,7 +2,6 @@
 the two-QEMU pair reproduces the whole model and catches a corrupted frame, bad input is refused."""
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -2,12 +2,9 @@
 so `tflm-kit firmware --model-dir partN` renders it like any converted model."""
 from __future__ import annotations
 
-import math
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from ..emit.sources import render_all
 from ..inputs.npz import save_npz
@@ -39,7 +36,9 @@ def write_part_dir(folder: Path, part: PartModel, arena_measured: int, record: d
                    labels: list | None = None, margin: float = DEFAULT_ARENA_MARGIN) -> None:
     """Fill `folder` (a staging folder) with the part's model, C/C++ sources, golden vectors and manifest."""
     info = part.info
-    arena_size = int(math.ceil(arena_measured * (1 + margin) / 16) * 16)  # as convert sizes kTensorArenaSize
+    from ..flows.convert import arena_with_margin
+
+    arena_size = arena_with_margin(arena_measured, margin)
     model_sha = sha256(part.model)
     if labels and len(labels) != info.outputs[0].elements:
         labels = None  # part 0's outputs are feature maps, not classes

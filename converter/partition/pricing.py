@@ -5,8 +5,6 @@ from Vela's estimates for that part (vela.py), one Vela compilation per distinct
 """
 from __future__ import annotations
 
-import math
-
 from . import cost as costing
 from .cost import PartCost
 from .measure import mcu_part_cost
@@ -19,7 +17,9 @@ ARENA_MARGIN = 0.10
 
 def arena_size(measured: int) -> int:
     """kTensorArenaSize as the part's model_settings.h gets it (as convert sizes it)."""
-    return int(math.ceil(measured * (1 + ARENA_MARGIN) / 16) * 16)
+    from ..flows.convert import arena_with_margin
+
+    return arena_with_margin(measured, ARENA_MARGIN)
 
 
 class VelaCache:

@@ -70,7 +70,7 @@ def _size(text: str, what: str) -> int:
 
 
 def _board_profile(name: str) -> dict | None:
-    from ..flows.firmware import BOARDS_DIR  # noqa: layering — board files are data, read-only
+    from ..flows.firmware import BOARDS_DIR
 
     path = BOARDS_DIR / f"{name}.yaml"
     if not path.is_file():
