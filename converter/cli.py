@@ -232,5 +232,14 @@ def _register_firmware_commands() -> None:
 
 _register_firmware_commands()
 
+
+def _register_partition_command() -> None:
+    from .flows.partition import partition_command
+
+    main.add_command(partition_command)
+
+
+_register_partition_command()
+
 if __name__ == "__main__":
     main()
