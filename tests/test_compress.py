@@ -14,6 +14,8 @@ from converter.recipe import CompressSettings, QuantizeSettings, parse_recipe
 from converter.tflm.runners import quantize, run_tflm
 from converter.stages import compress as compress_stage
 from converter.stages import quantize as quantize_stage
+from converter.tflite.compression import lut as lut_module
+from converter.tflite.compression.plan import plan
 from converter.tflite.model import read_model
 from tests.conftest import REPO, run_kit, tiny_classifier, tiny_dataset
 
@@ -41,7 +43,7 @@ def _quantized(model, data) -> bytes:
 
 
 def test_index_bits_is_the_smallest_width():
-    assert [compress_stage.index_bits(n) for n in (1, 2, 3, 4, 5, 16, 17, 128)] == [1, 1, 2, 2, 3, 4, 5, 7]
+    assert [lut_module.index_bits(n) for n in (1, 2, 3, 4, 5, 16, 17, 128)] == [1, 1, 2, 2, 3, 4, 5, 7]
 
 
 def test_clustered_model_shrinks_and_stays_bit_exact(tiny):
@@ -73,7 +75,7 @@ def test_planned_sizes_match_tflm_compressor(tiny):
 
     _, data = tiny
     model_bytes = _quantized(_clustered(tiny_classifier(), 3, seed=1), data)
-    choices, _ = compress_stage.plan(model_bytes)
+    choices = plan(model_bytes).lut
     assert choices
     editable = model_editor.read(model_bytes)
     for choice in choices:
@@ -135,17 +137,17 @@ def test_a_wrong_value_table_is_caught(tiny, monkeypatch):
 
     _, data = tiny
     model_bytes = _quantized(_clustered(tiny_classifier(), 4), data)
-    real = compress_stage.compress_bytes
+    real = lut_module.compress_bytes
 
     def corrupted(model_bytes, choices):
         edited = model_editor.read(real(model_bytes, choices))
         ancillary = next(t for t in edited.subgraphs[0].tensors if (t.name or "").endswith("_ancillary"))
         table = bytearray(ancillary.buffer.data)
-        table[compress_stage.DCM_BYTES:] = bytes((b + 40) % 256 for b in table[compress_stage.DCM_BYTES:])
+        table[lut_module.DCM_BYTES:] = bytes((b + 40) % 256 for b in table[lut_module.DCM_BYTES:])
         ancillary.buffer.data = bytes(table)
         return bytes(edited.build())
 
-    monkeypatch.setattr(compress_stage, "compress_bytes", corrupted)
+    monkeypatch.setattr(lut_module, "compress_bytes", corrupted)
     with pytest.raises(KitError, match="differs from the uncompressed"):
         compress_stage.run(model_bytes, CompressSettings(), data)
 
@@ -209,8 +211,8 @@ def test_lut_model_runs_bit_exact_in_host_firmware(digits_lut, tmp_path):
 def test_a_model_that_would_grow_is_left_unchanged(tiny, monkeypatch):
     _, data = tiny
     model_bytes = _quantized(_clustered(tiny_classifier(), 4), data)
-    real = compress_stage.compress_bytes
-    monkeypatch.setattr(compress_stage, "compress_bytes", lambda b, c: real(b, c) + bytes(len(b)))
+    real = lut_module.compress_bytes
+    monkeypatch.setattr(lut_module, "compress_bytes", lambda b, c: real(b, c) + bytes(len(b)))
     result = compress_stage.run(model_bytes, CompressSettings(), data)
     assert result.model == model_bytes and "would grow" in result.record["note"] and result.record["rejected"]
 

@@ -1,9 +1,8 @@
 """Write a subset of a model's operators as a .tflite of its own.
 
-Kept behind two functions (graph_view, extract) so the flatbuffer work can move to the kit's
-TfliteModel editor (converter/tflite/) without touching the cut search. It uses the schema's
-object API, as compress does: TFLM's model_editor rewrites operator codes, which breaks files
-from older converters (the MLPerf KWS reference).
+Behind two functions (graph_view, extract), on the kit's TfliteModel (converter/tflite/): the
+schema's object API, not TFLM's model_editor, which rewrites operator codes and breaks files from
+older converters (the MLPerf KWS reference).
 
 Interface tensors are copied with their quantization, so part 0's outputs and part 1's inputs
 have the whole model's scale and zero point and the bytes mean the same on both sides.
@@ -12,7 +11,8 @@ from __future__ import annotations
 
 import copy
 
-from ..tflite.model import _reading, _root, operator_name
+from ..tflite.tflite_model import TfliteModel
+from ..tflite.verify import reading
 from .graph import GraphView, Op
 
 
@@ -22,41 +22,35 @@ def _schema():
     return schema
 
 
-@_reading
+@reading
 def graph_view(model_bytes: bytes) -> GraphView:
-    model = _root(model_bytes)
-    main = model.Subgraphs(0)
+    model = TfliteModel.from_bytes(model_bytes)
+    main = model.subgraph
     constant = set()
     names = {}
-    for t in range(main.TensorsLength()):
-        tensor = main.Tensors(t)
-        names[t] = tensor.Name().decode(errors="replace") or f"#{t}"
-        if model.BuffersLength() and model.Buffers(tensor.Buffer()).DataLength() > 0:
+    for t, tensor in enumerate(model.tensors):
+        names[t] = model.tensor_name(tensor) or f"#{t}"
+        if model.data(tensor) is not None:
             constant.add(t)
     ops = []
-    for o in range(main.OperatorsLength()):
-        operator = main.Operators(o)
-        inputs = [int(i) for i in operator.InputsAsNumpy()] if operator.InputsLength() else []
-        outputs = [int(i) for i in operator.OutputsAsNumpy()] if operator.OutputsLength() else []
-        ops.append(Op(o, operator_name(model, operator.OpcodeIndex()),
+    for o, operator in enumerate(model.operators):
+        inputs = [int(i) for i in operator.inputs] if operator.inputs is not None else []
+        outputs = [int(i) for i in operator.outputs] if operator.outputs is not None else []
+        ops.append(Op(o, model.operator_name(operator),
                       tuple(i for i in inputs if i >= 0 and i not in constant), tuple(outputs)))
-    return GraphView(tuple(ops), tuple(int(i) for i in main.InputsAsNumpy()),
-                     tuple(int(i) for i in main.OutputsAsNumpy()), names)
+    return GraphView(tuple(ops), tuple(int(i) for i in main.inputs), tuple(int(i) for i in main.outputs), names)
 
 
 def _pack(model) -> bytes:
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1 << 16)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    """A schema ModelT packed as TfliteModel packs it (channels.py builds its models with the object API)."""
+    return TfliteModel(model).to_bytes()
 
 
 def extract(model_bytes: bytes, operators: tuple, inputs: tuple, outputs: tuple) -> bytes:
     """A model running `operators` (indices into the main subgraph, in execution order) that
     reads `inputs` and writes `outputs` (tensor indices of the original model)."""
     schema = _schema()
-    whole = schema.ModelT.InitFromPackedBuf(bytes(model_bytes), 0)
+    whole = TfliteModel.from_bytes(model_bytes).root
     main = whole.subgraphs[0]
     chosen = [main.operators[i] for i in operators]
     tensor_map: dict[int, int] = {}

@@ -96,6 +96,9 @@ class StageRecord:
 class StageResult:
     model: Any            # a Keras model, or the flatbuffer (bytes) after a converter stage
     record: StageRecord
+    # a flatbuffer stage whose output must equal another model than its input on TFLM (compress with
+    # int4: the int8 model with the same 4-bit levels); the later checks compare with it
+    reference: Optional[bytes] = None
 
 
 class Stage:

@@ -72,7 +72,8 @@ def open_untrusted(model_path: Path, log=lambda message: None) -> tuple:
 def read_checked(model_path: Path) -> tuple:
     """(model bytes, ModelInfo) after the checks that need no runtime: structure, deployability, kernels.
     Reading the flatbuffer is plain Python; nothing native runs here."""
-    from ..tflite.model import check_deployable, read_model
+    from ..tflite.model import read_model
+    from .deployable import check_deployable
 
     model_path = Path(model_path)
     if not model_path.is_file():
