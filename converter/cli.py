@@ -190,5 +190,14 @@ def _register_firmware_commands() -> None:
 
 _register_firmware_commands()
 
+
+def _register_optimize_command() -> None:
+    from .flows.optimize import optimize_command
+
+    main.add_command(optimize_command)
+
+
+_register_optimize_command()
+
 if __name__ == "__main__":
     main()

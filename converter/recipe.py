@@ -119,8 +119,16 @@ class PruneSettings(_Strict):
 class ClusterSettings(_Strict):
     loss: LOSSES = "sparse_categorical_crossentropy"
     clusters: int = Field(16, ge=2, le=256)
-    per_layer: dict[str, Annotated[int, Field(ge=2, le=256)]] = Field(
-        default_factory=dict, description="layer name -> its own cluster count (others get 'clusters')")
+    per_layer: dict[str, Annotated[int, Field(ge=0, le=256)]] = Field(
+        default_factory=dict, description="layer name -> its own cluster count (others get 'clusters'); "
+                                          "0 leaves the layer unclustered")
+
+    @field_validator("per_layer")
+    @classmethod
+    def _counts(cls, per_layer: dict) -> dict:
+        if any(count == 1 for count in per_layer.values()):
+            raise ValueError("a layer's cluster count is 0 (leave it unclustered) or 2..256")
+        return per_layer
     per_channel: bool = True
     preserve_sparsity: bool = True
     centroid_init: Literal["kmeans_plus_plus", "linear", "density_based", "random"] = "kmeans_plus_plus"

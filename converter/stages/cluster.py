@@ -34,6 +34,8 @@ def _cluster(model, settings: ClusterSettings, data, seed):
                 # TF-MOT's model-level call takes one count; wrapping layer by layer in clone_model
                 # (TF-MOT's documented pattern) gives each layer its own.
                 def wrap(layer):
+                    if counts.get(layer.name) == 0:  # 0: leave this layer as it is
+                        return layer
                     return clustering.cluster_weights(
                         layer, number_of_clusters=counts.get(layer.name, settings.clusters), **options)
 
