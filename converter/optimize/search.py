@@ -108,15 +108,20 @@ def progress_line(store: SearchStore, running: int, total: int, objective: str) 
 
 
 def _ray_init(plan: SearchPlan):
+    # keep Ray's current behaviour (no accelerators here) without its warning about a future change
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     import ray
 
+    if ray.is_initialized():  # the caller's Ray (tests, notebooks): use it and leave it running
+        return ray, False
     if plan.ray_address:
         ray.init(address=plan.ray_address, log_to_driver=False, ignore_reinit_error=True)
+        return ray, True
     else:
         cpus = (plan.workers * plan.cpus_per_trial) if plan.workers > 0 else os.cpu_count()
         ray.init(num_cpus=cpus, object_store_memory=200 * 2**20,
                  include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    return ray
+    return ray, True
 
 
 def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSpec], TrialResult],
@@ -132,7 +137,7 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
     if len(store.trials) >= total:
         log(f"search already has {len(store.trials)} trials (asked for {total}); nothing to run")
         return store
-    ray = _ray_init(plan)
+    ray, started = _ray_init(plan)
     if plan.workers <= 0:  # auto: every CPU of the machine or cluster, one trial per cpus_per_trial
         plan = replace(plan, workers=max(1, int(ray.cluster_resources().get("CPU", 1)) // plan.cpus_per_trial))
     log(f"running trials as Ray tasks: {plan.workers} at a time, {plan.cpus_per_trial} CPU each")
@@ -145,7 +150,7 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
                 if fixed:
                     phase, params = fixed.pop(0)
                     asked = None
-                elif not pending and (greedy := greedy_candidate(plan.space, store)) is not None:
+                elif (greedy := greedy_candidate(plan.space, store)) is not None:
                     phase, params, asked = "greedy", greedy, None
                 else:
                     asked, params = optimizer.ask()
@@ -174,5 +179,6 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     return store

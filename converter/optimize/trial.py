@@ -35,7 +35,9 @@ class TrialSpec:
     selection_size: int
     board: dict
     device: bool                 # build and run the firmware on the emulated core when the guards hold
-    cpus: int = 1
+    cpus: int = 1                # Ray reserves this many CPUs for the trial. TensorFlow keeps its default
+    # thread pools: pools of another size change float sums in fine-tuning, and the trial's model must be
+    # byte-identical to what `convert` makes of the same recipe.
 
 
 @dataclass
@@ -89,18 +91,6 @@ def judge_model(model_bytes: bytes, search_dir: Path, guards: Guards):
     return judge(guards, quality(teacher, candidate, labels))
 
 
-def _limit_threads(cpus: int) -> None:
-    """Keep TensorFlow inside the trial's CPU budget (only possible before TensorFlow starts its pools)."""
-    from ..system import tf_env
-
-    try:
-        tf = tf_env.tensorflow()
-        tf.config.threading.set_intra_op_parallelism_threads(cpus)
-        tf.config.threading.set_inter_op_parallelism_threads(cpus)
-    except RuntimeError:
-        pass  # already initialised in this worker by an earlier trial, with the same budget
-
-
 def run_trial(spec: TrialSpec) -> TrialResult:
     from ..errors import KitError
     from ..flows.convert import convert
@@ -112,7 +102,6 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     recipe_path, out = trial_paths(search_dir, spec.number)
     result = TrialResult(spec.number, spec.phase, spec.params, ERROR)
     try:
-        _limit_threads(spec.cpus)
         mapping = candidate_recipe(spec.base_recipe, spec.params, spec.fine_tune, spec.loss, spec.selection_size)
         recipe_path.parent.mkdir(parents=True, exist_ok=True)
         recipe_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
