@@ -64,8 +64,8 @@ def _check_out(out: Path, recipe) -> None:
     check_output_path(out, force=True, inputs=model)
 
 
-def _use_device(options: Options) -> bool:
-    why_not = device_available(options.board)
+def _use_device(options: Options, board: dict) -> bool:
+    why_not = device_available(board)
     if options.device and why_not:
         raise KitError(f"cannot measure on the device: {why_not}", "drop --device, or install what is missing")
     if options.objective == "latency" and why_not:
@@ -112,7 +112,7 @@ def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str]
     board = load_board(options.board)
     out = Path(out)
     _check_out(out, recipe)
-    device = _use_device(options)
+    device = _use_device(options, board)
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(recipe, out, options.label_weight, log)
     space = space_for(prepared.model)

@@ -48,7 +48,7 @@ def _footprint(model_bytes: int, operators: list[str], board: dict):
         from ..tflm import footprint  # type: ignore[attr-defined]
     except ImportError:
         return None
-    for target in (board.get("tflm_target"), board.get("name")):
+    for target in (board.get("code_size"), board.get("core")):
         if not target:
             continue
         try:
@@ -66,15 +66,15 @@ def host_cost(manifest: dict, board: dict) -> DeployedCost:
     found = _footprint(model_bytes, operators, board)
     if found is None:
         return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate")
-    kernels = int(sum(found.kernels.values()))
+    kernels = int(sum(found.kernels.values()) - getattr(found, "shared", 0))  # shared code counted once
     return DeployedCost(model_bytes, int(found.total), "footprint data", arena, "host estimate",
                         kernel_bytes=kernels, core_bytes=int(found.core))
 
 
-def device_available(board_name: str) -> Optional[str]:
+def device_available(board: dict) -> Optional[str]:
     """None when the board can be built and run here; else why not."""
-    if board_name != "cortex-m-qemu":
-        return f"board {board_name} is not emulated here (cortex-m-qemu is)"
+    if board.get("runs_on") != "qemu" and board.get("name") != "cortex-m-qemu":
+        return f"board {board.get('name')} is not emulated here (cortex-m-qemu is)"
     if not os.environ.get("TFLM_ROOT"):
         return "TFLM_ROOT is not set"
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
@@ -105,7 +105,8 @@ def device_cost(cost: DeployedCost, model_dir: Path, board: str) -> DeployedCost
         project = Path(folder) / "fw"
         render_firmware(board, model_dir, project)
         ran = flash(project)
-        image = _image_bytes(project)
+        device = ran.get("device")  # the firmware flow's device record, when it keeps one
+        image = getattr(device, "flash_bytes", None) or _image_bytes(project)
     return replace(
         cost,
         flash_bytes=image if image is not None else cost.flash_bytes,
