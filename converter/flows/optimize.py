@@ -8,16 +8,14 @@ Pareto fronts go to DIR/search.{json,md,png}.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import click
 import yaml
 
 from ..errors import KitError
-from ..optimize.cost import OBJECTIVES, device_available
+from ..optimize.cost import device_available
 from ..optimize.guards import Guards
 from ..optimize.pareto import fronts, plot, render_markdown
 from ..optimize.prepare import DATA, TEACHER, prepare
@@ -153,51 +151,18 @@ def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str]
     return Outcome(best, reference, store, reproduced)
 
 
-@click.command("optimize")
-@click.argument("recipe", type=click.Path(path_type=Path))
-@click.option("--board", required=True, help="Board profile whose deployed cost is minimized (e.g. cortex-m-qemu).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Search directory (resumed when it holds one).")
-@click.option("--max-accuracy-drop", type=click.FloatRange(0, 1), help="Classifiers: accuracy drop vs float (default 0.01).")
-@click.option("--min-agreement", type=click.FloatRange(0, 1), help="Classifiers: top-1 agreement with float (default 0.95).")
-@click.option("--min-sqnr", type=float, help="Output SQNR vs float in dB (default 20 for regression/autoencoders).")
-@click.option("--objective", type=click.Choice(OBJECTIVES), default="flash", show_default=True)
-@click.option("--trials", type=click.IntRange(1, 10_000), default=20, show_default=True,
-              help="Trials after the plain-int8 reference; a larger number extends a finished search.")
-@click.option("--ray-address", help="An existing Ray cluster (auto or HOST:PORT); default: local Ray on this machine.")
-@click.option("--workers", type=click.IntRange(0, 1024), default=0, help="Trials at once (default: all CPUs).")
-@click.option("--cpus-per-trial", type=click.IntRange(1, 256), default=1, show_default=True)
-@click.option("--epochs", type=click.IntRange(0, 1000), default=2, show_default=True,
-              help="Distillation fine-tuning epochs per candidate.")
-@click.option("--label-weight", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Weight of the labels in the fine-tuning targets (the rest: the float model's outputs).")
-@click.option("--device/--no-device", default=None, help="Build and run passing candidates on the emulated core "
-              "(default: when TFLM_ROOT, the Arm toolchain and QEMU are there and the board is cortex-m-qemu).")
-def optimize_command(recipe: Path, board: str, out: Path, max_accuracy_drop, min_agreement, min_sqnr, objective,
-                     trials, ray_address, workers, cpus_per_trial, epochs, label_weight, device):
-    """Search compression settings for RECIPE's model: the smallest that holds every quality guard on BOARD."""
-    import sys
-
-    from ..cli import Terminated, _fail, quiet_console
-
-    options = Options(board, objective, trials, min_agreement, max_accuracy_drop, min_sqnr, ray_address, workers,
-                      cpus_per_trial, epochs, label_weight, device)
-    try:
-        with quiet_console() as log:
-            outcome = optimize(recipe, out, options, log=log)
-    except KitError as error:
-        _fail(error)
-    except KeyboardInterrupt as interrupt:
-        click.echo(f"interrupted: finished trials are in {out / FILE}; run the same command to resume", err=True)
-        sys.exit(143 if isinstance(interrupt, Terminated) else 130)
+def summary_lines(outcome: Outcome, out: Path) -> list[str]:
+    """What the CLI prints after a search: the winner, its deployed figures against plain int8, its quality."""
     best, cost = outcome.best, outcome.best.cost
-    click.echo(f"best: trial {best.number} ({describe(best.params)}) -> {out / 'best'}/  "
-               f"(rebuild: tflm-kit convert {out / 'best' / 'recipe.yaml'} --out OUT)")
-    click.echo(f"deployed flash: {cost['flash_bytes']:,} B ({cost['flash_source']})   arena: "
-               f"{cost['arena_bytes']:,} B ({cost['arena_source']})"
-               + (f"   instructions/inference: {cost['instructions']:,}" if cost.get("instructions") else ""))
+    lines = [f"best: trial {best.number} ({describe(best.params)}) -> {out / 'best'}/  "
+             f"(rebuild: tflm-kit convert {out / 'best' / 'recipe.yaml'} --out OUT)",
+             f"deployed flash: {cost['flash_bytes']:,} B ({cost['flash_source']})   arena: "
+             f"{cost['arena_bytes']:,} B ({cost['arena_source']})"
+             + (f"   instructions/inference: {cost['instructions']:,}" if cost.get("instructions") else "")]
     if outcome.store.summary.get("reference_delta"):
-        click.echo(outcome.store.summary["reference_delta"])
-    click.echo("quality vs float: " + ", ".join(f"{k} {best.metrics[k]:.4g}" for k in
-               ("top1_agreement", "accuracy_float", "accuracy_quantized", "min_sqnr_db")
-               if isinstance(best.metrics.get(k), float)))
-    click.echo(f"search: {out / 'search.md'} ({len(outcome.store.trials)} trials)")
+        lines.append(outcome.store.summary["reference_delta"])
+    lines.append("quality vs float on the held-out set: " + ", ".join(
+        f"{k} {best.metrics[k]:.4g}" for k in ("top1_agreement", "accuracy_float", "accuracy_quantized", "min_sqnr_db")
+        if isinstance(best.metrics.get(k), float)))
+    lines.append(f"search: {out / 'search.md'} ({len(outcome.store.trials)} trials)")
+    return lines
