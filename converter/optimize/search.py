@@ -3,7 +3,8 @@
 Order of trials:
 1. reference: nothing compressed (plain int8), the yardstick for size and quality;
 2. sensitivity (when the budget has room: at least two trials per layer): each layer alone at
-   4 clusters, which says what each layer costs in quality and saves in bytes;
+   4 clusters, which says what each layer costs in quality and saves in bytes; with less room, one
+   'uniform' trial instead: every layer at 16 clusters;
 3. greedy: every layer that held the guards alone at 4 clusters gets 4, the others 16;
 4. TPE: Optuna's tree-structured Parzen estimator with the guards as constraints (constrained TPE:
    a candidate is feasible when every guard value is <= 0) minimizing the objective. Every earlier
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from .space import SENSITIVITY_CLUSTERS, Space, cluster_counts, describe
-from .store import SearchStore, _cost_key
+from .store import SearchStore, cost_key
 from .trial import CRASHED, ERROR, TrialResult, TrialSpec
 
 
@@ -36,10 +37,13 @@ class SearchPlan:
 
 
 def fixed_candidates(space: Space, store: SearchStore, budget: int) -> list[tuple[str, dict]]:
-    """Reference and sensitivity trials not yet run (in order)."""
+    """Reference and sensitivity trials not yet run (in order). A budget too small for sensitivity
+    starts from every layer at 16 clusters (4-bit indices), the safest full compression, instead."""
     wanted = [("reference", space.reference())]
     if budget >= 2 * len(space.layers):
         wanted += [("sensitivity", space.only(layer)) for layer in space.layers]
+    elif budget >= 2:
+        wanted.append(("uniform", space.reference() | {f"clusters:{layer}": 16 for layer in space.layers}))
     done = {(t.phase, tuple(sorted(t.params.items()))) for t in store.trials}
     return [(phase, params) for phase, params in wanted if (phase, tuple(sorted(params.items()))) not in done]
 
@@ -76,7 +80,7 @@ class Optimizer:
             return state.FAIL, None, None
         if result.status == ERROR or not result.cost:
             return state.COMPLETE, self.penalty, {"error": 10.0}
-        value = result.cost.get(_cost_key(self.objective))
+        value = result.cost.get(cost_key(self.objective))
         return state.COMPLETE, float(self.penalty if value is None else value), dict(result.constraints)
 
     def observe(self, result: TrialResult) -> None:
@@ -100,7 +104,7 @@ class Optimizer:
 
 def progress_line(store: SearchStore, running: int, total: int, objective: str) -> str:
     counts, best = store.counts(), store.best(objective)
-    key = _cost_key(objective)
+    key = cost_key(objective)
     best_text = (f"best so far: trial {best.number} ({describe(best.params)}), {objective} {best.cost[key]:,}"
                  if best else "no candidate has passed the guards yet")
     return (f"trials: {counts['done']}/{total} done ({counts['passed']} passed, {counts['failed']} failed), "
@@ -129,7 +133,7 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
     total = plan.trials + 1
     fixed = fixed_candidates(plan.space, store, plan.trials)
     reference = store.done_phase("reference")
-    penalty = 2.0 * (reference[0].cost or {}).get(_cost_key(plan.objective), 1e9) if reference and \
+    penalty = 2.0 * (reference[0].cost or {}).get(cost_key(plan.objective), 1e9) if reference and \
         reference[0].cost else 1e12
     optimizer = Optimizer(plan.space, plan.objective, plan.seed, penalty)
     for result in store.trials:
@@ -171,8 +175,8 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
                 optimizer.tell(asked, result)
             else:
                 optimizer.observe(result)
-            if result.phase == "reference" and (result.cost or {}).get(_cost_key(plan.objective)):
-                optimizer.penalty = 2.0 * result.cost[_cost_key(plan.objective)]
+            if result.phase == "reference" and (result.cost or {}).get(cost_key(plan.objective)):
+                optimizer.penalty = 2.0 * result.cost[cost_key(plan.objective)]
             log(f"trial {result.number} {result.status}" + (f": {result.reason}" if result.reason else "") +
                 (f" ({result.seconds} s)"))
             log(progress_line(store, len(pending), total, plan.objective))

@@ -4,7 +4,8 @@ Each layer with a kernel gets one choice: 0 leaves it unclustered (its tensor st
 no decoded copy in the arena), or 2/4/8/16 clusters per channel, which the compress step stores as
 1/2/3/4-bit LUT indices. Counts between powers of two cost the same index bits, so they are not
 offered. Pruning joins the space when the compress step can store sparsity (a `prune` compress
-setting); until then sparse weights take the same flash as dense ones, so it is no lever.
+setting: TFLM DECODE's PRUNE encoding); without it sparse weights take the same flash as dense ones,
+so it is no lever. Packed int4 filters join it when the compress step has an `int4` setting.
 """
 from __future__ import annotations
 
@@ -30,15 +31,17 @@ class Space:
     layers: tuple[str, ...]                 # Keras layer names with a kernel worth compressing
     layer_weights: dict = field(default_factory=dict)   # layer -> kernel elements (for steering)
     prune: bool = False                     # whether sparsity is a lever (PRUNE encoding available)
+    int4: bool = False                      # whether packed int4 filters are a lever
 
     def parameter_names(self) -> list[str]:
-        return [f"clusters:{layer}" for layer in self.layers] + (["sparsity"] if self.prune else [])
+        return [f"clusters:{layer}" for layer in self.layers] + (["sparsity"] if self.prune else []) + \
+            (["int4"] if self.int4 else [])
 
     def choices(self, name: str) -> tuple:
-        return SPARSITY_CHOICES if name == "sparsity" else CLUSTER_CHOICES
+        return {"sparsity": SPARSITY_CHOICES, "int4": (False, True)}.get(name, CLUSTER_CHOICES)
 
     def reference(self) -> dict:
-        """Nothing compressed: plain post-training quantization of the float model."""
+        """Nothing compressed: post-training quantization of the float model (metadata stripped)."""
         return {name: self.choices(name)[0] for name in self.parameter_names()}
 
     def only(self, layer: str, clusters: int = SENSITIVITY_CLUSTERS) -> dict:
@@ -47,6 +50,7 @@ class Space:
 
     def as_dict(self) -> dict:
         return {"layers": list(self.layers), "layer_weights": self.layer_weights, "prune": self.prune,
+                "int4": self.int4,
                 "choices": {name: list(self.choices(name)) for name in self.parameter_names()}}
 
 
@@ -54,12 +58,16 @@ def prune_encoder_available() -> bool:
     return "prune" in CompressSettings.model_fields
 
 
+def int4_available() -> bool:
+    return "int4" in CompressSettings.model_fields
+
+
 def space_for(model) -> Space:
     from ..stages.weights import weight_stats
 
     rows = [row for row in weight_stats(model) if row["weights"] >= MIN_LAYER_WEIGHTS]
     return Space(tuple(row["layer"] for row in rows), {row["layer"]: row["weights"] for row in rows},
-                 prune_encoder_available())
+                 prune_encoder_available(), int4_available())
 
 
 def cluster_counts(params: dict) -> dict[str, int]:
@@ -82,11 +90,13 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
     if any(counts.values()):
         stages.append({"cluster": {"clusters": max(counts.values()), "per_layer": counts, "per_channel": True,
                                    "preserve_sparsity": sparsity > 0, **fit}})
-    compress = None
-    if stages:
-        compress = {"lut": True, "strip_metadata": True, "verify_samples": min(100, selection_size)}
-        if sparsity > 0 and prune_encoder_available():
-            compress["prune"] = True
+    # Every candidate, the plain int8 reference too, drops what TFLM never reads (names, signatures,
+    # converter metadata): a free saving of its own, so it must not be credited to compression.
+    compress = {"lut": bool(stages), "strip_metadata": True, "verify_samples": min(100, selection_size)}
+    if sparsity > 0:
+        compress["prune"] = True
+    if params.get("int4"):
+        compress["int4"] = True
     recipe = {
         "name": base.name,
         "seed": base.seed,
@@ -98,8 +108,7 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
         "quantize": base.quantize.model_dump(mode="json"),
         "golden": base.golden.model_dump(mode="json"),
     }
-    if compress is not None:
-        recipe["compress"] = compress
+    recipe["compress"] = compress
     return recipe
 
 
@@ -108,4 +117,6 @@ def describe(params: dict) -> str:
     parts = [f"{layer}:{count}" for layer, count in cluster_counts(params).items() if count]
     if params.get("sparsity"):
         parts.append(f"sparsity {params['sparsity']}")
-    return " ".join(parts) or "none (plain int8)"
+    if params.get("int4"):
+        parts.append("int4")
+    return " ".join(parts) or "plain int8"

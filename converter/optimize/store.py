@@ -75,10 +75,10 @@ class SearchStore:
 
     def best(self, objective: str) -> Optional[TrialResult]:
         """The passing trial with the lowest objective, ties broken by the better quality."""
-        passing = [t for t in self.trials if t.passed and t.cost and t.cost.get(_cost_key(objective)) is not None]
+        passing = [t for t in self.trials if t.passed and t.cost and t.cost.get(cost_key(objective)) is not None]
         if not passing:
             return None
-        return min(passing, key=lambda t: (t.cost[_cost_key(objective)], -quality_score(t)))
+        return min(passing, key=lambda t: (t.cost[cost_key(objective)], -quality_score(t)))
 
     def save(self) -> None:
         content = {"fingerprint": fingerprint(self.settings), "settings": self.settings,
@@ -86,7 +86,7 @@ class SearchStore:
         write_atomic(self.path, json.dumps(content, indent=1, default=str) + "\n")
 
 
-def _cost_key(objective: str) -> str:
+def cost_key(objective: str) -> str:
     return {"flash": "flash_bytes", "ram": "arena_bytes", "latency": "instructions"}[objective]
 
 
