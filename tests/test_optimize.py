@@ -151,6 +151,7 @@ def test_search_on_ray_records_a_crashed_trial_goes_on_and_resumes(tmp_path):
     plan = SearchPlan(space, trials=4, objective="flash", workers=1, cpus_per_trial=1, seed=0,
                       template=_spec(tmp_path, space))
     store, log = SearchStore.open(tmp_path, settings), []
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # as the search sets it
     ray.init(num_cpus=1, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
     try:
         _search_crash_and_resume(plan, store, settings, log)
@@ -224,3 +225,38 @@ def test_optimize_runs_a_two_trial_search_on_ray_and_writes_best(tmp_path):
     with np.load(out / "data.npz") as data:  # the selection set is held out from fine-tuning and calibration
         assert not _rows(data["x_test"]) & (_rows(data["x_train"]) | _rows(data["x_calibration"]))
     assert (out / "search.md").read_text().count("\n| ") >= 4 and (out / "search.png").stat().st_size > 0
+
+
+def test_candidate_recipes_are_valid_recipes_that_strip_every_candidate(tmp_path):
+    from converter.optimize.space import candidate_recipe, describe
+    from converter.recipe import load_recipe, parse_recipe
+
+    base = load_recipe(REPO / "models/recipes/default.yaml")
+    space = Space(("conv", "logits"), {"conv": 72, "logits": 13520})
+    reference = candidate_recipe(base, space.reference(), FineTune(epochs=1), "categorical_crossentropy", 50)
+    assert reference["stages"] == [] and reference["compress"] == {"lut": False, "strip_metadata": True,
+                                                                   "verify_samples": 50}
+    one = candidate_recipe(base, space.only("logits"), FineTune(epochs=1), "categorical_crossentropy", 50)
+    parsed = parse_recipe(one, base_dir=tmp_path)
+    cluster = parsed.stages[0].settings
+    assert cluster.per_layer == {"conv": 0, "logits": 4} and cluster.loss == "categorical_crossentropy"
+    assert parsed.compress.lut and parsed.model.path == "../teacher.h5" and parsed.eval_samples == 50
+    assert describe(space.only("logits")) == "logits:4" and describe(space.reference()) == "plain int8"
+
+
+def test_a_zero_cluster_count_leaves_that_layer_as_it_was():
+    from converter.stages.cluster import ClusterSettings  # (its home in both recipe layouts)
+    from converter.stages import stage_runner
+
+    from .conftest import tiny_classifier, tiny_dataset
+
+    model, data = tiny_classifier(), tiny_dataset(samples=64)
+    before = {layer.name: layer.get_weights()[0].copy() for layer in model.layers if layer.weights}
+    settings = ClusterSettings(clusters=4, per_layer={"conv": 0, "hidden": 4, "logits": 0}, epochs=0)
+    after = {layer.name: layer.get_weights()[0] for layer in stage_runner("cluster")(model, settings, data).model.layers
+             if layer.weights}
+    np.testing.assert_array_equal(after["conv"], before["conv"])
+    np.testing.assert_array_equal(after["logits"], before["logits"])
+    assert max(len(np.unique(channel)) for channel in after["hidden"].T) <= 4
+    with pytest.raises(Exception, match="0 \\(leave it unclustered\\) or 2..256"):
+        ClusterSettings(per_layer={"conv": 1})
