@@ -108,10 +108,13 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         manifest = convert(parse_recipe(mapping, base_dir=recipe_path.parent), out, force=True, log=lambda _: None)
         verdict = judge_model((out / "model.tflite").read_bytes(), search_dir, spec.guards)
         cost = host_cost(manifest, spec.board)
-        if spec.device and verdict.passed:
-            cost = device_cost(cost, out, spec.board["name"])
         result.status = PASSED if verdict.passed else FAILED_GUARD
         result.reason = "; ".join(verdict.failures)
+        if spec.device and verdict.passed:
+            try:
+                cost = device_cost(cost, out, spec.board["name"])
+            except KitError as error:  # keep the host figures; a candidate that does not build cannot win
+                result.status, result.reason = FAILED_GUARD, f"firmware for the emulated core: {error}"
         if cost.device_pass is False:
             result.status, result.reason = FAILED_GUARD, "the firmware's self-test failed on the emulated core"
         result.metrics, result.constraints = _json_safe(verdict.metrics), verdict.constraints
