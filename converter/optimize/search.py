@@ -163,7 +163,9 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
                 pending[remote.remote(spec)] = (spec, asked)
                 log(f"trial {number} ({phase}) started: {describe(params)}")
                 number += 1
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # wakes up for Ctrl-C
+            if not ready:
+                continue
             spec, asked = pending.pop(ready[0])
             try:
                 result = ray.get(ready[0])
