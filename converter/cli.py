@@ -200,7 +200,7 @@ _register_firmware_commands()
 @click.option("--min-sqnr", type=float, help="Output SQNR vs float in dB (default 20 for regression/autoencoders).")
 @click.option("--objective", type=click.Choice(["flash", "ram", "latency"]), default="flash", show_default=True)
 @click.option("--trials", type=click.IntRange(1, 10_000), default=20, show_default=True,
-              help="Trials after the plain-int8 reference; a larger number extends a finished search.")
+              help="Trials in all, the plain int8 reference included; a larger number extends a finished search.")
 @click.option("--ray-address", help="An existing Ray cluster (auto or HOST:PORT); default: local Ray on this machine.")
 @click.option("--workers", type=click.IntRange(0, 1024), default=0, help="Trials at once (default: all CPUs).")
 @click.option("--cpus-per-trial", type=click.IntRange(1, 256), default=1, show_default=True)

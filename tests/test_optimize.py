@@ -148,7 +148,7 @@ def test_search_on_ray_records_a_crashed_trial_goes_on_and_resumes(tmp_path):
     space = Space(("a", "b"), {"a": 100, "b": 100})
     settings = {"space": space.as_dict(), "objective": "flash"}
     # one worker keeps the order fixed (with more, the greedy trial waits for every sensitivity result)
-    plan = SearchPlan(space, trials=4, objective="flash", workers=1, cpus_per_trial=1, seed=0,
+    plan = SearchPlan(space, trials=5, objective="flash", workers=1, cpus_per_trial=1, seed=0,
                       template=_spec(tmp_path, space))
     store, log = SearchStore.open(tmp_path, settings), []
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # as the search sets it
@@ -171,7 +171,7 @@ def _search_crash_and_resume(plan, store, settings, log):
     # resume: a new process reads search.json; a larger budget runs only the missing trials
     reloaded = SearchStore.open(store.folder, settings)
     assert sorted(t.number for t in reloaded.trials) == list(range(5))
-    run_search(replace(plan, trials=5), reloaded, _fake_result, log.append)
+    run_search(replace(plan, trials=6), reloaded, _fake_result, log.append)
     assert sorted(t.number for t in reloaded.trials) == list(range(6))
     best = reloaded.best("flash")
     assert best.passed and all(best.cost["flash_bytes"] <= t.cost["flash_bytes"]
@@ -212,7 +212,7 @@ def test_optimize_runs_a_two_trial_search_on_ray_and_writes_best(tmp_path):
     assert "best: trial" in result.stdout and "deployed flash" in result.stdout
     search = json.loads((out / "search.json").read_text())
     trials = search["trials"]
-    assert len(trials) == 3 and trials[0]["phase"] == "reference"
+    assert [t["phase"] for t in trials] == ["reference", "uniform"]  # the tiny model: one layer big enough
     assert all(t["status"] in ("passed", "failed guard") for t in trials), [t["reason"] for t in trials]
     assert all(t["cost"]["flash_bytes"] > 0 and t["cost"]["arena_bytes"] > 0 for t in trials)
     best = trials[search["summary"]["best_trial"]]
@@ -224,7 +224,7 @@ def test_optimize_runs_a_two_trial_search_on_ray_and_writes_best(tmp_path):
     assert recipe["model"]["path"] == "../teacher.h5" and recipe["data"]["npz"] == "../data.npz"
     with np.load(out / "data.npz") as data:  # the selection set is held out from fine-tuning and calibration
         assert not _rows(data["x_test"]) & (_rows(data["x_train"]) | _rows(data["x_calibration"]))
-    assert (out / "search.md").read_text().count("\n| ") >= 4 and (out / "search.png").stat().st_size > 0
+    assert (out / "search.md").read_text().count("\n| ") >= 3 and (out / "search.png").stat().st_size > 0
 
 
 def test_candidate_recipes_are_valid_recipes_that_strip_every_candidate(tmp_path):

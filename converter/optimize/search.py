@@ -27,7 +27,7 @@ from .trial import CRASHED, ERROR, TrialResult, TrialSpec
 @dataclass(frozen=True)
 class SearchPlan:
     space: Space
-    trials: int                   # trials after the reference
+    trials: int                   # all trials, the plain int8 reference included
     objective: str
     workers: int
     cpus_per_trial: int
@@ -42,7 +42,7 @@ def fixed_candidates(space: Space, store: SearchStore, budget: int) -> list[tupl
     wanted = [("reference", space.reference())]
     if budget >= 2 * len(space.layers):
         wanted += [("sensitivity", space.only(layer)) for layer in space.layers]
-    elif budget >= 2:
+    elif budget >= 1:
         wanted.append(("uniform", space.reference() | {f"clusters:{layer}": 16 for layer in space.layers}))
     done = {(t.phase, tuple(sorted(t.params.items()))) for t in store.trials}
     return [(phase, params) for phase, params in wanted if (phase, tuple(sorted(params.items()))) not in done]
@@ -102,6 +102,19 @@ class Optimizer:
         self.study.tell(trial, value if state == self.optuna.trial.TrialState.COMPLETE else None, state=state)
 
 
+def _ask_new(optimizer: Optimizer, store: SearchStore, attempts: int = 20):
+    """A TPE suggestion not tried yet. A repeat of a finished trial is told that trial's result (the
+    same candidate builds the same model) and TPE asks again; after `attempts`, the repeat runs."""
+    finished = {tuple(sorted(t.params.items())): t for t in store.trials}
+    for _ in range(attempts):
+        asked, params = optimizer.ask()
+        earlier = finished.get(tuple(sorted(params.items())))
+        if earlier is None:
+            break
+        optimizer.tell(asked, earlier)
+    return asked, params
+
+
 def progress_line(store: SearchStore, running: int, total: int, objective: str) -> str:
     counts, best = store.counts(), store.best(objective)
     key = cost_key(objective)
@@ -130,8 +143,8 @@ def _ray_init(plan: SearchPlan):
 
 def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSpec], TrialResult],
                log: Callable[[str], None]) -> SearchStore:
-    total = plan.trials + 1
-    fixed = fixed_candidates(plan.space, store, plan.trials)
+    total = plan.trials
+    fixed = fixed_candidates(plan.space, store, plan.trials - 1)
     reference = store.done_phase("reference")
     penalty = 2.0 * (reference[0].cost or {}).get(cost_key(plan.objective), 1e9) if reference and \
         reference[0].cost else 1e12
@@ -157,7 +170,7 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
                 elif (greedy := greedy_candidate(plan.space, store)) is not None:
                     phase, params, asked = "greedy", greedy, None
                 else:
-                    asked, params = optimizer.ask()
+                    asked, params = _ask_new(optimizer, store)
                     phase = "tpe"
                 spec = replace(plan.template, number=number, phase=phase, params=params)
                 pending[remote.remote(spec)] = (spec, asked)
