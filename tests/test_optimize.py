@@ -119,7 +119,7 @@ def test_pareto_front_keeps_only_undominated_points():
 
 def _spec(tmp_path, space):
     return TrialSpec(0, "", {}, str(tmp_path), None, Guards.defaults(CLASSIFIER), FineTune(), "mse", 10,
-                     {"name": "host"}, False)
+                     {"name": "host"}, False, False)
 
 
 def _fake_result(spec) -> TrialResult:
@@ -223,7 +223,8 @@ def test_optimize_runs_a_two_trial_search_on_ray_and_writes_best(tmp_path):
     recipe = yaml.safe_load((out / "best/recipe.yaml").read_text())
     assert recipe["model"]["path"] == "../teacher.h5" and recipe["data"]["npz"] == "../data.npz"
     with np.load(out / "data.npz") as data:  # the selection set is held out from fine-tuning and calibration
-        assert not _rows(data["x_test"]) & (_rows(data["x_train"]) | _rows(data["x_calibration"]))
+        calibration = data["x_calibration"] if "x_calibration" in data.files else data["x_train"]
+        assert not _rows(data["x_test"]) & (_rows(data["x_train"]) | _rows(calibration))
     assert (out / "search.md").read_text().count("\n| ") >= 3 and (out / "search.png").stat().st_size > 0
 
 
@@ -242,6 +243,9 @@ def test_candidate_recipes_are_valid_recipes_that_strip_every_candidate(tmp_path
     assert cluster.per_layer == {"conv": 0, "logits": 4} and cluster.loss == "categorical_crossentropy"
     assert parsed.compress.lut and parsed.model.path == "../teacher.h5" and parsed.eval_samples == 50
     assert describe(space.only("logits")) == "logits:4" and describe(space.reference()) == "plain int8"
+    assert "x_calibration" not in one["data"]  # the fine-tuning inputs calibrate
+    own = candidate_recipe(base, space.reference(), FineTune(), "mse", 50, separate_calibration=True)
+    assert parse_recipe(own, base_dir=tmp_path).data.x_calibration == "x_calibration"
 
 
 def test_a_zero_cluster_count_leaves_that_layer_as_it_was():

@@ -78,7 +78,7 @@ def _rebuild_best(store: SearchStore, best: TrialResult, template: TrialSpec, ou
     from .convert import convert
 
     mapping = candidate_recipe(template.base_recipe, best.params, template.fine_tune, template.loss,
-                               template.selection_size)
+                               template.selection_size, template.separate_calibration)
     folder = out / "best"
     folder.mkdir(exist_ok=True)  # the recipe's ../ paths resolve through it
     log(f"rebuilding the best candidate (trial {best.number}) with the convert flow into {folder}")
@@ -124,7 +124,8 @@ def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str]
     store.summary.update({"splits": prepared.split_sizes, "split_note": prepared.split_note,
                           "float_accuracy": prepared.float_accuracy})
     template = TrialSpec(0, "", {}, str(out.resolve()), recipe, guards, fine_tune, prepared.loss,
-                         prepared.selection_size, board, device, options.cpus_per_trial)
+                         prepared.selection_size, board, prepared.separate_calibration, device,
+                         options.cpus_per_trial)
     log(f"search space: {len(space.layers)} layers ({', '.join(space.layers)}); guards: "
         f"{ {k: v for k, v in guards.as_dict().items() if v is not None} }; selection set: "
         f"{prepared.selection_size} held-out inputs")

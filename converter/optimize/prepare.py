@@ -3,8 +3,8 @@
 - teacher.h5: the recipe's model after its train/distill stages (fitted on the fine-tuning split only).
   The recipe's other stages (prune, cluster, qat) are what the search replaces, so they are not run.
 - data.npz: the split data in the keys a recipe reads (x_train/y_train: fine-tuning inputs and their
-  distillation targets; x_calibration; x_test/y_test: the selection set), plus teacher_<j>: the float
-  model's outputs on the selection set, and labels. Trial recipes point at both files, so every
+  distillation targets; x_calibration, only when it differs from x_train; x_test/y_test: the
+  selection set), plus teacher_<j>: the float model's outputs on the selection set, and labels. Trial recipes point at both files, so every
   candidate, and the winner rebuilt by `convert`, starts from the same float model and data.
 An interrupted search keeps these files and reuses them.
 """
@@ -32,6 +32,7 @@ class Prepared:
     task: str                  # classifier | regression
     loss: str                  # fits the distillation targets
     selection_size: int
+    separate_calibration: bool  # data.npz holds x_calibration (it differs from the fine-tuning inputs)
     split_sizes: dict
     split_note: str
     float_accuracy: float | None
@@ -83,7 +84,7 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
             arrays = {k: saved[k] for k in saved.files}
         selection, labels = arrays["x_test"], arrays.get("y_test")
         note = str(arrays["split_note"]) if "split_note" in arrays else ""
-        sizes = {"fit": len(arrays["x_train"]), "calibration": len(arrays["x_calibration"]),
+        sizes = {"fit": len(arrays["x_train"]), "calibration": len(arrays.get("x_calibration", arrays["x_train"])),
                  "selection": len(selection), "labeled_selection": labels is not None}
         teacher_out = arrays["teacher_0"]
     else:
@@ -97,8 +98,10 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
         task = task_of(teacher_out, parts.y_selection)
         targets = distillation_targets(predict(model, parts.x_fit), parts.y_fit, task == CLASSIFIER,
                                        _softmax_output(model), label_weight)
-        arrays = {"x_train": parts.x_fit, "y_train": targets, "x_calibration": parts.x_calibration,
-                  "x_test": parts.x_selection, "teacher_0": teacher_out, "split_note": np.array(parts.note)}
+        arrays = {"x_train": parts.x_fit, "y_train": targets, "x_test": parts.x_selection, "teacher_0": teacher_out,
+                  "split_note": np.array(parts.note)}
+        if not np.array_equal(parts.x_calibration, parts.x_fit):
+            arrays["x_calibration"] = parts.x_calibration
         if parts.y_selection is not None:
             arrays["y_test"] = parts.y_selection
         if loaded.labels:
@@ -111,7 +114,7 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
     if task == CLASSIFIER and labels is not None:
         accuracy = float(np.mean(np.argmax(teacher_out, axis=1) == labels))
     return Prepared(task, "categorical_crossentropy" if task == CLASSIFIER else "mse", int(len(selection)),
-                    sizes, note, accuracy, model)
+                    "x_calibration" in arrays, sizes, note, accuracy, model)
 
 
 def _save_model_atomic(model, path: Path) -> None:

@@ -75,10 +75,12 @@ def cluster_counts(params: dict) -> dict[str, int]:
 
 
 def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str, selection_size: int,
-                     teacher: str = "../teacher.h5", data: str = "../data.npz") -> dict:
+                     separate_calibration: bool = False, teacher: str = "../teacher.h5",
+                     data: str = "../data.npz") -> dict:
     """The recipe (a YAML mapping) that builds this candidate from the saved float model and the split
     data, with paths relative to a folder one level below the search directory (trials/, best/).
-    `loss` fits the distillation targets stored as y_train (categorical_crossentropy or mse)."""
+    `loss` fits the distillation targets stored as y_train (categorical_crossentropy or mse);
+    `separate_calibration`: the npz holds calibration inputs of their own (else x_train calibrates)."""
     counts = cluster_counts(params)
     sparsity = float(params.get("sparsity", 0.0))
     fit = {"epochs": fine_tune.epochs, "batch_size": fine_tune.batch_size,
@@ -103,7 +105,7 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
         "eval_samples": selection_size,
         "arena_margin": base.arena_margin,
         "model": {"path": teacher},
-        "data": {"npz": data},  # labels, when any, are stored in the npz
+        "data": {"npz": data, **({"x_calibration": "x_calibration"} if separate_calibration else {})},
         "stages": stages,
         "quantize": base.quantize.model_dump(mode="json"),
         "golden": base.golden.model_dump(mode="json"),

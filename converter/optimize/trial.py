@@ -34,6 +34,7 @@ class TrialSpec:
     loss: str
     selection_size: int
     board: dict
+    separate_calibration: bool   # data.npz has x_calibration (else the fine-tuning inputs calibrate)
     device: bool                 # build and run the firmware on the emulated core when the guards hold
     cpus: int = 1                # Ray reserves this many CPUs for the trial. TensorFlow keeps its default
     # thread pools: pools of another size change float sums in fine-tuning, and the trial's model must be
@@ -102,7 +103,8 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     recipe_path, out = trial_paths(search_dir, spec.number)
     result = TrialResult(spec.number, spec.phase, spec.params, ERROR)
     try:
-        mapping = candidate_recipe(spec.base_recipe, spec.params, spec.fine_tune, spec.loss, spec.selection_size)
+        mapping = candidate_recipe(spec.base_recipe, spec.params, spec.fine_tune, spec.loss, spec.selection_size,
+                                   spec.separate_calibration)
         recipe_path.parent.mkdir(parents=True, exist_ok=True)
         recipe_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
         manifest = convert(parse_recipe(mapping, base_dir=recipe_path.parent), out, force=True, log=lambda _: None)
