@@ -126,9 +126,8 @@ def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str]
     template = TrialSpec(0, "", {}, str(out.resolve()), recipe, guards, fine_tune, prepared.loss,
                          prepared.selection_size, board, prepared.separate_calibration, device,
                          options.cpus_per_trial)
-    log(f"search space: {len(space.layers)} layers ({', '.join(space.layers)}); guards: "
-        f"{ {k: v for k, v in guards.as_dict().items() if v is not None} }; selection set: "
-        f"{prepared.selection_size} held-out inputs")
+    log(f"search space: {len(space.layers)} layers ({', '.join(space.layers)}); guards: {guards.describe()}; "
+        f"selection set: {prepared.selection_size} held-out inputs")
     plan = SearchPlan(space, options.trials, options.objective, options.workers, options.cpus_per_trial,
                       recipe.seed, template, options.ray_address)
     run_search(plan, store, run_trial, log)

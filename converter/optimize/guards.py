@@ -37,6 +37,16 @@ class Guards:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def describe(self) -> str:
+        parts = []
+        if self.min_agreement is not None:
+            parts.append(f"top-1 agreement >= {self.min_agreement:.0%}")
+        if self.max_accuracy_drop is not None:
+            parts.append(f"accuracy drop <= {self.max_accuracy_drop * 100:g} point(s) (when labels exist)")
+        if self.min_sqnr_db is not None:
+            parts.append(f"SQNR of every output >= {self.min_sqnr_db:g} dB")
+        return ", ".join(parts) or "none"
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from .guards import Guards
 from .space import describe
 from .store import SearchStore, quality_score
 from .trial import TrialResult
@@ -55,7 +56,7 @@ def render_markdown(store: SearchStore, best: Optional[TrialResult], front: dict
     lines = [f"# Search: {settings['recipe_name']} on {settings['board']}", "",
              f"Objective: smallest {settings['objective']} whose candidate holds every guard against the float "
              f"model on {summary.get('splits', {}).get('selection', '?')} held-out inputs. Guards: "
-             f"{settings['guards']}. Splits: {summary.get('split_note', '')}.", ""]
+             f"{Guards(**settings['guards']).describe()}. Splits: {summary.get('split_note', '')}.", ""]
     if summary.get("float_accuracy") is not None:
         lines += [f"Float model accuracy on the selection set: {summary['float_accuracy']:.2%}.", ""]
     if best is not None:
