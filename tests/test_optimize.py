@@ -264,3 +264,16 @@ def test_a_zero_cluster_count_leaves_that_layer_as_it_was():
     assert max(len(np.unique(channel)) for channel in after["hidden"].T) <= 4
     with pytest.raises(Exception, match="0 \\(leave it unclustered\\) or 2..256"):
         ClusterSettings(per_layer={"conv": 1})
+
+
+def test_bad_search_directories_and_impossible_objectives_are_refused_before_any_work(tmp_path):
+    from converter.flows.optimize import Options, optimize
+
+    recipe = REPO / "models/recipes/default.yaml"
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(KitError, match="not a search"):
+        optimize(recipe, tmp_path, Options(board="cortex-m-qemu"), log=lambda _: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    with pytest.raises(KitError, match="latency needs instructions"):
+        optimize(recipe, tmp_path / "new", Options(board="host", objective="latency"), log=lambda _: None)
+    assert not (tmp_path / "new").exists()
