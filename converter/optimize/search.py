@@ -132,23 +132,26 @@ def _ray_init(plan: SearchPlan):
     if ray.is_initialized():  # the caller's Ray (tests, notebooks): use it and leave it running
         return ray, False
     if plan.ray_address:
-        ray.init(address=plan.ray_address, log_to_driver=False, ignore_reinit_error=True)
-        return ray, True
+        ray.init(address=plan.ray_address, log_to_driver=False)
     else:
         cpus = (plan.workers * plan.cpus_per_trial) if plan.workers > 0 else os.cpu_count()
-        ray.init(num_cpus=cpus, object_store_memory=200 * 2**20,
-                 include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        ray.init(num_cpus=cpus, object_store_memory=200 * 2**20, include_dashboard=False, log_to_driver=False)
     return ray, True
+
+
+def _penalty(store: SearchStore, objective: str) -> float:
+    """The objective value of a candidate that could not be built: twice the plain int8 reference's."""
+    for trial in store.done_phase("reference"):
+        if (trial.cost or {}).get(cost_key(objective)):
+            return 2.0 * trial.cost[cost_key(objective)]
+    return 1e12
 
 
 def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSpec], TrialResult],
                log: Callable[[str], None]) -> SearchStore:
     total = plan.trials
     fixed = fixed_candidates(plan.space, store, plan.trials - 1)
-    reference = store.done_phase("reference")
-    penalty = 2.0 * (reference[0].cost or {}).get(cost_key(plan.objective), 1e9) if reference and \
-        reference[0].cost else 1e12
-    optimizer = Optimizer(plan.space, plan.objective, plan.seed, penalty)
+    optimizer = Optimizer(plan.space, plan.objective, plan.seed, _penalty(store, plan.objective))
     for result in store.trials:
         optimizer.observe(result)
     if len(store.trials) >= total:
@@ -190,8 +193,7 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
                 optimizer.tell(asked, result)
             else:
                 optimizer.observe(result)
-            if result.phase == "reference" and (result.cost or {}).get(cost_key(plan.objective)):
-                optimizer.penalty = 2.0 * result.cost[cost_key(plan.objective)]
+            optimizer.penalty = _penalty(store, plan.objective)
             log(f"trial {result.number} {result.status}" + (f": {result.reason}" if result.reason else "") +
                 (f" ({result.seconds} s)"))
             log(progress_line(store, len(pending), total, plan.objective))
