@@ -32,6 +32,10 @@ class DeployedCost:
     arena_source: str             # "host estimate" | "emulated target"
     kernel_bytes: Optional[int] = None
     core_bytes: Optional[int] = None
+    # the host-side figure (footprint data, else the flatbuffer) for every trial, measured on device or not:
+    # the one flash figure all trials of a search share, so fronts and plots compare like with like
+    flash_estimate_bytes: Optional[int] = None
+    arena_host_bytes: Optional[int] = None   # likewise for RAM: TFLM's Python runtime on this host
     instructions: Optional[int] = None
     device_pass: Optional[bool] = None   # the firmware's self-test on the emulated core, when it ran
 
@@ -65,10 +69,12 @@ def host_cost(manifest: dict, board: dict) -> DeployedCost:
     arena = int(manifest["arena_bytes"])
     found = _footprint(model_bytes, operators, board)
     if found is None:
-        return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate")
+        return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate",
+                            flash_estimate_bytes=model_bytes, arena_host_bytes=arena)
     kernels = int(sum(found.kernels.values()) - getattr(found, "shared", 0))  # shared code counted once
     return DeployedCost(model_bytes, int(found.total), "footprint data", arena, "host estimate",
-                        kernel_bytes=kernels, core_bytes=int(found.core))
+                        kernel_bytes=kernels, core_bytes=int(found.core), flash_estimate_bytes=int(found.total),
+                        arena_host_bytes=arena)
 
 
 def device_available(board: dict) -> Optional[str]:

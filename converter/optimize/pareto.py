@@ -10,6 +10,10 @@ from .store import SearchStore, quality_score
 from .trial import TrialResult
 
 
+# Fronts and plots use the flash figure every trial has from the same source (see cost.DeployedCost).
+FLASH, ARENA = "flash_estimate_bytes", "arena_host_bytes"
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats: lower cost (x) and higher quality (y), one at least strictly."""
     front = []
@@ -27,7 +31,7 @@ def _measured(trials: list[TrialResult], key: str) -> list[TrialResult]:
 def fronts(trials: list[TrialResult]) -> dict[str, list[int]]:
     """Trial numbers on the flash-vs-quality and RAM-vs-quality fronts."""
     out = {}
-    for name, key in (("flash", "flash_bytes"), ("ram", "arena_bytes")):
+    for name, key in (("flash", FLASH), ("ram", ARENA)):
         measured = _measured(trials, key)
         points = [(float(t.cost[key]), quality_score(t)) for t in measured]
         out[name] = [measured[i].number for i in pareto_front(points)]
@@ -69,12 +73,13 @@ def render_markdown(store: SearchStore, best: Optional[TrialResult], front: dict
     else:
         lines += ["**No candidate passed every guard.**", ""]
     lines += [f"Pareto front, flash vs quality: trials {front.get('flash')}; RAM vs quality: trials {front.get('ram')}.",
-              "", "| trial | phase | settings | status | quality vs float | model B | flash B | flash from | arena B "
-              "| arena from | instructions | s | reason |", "|" + "---|" * 13]
+              "", "| trial | phase | settings | status | quality vs float | model B | flash estimate B | flash B "
+              "| flash from | arena B | arena from | instructions | s | reason |", "|" + "---|" * 14]
     for t in store.trials:
         c = t.cost or {}
         lines.append(f"| {t.number} | {t.phase} | {describe(t.params)} | {t.status} | {_quality_text(t)} | "
-                     f"{_cell(c.get('model_bytes'))} | {_cell(c.get('flash_bytes'))} | {c.get('flash_source', '—')} | "
+                     f"{_cell(c.get('model_bytes'))} | {_cell(c.get(FLASH))} | {_cell(c.get('flash_bytes'))} | "
+                     f"{c.get('flash_source', '—')} | "
                      f"{_cell(c.get('arena_bytes'))} | {c.get('arena_source', '—')} | {_cell(c.get('instructions'))} | "
                      f"{t.seconds} | {t.reason.replace('|', '/')[:160]} |")
     return "\n".join(lines) + "\n"
@@ -90,8 +95,8 @@ def plot(store: SearchStore, front: dict[str, list[int]], path: Path) -> bool:
     except ImportError:
         return False
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for axis, (name, key, label) in zip(axes, (("flash", "flash_bytes", "deployed flash (B)"),
-                                               ("ram", "arena_bytes", "tensor arena (B)"))):
+    for axis, (name, key, label) in zip(axes, (("flash", FLASH, "deployed flash, host-side estimate (B)"),
+                                               ("ram", ARENA, "tensor arena, host (B)"))):
         measured = _measured(store.trials, key)
         for passed, marker in ((True, "o"), (False, "x")):
             chosen = [t for t in measured if t.passed == passed]
