@@ -39,8 +39,14 @@ def run_search(recipe: Path, out: Path, trials: int, workers: int, epochs: int, 
         raise SystemExit(f"optimize failed ({done.returncode}):\n{done.stderr[-3000:]}")
     search = json.loads((out / "search.json").read_text())
     return {"workers": workers, "seconds": round(seconds, 1), "load_before": round(load_before, 1),
-            "load_after": round(os.getloadavg()[0], 1), "command": " ".join(command[1:]), "stdout": done.stdout,
+            "load_after": round(os.getloadavg()[0], 1), "stdout": done.stdout,
+            "command": " ".join(["tflm-kit"] + [_shown(part) for part in command[3:]]),
             "search": search}
+
+
+def _shown(part: str) -> str:
+    """A path inside the repository as a relative path, as a user would type it."""
+    return part.removeprefix(str(REPO) + "/")
 
 
 def _row(run: dict) -> dict:
@@ -94,7 +100,7 @@ def render(rows: list[dict], recipe: str) -> str:
         for other in rows[1:]:
             lines += ["", f"Wall time, {first['workers']} worker(s) / {other['workers']} worker(s): "
                       f"{first['seconds']} s / {other['seconds']} s = **{first['seconds'] / other['seconds']:.2f}x**."]
-    lines += ["", "Commands (from the repository root, `python -m converter` is `tflm-kit`):", ""]
+    lines += ["", "Commands (from the repository root):", ""]
     lines += [f"- `{r['command']}`" for r in rows]
     return "\n".join(lines) + "\n"
 
