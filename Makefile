@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 # Real models and data used by the MLPerf Tiny recipes, the slow tests and the benchmark.
 export TFLM_KIT_SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test test-slow test-all bench clean
+.PHONY: demo test test-fast test-slow test-all bench clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: tflm-kit needs Python 3.11 (TensorFlow 2.21 + TF-MOT) — fix: run make with PYTHON=python3.11")'
@@ -22,6 +22,11 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
+
+# Pure logic (recipe schema, stage order, records, report, manifest shape, progress, C literals) and the
+# layer rule: no TensorFlow is imported (each test checks), a few seconds.
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest tests/unit tests/test_architecture.py -q
 
 test-slow: $(INSTALLED)
 	$(BIN)/python -m pytest -m slow

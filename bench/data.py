@@ -14,7 +14,7 @@ def _shared() -> Path:
 def vww_proxy(samples: int = 200) -> dict:
     """No VWW images here: CIFAR-10 test images resized to 96x96, scaled to [0, 1], unlabeled.
     Real photographs exercise the network far more like its task than uniform noise does."""
-    from converter.system import tf_env
+    from converter import tf_env
 
     tf = tf_env.tensorflow()
     with np.load(_shared() / "cifar10/cifar10_jpeg.npz") as archive:

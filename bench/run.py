@@ -26,15 +26,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from converter.system import tf_env  # first: Keras 2 before TensorFlow loads
-from converter.inputs.dataset import load_data
-from converter.compare.fidelity import output_metrics
-from converter.inputs.keras_model import load_model
-from converter.flows.convert import convert
-from converter.recipe import parse_recipe
-from converter.tflm.runners import dequantize, quantize, run_tflm
-from converter.stages.compress import strip
-from converter.tflite.model import read_model
+from converter import tf_env  # first: Keras 2 before TensorFlow loads
+from converter import (EventLog, convert, dequantize, load_data, load_model, output_metrics, parse_recipe, quantize,
+                       read_model, run_tflm)
+from converter import strip_metadata as strip
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -128,28 +123,6 @@ MODELS = {
 }
 
 
-class PhaseClock:
-    """The pipeline's log lines, timestamped: wall time per phase without touching the pipeline."""
-
-    def __init__(self):
-        self.marks: list[tuple[float, str]] = []
-
-    def __call__(self, message: str):
-        self.marks.append((time.perf_counter(), message))
-
-    def since(self, prefix_contains: str, end: float) -> float:
-        start = next(t for t, m in self.marks if prefix_contains in m)
-        return end - start
-
-    def phases(self, end: float) -> dict[str, float]:
-        out = {}
-        for (t, m), (t_next, _) in zip(self.marks, self.marks[1:] + [(end, "")]):
-            key = m.split(":")[-1].split("(")[0].strip() if m.startswith("stage") else \
-                {"loading": "load", "running": "golden+arena", "validating": "validate"}.get(m.split()[0], m.split()[0])
-            out[key] = out.get(key, 0.0) + round(t_next - t, 2)
-        return out
-
-
 def base_recipe(spec: dict) -> tuple[dict, Path]:
     if spec["base"] is None:
         return copy.deepcopy(spec["recipe"]), REPO / "bench"
@@ -190,18 +163,18 @@ def fidelity(model_bytes: bytes, x: np.ndarray, float_out: np.ndarray, labels) -
 
 
 def run_recipe(recipe: dict, base_dir: Path, out: Path) -> tuple[dict, dict, float]:
-    clock = PhaseClock()
+    events = EventLog()  # phases timed from the flow's own events, not from its log lines
     started = time.perf_counter()
-    manifest = convert(parse_recipe(recipe, base_dir=base_dir), out, force=True, log=clock)
+    manifest = convert(parse_recipe(recipe, base_dir=base_dir), out, force=True, events=events)
     end = time.perf_counter()
     content = json.loads((out / "manifest.json").read_text())
     # quantize + (compress) + golden/arena + emit + validate + write, without scoring the eval set
     # (float in Keras, int8 on TFLM): that is reported on its own, and eval_samples: 0 skips it
     split = next(s for s in content["stages"] if s["stage"] == "quantize")["seconds_split"]
     scoring = split["score_float"] + split["score_tflm"]
-    kit_seconds = clock.since("quantize", end) - scoring
+    kit_seconds = end - events.started_at("quantize") - scoring
     content["_scoring_seconds"] = scoring
-    return content, clock.phases(end), kit_seconds if manifest is not None else end - started
+    return content, events.phase_seconds(), kit_seconds if manifest is not None else end - started
 
 
 def keeps_quality(metrics: dict, float_accuracy: float | None) -> bool:
@@ -216,16 +189,15 @@ def bench_model(key: str, spec: dict, out_root: Path, log) -> dict:
     recipe, base_dir = base_recipe(spec)
     shared = Path(os.environ["TFLM_KIT_SHARED_DATA"]) / "mlperf_tiny"
     parsed = parse_recipe(recipe, base_dir=base_dir)
-    tf_env.keras().utils.set_random_seed(parsed.seed)
+    tf_env.reseed(parsed.seed)
 
     if key == "digits":  # the bundled builder returns an untrained model: train it once, as the demo does
-        from converter.recipe import TrainSettings
-        from converter.stages import train
+        from converter import TrainSettings, run_stage
 
         model = load_model(parsed)
         data = load_data(parsed, tuple(model.input_shape[1:]))
         train_settings = TrainSettings(**next(s["train"] for s in recipe["stages"] if "train" in s))
-        model = train.run(model, train_settings, data, parsed.seed).model
+        model = run_stage("train", model, train_settings, data, parsed.seed).model
         float_path = out_root / "digits_float.h5"
         out_root.mkdir(parents=True, exist_ok=True)
         model.save(float_path)

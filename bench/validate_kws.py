@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.system import tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
-from converter.inputs.features import kws_mfcc
-from converter.flows.validate import validate_model
+from converter import tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
+from converter import kws_mfcc, validate_model
 
 BENCH = Path(__file__).resolve().parent
 VECTORS = 1000

@@ -1,7 +1,97 @@
-"""tflm-kit: Keras model -> optimized int8 .tflite -> validated TFLM firmware artifacts.
+"""tflm-kit: Keras model (or .tflite) -> optimized int8 .tflite -> validated TFLM firmware artifacts.
 
-Importing the package has no side effects; modules that import TensorFlow go through
-converter.system.tf_env, which selects Keras 2 first.
+The public API is `__all__` below; bench/, tools/, the pytest plugin and users import from here,
+not from the sub-packages (whose layout may change). Importing the package has no side effects:
+each name loads its module on first use (PEP 562 `__getattr__`), so `import converter` does not load
+TensorFlow. Modules that need TensorFlow go through `tf_env`, which selects Keras 2 first.
+
+    from converter import convert, load_recipe, ConsoleSink
+    manifest = convert(load_recipe("models/recipes/default.yaml"), "build/digits", events=ConsoleSink())
 """
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
+
+# public name -> "module:attribute" (module relative to this package; no attribute: the module)
+_EXPORTS = {
+    # run a recipe
+    "convert": "flows.convert:convert",
+    "load_recipe": "recipe:load_recipe",
+    "parse_recipe": "recipe:parse_recipe",
+    "Recipe": "recipe:Recipe",
+    # validate and golden regression tests
+    "validate_model": "flows.validate:validate_model",
+    "validate_in_child": "flows.validate:validate_in_child",
+    "record_golden": "flows.golden:record",
+    "check_golden": "flows.golden:check",
+    "GoldenMismatch": "flows.golden:GoldenMismatch",
+    # firmware
+    "render_firmware": "flows.firmware:render_firmware",
+    "list_boards": "flows.firmware:list_boards",
+    "flash": "flows.flash:flash",
+    # errors
+    "KitError": "errors:KitError",
+    "CheckFailed": "errors:CheckFailed",
+    # progress
+    "ConsoleSink": "progress:ConsoleSink",
+    "EventLog": "progress:EventLog",
+    "PhaseStarted": "progress:PhaseStarted",
+    "PhaseEnded": "progress:PhaseEnded",
+    "Epoch": "progress:Epoch",
+    "Trial": "progress:Trial",
+    "Note": "progress:Note",
+    # stages: run one, or write one (see stages/base.py)
+    "run_stage": "stages:run_stage",
+    "KerasStage": "stages.base:KerasStage",
+    "ConverterStage": "stages.base:ConverterStage",
+    "FlatbufferStage": "stages.base:FlatbufferStage",
+    "StageSettings": "stages.base:StageSettings",
+    "StageContext": "stages.base:StageContext",
+    "StageRecord": "stages.base:StageRecord",
+    "StageResult": "stages.base:StageResult",
+    "register_stage": "stages.base:register",
+    "TrainSettings": "stages.train:TrainSettings",
+    "PruneSettings": "stages.prune:PruneSettings",
+    "ClusterSettings": "stages.cluster:ClusterSettings",
+    "QatSettings": "stages.qat:QatSettings",
+    "DistillSettings": "stages.distill:DistillSettings",
+    "QuantizeSettings": "stages.quantize:QuantizeSettings",
+    "CompressSettings": "stages.compress:CompressSettings",
+    "strip_metadata": "stages.compress:strip",
+    # models, data and runtimes
+    "load_model": "inputs.keras_model:load_model",
+    "load_data": "inputs.dataset:load_data",
+    "Dataset": "inputs.dataset:Dataset",
+    "kws_mfcc": "inputs.features.kws_mfcc",
+    "read_model": "tflite.model:read_model",
+    "read_graph": "tflite.model:read_graph",
+    "check_deployable": "tflite.model:check_deployable",
+    "open_untrusted": "tflm.isolation:open_untrusted",
+    "check_runs_safely": "tflm.isolation:check_runs_safely",
+    "run_tflm": "tflm.runners:run_tflm",
+    "run_litert": "tflm.runners:run_litert",
+    "quantize": "tflm.runners:quantize",
+    "dequantize": "tflm.runners:dequantize",
+    "output_metrics": "compare.fidelity:output_metrics",
+    # TensorFlow with Keras 2 (tf_env.tensorflow(), tf_env.keras()): import through this, first
+    "tf_env": "system.tf_env",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'converter' has no attribute {name!r}")
+    module_name, _, attribute = target.partition(":")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    value = getattr(module, attribute) if attribute else module
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

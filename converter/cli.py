@@ -13,7 +13,16 @@ import click
 
 from . import progress
 from .errors import CheckFailed, KitError
+from .system import out_lock
 from .system.native_output import captured_fds
+from .system.outdir import DISK_FULL, disk_full_error
+
+
+def _report_unexpected(console, printed) -> None:
+    console.write(traceback.format_exc())
+    console.write("--- native output before the failure ---\n" + printed()[-4000:] + "\n")
+    console.write("error: unexpected failure inside the kit — fix: please report it with the output above\n")
+    raise SystemExit(1) from None
 
 
 @contextlib.contextmanager
@@ -30,18 +39,17 @@ def quiet_console():
     try:
         with captured_fds(1, 2) as printed, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            progress.listen(log)
             try:
                 yield log
             except (KitError, CheckFailed, KeyboardInterrupt, SystemExit):
                 raise
+            except OSError as exc:
+                if exc.errno not in DISK_FULL:
+                    _report_unexpected(console, printed)
+                raise disk_full_error(exc, exc.filename) from None
             except Exception:
-                console.write(traceback.format_exc())
-                console.write("--- native output before the failure ---\n" + printed()[-4000:] + "\n")
-                console.write("error: unexpected failure inside the kit — fix: please report it with the output above\n")
-                raise SystemExit(1) from None
+                _report_unexpected(console, printed)
     finally:
-        progress.listen(None)
         console.close()
 
 
@@ -58,13 +66,46 @@ def _fail(error: KitError) -> None:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class KitGroup(click.Group):
+    """Every command ends the same way wherever the trouble starts (a lazy TensorFlow import included):
+    bad input or a full disk -> one line and exit 2; Ctrl-C -> exit 130, SIGTERM -> 143, never a traceback.
+    Output locks are released on every path."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KitError as error:
+            _fail(error)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL:
+                raise
+            _fail(disk_full_error(exc, exc.filename))
+        except KeyboardInterrupt as interrupt:
+            _exit_interrupted(143 if isinstance(interrupt, Terminated) else 130)
+        finally:
+            out_lock.release_all()
+
+
+def _exit_interrupted(code: int) -> None:
+    """Exit with `code` after an interrupt; the staging folder is gone by now (its `finally` ran)."""
+    click.echo("interrupted: nothing was written to the output directory", err=True)
+    out_lock.release_all()
+    main_module = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if getattr(main_module, "name", "") == "converter.__main__" or Path(sys.argv[0]).name == "tflm-kit":
+        # A KeyboardInterrupt that passed through code a native module ran with PyRun_String (pybind11
+        # module init inside TensorFlow's import) makes CPython end by SIGINT whatever exit code is given;
+        # os._exit keeps the promised 130. Only in the real command: an in-process caller keeps its process.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+@click.group(cls=KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tflm-kit")
 def main():
     """Keras model -> optimized int8 TFLite -> bit-exact validated TFLM firmware artifacts."""
-    # The kit trains small models on the CPU; keeping TensorFlow off a GPU makes runs
-    # reproducible and silences CUDA probing on machines without one.
-    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    # CUDA_VISIBLE_DEVICES is set where TensorFlow is imported (system/tf_env.py), for CLI and library alike.
     # CI runners and process managers stop jobs with SIGTERM, whose default kills without cleanup.
     signal.signal(signal.SIGTERM, _raise_terminated)
 
@@ -80,12 +121,11 @@ def convert(recipe: Path, out: Path, force: bool):
 
     try:
         with quiet_console() as log:
-            manifest = run_conversion(load_recipe(recipe), out, force=force, log=log)
+            manifest = run_conversion(load_recipe(recipe), out, force=force, events=progress.ConsoleSink(log))
     except KitError as error:
         _fail(error)
     except KeyboardInterrupt as interrupt:
-        click.echo("interrupted: nothing was written to the output directory", err=True)
-        sys.exit(143 if isinstance(interrupt, Terminated) else 130)
+        _exit_interrupted(143 if isinstance(interrupt, Terminated) else 130)
     summary = manifest["summary"]
     exact = manifest["validation"]["tflm_vs_c_array"]
     click.echo(f"artifacts: {out}/  (report: {out / 'report.md'})")
@@ -100,7 +140,7 @@ def convert(recipe: Path, out: Path, force: bool):
 
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x' (float or the model's type) and optional labels 'y'.")
+@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x' (x_0, x_1, ... for several inputs; float or the model's type) and optional labels 'y'.")
 @click.option("--float-model", type=click.Path(path_type=Path), help="The float model (.h5/.keras/SavedModel/.tflite) for fidelity metrics.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write report.json, report.md and differences.png here.")
 @click.option("--vectors", default=100, show_default=True, type=click.IntRange(1, 1_000_000), help="How many inputs to run.")
@@ -114,7 +154,7 @@ def validate(model: Path, data, float_model, out, vectors: int, seed: int, force
 
     try:
         if out is not None:
-            check_output_path(out, force, inputs=(model,))
+            check_output_path(out, force, inputs=tuple(p for p in (model, data, float_model) if p is not None))
         with quiet_console() as log:
             report = validation.validate_in_child(model, data, float_model, vectors, seed, log=log)
             if out is not None:
@@ -144,7 +184,7 @@ def golden():
 
 @golden.command("record")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x'; random inputs when absent.")
+@click.option("--data", type=click.Path(path_type=Path), help=".npz with inputs under 'x' (x_0, x_1, ... for several inputs); random inputs when absent.")
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--vectors", default=20, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--seed", default=0, show_default=True)
@@ -152,8 +192,10 @@ def golden():
 def golden_record(model: Path, data, out: Path, vectors: int, seed: int, force: bool):
     """Record MODEL's TFLM outputs as goldens in --out."""
     from .flows import golden as golden_module
+    from .system.outdir import check_output_path
 
     try:
+        check_output_path(out, force, inputs=tuple(p for p in (model, data) if p is not None))  # --data too
         with quiet_console():
             lock, source = golden_module.record(model, data, out, vectors, seed, force)
     except KitError as error:
@@ -224,6 +266,7 @@ def optimize(recipe: Path, out: Path, **settings):
         sys.exit(143 if isinstance(interrupt, Terminated) else 130)
     for line in search.summary_lines(outcome, out):
         click.echo(line)
+
 
 if __name__ == "__main__":
     main()

@@ -2,20 +2,29 @@
 
 Every error names the field, the value given and what is allowed, on one line.
 Relative paths in a recipe are relative to the recipe file, so a recipe and its
-model travel together.
+model travel together (system/paths.py). The `stages:` entries are the registered
+stages (stages/registry.py); their order is checked on load (stages/base.check_order).
+The run is `Recipe.pipeline()`: Keras stages, quantize, flatbuffer stages, compress;
+a .tflite model skips the first two.
 """
 from __future__ import annotations
 
 import keyword
-import os
+import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_serializer,
+                      model_validator)
 
 from .errors import KitError
+from .stages.base import OrderError, check_order
+from .stages.registry import list_stages
+from .system.paths import resolve_path
+from .system.safe_yaml import load_yaml_file
+from .stages.compress import CompressSettings
+from .stages.quantize import QuantizeSettings
 
 # C and C++ keywords a symbol name must not be (Python's own list is not enough).
 C_KEYWORDS = frozenset(
@@ -32,13 +41,15 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: YAML's .inf/.nan pass a `gt=0` bound and fail much later with a misleading error.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSource(_Strict):
-    """Where the float Keras model comes from: a file or a builder function."""
+    """Where the model comes from: a file or a builder function. A .tflite file skips the Keras
+    stages and quantize: only flatbuffer stages (compress) run on it."""
 
-    path: Optional[str] = Field(None, description=".keras, .h5 or SavedModel directory")
+    path: Optional[str] = Field(None, description=".keras, .h5, SavedModel directory, or .tflite")
     builder: Optional[str] = Field(None, description="'file.py:function' or 'module:function'")
     builder_args: dict = Field(default_factory=dict)
     trust_custom_code: bool = False
@@ -48,6 +59,10 @@ class ModelSource(_Strict):
         if (self.path is None) == (self.builder is None):
             raise ValueError("give exactly one of 'path' or 'builder'")
         return self
+
+    @property
+    def is_flatbuffer(self) -> bool:
+        return self.path is not None and self.path.lower().endswith(".tflite")
 
 
 class RandomData(_Strict):
@@ -87,129 +102,54 @@ class DataSource(_Strict):
         return self
 
 
-LOSSES = Literal["sparse_categorical_crossentropy", "categorical_crossentropy", "mse", "binary_crossentropy"]
+def _stage_entry_model() -> type[BaseModel]:
+    """One entry of `stages:`: a mapping with exactly one key, a registered stage's name, whose value
+    is that stage's settings. Built from the registry (stages/registry.py), never listed here."""
+    fields = {name: (Optional[stage.Settings], None) for name, stage in list_stages().items()}
+
+    class _StageEntry(_Strict):
+        @model_validator(mode="before")
+        @classmethod
+        def _null_means_defaults(cls, value):
+            if isinstance(value, dict):
+                return {k: ({} if v is None else v) for k, v in value.items()}
+            return value
+
+        @model_validator(mode="after")
+        def _exactly_one(self):
+            if sum(getattr(self, kind) is not None for kind in STAGE_KINDS) != 1:
+                raise ValueError(f"each stage is exactly one of {', '.join(STAGE_KINDS)}")
+            return self
+
+        @model_serializer(mode="wrap")
+        def _only_the_stage(self, handler):
+            # {kind: settings}, as written in the recipe: not a None for every other registered stage
+            return {self.kind: handler(self)[self.kind]}
+
+        @property
+        def kind(self) -> str:
+            return next(kind for kind in STAGE_KINDS if getattr(self, kind) is not None)
+
+        @property
+        def settings(self):
+            return getattr(self, self.kind)
+
+    return create_model("Stage", __base__=_StageEntry, __doc__="One stage; exactly one key is set.", **fields)
 
 
-class TrainSettings(_Strict):
-    """Fit the float model on data.x_train before optimizing (for builders that return it untrained)."""
-
-    epochs: int = Field(5, ge=1, le=1000)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    loss: LOSSES = "sparse_categorical_crossentropy"
+STAGE_KINDS = tuple(list_stages())
+Stage = _stage_entry_model()
 
 
-class PruneSettings(_Strict):
-    final_sparsity: float = Field(0.5, gt=0.0, lt=1.0)
-    initial_sparsity: float = Field(0.0, ge=0.0, lt=1.0)
-    schedule: Literal["constant", "polynomial"] = "polynomial"
-    structured_2_4: bool = False
-    epochs: int = Field(2, ge=1, le=1000)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    loss: LOSSES = "sparse_categorical_crossentropy"
+def __getattr__(name: str):
+    """Each stage's settings class lives with its stage; `from converter.recipe import PruneSettings`
+    still works, found through the registry."""
+    from .stages.registry import stages
 
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.schedule == "polynomial" and self.initial_sparsity >= self.final_sparsity:
-            raise ValueError("initial_sparsity must be below final_sparsity")
-        return self
-
-
-class ClusterSettings(_Strict):
-    loss: LOSSES = "sparse_categorical_crossentropy"
-    clusters: int = Field(16, ge=2, le=256)
-    per_layer: dict[str, Annotated[int, Field(ge=0, le=256)]] = Field(
-        default_factory=dict, description="layer name -> its own cluster count (others get 'clusters'); "
-                                          "0 leaves the layer unclustered")
-
-    @field_validator("per_layer")
-    @classmethod
-    def _counts(cls, per_layer: dict) -> dict:
-        if any(count == 1 for count in per_layer.values()):
-            raise ValueError("a layer's cluster count is 0 (leave it unclustered) or 2..256")
-        return per_layer
-    per_channel: bool = True
-    preserve_sparsity: bool = True
-    centroid_init: Literal["kmeans_plus_plus", "linear", "density_based", "random"] = "kmeans_plus_plus"
-    epochs: int = Field(1, ge=0, le=1000)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
-
-
-class QatSettings(_Strict):
-    """Quantization-aware fine-tuning (TF-MOT); the schemes keep pruning and/or clustering."""
-
-    scheme: Literal["default", "prune_preserve", "cluster_preserve", "prune_cluster_preserve"] = "default"
-    epochs: int = Field(1, ge=1, le=1000)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-4, gt=0)
-    loss: LOSSES = "sparse_categorical_crossentropy"
-
-
-class DistillSettings(_Strict):
-    """Knowledge distillation: train a (smaller) student on the current model's softened outputs.
-    The student then replaces the model for the stages after this one."""
-
-    student_builder: str = Field(description="'file.py:function' (relative to the recipe) or 'module:function'")
-    builder_args: dict = Field(default_factory=dict)
-    temperature: float = Field(4.0, gt=0, le=100)
-    alpha: float = Field(0.1, ge=0.0, le=1.0, description="weight of the hard-label loss; 1 - alpha on the teacher's")
-    epochs: int = Field(10, ge=1, le=1000)
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-
-
-class QuantizeSettings(_Strict):
-    mode: Literal["int8", "int16x8", "float16"] = "int8"
-    int8_io: bool = Field(True, description="integer input/output tensors (int16 for int16x8); else float32")
-    per_channel: bool = True
-    calibration_samples: int = Field(200, ge=1, le=100_000)
-
-
-class CompressSettings(_Strict):
-    """TFLM LUT compression of the quantized flatbuffer (after quantize; decoded by TFLM_DECODE)."""
-
-    lut: bool = True
-    max_index_bits: int = Field(7, ge=1, le=7, description="leave tensors that need wider indices as they are")
-    verify_samples: int = Field(200, ge=1, le=100_000,
-                                description="real inputs on which TFLM must give identical bytes before and after")
-    strip_metadata: bool = Field(False, description="drop what TFLM never reads: names, signatures, converter "
-                                 "metadata, repeated weight zero points, encoded tensors' quantization")
-
-
-class Stage(_Strict):
-    """One Keras-level stage; exactly one key is set."""
-
-    train: Optional[TrainSettings] = None
-    prune: Optional[PruneSettings] = None
-    cluster: Optional[ClusterSettings] = None
-    qat: Optional[QatSettings] = None
-    distill: Optional[DistillSettings] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_means_defaults(cls, value):
-        if isinstance(value, dict):
-            return {k: ({} if v is None else v) for k, v in value.items()}
-        return value
-
-    @model_validator(mode="after")
-    def _exactly_one(self):
-        if sum(getattr(self, kind) is not None for kind in STAGE_KINDS) != 1:
-            raise ValueError(f"each stage is exactly one of {', '.join(STAGE_KINDS)}")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(kind for kind in STAGE_KINDS if getattr(self, kind) is not None)
-
-    @property
-    def settings(self):
-        return getattr(self, self.kind)
-
-
-STAGE_KINDS = ("train", "prune", "cluster", "qat", "distill")
+    for stage in stages().values():
+        if stage.Settings.__name__ == name:
+            return stage.Settings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class GoldenSettings(_Strict):
@@ -235,19 +175,79 @@ class Recipe(_Strict):
             raise ValueError("must be a C identifier: letters, digits and _, not starting with a digit")
         if name in C_KEYWORDS or keyword.iskeyword(name):
             raise ValueError("is a C/C++ keyword; choose another name")
+        # The symbols made from it: g_<name>_model_data, namespace <name>_model, the guard <NAME>_MODEL_...
+        if name.startswith("_") or name.endswith("_") or "__" in name:
+            raise ValueError("would make reserved C++ identifiers (a leading underscore, or a double underscore "
+                             "in the generated <name>_model symbols); start and end with a letter or digit, "
+                             "no '__'")
         return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _finite_numbers(cls, data):
+        """Every number in the recipe finite, whichever class declares its field (stage settings live in
+        their stages): YAML's .inf/.nan pass a `gt=0` bound and fail much later with a misleading error."""
+        found = _first_non_finite(data, ())
+        if found is not None:
+            where, value = found
+            raise KitError(f"recipe field '{_field_path(where)}' = {value!r}: must be a finite number",
+                           "see the recipe reference in README.md")
+        return data
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_range(cls, seed: int) -> int:
+        if not 0 <= seed < 2**32:  # what NumPy's and TensorFlow's seeding accept
+            raise ValueError(f"must be from 0 to {2**32 - 1}")
+        return seed
 
     # Set by load_recipe: the folder relative paths are resolved against.
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     def resolve(self, relative: str) -> Path:
         """A recipe path: $VARIABLES expanded, then relative to the recipe file."""
-        for variable in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", relative):
-            if variable not in os.environ:
-                raise KitError(f"recipe path '{relative}' uses ${variable}, which is not set",
-                               f"export {variable}=<folder> (for the MLPerf Tiny recipes: the shared data folder)")
-        path = Path(os.path.expandvars(relative)).expanduser()
-        return path if path.is_absolute() else (self.base_dir / path)
+        return resolve_path(relative, self.base_dir)
+
+    def pipeline(self) -> list[tuple[str, BaseModel]]:
+        """Every stage that runs, in order, as (name, settings): the `stages:` list's Keras stages, then
+        quantize (not for a .tflite model), then its flatbuffer stages, then `compress:`."""
+        from .stages.registry import get
+
+        listed = [(stage.kind, stage.settings) for stage in self.stages]
+        keras = [(kind, settings) for kind, settings in listed if get(kind).takes == "keras"]
+        flatbuffer = [(kind, settings) for kind, settings in listed if get(kind).takes == "flatbuffer"]
+        converter = [] if self.model.is_flatbuffer else [("quantize", self.quantize)]
+        tail = [("compress", self.compress)] if self.compress is not None else []
+        return keras + converter + flatbuffer + tail
+
+    def check_order(self) -> None:
+        """The stage ordering rules (stages/base.check_order), as a recipe error naming the stage."""
+        kinds = [stage.kind for stage in self.stages]
+        try:
+            check_order(kinds, "flatbuffer" if self.model.is_flatbuffer else "keras")
+        except OrderError as error:
+            raise KitError(f"recipe field 'stages[{error.index}]' = '{kinds[error.index]}': {error}",
+                           "reorder the stages (see docs/architecture.md)") from None
+        if self.model.is_flatbuffer and "quantize" in self.model_fields_set:
+            raise KitError("recipe field 'quantize' is set, but the model is a .tflite, which is already converted",
+                           "remove the quantize section (or start from the Keras model)")
+        if self.compress is not None and "compress" in kinds:
+            raise KitError("recipe gives compress twice (the 'compress' section and in 'stages')",
+                           "keep one of them")
+
+
+def _first_non_finite(node, where: tuple):
+    """(path, value) of the first inf/nan float in parsed YAML, else None (iterative: no deep recursion)."""
+    pending = [(node, where)]
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return where, node
+        if isinstance(node, dict):
+            pending.extend((value, (*where, key)) for key, value in reversed(list(node.items())))
+        elif isinstance(node, list):
+            pending.extend((value, (*where, i)) for i, value in reversed(list(enumerate(node))))
+    return None
 
 
 def _field_path(loc: tuple) -> str:
@@ -283,6 +283,7 @@ def parse_recipe(data: object, base_dir: Path = Path(".")) -> Recipe:
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise KitError(_describe(first) + suffix, "see the recipe reference in README.md") from None
+    recipe.check_order()
     return recipe.model_copy(update={"base_dir": base_dir})
 
 
@@ -290,10 +291,5 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise KitError(f"recipe {path} does not exist or is not a file", "give the path of a recipe YAML file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" at line {line + 1}" if line is not None else ""
-        raise KitError(f"recipe {path} is not valid YAML{where}", "fix the YAML syntax") from None
+    data = load_yaml_file(path, "recipe")  # bounded: file size, alias expansion, nesting
     return parse_recipe(data, base_dir=path.resolve().parent)

@@ -51,8 +51,11 @@ def tiny_dataset(samples=256, input_shape=(8, 8, 4), classes=3, seed=0):
 
 def run_kit(*args, cwd=REPO, env=None):
     """The CLI as a user runs it, in a fresh process."""
+    # -P: like the `tflm-kit` console script, nothing in the working directory is importable;
+    # the kit under test is found first on PYTHONPATH
     merged = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "converter", *map(str, args)], cwd=cwd, env=merged,
+    merged["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), merged.get("PYTHONPATH", "")) if p)
+    return subprocess.run([sys.executable, "-P", "-m", "converter", *map(str, args)], cwd=cwd, env=merged,
                           capture_output=True, text=True, timeout=900)
 
 

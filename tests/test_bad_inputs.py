@@ -113,5 +113,5 @@ def test_model_file_that_is_not_a_model(tmp_path):
     path = tmp_path / "broken.h5"
     path.write_bytes(b"not an hdf5 file at all")
     recipe = parse_recipe({"name": "bad", "model": {"path": "broken.h5"}, "data": {"random": {}}}, base_dir=tmp_path)
-    with pytest.raises(KitError, match="could not be loaded by tf_keras"):
+    with pytest.raises(KitError, match="is not a Keras model: neither a .keras zip archive, an HDF5 file"):
         convert(recipe, tmp_path / "out", log=lambda _: None)

@@ -89,3 +89,77 @@ def test_pytest_plugin_catches_a_changed_output_in_a_user_suite(recorded, demo_d
     failing = run()
     assert failing.returncode == 1
     assert "golden outputs changed" in failing.stdout and "output 0 index" in failing.stdout
+
+
+def test_a_two_input_two_output_model_records_and_checks(tmp_path):
+    from .multi_input import TFLITE
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", input_0=rng.uniform(-1, 1, (5, 6)).astype(np.float32),
+             input_1=rng.uniform(-1, 1, (5, 6)).astype(np.float32))
+    out = tmp_path / "goldens"
+    result = run_kit("golden", "record", TFLITE, "--data", tmp_path / "d.npz", "--out", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    with np.load(out / "golden.npz") as vectors:
+        assert sorted(vectors.files) == ["input_0", "input_1", "output_0", "output_1"]
+        assert vectors["output_0"].shape == (5, 3) and vectors["output_1"].shape == (5, 1)
+    assert check(out)["outputs"] == 2
+
+
+# --- damaged golden folders: a one-line error, never a pass or a traceback ------------------------
+
+def _copy(recorded, tmp_path):
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(recorded, folder)
+    return folder
+
+
+def _rewrite_vectors(folder, change):
+    with np.load(folder / "golden.npz") as vectors:
+        arrays = dict(vectors)
+    change(arrays)
+    np.savez(folder / "golden.npz", **arrays)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda f: (f / "golden.json").write_text((f / "golden.json").read_text()[:40]), "is not valid JSON (truncated"),
+    (lambda f: (f / "golden.json").write_text("[1, 2]"), "does not hold a JSON object"),
+    (lambda f: (f / "golden.json").write_text((f / "golden.json").read_text().replace('"vectors": 16', '"vectors": 99')),
+     "says 99 vectors but golden.npz holds 16"),
+    (lambda f: (f / "golden.json").write_text((f / "golden.json").read_text().replace('"outputs": 1', '"outputs": 7')),
+     "says 7 outputs but golden.npz holds 1"),
+    (lambda f: (f / "golden.json").write_text((f / "golden.json").read_text().replace('"vectors": 16', '"vectors": "x"')),
+     "has no valid 'vectors'"),
+    (lambda f: _rewrite_vectors(f, lambda a: a.update(output_0=a["output_0"][:9])),
+     "does not hold the same number of vectors (at least one) in every array (input_0: 16, output_0: 9)"),
+    (lambda f: _rewrite_vectors(f, lambda a: a.update(output_0=np.array([None] * 16, dtype=object))),
+     "holds object arrays"),
+    (lambda f: _rewrite_vectors(f, lambda a: a.update(output_0=a["output_0"].astype(np.complex64))), "(complex)"),
+    (lambda f: _rewrite_vectors(f, lambda a: a.update(output_2=a.pop("output_0"))), "has output arrays [2]"),
+    (lambda f: _rewrite_vectors(f, lambda a: a.update(extra=a["output_0"])), "arrays the golden format does not have"),
+    (lambda f: (f / "golden.npz").write_bytes(b"PK\x03\x04 cut"), "is not a readable .npz"),
+])
+def test_damaged_goldens_are_one_line_errors(recorded, tmp_path, damage, expected):
+    folder = _copy(recorded, tmp_path)
+    damage(folder)
+    with pytest.raises(KitError) as error:
+        check(folder)
+    assert expected in error.value.problem and error.value.fix and "\n" not in str(error.value)
+
+
+def test_a_damaged_golden_folder_fails_golden_check_with_exit_2(recorded, tmp_path):
+    folder = _copy(recorded, tmp_path)
+    (folder / "golden.json").write_text((folder / "golden.json").read_text()[:40])
+    result = run_kit("golden", "check", folder)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is not valid JSON (truncated" in errors[0] and "fix:" in errors[0]
+
+
+def test_golden_record_refuses_object_arrays_in_data(demo_dir, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.array([{"not": "numbers"}], dtype=object))
+    out = tmp_path / "goldens"
+    result = run_kit("golden", "record", demo_dir / "model.tflite", "--data", tmp_path / "d.npz", "--out", out)
+    assert result.returncode == 2 and "holds object arrays" in result.stderr and not out.exists()

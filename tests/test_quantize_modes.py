@@ -14,6 +14,9 @@ from tests.conftest import tiny_classifier, tiny_dataset
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    from converter import tf_env
+
+    tf_env.reseed(0)  # the initial weights: unseeded, the int8/int16x8 error ratio varied from run to run
     data = tiny_dataset()
     model = train.run(tiny_classifier(), TrainSettings(epochs=6, learning_rate=0.01), data).model
     folder = tmp_path_factory.mktemp("modes")

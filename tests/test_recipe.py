@@ -64,3 +64,18 @@ def test_paths_resolve_relative_to_the_recipe_and_expand_variables(tmp_path, mon
     monkeypatch.delenv("KIT_TEST_DATA")
     with pytest.raises(KitError, match=r"uses \$KIT_TEST_DATA, which is not set"):
         recipe.resolve("${KIT_TEST_DATA}/x.npz")
+
+
+@pytest.mark.parametrize("name", ["default", "distill", "mlperf_ad", "mlperf_ic", "mlperf_kws", "mlperf_vww"])
+def test_shipped_recipes_load_and_keep_their_order(name, monkeypatch):
+    monkeypatch.setenv("TFLM_KIT_SHARED_DATA", "/data")
+    recipe = load_recipe(REPO / f"models/recipes/{name}.yaml")
+    pipeline = [kind for kind, _ in recipe.pipeline()]
+    assert pipeline[:len(recipe.stages)] == [stage.kind for stage in recipe.stages]
+    assert pipeline[len(recipe.stages)] == "quantize"
+    assert pipeline[len(recipe.stages) + 1:] == (["compress"] if recipe.compress else [])
+
+
+def test_qat_before_prune_is_refused_at_load():
+    with pytest.raises(KitError, match=r"'stages\[1\]' = 'prune': prune comes after qat"):
+        parse_recipe(with_changes(stages=[{"qat": {}}, {"prune": {}}]))

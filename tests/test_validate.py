@@ -126,17 +126,20 @@ def test_data_that_does_not_fit_the_model(tmp_path, x, expected):
 
 
 def test_a_runtime_crash_while_validating_is_a_kit_error(tmp_path, monkeypatch):
-    """The child process dies by a signal (as a runtime would on a malformed model); the kit reports it."""
-    import converter.flows.validate as validation
+    """The child process dies by a signal (as a runtime would on a malformed model); the kit reports it,
+    naming the runtime the child said it was running."""
+    import converter.tflm.child as child
 
     crasher = tmp_path / "crasher"
-    crasher.write_text("#!/bin/sh\necho 'running vectors'\nkill -SEGV $$\n")
+    crasher.write_text("#!/bin/sh\n"
+                       "echo '{\"kind\": \"progress\", \"message\": \"running TFLM\", \"data\": {\"runtime_name\": \"TFLM\"}}'\n"
+                       "kill -SEGV $$\n")
     crasher.chmod(0o755)
-    monkeypatch.setattr(validation.sys, "executable", str(crasher))
+    monkeypatch.setattr(child.sys, "executable", str(crasher))
     heard = []
-    with pytest.raises(KitError, match=r"a runtime crashed \(SIGSEGV\) while validating"):
-        validation.validate_in_child(TINY, log=heard.append)
-    assert heard == ["running vectors"]
+    with pytest.raises(KitError, match=r"TFLM crashed \(SIGSEGV\) while validating"):
+        validate_model(TINY, log=heard.append)
+    assert heard[-1] == "running TFLM"
 
 
 def test_validate_in_child_gives_the_same_report(demo_dir):
@@ -145,3 +148,75 @@ def test_validate_in_child_gives_the_same_report(demo_dir):
     child = validate_in_child(demo_dir / "model.tflite", vectors=4, seed=1, log=quiet)
     here = validate_model(demo_dir / "model.tflite", vectors=4, seed=1, log=quiet)
     assert child["outputs"] == here["outputs"] and child["operators"] == here["operators"]
+
+
+# --- several inputs and outputs ----------------------------------------------------------------
+
+def test_a_two_input_model_validates_from_data_per_input(tmp_path):
+    from .multi_input import TFLITE
+
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x_0=rng.uniform(-1, 1, (7, 6)).astype(np.float32),
+             x_1=rng.integers(-128, 128, (7, 6)).astype(np.float32) / 128)
+    report = validate_model(TFLITE, data=tmp_path / "d.npz", vectors=7, log=quiet)
+    assert len(report["model"]["inputs"]) == 2 and len(report["model"]["outputs"]) == 2
+    assert report["outputs"]["tflm_vs_litert_reference"]["total"] == 7
+    assert set(report["operators"]["litert_reference"]["operators"]) == {"ADD", "FULLY_CONNECTED"}
+    seeded = validate_model(TFLITE, vectors=4, seed=2, log=quiet)
+    assert seeded["outputs"]["tflm_vs_litert_optimized"]["total"] == 4
+
+
+def test_a_two_input_model_needs_data_for_each_input(tmp_path):
+    from .multi_input import TFLITE
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((3, 6), np.float32))
+    with pytest.raises(KitError, match=r"the model has 2 inputs but data file .* does not hold x_0 … x_1"):
+        validate_model(TFLITE, data=tmp_path / "d.npz", log=quiet)
+    np.savez(tmp_path / "d.npz", x_0=np.zeros((3, 6), np.float32), x_1=np.zeros((2, 6), np.float32))
+    with pytest.raises(KitError, match=r"different numbers of samples per input \(\[3, 2\]\)"):
+        validate_model(TFLITE, data=tmp_path / "d.npz", log=quiet)
+
+
+@pytest.mark.slow
+def test_a_two_input_float_model_gives_fidelity_per_output(tmp_path):
+    from .multi_input import FLOAT_MODEL, TFLITE
+
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "d.npz", x_0=rng.uniform(-1, 1, (16, 6)).astype(np.float32),
+             x_1=rng.uniform(-1, 1, (16, 6)).astype(np.float32))
+    report = validate_model(TFLITE, data=tmp_path / "d.npz", float_model=FLOAT_MODEL, vectors=16, log=quiet)
+    assert len(report["fidelity_per_output"]) == 2 and report["fidelity"] == report["fidelity_per_output"][0]
+    assert all(metrics["vectors"] == 16 for metrics in report["fidelity_per_output"])
+    from converter.reports.validation_report import render_markdown
+
+    assert "| metric | output 0 | output 1 |" in render_markdown(report)
+
+
+# --- bad input at the boundary: one line, exit 2, nothing written --------------------------------
+
+@pytest.mark.parametrize("arrays, expected", [
+    ({"x": np.array([object(), None], dtype=object)}, "holds object arrays (pickled Python objects)"),
+    ({"x": np.zeros((3, 12), np.complex64)}, "array 'x' is complex64 (complex)"),
+    ({"x": np.array(["a", "b"])}, "(not numeric)"),
+])
+def test_data_files_the_kit_does_not_read(tmp_path, arrays, expected):
+    np.savez(tmp_path / "d.npz", **arrays)
+    out = tmp_path / "out"
+    assert_one_line_error(run_kit("validate", TINY, "--data", tmp_path / "d.npz", "--out", out), expected)
+    assert not out.exists()
+
+
+def test_a_negative_seed_is_a_one_line_error(tmp_path):
+    assert_one_line_error(run_kit("validate", TINY, "--seed", -5), "seed must be a whole number of 0 or more")
+    with pytest.raises(KitError, match="vectors must be"):
+        validate_model(TINY, vectors=0, log=quiet)
+
+
+def test_each_runtime_runs_once_in_the_child():
+    """TFLM once (outputs and intermediates from the same invokes), LiteRT reference once, the
+    optimized kernels with XNNPACK (outputs) and without it (intermediates): no smoke run first."""
+    heard = []
+    validate_model(TINY, vectors=3, log=heard.append)
+    assert [m for m in heard if m.startswith("running ") and "vectors" not in m] == [
+        "running TFLM", "running LiteRT", "running LiteRT optimized kernels",
+        "running LiteRT optimized kernels (no XNNPACK)"]

@@ -37,8 +37,7 @@ def main() -> None:
     counts_file = artifacts / "recipe_counts.json"
 
     with atheris.instrument_imports(include=["converter", "yaml", "pydantic"]):
-        from converter.errors import KitError
-        from converter.recipe import load_recipe
+        from converter import KitError, load_recipe
 
     path = Path(tempfile.mkdtemp(prefix="fuzz-recipe-")) / "recipe.yaml"
 

@@ -57,8 +57,7 @@ def run_parse(args) -> None:
     import atheris
 
     with atheris.instrument_imports(include=["converter", "flatbuffers", "tflite_micro.tensorflow"]):
-        from converter.errors import KitError
-        from converter.tflite.model import check_deployable, read_graph, read_model
+        from converter import KitError, check_deployable, read_graph, read_model
 
     corpus = Path(args.artifacts) / "corpus"
     corpus.mkdir(parents=True, exist_ok=True)
@@ -97,10 +96,7 @@ def mutate(data: bytearray, rng: random.Random) -> bytes:
 
 def run_runtime(args) -> None:
     """Only inputs that pass the structural checks reach a runtime, so mutate until they do."""
-    from converter.errors import KitError
-    from converter.tflm.isolation import check_runs_safely
-    from converter.tflite.model import check_deployable, read_graph, read_model
-    from converter.flows.validate import validate_model
+    from converter import KitError, check_deployable, check_runs_safely, read_graph, read_model, validate_model
 
     artifacts = Path(args.artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -170,9 +166,7 @@ def outcome(data: bytes, child: bool) -> str:
     """'ok' or the KitError's problem with numbers blanked: what the regression test replays."""
     import re
 
-    from converter.errors import KitError
-    from converter.tflm.isolation import check_runs_safely
-    from converter.tflite.model import check_deployable, read_graph, read_model
+    from converter import KitError, check_deployable, check_runs_safely, read_graph, read_model
 
     try:
         read_model(data)

@@ -10,47 +10,23 @@ from collections import Counter
 
 import numpy as np
 
-from ..system.native_output import captured_fds
 from ..tflite.model import Graph
+from ..tflm.runners import run_model
+from .outputs import differing
 
 # LiteRT runtimes with per-tensor access. XNNPACK (LiteRT's default delegate) fuses
 # operators and hides intermediates, so the optimized kernels are inspected without it.
 LITERT_KERNELS = {"litert_reference": "BUILTIN_REF", "litert_optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
+INSPECTED_RUNTIME = {"litert_reference": "litert_reference", "litert_optimized": "litert_optimized_inspectable"}
+_RUNTIME_OF_KERNELS = {"BUILTIN_REF": "litert_reference", "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "litert_optimized_inspectable"}
 
 
 def tflm_tensors(model_bytes: bytes, graph: Graph, inputs: list[np.ndarray]) -> list[dict[int, np.ndarray]]:
-    from tflite_micro.python.tflite_micro import runtime
-
-    wanted = [t for node in graph.nodes for t in node.outputs if t in graph.tensors]
-    results = []
-    with captured_fds(2):
-        interpreter = runtime.Interpreter.from_bytes(
-            model_bytes, arena_size=max(4 << 20, 20 * len(model_bytes)),
-            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
-        for v in range(len(inputs[0])):
-            for i, x in enumerate(inputs):
-                interpreter.set_input(x[v:v + 1], i)
-            interpreter.invoke()
-            results.append({t: np.array(interpreter.GetTensor(t, 0)["tensor_data"]) for t in wanted})
-    return results
+    return run_model(model_bytes, inputs, "tflm", keep_tensors=True).tensors
 
 
 def litert_tensors(model_bytes: bytes, graph: Graph, inputs: list[np.ndarray], kernels: str) -> list[dict[int, np.ndarray]]:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    wanted = [t for node in graph.nodes for t in node.outputs if t in graph.tensors]
-    with captured_fds(2):
-        interpreter = Interpreter(model_content=model_bytes, num_threads=1, experimental_preserve_all_tensors=True,
-                                  experimental_op_resolver_type=getattr(OpResolverType, kernels))
-        interpreter.allocate_tensors()
-    input_indices = [d["index"] for d in interpreter.get_input_details()]
-    results = []
-    for v in range(len(inputs[0])):
-        for index, x in zip(input_indices, inputs):
-            interpreter.set_tensor(index, x[v:v + 1])
-        interpreter.invoke()
-        results.append({t: np.array(interpreter.get_tensor(t)) for t in wanted})
-    return results
+    return run_model(model_bytes, inputs, _RUNTIME_OF_KERNELS[kernels], keep_tensors=True).tensors
 
 
 def first_divergence(graph: Graph, golden: dict[int, np.ndarray], other: dict[int, np.ndarray]):
@@ -59,45 +35,47 @@ def first_divergence(graph: Graph, golden: dict[int, np.ndarray], other: dict[in
         for t in node.outputs:
             if t not in golden:
                 continue
-            a, b = golden[t].reshape(-1), other[t].reshape(-1)
-            if a.tobytes() != b.tobytes():
-                return node, b.astype(np.int64) - a.astype(np.int64)
+            a, b = golden[t].reshape(1, -1), other[t].reshape(1, -1)
+            if differing(a, b).any():
+                return node, (b.astype(np.int64) - a.astype(np.int64)).reshape(-1)
     return None
+
+
+def compare_pair(graph: Graph, golden: list[dict], other: list[dict], kernels: str) -> dict:
+    """One LiteRT kernel set against TFLM: per vector the first differing node, per operator type the totals."""
+    per_vector, per_op = [], {}
+    op_vectors = Counter(node.op for node in graph.nodes)
+    for v, (g, o) in enumerate(zip(golden, other)):
+        found = first_divergence(graph, g, o)
+        if found is None:
+            per_vector.append(None)
+            continue
+        node, difference = found
+        per_vector.append({"vector": v, "node": node.index, "op": node.op,
+                           "elements": int(np.count_nonzero(difference)), "max_lsb": int(np.abs(difference).max())})
+        entry = per_op.setdefault(node.op, {"vectors_first_differing": 0, "elements_differing": 0,
+                                            "max_lsb": 0, "histogram": Counter()})
+        entry["vectors_first_differing"] += 1
+        entry["elements_differing"] += int(np.count_nonzero(difference))
+        entry["max_lsb"] = max(entry["max_lsb"], int(np.abs(difference).max()))
+        entry["histogram"].update(int(d) for d in difference[difference != 0])
+    operators = {}
+    for op in op_vectors:
+        entry = per_op.get(op, {"vectors_first_differing": 0, "elements_differing": 0, "max_lsb": 0,
+                                "histogram": Counter()})
+        operators[op] = {"nodes": op_vectors[op], "vectors_compared": len(golden), **entry,
+                         "histogram": {str(k): v for k, v in sorted(entry["histogram"].items())}}
+    return {
+        "kernels": kernels,
+        "vectors": len(golden),
+        "vectors_differing": sum(x is not None for x in per_vector),
+        "operators": operators,
+        "first_divergences": [x for x in per_vector if x is not None],
+    }
 
 
 def compare_runtimes(model_bytes: bytes, graph: Graph, inputs: list[np.ndarray]) -> dict:
     """Per LiteRT kernel set: per vector the first differing node, and per operator type the totals."""
     golden = tflm_tensors(model_bytes, graph, inputs)
-    report = {}
-    for pair_name, kernels in LITERT_KERNELS.items():
-        other = litert_tensors(model_bytes, graph, inputs, kernels)
-        per_vector, per_op = [], {}
-        op_vectors = Counter(node.op for node in graph.nodes)
-        for v, (g, o) in enumerate(zip(golden, other)):
-            found = first_divergence(graph, g, o)
-            if found is None:
-                per_vector.append(None)
-                continue
-            node, difference = found
-            per_vector.append({"vector": v, "node": node.index, "op": node.op,
-                               "elements": int(np.count_nonzero(difference)), "max_lsb": int(np.abs(difference).max())})
-            entry = per_op.setdefault(node.op, {"vectors_first_differing": 0, "elements_differing": 0,
-                                                "max_lsb": 0, "histogram": Counter()})
-            entry["vectors_first_differing"] += 1
-            entry["elements_differing"] += int(np.count_nonzero(difference))
-            entry["max_lsb"] = max(entry["max_lsb"], int(np.abs(difference).max()))
-            entry["histogram"].update(int(d) for d in difference[difference != 0])
-        operators = {}
-        for op in op_vectors:
-            entry = per_op.get(op, {"vectors_first_differing": 0, "elements_differing": 0, "max_lsb": 0,
-                                    "histogram": Counter()})
-            operators[op] = {"nodes": op_vectors[op], "vectors_compared": len(inputs[0]), **entry,
-                             "histogram": {str(k): v for k, v in sorted(entry["histogram"].items())}}
-        report[pair_name] = {
-            "kernels": kernels,
-            "vectors": len(inputs[0]),
-            "vectors_differing": sum(x is not None for x in per_vector),
-            "operators": operators,
-            "first_divergences": [x for x in per_vector if x is not None],
-        }
-    return report
+    return {pair: compare_pair(graph, golden, litert_tensors(model_bytes, graph, inputs, kernels), kernels)
+            for pair, kernels in LITERT_KERNELS.items()}

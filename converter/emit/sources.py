@@ -57,12 +57,33 @@ class _TensorView:
         return _c_float(self.tensor.scale)
 
     @property
+    def name_c(self) -> str:
+        """The tensor name, escaped: it comes from the model file and lands in a C++ comment."""
+        return c_string_body((self.tensor.name or "").replace("\0", "\\0"), "tensor name")
+
+    @property
     def zero_point_c(self) -> int:
         return self.tensor.zero_point or 0
 
 
-def _c_string(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+# Escapes a C/C++ string literal needs; `?` so that no `??x` trigraph forms under -std=c++11/14.
+_ESCAPES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", ord('"'): '\\"', ord("'"): "\\'",
+            ord("\\"): "\\\\", ord("?"): "\\?"}
+
+
+def c_string_body(text: str, what: str = "label") -> str:
+    """`text` as the inside of a C string literal holding its UTF-8 bytes: printable ASCII as is, every
+    other byte as a three-digit octal escape, which (unlike \\x) cannot run into a following digit.
+    Safe inside a // comment too when something follows it on the line: it holds no line break."""
+    if "\0" in text:
+        raise KitError(f"{what} {text!r} contains a NUL character, which would end the C string early",
+                       f"remove it from the {what}")
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise KitError(f"{what} {text!r} is not valid Unicode text", f"fix the {what}") from None
+    return "".join(_ESCAPES.get(byte) or (chr(byte) if 0x20 <= byte < 0x7F else f"\\{byte:03o}")
+                   for byte in encoded)
 
 
 def render_all(name: str, source: str, model_bytes: bytes, model_sha256: str, info: ModelInfo,
@@ -83,7 +104,7 @@ def render_all(name: str, source: str, model_bytes: bytes, model_sha256: str, in
         "model_ops.h": _render("model_ops.h.j2", **common, ops=resolver_ops(info)),
         "model_settings.h": _render(
             "model_settings.h.j2", **common, inputs=inputs, outputs=outputs,
-            labels=[_c_string(x) for x in (labels or [])], arena_measured=arena_measured, arena_size=arena_size,
+            labels=[c_string_body(str(x)) for x in (labels or [])], arena_measured=arena_measured, arena_size=arena_size,
             arena_margin_percent=round(arena_margin * 100), arena_host=host),
         "golden_vectors.h": _render("golden_vectors.h.j2", **common, count=count, inputs=inputs, outputs=outputs),
         "golden_vectors.cc": _render("golden_vectors.cc.j2", **common, count=count, arrays=arrays),

@@ -1,34 +1,70 @@
-"""One conversion run: recipe -> stages -> quantized .tflite -> validated artifacts in --out."""
+"""One conversion run: recipe -> stages -> .tflite -> validated artifacts in --out.
+
+The run is a row of phases, each a function below with a typed result: load the inputs, run the
+stages, check the model is deployable, run the golden vectors, measure the arena, render the C
+sources, validate bit for bit, build the manifest, and write everything through a staging folder
+that is checked before it replaces --out. Progress goes to `events` (converter/progress.py).
+"""
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
-from ..system import tf_env
-from ..inputs.dataset import Dataset, load_data
-from ..emit.c_arrays import parse_c_array
-from ..emit.sources import render_all, resolver_ops
+from .. import progress
 from ..errors import KitError
-from ..reports.manifest import sha256, tool_versions, write_manifest
-from ..inputs.keras_model import load_model
-from ..inputs.npz import save_npz
-from ..system.outdir import check_output_path, staged_output
+from ..inputs.dataset import Dataset, check_training_labels, load_data
+from ..inputs.recipe_inputs import recipe_inputs
+from ..progress import Note, Sink, phase
 from ..recipe import Recipe
-from ..reports.convert_report import render_report
-from ..tflm.arena import measure_arena
-from ..tflm.runners import quantize, run_litert, run_tflm
-from ..stages import compress as compress_stage
-from ..stages import quantize as quantize_stage
-from ..stages import stage_runner
-from ..stages.distill import resolve_builder
+from ..reports.manifest import ConversionParts, sha256
+from ..system import out_lock, tf_env
+from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, check_deployable, read_model
-from ..compare.outputs import bit_exact, compare_outputs
+from ..tflm.arena import measure_arena
+from ..tflm.runners import quantize, run_tflm
+from .convert_output import check_and_write, validate_artifacts
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The recipe's model (a Keras model, or the bytes of a .tflite) and its data."""
+
+    model: object
+    data: Dataset
+    flatbuffer: bool
+
+
+@dataclass(frozen=True)
+class StagesRun:
+    model_bytes: bytes               # the final flatbuffer
+    first_flatbuffer: bytes          # as the converter made it (or as the .tflite came)
+    records: list                    # StageRecord per stage, in order
+    notes: list[str]                 # each stage's own note for report.md
+
+    @property
+    def uncompressed(self) -> Optional[bytes]:
+        """The flatbuffer before the flatbuffer stages, when they changed it (LiteRT runs that one:
+        it has no TFLM_DECODE kernel), else None."""
+        return self.first_flatbuffer if self.first_flatbuffer != self.model_bytes else None
+
+
+@dataclass(frozen=True)
+class Golden:
+    inputs: list[np.ndarray]
+    outputs: list[np.ndarray]
+    source: str                      # where the inputs came from, for people
+
+
+@dataclass(frozen=True)
+class Arena:
+    measured: int
+    size: int                        # measured + margin, rounded up to 16 bytes
 
 
 def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.ndarray], str]:
@@ -39,31 +75,6 @@ def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.n
 
 def arena_with_margin(measured: int, margin: float) -> int:
     return int(math.ceil(measured * (1 + margin) / 16) * 16)
-
-
-def _validate(model_bytes: bytes, info: ModelInfo, inputs, golden, c_source: str, name: str,
-              uncompressed: bytes | None = None) -> dict:
-    """uncompressed: the model before LUT compression, when there was one. LiteRT has no TFLM_DECODE
-    kernel, so LiteRT runs it; TFLM must give it the golden outputs bit for bit."""
-    from_c = parse_c_array(c_source, f"g_{name}_model_data")
-    if from_c != model_bytes:
-        raise KitError("model_data.cc does not hold the same bytes as model.tflite (emitter bug)",
-                       "report this with the recipe that produced it")
-    litert_bytes = uncompressed or model_bytes
-    validation = {"tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, info, inputs))}
-    if uncompressed is not None:
-        validation["tflm_vs_tflm_uncompressed"] = compare_outputs(
-            golden, run_tflm(uncompressed, read_model(uncompressed), inputs))
-    return validation | {
-        "tflm_vs_litert_reference": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=True)),
-        "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=False)),
-    }
-
-
-def _check_labels(labels, info: ModelInfo) -> None:
-    if labels and len(labels) != info.outputs[0].elements:
-        raise KitError(f"{len(labels)} labels given but the model's first output has {info.outputs[0].elements} values",
-                       "give one label per output class (data.labels), or none")
 
 
 def _input_shape(model) -> tuple:
@@ -77,102 +88,133 @@ def _input_shape(model) -> tuple:
     return shape
 
 
-def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str], None] = print) -> dict:
-    out = Path(out)
-    model_inputs = (recipe.resolve(recipe.model.path),) if recipe.model.path else ()
-    check_output_path(out, force, inputs=model_inputs)
-    started = time.perf_counter()
-    keras = tf_env.keras()
-    keras.utils.set_random_seed(recipe.seed)
-    tf_env.tensorflow().config.experimental.enable_op_determinism()
+def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
+    if recipe.model.is_flatbuffer:
+        from ..tflm.isolation import open_untrusted
 
-    log("loading the model and data")
+        model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
+        if len(info.inputs) != 1:
+            raise KitError(f"the model has {len(info.inputs)} inputs; convert supports single-input models",
+                           "give a model with one input tensor")
+        return Loaded(model_bytes, load_data(recipe, tuple(info.inputs[0].shape[1:])), True)
+    from ..inputs.keras_model import load_model
+
     model = load_model(recipe)
     data = load_data(recipe, _input_shape(model))
+    check_training_labels(recipe, data, model)  # before training: TensorFlow's own error is a traceback
+    return Loaded(model, data, False)
 
-    records = []
-    total = len(recipe.stages) + 1 + (recipe.compress is not None)
-    for number, stage in enumerate(recipe.stages, start=1):
-        log(f"stage {number}/{total}: {stage.kind}")
-        settings = stage.settings
-        if stage.kind == "distill":  # the student builder's path is relative to the recipe
-            settings = settings.model_copy(update={"student_builder": resolve_builder(settings.student_builder,
-                                                                                      recipe.base_dir)})
-        result = stage_runner(stage.kind)(model, settings, data, recipe.seed)
-        model, records = result.model, records + [result.record]
-    log(f"stage {len(recipe.stages) + 1}/{total}: quantize ({recipe.quantize.mode}, "
-        f"{min(recipe.quantize.calibration_samples, len(data.x_calibration))} calibration samples)")
-    quantized = quantize_stage.run(model, recipe.quantize, data, recipe.seed)
-    records.append(quantized.record)
-    model_bytes = quantized.model
-    quantize_record, uncompressed = quantized.record, None
-    if recipe.compress is not None:
-        log(f"stage {total}/{total}: compress (TFLM LUT)")
-        compressed = compress_stage.run(model_bytes, recipe.compress, data, recipe.seed)
-        records.append(compressed.record)
-        if compressed.model != model_bytes:
-            uncompressed, model_bytes = model_bytes, compressed.model
+
+def _stage_detail(name: str, settings, data: Dataset) -> str:
+    if name == "quantize":
+        return (f"quantize ({settings.mode}, "
+                f"{min(settings.calibration_samples, len(data.x_calibration))} calibration samples)")
+    return "compress (TFLM LUT)" if name == "compress" else name
+
+
+def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
+    from ..stages.base import StageContext
+    from ..stages.registry import get
+
+    context = StageContext(loaded.data, recipe.seed, recipe.base_dir, events)
+    model, first_flatbuffer, records, notes = loaded.model, None, [], []
+    if loaded.flatbuffer:
+        first_flatbuffer = model
+    pipeline = recipe.pipeline()
+    for number, (name, settings) in enumerate(pipeline, start=1):
+        stage = get(name)
+        with phase(events, name, _stage_detail(name, settings, loaded.data), number, len(pipeline)):
+            result = stage.run(model, settings, context)
+        model = result.model
+        records.append(result.record)
+        notes.append(stage.report_note(result.record))
+        if stage.takes == "keras" and stage.gives == "flatbuffer":
+            first_flatbuffer = model
+    return StagesRun(model, first_flatbuffer, records, notes)
+
+
+def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
+    """The one deployability check of the final flatbuffer: TFLM can load and run it as asked."""
+    from ..emit.sources import resolver_ops
+
     info = read_model(model_bytes)
     # no float ops (unless float16 was asked for), int64, dynamic shapes left
-    check_deployable(model_bytes, require_int8=recipe.quantize.mode != "float16")
+    check_deployable(model_bytes, require_int8=not recipe.model.is_flatbuffer and recipe.quantize.mode != "float16")
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
-    _check_labels(data.labels, info)
-
-    log("running golden vectors on TFLM and measuring the arena")
-    inputs, golden_source = golden_inputs(data, info, recipe.golden.vectors)
-    golden = run_tflm(model_bytes, info, inputs)
-    arena_measured = measure_arena(model_bytes, [x[:1].reshape(t.shape) for x, t in zip(inputs, info.inputs)])
-    arena_size = arena_with_margin(arena_measured, recipe.arena_margin)
-    model_sha = sha256(model_bytes)
-    sources = render_all(recipe.name, "model.tflite", model_bytes, model_sha, info, arena_measured, arena_size,
-                         recipe.arena_margin, data.labels, inputs, golden, host=platform.machine())
-
-    log("validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels")
-    validation = _validate(model_bytes, info, inputs, golden, sources["model_data.cc"], recipe.name, uncompressed)
-
-    float_quality = quantize_record["quality_before"].get("eval_accuracy")
-    quantized_quality = quantize_record["quality_after"].get("eval_accuracy")
-    content = {
-        "name": recipe.name,
-        "tools": tool_versions(),
-        "recipe": recipe.model_dump(mode="json"),
-        "model": {"bytes": len(model_bytes), "sha256": model_sha, "operators": info.operator_counts,
-                  "inputs": [t.as_dict() for t in info.inputs], "outputs": [t.as_dict() for t in info.outputs]},
-        "arena_bytes": arena_measured,
-        "tensor_arena_size": arena_size,
-        "arena_note": f"measured with TFLM's Python runtime on {platform.machine()} (64-bit pointers): "
-                      "an upper estimate for 32-bit MCUs, before optimized-kernel scratch buffers",
-        "stages": records,
-        "validation": validation,
-        "summary": {
-            "model_bytes": len(model_bytes), "operators": list(info.operators), "arena_measured": arena_measured,
-            "tensor_arena_size": arena_size, "arena_margin_percent": round(recipe.arena_margin * 100),
-            "float_quality": "—" if float_quality is None else f"{float_quality:.2%}",
-            "quantized_quality": "—" if quantized_quality is None else f"{quantized_quality:.2%}",
-            "mode": recipe.quantize.mode,
-            "golden_vectors": int(len(inputs[0])), "golden_source": golden_source,
-            "bit_exact_on_tflm": bit_exact(validation["tflm_vs_c_array"]),
-        },
-        "seconds": None,
-    }
-
-    with staged_output(out) as staging:
-        (staging / "model.tflite").write_bytes(model_bytes)
-        for file_name, text in sources.items():
-            (staging / file_name).write_text(text)
-        arrays = {f"input_{i}": x for i, x in enumerate(inputs)} | {f"output_{j}": y for j, y in enumerate(golden)}
-        save_npz(staging / "golden.npz", arrays)
-        content["seconds"] = round(time.perf_counter() - started, 1)
-        (staging / "report.md").write_text(render_report(content))
-        manifest = write_manifest(staging, content)
-    if not bit_exact(validation["tflm_vs_c_array"]):
-        raise KitError("the model read back from model_data.cc gave different TFLM outputs",
-                       f"see {out / 'report.md'}")
-    if uncompressed is not None and not bit_exact(validation["tflm_vs_tflm_uncompressed"]):
-        raise KitError("the LUT-compressed model gave different TFLM outputs than the uncompressed one "
-                       "on the golden vectors", f"see {out / 'report.md'}; remove the compress step")
-    return manifest
+    if data.labels and len(data.labels) != info.outputs[0].elements:
+        raise KitError(f"{len(data.labels)} labels given but the model's first output has "
+                       f"{info.outputs[0].elements} values", "give one label per output class (data.labels), or none")
+    return info
 
 
-def load_manifest(out: Path) -> dict:
-    return json.loads((Path(out) / "manifest.json").read_text())
+def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> Golden:
+    inputs, source = golden_inputs(data, info, count)
+    return Golden(inputs, run_tflm(model_bytes, info, inputs), source)
+
+
+def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
+    measured = measure_arena(model_bytes, [x[:1].reshape(t.shape) for x, t in zip(golden.inputs, info.inputs)])
+    return Arena(measured, arena_with_margin(measured, margin))
+
+
+def render(recipe: Recipe, model_bytes: bytes, info: ModelInfo, arena: Arena, golden: Golden,
+           labels) -> dict[str, str]:
+    from ..emit.sources import render_all
+
+    return render_all(recipe.name, "model.tflite", model_bytes, sha256(model_bytes), info,
+                      arena_measured=arena.measured, arena_size=arena.size, arena_margin=recipe.arena_margin,
+                      labels=labels, golden_inputs=golden.inputs, golden_outputs=golden.outputs,
+                      host=platform.machine())
+
+
+def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[str, Optional[float], Optional[float]]:
+    """The flatbuffer's mode, the float model's accuracy and the flatbuffer's (on TFLM)."""
+    converter = next((r for r in run.records if r.kind == "quantize"), None)
+    if converter is not None:
+        return (recipe.quantize.mode, converter.quality_before.get("eval_accuracy"),
+                converter.quality_after.get("eval_accuracy"))
+    from ..stages.quantize import tflite_quality
+
+    # a .tflite source: no Keras model to score; its type names the mode
+    mode = read_model(run.model_bytes).inputs[0].type.lower()
+    return mode, None, tflite_quality(run.model_bytes, data).get("eval_accuracy")
+
+
+@out_lock.released_after
+def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sink] = None,
+            log: Optional[Callable[[str], None]] = None) -> dict:
+    """Run `recipe` into `out`; returns the manifest. Progress goes to `events` (a progress sink);
+    `log` is a shorthand for `events=progress.ConsoleSink(log)`."""
+    events = events or (progress.ConsoleSink(log) if log is not None else progress.silent)
+    out = Path(out)
+    check_output_path(out, force, inputs=recipe_inputs(recipe))
+    started = time.perf_counter()
+    if not recipe.model.is_flatbuffer:  # a .tflite needs no TensorFlow
+        tf_env.deterministic(recipe.seed)
+
+    with phase(events, "load", "loading the model and data"):
+        loaded = load_inputs(recipe, events)
+    stages = run_stages(recipe, loaded, events)
+    model_bytes = stages.model_bytes
+    info = check_model(model_bytes, recipe, loaded.data)
+
+    with phase(events, "golden+arena", "running golden vectors on TFLM and measuring the arena"):
+        golden = run_golden(model_bytes, info, loaded.data, recipe.golden.vectors)
+        arena = measure(model_bytes, info, golden, recipe.arena_margin)
+        sources = render(recipe, model_bytes, info, arena, golden, loaded.data.labels)
+
+    with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):
+        validation = validate_artifacts(model_bytes, info, golden.inputs, golden.outputs, sources["model_data.cc"],
+                                        recipe.name, stages.uncompressed)
+
+    mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)
+    parts = ConversionParts(
+        name=recipe.name, recipe=recipe.model_dump(mode="json"), model_bytes=len(model_bytes),
+        model_sha256=sha256(model_bytes), info=info, arena_measured=arena.measured, arena_size=arena.size,
+        arena_margin=recipe.arena_margin, host=platform.machine(), stages=stages.records, validation=validation,
+        golden_vectors=int(len(golden.inputs[0])), golden_source=golden.source, mode=mode,
+        float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
+        source="tflite" if loaded.flatbuffer else "keras")
+    with phase(events, "write", "writing the artifacts"):
+        return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages.notes,
+                               started)

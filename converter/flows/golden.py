@@ -1,20 +1,27 @@
-"""Golden-output regression: record TFLM's outputs for fixed inputs, and check a model still gives them bit for bit."""
+"""Golden-output regression: record TFLM's outputs for fixed inputs, and check a model still gives them bit for bit.
+
+The model may come from anywhere: TFLM runs it in a child process (converter.tflm.child) both
+when recording and when checking; this process reads its flatbuffer and compares the outputs.
+"""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..compare.golden_format import VECTORS_FILE, GoldenVectors, load_vectors, save_vectors
+from ..compare.outputs import first_mismatch
 from ..errors import CheckFailed, KitError
 from ..reports.manifest import sha256, tool_versions
-from ..inputs.npz import save_npz
-from ..tflm.runners import run_tflm
-from ..tflite.model import read_model
+from ..tflm.isolation import read_checked, run_isolated
+from .model_inputs import model_inputs
 
 LOCK = "golden.json"
-VECTORS = "golden.npz"
+VECTORS = VECTORS_FILE
+RE_RECORD = "re-record the goldens: tflm-kit golden record MODEL --out DIR --force"
 
 
 class GoldenMismatch(CheckFailed):
@@ -31,8 +38,7 @@ class Golden:
 
 def save(folder: Path, model_bytes: bytes, model_file: str, inputs: list[np.ndarray], outputs: list[np.ndarray],
          note: str = "") -> dict:
-    arrays = {f"input_{i}": x for i, x in enumerate(inputs)} | {f"output_{j}": y for j, y in enumerate(outputs)}
-    save_npz(folder / VECTORS, arrays)
+    save_vectors(folder / VECTORS, inputs, outputs)
     lock = {"model_sha256": sha256(model_bytes), "model_file": model_file, "vectors": int(len(inputs[0])),
             "inputs": len(inputs), "outputs": len(outputs), "tools": tool_versions(), "note": note}
     (folder / LOCK).write_text(json.dumps(lock, indent=2) + "\n")
@@ -40,18 +46,42 @@ def save(folder: Path, model_bytes: bytes, model_file: str, inputs: list[np.ndar
 
 
 def record(model: Path, data: Path | None, out: Path, vectors: int, seed: int, force: bool = False) -> tuple[dict, str]:
-    """Run MODEL on TFLM for `vectors` inputs and write the goldens to `out` atomically."""
-    from ..tflm.isolation import open_untrusted
+    """Run MODEL on TFLM (in a child) for `vectors` inputs and write the goldens to `out` atomically."""
     from ..system.outdir import check_output_path, staged_output
-    from .validate import model_inputs
 
-    check_output_path(out, force, inputs=(Path(model),))
-    model_bytes, info = open_untrusted(model)
-    inputs, _, _, source = model_inputs(info, data, vectors, seed)
-    outputs = run_tflm(model_bytes, info, [inputs])
+    check_output_path(out, force, inputs=(Path(model),) + ((Path(data),) if data is not None else ()))
+    model_bytes, info = read_checked(model)
+    vector_inputs = model_inputs(info, data, vectors, seed)
+    outputs = run_isolated(model_bytes, vector_inputs.quantized, what=f"recording goldens of {model}")
     with staged_output(out) as staging:
-        lock = save(staging, model_bytes, str(Path(model).resolve()), [inputs], outputs, note=source)
-    return lock, source
+        lock = save(staging, model_bytes, str(Path(model).resolve()), vector_inputs.quantized, outputs,
+                    note=vector_inputs.source)
+    return lock, vector_inputs.source
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise KitError(f"{path} is not valid JSON (truncated or edited?)", RE_RECORD) from None
+    if not isinstance(value, dict):
+        raise KitError(f"{path} does not hold a JSON object", RE_RECORD)
+    return value
+
+
+def _claim(record: dict, key: str, path: Path, kind=int):
+    value = record.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise KitError(f"{path} has no valid '{key}' (found {value!r})", RE_RECORD)
+    return value
+
+
+def _check_claims(path: Path, claims: dict, vectors: GoldenVectors) -> None:
+    """What the lock says must be what golden.npz holds: a lock that lies makes a check meaningless."""
+    held = {"vectors": vectors.vectors, "inputs": len(vectors.inputs), "outputs": len(vectors.outputs)}
+    for key, claimed in claims.items():
+        if claimed is not None and claimed != held[key]:
+            raise KitError(f"{path} says {claimed} {key} but {VECTORS} holds {held[key]}", RE_RECORD)
 
 
 def load(folder: Path) -> Golden:
@@ -60,19 +90,28 @@ def load(folder: Path) -> Golden:
     if not (folder / VECTORS).is_file():
         raise KitError(f"{folder} has no {VECTORS}", "record goldens first: tflm-kit golden record MODEL --out DIR")
     if (folder / LOCK).is_file():
-        lock = json.loads((folder / LOCK).read_text())
-        model_sha, model_file = lock["model_sha256"], lock.get("model_file")
+        path = folder / LOCK
+        lock = _read_json(path)
+        model_sha, model_file = _claim(lock, "model_sha256", path, str), lock.get("model_file")
+        if model_file is not None and not isinstance(model_file, str):
+            raise KitError(f"{path} has no valid 'model_file' (found {model_file!r})", RE_RECORD)
+        claims = {key: _claim(lock, key, path) for key in ("vectors", "inputs", "outputs")}
     elif (folder / "manifest.json").is_file():
-        manifest = json.loads((folder / "manifest.json").read_text())
-        model_sha, model_file = manifest["model"]["sha256"], "model.tflite"
+        path = folder / "manifest.json"
+        manifest = _read_json(path)
+        model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+        model_sha, model_file = _claim(model, "sha256", path, str), "model.tflite"
+        summary = manifest.get("summary") if isinstance(manifest.get("summary"), dict) else {}
+        claims = {"vectors": summary.get("golden_vectors"), "inputs": len(model.get("inputs") or []) or None,
+                  "outputs": len(model.get("outputs") or []) or None}
     else:
         raise KitError(f"{folder} has no {LOCK} or manifest.json saying which model it is for",
                        "re-record the goldens with tflm-kit golden record")
-    with np.load(folder / VECTORS) as archive:
-        count = lambda prefix: sum(1 for k in archive.files if k.startswith(prefix))  # noqa: E731
-        inputs = [archive[f"input_{i}"] for i in range(count("input_"))]
-        outputs = [archive[f"output_{j}"] for j in range(count("output_"))]
-    return Golden(inputs, outputs, model_sha, model_file)
+    if not re.fullmatch(r"[0-9a-f]{64}", model_sha):
+        raise KitError(f"{path} gives the model's sha256 as {model_sha[:80]!r}, not 64 hex digits", RE_RECORD)
+    vectors = load_vectors(folder / VECTORS)
+    _check_claims(path, claims, vectors)
+    return Golden(vectors.inputs, vectors.outputs, model_sha, model_file)
 
 
 def _model_path(folder: Path, golden: Golden, model: Path | None) -> Path:
@@ -82,19 +121,6 @@ def _model_path(folder: Path, golden: Golden, model: Path | None) -> Path:
         raise KitError(f"{folder} does not say where its model is", "pass the model: tflm-kit golden check DIR MODEL")
     candidate = Path(golden.model_file)
     return candidate if candidate.is_absolute() else folder / candidate
-
-
-def first_mismatch(expected: list[np.ndarray], actual: list[np.ndarray]) -> str | None:
-    for j, (e, a) in enumerate(zip(expected, actual)):
-        e2, a2 = e.reshape(len(e), -1), a.reshape(len(a), -1)
-        differs = e2.view(np.uint8).reshape(len(e), -1) != a2.view(np.uint8).reshape(len(a), -1) \
-            if e2.dtype == a2.dtype else np.ones_like(e2, dtype=bool)
-        if differs.any():
-            vector = int(np.argmax(differs.any(axis=1)))
-            index = int(np.argmax(e2[vector] != a2[vector])) if e2.dtype == a2.dtype else 0
-            return (f"vector {vector} output {j} index {index}: expected {e2[vector, index].item()!r}, "
-                    f"got {a2[vector, index].item()!r} ({int(np.count_nonzero(differs))} of {differs.size} values differ)")
-    return None
 
 
 def _signature_problem(golden: Golden, info) -> str | None:
@@ -121,8 +147,7 @@ def check(folder: Path, model: Path | None = None, strict_model: bool = False) -
     path = _model_path(folder, golden, model)
     if not path.is_file():
         raise KitError(f"model {path} does not exist", "pass the model: tflm-kit golden check DIR MODEL")
-    model_bytes = path.read_bytes()
-    info = read_model(model_bytes)
+    model_bytes, info = read_checked(path)
     problem = _signature_problem(golden, info)
     if problem:
         raise KitError(f"the goldens in {folder} are from another model: {problem}",
@@ -133,7 +158,7 @@ def check(folder: Path, model: Path | None = None, strict_model: bool = False) -
                   if changed else "same model bytes as recorded")
     if changed and strict_model:
         raise KitError(f"{model_note} and --strict-model is set", "pass the recorded model or drop --strict-model")
-    outputs = run_tflm(model_bytes, info, golden.inputs)
+    outputs = run_isolated(model_bytes, golden.inputs, what=f"checking {path} against its goldens")
     mismatch = first_mismatch(golden.outputs, outputs)
     if mismatch:
         raise GoldenMismatch(f"{path.name} no longer reproduces {folder / VECTORS}: {mismatch}; {model_note}")

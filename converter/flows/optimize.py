@@ -80,9 +80,9 @@ def _rebuild_best(store: SearchStore, best: TrialResult, template: TrialSpec, ou
     mapping = candidate_recipe(template.base_recipe, best.params, template.fine_tune, template.loss,
                                template.selection_size, template.separate_calibration)
     folder = out / "best"
-    folder.mkdir(exist_ok=True)  # the recipe's ../ paths resolve through it
     log(f"rebuilding the best candidate (trial {best.number}) with the convert flow into {folder}")
-    manifest = convert(parse_recipe(mapping, base_dir=folder), folder, force=True, log=log)
+    # parsed as if it sat in trials/: the same ../ paths, and an --out that holds none of its inputs
+    manifest = convert(parse_recipe(mapping, base_dir=out / "trials"), folder, force=True, log=log)
     header = (f"# tflm-kit optimize: trial {best.number} of the search in {out.name}/ ({describe(best.params)}).\n"
               f"# Rebuild: tflm-kit convert {folder.name}/recipe.yaml --out OUT (needs ../{TEACHER}, ../{DATA}).\n")
     (folder / "recipe.yaml").write_text(header + yaml.safe_dump(mapping, sort_keys=False))

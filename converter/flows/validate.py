@@ -1,159 +1,125 @@
-"""`tflm-kit validate`: any int8/int16x8 .tflite, runtime against runtime and against its float model."""
+"""`tflm-kit validate`: any int8/int16x8 .tflite, runtime against runtime and against its float model.
+
+The model is untrusted: this process only reads its flatbuffer (plain Python) and prepares the
+inputs; every runtime, and the float model, run in a child process (converter.tflm.child), each
+runtime once over all vectors, keeping the intermediate tensors the divergence report needs.
+"""
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..compare.outputs import compare_outputs
-from ..compare.divergence import compare_runtimes
-from ..errors import KitError
+from ..compare.divergence import INSPECTED_RUNTIME, LITERT_KERNELS, compare_pair
 from ..compare.fidelity import output_metrics, per_layer_sqnr
-from ..tflm.isolation import open_untrusted
+from ..compare.outputs import compare_outputs
+from ..errors import KitError
 from ..reports.manifest import sha256, tool_versions
-from ..tflm.runners import dequantize, quantize, run_litert, run_tflm
-from ..tflite.model import ModelInfo, read_graph
+from ..tflite.model import read_graph, read_model
+from ..tflm.child import ChildCrashed, run_in_child
+from ..tflm.isolation import announce_runtime, model_array, read_checked
+from ..tflm.runners import dequantize, run_model, time_limit
+from .model_inputs import model_inputs
+
+# The child runs TFLM, LiteRT reference, LiteRT optimized (XNNPACK, for the outputs) and the optimized
+# kernels without XNNPACK (for the intermediates); loading TensorFlow for a float model takes longer.
+RUNS_PER_VECTOR = 4
+FLOAT_MODEL_STARTUP_SECONDS = 180.0
 
 
-def _read_data(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    if not path.is_file():
-        raise KitError(f"data file {path} does not exist", "give an .npz with the inputs under 'x' (labels under 'y')")
-    try:
-        archive = np.load(path, allow_pickle=False)
-        keys = archive.files
-    except Exception as exc:
-        raise KitError(f"data file {path} is not a readable .npz ({type(exc).__name__})", "save it with numpy.savez") from None
-    key = next((k for k in ("x", "input_0", "x_test", "x_eval") if k in keys), None)
-    if key is None:
-        raise KitError(f"data file {path} has no 'x' array (it has {sorted(keys)})", "store the inputs under 'x'")
-    labels = next((archive[k] for k in ("y", "y_test", "y_eval") if k in keys), None)
-    return archive[key], labels
+def _arrays_list(arrays: dict, prefix: str) -> list[np.ndarray]:
+    return [arrays[f"{prefix}_{i}"] for i in range(sum(1 for k in arrays if k.startswith(f"{prefix}_")))]
 
 
-def model_inputs(info: ModelInfo, data: Path | None, vectors: int, seed: int):
-    """(quantized inputs, float inputs, labels, description) for the model's single input."""
-    if len(info.inputs) != 1:
-        raise KitError(f"the model has {len(info.inputs)} inputs; validate supports single-input models",
-                       "validate each input path separately")
-    tensor = info.inputs[0]
-    sample_shape = tuple(tensor.shape[1:])
-    if data is None:
-        rng = np.random.default_rng(seed)
-        if np.issubdtype(tensor.dtype, np.integer):
-            limits = np.iinfo(tensor.dtype)
-            q = rng.integers(limits.min, limits.max, (vectors, *sample_shape), endpoint=True).astype(tensor.dtype)
-        else:
-            q = rng.standard_normal((vectors, *sample_shape)).astype(tensor.dtype)
-        return q, dequantize(q, tensor), None, f"{vectors} seeded random inputs (seed {seed}; no --data given)"
-    x, labels = _read_data(Path(data))
-    if len(x) == 0:
-        raise KitError(f"data file {data} has no inputs (0 samples)", "give at least one input sample")
-    if tuple(x.shape[1:]) != sample_shape:
-        raise KitError(f"data inputs have shape {tuple(x.shape[1:])} per sample but the model takes {sample_shape}",
-                       "reshape the data to the model's input shape")
-    x, labels = x[:vectors], (None if labels is None else np.asarray(labels)[:vectors])
-    if np.issubdtype(x.dtype, np.floating):
-        if not np.isfinite(x).all():
-            raise KitError("data inputs contain NaN or infinity", "clean the data")
-        return quantize(x, tensor), x.astype(np.float32), labels, f"{len(x)} inputs from {data}"
-    if x.dtype != tensor.dtype:
-        raise KitError(f"data inputs are {x.dtype} but the model input is {tensor.dtype}",
-                       f"give float inputs (the kit quantizes them) or {tensor.dtype} inputs")
-    return x, dequantize(x, tensor), labels, f"{len(x)} inputs from {data}"
-
-
-def _float_outputs(float_model: Path, float_inputs: np.ndarray):
-    """(outputs, keras model or None) of the float reference model."""
+def _float_outputs(float_model: Path, float_inputs: list[np.ndarray]):
+    """(outputs per model output, keras model or None) of the float reference model."""
     if float_model.suffix == ".tflite":
-        return run_litert(float_model.read_bytes(), [float_inputs], reference_kernels=True)[0], None
+        return run_model(float_model.read_bytes(), float_inputs, "litert_reference").outputs, None
     from ..inputs.keras_model import load_file_model
 
     keras_model = load_file_model(float_model)
-    return np.asarray(keras_model.predict(float_inputs, verbose=0)), keras_model
+    predicted = keras_model.predict(float_inputs[0] if len(float_inputs) == 1 else float_inputs, verbose=0)
+    return [np.asarray(p) for p in (predicted if isinstance(predicted, list) else [predicted])], keras_model
 
 
-def validate_model(model_path: Path, data: Path | None = None, float_model: Path | None = None,
-                   vectors: int = 100, seed: int = 0, log: Callable[[str], None] = print) -> dict:
-    started = time.perf_counter()
-    model_bytes, info = open_untrusted(model_path, log)
-    graph = read_graph(model_bytes)
-    inputs, float_inputs, labels, source = model_inputs(info, data, vectors, seed)
-    log(f"running {len(inputs)} vectors on TFLM and LiteRT (outputs)")
-    golden = run_tflm(model_bytes, info, [inputs])
-    outputs = {
-        "tflm_vs_litert_reference": compare_outputs(golden, run_litert(model_bytes, [inputs], reference_kernels=True)),
-        "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(model_bytes, [inputs], reference_kernels=False)),
-    }
-    log("locating differences operator by operator")
-    operators = compare_runtimes(model_bytes, graph, [inputs])
+def validate_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
+    """Child side: run each runtime once, compare, and (with a float model) measure fidelity."""
+    model_bytes = arrays["model"].tobytes()
+    info, graph = read_model(model_bytes), read_graph(model_bytes)
+    inputs = _arrays_list(arrays, "input")
+    announce_runtime(emit, "tflm")
+    golden = run_model(model_bytes, inputs, "tflm", keep_tensors=True)
+    outputs, operators = {}, {}
+    for pair, kernels in LITERT_KERNELS.items():
+        announce_runtime(emit, pair)
+        if pair == "litert_reference":
+            inspected = run_model(model_bytes, inputs, pair, keep_tensors=True)
+            outputs[f"tflm_vs_{pair}"] = compare_outputs(golden.outputs, inspected.outputs)
+        else:  # XNNPACK's outputs are what users get; its fused intermediates are not inspectable
+            outputs[f"tflm_vs_{pair}"] = compare_outputs(golden.outputs, run_model(model_bytes, inputs, pair).outputs)
+            announce_runtime(emit, INSPECTED_RUNTIME[pair])
+            inspected = run_model(model_bytes, inputs, INSPECTED_RUNTIME[pair], keep_tensors=True)
+        operators[pair] = compare_pair(graph, golden.tensors, inspected.tensors, kernels)
+        del inspected  # one LiteRT run's tensors in memory at a time
     report = {
-        "model": {"file": str(model_path), "bytes": len(model_bytes), "sha256": sha256(model_bytes),
+        "model": {"file": arguments["model_file"], "bytes": len(model_bytes), "sha256": sha256(model_bytes),
                   "operators": info.operator_counts,
                   "inputs": [t.as_dict() for t in info.inputs], "outputs": [t.as_dict() for t in info.outputs]},
-        "data": source,
+        "data": arguments["source"],
         "tools": tool_versions(),
         "outputs": outputs,
         "operators": operators,
     }
-    if float_model is not None:
-        log(f"comparing with the float model {float_model}")
-        reference, keras_model = _float_outputs(Path(float_model), float_inputs)
-        quantized = dequantize(golden[0], info.outputs[0])
-        report["fidelity"] = output_metrics(reference, quantized, labels)
+    if arguments["float_model"] is not None:
+        float_model = Path(arguments["float_model"])
+        emit("progress", f"comparing with the float model {arguments['float_model_shown']}")
+        float_inputs = _arrays_list(arrays, "float_input")
+        reference, keras_model = _float_outputs(float_model, float_inputs)
+        labels = arrays.get("labels")
+        metrics = [output_metrics(ref, dequantize(out, tensor), labels)
+                   for ref, out, tensor in zip(reference, golden.outputs, info.outputs)]
+        report["fidelity"] = metrics[0]
+        if len(metrics) > 1:
+            report["fidelity_per_output"] = metrics
         if keras_model is not None:
-            from ..compare.divergence import tflm_tensors
+            report["per_layer_sqnr"] = per_layer_sqnr(keras_model, graph,
+                                                      float_inputs[0] if len(float_inputs) == 1 else float_inputs,
+                                                      golden.tensors)
+    return report, {}
 
-            report["per_layer_sqnr"] = per_layer_sqnr(keras_model, graph, float_inputs,
-                                                      tflm_tensors(model_bytes, graph, [inputs]))
+
+def validate_model(model_path: Path, data: Path | None = None, float_model: Path | None = None,
+                   vectors: int = 100, seed: int = 0, log: Callable[[str], None] = print) -> dict:
+    """The validation report of MODEL: TFLM against LiteRT (outputs and operator by operator),
+    and against the float model when one is given. Runtimes only ever see the model in a child."""
+    started = time.perf_counter()
+    model_bytes, info = read_checked(model_path)
+    vector_inputs = model_inputs(info, data, vectors, seed)
+    if float_model is not None and not Path(float_model).exists():
+        raise KitError(f"float model {float_model} does not exist", "give the float .h5/.keras/SavedModel/.tflite")
+    arrays = {"model": model_array(model_bytes)}
+    arrays |= {f"input_{i}": x for i, x in enumerate(vector_inputs.quantized)}
+    arrays |= {f"float_input_{i}": x for i, x in enumerate(vector_inputs.floats)}
+    if vector_inputs.labels is not None:
+        arrays["labels"] = vector_inputs.labels
+    arguments = {"model_file": str(model_path), "source": vector_inputs.source,
+                 "float_model": None if float_model is None else str(Path(float_model).resolve()),
+                 "float_model_shown": None if float_model is None else str(float_model)}
+    log(f"running {vector_inputs.vectors} vectors on TFLM and LiteRT in a separate process")
+    limit = time_limit(model_bytes, RUNS_PER_VECTOR * vector_inputs.vectors,
+                       startup=FLOAT_MODEL_STARTUP_SECONDS if float_model is not None else None)
+    try:
+        report = run_in_child(validate_task, arguments, arrays, what=f"validating {model_path}",
+                              timeout=limit, log=log).value
+    except ChildCrashed as crash:
+        runtime = (crash.last_event.data.get("runtime_name") if crash.last_event else None) or "a runtime"
+        raise KitError(f"{runtime} crashed ({crash.signal_name}) while validating {model_path} on its inputs; "
+                       "the model is malformed or drives a kernel out of bounds",
+                       "re-export the model; the kit's own process was not affected") from None
     report["seconds"] = round(time.perf_counter() - started, 2)
     return report
 
 
-def validate_in_child(model_path: Path, data: Path | None = None, float_model: Path | None = None,
-                      vectors: int = 100, seed: int = 0, log: Callable[[str], None] = print) -> dict:
-    """validate_model in a child process.
-
-    The smoke run of check_runs_safely feeds zeros; the real inputs come later and can drive a
-    malformed model into a crash the zeros did not (an index read from the input, say). Here a
-    crash ends the child, and the kit reports it.
-    """
-    arguments = {"model_path": str(model_path), "data": None if data is None else str(data),
-                 "float_model": None if float_model is None else str(float_model), "vectors": vectors, "seed": seed}
-    with tempfile.TemporaryDirectory(prefix="tflm-kit-validate-") as folder:
-        report_path, errors_path = Path(folder) / "report.json", Path(folder) / "stderr.txt"
-        with open(errors_path, "w") as errors:
-            child = subprocess.Popen([sys.executable, "-m", "converter.flows.validate", json.dumps(arguments),
-                                      str(report_path)], stdout=subprocess.PIPE, stderr=errors, text=True)
-            for line in child.stdout:
-                log(line.rstrip("\n"))
-            returncode = child.wait()
-        if returncode == 0:
-            return json.loads(report_path.read_text())
-        printed = errors_path.read_text(errors="replace")
-    if returncode < 0:
-        raise KitError(f"a runtime crashed ({signal.Signals(-returncode).name}) while validating {model_path} "
-                       "on its inputs; the model is malformed or drives a kernel out of bounds",
-                       "re-export the model; the kit's own process was not affected")
-    reported = [line.removeprefix("error: ") for line in printed.splitlines() if line.startswith("error: ")]
-    if reported:
-        problem, _, fix = reported[-1].partition(" — fix: ")
-        raise KitError(problem, fix)
-    raise KitError(f"validation failed in its child process (exit {returncode}): {' '.join(printed.split())[-300:]}",
-                   "report this with the model")
-
-
-if __name__ == "__main__":
-    arguments = json.loads(sys.argv[1])
-    try:
-        result = validate_model(**arguments, log=lambda message: print(message, flush=True))
-    except KitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    Path(sys.argv[2]).write_text(json.dumps(result))
+validate_in_child = validate_model  # the CLI's name for it, from when only the CLI was isolated

@@ -7,8 +7,12 @@ from typing import Optional
 import numpy as np
 
 from .builders import load_function
+from .npz import npz_names, read_npz
 from ..errors import KitError
-from ..recipe import Recipe
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
+    from ..recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -42,12 +46,9 @@ def _from_npz(recipe: Recipe) -> dict:
     path = recipe.resolve(source.npz)
     if not path.is_file():
         raise KitError(f"data file {path} does not exist", "fix data.npz in the recipe (relative to the recipe file)")
-    try:
-        archive = np.load(path, allow_pickle=False)
-        keys = set(archive.files)
-    except Exception as exc:  # np.load raises many types for a bad file
-        raise KitError(f"data file {path} is not a readable .npz ({type(exc).__name__})",
-                       "save the arrays with numpy.savez") from None
+    wanted = {source.x_train, source.y_train, source.x_eval, source.y_eval, source.x_calibration, "labels"}
+    archive = read_npz(path, "data file", keys=wanted)
+    keys = set(archive)
 
     def take(key: Optional[str]):
         return archive[key] if key and key in keys else None
@@ -58,7 +59,7 @@ def _from_npz(recipe: Recipe) -> dict:
         "x_calibration": take(source.x_calibration),
     }
     if source.x_calibration and arrays["x_calibration"] is None:
-        raise KitError(f"data file {path} has no array '{source.x_calibration}' (it has {sorted(keys)})",
+        raise KitError(f"data file {path} has no array '{source.x_calibration}' (it has {npz_names(path)})",
                        "fix data.x_calibration in the recipe")
     if "labels" in keys:
         arrays["labels"] = [str(x) for x in archive["labels"]]
@@ -73,9 +74,21 @@ def _scaled(x: Optional[np.ndarray], scale: float, offset: float) -> Optional[np
     if x is None:
         return None
     x = np.asarray(x)
+    if np.iscomplexobj(x):  # from a data builder: .npz files are checked on reading
+        raise KitError(f"input arrays are complex ({x.dtype}), and the kit does not drop imaginary parts",
+                       "give real inputs (e.g. the magnitude, or real and imaginary parts as channels)")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise KitError(f"input arrays must be numeric, got dtype {x.dtype}", "store the inputs as numbers (e.g. float32 or uint8)")
     return (x.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
+
+
+def _check_label_text(labels) -> None:
+    """Labels become C string literals (model_settings.h): refuse, before any training, what none can hold."""
+    for label in labels or ():
+        text = str(label)
+        if "\0" in text or any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+            raise KitError(f"label {text!r} contains a NUL character or a lone surrogate, which no C string can hold",
+                           "use printable text for the labels (any other Unicode is escaped)")
 
 
 def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
@@ -113,6 +126,7 @@ def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
         if not np.isfinite(x).all():
             raise KitError(f"{name} inputs contain NaN or infinity", "clean the data before converting")
     labels = source.labels or arrays.get("labels")
+    _check_label_text(labels)
     y_train, y_eval = arrays.get("y_train"), _head(arrays.get("y_eval"), recipe.eval_samples)
     for name, x, y in (("train", x_train, y_train), ("eval", x_eval, y_eval)):
         if x is not None and y is not None and len(x) != len(y):
@@ -122,3 +136,29 @@ def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
         x_calibration=x_cal, x_eval=x_eval, y_eval=None if y_eval is None else np.asarray(y_eval),
         labels=list(labels) if labels is not None else None,
     )
+
+
+def check_training_labels(recipe: Recipe, data: Dataset, model) -> None:
+    """Before any training: the labels fit the loss of every stage that trains and the model's output
+    width (TensorFlow's own error for a label of 99 on 10 outputs is a graph-execution traceback)."""
+    # A stage trains when its settings have epochs; distill's hard labels use sparse categorical loss.
+    losses = {getattr(stage.settings, "loss", "sparse_categorical_crossentropy")
+              for stage in recipe.stages if getattr(stage.settings, "epochs", 0) > 0}
+    if not losses or data.y_train is None:
+        return
+    y, width = np.asarray(data.y_train), model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    if np.iscomplexobj(y) or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+        raise KitError(f"training labels (y_train) are {y.dtype}, not numbers", "store the labels as integers")
+    if not np.isfinite(y).all():
+        raise KitError("training labels (y_train) contain NaN or infinity", "clean the labels before converting")
+    fix = f"fix y_train, or give the model as many outputs as there are classes (it has {width})"
+    if "sparse_categorical_crossentropy" in losses and width is not None:
+        flat = y.reshape(-1).astype(np.float64)
+        bad = np.unique(flat[(flat < 0) | (flat >= width) | (flat != np.round(flat))])
+        if bad.size:
+            shown = ", ".join(f"{v:g}" for v in bad[:5]) + (" ..." if bad.size > 5 else "")
+            raise KitError(f"training labels must be class indices 0 to {width - 1} for the model's {width} "
+                           f"outputs, but y_train holds {shown}", fix)
+    if "categorical_crossentropy" in losses and width is not None and (y.ndim < 2 or y.shape[-1] != width):
+        raise KitError(f"categorical_crossentropy needs one-hot labels of width {width}, but y_train has shape "
+                       f"{y.shape}", "one-hot encode y_train, or use loss: sparse_categorical_crossentropy")

@@ -13,8 +13,13 @@ def _pair_line(name: str, result: dict) -> str:
     return f"| {name} | {result['equal']}/{result['total']} | {lsb} | {verdict} |"
 
 
-def render_report(manifest: dict) -> str:
+def render_report(manifest: dict, notes: list[str] | None = None) -> str:
+    """notes: one 'notes' cell per stage, each written by its stage (Stage.report_note)."""
     summary = manifest["summary"]
+    quality = (f"- Quality on the eval set: float {summary['float_quality']}, "
+               f"{summary['mode']} on TFLM {summary['quantized_quality']}")
+    if summary.get("source") == "tflite":
+        quality += " (the model came as a .tflite: there is no Keras model, so no float or per-stage Keras quality)"
     lines = [
         f"# {manifest['name']}: tflm-kit conversion report",
         "",
@@ -22,7 +27,7 @@ def render_report(manifest: dict) -> str:
         f"- Tensor arena: **{summary['tensor_arena_size']:,} bytes** in `kTensorArenaSize` "
         f"({summary['arena_measured']:,} B measured on the host with TFLM + {summary['arena_margin_percent']}% margin; "
         "an upper estimate for a 32-bit MCU)",
-        f"- Quality on the eval set: float {summary['float_quality']}, {summary['mode']} on TFLM {summary['quantized_quality']}",
+        quality,
         f"- Golden vectors: {summary['golden_vectors']} ({summary['golden_source']})",
         "",
         "## Stages",
@@ -30,26 +35,11 @@ def render_report(manifest: dict) -> str:
         "| stage | seconds | quality after | sparsity after | notes |",
         "|---|---|---|---|---|",
     ]
-    for record in manifest["stages"]:
-        notes = ""
-        if record["stage"] == "cluster":
-            worst = max((row["max_unique_per_channel"] for row in record["layers"]), default=0)
-            notes = f"≤ {worst} distinct values per channel"
-            if record.get("notes"):
-                notes += f"; {len(record['notes'])} layer(s) left as they were (no more weights per channel than clusters)"
-        if record["stage"] == "compress":
-            tensors = record.get("tensors") or []
-            if tensors:
-                bits = sorted({t.get("index_bits") for t in tensors if t.get("index_bits")})
-                notes = (f"{len(tensors)} tensors LUT-compressed ({'/'.join(map(str, bits))}-bit indices), "
-                         f"model {record['bytes_before']:,} → {record['bytes_after']:,} B")
-            else:
-                notes = record.get("note", "")
-        if record["stage"] == "quantize":
-            notes = f"{record['tflite_bytes']:,} B, {record['calibration_samples_used']} calibration samples"
+    notes = notes if notes is not None else [""] * len(manifest["stages"])
+    for record, note in zip(manifest["stages"], notes):
         sparsity = record.get("sparsity_after")
         lines.append(f"| {record['stage']} | {record['seconds']} | {_quality(record)} | "
-                     f"{'' if sparsity is None else f'{sparsity:.1%}'} | {notes} |")
+                     f"{'' if sparsity is None else f'{sparsity:.1%}'} | {note} |")
     lines += ["", "## Bit-for-bit validation (TFLM is the reference)", "",
               "| comparison | equal vectors | max LSB | result |", "|---|---|---|---|"]
     for name, result in manifest["validation"].items():

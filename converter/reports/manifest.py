@@ -4,8 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Optional
+
+from ..compare.outputs import bit_exact
+from ..stages.base import StageRecord
+from ..tflite.model import ModelInfo
 
 TOOLS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tflite-micro", "ai-edge-litert", "numpy")
 
@@ -35,3 +41,59 @@ def write_manifest(folder: Path, content: dict) -> dict:
     manifest = {"artifacts": describe_files(folder), **content}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest
+
+
+@dataclass(frozen=True)
+class ConversionParts:
+    """Everything a conversion's manifest says, typed; `content()` lays it out as manifest.json."""
+
+    name: str
+    recipe: dict
+    model_bytes: int
+    model_sha256: str
+    info: ModelInfo
+    arena_measured: int
+    arena_size: int
+    arena_margin: float
+    host: str
+    stages: list[StageRecord]
+    validation: dict
+    golden_vectors: int
+    golden_source: str
+    mode: str
+    float_accuracy: Optional[float]       # None: not measured (no labels, or a .tflite source)
+    quantized_accuracy: Optional[float]
+    source: str = "keras"                 # "tflite" when the recipe's model is a .tflite file
+
+    def content(self, seconds: Optional[float] = None) -> dict:
+        summary = {
+            "model_bytes": self.model_bytes, "operators": list(self.info.operators),
+            "arena_measured": self.arena_measured, "tensor_arena_size": self.arena_size,
+            "arena_margin_percent": round(self.arena_margin * 100),
+            "float_quality": _percent(self.float_accuracy), "quantized_quality": _percent(self.quantized_accuracy),
+            "mode": self.mode, "golden_vectors": self.golden_vectors, "golden_source": self.golden_source,
+            "bit_exact_on_tflm": bit_exact(self.validation["tflm_vs_c_array"]),
+        }
+        if self.source != "keras":
+            summary["source"] = self.source
+        return {
+            "name": self.name,
+            "tools": tool_versions(),
+            "recipe": self.recipe,
+            "model": {"bytes": self.model_bytes, "sha256": self.model_sha256,
+                      "operators": self.info.operator_counts,
+                      "inputs": [t.as_dict() for t in self.info.inputs],
+                      "outputs": [t.as_dict() for t in self.info.outputs]},
+            "arena_bytes": self.arena_measured,
+            "tensor_arena_size": self.arena_size,
+            "arena_note": f"measured with TFLM's Python runtime on {self.host} (64-bit pointers): "
+                          "an upper estimate for 32-bit MCUs, before optimized-kernel scratch buffers",
+            "stages": [record.as_dict() for record in self.stages],
+            "validation": self.validation,
+            "summary": summary,
+            "seconds": seconds,
+        }
+
+
+def _percent(value: Optional[float]) -> str:
+    return "—" if value is None else f"{value:.2%}"

@@ -35,9 +35,13 @@ def render_markdown(report: dict) -> str:
                          f"{row['vectors_first_differing']}/{row['vectors_compared']} | {row['elements_differing']} | "
                          f"{row['max_lsb']} | {histogram} |")
     if "fidelity" in report:
-        fidelity = report["fidelity"]
-        lines += ["", "## Fidelity against the float model", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {key} | {_fmt(value)} |" for key, value in fidelity.items()]
+        per_output = report.get("fidelity_per_output") or [report["fidelity"]]
+        lines += ["", "## Fidelity against the float model", "",
+                  "| metric | " + " | ".join("value" if len(per_output) == 1 else f"output {j}"
+                                             for j in range(len(per_output))) + " |",
+                  "|---|" + "---|" * len(per_output)]
+        lines += [f"| {key} | " + " | ".join(_fmt(metrics.get(key)) for metrics in per_output) + " |"
+                  for key in per_output[0]]
     if report.get("per_layer_sqnr"):
         lines += ["", "## Per-layer SQNR (int8 tensor vs the Keras layer output)", "",
                   "| node | op | Keras layer | SQNR dB |", "|---|---|---|---|"]

@@ -1,46 +1,38 @@
-"""Pipeline stages. Each has one shape: `run(model, settings, data, seed) -> StageResult`.
+"""Pipeline stages: one file per stage, the kinds and the record in base.py, the list in registry.py.
 
-A stage takes a model and its settings and returns the new model plus a record of
-what it did (JSON-ready), so stages compose in any order and test alike.
+`run(model, settings, data, seed)` in each stage module and `stage_runner(kind)` stay as the short
+way to run one stage outside a recipe (tests, notebooks).
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
-from ..inputs.dataset import Dataset
-from .training import keras_quality
-from .weights import overall_sparsity, weight_stats
+from .base import StageContext, StageRecord, StageResult
+
+__all__ = ["StageContext", "StageRecord", "StageResult", "run_stage", "stage_runner", "timed_keras_stage"]
 
 
-@dataclass
-class StageResult:
-    model: Any
-    record: dict = field(default_factory=dict)
+def run_stage(kind: str, model, settings, data, seed: int = 0, **context) -> StageResult:
+    from .registry import get
 
-
-def timed_keras_stage(kind: str, transform: Callable, model, settings, data: Dataset, seed: int) -> StageResult:
-    """Run a Keras-to-Keras transform and record quality and weights before and after."""
-    started = time.perf_counter()
-    before = keras_quality(model, data)
-    new_model, details = transform(model, settings, data, seed)
-    after_weights = weight_stats(new_model)
-    record = {
-        "stage": kind,
-        "settings": settings.model_dump(),
-        **details,
-        "quality_before": before,
-        "quality_after": keras_quality(new_model, data),
-        "sparsity_after": overall_sparsity(after_weights),
-        "layers": after_weights,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    return StageResult(new_model, record)
+    return get(kind).run(model, settings, StageContext(data, seed, **context))
 
 
 def stage_runner(kind: str) -> Callable[..., StageResult]:
-    from . import cluster, distill, prune, qat, train
+    def run(model, settings, data, seed: int = 0, **context) -> StageResult:
+        return run_stage(kind, model, settings, data, seed, **context)
+    return run
 
-    return {"train": train.run, "prune": prune.run, "cluster": cluster.run, "qat": qat.run,
-            "distill": distill.run}[kind]
+
+def timed_keras_stage(kind: str, transform: Callable, model, settings, data, seed: int = 0) -> StageResult:
+    """For a stage written before stages/base.py (`transform(model, settings, data, seed)`): runs it
+    as a KerasStage so its record is built the one way. New stages subclass KerasStage and register."""
+    from .base import KerasStage
+
+    class Adapted(KerasStage):
+        name = kind
+
+        def transform(self, model, settings, context):
+            return transform(model, settings, context.data, context.seed)
+
+    return Adapted().run(model, settings, StageContext(data, seed))

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import warnings
+from typing import Annotated, Literal
 
-import tensorflow_model_optimization as tfmot
+from pydantic import AfterValidator, Field
 
-from ..system import tf_env
 from ..errors import KitError
-from ..recipe import ClusterSettings
-from .training import compile_for_training, fit
-from . import StageResult, timed_keras_stage
+from ..system import tf_env
+from .base import KerasStage, StageContext, StageRecord, StageSettings, register
+from .training import LOSSES, compile_for_training, fit, rounded_losses
 
 _INIT = {
     "kmeans_plus_plus": "KMEANS_PLUS_PLUS",
@@ -19,7 +19,49 @@ _INIT = {
 }
 
 
-def _cluster(model, settings: ClusterSettings, data, seed):
+def _cluster_count(count: int) -> int:
+    if count == 1:
+        raise ValueError("a layer's cluster count is 0 (leave it unclustered) or 2..256")
+    return count
+
+
+class ClusterSettings(StageSettings):
+    loss: LOSSES = "sparse_categorical_crossentropy"
+    clusters: int = Field(16, ge=2, le=256)
+    per_layer: dict[str, Annotated[int, Field(ge=0, le=256), AfterValidator(_cluster_count)]] = Field(
+        default_factory=dict, description="layer name -> its own cluster count (others get 'clusters'); "
+                                          "0 leaves the layer unclustered")
+    per_channel: bool = True
+    preserve_sparsity: bool = True
+    centroid_init: Literal["kmeans_plus_plus", "linear", "density_based", "random"] = "kmeans_plus_plus"
+    epochs: int = Field(1, ge=0, le=1000)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+
+
+@register
+class Cluster(KerasStage):
+    """At most `clusters` distinct values per kernel (per channel), fine-tuned; zeros kept on request.
+    TF-MOT cannot cluster a model wrapped for quantization-aware training: cluster comes before qat."""
+
+    name, Settings, must_not_follow = "cluster", ClusterSettings, ("qat",)
+
+    def transform(self, model, settings: ClusterSettings, context: StageContext):
+        return _cluster(model, settings, context)
+
+    def report_note(self, record: StageRecord) -> str:
+        worst = max((row["max_unique_per_channel"] for row in record.layers or []), default=0)
+        note = f"≤ {worst} distinct values per channel"
+        if record.details.get("notes"):
+            note += (f"; {len(record.details['notes'])} layer(s) left as they were "
+                     "(no more weights per channel than clusters)")
+        return note
+
+
+def _cluster(model, settings: ClusterSettings, context: StageContext):
+    import tensorflow_model_optimization as tfmot
+
+    data, seed = context.data, context.seed
     clustering = tfmot.clustering.keras
     init = getattr(clustering.CentroidInitialization, _INIT[settings.centroid_init])
     # preserve_sparsity and cluster_per_channel are documented as experimental; the public
@@ -43,7 +85,8 @@ def _cluster(model, settings: ClusterSettings, data, seed):
             else:
                 wrapped = clustering.cluster_weights(model, number_of_clusters=settings.clusters, **options)
         compile_for_training(wrapped, settings.loss, settings.learning_rate)
-        losses = fit(wrapped, data, settings.epochs, settings.batch_size, seed, stage="cluster")
+        losses = fit(wrapped, data, settings.epochs, settings.batch_size, seed, stage="cluster",
+                     events=context.events)
     except tf_env.tensorflow().errors.InvalidArgumentError as exc:
         # k-means++ needs at least as many (non-zero, same-sign) weights per channel as clusters.
         raise KitError(f"clustering into {settings.clusters} clusters failed: a layer has too few weights "
@@ -56,7 +99,7 @@ def _cluster(model, settings: ClusterSettings, data, seed):
     # TF-MOT leaves a layer unclustered (with a warning) when a channel has no more weights than
     # clusters; such a layer already has at most that many values per channel, but say so.
     notes = sorted({" ".join(str(w.message).split()) for w in caught if "clustering" in str(w.message)})
-    return stripped, {"loss_per_epoch": [round(x, 5) for x in losses], "notes": notes,
+    return stripped, {"loss_per_epoch": rounded_losses(losses), "notes": notes,
                       "clusters_per_layer": counts}
 
 
@@ -71,5 +114,5 @@ def clusters_per_layer(model, settings: ClusterSettings) -> dict[str, int]:
             for layer in model.layers if layer.weights}
 
 
-def run(model, settings: ClusterSettings, data, seed: int = 0) -> StageResult:
-    return timed_keras_stage("cluster", _cluster, model, settings, data, seed)
+def run(model, settings: ClusterSettings, data, seed: int = 0, **context):
+    return Cluster().run(model, settings, StageContext(data, seed, **context))

@@ -15,26 +15,34 @@ its consumer runs. This stage:
 - runs the compressed and the uncompressed model on TFLM over real inputs and fails unless every
   output byte is identical (the pipeline checks the golden vectors again).
 
-Like every stage it has the shape `run(model, settings, data, seed) -> StageResult`; here the
-model in and out is the .tflite flatbuffer (bytes).
+It is a FlatbufferStage (stages/base.py): the model in and out is the .tflite flatbuffer (bytes).
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import time
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 
-from ..inputs.dataset import Dataset
 from ..errors import KitError
-from ..recipe import CompressSettings
 from ..tflm.runners import quantize, run_tflm
 from ..tflite.model import read_model
 from ..compare.outputs import bit_exact, compare_outputs
-from . import StageResult
+from .base import FlatbufferStage, StageContext, StageRecord, StageSettings, register
+
+
+class CompressSettings(StageSettings):
+    """TFLM LUT compression of the quantized flatbuffer (after quantize; decoded by TFLM_DECODE)."""
+
+    lut: bool = True
+    max_index_bits: int = Field(7, ge=1, le=7, description="leave tensors that need wider indices as they are")
+    verify_samples: int = Field(200, ge=1, le=100_000,
+                                description="real inputs on which TFLM must give identical bytes before and after")
+    strip_metadata: bool = Field(False, description="drop what TFLM never reads: names, signatures, converter "
+                                 "metadata, repeated weight zero points, encoded tensors' quantization")
 
 DCM_BYTES = 16       # TFLM's DecodeCommonMetadata header in front of every value table
 MAX_LUT_BITS = 7     # the LUT ancillary data holds index widths 1..7
@@ -248,9 +256,30 @@ def strip(model_bytes: bytes) -> tuple[bytes, dict]:
     return stripped, {"bytes_saved": saved, "repack_bytes": baseline - len(model_bytes)}
 
 
-def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int = 0) -> StageResult:
-    started = time.perf_counter()
-    record = {"stage": "compress", "settings": settings.model_dump(), "bytes_before": len(model_bytes)}
+@register
+class Compress(FlatbufferStage):
+    name = "compress"
+    Settings = CompressSettings
+
+    def transform(self, model_bytes: bytes, settings: CompressSettings, context: StageContext):
+        return _compress(model_bytes, settings, context.data)
+
+    def report_note(self, record: StageRecord) -> str:
+        tensors = record.details.get("tensors") or []
+        if not tensors:
+            return record.details.get("note", "")
+        bits = sorted({t.get("index_bits") for t in tensors if t.get("index_bits")})
+        return (f"{len(tensors)} tensors LUT-compressed ({'/'.join(map(str, bits))}-bit indices), "
+                f"model {record.details['bytes_before']:,} → {record.details['bytes_after']:,} B")
+
+
+def run(model_bytes: bytes, settings: CompressSettings, data, seed: int = 0, **context):
+    return Compress().run(model_bytes, settings, StageContext(data, seed, **context))
+
+
+def _compress(model_bytes: bytes, settings: CompressSettings, data) -> tuple[bytes, dict]:
+    """The compressed (and/or stripped) model and the details of its record."""
+    record = {"bytes_before": len(model_bytes)}
     choices, skipped = plan(model_bytes, settings.max_index_bits) if settings.lut else ([], [])
     compressed, lut_note = model_bytes, None
     if not choices:
@@ -268,9 +297,8 @@ def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int
         compressed, record["strip"] = strip_checked(compressed)
     if compressed == model_bytes:
         record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": skipped, "verification": None,
-                       "seconds": round(time.perf_counter() - started, 2),
                        "note": f"{lut_note}; the model is unchanged"})
-        return StageResult(model_bytes, record)
+        return model_bytes, record
     info, compressed_info = read_model(model_bytes), read_model(compressed)
     x, source = data.spread_inputs(settings.verify_samples)
     inputs = [quantize(x, info.inputs[0])]
@@ -292,11 +320,10 @@ def run(model_bytes: bytes, settings: CompressSettings, data: Dataset, seed: int
         "tensors": [c.as_dict() for c in choices],
         "skipped": skipped,
         "verification": verification,
-        "seconds": round(time.perf_counter() - started, 2),
     })
     if lut_note:
         record["note"] = f"{lut_note}; only stripped"
-    return StageResult(compressed, record)
+    return compressed, record
 
 
 def strip_checked(model_bytes: bytes) -> tuple[bytes, dict]:

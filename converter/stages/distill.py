@@ -12,28 +12,29 @@ The student (untrained, from `student_builder`) replaces the model for every lat
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
-from .. import progress
-from ..system import tf_env
-from ..inputs.builders import load_function
-from ..inputs.dataset import Dataset
 from ..errors import KitError
-from ..recipe import DistillSettings
-from .training import _outputs_probabilities, keras_quality, predict
-from .weights import overall_sparsity, weight_stats
-from . import StageResult
+from ..inputs.builders import load_function
+from ..system import tf_env
+from .base import KerasStage, StageContext, StageSettings, register
+from .training import _outputs_probabilities, fit_arrays, predict, rounded_losses
 
 
-def resolve_builder(spec: str, base_dir: Path) -> str:
-    """'file.py:function' made absolute against the recipe folder; 'module:function' unchanged."""
-    target, sep, func = spec.rpartition(":")
-    if sep and target.endswith(".py") and not Path(target).expanduser().is_absolute():
-        return f"{(base_dir / Path(target)).resolve()}:{func}"
-    return spec
+class DistillSettings(StageSettings):
+    """Knowledge distillation: train a (smaller) student on the current model's softened outputs.
+    The student then replaces the model for the stages after this one."""
+
+    student_builder: str = Field(description="'file.py:function' (relative to the recipe) or 'module:function'")
+    builder_args: dict = Field(default_factory=dict)
+    temperature: float = Field(4.0, gt=0, le=100)
+    alpha: float = Field(0.1, ge=0.0, le=1.0, description="weight of the hard-label loss; 1 - alpha on the teacher's")
+    epochs: int = Field(10, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
 
 
 def _logits(tf, outputs, probabilities: bool):
@@ -61,9 +62,9 @@ def _float_bytes(model) -> int:
     return int(sum(np.prod(w.shape) * w.dtype.size for w in model.weights))
 
 
-def build_student(settings: DistillSettings, teacher):
+def build_student(settings: DistillSettings, teacher, base_dir: Path = Path(".")):
     keras = tf_env.keras()
-    student = load_function(settings.student_builder, Path("."), "student")(**settings.builder_args)
+    student = load_function(settings.student_builder, base_dir, "student")(**settings.builder_args)
     if not isinstance(student, keras.Model):
         raise KitError(f"student builder {settings.student_builder} returned a {type(student).__module__}."
                        f"{type(student).__name__}, not a Keras 2 (tf_keras) model",
@@ -77,46 +78,43 @@ def build_student(settings: DistillSettings, teacher):
     return student
 
 
-def run(teacher, settings: DistillSettings, data: Dataset, seed: int = 0) -> StageResult:
-    started = time.perf_counter()
-    keras = tf_env.keras()
-    if not data.trainable:
-        raise KitError("distill needs training data (x_train and y_train) and the data source has none",
-                       "add x_train/y_train to the data, or remove the distill stage")
-    y = np.asarray(data.y_train)
-    if len(teacher.output_shape) != 2 or teacher.output_shape[1] < 2 or y.ndim != 1 \
-            or not np.issubdtype(y.dtype, np.integer):
-        raise KitError(f"distill needs a classifier (one output of class scores) and integer class labels; the "
-                       f"teacher outputs {teacher.output_shape[1:]} and the labels have shape {y.shape[1:]}, "
-                       f"dtype {y.dtype}", "remove the distill stage for this model")
-    keras.utils.set_random_seed(seed)
-    student = build_student(settings, teacher)
-    classes = int(teacher.output_shape[1])
-    teacher_logits = predict(teacher, data.x_train)
-    if _outputs_probabilities(teacher):
-        teacher_logits = np.log(np.clip(teacher_logits, 1e-7, 1.0))
-    packed = np.concatenate([y[:, None].astype(np.float32), teacher_logits.astype(np.float32)], axis=1)
+@register
+class Distill(KerasStage):
+    name = "distill"
+    Settings = DistillSettings
 
-    student.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
-                    loss=distillation_loss(settings.temperature, settings.alpha,
-                                           _outputs_probabilities(student), classes))
-    keras.utils.set_random_seed(seed)
-    history = student.fit(data.x_train, packed, epochs=settings.epochs, batch_size=settings.batch_size,
-                          verbose=0, shuffle=True, callbacks=[progress.epoch_callback("distill", settings.epochs)])
+    def transform(self, teacher, settings: DistillSettings, context: StageContext):
+        keras, data = tf_env.keras(), context.data
+        if not data.trainable:
+            raise KitError("distill needs training data (x_train and y_train) and the data source has none",
+                           "add x_train/y_train to the data, or remove the distill stage")
+        y = np.asarray(data.y_train)
+        if len(teacher.output_shape) != 2 or teacher.output_shape[1] < 2 or y.ndim != 1 \
+                or not np.issubdtype(y.dtype, np.integer):
+            raise KitError(f"distill needs a classifier (one output of class scores) and integer class labels; "
+                           f"the teacher outputs {teacher.output_shape[1:]} and the labels have shape {y.shape[1:]}, "
+                           f"dtype {y.dtype}", "remove the distill stage for this model")
+        tf_env.reseed(context.seed)  # the student's initial weights
+        student = build_student(settings, teacher, context.base_dir)
+        classes = int(teacher.output_shape[1])
+        teacher_logits = predict(teacher, data.x_train)
+        if _outputs_probabilities(teacher):
+            teacher_logits = np.log(np.clip(teacher_logits, 1e-7, 1.0))
+        packed = np.concatenate([y[:, None].astype(np.float32), teacher_logits.astype(np.float32)], axis=1)
 
-    teacher_params, student_params = int(teacher.count_params()), int(student.count_params())
-    weights = weight_stats(student)
-    record = {
-        "stage": "distill",
-        "settings": settings.model_dump(),
-        "loss_per_epoch": [round(float(x), 5) for x in history.history.get("loss", [])],
-        "teacher": {"params": teacher_params, "float32_bytes": _float_bytes(teacher), "name": teacher.name},
-        "student": {"params": student_params, "float32_bytes": _float_bytes(student), "name": student.name},
-        "params_ratio": round(student_params / max(teacher_params, 1), 4),
-        "quality_before": keras_quality(teacher, data),
-        "quality_after": keras_quality(student, data),
-        "sparsity_after": overall_sparsity(weights),
-        "layers": weights,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    return StageResult(student, record)
+        student.compile(optimizer=keras.optimizers.Adam(settings.learning_rate),
+                        loss=distillation_loss(settings.temperature, settings.alpha,
+                                               _outputs_probabilities(student), classes))
+        losses = fit_arrays(student, data.x_train, packed, settings.epochs, settings.batch_size, context.seed,
+                            stage="distill", events=context.events)
+        teacher_params, student_params = int(teacher.count_params()), int(student.count_params())
+        return student, {
+            "loss_per_epoch": rounded_losses(losses),
+            "teacher": {"params": teacher_params, "float32_bytes": _float_bytes(teacher), "name": teacher.name},
+            "student": {"params": student_params, "float32_bytes": _float_bytes(student), "name": student.name},
+            "params_ratio": round(student_params / max(teacher_params, 1), 4),
+        }
+
+
+def run(teacher, settings: DistillSettings, data, seed: int = 0, **context):
+    return Distill().run(teacher, settings, StageContext(data, seed, **context))

@@ -4,20 +4,34 @@ The stage wraps the model with fake-quantization (`quantize_annotate_model` + `q
 fine-tunes it, and hands the wrapped model to the quantize step, whose converter reads the learned
 ranges. The collaborative schemes keep what earlier stages made: `prune_preserve` keeps the zeros
 of a prune stage (PQAT), `cluster_preserve` keeps the clustered values (CQAT; then LUT compression
-still applies), `prune_cluster_preserve` keeps both (PCQAT).
+still applies), `prune_cluster_preserve` keeps both (PCQAT). So prune and cluster come before qat
+(checked when the recipe loads: their `must_not_follow`).
 """
 from __future__ import annotations
 
-import tensorflow_model_optimization as tfmot
+from typing import Literal
 
-from ..system import tf_env
+from pydantic import Field
+
 from ..errors import KitError
-from ..recipe import QatSettings
-from .training import compile_for_training, fit
-from . import StageResult, timed_keras_stage
+from ..system import tf_env
+from .base import KerasStage, StageContext, StageSettings, register
+from .training import LOSSES, compile_for_training, fit, rounded_losses
+
+
+class QatSettings(StageSettings):
+    """Quantization-aware fine-tuning (TF-MOT); the schemes keep pruning and/or clustering."""
+
+    scheme: Literal["default", "prune_preserve", "cluster_preserve", "prune_cluster_preserve"] = "default"
+    epochs: int = Field(1, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    loss: LOSSES = "sparse_categorical_crossentropy"
 
 
 def scheme(name: str):
+    import tensorflow_model_optimization as tfmot
+
     combine = tfmot.experimental.combine
     if name == "default":
         return tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
@@ -28,21 +42,29 @@ def scheme(name: str):
     return combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True)
 
 
-def _qat(model, settings: QatSettings, data, seed):
-    quantization = tfmot.quantization.keras
-    try:
-        with quantization.quantize_scope():
-            annotated = quantization.quantize_annotate_model(model)
-            wrapped = quantization.quantize_apply(annotated, scheme(settings.scheme))
-    except (ValueError, RuntimeError, TypeError) as exc:
-        raise KitError(f"TF-MOT cannot apply quantization-aware training to this model: "
-                       f"{' '.join(str(exc).split())[:200]}",
-                       "remove the qat stage or replace the unsupported layer") from None
-    compile_for_training(wrapped, settings.loss, settings.learning_rate)
-    losses = fit(wrapped, data, settings.epochs, settings.batch_size, seed, stage="qat")
-    tf_env.keras()  # keep Keras 2 loaded for the converter
-    return wrapped, {"loss_per_epoch": [round(x, 5) for x in losses], "scheme": settings.scheme}
+@register
+class Qat(KerasStage):
+    name = "qat"
+    Settings = QatSettings
+
+    def transform(self, model, settings: QatSettings, context: StageContext):
+        import tensorflow_model_optimization as tfmot
+
+        quantization = tfmot.quantization.keras
+        try:
+            with quantization.quantize_scope():
+                annotated = quantization.quantize_annotate_model(model)
+                wrapped = quantization.quantize_apply(annotated, scheme(settings.scheme))
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise KitError(f"TF-MOT cannot apply quantization-aware training to this model: "
+                           f"{' '.join(str(exc).split())[:200]}",
+                           "remove the qat stage or replace the unsupported layer") from None
+        compile_for_training(wrapped, settings.loss, settings.learning_rate)
+        losses = fit(wrapped, context.data, settings.epochs, settings.batch_size, context.seed, stage="qat",
+                     events=context.events)
+        tf_env.keras()  # keep Keras 2 loaded for the converter
+        return wrapped, {"loss_per_epoch": rounded_losses(losses), "scheme": settings.scheme}
 
 
-def run(model, settings: QatSettings, data, seed: int = 0) -> StageResult:
-    return timed_keras_stage("qat", _qat, model, settings, data, seed)
+def run(model, settings: QatSettings, data, seed: int = 0, **context):
+    return Qat().run(model, settings, StageContext(data, seed, **context))

@@ -1,22 +1,32 @@
 """Post-training full-integer quantization with the TFLite converter and a representative dataset.
 
-The stage has the same shape as the others, but its output model is the .tflite
-flatbuffer (bytes) rather than a Keras model.
+The one converter stage: a Keras model goes in, the .tflite flatbuffer (bytes) comes out. Its record
+has the float model's quality (Keras) and the quantized model's (on TFLM), timed separately.
 """
 from __future__ import annotations
 
-import time
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from pydantic import Field
 
-from ..system import tf_env
-from ..inputs.dataset import Dataset
 from ..errors import KitError
-from ..recipe import QuantizeSettings
-from ..tflm.runners import dequantize, quantize, run_tflm
+from ..system import tf_env
 from ..tflite.model import read_model
+from ..tflm.runners import dequantize, quantize, run_tflm
+from .base import ConverterStage, StageContext, StageRecord, StageSettings, register
 from .training import accuracy
-from . import StageResult
+
+if TYPE_CHECKING:
+    from ..inputs.dataset import Dataset
+
+
+class QuantizeSettings(StageSettings):
+    mode: Literal["int8", "int16x8", "float16"] = "int8"
+    int8_io: bool = Field(True, description="integer input/output tensors (int16 for int16x8); else float32")
+    per_channel: bool = True
+    calibration_samples: int = Field(200, ge=1, le=100_000)
+
 
 def calibration_inputs(data: Dataset, samples: int) -> np.ndarray:
     """The first `samples` calibration inputs: a fixed choice keeps the conversion reproducible."""
@@ -86,26 +96,22 @@ def tflite_quality(model_bytes: bytes, data: Dataset) -> dict:
     return {} if score is None else {"eval_accuracy": round(score, 5), "eval_samples": int(len(x)), "runtime": "tflm"}
 
 
-def run(model, settings: QuantizeSettings, data: Dataset, seed: int = 0) -> StageResult:
-    from .training import keras_quality
+@register
+class Quantize(ConverterStage):
+    name = "quantize"
+    Settings = QuantizeSettings
 
-    started = time.perf_counter()
-    model_bytes = convert(model, settings, data)
-    converted = time.perf_counter()
-    quality_before = keras_quality(model, data)
-    scored_float = time.perf_counter()
-    quality_after = tflite_quality(model_bytes, data)
-    done = time.perf_counter()
-    record = {
-        "stage": "quantize",
-        "settings": settings.model_dump(),
-        "calibration_samples_used": int(len(calibration_inputs(data, settings.calibration_samples))),
-        "tflite_bytes": len(model_bytes),
-        "quality_before": quality_before,
-        "quality_after": quality_after,
-        "seconds": round(done - started, 2),
-        # scoring the eval set is most of this stage on big eval sets (eval_samples: 0 skips it)
-        "seconds_split": {"convert": round(converted - started, 2), "score_float": round(scored_float - converted, 2),
-                          "score_tflm": round(done - scored_float, 2)},
-    }
-    return StageResult(model_bytes, record)
+    def transform(self, model, settings: QuantizeSettings, context: StageContext):
+        model_bytes = convert(model, settings, context.data)
+        used = int(len(calibration_inputs(context.data, settings.calibration_samples)))
+        return model_bytes, {"calibration_samples_used": used, "tflite_bytes": len(model_bytes)}
+
+    def flatbuffer_quality(self, model_bytes: bytes, context: StageContext) -> dict:
+        return tflite_quality(model_bytes, context.data)
+
+    def report_note(self, record: StageRecord) -> str:
+        return f"{record.details['tflite_bytes']:,} B, {record.details['calibration_samples_used']} calibration samples"
+
+
+def run(model, settings: QuantizeSettings, data, seed: int = 0, **context):
+    return Quantize().run(model, settings, StageContext(data, seed, **context))

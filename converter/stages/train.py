@@ -1,16 +1,32 @@
 """Fit the float model (for builders that return an untrained architecture)."""
 from __future__ import annotations
 
-from ..recipe import TrainSettings
-from .training import compile_for_training, fit
-from . import StageResult, timed_keras_stage
+from pydantic import Field
+
+from .base import KerasStage, StageContext, StageSettings, register
+from .training import LOSSES, compile_for_training, fit, rounded_losses
 
 
-def _train(model, settings: TrainSettings, data, seed):
-    compile_for_training(model, settings.loss, settings.learning_rate)
-    losses = fit(model, data, settings.epochs, settings.batch_size, seed, stage="train")
-    return model, {"loss_per_epoch": [round(x, 5) for x in losses]}
+class TrainSettings(StageSettings):
+    """Fit the float model on data.x_train before optimizing (for builders that return it untrained)."""
+
+    epochs: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    loss: LOSSES = "sparse_categorical_crossentropy"
 
 
-def run(model, settings: TrainSettings, data, seed: int = 0) -> StageResult:
-    return timed_keras_stage("train", _train, model, settings, data, seed)
+@register
+class Train(KerasStage):
+    name = "train"
+    Settings = TrainSettings
+
+    def transform(self, model, settings: TrainSettings, context: StageContext):
+        compile_for_training(model, settings.loss, settings.learning_rate)
+        losses = fit(model, context.data, settings.epochs, settings.batch_size, context.seed, stage="train",
+                     events=context.events)
+        return model, {"loss_per_epoch": rounded_losses(losses)}
+
+
+def run(model, settings: TrainSettings, data, seed: int = 0, **context):
+    return Train().run(model, settings, StageContext(data, seed, **context))

@@ -1,12 +1,18 @@
-"""Fitting and scoring Keras models: the shared part of the train, prune and cluster stages."""
+"""Fitting and scoring Keras models: the shared part of the Keras stages."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .. import progress
-from ..system import tf_env
-from ..inputs.dataset import Dataset
 from ..errors import KitError
+from ..progress import Epoch, Sink, silent
+from ..system import tf_env
+
+if TYPE_CHECKING:
+    from ..inputs.dataset import Dataset
+
+LOSSES = Literal["sparse_categorical_crossentropy", "categorical_crossentropy", "mse", "binary_crossentropy"]
 
 
 def _outputs_probabilities(model) -> bool:
@@ -30,16 +36,39 @@ def compile_for_training(model, loss: str, learning_rate: float):
     return model
 
 
-def fit(model, data: Dataset, epochs: int, batch_size: int, seed: int, callbacks=(), stage: str = "training"):
+def epoch_reporter(stage: str, epochs: int, events: Sink):
+    """A Keras callback that sends an Epoch event (with the loss) after each epoch."""
+    keras = tf_env.keras()
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("loss")
+            events(Epoch(stage, epoch + 1, epochs, None if loss is None else float(loss)))
+
+    return EpochProgress()
+
+
+def fit_arrays(model, x, y, epochs: int, batch_size: int, seed: int, callbacks=(), stage: str = "training",
+               events: Sink = silent) -> list[float]:
+    """model.fit, seeded, quiet, reporting epochs; returns the loss per epoch."""
+    tf_env.reseed(seed)
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size,
+                        callbacks=[*callbacks, epoch_reporter(stage, epochs, events)], verbose=0, shuffle=True)
+    return [float(value) for value in history.history.get("loss", [])]
+
+
+def fit(model, data: Dataset, epochs: int, batch_size: int, seed: int, callbacks=(), stage: str = "training",
+        events: Sink = silent) -> list[float]:
     if epochs == 0:
         return []
     if not data.trainable:
         raise KitError(f"{stage} needs training data (x_train and y_train) and the data source has none",
                        "add x_train/y_train to the data, or remove the stage / set its epochs to 0")
-    tf_env.tensorflow().keras.utils.set_random_seed(seed)
-    history = model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size,
-                        callbacks=[*callbacks, progress.epoch_callback(stage, epochs)], verbose=0, shuffle=True)
-    return [float(x) for x in history.history.get("loss", [])]
+    return fit_arrays(model, data.x_train, data.y_train, epochs, batch_size, seed, callbacks, stage, events)
+
+
+def rounded_losses(losses: list[float]) -> list[float]:
+    return [round(x, 5) for x in losses]
 
 
 def predict(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

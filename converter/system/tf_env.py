@@ -7,6 +7,9 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The kit trains small models on the CPU; keeping TensorFlow off a GPU makes runs reproducible and
+# silences CUDA probing on machines without one. Here, so the CLI and library callers get the same.
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 
 def tensorflow():
@@ -29,3 +32,16 @@ def keras():
     import tf_keras
 
     return tf_keras
+
+
+def reseed(seed: int) -> None:
+    """The one way the kit seeds Python, NumPy and TensorFlow. Called where a result must not depend
+    on what ran before: at the start of a flow (builders initialise weights), before a student is
+    built, and before every fit, so each stage is reproducible on its own."""
+    keras().utils.set_random_seed(seed)
+
+
+def deterministic(seed: int) -> None:
+    """Seed, and make TensorFlow's ops deterministic (once per flow)."""
+    reseed(seed)
+    tensorflow().config.experimental.enable_op_determinism()

@@ -7,30 +7,24 @@ search resumes in a new child from where it stopped.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import KitError
+from .child import ChildCrashed, ChildEvent, run_in_child
+from .isolation import model_array
+from .runners import RuntimeFailed, run_model, time_limit
 
 ALIGNMENT = 16
 START = 1024
 LIMIT = 64 << 20
+PROBES_PER_CHILD = 40  # a bisection from START to LIMIT takes about 2 x 16 probes
 
 
 def _fits(model_bytes: bytes, arena_size: int, sample: list[np.ndarray]) -> bool:
-    from tflite_micro.python.tflite_micro import runtime
-
     try:
-        interpreter = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
-        for index, x in enumerate(sample):
-            interpreter.set_input(x, index)
-        interpreter.invoke()
+        run_model(model_bytes, sample, "tflm", arena_size=arena_size)
         return True
-    except RuntimeError:
+    except RuntimeFailed:
         return False
 
 
@@ -42,51 +36,47 @@ def next_size(low: int, high: int | None) -> int | None:
     return None if middle <= low else middle
 
 
-def _bisect_in_this_process(model_path: Path, sample_path: Path, low: int, high: int | None) -> None:
-    """Child side: report each probe on stdout before and after, so a crash names its size."""
-    model_bytes = model_path.read_bytes()
-    with np.load(sample_path) as archive:
-        sample = [archive[f"input_{i}"] for i in range(len(archive.files))]
+def probe_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
+    """Child side: announce each probe before and after, so a crash names its size."""
+    model_bytes = arrays["model"].tobytes()
+    sample = [arrays[f"input_{i}"] for i in range(arguments["inputs"])]
+    low, high = arguments["low"], arguments["high"]
     while (size := next_size(low, high)) is not None and size <= LIMIT:
-        print(f"try {size}", flush=True)
+        emit("probe", size=size)
         if _fits(model_bytes, size, sample):
             high = size
         else:
             low = size
-        print(f"{'fits' if high == size else 'fails'} {size}", flush=True)
+        emit("verdict", size=size, fits=high == size)
+    return {"low": low, "high": high}, {}
 
 
 def measure_arena(model_bytes: bytes, sample: list[np.ndarray]) -> int:
+    """sample: one vector per model input, shaped as the input tensor."""
     low, high = 0, None
-    with tempfile.TemporaryDirectory(prefix="tflm-kit-arena-") as folder:
-        model_path, sample_path = Path(folder) / "model.tflite", Path(folder) / "sample.npz"
-        model_path.write_bytes(model_bytes)
-        np.savez(sample_path, **{f"input_{i}": x for i, x in enumerate(sample)})
-        for _ in range(64):  # each round ends in a clean exit or one crash
-            child = subprocess.run(
-                [sys.executable, "-m", "converter.tflm.arena", str(model_path), str(sample_path), str(low), str(high or 0)],
-                capture_output=True, text=True)
-            tried = None
-            for line in child.stdout.splitlines():
-                verdict, size = line.split()
-                size = int(size)
-                if verdict == "try":
-                    tried = size
-                elif verdict == "fits":
-                    high, tried = size, None
-                else:
-                    low, tried = size, None
-            if child.returncode == 0:
-                break
-            if tried is None:
-                raise KitError(f"the TFLM arena probe failed before trying an arena (exit {child.returncode}): "
-                               f"{' '.join(child.stderr.split())[-200:]}", "check the model runs on TFLM")
-            low = tried  # crashed: TFLM cannot use this size either
+    arrays = {"model": model_array(model_bytes)} | {f"input_{i}": x for i, x in enumerate(sample)}
+    for _ in range(64):  # each round ends in a clean exit or one crash
+        tried = []
+
+        def follow(event: ChildEvent) -> None:
+            nonlocal low, high
+            if event.kind == "probe":
+                tried.append(event.data["size"])
+            elif event.kind == "verdict":
+                low, high = (low, event.data["size"]) if event.data["fits"] else (event.data["size"], high)
+                tried.clear()
+
+        try:
+            run_in_child(probe_task, {"low": low, "high": high, "inputs": len(sample)}, arrays,
+                         what="measuring the tensor arena", timeout=time_limit(model_bytes, PROBES_PER_CHILD),
+                         on_event=follow)
+            break
+        except ChildCrashed as crash:
+            if not tried:
+                raise KitError(f"the TFLM arena probe crashed ({crash.signal_name}) before trying an arena",
+                               "check the model runs on TFLM") from None
+            low = tried[-1]  # crashed: TFLM cannot use this size either
     if high is None:
         raise KitError(f"TFLM could not run the model even with a {LIMIT:,} byte arena",
                        "check that every operator is supported by TFLM and the file is intact")
     return high
-
-
-if __name__ == "__main__":
-    _bisect_in_this_process(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) or None)

@@ -1,71 +1,77 @@
-"""Try an untrusted .tflite in a child process before this process loads it.
+"""Try an untrusted .tflite in a child process before anything else runs it.
 
-A malformed model can abort or segfault inside TFLM or LiteRT. Loading, allocating
-and invoking it once in a child turns such a crash into a clear error of the kit.
+A malformed model can abort or segfault inside TFLM or LiteRT. Loading, allocating and
+invoking it once in a child (converter.tflm.child) turns such a crash into a clear error.
 """
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import KitError
+from .child import ChildCrashed, run_in_child
+from .runners import run_model, time_limit
+
+# Every runtime validate uses: XNNPACK (optimized kernels) refuses quantization parameters the
+# reference kernels accept, with an error the kit would otherwise meet mid-report.
+SMOKE_RUNTIMES = ("tflm", "litert_reference", "litert_optimized")
 
 
-def _smoke(model_path: Path) -> None:
+def crash_error(error: ChildCrashed) -> KitError:
+    """A runtime crash in words: which runtime the child was running when it died."""
+    runtime = (error.last_event.data.get("runtime_name") if error.last_event else None) or "loading"
+    return KitError(f"{runtime} crashed ({error.signal_name}) on this model: it is malformed or uses an op in a way "
+                    "the runtime cannot handle", "re-export the model; the kit's process was not affected")
+
+
+def announce_runtime(emit, runtime: str) -> None:
+    """The event a crash is later attributed to."""
+    from .runners import RUNTIME_NAMES
+
+    name = RUNTIME_NAMES.get(runtime, runtime)  # an unknown one is refused by run_model next
+    emit("progress", f"running {name}", runtime=runtime, runtime_name=name)
+
+
+def smoke_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
     """Child side: one invoke with zero inputs on each runtime the kit uses."""
-    from .runners import run_litert, run_tflm
     from ..tflite.model import read_model
 
-    model_bytes = model_path.read_bytes()
-    info = read_model(model_bytes)
-    zeros = [np.zeros((1, *t.shape[1:]), t.dtype) for t in info.inputs]
-    # All three runtimes validate uses: XNNPACK (optimized kernels) refuses quantization parameters
-    # the reference kernels accept, with a RuntimeError the parent would otherwise meet mid-report.
-    for name, run in (("TFLM", lambda: run_tflm(model_bytes, info, zeros)),
-                      ("LiteRT", lambda: run_litert(model_bytes, zeros, reference_kernels=True)),
-                      ("LiteRT optimized kernels", lambda: run_litert(model_bytes, zeros, reference_kernels=False))):
-        print(f"running {name}", flush=True)
-        try:
-            run()
-        except KitError:
-            raise
-        except Exception as exc:  # a runtime refusing the model: its own words, on one line
-            raise KitError(f"{name} refused this model ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
-                           "re-export the model") from None
+    model_bytes = arrays["model"].tobytes()
+    zeros = [np.zeros((1, *t.shape[1:]), t.dtype) for t in read_model(model_bytes).inputs]
+    for runtime in SMOKE_RUNTIMES:
+        announce_runtime(emit, runtime)
+        run_model(model_bytes, zeros, runtime)
+    return {}, {}
 
 
-def check_runs_safely(model_bytes: bytes, timeout: float = 300) -> None:
-    with tempfile.TemporaryDirectory(prefix="tflm-kit-smoke-") as folder:
-        path = Path(folder) / "model.tflite"
-        path.write_bytes(model_bytes)
-        try:
-            child = subprocess.run([sys.executable, "-m", "converter.tflm.isolation", str(path)],
-                                   capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise KitError(f"running the model once took over {timeout:.0f} s (hang?)",
-                           "check the model; a loop or a huge tensor makes it unusable on an MCU") from None
-    if child.returncode == 0:
-        return
-    stage = (child.stdout.strip().splitlines() or ["loading"])[-1].removeprefix("running ")
-    if child.returncode < 0:
-        name = signal.Signals(-child.returncode).name
-        raise KitError(f"{stage} crashed ({name}) on this model: it is malformed or uses an op in a way "
-                       "the runtime cannot handle", "re-export the model; the kit's process was not affected")
-    last = [line for line in child.stderr.splitlines() if line.startswith("error:")]
-    raise KitError(last[-1].removeprefix("error: ").split(" — fix: ")[0] if last else
-                   f"{stage} failed on this model (exit {child.returncode}): {' '.join(child.stderr.split())[-200:]}",
-                   "check the model runs on TFLM")
+def model_array(model_bytes: bytes) -> np.ndarray:
+    """Model bytes as an array for the child's arrays.npz."""
+    return np.frombuffer(model_bytes, np.uint8)
+
+
+def check_runs_safely(model_bytes: bytes, timeout: float | None = None) -> None:
+    """One run per runtime in a child; a crash, a hang or a refusal becomes a KitError."""
+    limit = timeout if timeout is not None else time_limit(model_bytes, len(SMOKE_RUNTIMES))
+    try:
+        run_in_child(smoke_task, {}, {"model": model_array(model_bytes)}, what="running the model once",
+                     timeout=limit)
+    except ChildCrashed as crash:
+        raise crash_error(crash) from None
 
 
 def open_untrusted(model_path: Path, log=lambda message: None) -> tuple:
     """Read a .tflite from anywhere: structure, deployability and one run in a child, before this
     process lets a runtime near it. Returns (model bytes, ModelInfo)."""
-    from ..emit.sources import resolver_ops
+    model_bytes, info = read_checked(model_path)
+    log("trying the model once in a separate process")
+    check_runs_safely(model_bytes)
+    return model_bytes, info
+
+
+def read_checked(model_path: Path) -> tuple:
+    """(model bytes, ModelInfo) after the checks that need no runtime: structure, deployability, kernels.
+    Reading the flatbuffer is plain Python; nothing native runs here."""
     from ..tflite.model import check_deployable, read_model
 
     model_path = Path(model_path)
@@ -73,16 +79,27 @@ def open_untrusted(model_path: Path, log=lambda message: None) -> tuple:
         raise KitError(f"model {model_path} does not exist", "give the path of a .tflite file")
     model_bytes = model_path.read_bytes()
     info = read_model(model_bytes)
-    check_deployable(model_bytes)  # unsupported ops (with alternatives), types, dynamic shapes, float ops
-    resolver_ops(info)  # names any operator TFLM has no kernel for
-    log("trying the model once in a separate process")
-    check_runs_safely(model_bytes)
+    # operators TFLM has no kernel for (with alternatives), types, dynamic shapes, float ops
+    check_deployable(model_bytes)
     return model_bytes, info
 
 
-if __name__ == "__main__":
+def outputs_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
+    """Child side: every vector through one runtime; the outputs come back as output_<j>."""
+    model_bytes = arrays["model"].tobytes()
+    inputs = [arrays[f"input_{i}"] for i in range(arguments["inputs"])]
+    announce_runtime(emit, arguments["runtime"])
+    run = run_model(model_bytes, inputs, arguments["runtime"])
+    return {}, {f"output_{j}": y for j, y in enumerate(run.outputs)}
+
+
+def run_isolated(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm", what: str = "running the model",
+                 log=None) -> list[np.ndarray]:
+    """run_model's outputs, computed in a child: a crash or a hang is a KitError, never this process's end."""
+    arrays = {"model": model_array(model_bytes)} | {f"input_{i}": x for i, x in enumerate(inputs)}
     try:
-        _smoke(Path(sys.argv[1]))
-    except KitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        result = run_in_child(outputs_task, {"inputs": len(inputs), "runtime": runtime}, arrays, what=what,
+                              timeout=time_limit(model_bytes, len(inputs[0]) if inputs else 1), log=log)
+    except ChildCrashed as crash:
+        raise crash_error(crash) from None
+    return [result.arrays[f"output_{j}"] for j in range(len(result.arrays))]

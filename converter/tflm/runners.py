@@ -1,11 +1,37 @@
-"""Run a .tflite on TFLM (the golden runtime) and on LiteRT (reference and optimized kernels)."""
+"""Run a .tflite on TFLM (the golden runtime) and on LiteRT (reference and optimized kernels).
+
+One interpreter setup per runtime and one per-vector loop for all of them: outputs, and when
+asked every intermediate tensor, come from the same invokes, so a caller that needs both runs
+the model once per runtime.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import KitError
 from ..system.native_output import captured_fds
-from ..tflite.model import ModelInfo, TensorInfo
+from ..tflite.model import Graph, ModelInfo, TensorInfo, read_graph, read_model
+
+# runtime key -> what the user reads. "litert_optimized_inspectable" is the optimized kernels without
+# XNNPACK (LiteRT's default delegate), which fuses operators and hides their intermediate tensors.
+RUNTIME_NAMES = {"tflm": "TFLM", "litert_reference": "LiteRT", "litert_optimized": "LiteRT optimized kernels",
+                 "litert_optimized_inspectable": "LiteRT optimized kernels (no XNNPACK)"}
+_LITERT_RESOLVERS = {"litert_reference": "BUILTIN_REF", "litert_optimized": "BUILTIN",
+                     "litert_optimized_inspectable": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
+MAX_DEFAULT_ARENA = 256 << 20
+
+
+class RuntimeFailed(KitError):
+    """A runtime refused the model or failed while running it (not a crash: that ends the process)."""
+
+
+@dataclass
+class RuntimeRun:
+    runtime: str
+    outputs: list[np.ndarray]                       # per model output: (vectors, ...) in its type
+    tensors: list[dict[int, np.ndarray]] | None     # per vector: op output tensor index -> value, when kept
 
 
 def quiet_native_stderr():
@@ -29,52 +55,139 @@ def dequantize(q: np.ndarray, tensor: TensorInfo) -> np.ndarray:
     return ((q.astype(np.float32) - tensor.zero_point) * tensor.scale).astype(np.float32)
 
 
-def _tflm_interpreter(model_bytes: bytes, arena_size: int):
-    from tflite_micro.python.tflite_micro import runtime
+def default_arena(model_bytes: bytes, graph: Graph) -> int:
+    """The one arena rule for running (measuring is arena.py's bisection): TFLM's own default of ten
+    times the model, at least 1 MB, and room for every tensor four times over, so that keeping all
+    intermediates (kPreserveAllTensors) or decompressing LUT weights into the arena fits."""
+    tensor_bytes = sum(t.nbytes for t in graph.tensors.values())
+    return min(MAX_DEFAULT_ARENA, max(1 << 20, 10 * len(model_bytes), 4 * tensor_bytes))
 
-    return runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size)
+
+class _TflmSession:
+    def __init__(self, model_bytes: bytes, info: ModelInfo, arena_size: int, keep_tensors: bool):
+        from tflite_micro.python.tflite_micro import runtime
+
+        config = runtime.InterpreterConfig.kPreserveAllTensors if keep_tensors else \
+            runtime.InterpreterConfig.kAllocationRecording
+        self.info = info
+        self.interpreter = runtime.Interpreter.from_bytes(model_bytes, arena_size=arena_size, intrepreter_config=config)
+
+    def set_input(self, index: int, x: np.ndarray) -> None:
+        self.interpreter.set_input(x.reshape(self.info.inputs[index].shape), index)
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def output(self, index: int) -> np.ndarray:
+        return self.interpreter.get_output(index)
+
+    def tensor(self, index: int) -> np.ndarray:
+        return np.array(self.interpreter.GetTensor(index, 0)["tensor_data"])
+
+
+class _LitertSession:
+    def __init__(self, model_bytes: bytes, resolver: str, keep_tensors: bool):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        self.interpreter = Interpreter(model_content=model_bytes, num_threads=1,
+                                       experimental_op_resolver_type=getattr(OpResolverType, resolver),
+                                       experimental_preserve_all_tensors=keep_tensors)
+        self.interpreter.allocate_tensors()
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+
+    def set_input(self, index: int, x: np.ndarray) -> None:
+        detail = self.inputs[index]
+        self.interpreter.set_tensor(detail["index"], x.reshape(detail["shape"]))
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def output(self, index: int) -> np.ndarray:
+        return self.interpreter.get_tensor(self.outputs[index]["index"])
+
+    def tensor(self, index: int) -> np.ndarray:
+        return np.array(self.interpreter.get_tensor(index))
+
+
+def run_model(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm", keep_tensors: bool = False,
+              arena_size: int | None = None) -> RuntimeRun:
+    """Every vector through one runtime: inputs[i] has shape (N, ...) in the model's input type.
+
+    Raises RuntimeFailed, with the runtime's own words on one line, when it refuses the model."""
+    if runtime not in RUNTIME_NAMES:
+        raise ValueError(f"unknown runtime {runtime!r}; one of {sorted(RUNTIME_NAMES)}")
+    info, graph = read_model(model_bytes), read_graph(model_bytes)
+    if not info.inputs or not info.outputs:  # TFLM segfaults invoking such a model
+        raise RuntimeFailed(f"the model has {len(info.inputs)} input and {len(info.outputs)} output tensors; "
+                            "the kit runs models with at least one of each", "re-export the model with its inputs "
+                            "and outputs")
+    wanted = [t for node in graph.nodes for t in node.outputs if t in graph.tensors] if keep_tensors else []
+    count = len(inputs[0])
+    outputs = [np.empty((count, *t.shape[1:]) if t.shape else (count,), t.dtype) for t in info.outputs]
+    tensors = [] if keep_tensors else None
+    with quiet_native_stderr() as printed:
+        try:
+            session = _TflmSession(model_bytes, info, arena_size or default_arena(model_bytes, graph), keep_tensors) \
+                if runtime == "tflm" else _LitertSession(model_bytes, _LITERT_RESOLVERS[runtime], keep_tensors)
+            for v in range(count):
+                for i, x in enumerate(inputs):
+                    session.set_input(i, x[v:v + 1])
+                session.invoke()
+                for j, output in enumerate(outputs):
+                    output[v] = np.asarray(session.output(j)).reshape(output[v].shape)
+                if tensors is not None:
+                    tensors.append({t: session.tensor(t) for t in wanted})
+        except Exception as exc:  # a runtime refusing the model, in its own words (read while captured)
+            failure = _refusal(runtime, exc, printed())
+        else:
+            failure = None
+    if failure is not None:
+        raise failure from None
+    return RuntimeRun(runtime, outputs, tensors)
+
+
+def _refusal(runtime: str, exc: Exception, printed: str) -> RuntimeFailed:
+    name = RUNTIME_NAMES[runtime]
+    if runtime == "tflm" and isinstance(exc, RuntimeError):  # allocation or invoke failed: TFLM says why on fd 2
+        return RuntimeFailed(f"{name} failed to run the model: {exc}. {' '.join(printed.split())[-300:]}",
+                             "check that every operator is supported by TFLM")
+    return RuntimeFailed(f"{name} refused this model ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
+                         "re-export the model")
+
+
+_WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL",
+                           "UNIDIRECTIONAL_SEQUENCE_LSTM", "SVDF"})
+SECONDS_PER_MAC = 5e-8       # ~20 M multiply-accumulates/s: reference kernels on a slow, busy host, with margin
+SECONDS_PER_INVOKE = 0.05    # interpreter overhead per vector
+STARTUP_SECONDS = 60.0       # a fresh interpreter importing the runtimes (and TensorFlow when asked)
+
+
+def estimated_macs(graph: Graph) -> int:
+    """Multiply-accumulates per invoke, from above: each output element of a weighted op times the
+    weights of one output channel; every other op touches its inputs and outputs once."""
+    total = 0
+    for node in graph.nodes:
+        ins = [graph.tensors[t] for t in node.inputs if t in graph.tensors]
+        out = sum(graph.tensors[t].elements for t in node.outputs if t in graph.tensors)
+        if node.op in _WEIGHTED_OPS and len(ins) > 1 and ins[1].shape:
+            channels = ins[1].shape[-1] if node.op == "DEPTHWISE_CONV_2D" else ins[1].shape[0]
+            total += out * max(1, ins[1].elements // max(1, channels))
+        else:
+            total += out + sum(t.elements for t in ins)
+    return total
+
+
+def time_limit(model_bytes: bytes, invokes: int, startup: float | None = None) -> float:
+    """Seconds a child may take for `invokes` runs of this model before it counts as hung."""
+    per_invoke = SECONDS_PER_INVOKE + estimated_macs(read_graph(model_bytes)) * SECONDS_PER_MAC
+    return (STARTUP_SECONDS if startup is None else startup) + invokes * per_invoke
 
 
 def run_tflm(model_bytes: bytes, info: ModelInfo, inputs: list[np.ndarray], arena_size: int | None = None) -> list[np.ndarray]:
     """Outputs for N vectors: inputs[i] has shape (N, ...) in the model's input type."""
-    count = len(inputs[0])
-    arena = arena_size or max(1 << 20, 10 * len(model_bytes))
-    with quiet_native_stderr() as printed:
-        try:
-            interpreter = _tflm_interpreter(model_bytes, arena)
-            outputs = [np.empty((count, *t.shape[1:]) if t.shape else (count,), t.dtype) for t in info.outputs]
-            for v in range(count):
-                for i, x in enumerate(inputs):
-                    interpreter.set_input(x[v:v + 1].reshape(info.inputs[i].shape), i)
-                interpreter.invoke()
-                for j in range(len(outputs)):
-                    outputs[j][v] = interpreter.get_output(j).reshape(outputs[j][v].shape)
-        except RuntimeError as exc:
-            # read TFLM's message while the capture file is still open
-            failure, detail = exc, " ".join(printed().split())[-300:]
-        else:
-            failure = None
-    if failure is not None:
-        raise KitError(f"TFLM failed to run the model: {failure}. {detail}",
-                       "check that every operator is supported by TFLM") from None
-    return outputs
+    return run_model(model_bytes, inputs, "tflm", arena_size=arena_size).outputs
 
 
 def run_litert(model_bytes: bytes, inputs: list[np.ndarray], reference_kernels: bool) -> list[np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.BUILTIN
-    with quiet_native_stderr():
-        interpreter = Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver, num_threads=1)
-        interpreter.allocate_tensors()
-    input_details = interpreter.get_input_details()
-    output_details = interpreter.get_output_details()
-    count = len(inputs[0])
-    outputs = [np.empty((count, *d["shape"][1:]), d["dtype"]) for d in output_details]
-    for v in range(count):
-        for i, detail in enumerate(input_details):
-            interpreter.set_tensor(detail["index"], inputs[i][v:v + 1].reshape(detail["shape"]))
-        interpreter.invoke()
-        for j, detail in enumerate(output_details):
-            outputs[j][v] = interpreter.get_tensor(detail["index"]).reshape(outputs[j][v].shape)
-    return outputs
+    return run_model(model_bytes, inputs, "litert_reference" if reference_kernels else "litert_optimized").outputs

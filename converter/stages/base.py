@@ -1,0 +1,216 @@
+"""What a stage is: typed kinds, one record format, and the registry the recipe schema is built from.
+
+A stage changes the model and says what it did. There are three kinds, by what goes in and out:
+
+- `KerasStage`       Keras model -> Keras model   (train, prune, cluster, qat, distill, ...)
+- `ConverterStage`   Keras model -> flatbuffer    (quantize: the one step that makes the .tflite)
+- `FlatbufferStage`  flatbuffer  -> flatbuffer    (compress, ...): bytes in, bytes out
+
+Writing a stage (e.g. stages/federated.py) is one file plus one line in stages/registry.py:
+
+    from pydantic import Field
+    from .base import KerasStage, StageContext, StageSettings, register
+
+    class FederatedSettings(StageSettings):
+        rounds: int = Field(3, ge=1)
+
+    @register
+    class Federated(KerasStage):
+        name = "federated"                     # the key in a recipe's `stages:` list
+        Settings = FederatedSettings
+        must_not_follow = ("qat",)              # optional ordering rule, checked at recipe load
+
+        def transform(self, model, settings, context: StageContext):
+            ...                                 # import TensorFlow here, not at module level
+            return new_model, {"rounds": settings.rounds}   # details: JSON-ready
+
+        def report_note(self, record) -> str:   # optional: the 'notes' cell of report.md
+            return f"{record.details['rounds']} rounds"
+
+The base class runs `transform`, measures quality before and after and the weights, times it, and
+builds the `StageRecord`: no stage assembles its own record. Stage modules import TensorFlow only
+inside functions, so the recipe schema (built from the registry) loads without TensorFlow.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from pydantic import BaseModel, ConfigDict
+
+from ..progress import Sink, silent
+
+
+class StageSettings(BaseModel):
+    """Base of every stage's settings: unknown fields are errors; settings never change after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What every stage may use besides the model and its settings."""
+
+    data: Any                        # inputs.dataset.Dataset
+    seed: int = 0
+    base_dir: Path = Path(".")       # the recipe's folder: relative paths in settings resolve here
+    events: Sink = silent            # progress (epochs, trials) goes here
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """What one stage did, as the manifest and the report show it."""
+
+    kind: str
+    settings: dict
+    details: dict = field(default_factory=dict)
+    quality_before: Optional[dict] = None    # None: the stage does not score the model
+    quality_after: Optional[dict] = None
+    layers: Optional[list] = None            # per-layer weight statistics after a Keras stage
+    sparsity_after: Optional[float] = None
+    seconds: float = 0.0
+    seconds_split: Optional[dict] = None     # where the time went, when a stage has distinct parts
+
+    def __getitem__(self, key: str):
+        """Read like the dict it becomes in manifest.json (record["stage"], record["seconds"], ...)."""
+        return self.as_dict()[key]
+
+    def get(self, key: str, default=None):
+        return self.as_dict().get(key, default)
+
+    def as_dict(self) -> dict:
+        out = {"stage": self.kind, "settings": self.settings, **self.details}
+        if self.quality_before is not None:
+            out |= {"quality_before": self.quality_before, "quality_after": self.quality_after}
+        if self.layers is not None:
+            out |= {"sparsity_after": self.sparsity_after, "layers": self.layers}
+        out["seconds"] = self.seconds
+        if self.seconds_split is not None:
+            out["seconds_split"] = self.seconds_split
+        return out
+
+
+@dataclass(frozen=True)
+class StageResult:
+    model: Any            # a Keras model, or the flatbuffer (bytes) after a converter stage
+    record: StageRecord
+
+
+class Stage:
+    """Common to all kinds. Subclasses set `name`, `Settings` and implement `transform`."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[StageSettings]]
+    takes: ClassVar[str]                       # "keras" or "flatbuffer"
+    gives: ClassVar[str]
+    must_not_follow: ClassVar[tuple[str, ...]] = ()   # kinds that may not come earlier in the list
+
+    def transform(self, model, settings, context: StageContext) -> tuple[Any, dict]:
+        raise NotImplementedError
+
+    def report_note(self, record: StageRecord) -> str:
+        """The 'notes' cell of this stage's row in report.md."""
+        return ""
+
+    def run(self, model, settings, context: StageContext) -> StageResult:
+        started = time.perf_counter()
+        new_model, details = self.transform(model, settings, context)
+        return StageResult(new_model, StageRecord(self.name, settings.model_dump(), details,
+                                                  seconds=round(time.perf_counter() - started, 2)))
+
+
+class KerasStage(Stage):
+    """Keras model -> Keras model; the record has eval quality before/after and the weights after."""
+
+    takes = gives = "keras"
+
+    def run(self, model, settings, context: StageContext) -> StageResult:
+        from .training import keras_quality
+        from .weights import overall_sparsity, weight_stats
+
+        started = time.perf_counter()
+        before = keras_quality(model, context.data)
+        new_model, details = self.transform(model, settings, context)
+        weights = weight_stats(new_model)
+        record = StageRecord(self.name, settings.model_dump(), details, before,
+                             keras_quality(new_model, context.data), weights, overall_sparsity(weights),
+                             round(time.perf_counter() - started, 2))
+        return StageResult(new_model, record)
+
+
+class ConverterStage(Stage):
+    """Keras model -> flatbuffer; quality is the float model's (Keras) and the flatbuffer's (TFLM)."""
+
+    takes, gives = "keras", "flatbuffer"
+
+    def flatbuffer_quality(self, model_bytes: bytes, context: StageContext) -> dict:
+        raise NotImplementedError
+
+    def run(self, model, settings, context: StageContext) -> StageResult:
+        from .training import keras_quality
+
+        started = time.perf_counter()
+        model_bytes, details = self.transform(model, settings, context)
+        converted = time.perf_counter()
+        before = keras_quality(model, context.data)
+        scored_float = time.perf_counter()
+        after = self.flatbuffer_quality(model_bytes, context)
+        done = time.perf_counter()
+        # scoring the eval set is most of this stage on big eval sets (eval_samples: 0 skips it)
+        split = {"convert": round(converted - started, 2), "score_float": round(scored_float - converted, 2),
+                 "score_tflm": round(done - scored_float, 2)}
+        record = StageRecord(self.name, settings.model_dump(), details, before, after,
+                             seconds=round(done - started, 2), seconds_split=split)
+        return StageResult(model_bytes, record)
+
+
+class FlatbufferStage(Stage):
+    """flatbuffer (bytes) -> flatbuffer; the stage itself must prove the new bytes behave the same."""
+
+    takes = gives = "flatbuffer"
+
+
+_REGISTRY: dict[str, Stage] = {}
+
+
+def register(cls: type[Stage]) -> type[Stage]:
+    """Class decorator: make a stage known by its `name` (one instance; stages keep no state)."""
+    if cls.name in _REGISTRY and type(_REGISTRY[cls.name]) is not cls:
+        raise ValueError(f"two stages are named {cls.name!r}")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def registered() -> dict[str, Stage]:
+    """Every registered stage by name, in registration order (see stages/registry.py)."""
+    return dict(_REGISTRY)
+
+
+def check_order(kinds: list[str], source: str = "keras") -> None:
+    """The ordering rules of a stage list, checked when a recipe loads. `source` is what the model
+    file is: "keras" (Keras stages, then the converter, then flatbuffer stages) or "flatbuffer"
+    (a .tflite: flatbuffer stages only). Raises OrderError(index, message)."""
+    stages = registered()
+    seen: list[str] = []
+    for index, kind in enumerate(kinds):
+        stage = stages[kind]
+        if source == "flatbuffer" and stage.takes != "flatbuffer":
+            raise OrderError(index, f"{kind} works on a Keras model, and the model is a .tflite "
+                                    "(only flatbuffer stages such as compress can run on it)")
+        if stage.gives == "flatbuffer" and stage.takes == "keras":
+            raise OrderError(index, f"{kind} is not a list stage (it is the recipe's '{kind}:' section)")
+        if stage.takes == "keras" and any(stages[k].takes == "flatbuffer" for k in seen):
+            raise OrderError(index, f"{kind} works on a Keras model and comes after a flatbuffer stage "
+                                    "(flatbuffer stages run after quantize)")
+        late = [k for k in stage.must_not_follow if k in seen]
+        if late:
+            raise OrderError(index, f"{kind} comes after {late[0]}; {kind} must come before {late[0]}")
+        seen.append(kind)
+
+
+class OrderError(ValueError):
+    def __init__(self, index: int, message: str):
+        self.index = index
+        super().__init__(message)

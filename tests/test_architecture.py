@@ -1,0 +1,116 @@
+"""The layer rule of docs/architecture.md, enforced on every module's imports (read with ast).
+
+A module may import its own layer and the layers below it, never a higher one. Imports inside
+functions count (a lazy import is still a dependency); imports under `if TYPE_CHECKING:` do not
+(they exist for type checkers only and never run).
+"""
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "converter"
+
+# Lowest first. The sub-package (or top-level module) of `converter` decides a module's layer.
+LAYERS = [
+    {"errors", "progress", "system"},
+    {"inputs", "tflite"},
+    {"tflm"},
+    {"compare"},
+    {"stages", "federated"},            # federated/: the Flower/Ray machinery of stages/federated.py
+    {"recipe"},
+    {"emit", "reports"},
+    {"flows", "optimize", "partition"},  # optimize/ and partition/ drive whole conversions
+    {"cli", "__main__", "pytest_plugin", "__init__"},
+]
+LAYER_OF = {part: number for number, parts in enumerate(LAYERS) for part in parts}
+
+# Imports that break the rule today, each with its owner and the way out. Keep this list short;
+# the test fails when an entry is no longer needed, so it cannot go stale.
+KNOWN = {
+    ("converter.tflm.isolation", "converter.emit.sources"):
+        "runtime: resolver_ops (which ops TFLM registers) belongs in tflm/ops.py",
+    ("converter.tflite.model", "converter.tflm.ops"):
+        "tflite: check_deployable applies TFLM's operator tables; the one deployability check belongs in tflm/",
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(path: Path) -> list[str]:
+    """Every converter module `path` imports (absolute names), outside TYPE_CHECKING blocks."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    skipped = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block)
+               for statement in block.body for n in ast.walk(statement)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.split(".")[0] == "converter"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "converter":
+                continue
+            if target == "converter":  # `from .. import progress`: the names are modules
+                found += [f"converter.{alias.name}" for alias in node.names if alias.name != "__version__"]
+            else:
+                found.append(target)
+    return found
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYER_OF[parts[1] if len(parts) > 1 else "__init__"]
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_module_has_a_layer():
+    unknown = sorted({_module_name(p) for p in MODULES if (_module_name(p).split(".") + ["__init__"])[1] not in LAYER_OF})
+    assert not unknown, f"add these to LAYERS in tests/test_architecture.py and docs/architecture.md: {unknown}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: _module_name(p))
+def test_no_module_imports_a_higher_layer(path):
+    module = _module_name(path)
+    upward = [target for target in _imports(path)
+              if _layer(target) > _layer(module) and (module, target) not in KNOWN]
+    assert not upward, f"{module} (layer {_layer(module)}) imports higher layers: {upward}"
+
+
+def test_known_exceptions_are_still_needed():
+    for module, target in KNOWN:
+        path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+        assert target in _imports(path), f"{module} no longer imports {target}: remove it from KNOWN"
+
+
+def test_the_checker_sees_lazy_relative_and_type_only_imports(tmp_path):
+    module = tmp_path / "converter" / "tflm" / "example.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("from typing import TYPE_CHECKING\nfrom ..errors import KitError\nfrom . import ops\n"
+                      "if TYPE_CHECKING:\n    from ..recipe import Recipe\n"
+                      "def f():\n    from ..flows import convert\n    import converter.emit.sources\n")
+    global PACKAGE
+    saved, PACKAGE = PACKAGE, tmp_path / "converter"
+    try:
+        names = _imports(module)
+    finally:
+        PACKAGE = saved
+    assert names == ["converter.errors", "converter.tflm", "converter.flows", "converter.emit.sources"]
+    assert _layer("converter.flows.convert") > _layer("converter.stages.base") > _layer("converter.tflm.arena")

@@ -1,0 +1,46 @@
+"""converter/__init__.py: the public names exist, and importing the package loads nothing else."""
+import ast
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import converter
+
+PACKAGE = Path(converter.__file__).parent
+
+
+def test_importing_the_package_has_no_side_effects():
+    code = "import converter, os, sys; print(sorted(m for m in sys.modules if m.startswith('converter')))"
+    env_before = "import os; print(sorted(os.environ))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['converter']"
+    plain = subprocess.run([sys.executable, "-c", env_before], capture_output=True, text=True, check=True).stdout
+    with_package = subprocess.run([sys.executable, "-c", "import converter; " + env_before], capture_output=True,
+                                  text=True, check=True).stdout
+    assert plain == with_package  # no environment variables set on import
+
+
+def test_every_public_name_points_at_a_definition():
+    for name, target in converter._EXPORTS.items():
+        module, _, attribute = target.partition(":")
+        path = PACKAGE / (module.replace(".", "/") + ".py")
+        path = path if path.exists() else PACKAGE / module.replace(".", "/") / "__init__.py"
+        assert path.exists(), f"{name}: no module {module}"
+        if attribute:
+            tree = ast.parse(path.read_text())
+            defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+                        if isinstance(t, ast.Name)}
+            assert attribute in defined, f"{name}: {module} defines no {attribute}"
+    assert set(converter.__all__) == {"__version__", *converter._EXPORTS}
+
+
+def test_unknown_names_are_attribute_errors():
+    try:
+        converter.no_such_thing
+    except AttributeError as error:
+        assert "no_such_thing" in str(error)
+    else:
+        raise AssertionError("expected AttributeError")
+    assert importlib.util.find_spec("converter.stages.base") is not None
