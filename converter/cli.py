@@ -268,5 +268,13 @@ def optimize(recipe: Path, out: Path, **settings):
         click.echo(line)
 
 
+def _register_partition_command() -> None:
+    from .flows.partition import partition_command
+
+    main.add_command(partition_command)
+
+
+_register_partition_command()
+
 if __name__ == "__main__":
     main()

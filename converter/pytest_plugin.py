@@ -12,10 +12,11 @@ import pytest
 
 class GoldenChecker:
     def check(self, golden_dir, model=None, strict_model: bool = False) -> dict:
-        from . import GoldenMismatch, KitError, check_golden
+        from .errors import KitError
+        from .flows.golden import GoldenMismatch, check
 
         try:
-            return check_golden(golden_dir, model, strict_model)
+            return check(golden_dir, model, strict_model)
         except GoldenMismatch as mismatch:
             pytest.fail(f"golden outputs changed: {mismatch}", pytrace=False)
         except KitError as error:

@@ -28,8 +28,6 @@ LAYER_OF = {part: number for number, parts in enumerate(LAYERS) for part in part
 # Imports that break the rule today, each with its owner and the way out. Keep this list short;
 # the test fails when an entry is no longer needed, so it cannot go stale.
 KNOWN = {
-    ("converter.tflm.isolation", "converter.emit.sources"):
-        "runtime: resolver_ops (which ops TFLM registers) belongs in tflm/ops.py",
     ("converter.tflite.model", "converter.tflm.ops"):
         "tflite: check_deployable applies TFLM's operator tables; the one deployability check belongs in tflm/",
 }

@@ -135,8 +135,8 @@ def _rewrite_vectors(folder, change):
     (lambda f: _rewrite_vectors(f, lambda a: a.update(output_0=a["output_0"][:9])),
      "does not hold the same number of vectors (at least one) in every array (input_0: 16, output_0: 9)"),
     (lambda f: _rewrite_vectors(f, lambda a: a.update(output_0=np.array([None] * 16, dtype=object))),
-     "holds object arrays"),
-    (lambda f: _rewrite_vectors(f, lambda a: a.update(output_0=a["output_0"].astype(np.complex64))), "(complex)"),
+     "holds Python objects"),
+    (lambda f: _rewrite_vectors(f, lambda a: a.update(output_0=a["output_0"].astype(np.complex64))), "is complex"),
     (lambda f: _rewrite_vectors(f, lambda a: a.update(output_2=a.pop("output_0"))), "has output arrays [2]"),
     (lambda f: _rewrite_vectors(f, lambda a: a.update(extra=a["output_0"])), "arrays the golden format does not have"),
     (lambda f: (f / "golden.npz").write_bytes(b"PK\x03\x04 cut"), "is not a readable .npz"),
@@ -162,4 +162,4 @@ def test_golden_record_refuses_object_arrays_in_data(demo_dir, tmp_path):
     np.savez(tmp_path / "d.npz", x=np.array([{"not": "numbers"}], dtype=object))
     out = tmp_path / "goldens"
     result = run_kit("golden", "record", demo_dir / "model.tflite", "--data", tmp_path / "d.npz", "--out", out)
-    assert result.returncode == 2 and "holds object arrays" in result.stderr and not out.exists()
+    assert result.returncode == 2 and "holds Python objects" in result.stderr and not out.exists()

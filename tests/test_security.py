@@ -315,11 +315,11 @@ def test_disk_full_while_writing_keeps_the_previous_output(tmp_path, monkeypatch
     assert kit("golden", "record", tiny, "--out", out, "--vectors", "2").exit_code == 0
     before = snapshot(out)
 
-    def full_disk(path, arrays):
+    def full_disk(path, inputs, outputs):
         Path(path).write_bytes(b"half an npz")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(golden, "save_npz", full_disk)
+    monkeypatch.setattr(golden, "save_vectors", full_disk)
     result = kit("golden", "record", tiny, "--out", out, "--vectors", "3", "--force")
     assert_cli_error(result, documented("no space left while writing"))
     assert snapshot(out) == before
@@ -376,13 +376,13 @@ def test_a_failed_check_leaves_the_previous_output_byte_identical(tiny_output, t
     out = tmp_path / "out"
     shutil.copytree(tiny_output, out)
     before = snapshot(out)
-    real_validate = flow._validate
+    real_validate = flow.validate_artifacts
 
     def one_vector_differs(*args, **kwargs):
         validation = real_validate(*args, **kwargs)
         return validation | {"tflm_vs_c_array": {**validation["tflm_vs_c_array"], "equal": 1, "total": 2}}
 
-    monkeypatch.setattr(flow, "_validate", one_vector_differs)
+    monkeypatch.setattr(flow, "validate_artifacts", one_vector_differs)
     with pytest.raises(KitError) as error:
         flow.convert(tiny_recipe(tmp_path / "project"), out, force=True, log=lambda _: None)
     assert_one_line(error.value, documented("vectors equal); ") and "was left as it was")
@@ -391,7 +391,7 @@ def test_a_failed_check_leaves_the_previous_output_byte_identical(tiny_output, t
 
 
 def test_the_compression_check_is_one_of_the_checks_before_the_move(tmp_path):
-    from converter.flows.convert import _check_bit_exact
+    from converter.flows.convert_output import check_validation as _check_bit_exact
 
     same = {"equal": 2, "total": 2}
     _check_bit_exact({"tflm_vs_c_array": same}, tmp_path)  # no compression: nothing more to check

@@ -195,8 +195,8 @@ def test_a_two_input_float_model_gives_fidelity_per_output(tmp_path):
 # --- bad input at the boundary: one line, exit 2, nothing written --------------------------------
 
 @pytest.mark.parametrize("arrays, expected", [
-    ({"x": np.array([object(), None], dtype=object)}, "holds object arrays (pickled Python objects)"),
-    ({"x": np.zeros((3, 12), np.complex64)}, "array 'x' is complex64 (complex)"),
+    ({"x": np.array([object(), None], dtype=object)}, "holds Python objects (a pickle)"),
+    ({"x": np.zeros((3, 12), np.complex64)}, "array 'x' is complex (complex64)"),
     ({"x": np.array(["a", "b"])}, "(not numeric)"),
 ])
 def test_data_files_the_kit_does_not_read(tmp_path, arrays, expected):

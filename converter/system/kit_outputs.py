@@ -14,6 +14,7 @@ CONVERT_RECORD = "manifest.json"
 GOLDEN_RECORD = "golden.json"
 VALIDATE_RECORD = "report.json"
 FIRMWARE_RECORD = ".tflm-kit-firmware.json"
+PARTITION_RECORD = "partition.json"  # tflm-kit partition: lists every file it wrote, part0/ and part1/ included
 RECORD_LIMIT = 64 * 2**20  # a record is kilobytes; do not read a huge impostor into memory
 
 
@@ -68,9 +69,15 @@ def _firmware(folder: Path) -> KitOutput | None:
     return None if files is None else KitOutput("firmware project", frozenset(files | {FIRMWARE_RECORD}))
 
 
+def _partition(folder: Path) -> KitOutput | None:
+    record = _record(folder / PARTITION_RECORD)
+    files = _names(record.get("files")) if _by_kit(record) else None
+    return None if files is None else KitOutput("partition", frozenset(files | {PARTITION_RECORD}))
+
+
 def recognise(folder: Path) -> KitOutput | None:
     """The kit output `folder` holds, by its record, or None."""
-    for reader in (_convert, _firmware, _golden, _validation):
+    for reader in (_convert, _firmware, _golden, _validation, _partition):
         found = reader(folder)
         if found is not None:
             return found

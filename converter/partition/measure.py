@@ -1,0 +1,57 @@
+"""Measure a model once per core, then price any part of it from the measurements.
+
+QEMU is too slow to run both parts of every cut on every core (two builds and runs per cut), so
+the whole model is built and run once per core with a per-operator profiler, and a part's
+instructions are the sum over its operators ("summed per-operator counts"). The pair check
+(pair.py) then runs the chosen cut's real parts and reports their measured counts beside the sums.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cost import PartCost
+from .footprint import Footprint
+from .footprint import measure as measure_footprint
+from .profiles import Device
+from .qemu import CORES, OperatorCost, profile_operators
+
+
+@dataclass(frozen=True)
+class CoreMeasurement:
+    core: str
+    operators: tuple            # OperatorCost per operator index of the whole model
+    invoke_instructions: int    # the whole Invoke(), measured (the sum of operators plus interpreter overhead)
+    footprint: Footprint
+
+    @property
+    def overhead_instructions(self) -> int:
+        """Interpreter work outside operators (per Invoke), added to every part."""
+        return max(0, self.invoke_instructions - sum(op.instructions for op in self.operators))
+
+    def instructions(self, operators) -> int:
+        return sum(self.operators[i].instructions for i in operators) + self.overhead_instructions
+
+
+def measure_core(whole_dir: Path, core: str, workdir: Path, tflm_root: str, operator_names) -> CoreMeasurement:
+    costs, total = profile_operators(whole_dir, core, workdir, tflm_root)
+    project = workdir / f"profile-{core}"
+    library = Path(tflm_root) / "gen" / CORES[core].tflm_target / "lib" / "libtensorflow-microlite.a"
+    with np.load(whole_dir / "golden.npz") as golden:
+        golden_bytes = sum(golden[k].nbytes for k in golden.files)
+    model_bytes = (whole_dir / "model.tflite").stat().st_size
+    footprint = measure_footprint(project, library, sorted(set(operator_names)), model_bytes, golden_bytes, core)
+    return CoreMeasurement(core, tuple(costs), total, footprint)
+
+
+def mcu_part_cost(device: Device, measured: CoreMeasurement, model_bytes: int, operators, operator_names,
+                  arena_size: int, receive_bytes: int = 0) -> PartCost:
+    instructions = measured.instructions(operators)
+    return PartCost(
+        device=device.name, operators=len(operators), model_bytes=model_bytes,
+        flash_bytes=measured.footprint.part_flash(model_bytes, operator_names),
+        ram_bytes=arena_size + measured.footprint.ram_rest_bytes + receive_bytes,
+        instructions=instructions, cycles=instructions, ms=instructions / (device.mhz * 1e3),
+        flash_budget=device.flash_bytes, ram_budget=device.ram_bytes)

@@ -1,0 +1,77 @@
+"""Price every cut (and each device running the whole model) from the measurements.
+
+A Cortex-M part is priced from the per-core QEMU measurements (measure.py); an Ethos-U part
+from Vela's estimates for that part (vela.py), one Vela compilation per distinct part.
+"""
+from __future__ import annotations
+
+from . import cost as costing
+from .cost import PartCost
+from .measure import mcu_part_cost
+from .profiles import Device
+from .report import tensor_label
+from .vela import VelaEstimate, compile_part
+
+ARENA_MARGIN = 0.10
+
+
+def arena_size(measured: int) -> int:
+    """kTensorArenaSize as the part's model_settings.h gets it (as convert sizes it)."""
+    from ..flows.convert import arena_with_margin
+
+    return arena_with_margin(measured, ARENA_MARGIN)
+
+
+class VelaCache:
+    """One Vela run per (part, accelerator): whole-model rows and cuts share parts."""
+
+    def __init__(self):
+        self.estimates: dict[tuple[bytes, str], VelaEstimate] = {}
+
+    def get(self, model: bytes, accelerator: str) -> VelaEstimate:
+        key = (model, accelerator)
+        if key not in self.estimates:
+            self.estimates[key] = compile_part(model, accelerator)
+        return self.estimates[key]
+
+
+def npu_part_cost(device: Device, estimate: VelaEstimate, operators: int, receive_bytes: int = 0) -> PartCost:
+    """Flash: Vela's .tflite (weights + command stream); RAM: Vela's SRAM for feature maps. The host CPU's
+    runtime and any CPU-fallback operators are not priced (listed in the record instead)."""
+    return PartCost(device=device.name, operators=operators, model_bytes=len(estimate.model),
+                    flash_bytes=len(estimate.model), ram_bytes=estimate.sram_bytes + receive_bytes,
+                    instructions=None, cycles=estimate.cycles_total, ms=estimate.ms(device.mhz),
+                    flash_budget=device.flash_bytes, ram_budget=device.ram_bytes)
+
+
+def _part(device, measured, vela, model, operators, names, arena, receive_bytes=0) -> tuple[PartCost, list]:
+    if device.is_npu:
+        estimate = vela.get(model, device.accelerator)
+        notes = [f"{device.name}: CPU-fallback operators not priced: {', '.join(estimate.cpu_operators)}"] \
+            if estimate.cpu_operators else []
+        return npu_part_cost(device, estimate, len(operators), receive_bytes), notes
+    return mcu_part_cost(device, measured[device.core], len(model), operators, [names[i] for i in operators],
+                         arena_size(arena), receive_bytes), []
+
+
+def price_cuts(view, splits, arenas, whole_arena, measured, devices, link, source, vela: VelaCache | None = None) -> list:
+    vela = vela or VelaCache()
+    names = {op.index: op.name for op in view.ops}
+    rows = []
+    for number, (s, (head_arena, tail_arena)) in enumerate(zip(splits, arenas)):
+        payload, link_ms = costing.link_cost(link, s.link_bytes)
+        head, head_notes = _part(devices[0], measured, vela, s.head, s.cut.head, names, head_arena)
+        tail, tail_notes = _part(devices[1], measured, vela, s.tail, s.cut.tail, names, tail_arena, payload)
+        rows.append(costing.CutCost(f"cut {number}", s.cut.tensors, tuple(tensor_label(view, t) for t in s.cut.tensors),
+                                    s.cut.head[-1], payload, link_ms, (head, tail), costing.energy([head, tail], devices),
+                                    head_notes + tail_notes))
+    # The input is produced on the first device (the sensor): running whole on the second one
+    # means sending the model's input over the link.
+    every = tuple(op.index for op in view.ops)
+    input_bytes = sum(x[0].nbytes for x in source.inputs)
+    for device, sent in zip(devices, (0, input_bytes)):
+        part, notes = _part(device, measured, vela, source.model, every, names, whole_arena, sent)
+        payload, link_ms = costing.link_cost(link, sent) if sent else (0, 0.0)
+        rows.append(costing.CutCost(f"whole on {device.name}", (), (), None, payload, link_ms, (part,),
+                                    costing.energy([part], [device]), notes))
+    return rows

@@ -1,0 +1,124 @@
+"""Build and run partition firmware on QEMU's Arm MPS2 boards.
+
+The projects are the cortex-m-qemu board's (Makefile, startup, linker script, model sources)
+with main.cc replaced by a template of firmware_templates/cortex-m-qemu-pair/: per-operator
+profiling, part 0 (sender) or part 1 (receiver). A Cortex-M7 device runs the same project built
+against TFLM's cortex-m7+fp library on QEMU's mps2-an500 (Cortex-M7; same memory map).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from ..errors import KitError
+
+PAIR_TEMPLATES = "cortex-m-qemu-pair"
+# -icount shift=0 runs one guest instruction per virtual ns; MPS2's SysTick counts at 25 MHz.
+INSTRUCTIONS_PER_TICK = 40
+TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class QemuCore:
+    machine: str
+    tflm_target: str
+    arch: str
+
+
+CORES = {
+    "cortex-m4": QemuCore("mps2-an386", "cortex_m_generic_cortex-m4_default_cmsis_nn_gcc",
+                          "-mcpu=cortex-m4+nofp -mfpu=fpv4-sp-d16 -mfloat-abi=soft -mthumb -funsigned-char"),
+    "cortex-m7": QemuCore("mps2-an500", "cortex_m_generic_cortex-m7+fp_default_cmsis_nn_gcc",
+                          "-mcpu=cortex-m7 -mfpu=fpv5-sp-d16 -mfloat-abi=hard -mthumb -funsigned-char"),
+}
+
+
+def missing_tools(tflm_root: str | None) -> str | None:
+    """Why QEMU firmware cannot be built and run here, or None when it can."""
+    if not tflm_root:
+        return "TFLM_ROOT is not set (a TFLM tree with the cortex_m_generic libraries built)"
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    return None
+
+
+def render_project(model_dir: Path, out: Path, main_template: str) -> Path:
+    """A cortex-m-qemu project for `model_dir` whose main.cc is `main_template`, plus link.h."""
+    from ..flows.firmware import RECORD_NAME, TEMPLATES_DIR, load_board, render_firmware
+
+    render_firmware("cortex-m-qemu", model_dir, out, force=True)
+    record = json.loads((out / RECORD_NAME).read_text())
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    ctx = dict(record, board=load_board("cortex-m-qemu"), model_prefix="model/")
+    (out / "main.cc").write_text(env.get_template(f"{PAIR_TEMPLATES}/{main_template}").render(ctx))
+    (out / "link.h").write_text(env.get_template(f"{PAIR_TEMPLATES}/link.h.j2").render(ctx))
+    return out
+
+
+def build(project: Path, core: str, tflm_root: str) -> Path:
+    spec = CORES[core]
+    made = subprocess.run(["make", "-s", f"TFLM_ROOT={tflm_root}", f"TFLM_TARGET={spec.tflm_target}",
+                           f"ARCH={spec.arch}", "fw.elf"], cwd=project, capture_output=True, text=True)
+    if made.returncode != 0:
+        tail = " ".join((made.stderr or made.stdout).split())[-300:]
+        raise KitError(f"building {project} for {core} failed: {tail}", f"run make -C {project} to see why")
+    return project / "fw.elf"
+
+
+def qemu_command(elf: Path, core: str, serial: str | None = None) -> list[str]:
+    command = ["qemu-system-arm", "-M", CORES[core].machine, "-display", "none", "-monitor", "none",
+               "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    if serial:
+        command[1:1] = ["-chardev", serial, "-serial", "chardev:link"]
+    else:
+        command[1:1] = ["-serial", "none"]
+    return command
+
+
+def run(elf: Path, core: str) -> str:
+    try:
+        done = subprocess.run(qemu_command(elf, core), capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise KitError(f"QEMU did not finish {elf} within {TIMEOUT_S} s", "check the firmware's loop") from None
+    return done.stdout + done.stderr
+
+
+@dataclass(frozen=True)
+class OperatorCost:
+    index: int
+    op: str
+    instructions: int     # median over the golden vectors
+
+
+def profile_operators(model_dir: Path, core: str, workdir: Path, tflm_root: str) -> tuple[list[OperatorCost], int]:
+    """Instructions per operator (and for the whole Invoke) of the model in `model_dir` on `core`."""
+    project = render_project(model_dir, workdir / f"profile-{core}", "profile_main.cc.j2")
+    text = run(build(project, core, tflm_root), core)
+    per_op: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    totals = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 5 and fields[0] == "OPTICKS":
+            per_op.setdefault(int(fields[2]), []).append(int(fields[4]))
+            names[int(fields[2])] = fields[3]
+        elif len(fields) == 3 and fields[0] == "TICKS":
+            totals.append(int(fields[2]))
+    if not per_op or "PASS" not in text:
+        raise KitError(f"profiling the model on QEMU ({core}) failed: {' '.join(text.split())[-300:]}",
+                       f"run {project} by hand: make TFLM_ROOT=... && make run")
+    costs = [OperatorCost(i, names[i], int(statistics.median(t)) * INSTRUCTIONS_PER_TICK) for i, t in sorted(per_op.items())]
+    return costs, int(statistics.median(totals)) * INSTRUCTIONS_PER_TICK
+
+
+def tflm_root_from_env() -> str | None:
+    return os.environ.get("TFLM_ROOT")
