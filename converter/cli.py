@@ -276,5 +276,6 @@ def _register_partition_command() -> None:
 
 _register_partition_command()
 
+
 if __name__ == "__main__":
     main()
