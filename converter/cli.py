@@ -233,6 +233,41 @@ def _register_firmware_commands() -> None:
 _register_firmware_commands()
 
 
+@main.command("optimize")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--board", required=True, help="Board profile whose deployed cost is minimized (e.g. cortex-m-qemu).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Search directory (resumed when it holds one).")
+@click.option("--max-accuracy-drop", type=click.FloatRange(0, 1), help="Classifiers: accuracy drop vs float (default 0.01).")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), help="Classifiers: top-1 agreement with float (default 0.95).")
+@click.option("--min-sqnr", type=float, help="Output SQNR vs float in dB (default 20 for regression/autoencoders).")
+@click.option("--objective", type=click.Choice(["flash", "ram", "latency"]), default="flash", show_default=True)
+@click.option("--trials", type=click.IntRange(1, 10_000), default=20, show_default=True,
+              help="Trials in all, the plain int8 reference included; a larger number extends a finished search.")
+@click.option("--ray-address", help="An existing Ray cluster (auto or HOST:PORT); default: local Ray on this machine.")
+@click.option("--workers", type=click.IntRange(0, 1024), default=0, help="Trials at once (default: all CPUs).")
+@click.option("--cpus-per-trial", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--epochs", type=click.IntRange(0, 1000), default=2, show_default=True,
+              help="Distillation fine-tuning epochs per candidate.")
+@click.option("--label-weight", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Weight of the labels in the fine-tuning targets (the rest: the float model's outputs).")
+@click.option("--device/--no-device", default=None, help="Build and run passing candidates on the emulated core "
+              "(default: when TFLM_ROOT, the Arm toolchain and QEMU are there and the board is emulated).")
+def optimize(recipe: Path, out: Path, **settings):
+    """Search compression settings for RECIPE's model: the smallest that holds every quality guard on --board."""
+    from .flows import optimize as search
+
+    try:
+        with quiet_console() as log:
+            outcome = search.optimize(recipe, out, search.Options(**settings), log=log)
+    except KitError as error:
+        _fail(error)
+    except KeyboardInterrupt as interrupt:
+        click.echo(f"interrupted: finished trials are in {out / 'search.json'}; the same command resumes", err=True)
+        sys.exit(143 if isinstance(interrupt, Terminated) else 130)
+    for line in search.summary_lines(outcome, out):
+        click.echo(line)
+
+
 def _register_partition_command() -> None:
     from .flows.partition import partition_command
 
@@ -240,6 +275,7 @@ def _register_partition_command() -> None:
 
 
 _register_partition_command()
+
 
 if __name__ == "__main__":
     main()

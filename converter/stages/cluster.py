@@ -4,7 +4,7 @@ from __future__ import annotations
 import warnings
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from ..errors import KitError
 from ..system import tf_env
@@ -19,11 +19,18 @@ _INIT = {
 }
 
 
+def _cluster_count(count: int) -> int:
+    if count == 1:
+        raise ValueError("a layer's cluster count is 0 (leave it unclustered) or 2..256")
+    return count
+
+
 class ClusterSettings(StageSettings):
     loss: LOSSES = "sparse_categorical_crossentropy"
     clusters: int = Field(16, ge=2, le=256)
-    per_layer: dict[str, Annotated[int, Field(ge=2, le=256)]] = Field(
-        default_factory=dict, description="layer name -> its own cluster count (others get 'clusters')")
+    per_layer: dict[str, Annotated[int, Field(ge=0, le=256), AfterValidator(_cluster_count)]] = Field(
+        default_factory=dict, description="layer name -> its own cluster count (others get 'clusters'); "
+                                          "0 leaves the layer unclustered")
     per_channel: bool = True
     preserve_sparsity: bool = True
     centroid_init: Literal["kmeans_plus_plus", "linear", "density_based", "random"] = "kmeans_plus_plus"
@@ -69,6 +76,8 @@ def _cluster(model, settings: ClusterSettings, context: StageContext):
                 # TF-MOT's model-level call takes one count; wrapping layer by layer in clone_model
                 # (TF-MOT's documented pattern) gives each layer its own.
                 def wrap(layer):
+                    if counts.get(layer.name) == 0:  # 0: leave this layer as it is
+                        return layer
                     return clustering.cluster_weights(
                         layer, number_of_clusters=counts.get(layer.name, settings.clusters), **options)
 

@@ -1,0 +1,168 @@
+"""`tflm-kit optimize`: the smallest candidate that holds every quality guard, found by a search.
+
+RECIPE's data is split (fine-tuning/calibration vs a held-out selection set); its train/distill
+stages make the float model, the teacher every candidate is judged against; trials (Ray tasks) try
+per-layer cluster counts stored as LUT indices, fine-tuned by distillation from the teacher; the
+winner is rebuilt by the convert flow into DIR/best/ with DIR/best/recipe.yaml; every trial and the
+Pareto fronts go to DIR/search.{json,md,png}.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import yaml
+
+from ..errors import KitError
+from ..optimize.cost import device_available
+from ..optimize.guards import Guards
+from ..optimize.pareto import fronts, plot, render_markdown
+from ..optimize.prepare import DATA, TEACHER, prepare
+from ..optimize.search import SearchPlan, run_search
+from ..optimize.space import FineTune, candidate_recipe, describe, space_for
+from ..optimize.store import FILE, SearchStore, write_atomic
+from ..optimize.trial import TrialResult, TrialSpec, judge_model, run_trial
+from ..recipe import load_recipe, parse_recipe
+
+OWN_FILES = (FILE, TEACHER, DATA)
+
+
+@dataclass(frozen=True)
+class Options:
+    board: str
+    objective: str = "flash"
+    trials: int = 20
+    min_agreement: Optional[float] = None
+    max_accuracy_drop: Optional[float] = None
+    min_sqnr: Optional[float] = None
+    ray_address: Optional[str] = None
+    workers: int = 0                 # 0: all CPUs of the machine (or cluster)
+    cpus_per_trial: int = 1
+    epochs: int = 2
+    label_weight: float = 0.0
+    device: Optional[bool] = None    # None: build and run on the emulated core when possible
+
+
+@dataclass(frozen=True)
+class Outcome:
+    best: Optional[TrialResult]
+    reference: Optional[TrialResult]
+    store: SearchStore
+    reproduced: Optional[bool]
+
+
+def _check_out(out: Path, recipe) -> None:
+    from ..system.outdir import check_output_path
+
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in OWN_FILES):
+        raise KitError(f"output directory {out} already holds files that are not a search",
+                       "choose an empty or new directory (an earlier search's directory resumes it)")
+    model = (recipe.resolve(recipe.model.path),) if recipe.model.path else ()
+    check_output_path(out, force=True, inputs=model)
+
+
+def _use_device(options: Options, board: dict) -> bool:
+    why_not = device_available(board)
+    if options.device and why_not:
+        raise KitError(f"cannot measure on the device: {why_not}", "drop --device, or install what is missing")
+    if options.objective == "latency" and why_not:
+        raise KitError(f"--objective latency needs instructions from the emulated core, but {why_not}",
+                       "use --board cortex-m-qemu with TFLM_ROOT set and the Arm toolchain and QEMU installed")
+    return why_not is None if options.device is None else options.device
+
+
+def _rebuild_best(store: SearchStore, best: TrialResult, template: TrialSpec, out: Path,
+                  log: Callable[[str], None]) -> bool:
+    """DIR/best/: the convert flow run on the winner's recipe; True when it gave the same model bytes."""
+    from .convert import convert
+
+    mapping = candidate_recipe(template.base_recipe, best.params, template.fine_tune, template.loss,
+                               template.selection_size, template.separate_calibration)
+    folder = out / "best"
+    log(f"rebuilding the best candidate (trial {best.number}) with the convert flow into {folder}")
+    # parsed as if it sat in trials/: the same ../ paths, and an --out that holds none of its inputs
+    manifest = convert(parse_recipe(mapping, base_dir=out / "trials"), folder, force=True, log=log)
+    header = (f"# tflm-kit optimize: trial {best.number} of the search in {out.name}/ ({describe(best.params)}).\n"
+              f"# Rebuild: tflm-kit convert {folder.name}/recipe.yaml --out OUT (needs ../{TEACHER}, ../{DATA}).\n")
+    (folder / "recipe.yaml").write_text(header + yaml.safe_dump(mapping, sort_keys=False))
+    same = manifest["model"]["sha256"] == best.model_sha256
+    if not same:  # not bit-identical to the trial: judge the rebuilt model itself
+        verdict = judge_model((folder / "model.tflite").read_bytes(), out, template.guards)
+        store.summary["best_rebuilt_verdict"] = {"passed": verdict.passed, "failures": verdict.failures}
+    return same
+
+
+def _reference_delta(reference: Optional[TrialResult], best: TrialResult) -> str:
+    if reference is None or not reference.cost or reference.number == best.number:
+        return ""
+    r, b = reference.cost, best.cost
+    change = b["flash_bytes"] - r["flash_bytes"]
+    return (f"Against plain int8 (trial {reference.number}): flash {r['flash_bytes']:,} -> {b['flash_bytes']:,} B "
+            f"({'+' if change > 0 else ''}{change:,} B, {b['flash_source']}), model {r['model_bytes']:,} -> "
+            f"{b['model_bytes']:,} B, arena {r['arena_bytes']:,} -> {b['arena_bytes']:,} B ({b['arena_source']}).")
+
+
+def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str], None] = print) -> Outcome:
+    from ..flows.firmware import load_board
+
+    recipe = load_recipe(recipe_path)
+    board = load_board(options.board)
+    out = Path(out)
+    _check_out(out, recipe)
+    device = _use_device(options, board)
+    out.mkdir(parents=True, exist_ok=True)
+    prepared = prepare(recipe, out, options.label_weight, log)
+    space = space_for(prepared.model)
+    guards = Guards.defaults(prepared.task, options.min_agreement, options.max_accuracy_drop, options.min_sqnr)
+    fine_tune = FineTune(epochs=options.epochs)
+    settings = {"recipe_name": recipe.name, "recipe": recipe.model_dump(mode="json"), "board": options.board,
+                "objective": options.objective, "guards": guards.as_dict(), "space": space.as_dict(),
+                "fine_tune": asdict(fine_tune), "label_weight": options.label_weight, "task": prepared.task,
+                "device": device}
+    store = SearchStore.open(out, settings)
+    store.summary.update({"splits": prepared.split_sizes, "split_note": prepared.split_note,
+                          "float_accuracy": prepared.float_accuracy})
+    template = TrialSpec(0, "", {}, str(out.resolve()), recipe, guards, fine_tune, prepared.loss,
+                         prepared.selection_size, board, prepared.separate_calibration, device,
+                         options.cpus_per_trial)
+    log(f"search space: {len(space.layers)} layers ({', '.join(space.layers)}); guards: {guards.describe()}; "
+        f"selection set: {prepared.selection_size} held-out inputs")
+    plan = SearchPlan(space, options.trials, options.objective, options.workers, options.cpus_per_trial,
+                      recipe.seed, template, options.ray_address)
+    run_search(plan, store, run_trial, log)
+    best = store.best(options.objective)
+    references = store.done_phase("reference")
+    reference = references[0] if references else None
+    reproduced = None
+    if best is not None:
+        reproduced = _rebuild_best(store, best, template, out, log)
+        store.summary.update({"best_trial": best.number, "best_reproduced_bit_exact": reproduced,
+                              "reference_delta": _reference_delta(reference, best)})
+    front = fronts(store.trials)
+    store.summary["pareto"] = front
+    store.save()
+    write_atomic(out / "search.md", render_markdown(store, best, front))
+    plot(store, front, out / "search.png")
+    if best is None:
+        raise KitError(f"no candidate held every guard in {len(store.trials)} trials (see {out / 'search.md'})",
+                       "allow more --trials or --epochs, or loosen a guard (--min-agreement, --max-accuracy-drop, "
+                       "--min-sqnr)")
+    return Outcome(best, reference, store, reproduced)
+
+
+def summary_lines(outcome: Outcome, out: Path) -> list[str]:
+    """What the CLI prints after a search: the winner, its deployed figures against plain int8, its quality."""
+    best, cost = outcome.best, outcome.best.cost
+    lines = [f"best: trial {best.number} ({describe(best.params)}) -> {out / 'best'}/  "
+             f"(rebuild: tflm-kit convert {out / 'best' / 'recipe.yaml'} --out OUT)",
+             f"deployed flash: {cost['flash_bytes']:,} B ({cost['flash_source']})   arena: "
+             f"{cost['arena_bytes']:,} B ({cost['arena_source']})"
+             + (f"   instructions/inference: {cost['instructions']:,}" if cost.get("instructions") else "")]
+    if outcome.store.summary.get("reference_delta"):
+        lines.append(outcome.store.summary["reference_delta"])
+    lines.append("quality vs float on the held-out set: " + ", ".join(
+        f"{k} {best.metrics[k]:.4g}" for k in ("top1_agreement", "accuracy_float", "accuracy_quantized", "min_sqnr_db")
+        if isinstance(best.metrics.get(k), float)))
+    lines.append(f"search: {out / 'search.md'} ({len(outcome.store.trials)} trials)")
+    return lines

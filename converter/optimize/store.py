@@ -1,0 +1,99 @@
+"""search.json: every finished trial, saved after each one, so an interrupted search resumes.
+
+A search directory holds one search. Its settings (recipe, board, guards, objective, space,
+fine-tuning) are fingerprinted; a later run with other settings is refused rather than mixed in.
+Running the same command again with a larger --trials extends the search.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..errors import KitError
+from .trial import CRASHED, ERROR, TrialResult
+
+FILE = "search.json"
+
+
+def fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder, so a reader never sees half a file."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+@dataclass
+class SearchStore:
+    folder: Path
+    settings: dict
+    trials: list[TrialResult] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.folder / FILE
+
+    @staticmethod
+    def open(folder: Path, settings: dict) -> "SearchStore":
+        """The stored search in `folder` (resumed), or a new one."""
+        store = SearchStore(Path(folder), settings)
+        if not store.path.is_file():
+            return store
+        try:
+            saved = json.loads(store.path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise KitError(f"{store.path} is not readable JSON", "move it away to start a new search there") from None
+        if saved.get("fingerprint") != fingerprint(settings):
+            raise KitError(f"{folder} holds a search with other settings (recipe, board, guards, objective or "
+                           "fine-tuning)", "use the same options to resume or extend it, or another --out")
+        store.trials = [TrialResult.from_dict(row) for row in saved.get("trials", [])]
+        return store
+
+    def next_number(self) -> int:
+        return max((t.number for t in self.trials), default=-1) + 1
+
+    def add(self, result: TrialResult) -> None:
+        self.trials.append(result)
+        self.save()
+
+    def counts(self) -> dict:
+        failed = sum(t.status in (ERROR, CRASHED) for t in self.trials)
+        return {"done": len(self.trials), "passed": sum(t.passed for t in self.trials), "failed": failed}
+
+    def done_phase(self, phase: str) -> list[TrialResult]:
+        return [t for t in self.trials if t.phase == phase]
+
+    def best(self, objective: str) -> Optional[TrialResult]:
+        """The passing trial with the lowest objective, ties broken by the better quality."""
+        passing = [t for t in self.trials if t.passed and t.cost and t.cost.get(cost_key(objective)) is not None]
+        if not passing:
+            return None
+        return min(passing, key=lambda t: (t.cost[cost_key(objective)], -quality_score(t)))
+
+    def save(self) -> None:
+        content = {"fingerprint": fingerprint(self.settings), "settings": self.settings,
+                   "summary": self.summary, "trials": [t.as_dict() for t in self.trials]}
+        write_atomic(self.path, json.dumps(content, indent=1, default=str) + "\n")
+
+
+def cost_key(objective: str) -> str:
+    return {"flash": "flash_bytes", "ram": "arena_bytes", "latency": "instructions"}[objective]
+
+
+def quality_score(trial: TrialResult) -> float:
+    """One number for 'how close to the float model': top-1 agreement for classifiers, else SQNR in dB."""
+    metrics = trial.metrics or {}
+    if "top1_agreement" in metrics:
+        return float(metrics["top1_agreement"])
+    sqnr = metrics.get("min_sqnr_db", float("-inf"))
+    return float(sqnr) if not isinstance(sqnr, str) else float(sqnr.replace("inf", "1e9"))

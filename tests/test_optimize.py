@@ -1,0 +1,279 @@
+"""`tflm-kit optimize`: held-out splits, guards against the float model, Pareto fronts, the stored
+search (resume, crashes), and a real 2-trial search on Ray on a tiny digits model."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import yaml
+
+from converter.errors import KitError
+from converter.inputs.dataset import Dataset
+from converter.optimize.guards import CLASSIFIER, REGRESSION, Guards, judge, quality, task_of
+from converter.optimize.pareto import pareto_front
+from converter.optimize.space import FineTune, Space
+from converter.optimize.splits import distillation_targets, split
+from converter.optimize.store import SearchStore
+from converter.optimize.trial import CRASHED, PASSED, TrialResult, TrialSpec
+
+from .conftest import REPO, run_kit
+
+
+def _rows(x):
+    return {row.tobytes() for row in np.ascontiguousarray(x, dtype=np.float32)}
+
+
+def _data(train=40, cal=None, eval_=20, seed=0):
+    rng = np.random.default_rng(seed)
+    x_train = rng.normal(size=(train, 3)).astype(np.float32)
+    x_eval = rng.normal(size=(eval_, 3)).astype(np.float32) if eval_ else None
+    return Dataset(x_train=x_train, y_train=rng.integers(0, 3, train), x_calibration=x_train if cal is None else cal,
+                   x_eval=x_eval, y_eval=None if x_eval is None else rng.integers(0, 3, eval_), labels=None)
+
+
+def test_selection_set_is_the_eval_set_when_training_inputs_are_separate():
+    data = _data()
+    parts = split(data, seed=0)
+    assert len(parts.x_selection) == 20 and len(parts.x_fit) == 40
+    assert not _rows(parts.x_selection) & (_rows(parts.x_fit) | _rows(parts.x_calibration))
+
+
+def test_a_pool_shared_with_calibration_is_split_seeded_and_disjoint():
+    data = _data()
+    shared = replace(data, x_train=None, y_train=None, x_calibration=data.x_eval)  # calibrates on its eval inputs
+    first, again, other = split(shared, seed=1), split(shared, seed=1), split(shared, seed=2)
+    assert not _rows(first.x_selection) & (_rows(first.x_fit) | _rows(first.x_calibration))
+    assert len(first.x_selection) + len(first.x_calibration) == 20
+    np.testing.assert_array_equal(first.x_selection, again.x_selection)
+    assert _rows(first.x_selection) != _rows(other.x_selection)
+    assert "seeded" in first.note
+
+
+def test_training_rows_equal_to_a_selection_row_are_dropped():
+    data = _data()
+    leaky = replace(data, x_train=np.concatenate([data.x_train, data.x_eval[:3]]),
+                    y_train=np.concatenate([data.y_train, data.y_eval[:3]]))
+    parts = split(leaky, seed=0)
+    assert len(parts.x_fit) == 40 and len(parts.y_fit) == 40
+    assert not _rows(parts.x_selection) & _rows(parts.x_fit)
+    assert "dropped 3" in parts.note
+
+
+def test_no_eval_inputs_holds_out_part_of_the_training_inputs():
+    parts = split(_data(eval_=0), seed=0)
+    assert len(parts.x_selection) == 20 and parts.y_selection is not None
+    assert not _rows(parts.x_selection) & (_rows(parts.x_fit) | _rows(parts.x_calibration))
+
+
+def test_too_little_data_is_refused():
+    with pytest.raises(KitError, match="too few"):
+        split(_data(train=8, eval_=0), seed=0)
+
+
+def test_distillation_targets_are_teacher_probabilities_optionally_mixed_with_labels():
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]], dtype=np.float32)
+    pure = distillation_targets(logits, np.array([2, 1]), classifier=True, softmax_output=False, label_weight=0.0)
+    np.testing.assert_allclose(pure.sum(axis=1), 1.0, rtol=1e-6)
+    assert pure[0].argmax() == 0  # the teacher's choice, not the label's
+    mixed = distillation_targets(logits, np.array([2, 1]), classifier=True, softmax_output=False, label_weight=0.5)
+    np.testing.assert_allclose(mixed[0, 2], 0.5 * pure[0, 2] + 0.5, rtol=1e-6)
+    regression = distillation_targets(logits, None, classifier=False, softmax_output=False, label_weight=0.5)
+    np.testing.assert_array_equal(regression, logits)
+
+
+def test_classifier_guards_fail_on_agreement_and_accuracy_with_reasons():
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(100, 4))
+    labels = teacher.argmax(axis=1)
+    candidate = teacher.copy()
+    candidate[:10] = candidate[:10][:, ::-1]  # 10 of 100 flip their top class
+    assert task_of(teacher, labels) == CLASSIFIER
+    verdict = judge(Guards.defaults(CLASSIFIER), quality([teacher], [candidate], labels))
+    assert not verdict.passed
+    assert any("agreement 90.00% < 95.00%" in f for f in verdict.failures)
+    assert any("accuracy drop 10.0 points" in f for f in verdict.failures)
+    assert verdict.constraints["agreement"] == pytest.approx(0.05) and verdict.constraints["accuracy_drop"] > 0
+    holds = judge(Guards.defaults(CLASSIFIER), quality([teacher], [teacher + 1e-3], labels))
+    assert holds.passed and all(value <= 0 for value in holds.constraints.values())
+
+
+def test_regression_guard_is_sqnr_on_every_output():
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(50, 16))
+    assert task_of(teacher[:, :1], None) == REGRESSION
+    guards = Guards.defaults(REGRESSION)
+    assert guards.min_sqnr_db == 20.0 and guards.min_agreement is None
+    noisy = teacher + rng.normal(scale=0.3, size=teacher.shape)  # ~10 dB
+    verdict = judge(guards, quality([teacher[:, :1], teacher], [teacher[:, :1], noisy], None))
+    assert not verdict.passed and "SQNR" in verdict.failures[0] and verdict.constraints["sqnr"] > 0
+    assert judge(guards, quality([teacher], [teacher], None)).passed  # identical: inf dB
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(100, 0.99), (50, 0.97), (60, 0.96), (40, 0.90), (50, 0.97), (200, 0.99)]
+    assert pareto_front(points) == [3, 1, 4, 0]
+
+
+def _spec(tmp_path, space):
+    return TrialSpec(0, "", {}, str(tmp_path), None, Guards.defaults(CLASSIFIER), FineTune(), "mse", 10,
+                     {"name": "host"}, False, False)
+
+
+def _fake_result(spec) -> TrialResult:
+    """Cost falls with the clusters chosen; 'b' alone at 4 clusters breaks agreement, so the greedy
+    candidate is a:4 b:16, and that one kills its worker."""
+    counts = {name.split(":")[1]: v for name, v in spec.params.items()}
+    if counts == {"a": 4, "b": 16}:
+        os._exit(3)
+    flash = 1000 - sum(300 // v for v in counts.values() if v)
+    agreement = 0.90 if counts["b"] in (2, 4) else 0.99
+    return TrialResult(spec.number, spec.phase, spec.params, PASSED if agreement >= 0.95 else "failed guard",
+                       metrics={"top1_agreement": agreement, "sqnr_db": 20.0},
+                       constraints={"agreement": 0.95 - agreement},
+                       cost={"flash_bytes": flash, "arena_bytes": 500, "model_bytes": flash, "instructions": None})
+
+
+def test_search_on_ray_records_a_crashed_trial_goes_on_and_resumes(tmp_path):
+    import sys
+
+    import ray
+    import ray.cloudpickle
+
+    from converter.optimize.search import SearchPlan
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers need not import tests/
+    space = Space(("a", "b"), {"a": 100, "b": 100})
+    settings = {"space": space.as_dict(), "objective": "flash"}
+    # one worker keeps the order fixed (with more, the greedy trial waits for every sensitivity result)
+    plan = SearchPlan(space, trials=5, objective="flash", workers=1, cpus_per_trial=1, seed=0,
+                      template=_spec(tmp_path, space))
+    store, log = SearchStore.open(tmp_path, settings), []
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # as the search sets it
+    ray.init(num_cpus=1, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
+    try:
+        _search_crash_and_resume(plan, store, settings, log)
+    finally:
+        ray.shutdown()
+
+
+def _search_crash_and_resume(plan, store, settings, log):
+    from converter.optimize.search import run_search
+
+    run_search(plan, store, _fake_result, log.append)
+    phases = {t.number: (t.phase, t.status) for t in store.trials}
+    assert [phases[n][0] for n in range(5)] == ["reference", "sensitivity", "sensitivity", "greedy", "tpe"]
+    assert phases[3][1] == CRASHED and store.trials[[t.number for t in store.trials].index(3)].reason
+    assert phases[1][1] == PASSED and phases[2][1] == "failed guard"
+    assert any("running" in line and "best so far" in line for line in log)
+    # resume: a new process reads search.json; a larger budget runs only the missing trials
+    reloaded = SearchStore.open(store.folder, settings)
+    assert sorted(t.number for t in reloaded.trials) == list(range(5))
+    run_search(replace(plan, trials=6), reloaded, _fake_result, log.append)
+    assert sorted(t.number for t in reloaded.trials) == list(range(6))
+    best = reloaded.best("flash")
+    assert best.passed and all(best.cost["flash_bytes"] <= t.cost["flash_bytes"]
+                               for t in reloaded.trials if t.passed)
+
+
+def test_a_search_directory_with_other_settings_is_refused(tmp_path):
+    store = SearchStore.open(tmp_path, {"objective": "flash"})
+    store.save()
+    with pytest.raises(KitError, match="other settings"):
+        SearchStore.open(tmp_path, {"objective": "ram"})
+
+
+TINY_RECIPE = """
+name: tiny
+model:
+  builder: {builder}
+  builder_args: {{filters: 4}}
+data:
+  npz: tiny.npz
+stages:
+  - train: {{epochs: 3, batch_size: 64, learning_rate: 0.005}}
+quantize: {{calibration_samples: 50}}
+golden: {{vectors: 4}}
+"""
+
+
+def test_optimize_runs_a_two_trial_search_on_ray_and_writes_best(tmp_path):
+    digits = np.load(REPO / "models/data/digits_subset.npz")
+    pixels = lambda key, n: (digits[key][:n] / 255.0)[..., None].astype(np.float32)  # noqa: E731
+    np.savez(tmp_path / "tiny.npz", x_train=pixels("x_train", 800), y_train=digits["y_train"][:800].astype(np.int64),
+             x_test=pixels("x_test", 120), y_test=digits["y_test"][:120].astype(np.int64))
+    (tmp_path / "tiny.yaml").write_text(TINY_RECIPE.format(builder=REPO / "models/digits.py:build_model"))
+    out = tmp_path / "search"
+    result = run_kit("optimize", tmp_path / "tiny.yaml", "--board", "cortex-m-qemu", "--out", out, "--trials", 2,
+                     "--epochs", 1, "--workers", 2, "--no-device")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "best: trial" in result.stdout and "deployed flash" in result.stdout
+    search = json.loads((out / "search.json").read_text())
+    trials = search["trials"]
+    assert [t["phase"] for t in trials] == ["reference", "uniform"]  # the tiny model: one layer big enough
+    assert all(t["status"] in ("passed", "failed guard") for t in trials), [t["reason"] for t in trials]
+    assert all(t["cost"]["flash_bytes"] > 0 and t["cost"]["arena_bytes"] > 0 for t in trials)
+    best = trials[search["summary"]["best_trial"]]
+    assert best["status"] == "passed" and best["metrics"]["top1_agreement"] >= 0.95
+    assert search["summary"]["best_reproduced_bit_exact"] is True
+    manifest = json.loads((out / "best/manifest.json").read_text())
+    assert manifest["model"]["sha256"] == best["model_sha256"]
+    recipe = yaml.safe_load((out / "best/recipe.yaml").read_text())
+    assert recipe["model"]["path"] == "../teacher.h5" and recipe["data"]["npz"] == "../data.npz"
+    with np.load(out / "data.npz") as data:  # the selection set is held out from fine-tuning and calibration
+        calibration = data["x_calibration"] if "x_calibration" in data.files else data["x_train"]
+        assert not _rows(data["x_test"]) & (_rows(data["x_train"]) | _rows(calibration))
+    assert (out / "search.md").read_text().count("\n| ") >= 3 and (out / "search.png").stat().st_size > 0
+
+
+def test_candidate_recipes_are_valid_recipes_that_strip_every_candidate(tmp_path):
+    from converter.optimize.space import candidate_recipe, describe
+    from converter.recipe import load_recipe, parse_recipe
+
+    base = load_recipe(REPO / "models/recipes/default.yaml")
+    space = Space(("conv", "logits"), {"conv": 72, "logits": 13520})
+    reference = candidate_recipe(base, space.reference(), FineTune(epochs=1), "categorical_crossentropy", 50)
+    assert reference["stages"] == [] and reference["compress"] == {"lut": False, "strip_metadata": True,
+                                                                   "verify_samples": 50}
+    one = candidate_recipe(base, space.only("logits"), FineTune(epochs=1), "categorical_crossentropy", 50)
+    parsed = parse_recipe(one, base_dir=tmp_path)
+    cluster = parsed.stages[0].settings
+    assert cluster.per_layer == {"conv": 0, "logits": 4} and cluster.loss == "categorical_crossentropy"
+    assert parsed.compress.lut and parsed.model.path == "../teacher.h5" and parsed.eval_samples == 50
+    assert describe(space.only("logits")) == "logits:4" and describe(space.reference()) == "plain int8"
+    assert "x_calibration" not in one["data"]  # the fine-tuning inputs calibrate
+    own = candidate_recipe(base, space.reference(), FineTune(), "mse", 50, separate_calibration=True)
+    assert parse_recipe(own, base_dir=tmp_path).data.x_calibration == "x_calibration"
+
+
+def test_a_zero_cluster_count_leaves_that_layer_as_it_was():
+    from converter.stages.cluster import ClusterSettings  # (its home in both recipe layouts)
+    from converter.stages import stage_runner
+
+    from .conftest import tiny_classifier, tiny_dataset
+
+    model, data = tiny_classifier(), tiny_dataset(samples=64)
+    before = {layer.name: layer.get_weights()[0].copy() for layer in model.layers if layer.weights}
+    settings = ClusterSettings(clusters=4, per_layer={"conv": 0, "hidden": 4, "logits": 0}, epochs=0)
+    after = {layer.name: layer.get_weights()[0] for layer in stage_runner("cluster")(model, settings, data).model.layers
+             if layer.weights}
+    np.testing.assert_array_equal(after["conv"], before["conv"])
+    np.testing.assert_array_equal(after["logits"], before["logits"])
+    assert max(len(np.unique(channel)) for channel in after["hidden"].T) <= 4
+    with pytest.raises(Exception, match="0 \\(leave it unclustered\\) or 2..256"):
+        ClusterSettings(per_layer={"conv": 1})
+
+
+def test_bad_search_directories_and_impossible_objectives_are_refused_before_any_work(tmp_path):
+    from converter.flows.optimize import Options, optimize
+
+    recipe = REPO / "models/recipes/default.yaml"
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(KitError, match="not a search"):
+        optimize(recipe, tmp_path, Options(board="cortex-m-qemu"), log=lambda _: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    with pytest.raises(KitError, match="latency needs instructions"):
+        optimize(recipe, tmp_path / "new", Options(board="host", objective="latency"), log=lambda _: None)
+    assert not (tmp_path / "new").exists()
