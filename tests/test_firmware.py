@@ -165,6 +165,18 @@ def test_render_needs_force_to_replace(demo_dir, tmp_path):
     assert (stranger / "notes.txt").exists()
 
 
+def test_pico_project_builds_only_what_it_links_and_can_print(demo_dir, tmp_path):
+    """Defect 4: pico-tflmicro's examples and tests out of `all`, bounded -j, picotool and TinyUSB said, UART on."""
+    record = render_firmware("pico", demo_dir, tmp_path / "pico")
+    cmake = (tmp_path / "pico/CMakeLists.txt").read_text()
+    readme = (tmp_path / "pico/README.md").read_text()
+    assert "pico-tflmicro EXCLUDE_FROM_ALL)" in cmake
+    assert f"pico_enable_stdio_uart({record['name']}_fw 1)" in cmake and "lib/tinyusb" in cmake
+    assert "git clone --recurse-submodules https://github.com/raspberrypi/pico-sdk" in readme
+    assert "picotool" in readme and "--build build -j4" in readme
+    assert " -j " not in load_board("pico")["flash"]["command"] + " "
+
+
 def test_unknown_board_lists_the_known_ones(demo_dir, tmp_path):
     with pytest.raises(KitError, match="cortex-m-qemu"):
         render_firmware("esp8266", demo_dir, tmp_path / "x")

@@ -27,11 +27,11 @@ EMULATED = ("cortex-m-qemu", "cortex-m7-qemu")
 @pytest.fixture(scope="session")
 def lut_dir(tmp_path_factory):
     """The default recipe plus `compress: {lut: true}`: a model with TFLM_DECODE."""
-    recipe = yaml.safe_load((REPO / "models/recipes/default.yaml").read_text())
-    for section in ("model", "data"):
-        recipe[section]["builder"] = f"{REPO / 'models/digits.py'}:{recipe[section]['builder'].split(':')[1]}"
-    recipe["compress"] = {"lut": True}
     folder = tmp_path_factory.mktemp("lut")
+    recipe = yaml.safe_load((REPO / "models/recipes/default.yaml").read_text())
+    # builders named by absolute path: the recipe is written outside models/recipes/
+    recipe |= {part: {**recipe[part], "builder": f"{REPO / 'models/digits.py'}:{recipe[part]['builder'].split(':')[1]}"}
+               for part in ("model", "data")} | {"compress": {"lut": True}}
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     result = run_kit("convert", folder / "recipe.yaml", "--out", folder / "digits_lut")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -149,11 +149,14 @@ def test_board_sources_compile_against_their_own_tflm_port(board, demo_dir, tmp_
         (stubs / rel).write_text("\n".join(line.strip() for line in text.splitlines()) + "\n")
     record = render_firmware(board, demo_dir, tmp_path / "proj")
     includes = [f"-I{d}" for d in port_include_dirs(port, root)]
-    sources = [tmp_path / "proj" / rel for rel in record["files"] if rel.endswith((".cc", ".cpp"))]
-    assert len(sources) >= 3  # main + model_data + golden_vectors
+    # The sources that include TFLM (model_data and golden_vectors are plain arrays, compiled for
+    # every bundled recipe in test_firmware.py).
+    sources = [tmp_path / "proj" / rel for rel in record["files"]
+               if rel.endswith((".cc", ".cpp")) and not rel.split("/")[-1].startswith(("model_data", "golden_vectors"))]
+    assert sources
     for source in sources:
         cmd = ["g++", "-fsyntax-only", "-std=c++17", "-Wall", "-Werror", *HOST_DEFINES.split(),
-               f"-I{stubs}", *includes, "-x", "c++", str(source)]
+               *load_board(board).get("port_defines", "").split(), f"-I{stubs}", *includes, "-x", "c++", str(source)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         assert done.returncode == 0, f"{board}/{source.name} against {port.name}:\n{done.stderr[-3000:]}"
 
@@ -180,3 +183,25 @@ def test_flash_relays_a_missing_library_and_the_qemu_target_library(demo_dir, tm
     with pytest.raises(KitError) as qemu_target:
         flash(project, str(empty_root))
     assert "RegisterDebugLogCallback" in str(qemu_target.value) and "cortex_m_generic" in qemu_target.value.fix
+
+
+@pytest.mark.parametrize("port_name", ["Arduino_TensorFlowLite", "pico-tflmicro", "esp-tflite-micro",
+                                       "zephyr-tflite-micro"])
+def test_port_table_agrees_with_the_ports_compiler(port_name, lut_dir, tmp_path):
+    """Defect 3 at the source: a LUT model's model_ops.h compiles against exactly the ports the table says have DECODE."""
+    from converter.tflm.ports import load_port
+
+    root = tflm_root()
+    need_tools("g++")
+    port = sdk(f"ports/{port_name}")
+    source = tmp_path / "ops.cc"
+    source.write_text('#include "model_ops.h"\nint main() { digits_model::OpResolver r; '
+                      'return digits_model::RegisterOps(r); }\n')
+    defines = {"pico-tflmicro": ["-DARDUINO=1"], "Arduino_TensorFlowLite": ["-DARDUINO=10607"]}.get(port_name, [])
+    done = subprocess.run(["g++", "-fsyntax-only", "-std=c++17", *HOST_DEFINES.split(), *defines, f"-I{lut_dir}",
+                           *[f"-I{d}" for d in port_include_dirs(port, root)], str(source)],
+                          capture_output=True, text=True)
+    has_decode = "TFLM_DECODE" in load_port(port_name).operators
+    assert (done.returncode == 0) == has_decode, done.stderr[-2000:]
+    if not has_decode:
+        assert "AddDecode" in done.stderr
