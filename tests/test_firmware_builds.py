@@ -205,3 +205,34 @@ def test_port_table_agrees_with_the_ports_compiler(port_name, lut_dir, tmp_path)
     assert (done.returncode == 0) == has_decode, done.stderr[-2000:]
     if not has_decode:
         assert "AddDecode" in done.stderr
+
+
+@pytest.mark.slow  # compiles a resolver with every operator: about 20 s on an idle core
+def test_code_size_data_is_what_the_tool_measures(tmp_path):
+    """converter/tflm/data/code_size_cortex-m4.json is reproducible from the library it names."""
+    import importlib.util
+
+    from converter.tflm.footprint import code_size_table
+    from converter.tflm.resolver_header import find_resolver_header, resolver_methods
+
+    root = tflm_root("cortex_m_generic_cortex-m4_default_cmsis_nn_gcc")
+    need_tools("arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-size")
+    spec = importlib.util.spec_from_file_location("regen_code_size", REPO / "tools/regen_code_size.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    methods = [m for m in resolver_methods(find_resolver_header(root).read_text()) if m != "AddEthosU"]
+    measured = tool.measure_target(root, "cortex-m4", methods, tmp_path, only=["AddReshape", "AddSoftmax"])
+    committed = code_size_table("cortex-m4")
+    assert measured["core_bytes"] == committed["core_bytes"]
+    for op in ("RESHAPE", "SOFTMAX"):
+        assert measured["kernels"][op]["bytes"] == committed["kernels"][op]["bytes"]
+
+
+def test_firmware_command_shows_the_lut_trade(lut_dir, tmp_path):
+    result = run_kit("firmware", "--board", "cortex-m-qemu", "--model-dir", lut_dir, "--out", tmp_path / "fw")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.strip().startswith("flash ") and "TFLM kernels" in line and "golden vectors" in line
+               for line in lines)
+    trade = next(line for line in lines if "LUT compression" in line)
+    assert "DECODE kernel adds" in trade and "image +" in trade and "decoded weights" in trade

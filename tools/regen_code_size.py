@@ -74,7 +74,8 @@ def _measure(elf: str, cwd: Path) -> tuple[int, dict[str, int]]:
     return text + data, symbols
 
 
-def measure_target(root: Path, core: str, methods: list[str], work: Path) -> dict:
+def measure_target(root: Path, core: str, methods: list[str], work: Path, only: list[str] | None = None) -> dict:
+    """Measure `core` and each of `methods` (or just those in `only`; the program is the same either way)."""
     lib_dir, arch = TARGETS[core]
     lib = root / "gen" / lib_dir / "lib/libtensorflow-microlite.a"
     downloads = root / "tensorflow/lite/micro/tools/make/downloads"
@@ -97,7 +98,7 @@ def measure_target(root: Path, core: str, methods: list[str], work: Path) -> dic
     core_bytes, core_symbols = link(None)
     op_of = {m: op for op, m in {**RESOLVER_METHODS, **CUSTOM_METHODS}.items()}
     measured = {}
-    for method in methods:
+    for method in only or methods:
         total, symbols = link(method)
         measured[method] = (total - core_bytes, {n: s for n, s in symbols.items() if n not in core_symbols})
     # Compiler-local names (anonymous-namespace Eval, CSWTCH tables) repeat across objects with
