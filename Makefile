@@ -7,6 +7,13 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 # Real models and data used by the MLPerf Tiny recipes, the slow tests and the benchmark.
 export TFLM_KIT_SHARED_DATA ?= $(abspath ../shared/data)
+# A prebuilt TFLM (headers + libraries for host, Cortex-M4, Cortex-M7) for the firmware tests, when
+# there is one beside the project and you have not named your own; without it they skip and say why.
+ifeq ($(origin TFLM_ROOT),undefined)
+ifneq ($(wildcard ../shared/tflm/tensorflow/lite/micro/micro_interpreter.h),)
+export TFLM_ROOT := $(abspath ../shared/tflm)
+endif
+endif
 
 .PHONY: demo test test-fast test-slow test-all bench clean
 

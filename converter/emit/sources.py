@@ -1,6 +1,7 @@
 """Render the C/C++ artifacts from the model bytes, its tensors and the golden vectors."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +37,20 @@ def resolver_ops(info: ModelInfo) -> list[dict]:
              "method": RESOLVER_METHODS.get(op) or CUSTOM_METHODS[op]} for op in info.operators]
 
 
-def _c_float(value: float | None) -> str:
-    return f"{value:.9g}f" if value is not None else "0.0f"
+def c_float(value: float | None) -> str:
+    """A C/C++ float literal that round-trips a float32: 1.0 -> `1.0f`, never `1f` (not a literal in C++).
+
+    None (no quantization) is 0.0f; inf and nan have no literal and mean a broken quantization.
+    """
+    if value is None:
+        return "0.0f"
+    if not math.isfinite(value):
+        raise KitError(f"a quantization scale of the model is {value}, which firmware cannot represent",
+                       "re-quantize with calibration data that has only finite values")
+    text = f"{value:.9g}"
+    if not any(mark in text for mark in ".e"):  # '1' or '256': make it a floating literal
+        text += ".0"
+    return text + "f"
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,7 @@ class _TensorView:
 
     @property
     def scale_c(self) -> str:
-        return _c_float(self.tensor.scale)
+        return c_float(self.tensor.scale)
 
     @property
     def name_c(self) -> str:

@@ -1,15 +1,15 @@
 """Render a firmware project for one board from a converted model directory.
 
 The model directory is what `tflm-kit convert` writes (docs/artifacts.md). A board is a
-data file, firmware_templates/boards/<board>.yaml, plus a template folder of the same
-name; rendering copies the C/C++ artifacts in and fills the templates, after checking
-that the model fits the board's flash and RAM.
+data file, firmware_templates/boards/<board>.yaml, plus a template folder (the board's name,
+or the profile's `template`: cortex-m7-qemu renders cortex-m-qemu for another core); rendering
+copies the C/C++ artifacts in and fills the templates, after checking that the board's TFLM
+port can run the model and that it fits the board's flash and RAM (flows/firmware_checks.py).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -18,7 +18,12 @@ import jinja2
 import yaml
 
 from converter.errors import KitError
+from converter.flows.firmware_checks import (MODEL_SOURCES, Budget, ModelFacts, check_budget, check_port,
+                                             read_model_dir)
 from converter.system.outdir import check_output_path, staged_output
+
+__all__ = ["render_firmware", "list_boards", "load_board", "read_model_dir", "check_budget", "MODEL_SOURCES"]
+
 
 def _templates_dir() -> Path:
     """firmware_templates/ beside the package in a checkout, inside it in an installed wheel."""
@@ -37,8 +42,6 @@ TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"
 HOST_DEFINES = ("-DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON "
                 "-DKERNELS_OPTIMIZED_FOR_SPEED -DTF_LITE_USE_CTIME")
 
-MODEL_SOURCES = ("model_data.h", "model_data.cc", "model_ops.h", "model_settings.h",
-                 "golden_vectors.h", "golden_vectors.cc")
 # Copied beside the sources for `tflm-kit flash` to compare against; no firmware uses it.
 MODEL_EXTRAS = ("golden.npz",)
 
@@ -51,70 +54,15 @@ def load_board(board: str) -> dict:
     path = BOARDS_DIR / f"{board}.yaml"
     if not path.is_file():
         raise KitError(f"unknown board '{board}'", f"use one of: {', '.join(list_boards())}")
-    return yaml.safe_load(path.read_text())
+    profile = yaml.safe_load(path.read_text())
+    profile.setdefault("template", board)
+    return profile
 
 
-def _int_constant(text: str, name: str, path: Path) -> int:
-    m = re.search(rf"\bconstexpr\s+int\s+{name}\s*=\s*(\d+)\s*;", text)
-    if not m:
-        raise KitError(f"{path} has no 'constexpr int {name}'",
-                       "re-run `tflm-kit convert` to regenerate the model directory")
-    return int(m.group(1))
+def all_boards() -> dict[str, dict]:
+    return {name: load_board(name) for name in list_boards()}
 
 
-def _int_array(text: str, name: str) -> list[int]:
-    m = re.search(rf"\b{name}\[\]\s*=\s*\{{([^}}]*)\}}", text)
-    return [int(x) for x in m.group(1).split(",") if x.strip()] if m else []
-
-
-def read_model_dir(model_dir: Path) -> dict:
-    """What rendering needs from the converter's artifacts, read from the headers themselves."""
-    model_dir = Path(model_dir)
-    missing = [f for f in MODEL_SOURCES if not (model_dir / f).is_file()]
-    if missing:
-        raise KitError(f"{model_dir} is missing {', '.join(missing)}",
-                       "point at the --out directory of `tflm-kit convert`")
-    data_h = (model_dir / "model_data.h").read_text()
-    m = re.search(r"\bg_(\w+)_model_data\[\]", data_h)
-    if not m:
-        raise KitError(f"{model_dir / 'model_data.h'} declares no g_<name>_model_data[]",
-                       "re-run `tflm-kit convert`")
-    settings_path = model_dir / "model_settings.h"
-    settings = settings_path.read_text()
-    golden_path = model_dir / "golden_vectors.h"
-    golden_count = _int_constant(golden_path.read_text(), "kGoldenCount", golden_path)
-    in_bytes, out_bytes = _int_array(settings, "kInputBytes"), _int_array(settings, "kOutputBytes")
-    model_bytes = (model_dir / "model.tflite").stat().st_size if (model_dir / "model.tflite").exists() \
-        else int(re.search(r"(\d+) bytes", data_h).group(1))
-    return {
-        "name": m.group(1),
-        "model_bytes": model_bytes,
-        "arena_bytes": _int_constant(settings, "kTensorArenaSize", settings_path),
-        "input_count": _int_constant(settings, "kInputCount", settings_path),
-        "output_count": _int_constant(settings, "kOutputCount", settings_path),
-        "golden_count": golden_count,
-        "golden_bytes": golden_count * (sum(in_bytes) + sum(out_bytes)),
-    }
-
-
-def check_budget(board: dict, info: dict) -> dict:
-    """Flash and RAM the firmware needs on this board; KitError when either does not fit."""
-    flash_need = info["model_bytes"] + info["golden_bytes"] + board.get("reserve_flash_bytes", 0)
-    ram_need = info["arena_bytes"] + board.get("reserve_ram_bytes", 0)
-    for kind, need, have, parts in (
-        ("flash", flash_need, board.get("flash_bytes"),
-         f"model {info['model_bytes']} + golden vectors {info['golden_bytes']}"
-         f" + runtime reserve {board.get('reserve_flash_bytes', 0)}"),
-        ("RAM", ram_need, board.get("ram_bytes"),
-         f"tensor arena {info['arena_bytes']} + runtime reserve {board.get('reserve_ram_bytes', 0)}"),
-    ):
-        if have is not None and need > have:
-            raise KitError(
-                f"'{info['name']}' does not fit {kind} on {board['name']} ({board['mcu']}): needs"
-                f" {need} bytes ({parts}) but the board has {have}, {need - have} bytes too many",
-                "shrink the model (prune/cluster/int8, fewer golden vectors) or pick a bigger board")
-    return {"flash_needed_bytes": flash_need, "ram_needed_bytes": ram_need,
-            "flash_bytes": board.get("flash_bytes"), "ram_bytes": board.get("ram_bytes")}
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -128,20 +76,23 @@ def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False)
     """Render the project for `board` into `out`; returns the record also saved in `out`."""
     profile = load_board(board)
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
-    info = read_model_dir(model_dir)
-    budget = check_budget(profile, info)
+    facts = read_model_dir(model_dir)
+    check_port(profile, facts, all_boards())
+    budget = check_budget(profile, facts)
     _check_out(out, force)
     with staged_output(out) as staging:
-        record = _render(board, profile, info, budget, model_dir, out, staging)
+        record = _render(board, profile, facts, budget, model_dir, out, staging)
     return record
 
 
-def _render(board: str, profile: dict, info: dict, budget: dict, model_dir: Path, out: Path, staging: Path) -> dict:
+def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_dir: Path, out: Path,
+            staging: Path) -> dict:
     """Write the project into `staging`; paths in the record name its final place `out`."""
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     dest_model = staging / profile["model_dir"]
+    info = facts.as_dict()
     ctx = dict(info, board=profile, project=out.name, model_dir=profile["model_dir"],
                # Headers are included relative to the source that includes them.
                model_prefix="" if profile["model_dir"] == "." else "model/",
@@ -150,7 +101,7 @@ def _render(board: str, profile: dict, info: dict, budget: dict, model_dir: Path
     for template, dest in profile["files"].items():
         target = staging / env.from_string(dest).render(ctx)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(env.get_template(f"{board}/{template}").render(ctx))
+        target.write_text(env.get_template(f"{profile['template']}/{template}").render(ctx))
         files.append(target.relative_to(staging).as_posix())
     dest_model.mkdir(parents=True, exist_ok=True)
     for name in MODEL_SOURCES + MODEL_EXTRAS:
@@ -162,8 +113,8 @@ def _render(board: str, profile: dict, info: dict, budget: dict, model_dir: Path
             files.append(target.relative_to(staging).as_posix())
 
     record = {"board": board, "project": str(out), "model_dir": str(model_dir),
-              "model_subdir": profile["model_dir"], **info, **budget, "files": sorted(files),
-              "tflm_commit": TFLM_COMMIT}
+              "model_subdir": profile["model_dir"], "port": profile["port"], **info, **budget.as_dict(),
+              "files": sorted(files), "tflm_commit": TFLM_COMMIT}
     (staging / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
     return record
 
@@ -181,5 +132,30 @@ def firmware_command(board: str, model_dir: Path, out: Path, force: bool) -> Non
     except KitError as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
-    ram = f"{record['ram_needed_bytes']:,}" + (f" of {record['ram_bytes']:,}" if record["ram_bytes"] else "")
-    click.echo(f"{board} project: {out}/  (RAM {ram} bytes; see README.md there)")
+    click.echo(f"{board} project: {out}/  (see README.md there)")
+    for line in budget_lines(record):
+        click.echo(f"  {line}")
+
+
+def budget_lines(record: dict) -> list[str]:
+    """Where the flash and RAM go, and for LUT models what compression costs as well as saves."""
+    lines, footprint = [], record.get("footprint")
+    if footprint:
+        kernels = footprint["total"] - footprint["model"] - footprint["core"]
+        have = f" of {record['flash_bytes']:,}" if record.get("flash_bytes") else ""
+        lines.append(f"flash {record['flash_needed_bytes']:,}{have} bytes: model {record['model_bytes']:,}"
+                     f" + TFLM kernels {kernels:,} + TFLM core {footprint['core']:,} + golden vectors"
+                     f" {record['golden_bytes']:,} + platform {record['platform_flash_bytes']:,}"
+                     f" (TFLM code measured on {footprint['target']})")
+    have = f" of {record['ram_bytes']:,}" if record.get("ram_bytes") else ""
+    lines.append(f"RAM {record['ram_needed_bytes']:,}{have} bytes: tensor arena {record['arena_bytes']:,}"
+                 f" (measured {record['arena_measured_bytes']:,} + margin) + reserve"
+                 f" {record['ram_needed_bytes'] - record['arena_bytes']:,}")
+    if record.get("lut_image_delta_bytes") is not None:
+        saved = record["uncompressed_model_bytes"] - record["model_bytes"]
+        decode = footprint["kernels"]["TFLM_DECODE"]
+        lines.append(f"LUT compression: the model is {saved:,} bytes smaller ({record['uncompressed_model_bytes']:,}"
+                     f" -> {record['model_bytes']:,}) but the DECODE kernel adds {decode:,} bytes of code: image"
+                     f" {record['lut_image_delta_bytes']:+,} bytes; the arena also holds the decoded weights (largest tensor"
+                     f" {record.get('decoded_tensor_bytes') or 0:,} bytes)")
+    return lines

@@ -1,8 +1,11 @@
 """`tflm-kit flash`: build a rendered firmware project and run or flash it.
 
-host and cortex-m-qemu are built and run here, and their self-test output is parsed and
-compared bit for bit with golden.npz. Other boards go through their ecosystem's tool when
-it is on PATH; otherwise the exact command and how to install the tool are printed.
+host and the emulated Cortex-M boards (cortex-m-qemu: M4 on mps2-an386, cortex-m7-qemu: M7+FPU
+on mps2-an500) are built and run here, their self-test output is parsed and compared bit for
+bit with golden.npz, and the device numbers (flash, static RAM, arena used, instructions per
+inference and per operator) go to device.json beside the firmware and into the project's
+record. Other boards go through their ecosystem's tool when it is on PATH; otherwise the exact
+command and how to install the tool are printed.
 """
 
 from __future__ import annotations
@@ -13,79 +16,42 @@ import re
 import shlex
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import click
-import numpy as np
 
 from converter.errors import KitError
+from converter.flows.device import DEVICE_FILE, device_record, image_size, profile_table
 from converter.flows.firmware import RECORD_NAME, load_board
+from converter.flows.selftest import SelfTest, compare_with_golden, parse_selftest
 
-RUNNABLE = ("host", "cortex-m-qemu")
+__all__ = ["flash", "build_and_run", "parse_selftest", "compare_with_golden", "build_error"]
+
 RUN_TIMEOUT_S = 300
-
-_OUT = re.compile(r"^OUT (\d+) (\d+) (\d+) ([0-9a-f]*)$")
-_SUMMARY = re.compile(r"^(PASS|FAIL) (\d+)/(\d+)")
-_ARENA = re.compile(r"^ARENA used (\d+) of (\d+) bytes$")
-_TICKS = re.compile(r"^TICKS (\d+) (\d+)$")
-# cortex-m-qemu runs with -icount shift=0 (1 instruction per virtual ns) and MPS2's SysTick
-# counts at 25 MHz: one tick is 40 instructions.
-INSTRUCTIONS_PER_QEMU_TICK = 40
+CROSS_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib"
+_MAKE_ERROR = re.compile(r"^error: (.+?) — fix: (.+)$")      # the templates' own checks
+_COMPILER_ERROR = re.compile(r"(^|: )(fatal )?error: |undefined reference to ")
 
 
-@dataclass
-class SelfTest:
-    passed: int = 0
-    total: int = 0
-    ok: bool = False
-    arena_used: int | None = None
-    arena_size: int | None = None
-    outputs: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (vector, output) -> bytes
-    ticks: dict[int, int] = field(default_factory=dict)  # vector -> SysTick ticks of its Invoke()
-    failures: list[str] = field(default_factory=list)
-    log: str = ""
+def runs_on(board: str) -> str | None:
+    """'host' or 'qemu' for boards built and run here, None for real hardware."""
+    return load_board(board).get("runs_on")
 
 
-def parse_selftest(text: str) -> SelfTest:
-    """Parse what the firmware's main.cc prints; tolerant of \\r\\n and interleaved logs."""
-    result, chunks = SelfTest(log=text), {}
-    for line in (raw.strip() for raw in text.splitlines()):
-        if m := _OUT.match(line):
-            v, j, offset = (int(g) for g in m.groups()[:3])
-            chunks.setdefault((v, j), {})[offset] = bytes.fromhex(m.group(4))
-        elif line.startswith("FAIL vector") or line.startswith("ERROR"):
-            result.failures.append(line)
-        elif m := _SUMMARY.match(line):
-            result.ok = m.group(1) == "PASS"
-            result.passed, result.total = int(m.group(2)), int(m.group(3))
-        elif m := _ARENA.match(line):
-            result.arena_used, result.arena_size = int(m.group(1)), int(m.group(2))
-        elif m := _TICKS.match(line):
-            result.ticks[int(m.group(1))] = int(m.group(2))
-    for key, parts in chunks.items():
-        result.outputs[key] = b"".join(parts[o] for o in sorted(parts))
-    return result
-
-
-def compare_with_golden(result: SelfTest, golden_npz: Path) -> list[str]:
-    """Differences between printed outputs and golden.npz's output_<j>; empty when bit-identical."""
-    problems = []
-    with np.load(golden_npz) as golden:
-        outputs = sorted((k for k in golden.files if k.startswith("output_")),
-                         key=lambda k: int(k.split("_")[1]))
-        for key in outputs:
-            j, expected = int(key.split("_")[1]), golden[key]
-            for v in range(expected.shape[0]):
-                want = np.ascontiguousarray(expected[v]).tobytes()
-                got = result.outputs.get((v, j))
-                if got is None:
-                    problems.append(f"vector {v} output {j}: not printed by the firmware")
-                elif got != want:
-                    k = next(i for i in range(min(len(got), len(want)) + 1)
-                             if i == min(len(got), len(want)) or got[i] != want[i])
-                    problems.append(f"vector {v} output {j}: first differing byte {k}")
-    return problems
+def build_error(project: Path, output: str) -> KitError:
+    """The build's own diagnosis: the templates' `error: ... — fix: ...` line, else the first compiler error."""
+    lines = [line.strip() for line in output.splitlines()]
+    for line in lines:
+        if m := _MAKE_ERROR.match(line):
+            return KitError(m.group(1), m.group(2))
+    if any("undefined reference to `RegisterDebugLogCallback'" in line for line in lines):
+        return KitError("the TFLM library has no RegisterDebugLogCallback (TFLM's TARGET=cortex_m_qemu library)",
+                        "build TFLM with TARGET=cortex_m_generic (see the project's README.md)")
+    first = next((line for line in lines if _COMPILER_ERROR.search(line)), None)
+    if first is None:
+        first = next((line for line in reversed(lines) if line), "(no output)")
+    return KitError(f"building {project} failed: {first[:400]}", f"see the full output of `make -C {project}`")
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int | None = None) -> subprocess.CompletedProcess:
@@ -93,30 +59,28 @@ def _run(cmd: list[str], cwd: Path, timeout: int | None = None) -> subprocess.Co
 
 
 def build_and_run(project: Path, tflm_root: str | None = None) -> tuple[SelfTest, dict]:
-    """Build a host or cortex-m-qemu project, run it, parse its self-test. Returns (result, record)."""
+    """Build a host or emulated Cortex-M project, run it, parse its self-test. Returns (result, record)."""
     project = Path(project).resolve()
     record = json.loads((project / RECORD_NAME).read_text())
-    board = record["board"]
-    if board not in RUNNABLE:
-        raise KitError(f"board '{board}' cannot run on this machine", "use `tflm-kit flash` on it")
+    where = runs_on(record["board"])
+    if where is None:
+        raise KitError(f"board '{record['board']}' cannot run on this machine", "use `tflm-kit flash` on it")
     tflm_root = tflm_root or os.environ.get("TFLM_ROOT")
     if not tflm_root:
         raise KitError("TFLM_ROOT is not set",
                        "export TFLM_ROOT=/path/to/tflite-micro (with the TFLM library built)")
-    if board == "cortex-m-qemu":
-        for tool, pkg in (("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi "
-                           "libstdc++-arm-none-eabi-newlib"), ("qemu-system-arm", "qemu-system-arm")):
+    if where == "qemu":
+        for tool, pkg in (("arm-none-eabi-gcc", CROSS_PACKAGES), ("qemu-system-arm", "qemu-system-arm")):
             if not shutil.which(tool):
                 raise KitError(f"{tool} not found", f"apt-get install {pkg}")
     made = _run(["make", f"TFLM_ROOT={tflm_root}"], project)
     if made.returncode != 0:
-        tail = (made.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise KitError(f"building {project} failed: {tail}", f"see `make -C {project}` output")
-    cmd = ["./fw"] if board == "host" else ["make", "-s", "run"]
+        raise build_error(project, made.stderr + "\n" + made.stdout)
+    cmd = ["./fw"] if where == "host" else ["make", "-s", "run"]
     try:
         ran = _run(cmd, project, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise KitError(f"{board} firmware did not finish within {RUN_TIMEOUT_S} s",
+        raise KitError(f"{record['board']} firmware did not finish within {RUN_TIMEOUT_S} s",
                        "check the inference loop is bounded (INFERENCE_LOOP_ITERATIONS)") from None
     result = parse_selftest(ran.stdout + "\n" + ran.stderr)
     record["exit_status"] = ran.returncode
@@ -133,6 +97,22 @@ def _board_command(record: dict) -> tuple[str, str, str]:
     return fl["tool"], cmd, fl["install"].replace("{name}", record["name"])
 
 
+def _run_here(project: Path, tflm_root: str | None) -> dict:
+    result, record = build_and_run(project, tflm_root)
+    golden = project / record["model_subdir"] / "golden.npz"
+    diffs = compare_with_golden(result, golden) if golden.is_file() else ["golden.npz missing"]
+    passed = result.ok and not diffs and record["exit_status"] == 0
+    size = image_size(project / "fw.elf") if runs_on(record["board"]) == "qemu" else None
+    device = device_record({**record, "core": load_board(record["board"])["core"]}, result, passed, size)
+    device.write(project)
+    exit_status = record.pop("exit_status")
+    (project / RECORD_NAME).write_text(json.dumps({**record, "device": asdict(device)}, indent=2) + "\n")
+    return {"board": record["board"], "ran": True, "pass": passed, "passed": result.passed,
+            "total": result.total, "arena_used_bytes": result.arena_used, "failures": result.failures,
+            "instructions_per_inference": result.instructions_per_inference, "golden_differences": diffs,
+            "exit_status": exit_status, "device": device}
+
+
 def flash(project: Path, tflm_root: str | None = None) -> dict:
     """Run (host, QEMU) or flash (hardware) a rendered project. Returns a summary dict."""
     project = Path(project).resolve()
@@ -140,16 +120,8 @@ def flash(project: Path, tflm_root: str | None = None) -> dict:
         raise KitError(f"{project} is not a rendered firmware project",
                        "render one first with `tflm-kit firmware --board BOARD --model-dir DIR --out FW`")
     record = json.loads((project / RECORD_NAME).read_text())
-    if record["board"] in RUNNABLE:
-        result, record = build_and_run(project, tflm_root)
-        golden = project / record["model_subdir"] / "golden.npz"
-        diffs = compare_with_golden(result, golden) if golden.is_file() else ["golden.npz missing"]
-        return {"board": record["board"], "ran": True, "pass": result.ok and not diffs
-                and record["exit_status"] == 0, "passed": result.passed, "total": result.total,
-                "arena_used_bytes": result.arena_used, "failures": result.failures,
-                "instructions_per_inference": (int(np.median(list(result.ticks.values()))) * INSTRUCTIONS_PER_QEMU_TICK
-                                               if result.ticks else None),
-                "golden_differences": diffs, "exit_status": record["exit_status"]}
+    if runs_on(record["board"]):
+        return _run_here(project, tflm_root)
     tool, cmd, install = _board_command(record)
     if shutil.which(tool) is None:
         return {"board": record["board"], "ran": False, "command": cmd,
@@ -159,12 +131,29 @@ def flash(project: Path, tflm_root: str | None = None) -> dict:
             "pass": done.returncode == 0, "exit_status": done.returncode}
 
 
+def _print_device(s: dict, project: Path) -> None:
+    device = s["device"]
+    click.echo(f"{s['board']}: {'PASS' if s['pass'] else 'FAIL'} {s['passed']}/{s['total']} vectors"
+               + (" bit-identical to golden.npz" if s["pass"] else ""))
+    if device.flash_bytes is not None:
+        estimate = f" (budgeted {device.flash_estimate_bytes:,})" if device.flash_estimate_bytes else ""
+        click.echo(f"  image: flash {device.flash_bytes:,} bytes (text+data){estimate}, "
+                   f"static RAM {device.static_ram_bytes:,} bytes (data+bss, arena included)")
+    click.echo(f"  arena used {device.arena_used_bytes} of {device.arena_size_bytes} bytes")
+    if device.instructions_per_inference:
+        click.echo(f"  {device.instructions_per_inference:,} instructions per inference "
+                   "(QEMU -icount, median over the golden vectors)")
+    for row in profile_table(device):
+        click.echo(row)
+    click.echo(f"  recorded in {project / DEVICE_FILE}")
+
+
 @click.command("flash")
 @click.argument("project", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--board", help="Expected board; refused if the project was rendered for another one.")
 @click.option("--tflm-root", envvar="TFLM_ROOT", help="TFLM checkout with the library built.")
 def flash_command(project: Path, board: str | None, tflm_root: str | None) -> None:
-    """Build and run (host, cortex-m-qemu) or flash a rendered firmware PROJECT."""
+    """Build and run (host, cortex-m-qemu, cortex-m7-qemu) or flash a rendered firmware PROJECT."""
     try:
         record_path = Path(project) / RECORD_NAME
         if board and record_path.is_file():
@@ -180,12 +169,8 @@ def flash_command(project: Path, board: str | None, tflm_root: str | None) -> No
         click.echo(f"{s['missing_tool']} is not on PATH. Install it: {s['install']}")
         click.echo(f"Then run:\n  {s['command']}")
         raise SystemExit(1)  # nothing was flashed
-    if "passed" in s:
-        click.echo(f"{s['board']}: {'PASS' if s['pass'] else 'FAIL'} {s['passed']}/{s['total']}"
-                   f" vectors, arena used {s['arena_used_bytes']} bytes")
-        if s.get("instructions_per_inference"):
-            click.echo(f"  about {s['instructions_per_inference']:,} instructions per inference "
-                       "(QEMU -icount, median over the golden vectors)")
+    if "device" in s:
+        _print_device(s, Path(project).resolve())
         for line in s["failures"] + s["golden_differences"]:
             click.echo(f"  {line}")
     if not s["pass"]:

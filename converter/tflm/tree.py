@@ -20,3 +20,21 @@ def include_dirs(root: Path) -> list[Path]:
         raise KitError(f"TFLM's third-party headers are not downloaded yet under {root / DOWNLOADS}",
                        f"build the library once: {BUILD_HINT}")
     return [root] + [root / DOWNLOADS / sub for sub in THIRD_PARTY_INCLUDES if (root / DOWNLOADS / sub).is_dir()]
+
+
+def port_include_dirs(port: Path, fallback_root: Path | None = None) -> list[Path]:
+    """Include path for a board's TFLM copy (Arduino/pico keep it under src/, esp/Zephyr at the top).
+
+    Third-party headers come from the port's own third_party/ (or Zephyr's third_party_static/)
+    first, then from a TFLM tree's downloads/ for whatever the port does not bundle.
+    """
+    root = port / "src" if (port / "src/tensorflow").is_dir() else port
+    dirs = [root]
+    for bundle in (root / "third_party", root / "third_party_static"):
+        for sub in ("flatbuffers/include", "gemmlowp", "ruy", "kissfft"):
+            if (bundle / sub).is_dir():
+                dirs.append(bundle / sub)
+    if fallback_root is not None:
+        dirs += [fallback_root / DOWNLOADS / sub for sub in THIRD_PARTY_INCLUDES
+                 if (fallback_root / DOWNLOADS / sub).is_dir()]
+    return dirs
