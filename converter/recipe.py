@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import KitError
+from .federated.settings import FederatedSettings
 
 # C and C++ keywords a symbol name must not be (Python's own list is not enough).
 C_KEYWORDS = frozenset(
@@ -178,6 +179,7 @@ class Stage(_Strict):
     cluster: Optional[ClusterSettings] = None
     qat: Optional[QatSettings] = None
     distill: Optional[DistillSettings] = None
+    federated: Optional[FederatedSettings] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -201,7 +203,7 @@ class Stage(_Strict):
         return getattr(self, self.kind)
 
 
-STAGE_KINDS = ("train", "prune", "cluster", "qat", "distill")
+STAGE_KINDS = ("train", "prune", "cluster", "qat", "distill", "federated")
 
 
 class GoldenSettings(_Strict):

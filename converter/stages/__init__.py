@@ -40,7 +40,7 @@ def timed_keras_stage(kind: str, transform: Callable, model, settings, data: Dat
 
 
 def stage_runner(kind: str) -> Callable[..., StageResult]:
-    from . import cluster, distill, prune, qat, train
+    from . import cluster, distill, federated, prune, qat, train
 
     return {"train": train.run, "prune": prune.run, "cluster": cluster.run, "qat": qat.run,
-            "distill": distill.run}[kind]
+            "distill": distill.run, "federated": federated.run}[kind]

@@ -1,0 +1,98 @@
+"""Federated fine-tuning (Flower on Ray): Keras -> Keras, like any other stage.
+
+Everything that can be wrong with the settings or data is checked before the first client trains:
+partition feasibility, the by_key field, a usable loss, a model that clients can rebuild, and a
+DP budget the accountant can bound.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import KitError
+from ..federated.partition import partition
+from ..federated.settings import FederatedSettings
+from ..inputs.dataset import Dataset
+from ..system import tf_env
+from . import StageResult, timed_keras_stage
+
+
+def _check_loss(model, settings: FederatedSettings, data: Dataset) -> None:
+    from ..federated.local_training import loss_function
+
+    if not model.trainable_variables:
+        raise KitError("the model has no trainable weights to fine-tune federated", "remove the federated stage")
+    x, y = data.x_train[:8], data.y_train[:8]
+    try:
+        value = float(loss_function(model, settings.loss)(y, model(x, training=False)))
+    except Exception as exc:  # Keras raises many types for a loss that does not fit the outputs
+        raise KitError(f"loss {settings.loss} does not fit this model's outputs and labels "
+                       f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
+                       "set federated.loss to one that matches the model (classification: "
+                       "sparse_categorical_crossentropy with class indices; regression: mse)") from None
+    if not np.isfinite(value):
+        raise KitError(f"loss {settings.loss} is {value} on the first training samples",
+                       "check the labels and the model's last layer (probabilities vs logits)")
+
+
+def _model_json(model) -> str:
+    """Clients rebuild the model from its Keras JSON: refuse models that cannot round-trip."""
+    try:
+        text = model.to_json()
+        tf_env.keras().models.model_from_json(text)
+    except Exception as exc:  # custom layers, Lambda closures, subclassed models
+        raise KitError(f"the model cannot be rebuilt from its Keras config on the clients ({type(exc).__name__})",
+                       "use built-in Keras layers for federated fine-tuning") from None
+    return text
+
+
+def check(model, settings: FederatedSettings, data: Dataset, seed: int):
+    """All input checks; returns (partition, model JSON, privacy or None). Trains nothing."""
+    from ..federated.privacy import account
+
+    if not data.trainable:
+        raise KitError("federated needs training data (x_train and y_train) to split among clients",
+                       "add x_train/y_train to the data, or remove the federated stage")
+    if not data.labeled_eval:
+        raise KitError("federated scores the global model each round on a held-out labeled eval set, and "
+                       "the data has none", "add x_eval/y_eval (x_test/y_test in an .npz) to the data")
+    split = partition(settings, data.y_train, data.keys, seed)
+    privacy = account(settings) if settings.dp else None
+    _check_loss(model, settings, data)
+    return split, _model_json(model), privacy
+
+
+def _federate(model, settings: FederatedSettings, data: Dataset, seed: int):
+    from ..federated.server import ServerPlan
+    from ..federated.simulation import simulate
+
+    split, model_json, privacy = check(model, settings, data, seed)
+    plan = ServerPlan(settings=settings, model_json=model_json, initial_weights=model.get_weights(),
+                      x_eval=data.x_eval, y_eval=data.y_eval, seed=seed)
+    shards = [(data.x_train[idx], data.y_train[idx]) for idx in split.shards]
+    outcome = simulate(plan, shards)
+    trained = tf_env.keras().models.clone_model(model)
+    trained.set_weights(outcome.weights)
+    details = {
+        "trained_federated": True,
+        "engine": {"flower": _version("flwr"), "ray": _version("ray"), "ray_address": settings.ray_address,
+                   "workers": settings.workers, "cpus_per_client": settings.cpus_per_client},
+        "partition": split.summary(data.y_train) | {"kind": settings.partition},
+        "clients_per_round": settings.clients_per_round,
+        "eval_before": outcome.initial,
+        "rounds": outcome.rounds,
+        "bytes_exchanged": int(sum(r["bytes_sent"] + r["bytes_received"] for r in outcome.rounds)),
+        "federated_seconds": outcome.seconds,
+    }
+    if privacy is not None:
+        details["privacy"] = privacy.as_dict()
+    return trained, details
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def run(model, settings: FederatedSettings, data: Dataset, seed: int = 0) -> StageResult:
+    return timed_keras_stage("federated", _federate, model, settings, data, seed)
