@@ -29,6 +29,7 @@ from ..stages import stage_runner
 from ..stages.distill import resolve_builder
 from ..tflite.model import ModelInfo, check_deployable, read_model
 from ..compare.outputs import bit_exact, compare_outputs
+from ..federated.plot import write_accuracy_plot
 
 
 def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.ndarray], str]:
@@ -152,6 +153,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
             "mode": recipe.quantize.mode,
             "golden_vectors": int(len(inputs[0])), "golden_source": golden_source,
             "bit_exact_on_tflm": bit_exact(validation["tflm_vs_c_array"]),
+            "trained_federated": any(r.get("trained_federated") for r in records),
         },
         "seconds": None,
     }
@@ -162,6 +164,9 @@ def convert(recipe: Recipe, out: Path, force: bool = False, log: Callable[[str],
             (staging / file_name).write_text(text)
         arrays = {f"input_{i}": x for i, x in enumerate(inputs)} | {f"output_{j}": y for j, y in enumerate(golden)}
         save_npz(staging / "golden.npz", arrays)
+        for record in (r for r in records if r["stage"] == "federated"):
+            if write_accuracy_plot({"federated": record}, staging / "federated_accuracy.png"):
+                record["plot"] = "federated_accuracy.png"
         content["seconds"] = round(time.perf_counter() - started, 1)
         (staging / "report.md").write_text(render_report(content))
         manifest = write_manifest(staging, content)

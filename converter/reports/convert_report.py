@@ -45,6 +45,10 @@ def render_report(manifest: dict) -> str:
                          f"model {record['bytes_before']:,} → {record['bytes_after']:,} B")
             else:
                 notes = record.get("note", "")
+        if record["stage"] == "federated":
+            from ..federated.plot import describe_run
+
+            notes = describe_run(record)
         if record["stage"] == "quantize":
             notes = f"{record['tflite_bytes']:,} B, {record['calibration_samples_used']} calibration samples"
         sparsity = record.get("sparsity_after")
