@@ -13,6 +13,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
+from .. import progress
 from .local_training import build_model, evaluate
 from .settings import FederatedSettings
 from .strategy import Roster, RoundTraffic, build_strategy
@@ -88,6 +89,8 @@ def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:
         ended[server_round] = time.perf_counter()
         scorer.set_weights(arrays.to_numpy_ndarrays())
         scores[server_round] = evaluate(scorer, plan.x_eval, plan.y_eval, plan.settings.loss)
+        progress.report(f"  federated: round {server_round}/{plan.settings.rounds}, held-out "
+                        + ", ".join(f"{k} {v:.4f}" for k, v in scores[server_round].items()))
         return MetricRecord(scores[server_round])
 
     flwr_logger = logging.getLogger("flwr")
