@@ -150,6 +150,11 @@ def _free_ports(count):
     return ports
 
 
+def _listening(port):
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 class _Processes:
     """Processes this test starts, each in its own session so its children (SuperExec, ClientApps) end too."""
 
@@ -203,20 +208,18 @@ def test_real_flower_clients_on_loopback(tmp_path):
                             "--superlink", f"127.0.0.1:{link}", "--port", str(port), "--node-config",
                             f"partition-id={partition_id} data-file='{deployment.client_files[partition_id]}'")
         deadline = time.monotonic() + 90
-        submitted = None
-        while submitted is None or submitted.returncode != 0:  # the SuperLink needs a moment to listen
+        while not _listening(link):  # the SuperLink takes a few seconds to start
             if time.monotonic() > deadline:
-                pytest.fail(f"flwr run never started: {submitted and submitted.stdout[-800:]}")
-            time.sleep(1)
-            submitted = subprocess.run([str(Path(sys.executable).parent / "flwr"), "run",
-                                        str(deployment.app_dir), "loopback"],
-                                       env=env, capture_output=True, text=True, timeout=60)
+                pytest.fail(f"the SuperLink never listened: {(tmp_path / 'superlink.log').read_text()[-800:]}")
+            time.sleep(0.3)
+        submitted = subprocess.run([str(Path(sys.executable).parent / "flwr"), "run", str(deployment.app_dir),
+                                    "loopback"], env=env, capture_output=True, text=True, timeout=60)
+        assert submitted.returncode == 0, submitted.stdout[-800:] + submitted.stderr[-800:]
         while not deployment.result_file.exists():
             if time.monotonic() > deadline:
                 logs = {p.name: p.read_text()[-600:] for p in tmp_path.glob("*.log")}
                 pytest.fail(f"no result from the real federation within 90 s: {json.dumps(logs)[:3000]}")
             time.sleep(0.5)
-        time.sleep(0.5)  # the ServerApp closes the file right after creating it
     finally:
         processes.stop()
     outcome = load_outcome(deployment.result_file)

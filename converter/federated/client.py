@@ -93,6 +93,7 @@ def build_client_app(shards: ShardSource) -> ClientApp:
         plan = LocalPlan(model_json=str(config["model-json"]), loss=str(config["loss"]),
                          epochs=int(config["local-epochs"]), batch_size=int(config["batch-size"]),
                          learning_rate=float(config["learning-rate"]), proximal_mu=float(config["proximal-mu"]),
+                         freeze_batch_norm=bool(config.get("freeze-batch-norm", True)),
                          # one stream per (run seed, round, client): reproducible whichever worker runs it
                          seed=int(config["seed"]) * 1_000_003 + int(config["server-round"]) * 10_007 + partition_id)
         weights, loss = train(plan, message.content["arrays"].to_numpy_ndarrays(), x, y)

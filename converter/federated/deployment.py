@@ -9,6 +9,7 @@ See docs/federated.md for the commands.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,8 +82,10 @@ def load_plan(path: str) -> ServerPlan:
 
 def save_outcome(path: str, outcome: FederatedOutcome) -> None:
     report = {"initial": outcome.initial, "rounds": outcome.rounds, "seconds": outcome.seconds}
-    np.savez(path, report=np.array(json.dumps(report)),
-             **{f"weight_{i}": w for i, w in enumerate(outcome.weights)})
+    partial = Path(f"{path}.partial")
+    with open(partial, "wb") as file:
+        np.savez(file, report=np.array(json.dumps(report)), **{f"weight_{i}": w for i, w in enumerate(outcome.weights)})
+    os.replace(partial, path)  # whoever waits for the result never reads half a file
 
 
 def load_outcome(path: Path) -> FederatedOutcome:

@@ -3,6 +3,7 @@
 Plain SGD in an eager loop (no optimizer state, no traced function kept between rounds) so the
 result depends only on the weights, the shard and the seed: the same round on the same client
 gives the same update whichever Ray worker runs it. FedProx adds mu/2 * ||w - w_global||^2.
+BatchNormalization layers are frozen by default (fine-tuning a pretrained model on small shards).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class LocalPlan:
     learning_rate: float
     proximal_mu: float
     seed: int
+    freeze_batch_norm: bool = True
 
 
 def build_model(model_json: str):
@@ -42,6 +44,12 @@ def train(plan: LocalPlan, weights: list[np.ndarray], x: np.ndarray, y: np.ndarr
     tf.keras.utils.set_random_seed(plan.seed)  # dropout and other random layers
     model = build_model(plan.model_json)
     model.set_weights(weights)
+    if plan.freeze_batch_norm:
+        # Keras 2 runs a non-trainable BatchNormalization in inference mode: the pretrained statistics
+        # stay, instead of being re-estimated from a client's few samples per batch.
+        for layer in model.layers:
+            if isinstance(layer, tf_env.keras().layers.BatchNormalization):
+                layer.trainable = False
     loss_fn = loss_function(model, plan.loss)
     trainable = model.trainable_variables
     anchors = [tf.constant(v.numpy()) for v in trainable]

@@ -71,7 +71,8 @@ def train_config(plan: ServerPlan) -> ConfigRecord:
     s = plan.settings
     return ConfigRecord({"model-json": plan.model_json, "loss": s.loss, "local-epochs": s.local_epochs,
                          "batch-size": s.batch_size, "learning-rate": s.learning_rate, "proximal-mu": 0.0,
-                         "seed": plan.seed, "cpus-per-client": s.cpus_per_client})
+                         "seed": plan.seed, "cpus-per-client": s.cpus_per_client,
+                         "freeze-batch-norm": s.freeze_batch_norm})
 
 
 def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:

@@ -32,6 +32,8 @@ class FederatedSettings(BaseModel):
     learning_rate: float = Field(0.05, gt=0, description="clients' local SGD step size")
     loss: Literal["sparse_categorical_crossentropy", "categorical_crossentropy", "mse",
                   "binary_crossentropy"] = "sparse_categorical_crossentropy"
+    freeze_batch_norm: bool = Field(True, description="clients keep BatchNormalization statistics and scales "
+                                    "as received (fine-tuning); false: clients train them too")
     strategy: Literal["fedavg", "fedprox", "fedadam"] = "fedavg"
     mu: float = Field(0.01, ge=0, description="fedprox: weight of the proximal term")
     server_learning_rate: float = Field(0.01, gt=0, description="fedadam: the server's Adam step size")
