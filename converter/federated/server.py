@@ -7,13 +7,12 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
-from .. import progress
 from .local_training import build_model, evaluate
 from .settings import FederatedSettings
 from .strategy import Roster, RoundTraffic, build_strategy
@@ -28,6 +27,7 @@ class ServerPlan:
     y_eval: np.ndarray
     seed: int
     wait_for_clients_seconds: float = 120.0
+    on_round: Optional[Callable[[int, int, dict], None]] = None   # (round, rounds, held-out scores)
 
 
 @dataclass
@@ -90,8 +90,8 @@ def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:
         ended[server_round] = time.perf_counter()
         scorer.set_weights(arrays.to_numpy_ndarrays())
         scores[server_round] = evaluate(scorer, plan.x_eval, plan.y_eval, plan.settings.loss)
-        progress.report(f"  federated: round {server_round}/{plan.settings.rounds}, held-out "
-                        + ", ".join(f"{k} {v:.4f}" for k, v in scores[server_round].items()))
+        if plan.on_round is not None:
+            plan.on_round(server_round, plan.settings.rounds, scores[server_round])
         return MetricRecord(scores[server_round])
 
     flwr_logger = logging.getLogger("flwr")

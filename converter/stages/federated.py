@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import progress
 from ..errors import KitError
 from ..federated.partition import partition
 from ..federated.settings import FederatedSettings
@@ -61,13 +62,18 @@ def check(model, settings: FederatedSettings, data: Dataset, seed: int):
     return split, _model_json(model), privacy
 
 
+def _report_round(number: int, rounds: int, scores: dict) -> None:
+    progress.report(f"  federated: round {number}/{rounds}, held-out "
+                    + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+
+
 def _federate(model, settings: FederatedSettings, data: Dataset, seed: int):
     from ..federated.server import ServerPlan
     from ..federated.simulation import simulate
 
     split, model_json, privacy = check(model, settings, data, seed)
     plan = ServerPlan(settings=settings, model_json=model_json, initial_weights=model.get_weights(),
-                      x_eval=data.x_eval, y_eval=data.y_eval, seed=seed)
+                      x_eval=data.x_eval, y_eval=data.y_eval, seed=seed, on_round=_report_round)
     shards = [(data.x_train[idx], data.y_train[idx]) for idx in split.shards]
     outcome = simulate(plan, shards)
     trained = tf_env.keras().models.clone_model(model)
