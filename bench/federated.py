@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.system import tf_env  # first: Keras 2 before TensorFlow loads
-from converter.federated.plot import write_accuracy_plot
+from converter.federated.presentation import write_accuracy_plot
 from converter.federated.settings import DpSettings
 from converter.inputs.dataset import load_data
 from converter.inputs.keras_model import load_model

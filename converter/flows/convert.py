@@ -29,7 +29,7 @@ from ..stages import stage_runner
 from ..stages.distill import resolve_builder
 from ..tflite.model import ModelInfo, check_deployable, read_model
 from ..compare.outputs import bit_exact, compare_outputs
-from ..federated.plot import write_accuracy_plot
+from ..federated.presentation import write_accuracy_plot
 
 
 def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.ndarray], str]:

@@ -46,7 +46,7 @@ def render_report(manifest: dict) -> str:
             else:
                 notes = record.get("note", "")
         if record["stage"] == "federated":
-            from ..federated.plot import describe_run
+            from ..federated.presentation import describe_run
 
             notes = describe_run(record)
         if record["stage"] == "quantize":
@@ -54,6 +54,10 @@ def render_report(manifest: dict) -> str:
         sparsity = record.get("sparsity_after")
         lines.append(f"| {record['stage']} | {record['seconds']} | {_quality(record)} | "
                      f"{'' if sparsity is None else f'{sparsity:.1%}'} | {notes} |")
+    for record in (r for r in manifest["stages"] if r["stage"] == "federated"):
+        from ..federated.presentation import rounds_table
+
+        lines += rounds_table(record)
     lines += ["", "## Bit-for-bit validation (TFLM is the reference)", "",
               "| comparison | equal vectors | max LSB | result |", "|---|---|---|---|"]
     for name, result in manifest["validation"].items():

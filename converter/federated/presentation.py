@@ -1,5 +1,5 @@
 """How a federated run is shown: held-out accuracy per round (one line per run, e.g. FedAvg and
-FedAvg + DP) and a one-line description for report.md."""
+FedAvg + DP), a one-line description and the per-round table for report.md."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,3 +41,22 @@ def describe_run(record: dict) -> str:
     if "privacy" in record:
         text += f", ε = {record['privacy']['epsilon']:.3g} at δ = {record['privacy']['delta']:g}"
     return text + (f"; plot: {record['plot']}" if record.get("plot") else "")
+
+
+def rounds_table(record: dict) -> list[str]:
+    """report.md lines: one row per round (clients, payload bytes, losses, held-out accuracy, seconds)."""
+    lines = ["", "## Federated rounds", "", describe_run(record) + ".", "",
+             "| round | clients | bytes sent | bytes received | train loss | held-out loss | held-out accuracy | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
+    before = record.get("eval_before", {})
+    lines.append(f"| 0 (start) | | | | | {before.get('loss', '')} | {before.get('accuracy', '')} | |")
+    for r in record.get("rounds", []):
+        lines.append(f"| {r['round']} | {r['clients']} | {r['bytes_sent']:,} | {r['bytes_received']:,} | "
+                     f"{r.get('train_loss', '')} | {r.get('eval_loss', '')} | {r.get('eval_accuracy', '')} | "
+                     f"{r['seconds']} |")
+    if "privacy" in record:
+        p = record["privacy"]
+        lines += ["", f"Privacy spent (client level): ε = {p['epsilon']} at δ = {p['delta']:g} after {p['rounds']} "
+                  f"rounds, sampling rate {p['sampling_rate']}, noise multiplier {p['noise_multiplier']} "
+                  f"({p['accountant']})."]
+    return lines
