@@ -92,9 +92,11 @@ def _cell(value, fmt="{:.2%}"):
     return "—" if value is None else fmt.format(value)
 
 
-def render(rows: list[dict], command: str) -> str:
+def render(rows: list[dict]) -> str:
+    commands = {r["case"]: r.get("command", "python -m bench.federated") for r in rows}
+    measured = "; ".join(f"{case}: `{command}`" for case, command in commands.items())
     lines = ["# Federated fine-tuning: centralised vs FedAvg vs FedAvg + DP", "",
-             f"Measured with `{command}` on {platform.machine()}, {os.cpu_count()} cores "
+             f"Measured with {measured}, on {platform.machine()}, {os.cpu_count()} cores "
              f"(shared with other jobs: wall times are indicative). Eval sets are held out: digits = the 500 "
              "test images; KWS = the clips of 30% of the speakers (no client has any of their clips).", "",
              "| data | training | rounds | clients/round | ε (δ) | float acc. before → after | int8 acc. on TFLM | wall s |",
@@ -124,15 +126,19 @@ def main() -> None:
     parser.add_argument("--only", default="digits,kws")
     parser.add_argument("--dp-noise", type=float, default=1.0)
     args = parser.parse_args()
-    rows = []
-    for case in args.only.split(","):
-        rows += run_case(case, args.dp_noise, workers_compare=case == "digits")
+    cases = args.only.split(",")
+    saved = BENCH / "federated.json"
+    # rows of the cases not re-run this time are kept from the last full run
+    rows = [r for r in json.loads(saved.read_text()) if r["case"] not in cases] if saved.exists() else []
     command = "TFLM_KIT_SHARED_DATA=../shared/data python -m bench.federated" + \
         (f" --only {args.only}" if args.only != "digits,kws" else "") + \
         (f" --dp-noise {args.dp_noise}" if args.dp_noise != 1.0 else "")
+    for case in cases:
+        rows += [r | {"command": command} for r in run_case(case, args.dp_noise, workers_compare=case == "digits")]
+    rows.sort(key=lambda r: ["digits", "kws"].index(r["case"]))
     (BENCH / "federated.json").write_text(json.dumps(rows, indent=1))
-    (BENCH / "federated.md").write_text(render(rows, command))
-    print(render(rows, command))
+    (BENCH / "federated.md").write_text(render(rows))
+    print(render(rows))
 
 
 if __name__ == "__main__":

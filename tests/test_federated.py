@@ -272,3 +272,26 @@ def test_bundled_federated_recipe_converts_bit_exact(tmp_path):
     assert len(federated["rounds"]) == federated["settings"]["rounds"]
     assert federated["rounds"][-1]["eval_accuracy"] > federated["eval_before"]["accuracy"] + 0.5
     assert (out / "federated_accuracy.png").stat().st_size > 0 and "federated" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_local_training_returns_weights_in_the_order_the_server_sent(freeze):
+    """The client answers with the server's tensors in the server's order (FedAvg averages them by
+    position), and a frozen BatchNormalization comes back untouched."""
+    import tf_keras as keras
+
+    from converter.federated.local_training import LocalPlan, train
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Input((6,)), keras.layers.Dense(5), keras.layers.BatchNormalization(),
+                              keras.layers.Dense(3)])
+    sent = model.get_weights()
+    x, y = np.random.default_rng(0).normal(size=(32, 6)).astype(np.float32), np.arange(32) % 3
+    plan = LocalPlan(model.to_json(), "sparse_categorical_crossentropy", epochs=1, batch_size=8,
+                     learning_rate=0.1, proximal_mu=0.0, seed=0, freeze_batch_norm=freeze)
+    returned, loss = train(plan, sent, x, y)
+    assert [w.shape for w in returned] == [w.shape for w in sent] and np.isfinite(loss)
+    batch_norm = slice(2, 6)   # gamma, beta, moving mean, moving variance
+    unchanged = all(np.array_equal(a, b) for a, b in zip(returned[batch_norm], sent[batch_norm]))
+    assert unchanged == freeze
+    assert not np.array_equal(returned[0], sent[0])

@@ -44,6 +44,8 @@ def train(plan: LocalPlan, weights: list[np.ndarray], x: np.ndarray, y: np.ndarr
     tf.keras.utils.set_random_seed(plan.seed)  # dropout and other random layers
     model = build_model(plan.model_json)
     model.set_weights(weights)
+    # the update goes back in exactly the order the server sent, whatever trainable flags change below
+    in_server_order = list(model.weights)
     if plan.freeze_batch_norm:
         # Keras 2 runs a non-trainable BatchNormalization in inference mode: the pretrained statistics
         # stay, instead of being re-estimated from a client's few samples per batch.
@@ -70,7 +72,7 @@ def train(plan: LocalPlan, weights: list[np.ndarray], x: np.ndarray, y: np.ndarr
                 if gradient is not None:
                     variable.assign_sub(plan.learning_rate * gradient)
             last_epoch.append(float(loss))
-    return [np.asarray(w) for w in model.get_weights()], float(np.mean(last_epoch)) if last_epoch else 0.0
+    return [np.asarray(v.numpy()) for v in in_server_order], float(np.mean(last_epoch)) if last_epoch else 0.0
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray, loss: str, batch_size: int = 256) -> dict:

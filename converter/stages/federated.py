@@ -67,6 +67,14 @@ def _report_round(number: int, rounds: int, scores: dict) -> None:
                     + ", ".join(f"{name} {value:.4f}" for name, value in scores.items()))
 
 
+def _check_finite(outcome) -> None:
+    if all(np.isfinite(w).all() for w in outcome.weights):
+        return
+    first = next((r["round"] for r in outcome.rounds if not np.isfinite(r.get("eval_loss", 0.0))), "?")
+    raise KitError(f"federated training diverged: the global model has NaN/inf weights (held-out loss "
+                   f"not finite from round {first})", "lower federated.learning_rate (e.g. 10x smaller)")
+
+
 def _federate(model, settings: FederatedSettings, data: Dataset, seed: int):
     from ..federated.server import ServerPlan
     from ..federated.simulation import simulate
@@ -76,6 +84,7 @@ def _federate(model, settings: FederatedSettings, data: Dataset, seed: int):
                       x_eval=data.x_eval, y_eval=data.y_eval, seed=seed, on_round=_report_round)
     shards = [(data.x_train[idx], data.y_train[idx]) for idx in split.shards]
     outcome = simulate(plan, shards)
+    _check_finite(outcome)
     trained = tf_env.keras().models.clone_model(model)
     trained.set_weights(outcome.weights)
     details = {
