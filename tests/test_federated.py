@@ -132,6 +132,9 @@ def test_bad_input_is_refused_before_any_client_trains(monkeypatch):
         (tiny_classifier(), FederatedSettings(clients=2, partition="by_key", key="speaker"), "does not have"),
         (tiny_classifier(), FederatedSettings(clients=4, dp=DpSettings(noise_multiplier=0)), "infinite epsilon"),
         (regression, FederatedSettings(clients=2), "loss sparse_categorical_crossentropy does not fit"),
+        (keras.Sequential([keras.layers.Input((8, 8, 4)), keras.layers.Flatten(), keras.layers.BatchNormalization(),
+                           keras.layers.Dense(3)]),
+         FederatedSettings(clients=2, freeze_batch_norm=False, dp=DpSettings()), "noise to BatchNormalization"),
     ]
     for model, settings, message in cases:
         with pytest.raises(KitError, match=message):
@@ -276,11 +279,11 @@ def test_bundled_federated_recipe_converts_bit_exact(tmp_path):
 
 @pytest.mark.parametrize("freeze", [True, False])
 def test_local_training_returns_weights_in_the_order_the_server_sent(freeze):
-    """The client answers with the server's tensors in the server's order (FedAvg averages them by
-    position), and a frozen BatchNormalization comes back untouched."""
+    """Only what clients train travels and comes back in the order sent (FedAvg averages by position);
+    a frozen BatchNormalization stays out of the exchange (and out of DP noise) and is unchanged."""
     import tf_keras as keras
 
-    from converter.federated.local_training import LocalPlan, train
+    from converter.federated.local_training import LocalPlan, exchange_mask, merge_weights, split_weights, train
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.Input((6,)), keras.layers.Dense(5), keras.layers.BatchNormalization(),
@@ -289,9 +292,12 @@ def test_local_training_returns_weights_in_the_order_the_server_sent(freeze):
     x, y = np.random.default_rng(0).normal(size=(32, 6)).astype(np.float32), np.arange(32) % 3
     plan = LocalPlan(model.to_json(), "sparse_categorical_crossentropy", epochs=1, batch_size=8,
                      learning_rate=0.1, proximal_mu=0.0, seed=0, freeze_batch_norm=freeze)
-    returned, loss = train(plan, sent, x, y)
-    assert [w.shape for w in returned] == [w.shape for w in sent] and np.isfinite(loss)
-    batch_norm = slice(2, 6)   # gamma, beta, moving mean, moving variance
-    unchanged = all(np.array_equal(a, b) for a, b in zip(returned[batch_norm], sent[batch_norm]))
-    assert unchanged == freeze
-    assert not np.array_equal(returned[0], sent[0])
+    mask = exchange_mask(keras.models.model_from_json(model.to_json()), freeze)
+    exchanged, fixed = split_weights(sent, mask)
+    returned, loss = train(plan, exchanged, fixed, x, y)
+    # kernel, bias, [gamma, beta, moving mean, moving variance], kernel, bias: frozen BatchNorm stays home
+    assert mask == ([True, True, False, False, False, False, True, True] if freeze else [True] * 8)
+    assert [w.shape for w in returned] == [w.shape for w in exchanged] and np.isfinite(loss)
+    assert all(not np.array_equal(a, b) for a, b in zip(returned, exchanged) if a.ndim == 2)
+    merged = merge_weights(returned, fixed, mask)
+    assert all(np.array_equal(a, b) for a, b, m in zip(merged, sent, mask) if not m)

@@ -17,7 +17,7 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from ..system import tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
-from .local_training import LocalPlan, train
+from .local_training import LocalPlan, train, unpack_arrays
 
 Shard = tuple[np.ndarray, np.ndarray]
 ShardSource = Callable[[Context], Shard]
@@ -96,7 +96,8 @@ def build_client_app(shards: ShardSource) -> ClientApp:
                          freeze_batch_norm=bool(config.get("freeze-batch-norm", True)),
                          # one stream per (run seed, round, client): reproducible whichever worker runs it
                          seed=int(config["seed"]) * 1_000_003 + int(config["server-round"]) * 10_007 + partition_id)
-        weights, loss = train(plan, message.content["arrays"].to_numpy_ndarrays(), x, y)
+        fixed = unpack_arrays(bytes(config["fixed-weights"])) if "fixed-weights" in config else []
+        weights, loss = train(plan, message.content["arrays"].to_numpy_ndarrays(), fixed, x, y)
         metrics = MetricRecord({"num-examples": len(x), "unit-weight": 1, "train-loss": loss})
         return Message(RecordDict({"arrays": ArrayRecord(weights), "metrics": metrics}), reply_to=message)
 

@@ -3,10 +3,12 @@
 Plain SGD in an eager loop (no optimizer state, no traced function kept between rounds) so the
 result depends only on the weights, the shard and the seed: the same round on the same client
 gives the same update whichever Ray worker runs it. FedProx adds mu/2 * ||w - w_global||^2.
-BatchNormalization layers are frozen by default (fine-tuning a pretrained model on small shards).
+BatchNormalization layers are frozen by default (fine-tuning a pretrained model on small shards):
+see exchange_mask.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,22 +38,57 @@ def loss_function(model, loss: str):
     return compile_for_training(model, loss, learning_rate=1e-3).loss
 
 
-def train(plan: LocalPlan, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], float]:
-    """New weights after plan.epochs of SGD on (x, y), and the mean training loss of the last epoch."""
+def exchange_mask(model, freeze_batch_norm: bool) -> list[bool]:
+    """Which of model.weights travel between server and clients: what the clients change.
+
+    With BatchNormalization frozen (Keras 2 then runs it in inference mode, keeping the pretrained
+    statistics instead of re-estimating them from a client's few samples per batch) only the
+    trainable weights travel; the frozen ones go once per round as fixed values, outside what
+    FedAvg averages and DP clips and noises (noise on a moving variance can make it negative).
+    Otherwise every weight travels, BatchNorm statistics included. Sets the trainable flags."""
+    from ..system import tf_env
+
+    if not freeze_batch_norm:
+        return [True] * len(model.weights)
+    for layer in model.layers:
+        if isinstance(layer, tf_env.keras().layers.BatchNormalization):
+            layer.trainable = False
+    trained = {id(v) for v in model.trainable_weights}
+    return [id(v) in trained for v in model.weights]
+
+
+def split_weights(weights: list, mask: list[bool]) -> tuple[list, list]:
+    """(exchanged, fixed) in model.weights order."""
+    return [w for w, m in zip(weights, mask) if m], [w for w, m in zip(weights, mask) if not m]
+
+
+def merge_weights(exchanged: list, fixed: list, mask: list[bool]) -> list:
+    exchanged, fixed = iter(exchanged), iter(fixed)
+    return [next(exchanged) if m else next(fixed) for m in mask]
+
+
+def pack_arrays(arrays: list[np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, *arrays)
+    return buffer.getvalue()
+
+
+def unpack_arrays(data: bytes) -> list[np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        return [archive[f"arr_{i}"] for i in range(len(archive.files))]
+
+
+def train(plan: LocalPlan, exchanged: list[np.ndarray], fixed: list[np.ndarray], x: np.ndarray,
+          y: np.ndarray) -> tuple[list[np.ndarray], float]:
+    """The exchanged weights after plan.epochs of SGD on (x, y), in the order received, and the mean
+    training loss of the last epoch. `fixed`: the weights that do not travel (exchange_mask)."""
     from ..system import tf_env
 
     tf = tf_env.tensorflow()
     tf.keras.utils.set_random_seed(plan.seed)  # dropout and other random layers
     model = build_model(plan.model_json)
-    model.set_weights(weights)
-    # the update goes back in exactly the order the server sent, whatever trainable flags change below
-    in_server_order = list(model.weights)
-    if plan.freeze_batch_norm:
-        # Keras 2 runs a non-trainable BatchNormalization in inference mode: the pretrained statistics
-        # stay, instead of being re-estimated from a client's few samples per batch.
-        for layer in model.layers:
-            if isinstance(layer, tf_env.keras().layers.BatchNormalization):
-                layer.trainable = False
+    mask = exchange_mask(model, plan.freeze_batch_norm)
+    model.set_weights(merge_weights(exchanged, fixed, mask))
     loss_fn = loss_function(model, plan.loss)
     trainable = model.trainable_variables
     anchors = [tf.constant(v.numpy()) for v in trainable]
@@ -72,7 +109,8 @@ def train(plan: LocalPlan, weights: list[np.ndarray], x: np.ndarray, y: np.ndarr
                 if gradient is not None:
                     variable.assign_sub(plan.learning_rate * gradient)
             last_epoch.append(float(loss))
-    return [np.asarray(v.numpy()) for v in in_server_order], float(np.mean(last_epoch)) if last_epoch else 0.0
+    trained, _ = split_weights([np.asarray(v.numpy()) for v in model.weights], mask)
+    return trained, float(np.mean(last_epoch)) if last_epoch else 0.0
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray, loss: str, batch_size: int = 256) -> dict:

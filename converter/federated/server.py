@@ -13,7 +13,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
-from .local_training import build_model, evaluate
+from .local_training import build_model, evaluate, exchange_mask, merge_weights, pack_arrays, split_weights
 from .settings import FederatedSettings
 from .strategy import Roster, RoundTraffic, build_strategy
 
@@ -67,12 +67,12 @@ def discover(grid: Grid, settings: FederatedSettings, seconds: float, seed: int)
     return Roster(partitions, settings.clients_per_round, seed)
 
 
-def train_config(plan: ServerPlan) -> ConfigRecord:
+def train_config(plan: ServerPlan, fixed: list) -> ConfigRecord:
     s = plan.settings
-    return ConfigRecord({"model-json": plan.model_json, "loss": s.loss, "local-epochs": s.local_epochs,
-                         "batch-size": s.batch_size, "learning-rate": s.learning_rate, "proximal-mu": 0.0,
-                         "seed": plan.seed, "cpus-per-client": s.cpus_per_client,
-                         "freeze-batch-norm": s.freeze_batch_norm})
+    config = {"model-json": plan.model_json, "loss": s.loss, "local-epochs": s.local_epochs,
+              "batch-size": s.batch_size, "learning-rate": s.learning_rate, "proximal-mu": 0.0,
+              "seed": plan.seed, "cpus-per-client": s.cpus_per_client, "freeze-batch-norm": s.freeze_batch_norm}
+    return ConfigRecord(config | ({"fixed-weights": pack_arrays(fixed)} if fixed else {}))
 
 
 def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:
@@ -83,12 +83,14 @@ def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:
     traffic = RoundTraffic()
     strategy = build_strategy(plan.settings, roster, traffic)
     scorer = build_model(plan.model_json)
+    mask = exchange_mask(scorer, plan.settings.freeze_batch_norm)
+    exchanged, fixed = split_weights(list(plan.initial_weights), mask)
     scores: dict[int, dict] = {}
     ended: dict[int, float] = {}
 
     def score(server_round: int, arrays: ArrayRecord) -> Optional[MetricRecord]:
         ended[server_round] = time.perf_counter()
-        scorer.set_weights(arrays.to_numpy_ndarrays())
+        scorer.set_weights(merge_weights(arrays.to_numpy_ndarrays(), fixed, mask))
         scores[server_round] = evaluate(scorer, plan.x_eval, plan.y_eval, plan.settings.loss)
         if plan.on_round is not None:
             plan.on_round(server_round, plan.settings.rounds, scores[server_round])
@@ -98,8 +100,8 @@ def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:
     level = flwr_logger.level
     flwr_logger.setLevel(logging.WARNING)  # Flower logs every round at INFO; the stage record has it all
     try:
-        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(list(plan.initial_weights)),
-                                num_rounds=plan.settings.rounds, train_config=train_config(plan),
+        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(exchanged),
+                                num_rounds=plan.settings.rounds, train_config=train_config(plan, fixed),
                                 evaluate_fn=score)
     finally:
         flwr_logger.setLevel(level)
@@ -114,5 +116,6 @@ def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:
                        "train_loss": None if train_loss is None else round(float(train_loss), 5),
                        **{f"eval_{k}": v for k, v in scores[r].items()},
                        "seconds": round(ended[r] - ended[r - 1], 2)})
-    return FederatedOutcome(weights=result.arrays.to_numpy_ndarrays(), initial=scores[0], rounds=rounds,
+    return FederatedOutcome(weights=merge_weights(result.arrays.to_numpy_ndarrays(), fixed, mask),
+                            initial=scores[0], rounds=rounds,
                             seconds=round(time.perf_counter() - started, 2))

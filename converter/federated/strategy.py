@@ -35,7 +35,7 @@ class Roster:
 
 @dataclass
 class RoundTraffic:
-    """Model payload bytes (array data, not protocol framing) per round, both directions."""
+    """Model payload bytes (weights, not protocol framing) per round, both directions."""
 
     sent: dict[int, int] = field(default_factory=dict)
     received: dict[int, int] = field(default_factory=dict)
@@ -55,7 +55,9 @@ class RosterSampling(FedAvg):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid):
         config["server-round"] = server_round
         nodes = self.roster.sample(server_round)
-        self.traffic.sent[server_round] = _nbytes(arrays) * len(nodes)
+        # the fixed (frozen) weights travel in the config, once per client and round
+        fixed = len(config["fixed-weights"]) if "fixed-weights" in config else 0
+        self.traffic.sent[server_round] = (_nbytes(arrays) + fixed) * len(nodes)
         self.traffic.clients[server_round] = len(nodes)
         record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
         return self._construct_messages(record, nodes, MessageType.TRAIN)

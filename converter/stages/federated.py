@@ -58,6 +58,10 @@ def check(model, settings: FederatedSettings, data: Dataset, seed: int):
                        "the data has none", "add x_eval/y_eval (x_test/y_test in an .npz) to the data")
     split = partition(settings, data.y_train, data.keys, seed)
     privacy = account(settings) if settings.dp else None
+    if settings.dp and not settings.freeze_batch_norm and any(
+            type(layer).__name__ == "BatchNormalization" for layer in model.layers):
+        raise KitError("dp with freeze_batch_norm: false would add noise to BatchNormalization statistics "
+                       "(a noised variance can turn negative)", "keep freeze_batch_norm: true with dp")
     _check_loss(model, settings, data)
     return split, _model_json(model), privacy
 
