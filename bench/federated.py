@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.system import tf_env  # first: Keras 2 before TensorFlow loads
+from converter.errors import KitError
 from converter.federated.presentation import write_accuracy_plot
 from converter.federated.settings import DpSettings
 from converter.inputs.dataset import load_data
@@ -80,11 +81,16 @@ def run_case(case: str, dp_noise: float, workers_compare: bool) -> list[dict]:
     for training, kind, settings in runs:
         print(f"[bench] {case}: {training}", flush=True)
         began = time.perf_counter()
-        result = stage_runner(kind)(_fresh(model, start), settings, data, recipe.seed)
+        try:
+            result = stage_runner(kind)(_fresh(model, start), settings, data, recipe.seed)
+        except KitError as refused:  # e.g. DP noise that drives the model to NaN: a result, shown as such
+            rows.append({"case": case, "training": training, "failed": str(refused), "epsilon": None,
+                         "stage_seconds": round(time.perf_counter() - began, 1), "record": {}})
+            continue
         rows.append(_row(case, training, result, data, time.perf_counter() - began))
         rows[-1]["workers"] = getattr(settings, "workers", None)
     write_accuracy_plot({r["training"]: r["record"] for r in rows if r["training"].startswith("FedAvg")
-                         and "1 Ray worker" not in r["training"]}, BENCH / f"federated_{case}.png")
+                         and "1 Ray worker" not in r["training"] and not r.get("failed")}, BENCH / f"federated_{case}.png")
     return rows
 
 
@@ -103,6 +109,10 @@ def render(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "1 Ray worker" in r["training"]:
+            continue
+        if r.get("failed"):
+            lines.append(f"| {r['case']} | {r['training']} | | | | refused: {r['failed'].split(' — ')[0]} | | "
+                         f"{r['stage_seconds']} |")
             continue
         eps = "—" if r["epsilon"] is None else f"{r['epsilon']:.3g} ({r['delta']:g})"
         lines.append(f"| {r['case']} | {r['training']} | {_cell(r['rounds'], '{}')} | "
