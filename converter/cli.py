@@ -114,14 +114,17 @@ def main():
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory for the artifacts.")
 @click.option("--force", is_flag=True, help="Replace the output directory if it already holds files.")
-def convert(recipe: Path, out: Path, force: bool):
+@click.option("--ray-address", help="Run federated stages on this Ray cluster (overrides their ray_address).")
+def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     """Run RECIPE (YAML): optimize, quantize, emit and validate into --out."""
     from .flows.convert import convert as run_conversion
     from .recipe import load_recipe
+    from .stages.federated import with_ray_address
 
     try:
         with quiet_console() as log:
-            manifest = run_conversion(load_recipe(recipe), out, force=force, events=progress.ConsoleSink(log))
+            manifest = run_conversion(with_ray_address(load_recipe(recipe), ray_address), out, force=force,
+                                      events=progress.ConsoleSink(log))
     except KitError as error:
         _fail(error)
     except KeyboardInterrupt as interrupt:

@@ -47,6 +47,8 @@ class StagesRun:
     first_flatbuffer: bytes          # as the converter made it (or as the .tflite came)
     records: list                    # StageRecord per stage, in order
     notes: list[str]                 # each stage's own note for report.md
+    sections: list[str]              # report.md lines the stages add after the tables
+    artifacts: dict                  # extra files the stages add to the output (name -> bytes)
 
     @property
     def uncompressed(self) -> Optional[bytes]:
@@ -118,7 +120,7 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
     from ..stages.registry import get
 
     context = StageContext(loaded.data, recipe.seed, recipe.base_dir, events)
-    model, first_flatbuffer, records, notes = loaded.model, None, [], []
+    model, first_flatbuffer, records, notes, sections, artifacts = loaded.model, None, [], [], [], {}
     if loaded.flatbuffer:
         first_flatbuffer = model
     pipeline = recipe.pipeline()
@@ -129,11 +131,13 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
         model = result.model
         records.append(result.record)
         notes.append(stage.report_note(result.record))
+        sections += stage.report_section(result.record)
+        artifacts |= stage.artifacts(result.record)
         if stage.takes == "keras" and stage.gives == "flatbuffer":
             first_flatbuffer = model
         elif result.reference is not None:
             first_flatbuffer = result.reference  # a lossy flatbuffer stage: later checks compare with its reference
-    return StagesRun(model, first_flatbuffer, records, notes)
+    return StagesRun(model, first_flatbuffer, records, notes, sections, artifacts)
 
 
 def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
@@ -219,5 +223,4 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
         source="tflite" if loaded.flatbuffer else "keras")
     with phase(events, "write", "writing the artifacts"):
-        return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages.notes,
-                               started)
+        return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started)

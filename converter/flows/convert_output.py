@@ -56,15 +56,18 @@ def check_validation(validation: dict, out: Path) -> None:
 
 
 def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inputs: list[np.ndarray],
-                    golden: list[np.ndarray], parts: ConversionParts, notes: list[str], started: float) -> dict:
-    """Write every artifact into a staging folder, check, then move it to `out`; returns the manifest."""
+                    golden: list[np.ndarray], parts: ConversionParts, stages, started: float) -> dict:
+    """Write every artifact into a staging folder, check, then move it to `out`; returns the manifest.
+    `stages` (flows.convert.StagesRun) gives the stages' report notes, sections and extra files."""
     with staged_output(Path(out)) as staging:
         (staging / "model.tflite").write_bytes(model_bytes)
         for file_name, text in sources.items():
             (staging / file_name).write_text(text)
         save_vectors(staging / VECTORS_FILE, inputs, golden)
+        for file_name, data in stages.artifacts.items():
+            (staging / file_name).write_bytes(data)
         content = parts.content(seconds=round(time.perf_counter() - started, 1))
-        (staging / "report.md").write_text(render_report(content, notes))
+        (staging / "report.md").write_text(render_report(content, stages.notes, stages.sections))
         manifest = write_manifest(staging, content)
         check_validation(parts.validation, out)
     return manifest

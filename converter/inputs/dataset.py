@@ -1,7 +1,7 @@
 """Training, calibration and evaluation arrays, checked against the model's input."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -23,6 +23,9 @@ class Dataset:
     x_eval: Optional[np.ndarray]
     y_eval: Optional[np.ndarray]
     labels: Optional[list[str]]
+    # Per-training-sample fields (e.g. 'speaker'), from arrays named 'key_<field>' in the data source:
+    # the federated stage partitions clients by them.
+    keys: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def trainable(self) -> bool:
@@ -63,7 +66,23 @@ def _from_npz(recipe: Recipe) -> dict:
                        "fix data.x_calibration in the recipe")
     if "labels" in keys:
         arrays["labels"] = [str(x) for x in archive["labels"]]
+    arrays |= {key: archive[key] for key in keys if key.startswith(KEY_PREFIX)}
     return arrays
+
+
+KEY_PREFIX = "key_"
+
+
+def _sample_keys(arrays: dict, x_train: Optional[np.ndarray]) -> dict[str, np.ndarray]:
+    """The 'key_<field>' arrays, one value per training sample."""
+    keys = {name.removeprefix(KEY_PREFIX): np.asarray(value) for name, value in arrays.items()
+            if name.startswith(KEY_PREFIX)}
+    for name, values in keys.items():
+        if x_train is None or values.ndim != 1 or len(values) != len(x_train):
+            raise KitError(f"data field '{KEY_PREFIX}{name}' must hold one value per training sample "
+                           f"({0 if x_train is None else len(x_train)}), got shape {values.shape}",
+                           "give one key value per x_train row")
+    return keys
 
 
 def _head(x, count: int):
@@ -134,7 +153,7 @@ def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
     return Dataset(
         x_train=x_train, y_train=None if y_train is None else np.asarray(y_train),
         x_calibration=x_cal, x_eval=x_eval, y_eval=None if y_eval is None else np.asarray(y_eval),
-        labels=list(labels) if labels is not None else None,
+        labels=list(labels) if labels is not None else None, keys=_sample_keys(arrays, x_train),
     )
 
 

@@ -13,8 +13,9 @@ def _pair_line(name: str, result: dict) -> str:
     return f"| {name} | {result['equal']}/{result['total']} | {lsb} | {verdict} |"
 
 
-def render_report(manifest: dict, notes: list[str] | None = None) -> str:
-    """notes: one 'notes' cell per stage, each written by its stage (Stage.report_note)."""
+def render_report(manifest: dict, notes: list[str] | None = None, sections: list[str] | None = None) -> str:
+    """notes: one 'notes' cell per stage, each written by its stage (Stage.report_note); sections: lines
+    stages add after the tables (Stage.report_section)."""
     summary = manifest["summary"]
     quality = (f"- Quality on the eval set: float {summary['float_quality']}, "
                f"{summary['mode']} on TFLM {summary['quantized_quality']}")
@@ -46,4 +47,4 @@ def render_report(manifest: dict, notes: list[str] | None = None) -> str:
         lines.append(_pair_line(name, result))
     lines += ["", "LiteRT's kernels are not the device's: a difference there is reported, not hidden. "
               "`tflm_vs_c_array` runs the model parsed back from `model_data.cc` and must be bit-exact.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + list(sections or []))

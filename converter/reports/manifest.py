@@ -76,6 +76,8 @@ class ConversionParts:
         }
         if self.source != "keras":
             summary["source"] = self.source
+        if any(record.details.get("trained_federated") for record in self.stages):
+            summary["trained_federated"] = True
         return {
             "name": self.name,
             "tools": tool_versions(),

@@ -117,6 +117,14 @@ class Stage:
         """The 'notes' cell of this stage's row in report.md."""
         return ""
 
+    def report_section(self, record: StageRecord) -> list[str]:
+        """Extra report.md lines after the tables (e.g. a per-round table), when a row is not enough."""
+        return []
+
+    def artifacts(self, record: StageRecord) -> dict[str, bytes]:
+        """Extra files this stage adds to the output folder (e.g. a plot), by file name."""
+        return {}
+
     def run(self, model, settings, context: StageContext) -> StageResult:
         started = time.perf_counter()
         new_model, details = self.transform(model, settings, context)

@@ -1,5 +1,6 @@
 """The staged write: every check passes before the artifacts replace --out."""
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,7 +25,8 @@ def test_bit_exact_pairs_must_hold(tmp_path):
 def _write(out, validation):
     arrays = [np.zeros((1, 4), np.int8)]
     return check_and_write(out, b"model", {"model_data.h": "// h\n"}, arrays, arrays,
-                           _parts(validation={"tflm_vs_c_array": validation}), ["", ""], time.perf_counter())
+                           _parts(validation={"tflm_vs_c_array": validation}),
+                           SimpleNamespace(notes=["", ""], sections=[], artifacts={}), time.perf_counter())
 
 
 def test_a_failed_check_leaves_the_previous_output_as_it_was(tmp_path):

@@ -1,0 +1,163 @@
+"""Federated fine-tuning benchmark: centralised training vs FedAvg vs FedAvg + DP, on the bundled
+digits (Dirichlet label skew) and on MLPerf Tiny KWS (Speech Commands, one client per speaker group),
+plus the Ray wall time with 1 and 2 workers.
+
+    TFLM_KIT_SHARED_DATA=../shared/data python -m bench.federated [--only digits,kws] [--dp-noise 1.0]
+
+Each case starts from its bundled recipe (models/recipes/federated_<case>.yaml): the same model,
+data and federated settings; centralised = the kit's `train` stage on all of x_train; the float
+model is scored in Keras and the int8 model (the kit's quantize stage) on TFLM, both on the held-out
+eval set. Writes bench/federated.md, bench/federated.json and bench/federated_<case>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from converter.system import tf_env  # first: Keras 2 before TensorFlow loads
+from converter.errors import KitError
+from converter.federated.presentation import write_accuracy_plot
+from converter.federated.settings import DpSettings
+from converter.inputs.dataset import load_data
+from converter.inputs.keras_model import load_model
+from converter.recipe import QuantizeSettings, TrainSettings, load_recipe
+from converter.stages import run_stage, stage_runner
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+CENTRAL = {  # centralised baseline: the kit's train stage (Adam) on the union of the clients' data
+    "digits": TrainSettings(epochs=6, batch_size=64, learning_rate=0.003),
+    "kws": TrainSettings(epochs=4, batch_size=16, learning_rate=0.0001),
+}
+
+
+def _setup(case: str):
+    recipe = load_recipe(REPO / f"models/recipes/federated_{case}.yaml")
+    keras = tf_env.keras()
+    keras.utils.set_random_seed(recipe.seed)
+    tf_env.tensorflow().config.experimental.enable_op_determinism()
+    model = load_model(recipe)
+    data = load_data(recipe, tuple(model.input_shape[1:]))
+    return recipe, model, data
+
+
+def _fresh(model, weights):
+    copy = tf_env.keras().models.clone_model(model)
+    copy.set_weights(weights)
+    return copy
+
+
+def _row(case: str, training: str, result, data, seconds: float) -> dict:
+    record = result.record
+    int8 = run_stage("quantize", result.model, QuantizeSettings(calibration_samples=200), data).record["quality_after"]
+    privacy = record.get("privacy")
+    return {"case": case, "training": training, "rounds": len(record.get("rounds", [])) or None,
+            "clients_per_round": record.get("clients_per_round"),
+            "epsilon": privacy["epsilon"] if privacy else None, "delta": privacy["delta"] if privacy else None,
+            "float_accuracy": record["quality_after"].get("eval_accuracy"),
+            "int8_accuracy_tflm": int8.get("eval_accuracy"), "before_accuracy": record["quality_before"].get("eval_accuracy"),
+            "stage_seconds": round(seconds, 1), "federated_seconds": record.get("federated_seconds"),
+            "bytes_exchanged": record.get("bytes_exchanged"), "record": {k: v for k, v in record.items() if k != "layers"},
+            "final_weights_digest": float(sum(np.abs(w).astype(np.float64).sum() for w in result.model.get_weights()))}
+
+
+def run_case(case: str, dp_noise: float, workers_compare: bool) -> list[dict]:
+    recipe, model, data = _setup(case)
+    start = model.get_weights()
+    federated = next(s.settings for s in recipe.stages if s.kind == "federated")
+    runs = [("centralised", "train", CENTRAL[case]),
+            ("FedAvg", "federated", federated),
+            (f"FedAvg + DP (z={dp_noise})", "federated",
+             federated.model_copy(update={"dp": DpSettings(clip_norm=1.0, noise_multiplier=dp_noise, delta=1e-5)}))]
+    if workers_compare:
+        runs.append(("FedAvg, 1 Ray worker", "federated", federated.model_copy(update={"workers": 1})))
+    rows = []
+    for training, kind, settings in runs:
+        print(f"[bench] {case}: {training}", flush=True)
+        began = time.perf_counter()
+        try:
+            result = stage_runner(kind)(_fresh(model, start), settings, data, recipe.seed)
+        except KitError as refused:  # e.g. DP noise that drives the model to NaN: a result, shown as such
+            rows.append({"case": case, "training": training, "failed": str(refused), "epsilon": None,
+                         "stage_seconds": round(time.perf_counter() - began, 1), "record": {}})
+            continue
+        rows.append(_row(case, training, result, data, time.perf_counter() - began))
+        rows[-1]["workers"] = getattr(settings, "workers", None)
+    write_accuracy_plot({r["training"]: r["record"] for r in rows if r["training"].startswith("FedAvg")
+                         and "1 Ray worker" not in r["training"] and not r.get("failed")}, BENCH / f"federated_{case}.png")
+    return rows
+
+
+def _cell(value, fmt="{:.2%}"):
+    return "—" if value is None else fmt.format(value)
+
+
+def render(rows: list[dict]) -> str:
+    commands = {r["case"]: r.get("command", "python -m bench.federated") for r in rows}
+    measured = "; ".join(f"{case}: `{command}`" for case, command in commands.items())
+    lines = ["# Federated fine-tuning: centralised vs FedAvg vs FedAvg + DP", "",
+             f"Measured with {measured}, on {platform.machine()}, {os.cpu_count()} cores "
+             f"(shared with other jobs: wall times are indicative). Eval sets are held out: digits = the 500 "
+             "test images; KWS = the clips of 30% of the speakers (no client has any of their clips).", "",
+             "| data | training | rounds | clients/round | ε (δ) | float acc. before → after | int8 acc. on TFLM | wall s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "1 Ray worker" in r["training"]:
+            continue
+        if r.get("failed"):
+            lines.append(f"| {r['case']} | {r['training']} | | | | refused: {r['failed'].split(' — ')[0]} | | "
+                         f"{r['stage_seconds']} |")
+            continue
+        eps = "—" if r["epsilon"] is None else f"{r['epsilon']:.3g} ({r['delta']:g})"
+        lines.append(f"| {r['case']} | {r['training']} | {_cell(r['rounds'], '{}')} | "
+                     f"{_cell(r['clients_per_round'], '{}')} | {eps} | {_cell(r['before_accuracy'])} → "
+                     f"{_cell(r['float_accuracy'])} | {_cell(r['int8_accuracy_tflm'])} | {r['stage_seconds']} |")
+    pairs = [(r, next((o for o in rows if o["case"] == r["case"] and o["training"] == "FedAvg"), None))
+             for r in rows if "1 Ray worker" in r["training"]]
+    if pairs:
+        lines += ["", "## Ray workers (same FedAvg run, `workers` = Ray CPUs = clients trained at once)", "",
+                  "| data | workers | federated wall s | same final weights as 2 workers |", "|---|---|---|---|"]
+        for one, two in pairs:
+            same = two is not None and one["final_weights_digest"] == two["final_weights_digest"]
+            lines.append(f"| {one['case']} | 1 | {one['federated_seconds']} | {'yes' if same else 'no'} |")
+            if two is not None:
+                lines.append(f"| {two['case']} | 2 | {two['federated_seconds']} | — |")
+    lines += ["", "Notes. Centralised = the kit's `train` stage (Adam) on all clients' data pooled. FedAvg runs the "
+              "bundled recipes' federated settings (digits: 10 clients, Dirichlet alpha 0.5, from scratch; KWS: 20 "
+              "clients holding whole speakers, fine-tuning the MLPerf model with BatchNorm frozen). DP = client-level "
+              "(ε, δ) from dp-accounting for the actual sampling (m of N clients per round) and rounds, clip_norm 1.0. "
+              "With 5 clients per round the noise on the averaged update (std z·C/m per weight) swamps the "
+              "update: useful DP needs far more clients per round; the table shows what these settings cost. "
+              "Wall times include Ray start-up and each client's TensorFlow start.",
+              "Plots: bench/federated_<case>.png (held-out accuracy per round, FedAvg with and without DP)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="digits,kws")
+    parser.add_argument("--dp-noise", type=float, default=1.0)
+    args = parser.parse_args()
+    cases = args.only.split(",")
+    saved = BENCH / "federated.json"
+    # rows of the cases not re-run this time are kept from the last full run
+    rows = [r for r in json.loads(saved.read_text()) if r["case"] not in cases] if saved.exists() else []
+    command = "TFLM_KIT_SHARED_DATA=../shared/data python -m bench.federated" + \
+        (f" --only {args.only}" if args.only != "digits,kws" else "") + \
+        (f" --dp-noise {args.dp_noise}" if args.dp_noise != 1.0 else "")
+    for case in cases:
+        rows += [r | {"command": command} for r in run_case(case, args.dp_noise, workers_compare=case == "digits")]
+    rows.sort(key=lambda r: ["digits", "kws"].index(r["case"]))
+    (BENCH / "federated.json").write_text(json.dumps(rows, indent=1))
+    (BENCH / "federated.md").write_text(render(rows))
+    print(render(rows))
+
+
+if __name__ == "__main__":
+    main()

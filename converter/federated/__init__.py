@@ -1,0 +1,2 @@
+"""Federated fine-tuning on Flower: partitions, the client, the server strategy, DP accounting and the
+Ray simulation. Importing this package is cheap (no TensorFlow, Flower or Ray until they are used)."""
