@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..emit.sources import render_all
-from ..inputs.npz import save_npz
+from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..reports.manifest import sha256, tool_versions, write_manifest
 from ..tflite.model import ModelInfo, read_model
 from ..tflm.arena import measure_arena
@@ -48,8 +48,7 @@ def write_part_dir(folder: Path, part: PartModel, arena_measured: int, record: d
                          margin, labels, part.inputs, part.outputs, host=platform.machine())
     for file_name, text in sources.items():
         (folder / file_name).write_text(text)
-    save_npz(folder / "golden.npz", {f"input_{i}": x for i, x in enumerate(part.inputs)} |
-             {f"output_{j}": y for j, y in enumerate(part.outputs)})
+    save_vectors(folder / VECTORS_FILE, part.inputs, part.outputs)
     (folder / "report.md").write_text(_part_report(part, info, arena_measured, arena_size, record))
     write_manifest(folder, {
         "name": part.name, "tools": tool_versions(),
@@ -58,6 +57,10 @@ def write_part_dir(folder: Path, part: PartModel, arena_measured: int, record: d
         "arena_bytes": arena_measured, "tensor_arena_size": arena_size,
         "arena_note": f"measured with TFLM's Python runtime on {platform.machine()} (64-bit pointers)",
         "partition": record,
+        # the same summary keys `convert` writes, so `firmware` reads a part like any model directory
+        "summary": {"model_bytes": len(part.model), "operators": list(info.operators), "arena_measured": arena_measured,
+                    "tensor_arena_size": arena_size, "golden_vectors": int(len(part.inputs[0])),
+                    "golden_source": "the whole model's tensors at the cut"},
     })
 
 
