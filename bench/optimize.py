@@ -28,7 +28,7 @@ BENCH = REPO / "bench"
 def run_search(recipe: Path, out: Path, trials: int, workers: int, epochs: int, device: bool, board: str) -> dict:
     if out.exists():
         shutil.rmtree(out)  # a fresh search each time: an existing one would resume
-    command = [sys.executable, "-m", "converter", "optimize", str(recipe), "--board", board, "--out", str(out),
+    command = [sys.executable, "-P", "-m", "converter", "optimize", str(recipe), "--board", board, "--out", str(out),
                "--trials", str(trials), "--workers", str(workers), "--epochs", str(epochs),
                "--device" if device else "--no-device"]
     load_before = os.getloadavg()[0]

@@ -35,7 +35,7 @@ def run(out: Path) -> list[dict]:
     records = []
     for k, (devices, link) in enumerate(CONFIGS):
         target = out / f"config{k}"
-        command = [sys.executable, "-m", "converter", "partition", str(MODEL), "--data", str(data), "--devices", devices,
+        command = [sys.executable, "-P", "-m", "converter", "partition", str(MODEL), "--data", str(data), "--devices", devices,
                    "--link", link, "--out", str(target), "--force"] + ([] if "ethos" in devices else ["--pair"])
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         if done.returncode != 0:

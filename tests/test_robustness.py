@@ -300,9 +300,9 @@ def test_interrupted_convert_keeps_the_previous_artifacts(demo_dir, tmp_path, si
     out = tmp_path / "digits"
     shutil.copytree(demo_dir, out)
     before = digest(out)
-    child = subprocess.Popen([sys.executable, "-m", "converter", "convert", REPO / "models/recipes/default.yaml",
+    child = subprocess.Popen([sys.executable, "-P", "-m", "converter", "convert", REPO / "models/recipes/default.yaml",
                               "--out", out, "--force"], cwd=REPO, stderr=subprocess.PIPE, text=True,
-                             env={**os.environ})
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
     seen = []
     for line in child.stderr:  # wait for real work to be under way, not for a time
         seen.append(line)

@@ -334,7 +334,7 @@ def test_sigint_during_the_native_import_exits_130_without_a_traceback(tmp_path)
     import sys
     import time
 
-    child = subprocess.Popen([sys.executable, "-m", "converter", "validate", REPO / "tests/data/not_this_model.tflite",
+    child = subprocess.Popen([sys.executable, "-P", "-m", "converter", "validate", REPO / "tests/data/not_this_model.tflite",
                               "--out", tmp_path / "out"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
                              env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
     maps = Path(f"/proc/{child.pid}/maps")
