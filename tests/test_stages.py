@@ -105,13 +105,3 @@ def test_too_many_clusters_for_a_tiny_layer_is_a_clear_error():
     pruned = stage_runner("prune")(tiny_classifier((8, 8, 1)), PruneSettings(final_sparsity=0.5, epochs=1), data, 0)
     with pytest.raises(KitError, match="use fewer clusters"):
         stage_runner("cluster")(pruned.model, ClusterSettings(clusters=4, epochs=1), data, 0)
-
-
-def test_a_stage_written_before_the_base_class_still_records_the_one_way(trained, data):
-    from converter.stages import timed_keras_stage
-
-    result = timed_keras_stage("identity", lambda model, settings, data, seed: (model, {"seed": seed}),
-                               trained.model, TrainSettings(), data, 3)
-    assert result.model is trained.model
-    assert result.record.kind == "identity" and result.record.details == {"seed": 3}
-    assert result.record.quality_before == result.record.quality_after == trained.record.quality_after

@@ -5,11 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def accuracy_series(record: dict) -> list[float] | None:
+    """Held-out accuracy before training and after each round, or None when any of them is missing."""
+    values = [record.get("eval_before", {}).get("accuracy")] + [r.get("eval_accuracy") for r in record.get("rounds", [])]
+    return None if None in values else values
+
+
 def accuracy_plot_png(runs: dict[str, dict]) -> bytes | None:
     """runs: label -> a federated stage record. PNG bytes of accuracy per round, None when no run has accuracy."""
-    series = {label: [record.get("eval_before", {}).get("accuracy")] +
-              [r.get("eval_accuracy") for r in record.get("rounds", [])] for label, record in runs.items()}
-    series = {label: values for label, values in series.items() if None not in values}
+    series = {label: accuracy_series(record) for label, record in runs.items()}
+    series = {label: values for label, values in series.items() if values is not None}
     if not series:
         return None
     import io

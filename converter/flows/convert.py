@@ -112,7 +112,7 @@ def _stage_detail(name: str, settings, data: Dataset) -> str:
     if name == "quantize":
         return (f"quantize ({settings.mode}, "
                 f"{min(settings.calibration_samples, len(data.x_calibration))} calibration samples)")
-    return "compress (TFLM LUT)" if name == "compress" else name
+    return "compress (TFLM DECODE: LUT, PRUNE, int4 as set)" if name == "compress" else name
 
 
 def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:

@@ -136,9 +136,10 @@ class Federated(KerasStage):
         return _federate(model, settings, context.data, context.seed, context.events)
 
     def report_note(self, record) -> str:
-        from ..federated.presentation import describe_run
+        from ..federated.presentation import accuracy_series, describe_run
 
-        return describe_run(record.as_dict()) + (f"; plot: {PLOT}" if self.artifacts(record) else "")
+        plotted = accuracy_series(record.as_dict()) is not None  # the condition artifacts() plots under
+        return describe_run(record.as_dict()) + (f"; plot: {PLOT}" if plotted else "")
 
     def report_section(self, record) -> list[str]:
         from ..federated.presentation import rounds_table
