@@ -381,10 +381,10 @@ def test_int4_and_sparsity_trials_build_verified_candidates(tmp_path):
 
     digits = np.load(REPO / "models/data/digits_subset.npz")
     pixels = lambda key, n: (digits[key][:n] / 255.0)[..., None].astype(np.float32)  # noqa: E731
-    np.savez(tmp_path / "tiny.npz", x_train=pixels("x_train", 400), y_train=digits["y_train"][:400].astype(np.int64),
-             x_test=pixels("x_test", 60), y_test=digits["y_test"][:60].astype(np.int64))
+    np.savez(tmp_path / "tiny.npz", x_train=pixels("x_train", 300), y_train=digits["y_train"][:300].astype(np.int64),
+             x_test=pixels("x_test", 40), y_test=digits["y_test"][:40].astype(np.int64))
     (tmp_path / "tiny.yaml").write_text(TINY_RECIPE.format(builder=REPO / "models/digits.py:build_model")
-                                        .replace("filters: 4", "filters: 8"))
+                                        .replace("filters: 4", "filters: 8").replace("epochs: 3", "epochs: 2"))
     recipe = load_recipe(tmp_path / "tiny.yaml")
     prepared = prepare(recipe, tmp_path, 0.0, lambda _: None)
     space = space_for(prepared.model)
@@ -405,6 +405,5 @@ def test_int4_and_sparsity_trials_build_verified_candidates(tmp_path):
         assert details["verification"]["equal"] == details["verification"]["total"] > 0  # bit-exact on TFLM
     assert len(records[1]["int4"]["tensors"]) == 3 and records[1]["decode_operators"] == 0
     assert {t["method"] for t in records[2]["tensors"]} == {"prune"}
-    reference = run_trial(replace(template, number=3, phase="reference", params=space.reference()))
-    assert int4_trial.cost["model_bytes"] < reference.cost["model_bytes"]
-    assert sparse_trial.cost["model_bytes"] < reference.cost["model_bytes"]
+    for trial in (int4_trial, sparse_trial):  # smaller than the int8 model the compress step started from
+        assert trial.cost["model_bytes"] < records[trial.number]["bytes_before"]
