@@ -407,3 +407,23 @@ def test_int4_and_sparsity_trials_build_verified_candidates(tmp_path):
     assert {t["method"] for t in records[2]["tensors"]} == {"prune"}
     for trial in (int4_trial, sparse_trial):  # smaller than the int8 model the compress step started from
         assert trial.cost["model_bytes"] < records[trial.number]["bytes_before"]
+
+
+def test_two_clusters_with_sparsity_become_three_which_tf_mot_can_keep_zeros_with():
+    from converter.optimize.space import candidate_recipe
+
+    base = load_recipe_default()
+    space = Space(("conv", "logits"), {"conv": 72, "logits": 13520}, prune=True)
+    mapping = candidate_recipe(base, space.reference() | {"clusters:logits": 2, "sparsity": 0.5}, FineTune(epochs=1),
+                               "categorical_crossentropy", 50)
+    cluster = [stage["cluster"] for stage in mapping["stages"] if "cluster" in stage][0]
+    assert cluster["per_layer"] == {"conv": 0, "logits": 3} and cluster["preserve_sparsity"]
+    dense = candidate_recipe(base, space.reference() | {"clusters:logits": 2}, FineTune(epochs=1),
+                             "categorical_crossentropy", 50)
+    assert dense["stages"][0]["cluster"]["per_layer"] == {"conv": 0, "logits": 2}
+
+
+def load_recipe_default():
+    from converter.recipe import load_recipe
+
+    return load_recipe(REPO / "models/recipes/default.yaml")

@@ -124,6 +124,10 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
     if sparsity > 0:
         stages.append({"prune": {"final_sparsity": sparsity, "initial_sparsity": 0.0, **fit,
                                  "learning_rate": max(fine_tune.learning_rate, 1e-3)}})
+    if sparsity > 0:
+        # TF-MOT keeps zeros only with more than 2 clusters; 3 clusters and the kept zero still fit the
+        # 2-bit index that 2 clusters plus zero need, so this costs no flash
+        counts = {layer: 3 if count == 2 else count for layer, count in counts.items()}
     if any(counts.values()):
         stages.append({"cluster": {"clusters": max(counts.values()), "per_layer": counts, "per_channel": True,
                                    "preserve_sparsity": sparsity > 0, **fit}})
