@@ -427,3 +427,19 @@ def load_recipe_default():
     from converter.recipe import load_recipe
 
     return load_recipe(REPO / "models/recipes/default.yaml")
+
+
+def test_a_finished_search_directory_is_accepted_for_resuming(tmp_path):
+    """A search folder (search.json, trials/, best/) is resumed in place, not refused as a foreign --out."""
+    from converter.flows.optimize import _check_out
+    from converter.recipe import load_recipe
+
+    (tmp_path / "search.json").write_text("{}")
+    (tmp_path / "trials").mkdir()
+    (tmp_path / "trials" / "0000.yaml").write_text("name: x\n")
+    (tmp_path / "best").mkdir()
+    _check_out(tmp_path, load_recipe(REPO / "models/recipes/default.yaml"))
+    (tmp_path / "search.json").unlink()
+    (tmp_path / "mine.txt").write_text("not the kit's")
+    with pytest.raises(KitError, match="not a search"):
+        _check_out(tmp_path, load_recipe(REPO / "models/recipes/default.yaml"))

@@ -53,12 +53,21 @@ class Outcome:
 
 
 def _check_out(out: Path, recipe) -> None:
+    from ..system import out_lock
     from ..system.outdir import check_output_path
 
-    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in OWN_FILES):
-        raise KitError(f"output directory {out} already holds files that are not a search",
-                       "choose an empty or new directory (an earlier search's directory resumes it)")
     model = (recipe.resolve(recipe.model.path),) if recipe.model.path else ()
+    if out.is_dir() and any(out.iterdir()):
+        if not any((out / name).exists() for name in OWN_FILES):
+            raise KitError(f"output directory {out} already holds files that are not a search",
+                           "choose an empty or new directory (an earlier search's directory resumes it)")
+        # an earlier search resumes in place and nothing in it is replaced, so the check for replacing a
+        # conversion (which does not know search folders) does not apply; the input check and the lock do
+        if any(out.resolve() == path.resolve() or out.resolve() in path.resolve().parents for path in model):
+            raise KitError(f"output directory {out} contains the input {model[0]}",
+                           "choose an output directory that holds none of the run's inputs")
+        out_lock.acquire(out)
+        return
     check_output_path(out, force=True, inputs=model)
 
 

@@ -124,7 +124,6 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
     if sparsity > 0:
         stages.append({"prune": {"final_sparsity": sparsity, "initial_sparsity": 0.0, **fit,
                                  "learning_rate": max(fine_tune.learning_rate, 1e-3)}})
-    if sparsity > 0:
         # TF-MOT keeps zeros only with more than 2 clusters; 3 clusters and the kept zero still fit the
         # 2-bit index that 2 clusters plus zero need, so this costs no flash
         counts = {layer: 3 if count == 2 else count for layer, count in counts.items()}
@@ -132,8 +131,9 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
         stages.append({"cluster": {"clusters": max(counts.values()), "per_layer": counts, "per_channel": True,
                                    "preserve_sparsity": sparsity > 0, **fit}})
     int4 = int4_layers(params)
-    if int4:  # after clustering, with the clustered filters held, so each stays on its own grid
-        stages.append({"int4_finetune": {"layers": int4, "other_filters_frozen": any(counts.values()), **fit}})
+    if int4:  # last, with the other filters held, so clustered and pruned ones keep their values and zeros
+        stages.append({"int4_finetune": {"layers": int4, "other_filters_frozen": any(counts.values()) or sparsity > 0,
+                                         **fit}})
     # Every candidate, the plain int8 reference too, drops what TFLM never reads (names, signatures,
     # converter metadata): a free saving of its own, so it must not be credited to compression.
     compress = {"lut": any(counts.values()) or sparsity > 0, "strip_metadata": True,
