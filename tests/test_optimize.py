@@ -226,6 +226,12 @@ def test_optimize_runs_a_two_trial_search_on_ray_and_writes_best(tmp_path):
         calibration = data["x_calibration"] if "x_calibration" in data.files else data["x_train"]
         assert not _rows(data["x_test"]) & (_rows(data["x_train"]) | _rows(calibration))
     assert (out / "search.md").read_text().count("\n| ") >= 3 and (out / "search.png").stat().st_size > 0
+    # the same command again: the finished search is resumed in place (nothing to run), best/ rebuilt
+    again = run_kit("optimize", tmp_path / "tiny.yaml", "--board", "cortex-m-qemu", "--out", out, "--trials", 2,
+                    "--epochs", 1, "--workers", 2, "--no-device")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to run" in again.stdout + again.stderr
+    assert json.loads((out / "search.json").read_text())["summary"]["best_reproduced_bit_exact"] is True
 
 
 def test_candidate_recipes_are_valid_recipes_that_strip_every_candidate(tmp_path):
