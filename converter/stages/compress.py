@@ -205,7 +205,7 @@ def offline_plan(model_bytes: bytes, data: Dataset) -> tuple[bytes, dict]:
     """The model with a tighter offline memory plan when TFLM's measured arena shrinks, and the record."""
     info = read_model(model_bytes)
     x, _ = data.spread_inputs(1)
-    planned, result = apply_offline_plan(model_bytes, [quantize(x, info.inputs[0])[0]])
+    planned, result = apply_offline_plan(model_bytes, [quantize(x, info.inputs[0]).reshape(info.inputs[0].shape)])
     return planned, result.as_dict()
 
 
