@@ -220,3 +220,20 @@ def test_multi_subgraph_models_are_left_to_tflm():
     model.root.subgraphs = [schema.SubGraphT(), schema.SubGraphT()]
     with pytest.raises(NotPlannable, match="2 subgraphs"):
         lifetimes(model)
+
+
+def test_objective_ram_gives_every_candidate_a_memory_plan(tmp_path):
+    from converter.optimize.space import FineTune, Space, candidate_recipe, describe
+    from converter.recipe import load_recipe, parse_recipe
+    from tests.conftest import REPO
+
+    base = load_recipe(REPO / "models/recipes/default.yaml")
+    plain = Space(("conv",), {"conv": 72})
+    assert "memory_plan" not in plain.parameter_names() and "memory_plan" not in plain.as_dict()
+    ram = Space(("conv",), {"conv": 72}, memory_plan=True)
+    assert ram.choices("memory_plan") == (True,)  # a fixed setting, not a dimension to search
+    for params in (ram.reference(), ram.only("conv")):
+        recipe = parse_recipe(candidate_recipe(base, params, FineTune(epochs=1), "mse", 50), base_dir=tmp_path)
+        assert recipe.compress.memory_plan == "offline"
+    assert "memory_plan" not in candidate_recipe(base, plain.reference(), FineTune(), "mse", 50)["compress"]
+    assert describe(ram.reference()) == "plain int8"
