@@ -184,6 +184,7 @@ def test_no_plan_when_greedy_is_already_optimal(tiny):
     record = result.record.details["memory_plan"]
     assert not record["kept"] and "already the lower bound" in record["note"]
     assert record["arena_with_plan"] is None  # nothing to measure
+    assert "already the lower bound" in compress_stage.Compress().report_note(result.record)
 
 
 def test_no_plan_when_the_measured_arena_does_not_shrink(vww_like, monkeypatch):

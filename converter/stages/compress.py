@@ -74,7 +74,7 @@ class Compress(FlatbufferStage):
 
     def report_note(self, record: StageRecord) -> str:
         memory_plan = record.details.get("memory_plan") or {}
-        planned = [memory_plan["note"]] if memory_plan.get("kept") else []
+        planned = [memory_plan["note"]] if memory_plan else []  # kept or why not: the user asked for it
         return "; ".join(part for part in [self._encoding_note(record)] + planned if part)
 
     @staticmethod
