@@ -111,7 +111,9 @@ def test_exact_search_matches_every_order():
     for _ in range(25):
         buffers = _random_buffers(rng, 6, scopes=4)
         best = min(lowest_fit(list(order), "all").arena for order in itertools.permutations(buffers))
-        assert tighter(buffers).arena == best
+        found = tighter(buffers)
+        assert found.arena == best and found.optimal  # finished within its budget: proven optimal
+        assert overlapping(buffers, found.offsets) == []
 
 
 def test_greedy_breaks_size_ties_last_added_first():

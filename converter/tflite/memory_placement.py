@@ -12,8 +12,9 @@ the plan needs is the highest end of any buffer.
   offset that fits, and each lands at or below its optimal offset (the buffers below it and
   live with it end no higher than before). So searching orders is searching all plans.
 - `tighter`: several orders (by size, lifetime, area, first use), lowest-fit and best-fit,
-  then a depth-first search over orders with a node budget, stopping as soon as a plan meets
-  the lower bound (the most bytes ever live at one time), which no plan can beat.
+  then a depth-first search over orders with a node and time budget, stopping as soon as a plan
+  meets the lower bound (the most bytes ever live at one time), which no plan can beat. When the
+  search finishes within its budget its result is optimal; otherwise it is the best found.
 """
 from __future__ import annotations
 
@@ -130,10 +131,12 @@ def tighter(buffers: list[Buffer], node_budget: int = NODE_BUDGET, time_budget: 
                                    best_fit)
             best = candidate if candidate.arena < best.arena else best
     if best.arena > bound:
-        found = _search(buffers, best.arena, bound, node_budget, time.monotonic() + time_budget)
-        if found is not None and found.arena < best.arena:
+        found, nodes, finished = _search(buffers, best.arena, bound, node_budget, time.monotonic() + time_budget)
+        if found is not None:
             best = found
-    best.optimal = best.arena <= bound
+        best.nodes = nodes
+        best.optimal = finished  # the search ran out of branches: nothing smaller exists
+    best.optimal = best.optimal or best.arena <= bound
     return best
 
 
@@ -146,43 +149,55 @@ class _Search:
     deadline: float
     nodes: int = 0
     best_offsets: dict = field(default_factory=dict)
+    stopped: bool = False
 
-    def done(self) -> bool:
-        return self.best_arena <= self.bound or self.nodes_left <= 0 or \
-            (self.nodes % 1024 == 0 and time.monotonic() > self.deadline)
+    def out_of_budget(self) -> bool:
+        if self.nodes_left <= 0 or (self.nodes % 256 == 0 and time.monotonic() > self.deadline):
+            self.stopped = True
+        return self.stopped
 
 
 def _search(buffers: list[Buffer], incumbent: int, bound: int, node_budget: int, deadline: float
-            ) -> Placement | None:
-    """Depth-first over placement orders (largest buffers tried first at each step); a branch is cut as
-    soon as its arena reaches the best one found. Exact when it finishes within the budget."""
-    state = _Search(sorted(buffers, key=lambda b: (-b.size, b.first)), bound, incumbent, node_budget, deadline)
-    _descend(state, [], {}, 0, list(range(len(buffers))))
-    if not state.best_offsets:
-        return None
-    return Placement(state.best_offsets, state.best_arena, "exact search" if state.nodes_left > 0 and
-                     time.monotonic() <= deadline else "budgeted search", nodes=state.nodes)
+            ) -> tuple[Placement | None, int, bool]:
+    """(a placement smaller than `incumbent` or None, nodes tried, whether the search was exhaustive).
+
+    Depth-first over orders in which the offsets lowest-fit gives never decrease (ties by position):
+    some optimal plan is reached that way. Re-placing a plan in the order of its offsets moves no
+    buffer up (see the module's note); repeating that ends at a plan which re-placing in its own
+    offset order reproduces, so it comes from an order with non-decreasing offsets. A buffer placed
+    later can only go higher (more obstacles), so a branch is cut as soon as some remaining buffer,
+    at its lowest fit or at the last offset if that is higher, would end at or above the best arena
+    found."""
+    ordered = sorted(buffers, key=lambda b: (-b.size, b.first))
+    state = _Search(ordered, bound, incumbent, node_budget, deadline)
+    _descend(state, [], {}, 0, (0, -1), list(range(len(ordered))))
+    found = Placement(state.best_offsets, state.best_arena, "exact search") if state.best_offsets else None
+    # not stopped: every branch was explored or cut, or a plan met the lower bound
+    return found, state.nodes, not state.stopped
 
 
-def _descend(state: _Search, placed: list, offsets: dict, arena: int, remaining: list[int]) -> None:
+def _descend(state: _Search, placed: list, offsets: dict, arena: int, last: tuple[int, int],
+             remaining: list[int]) -> None:
     if not remaining:
         state.best_arena, state.best_offsets = arena, dict(offsets)
         return
-    tried: set[tuple[int, int]] = set()
-    for position, index in enumerate(remaining):
-        if state.done():
-            return
+    options = []
+    for index in remaining:
         buffer = state.buffers[index]
         offset = _fit(buffer, placed, best_fit=False)
-        end = max(arena, offset + buffer.size)
+        if max(offset, last[0]) + buffer.size >= state.best_arena:
+            return  # this buffer cannot fit under the best arena in any completion
+        if (offset, index) > last:
+            options.append((offset, index))
+    for offset, index in options:
+        if state.best_arena <= state.bound or state.out_of_budget():
+            return
+        buffer = state.buffers[index]
         state.nodes += 1
         state.nodes_left -= 1
-        # two buffers of one size and lifetime are interchangeable: branch on one of them
-        if end >= state.best_arena or (buffer.size, buffer.first, buffer.last, offset) in tried:
-            continue
-        tried.add((buffer.size, buffer.first, buffer.last, offset))
         child = list(placed)
         _insert(child, offset, buffer)
         offsets[buffer.key] = offset
-        _descend(state, child, offsets, end, remaining[:position] + remaining[position + 1:])
+        _descend(state, child, offsets, max(arena, offset + buffer.size), (offset, index),
+                 [i for i in remaining if i != index])
         del offsets[buffer.key]
