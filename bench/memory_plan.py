@@ -46,7 +46,8 @@ def row(path: Path, vectors: int = 20) -> str:
                                                         run_tflm(planned, read_model(planned), inputs)))
         outputs = f"{vectors}/{vectors} identical" if same else "DIFFER"
     how = plan.planned.method + (" (optimal)" if plan.planned.optimal else "")
-    return (f"| {path.name} | {len(plan.buffers)} | {plan.greedy.arena:,} | {plan.planned.arena:,} | "
+    label = path.parent.name if path.name == "model.tflite" else path.name  # a `convert` output folder
+    return (f"| {label} | {len(plan.buffers)} | {plan.greedy.arena:,} | {plan.planned.arena:,} | "
             f"{plan.lower_bound:,} | {how} | {without:,} | {with_plan} | {outputs} | {seconds:.2f} |")
 
 
