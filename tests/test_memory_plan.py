@@ -240,3 +240,13 @@ def test_objective_ram_gives_every_candidate_a_memory_plan(tmp_path):
         assert recipe.compress.memory_plan == "offline"
     assert "memory_plan" not in candidate_recipe(base, plain.reference(), FineTune(), "mse", 50)["compress"]
     assert describe(ram.reference()) == "plain int8"
+
+
+def test_recipe_memory_plan_setting_is_checked():
+    from converter.recipe import parse_recipe
+
+    base = {"name": "m", "model": {"path": "m.h5"}, "data": {"npz": "d.npz"}}
+    assert parse_recipe(base | {"compress": {}}).compress.memory_plan == "none"
+    assert parse_recipe(base | {"compress": {"memory_plan": "offline"}}).compress.memory_plan == "offline"
+    with pytest.raises(KitError, match=r"compress\.memory_plan"):
+        parse_recipe(base | {"compress": {"memory_plan": "greedy"}})
