@@ -250,3 +250,46 @@ def test_recipe_memory_plan_setting_is_checked():
     assert parse_recipe(base | {"compress": {"memory_plan": "offline"}}).compress.memory_plan == "offline"
     with pytest.raises(KitError, match=r"compress\.memory_plan"):
         parse_recipe(base | {"compress": {"memory_plan": "greedy"}})
+
+
+@pytest.mark.slow
+def test_convert_writes_the_plan_and_sizes_the_arena_from_it(vww_like, tmp_path):
+    """As a user runs it: a .tflite recipe with `compress: {memory_plan: offline}`."""
+    import json
+
+    import yaml
+
+    from tests.conftest import run_kit
+
+    model_bytes, _ = vww_like
+    (tmp_path / "m.tflite").write_bytes(model_bytes)
+    recipe = {"name": "planned", "model": {"path": "m.tflite"}, "data": {"random": {"samples": 20, "low": 0.0,
+                                                                                    "high": 1.0}},
+              "compress": {"lut": False, "memory_plan": "offline"}, "golden": {"vectors": 4}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_kit("convert", tmp_path / "recipe.yaml", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    record = manifest["stages"][-1]["memory_plan"]
+    assert record["kept"] and manifest["arena_bytes"] == record["arena_with_plan"] < record["arena_without_plan"]
+    assert read_offline_plan((tmp_path / "out" / "model.tflite").read_bytes()) is not None
+    assert "offline memory plan: tensors 4,608 -> 3,456 B" in (tmp_path / "out" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_mlperf_vww_arena_shrinks_by_the_planned_saving(shared_data):
+    """The MLPerf Tiny VWW reference: TFLM's greedy needs 73,728 B for its tensors, the plan 55,296 B."""
+    model_bytes = (shared_data / "mlperf_tiny/visual_wake_words/vww_96_int8.tflite").read_bytes()
+    info = read_model(model_bytes)
+    plan = plan_memory(model_bytes)
+    assert (plan.greedy.arena, plan.planned.arena, plan.lower_bound) == (73_728, 55_296, 55_296)
+    sample = [np.zeros(t.shape, t.dtype) for t in info.inputs]
+    greedy_written = with_offline_plan(model_bytes, [plan.greedy.offsets.get(t, ONLINE)
+                                                     for t in range(plan.tensor_count)])
+    planned = with_offline_plan(model_bytes, plan.offsets())
+    online = measure_arena(model_bytes, sample)
+    assert measure_arena(greedy_written, sample) == online
+    assert measure_arena(planned, sample) == online - 18_432
+    inputs = [np.random.default_rng(0).integers(-128, 128, (10, *info.inputs[0].shape[1:])).astype(np.int8)]
+    expected, actual = run_tflm(model_bytes, info, inputs), run_tflm(planned, read_model(planned), inputs)
+    assert all(np.array_equal(e, a) for e, a in zip(expected, actual))
