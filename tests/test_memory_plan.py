@@ -240,6 +240,10 @@ def test_objective_ram_gives_every_candidate_a_memory_plan(tmp_path):
         assert recipe.compress.memory_plan == "offline"
     assert "memory_plan" not in candidate_recipe(base, plain.reference(), FineTune(), "mse", 50)["compress"]
     assert describe(ram.reference()) == "plain int8"
+    from converter.optimize.space import space_for
+
+    assert space_for(tiny_classifier(), objective="ram").memory_plan
+    assert not space_for(tiny_classifier()).memory_plan and not space_for(tiny_classifier(), "flash").memory_plan
 
 
 def test_recipe_memory_plan_setting_is_checked():

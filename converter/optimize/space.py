@@ -35,7 +35,8 @@ class Space:
     layer_weights: dict = field(default_factory=dict)   # layer -> kernel elements (for steering)
     prune: bool = False                     # whether sparsity is a lever (PRUNE encoding available)
     int4: bool = False                      # whether packed int4 filters are a lever
-    memory_plan: bool = False               # every candidate gets an offline memory plan (objective ram)
+    memory_plan: bool = False               # every candidate gets an offline memory plan (objective ram);
+    #                                         keep it the last field and pass it by name
 
     def parameter_names(self) -> list[str]:
         return [f"clusters:{layer}" for layer in self.layers] + (["sparsity"] if self.prune else []) + \
@@ -76,7 +77,8 @@ def space_for(model, objective: str = "flash") -> Space:
 
     rows = [row for row in weight_stats(model) if row["weights"] >= MIN_LAYER_WEIGHTS]
     return Space(tuple(row["layer"] for row in rows), {row["layer"]: row["weights"] for row in rows},
-                 prune_encoder_available(), int4_available(), objective == "ram" and memory_plan_available())
+                 prune_encoder_available(), int4_available(),
+                 memory_plan=objective == "ram" and memory_plan_available())
 
 
 def cluster_counts(params: dict) -> dict[str, int]:
