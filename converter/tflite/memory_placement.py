@@ -171,7 +171,7 @@ def _search(buffers: list[Buffer], incumbent: int, bound: int, node_budget: int,
     ordered = sorted(buffers, key=lambda b: (-b.size, b.first))
     state = _Search(ordered, bound, incumbent, node_budget, deadline)
     _descend(state, [], {}, 0, (0, -1), list(range(len(ordered))))
-    found = Placement(state.best_offsets, state.best_arena, "exact search") if state.best_offsets else None
+    found = Placement(state.best_offsets, state.best_arena, "order search") if state.best_offsets else None
     # not stopped: every branch was explored or cut, or a plan met the lower bound
     return found, state.nodes, not state.stopped
 

@@ -133,7 +133,8 @@ def with_offline_plan(model_bytes: bytes, offsets: list[int]) -> bytes:
     if len(offsets) != sum(len(s.tensors or []) for s in model.subgraphs):
         raise ValueError(f"{len(offsets)} offsets for a model with "
                          f"{sum(len(s.tensors or []) for s in model.subgraphs)} tensors")
-    values = np.array([0, 0, len(offsets), *offsets], "<i4")  # version 0, subgraph 0 (as Vela writes)
+    # version 0 and subgraph 0; TFLM reads only the count and the offsets (GetOfflinePlannedOffsets)
+    values = np.array([0, 0, len(offsets), *offsets], "<i4")
     metadata = [m for m in model.root.metadata or [] if (m.name or b"").decode(errors="replace") != METADATA_NAME]
     for entry in model.root.metadata or []:
         if entry not in metadata:
