@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from converter.tflite.memory_placement import lower_bound
-from converter.tflite.memory_plan import lifetimes, plan_memory, with_offline_plan
+from converter.tflite.memory_plan import ONLINE, lifetimes, plan_memory, with_offline_plan
 from converter.tflite.tflite_model import TfliteModel
 from converter.tflite.model import read_model
 from converter.tflm.arena import measure_arena
 from converter.tflm.runners import run_tflm
 
 HEADER = ("| model | tensors planned | TFLM greedy B | planned B | lower bound B | how | host arena B (TFLM) | "
-          "host arena B (plan) | TFLM outputs | seconds | operator orders | lowest lower bound, any order |")
+          "same with TFLM's plan written offline | host arena B (plan) | TFLM outputs | seconds | "
+          "operator orders | lowest lower bound, any order |")
 ORDER_CAP = 20_000
 
 
@@ -71,6 +72,10 @@ def row(path: Path, vectors: int = 20) -> str:
     seconds = time.perf_counter() - started
     sample = [np.zeros(t.shape, t.dtype) for t in info.inputs]
     without = measure_arena(model_bytes, sample)
+    # the reproduction of TFLM's greedy planner, written as an offline plan, must give TFLM's own arena
+    reproduced = with_offline_plan(model_bytes, [plan.greedy.offsets.get(t, ONLINE)
+                                                 for t in range(plan.tensor_count)])
+    same = "yes" if measure_arena(reproduced, sample) == without else "NO"
     with_plan, outputs = "—", "—"
     if plan.saving > 0:
         planned = with_offline_plan(model_bytes, plan.offsets())
@@ -79,14 +84,14 @@ def row(path: Path, vectors: int = 20) -> str:
         inputs = [rng.integers(np.iinfo(t.dtype).min, np.iinfo(t.dtype).max, (vectors, *t.shape[1:]),
                                endpoint=True).astype(t.dtype) if t.dtype.kind == "i" else
                   rng.uniform(0, 1, (vectors, *t.shape[1:])).astype(t.dtype) for t in info.inputs]
-        same = all(np.array_equal(a, b) for a, b in zip(run_tflm(model_bytes, info, inputs),
+        identical = all(np.array_equal(a, b) for a, b in zip(run_tflm(model_bytes, info, inputs),
                                                         run_tflm(planned, read_model(planned), inputs)))
-        outputs = f"{vectors}/{vectors} identical" if same else "DIFFER"
+        outputs = f"{vectors}/{vectors} identical" if identical else "DIFFER"
     how = plan.planned.method + (" (optimal)" if plan.planned.optimal else "")
     orders, lowest = lowest_bound_any_order(model_bytes)
     label = path.parent.name if path.name == "model.tflite" else path.name  # a `convert` output folder
     return (f"| {label} | {len(plan.buffers)} | {plan.greedy.arena:,} | {plan.planned.arena:,} | "
-            f"{plan.lower_bound:,} | {how} | {without:,} | {with_plan} | {outputs} | {seconds:.2f} | "
+            f"{plan.lower_bound:,} | {how} | {without:,} | {same} | {with_plan} | {outputs} | {seconds:.2f} | "
             f"{orders:,}{'+' if orders >= ORDER_CAP else ''} | {lowest:,} |")
 
 
