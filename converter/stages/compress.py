@@ -123,7 +123,8 @@ def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset
     if settings.strip_metadata:
         compressed, record["strip"] = strip_checked(compressed)
     if settings.memory_plan == "offline":
-        compressed, record["memory_plan"] = offline_plan(compressed, data)
+        compressed, result = apply_offline_plan(compressed)
+        record["memory_plan"] = result.as_dict()
     if compressed == model_bytes:
         record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": chosen.skipped,
                        "verification": None, "note": f"{note}; the model is unchanged"})
@@ -199,14 +200,6 @@ def verify_identical(reference: bytes, compressed: bytes, data: Dataset, samples
                        f"max {verification['max_lsb']} LSB)",
                        "remove the compress step from the recipe and report this with the model")
     return verification
-
-
-def offline_plan(model_bytes: bytes, data: Dataset) -> tuple[bytes, dict]:
-    """The model with a tighter offline memory plan when TFLM's measured arena shrinks, and the record."""
-    info = read_model(model_bytes)
-    x, _ = data.spread_inputs(1)
-    planned, result = apply_offline_plan(model_bytes, [quantize(x, info.inputs[0]).reshape(info.inputs[0].shape)])
-    return planned, result.as_dict()
 
 
 def _what(chosen: Plan, settings: CompressSettings) -> str:

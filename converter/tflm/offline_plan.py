@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..tflite.memory_plan import NotPlannable, plan_memory, with_offline_plan
+from ..tflite.model import read_model
 from .arena import measure_arena
 
 
@@ -29,8 +30,8 @@ class OfflinePlanResult:
         return asdict(self)
 
 
-def apply_offline_plan(model_bytes: bytes, sample: list[np.ndarray]) -> tuple[bytes, OfflinePlanResult]:
-    """(the model with the plan, or unchanged, and why). sample: one vector per model input."""
+def apply_offline_plan(model_bytes: bytes) -> tuple[bytes, OfflinePlanResult]:
+    """(the model with the plan, or unchanged, and why)."""
     try:
         plan = plan_memory(model_bytes)
     except NotPlannable as reason:
@@ -42,6 +43,8 @@ def apply_offline_plan(model_bytes: bytes, sample: list[np.ndarray]) -> tuple[by
             False, f"no offline memory plan: TFLM's greedy plan ({plan.greedy.arena:,} B of tensors) is already "
                    f"{proof}", plan.as_dict())
     planned = with_offline_plan(model_bytes, plan.offsets())
+    # TFLM allocates before it reads an input, so any values measure the arena: zeros, one per input
+    sample = [np.zeros(t.shape, t.dtype) for t in read_model(model_bytes).inputs]
     without, with_plan = measure_arena(model_bytes, sample), measure_arena(planned, sample)
     result = OfflinePlanResult(with_plan < without, "", plan.as_dict(), without, with_plan)
     if not result.kept:
