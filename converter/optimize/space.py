@@ -6,6 +6,9 @@ no decoded copy in the arena), or 2/4/8/16 clusters per channel, which the compr
 offered. Pruning joins the space when the compress step can store sparsity (a `prune` compress
 setting: TFLM DECODE's PRUNE encoding); without it sparse weights take the same flash as dense ones,
 so it is no lever. Packed int4 filters join it when the compress step has an `int4` setting.
+With `--objective ram` every candidate also carries an offline memory plan (`compress.memory_plan:
+offline`): it costs no quality and the compress step keeps it only when TFLM's measured arena shrinks,
+so it is a fixed setting (one choice), not a dimension to search.
 """
 from __future__ import annotations
 
@@ -32,13 +35,15 @@ class Space:
     layer_weights: dict = field(default_factory=dict)   # layer -> kernel elements (for steering)
     prune: bool = False                     # whether sparsity is a lever (PRUNE encoding available)
     int4: bool = False                      # whether packed int4 filters are a lever
+    memory_plan: bool = False               # every candidate gets an offline memory plan (objective ram);
+    #                                         keep it the last field and pass it by name
 
     def parameter_names(self) -> list[str]:
         return [f"clusters:{layer}" for layer in self.layers] + (["sparsity"] if self.prune else []) + \
-            (["int4"] if self.int4 else [])
+            (["int4"] if self.int4 else []) + (["memory_plan"] if self.memory_plan else [])
 
     def choices(self, name: str) -> tuple:
-        return {"sparsity": SPARSITY_CHOICES, "int4": (False, True)}.get(name, CLUSTER_CHOICES)
+        return {"sparsity": SPARSITY_CHOICES, "int4": (False, True), "memory_plan": (True,)}.get(name, CLUSTER_CHOICES)
 
     def reference(self) -> dict:
         """Nothing compressed: post-training quantization of the float model (metadata stripped)."""
@@ -51,7 +56,8 @@ class Space:
     def as_dict(self) -> dict:
         return {"layers": list(self.layers), "layer_weights": self.layer_weights, "prune": self.prune,
                 "int4": self.int4,
-                "choices": {name: list(self.choices(name)) for name in self.parameter_names()}}
+                "choices": {name: list(self.choices(name)) for name in self.parameter_names()}} | \
+            ({"memory_plan": True} if self.memory_plan else {})  # absent when off: earlier searches resume
 
 
 def prune_encoder_available() -> bool:
@@ -62,12 +68,17 @@ def int4_available() -> bool:
     return "int4" in CompressSettings.model_fields
 
 
-def space_for(model) -> Space:
+def memory_plan_available() -> bool:
+    return "memory_plan" in CompressSettings.model_fields
+
+
+def space_for(model, objective: str = "flash") -> Space:
     from ..stages.weights import weight_stats
 
     rows = [row for row in weight_stats(model) if row["weights"] >= MIN_LAYER_WEIGHTS]
     return Space(tuple(row["layer"] for row in rows), {row["layer"]: row["weights"] for row in rows},
-                 prune_encoder_available(), int4_available())
+                 prune_encoder_available(), int4_available(),
+                 memory_plan=objective == "ram" and memory_plan_available())
 
 
 def cluster_counts(params: dict) -> dict[str, int]:
@@ -99,6 +110,8 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
         compress["prune"] = True
     if params.get("int4"):
         compress["int4"] = True
+    if params.get("memory_plan"):
+        compress["memory_plan"] = "offline"
     recipe = {
         "name": base.name,
         "seed": base.seed,
