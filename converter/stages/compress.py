@@ -32,7 +32,7 @@ from ..tflite.compression.prune import encode_prune
 from ..tflite.model import read_model
 from ..tflite.strip import CONVERTER_METADATA, strip  # noqa: F401  (bench and tests import them from here)
 from ..tflite.tflite_model import TfliteModel
-from ..tflm.runners import quantize, run_tflm
+from ..tflm.runners import quantize_inputs, run_tflm
 from .base import FlatbufferStage, StageContext, StageRecord, StageResult, StageSettings, register
 
 
@@ -170,7 +170,7 @@ def _int4(model_bytes: bytes, data: Dataset, settings: CompressSettings) -> tupl
 def _run_both(first: bytes, second: bytes, data: Dataset, samples: int) -> tuple[list, list]:
     info = read_model(first)
     x, _ = data.spread_inputs(samples)
-    inputs = [quantize(x, info.inputs[0])]
+    inputs = quantize_inputs(x, info, data.input_names)
     return run_tflm(first, info, inputs), run_tflm(second, read_model(second), inputs)
 
 
