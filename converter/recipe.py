@@ -283,7 +283,8 @@ def parse_recipe(data: object, base_dir: Path = Path(".")) -> Recipe:
         first = exc.errors()[0]
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise KitError(_describe(first) + suffix, "see the recipe reference in README.md") from None
+        raise KitError(_describe(first) + suffix, "see the recipe reference in README.md",
+                       code=f"recipe-{first['type']}@{_field_path(first['loc'])}") from None
     recipe.check_order()
     return recipe.model_copy(update={"base_dir": base_dir})
 

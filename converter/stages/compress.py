@@ -23,7 +23,7 @@ from typing import Optional
 from pydantic import Field
 
 from ..compare.outputs import bit_exact, compare_outputs
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..inputs.dataset import Dataset
 from ..tflite.compression import int4, lut
 from ..tflite.compression.decode_insert import insert_decode
@@ -196,5 +196,5 @@ def strip_checked(model_bytes: bytes) -> tuple[bytes, dict]:
     try:
         return strip(model_bytes)
     except Exception as exc:
-        raise KitError(f"stripping the model's metadata failed: {' '.join(str(exc).split())[:300]}",
+        raise KitError(f"stripping the model's metadata failed: {foreign_text(exc)}",
                        "set compress.strip_metadata: false and report this with the model") from None

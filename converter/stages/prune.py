@@ -6,7 +6,7 @@ import math
 from pydantic import Field, model_validator
 from typing import Literal
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from .base import KerasStage, StageContext, StageSettings, register
 from .training import LOSSES, compile_for_training, fit, rounded_losses
 
@@ -58,7 +58,7 @@ class Prune(KerasStage):
         try:
             wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, **kwargs)
         except ValueError as exc:
-            raise KitError(f"TF-MOT cannot prune this model: {' '.join(str(exc).split())[:200]}",
+            raise KitError(f"TF-MOT cannot prune this model: {foreign_text(exc)}",
                            "remove the prune stage or replace the unsupported layer") from None
         compile_for_training(wrapped, settings.loss, settings.learning_rate)
         losses = fit(wrapped, data, settings.epochs, settings.batch_size, context.seed,

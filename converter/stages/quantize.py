@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..system import tf_env
 from ..tflite.model import read_model
 from ..inputs.dataset import input_list, sample_count, take
@@ -66,7 +66,7 @@ def convert(model, settings: QuantizeSettings, data: Dataset) -> bytes:
     try:
         model_bytes = bytes(converter.convert())
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:300]
+        reason = foreign_text(exc)
         raise KitError(f"the TFLite converter could not make a {MODE_NAMES[settings.mode]} model: {reason}",
                        "replace layers that have no integer TFLite kernel" if settings.mode != "float16"
                        else "use quantize.mode: int8") from None

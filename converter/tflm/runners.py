@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..inputs.dataset import input_list
 from ..system.native_output import captured_fds
 from ..tflite.model import Graph, ModelInfo, TensorInfo, read_graph, read_model
@@ -181,10 +181,10 @@ def run_model(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm
 def _refusal(runtime: str, exc: Exception, printed: str) -> RuntimeFailed:
     name = RUNTIME_NAMES[runtime]
     if runtime == "tflm" and isinstance(exc, RuntimeError):  # allocation or invoke failed: TFLM says why on fd 2
-        return RuntimeFailed(f"{name} failed to run the model: {exc}. {' '.join(printed.split())[-300:]}",
-                             "check that every operator is supported by TFLM")
-    return RuntimeFailed(f"{name} refused this model ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
-                         "re-export the model")
+        return RuntimeFailed(f"{name} failed to run the model: {exc}. {foreign_text(printed, tail=True)}",
+                             "check that every operator is supported by TFLM", code=f"{runtime}-failed")
+    return RuntimeFailed(f"{name} refused this model ({foreign_text(exc, with_type=True)})",
+                         "re-export the model", code=f"{runtime}-refused")
 
 
 _WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL",
