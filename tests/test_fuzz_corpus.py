@@ -13,7 +13,8 @@ import pytest
 from converter.errors import KitError
 from converter.tflm.isolation import check_runs_safely
 from converter.recipe import load_recipe
-from converter.tflite.model import check_deployable, read_graph, read_model
+from converter.tflite.model import read_graph, read_model
+from converter.tflm.deployable import check_deployable
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 TFLITE = json.loads((CORPUS / "tflite" / "expected.json").read_text())
