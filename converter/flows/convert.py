@@ -154,7 +154,8 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
     # no float ops (unless float16 was asked for), int64, dynamic shapes left
     check_deployable(model_bytes, require_int8=not recipe.model.is_flatbuffer and recipe.quantize.mode != "float16")
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
-    fed = [tuple(x.shape[1:]) for x in quantize_inputs(take(data.x_calibration, slice(None, 1)), info, data.input_names)]
+    one_sample = take(data.x_calibration, slice(None, 1))
+    fed = [tuple(x.shape[1:]) for x in quantize_inputs(one_sample, info, data.input_names)]
     if fed != [tuple(t.shape[1:]) for t in info.inputs]:  # runners feed the data by position
         raise KitError(f"the flatbuffer's inputs take {[tuple(t.shape[1:]) for t in info.inputs]} but the data "
                        f"would feed them {fed}", "report this with the model: the converter reordered its inputs")

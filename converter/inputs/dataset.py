@@ -174,12 +174,13 @@ def _check_inputs(name: str, x: Inputs, shapes: list[tuple]) -> None:
         raise KitError(f"{name} inputs hold {len(parts) if isinstance(x, (list, tuple)) else 'one array'} but the "
                        f"model has {len(shapes)} inputs", "give a list with one array per model input, in model order")
     for i, (part, shape) in enumerate(zip(parts, shapes)):
-        which = f"{name} inputs" if len(shapes) == 1 else f"{name} input {i}"
+        which, have, contain = (f"{name} inputs", "have", "contain") if len(shapes) == 1 else \
+            (f"{name} input {i}", "has", "contains")
         if tuple(part.shape[1:]) != tuple(shape):
-            raise KitError(f"{which} have shape {tuple(part.shape[1:])} per sample but the model takes {tuple(shape)}",
+            raise KitError(f"{which} {have} shape {tuple(part.shape[1:])} per sample but the model takes {tuple(shape)}",
                            "reshape the arrays (e.g. add a channel axis) to the model's input shape")
         if not np.isfinite(part).all():
-            raise KitError(f"{which} contain NaN or infinity", "clean the data before converting")
+            raise KitError(f"{which} {contain} NaN or infinity", "clean the data before converting")
     if len({len(part) for part in parts}) > 1:
         raise KitError(f"{name} inputs hold different numbers of samples per input ({[len(p) for p in parts]})",
                        "give every input the same number of samples, in matching order")

@@ -64,4 +64,5 @@ def measure(project: Path, operators, model_bytes: int, golden_bytes: int, core:
         _symbol_bytes(project / "fw.elf", _NOT_REST)
     target = KIT_TARGETS[core]
     deployed = deployed_flash(model_bytes, sorted(set(operators)), target).total
-    return FirmwareFootprint(flash, model_bytes, golden_bytes, ram_rest, target, max(0, flash - golden_bytes - deployed))
+    app = max(0, flash - golden_bytes - deployed)
+    return FirmwareFootprint(flash, model_bytes, golden_bytes, ram_rest, target, app)

@@ -50,8 +50,8 @@ def verified_root(model_bytes: bytes):
         for o in range(subgraph.OperatorsLength()):
             operator = subgraph.Operators(o)
             if operator.OpcodeIndex() >= opcodes:
-                raise KitError(f"operator {o} names opcode {operator.OpcodeIndex()} of {opcodes}", "re-export the model",
-                               code="operator-opcode-index")
+                raise KitError(f"operator {o} names opcode {operator.OpcodeIndex()} of {opcodes}",
+                               "re-export the model", code="operator-opcode-index")
             for index in list(operator.InputsAsNumpy() if operator.InputsLength() else []) + \
                     list(operator.OutputsAsNumpy() if operator.OutputsLength() else []):
                 if index >= tensors:
@@ -101,5 +101,6 @@ def reading(read):
         except KitError:
             raise
         except Exception as exc:
-            raise KitError(f"the model flatbuffer is truncated or corrupt ({foreign_text(exc, with_type=True)})", "re-export or re-download the .tflite file", code="corrupt-flatbuffer") from None
+            raise KitError(f"the model flatbuffer is truncated or corrupt ({foreign_text(exc, with_type=True)})",
+                           "re-export or re-download the .tflite file", code="corrupt-flatbuffer") from None
     return wrapper
