@@ -250,14 +250,14 @@ def test_candidate_recipes_are_valid_recipes_that_strip_every_candidate(tmp_path
 
 def test_a_zero_cluster_count_leaves_that_layer_as_it_was():
     from converter.stages.cluster import ClusterSettings  # (its home in both recipe layouts)
-    from converter.stages import stage_runner
+    from converter.stages import run_stage
 
     from .conftest import tiny_classifier, tiny_dataset
 
     model, data = tiny_classifier(), tiny_dataset(samples=64)
     before = {layer.name: layer.get_weights()[0].copy() for layer in model.layers if layer.weights}
     settings = ClusterSettings(clusters=4, per_layer={"conv": 0, "hidden": 4, "logits": 0}, epochs=0)
-    after = {layer.name: layer.get_weights()[0] for layer in stage_runner("cluster")(model, settings, data).model.layers
+    after = {layer.name: layer.get_weights()[0] for layer in run_stage("cluster", model, settings, data).model.layers
              if layer.weights}
     np.testing.assert_array_equal(after["conv"], before["conv"])
     np.testing.assert_array_equal(after["logits"], before["logits"])

@@ -25,7 +25,7 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from ..compare.outputs import bit_exact, compare_outputs
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..inputs.dataset import Dataset
 from ..tflite.compression import int4, lut
 from ..tflite.compression.decode_insert import insert_decode
@@ -35,7 +35,7 @@ from ..tflite.model import read_model
 from ..tflite.strip import CONVERTER_METADATA, strip  # noqa: F401  (bench and tests import them from here)
 from ..tflite.tflite_model import TfliteModel
 from ..tflm.offline_plan import apply_offline_plan
-from ..tflm.runners import quantize, run_tflm
+from ..tflm.runners import quantize_inputs, run_tflm
 from .base import FlatbufferStage, StageContext, StageRecord, StageResult, StageSettings, register
 
 
@@ -186,7 +186,7 @@ def _int4(model_bytes: bytes, data: Dataset, settings: CompressSettings) -> tupl
 def _run_both(first: bytes, second: bytes, data: Dataset, samples: int) -> tuple[list, list]:
     info = read_model(first)
     x, _ = data.spread_inputs(samples)
-    inputs = [quantize(x, info.inputs[0])]
+    inputs = quantize_inputs(x, info, data.input_names)
     return run_tflm(first, info, inputs), run_tflm(second, read_model(second), inputs)
 
 
@@ -212,5 +212,5 @@ def strip_checked(model_bytes: bytes) -> tuple[bytes, dict]:
     try:
         return strip(model_bytes)
     except Exception as exc:
-        raise KitError(f"stripping the model's metadata failed: {' '.join(str(exc).split())[:300]}",
+        raise KitError(f"stripping the model's metadata failed: {foreign_text(exc)}",
                        "set compress.strip_metadata: false and report this with the model") from None
