@@ -27,7 +27,7 @@ from converter.federated.settings import DpSettings
 from converter.inputs.dataset import load_data
 from converter.inputs.keras_model import load_model
 from converter.recipe import QuantizeSettings, TrainSettings, load_recipe
-from converter.stages import run_stage, stage_runner
+from converter.stages import run_stage
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -82,7 +82,7 @@ def run_case(case: str, dp_noise: float, workers_compare: bool) -> list[dict]:
         print(f"[bench] {case}: {training}", flush=True)
         began = time.perf_counter()
         try:
-            result = stage_runner(kind)(_fresh(model, start), settings, data, recipe.seed)
+            result = run_stage(kind, _fresh(model, start), settings, data, recipe.seed)
         except KitError as refused:  # e.g. DP noise that drives the model to NaN: a result, shown as such
             rows.append({"case": case, "training": training, "failed": str(refused), "epsilon": None,
                          "stage_seconds": round(time.perf_counter() - began, 1), "record": {}})

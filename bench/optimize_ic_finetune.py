@@ -37,7 +37,7 @@ def _data():
 
 
 def run_variant(spec: str, model_path: Path, x_fit, x_sel, y_sel, dataset_type) -> dict:
-    from converter.stages import stage_runner
+    from converter.stages import run_stage
     from converter.stages.cluster import ClusterSettings
     from converter.stages.int4_finetune import Int4FineTuneSettings
     from converter.stages.training import predict
@@ -61,7 +61,7 @@ def run_variant(spec: str, model_path: Path, x_fit, x_sel, y_sel, dataset_type) 
     else:
         settings = Int4FineTuneSettings(layers=LARGE if what == "large" else None, **fit)
     started = time.perf_counter()
-    model = stage_runner(kind if kind == "cluster" else "int4_finetune")(student, settings, data).model
+    model = run_stage(kind if kind == "cluster" else "int4_finetune", student, settings, data).model
     teacher_top1, top1 = predict(teacher, x_sel).argmax(1), predict(model, x_sel).argmax(1)
     return {"variant": spec, "agreement": float(np.mean(top1 == teacher_top1)), "accuracy": float(np.mean(top1 == y_sel)),
             "float_accuracy": float(np.mean(teacher_top1 == y_sel)), "seconds": round(time.perf_counter() - started, 1)}

@@ -13,7 +13,7 @@ import keyword
 import math
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_serializer,
                       model_validator)
@@ -86,11 +86,12 @@ class DataSource(_Strict):
     builder: Optional[str] = None
     random: Optional[RandomData] = None
     builder_args: dict = Field(default_factory=dict)
-    x_train: str = "x_train"
+    # npz keys. A model with several inputs reads `<key>_0` … `<key>_<n-1>`, or the list given.
+    x_train: Union[str, list[str]] = "x_train"
     y_train: str = "y_train"
-    x_eval: str = "x_test"
+    x_eval: Union[str, list[str]] = "x_test"
     y_eval: str = "y_test"
-    x_calibration: Optional[str] = Field(None, description="npz key; default: the training inputs")
+    x_calibration: Optional[Union[str, list[str]]] = Field(None, description="npz key; default: the training inputs")
     scale: float = Field(1.0, description="inputs are multiplied by this ...")
     offset: float = Field(0.0, description="... then this is added")
     labels: Optional[list[str]] = None
@@ -282,7 +283,8 @@ def parse_recipe(data: object, base_dir: Path = Path(".")) -> Recipe:
         first = exc.errors()[0]
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise KitError(_describe(first) + suffix, "see the recipe reference in README.md") from None
+        raise KitError(_describe(first) + suffix, "see the recipe reference in README.md",
+                       code=f"recipe-{first['type']}@{_field_path(first['loc'])}") from None
     recipe.check_order()
     return recipe.model_copy(update={"base_dir": base_dir})
 

@@ -256,14 +256,14 @@ def test_candidate_recipes_are_valid_recipes_that_strip_every_candidate(tmp_path
 
 def test_a_zero_cluster_count_leaves_that_layer_as_it_was():
     from converter.stages.cluster import ClusterSettings  # (its home in both recipe layouts)
-    from converter.stages import stage_runner
+    from converter.stages import run_stage
 
     from .conftest import tiny_classifier, tiny_dataset
 
     model, data = tiny_classifier(), tiny_dataset(samples=64)
     before = {layer.name: layer.get_weights()[0].copy() for layer in model.layers if layer.weights}
     settings = ClusterSettings(clusters=4, per_layer={"conv": 0, "hidden": 4, "logits": 0}, epochs=0)
-    after = {layer.name: layer.get_weights()[0] for layer in stage_runner("cluster")(model, settings, data).model.layers
+    after = {layer.name: layer.get_weights()[0] for layer in run_stage("cluster", model, settings, data).model.layers
              if layer.weights}
     np.testing.assert_array_equal(after["conv"], before["conv"])
     np.testing.assert_array_equal(after["logits"], before["logits"])
@@ -291,14 +291,14 @@ def test_int4_finetune_leaves_filters_that_the_compress_step_packs_without_loss(
     own rounding (half an int8 step, 0.5/127 of the filter's largest), back onto the trained grid."""
     from converter.recipe import QuantizeSettings
     from converter.stages import quantize as quantize_stage
-    from converter.stages import stage_runner
+    from converter.stages import run_stage
     from converter.stages.int4_finetune import Int4FineTuneSettings
 
     from .conftest import tiny_classifier, tiny_dataset
 
     model, data = tiny_classifier(), tiny_dataset(samples=64)
     settings = Int4FineTuneSettings(layers=["conv", "hidden"], epochs=1, batch_size=16)
-    result = stage_runner("int4_finetune")(model, settings, data)
+    result = run_stage("int4_finetune", model, settings, data)
     assert result.record.details["layers"] == ["conv", "hidden"]
     assert all(levels <= 15 for levels in result.record.details["max_levels_per_step"].values())
     model_bytes = quantize_stage.convert(result.model, QuantizeSettings(), data)

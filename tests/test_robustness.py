@@ -22,7 +22,8 @@ from converter.errors import KitError
 from converter.system.outdir import staged_output
 from converter.flows.convert import convert
 from converter.recipe import parse_recipe
-from converter.tflite.model import check_deployable, read_model
+from converter.tflite.model import read_model
+from converter.tflm.deployable import check_deployable
 
 from .conftest import REPO, tiny_classifier
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from converter.recipe import ClusterSettings, PruneSettings, QuantizeSettings, TrainSettings
-from converter.stages import quantize, stage_runner
+from converter.stages import quantize, run_stage
 from converter.tflite.model import read_model
 from converter.stages.weights import kernel_of
 
@@ -20,7 +20,7 @@ def trained(data):
     from converter import tf_env
 
     tf_env.reseed(0)  # the initial weights: unseeded, an unlucky draw quantized to 67% (seen once in two runs)
-    result = stage_runner("train")(tiny_classifier(), TrainSettings(epochs=8, learning_rate=0.01), data, seed=0)
+    result = run_stage("train", tiny_classifier(), TrainSettings(epochs=8, learning_rate=0.01), data, seed=0)
     return result
 
 
@@ -36,7 +36,7 @@ def test_training_reports_each_epoch_to_its_sink(data):
     from converter.progress import ConsoleSink, Epoch, EventLog, fan_out
 
     heard, lines = EventLog(), []
-    stage_runner("train")(tiny_classifier(), TrainSettings(epochs=3), data, seed=0,
+    run_stage("train", tiny_classifier(), TrainSettings(epochs=3), data, seed=0,
                           events=fan_out(heard, ConsoleSink(lines.append)))
     assert [(e.stage, e.n, e.of) for e in heard] == [("train", i, 3) for i in (1, 2, 3)]
     assert all(isinstance(e, Epoch) and e.loss > 0 for e in heard)
@@ -56,7 +56,7 @@ def test_every_stage_record_is_built_by_its_kind(trained):
 
 
 def test_prune_reaches_target_sparsity_and_strips_wrappers(trained, data):
-    result = stage_runner("prune")(trained.model, PruneSettings(final_sparsity=0.6, epochs=2), data, seed=0)
+    result = run_stage("prune", trained.model, PruneSettings(final_sparsity=0.6, epochs=2), data, seed=0)
     assert all("prune" not in type(layer).__name__.lower() for layer in result.model.layers)
     for row in result.record["layers"]:
         assert row["sparsity"] == pytest.approx(0.6, abs=0.03), row
@@ -65,7 +65,7 @@ def test_prune_reaches_target_sparsity_and_strips_wrappers(trained, data):
 
 def test_structured_2_4_pruning_leaves_two_of_every_four(trained, data):
     settings = PruneSettings(structured_2_4=True, schedule="constant", final_sparsity=0.5, epochs=1)
-    result = stage_runner("prune")(trained.model, settings, data, seed=0)
+    result = run_stage("prune", trained.model, settings, data, seed=0)
     kernel = kernel_of(result.model.get_layer("hidden"))
     # TF-MOT groups 4 consecutive input weights of each output unit.
     groups = np.moveaxis(kernel, -1, 0).reshape(kernel.shape[-1], -1, 4)
@@ -73,9 +73,9 @@ def test_structured_2_4_pruning_leaves_two_of_every_four(trained, data):
 
 
 def test_per_channel_clustering_keeps_zeros_and_limits_values(trained, data):
-    pruned = stage_runner("prune")(trained.model, PruneSettings(final_sparsity=0.5, epochs=1), data, seed=0).model
+    pruned = run_stage("prune", trained.model, PruneSettings(final_sparsity=0.5, epochs=1), data, seed=0).model
     settings = ClusterSettings(clusters=4, per_channel=True, preserve_sparsity=True, epochs=1)
-    result = stage_runner("cluster")(pruned, settings, data, seed=0)
+    result = run_stage("cluster", pruned, settings, data, seed=0)
     conv = next(row for row in result.record["layers"] if row["layer"] == "conv")
     assert conv["max_unique_per_channel"] <= 4
     assert conv["sparsity"] >= 0.45  # zeros survived clustering
@@ -102,6 +102,6 @@ def test_too_many_clusters_for_a_tiny_layer_is_a_clear_error():
 
     # 3x3x1 kernels: after 50% pruning a channel has ~2 weights of each sign, fewer than k-means++ needs.
     data = tiny_dataset(input_shape=(8, 8, 1))
-    pruned = stage_runner("prune")(tiny_classifier((8, 8, 1)), PruneSettings(final_sparsity=0.5, epochs=1), data, 0)
+    pruned = run_stage("prune", tiny_classifier((8, 8, 1)), PruneSettings(final_sparsity=0.5, epochs=1), data, 0)
     with pytest.raises(KitError, match="use fewer clusters"):
-        stage_runner("cluster")(pruned.model, ClusterSettings(clusters=4, epochs=1), data, 0)
+        run_stage("cluster", pruned.model, ClusterSettings(clusters=4, epochs=1), data, 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import progress
 from ..errors import KitError
-from ..inputs.dataset import Dataset, check_training_labels, load_data
+from ..inputs.dataset import Dataset, check_training_labels, load_data, sample_count, take
 from ..inputs.recipe_inputs import recipe_inputs
 from ..progress import Note, Sink, phase
 from ..recipe import Recipe
@@ -28,7 +28,7 @@ from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
 from ..tflm.deployable import check_deployable
 from ..tflm.arena import measure_arena
-from ..tflm.runners import quantize, run_tflm
+from ..tflm.runners import quantize_inputs, run_tflm
 from .convert_output import check_and_write, validate_artifacts
 
 
@@ -71,24 +71,31 @@ class Arena:
 
 
 def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.ndarray], str]:
-    """Real inputs spread over the eval set (or the calibration set), quantized to the input type."""
+    """Real inputs spread over the eval set (or the calibration set), quantized to each input's type."""
     x, source = data.spread_inputs(count)
-    return [quantize(x, info.inputs[0])], source
+    return quantize_inputs(x, info, data.input_names), source
 
 
 def arena_with_margin(measured: int, margin: float) -> int:
     return int(math.ceil(measured * (1 + margin) / 16) * 16)
 
 
+def input_shapes(model) -> list[tuple]:
+    """Every Keras model input's shape without the batch axis, in model order; all fixed."""
+    shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
+    for shape in shapes:
+        if any(d is None for d in shape):
+            raise KitError(f"the model input shape {shape} has unknown dimensions",
+                           "build the model with a fixed input shape (e.g. Input((49, 10, 1)))")
+    return shapes
+
+
 def _input_shape(model) -> tuple:
+    """The one input's shape, for callers that take single-input models only."""
     if len(model.inputs) != 1:
-        raise KitError(f"the model has {len(model.inputs)} inputs; convert supports single-input models",
+        raise KitError(f"the model has {len(model.inputs)} inputs; this takes single-input models",
                        "wrap the model so it takes one input tensor")
-    shape = tuple(model.input_shape[1:])
-    if any(d is None for d in shape):
-        raise KitError(f"the model input shape {shape} has unknown dimensions",
-                       "build the model with a fixed input shape (e.g. Input((49, 10, 1)))")
-    return shape
+    return input_shapes(model)[0]
 
 
 def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
@@ -96,14 +103,13 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
         from ..tflm.isolation import open_untrusted
 
         model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
-        if len(info.inputs) != 1:
-            raise KitError(f"the model has {len(info.inputs)} inputs; convert supports single-input models",
-                           "give a model with one input tensor")
-        return Loaded(model_bytes, load_data(recipe, tuple(info.inputs[0].shape[1:])), True)
+        return Loaded(model_bytes, load_data(recipe, [tuple(t.shape[1:]) for t in info.inputs]), True)
     from ..inputs.keras_model import load_model
 
     model = load_model(recipe)
-    data = load_data(recipe, _input_shape(model))
+    data = load_data(recipe, input_shapes(model))
+    if len(model.inputs) > 1:  # the flatbuffer may order them otherwise: runners match them by name
+        data = replace(data, input_names=tuple(model.input_names))
     check_training_labels(recipe, data, model)  # before training: TensorFlow's own error is a traceback
     return Loaded(model, data, False)
 
@@ -111,7 +117,7 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
 def _stage_detail(name: str, settings, data: Dataset) -> str:
     if name == "quantize":
         return (f"quantize ({settings.mode}, "
-                f"{min(settings.calibration_samples, len(data.x_calibration))} calibration samples)")
+                f"{min(settings.calibration_samples, sample_count(data.x_calibration))} calibration samples)")
     return "compress (TFLM DECODE: LUT, PRUNE, int4 as set)" if name == "compress" else name
 
 
@@ -148,6 +154,11 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
     # no float ops (unless float16 was asked for), int64, dynamic shapes left
     check_deployable(model_bytes, require_int8=not recipe.model.is_flatbuffer and recipe.quantize.mode != "float16")
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
+    one_sample = take(data.x_calibration, slice(None, 1))
+    fed = [tuple(x.shape[1:]) for x in quantize_inputs(one_sample, info, data.input_names)]
+    if fed != [tuple(t.shape[1:]) for t in info.inputs]:  # runners feed the data by position
+        raise KitError(f"the flatbuffer's inputs take {[tuple(t.shape[1:]) for t in info.inputs]} but the data "
+                       f"would feed them {fed}", "report this with the model: the converter reordered its inputs")
     if data.labels and len(data.labels) != info.outputs[0].elements:
         raise KitError(f"{len(data.labels)} labels given but the model's first output has "
                        f"{info.outputs[0].elements} values", "give one label per output class (data.labels), or none")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from converter.errors import KitError
+from converter.errors import KitError, foreign_text
 from converter.flows.device import DEVICE_FILE, device_record, image_size, profile_table
 from converter.flows.firmware import RECORD_NAME, load_board
 from converter.flows.selftest import SelfTest, compare_with_golden, parse_selftest
@@ -51,7 +51,7 @@ def build_error(project: Path, output: str) -> KitError:
     first = next((line for line in lines if _COMPILER_ERROR.search(line)), None)
     if first is None:
         first = next((line for line in reversed(lines) if line), "(no output)")
-    return KitError(f"building {project} failed: {first[:400]}", f"see the full output of `make -C {project}`")
+    return KitError(f"building {project} failed: {foreign_text(first)}", f"see the full output of `make -C {project}`")
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int | None = None) -> subprocess.CompletedProcess:

@@ -1,8 +1,13 @@
-"""Training, calibration and evaluation arrays, checked against the model's input."""
+"""Training, calibration and evaluation arrays, checked against the model's inputs.
+
+A single-input model's inputs are one array (samples first); a model with several inputs has a list
+of arrays, one per model input in model order, with the same number of samples each (what Keras's
+fit and predict take). `input_list`, `sample_count` and `take` treat both alike.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -15,17 +20,39 @@ if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
     from ..recipe import Recipe
 
 
+# One array for a single-input model, else a list of arrays in model input order.
+Inputs = Union[np.ndarray, list]
+
+
+def input_list(x: Inputs) -> list[np.ndarray]:
+    """The arrays of `x`, one per model input."""
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def sample_count(x: Inputs) -> int:
+    return int(len(input_list(x)[0]))
+
+
+def take(x: Inputs, index) -> Inputs:
+    """The samples `index` (a slice or index array) of every input, in the form `x` has."""
+    return [a[index] for a in x] if isinstance(x, (list, tuple)) else x[index]
+
+
 @dataclass(frozen=True)
 class Dataset:
-    x_train: Optional[np.ndarray]
+    x_train: Optional[Inputs]
     y_train: Optional[np.ndarray]
-    x_calibration: np.ndarray
-    x_eval: Optional[np.ndarray]
+    x_calibration: Inputs
+    x_eval: Optional[Inputs]
     y_eval: Optional[np.ndarray]
     labels: Optional[list[str]]
     # Per-training-sample fields (e.g. 'speaker'), from arrays named 'key_<field>' in the data source:
     # the federated stage partitions clients by them.
     keys: dict[str, np.ndarray] = field(default_factory=dict)
+    # The Keras model's input names, in the order of the arrays, when it has several: a flatbuffer
+    # converted from it may order its inputs otherwise (tflm/runners.flatbuffer_order). None: the
+    # arrays are in the flatbuffer's order (a .tflite source), or there is one input.
+    input_names: Optional[tuple[str, ...]] = None
 
     @property
     def trainable(self) -> bool:
@@ -33,33 +60,54 @@ class Dataset:
 
     @property
     def labeled_eval(self) -> bool:
-        return self.x_eval is not None and self.y_eval is not None and len(self.x_eval) > 0
+        return self.x_eval is not None and self.y_eval is not None and sample_count(self.x_eval) > 0
 
-    def spread_inputs(self, count: int) -> tuple[np.ndarray, str]:
+    def spread_inputs(self, count: int) -> tuple[Inputs, str]:
         """Up to `count` evenly spaced real inputs from the eval set (else the calibration set), and where
         they came from: spread out rather than the first few, so they cover the classes of a sorted set."""
-        pool, source = (self.x_eval, "eval set") if self.x_eval is not None and len(self.x_eval) else \
+        pool, source = (self.x_eval, "eval set") if self.x_eval is not None and sample_count(self.x_eval) else \
             (self.x_calibration, "calibration set")
-        picks = np.unique(np.linspace(0, len(pool) - 1, num=min(count, len(pool))).round().astype(int))
-        return pool[picks], f"{len(picks)} real inputs from the {source}"
+        size = sample_count(pool)
+        picks = np.unique(np.linspace(0, size - 1, num=min(count, size)).round().astype(int))
+        return take(pool, picks), f"{len(picks)} real inputs from the {source}"
 
 
-def _from_npz(recipe: Recipe) -> dict:
+def input_keys(key, count: int, field_name: str) -> list[str]:
+    """The .npz names of one role's inputs (x_train, x_eval, x_calibration): a list names one array per
+    model input; a name alone is the array of a single-input model, or `<name>_0` … `<name>_<n-1>`."""
+    if isinstance(key, list):
+        if len(key) != count:
+            raise KitError(f"data.{field_name} names {len(key)} arrays but the model has {count} input(s)",
+                           f"list one .npz array per model input, in model order, under data.{field_name}")
+        return key
+    return [key] if count == 1 else [f"{key}_{i}" for i in range(count)]
+
+
+def _from_npz(recipe: Recipe, count: int) -> dict:
     source = recipe.data
     path = recipe.resolve(source.npz)
     if not path.is_file():
         raise KitError(f"data file {path} does not exist", "fix data.npz in the recipe (relative to the recipe file)")
-    wanted = {source.x_train, source.y_train, source.x_eval, source.y_eval, source.x_calibration, "labels"}
+    x_names = {role: input_keys(getattr(source, role), count, role) if getattr(source, role) else []
+               for role in ("x_train", "x_eval", "x_calibration")}
+    wanted = {source.y_train, source.y_eval, "labels"}.union(*x_names.values())
     archive = read_npz(path, "data file", keys=wanted)
     keys = set(archive)
 
-    def take(key: Optional[str]):
-        return archive[key] if key and key in keys else None
+    def inputs(role: str):
+        present = [name for name in x_names[role] if name in keys]
+        if present and len(present) != len(x_names[role]):
+            missing = [name for name in x_names[role] if name not in keys]
+            raise KitError(f"data file {path} has {', '.join(present)} but not {', '.join(missing)} "
+                           f"(it has {npz_names(path)})", f"store one array per model input, or fix data.{role}")
+        if not present:
+            return None
+        return archive[present[0]] if count == 1 else [archive[name] for name in present]
 
     arrays = {
-        "x_train": take(source.x_train), "y_train": take(source.y_train),
-        "x_eval": take(source.x_eval), "y_eval": take(source.y_eval),
-        "x_calibration": take(source.x_calibration),
+        "x_train": inputs("x_train"), "y_train": archive.get(source.y_train),
+        "x_eval": inputs("x_eval"), "y_eval": archive.get(source.y_eval),
+        "x_calibration": inputs("x_calibration"),
     }
     if source.x_calibration and arrays["x_calibration"] is None:
         raise KitError(f"data file {path} has no array '{source.x_calibration}' (it has {npz_names(path)})",
@@ -78,20 +126,22 @@ def _sample_keys(arrays: dict, x_train: Optional[np.ndarray]) -> dict[str, np.nd
     keys = {name.removeprefix(KEY_PREFIX): np.asarray(value) for name, value in arrays.items()
             if name.startswith(KEY_PREFIX)}
     for name, values in keys.items():
-        if x_train is None or values.ndim != 1 or len(values) != len(x_train):
+        if x_train is None or values.ndim != 1 or len(values) != sample_count(x_train):
             raise KitError(f"data field '{KEY_PREFIX}{name}' must hold one value per training sample "
-                           f"({0 if x_train is None else len(x_train)}), got shape {values.shape}",
+                           f"({0 if x_train is None else sample_count(x_train)}), got shape {values.shape}",
                            "give one key value per x_train row")
     return keys
 
 
 def _head(x, count: int):
-    return None if x is None else x[:count]
+    return None if x is None else take(x, slice(None, count))
 
 
-def _scaled(x: Optional[np.ndarray], scale: float, offset: float) -> Optional[np.ndarray]:
+def _scaled(x, scale: float, offset: float) -> Optional[Inputs]:
     if x is None:
         return None
+    if isinstance(x, (list, tuple)):
+        return [_scaled(part, scale, offset) for part in x]
     x = np.asarray(x)
     if np.iscomplexobj(x):  # from a data builder: .npz files are checked on reading
         raise KitError(f"input arrays are complex ({x.dtype}), and the kit does not drop imaginary parts",
@@ -110,15 +160,43 @@ def _check_label_text(labels) -> None:
                            "use printable text for the labels (any other Unicode is escaped)")
 
 
-def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
-    """Load the recipe's arrays and check them against the model input (shape without batch)."""
+def _random_inputs(recipe: Recipe, shapes: list[tuple]) -> Inputs:
+    """Seeded uniform inputs, drawn input after input from one generator."""
+    rng, random = np.random.default_rng(recipe.seed), recipe.data.random
+    drawn = [rng.uniform(random.low, random.high, (random.samples, *shape)).astype(np.float32) for shape in shapes]
+    return drawn[0] if len(shapes) == 1 else drawn
+
+
+def _check_inputs(name: str, x: Inputs, shapes: list[tuple]) -> None:
+    """`x` holds one array per model input, each of the input's shape, all with the same samples."""
+    parts = input_list(x)
+    if len(parts) != len(shapes) or (len(shapes) > 1 and not isinstance(x, (list, tuple))):
+        raise KitError(f"{name} inputs hold {len(parts) if isinstance(x, (list, tuple)) else 'one array'} but the "
+                       f"model has {len(shapes)} inputs", "give a list with one array per model input, in model order")
+    for i, (part, shape) in enumerate(zip(parts, shapes)):
+        which, have, contain = (f"{name} inputs", "have", "contain") if len(shapes) == 1 else \
+            (f"{name} input {i}", "has", "contains")
+        if tuple(part.shape[1:]) != tuple(shape):
+            raise KitError(f"{which} {have} shape {tuple(part.shape[1:])} per sample but the model takes {tuple(shape)}",
+                           "reshape the arrays (e.g. add a channel axis) to the model's input shape")
+        if not np.isfinite(part).all():
+            raise KitError(f"{which} {contain} NaN or infinity", "clean the data before converting")
+    if len({len(part) for part in parts}) > 1:
+        raise KitError(f"{name} inputs hold different numbers of samples per input ({[len(p) for p in parts]})",
+                       "give every input the same number of samples, in matching order")
+
+
+def load_data(recipe: Recipe, input_shape: tuple | list[tuple]) -> Dataset:
+    """Load the recipe's arrays and check them against the model's inputs: `input_shape` is the shape
+    of the one input (without batch), or a list with every input's shape, in model order."""
+    shapes = [tuple(shape) for shape in input_shape] if isinstance(input_shape, list) else [tuple(input_shape)]
+    if not shapes:
+        raise KitError("the model has no inputs", "re-export the model with its input tensors")
     source = recipe.data
     if source.npz is not None:
-        arrays = _from_npz(recipe)
+        arrays = _from_npz(recipe, len(shapes))
     elif source.random is not None:
-        rng = np.random.default_rng(recipe.seed)
-        shape = (source.random.samples, *input_shape)
-        arrays = {"x_calibration": rng.uniform(source.random.low, source.random.high, shape).astype(np.float32)}
+        arrays = {"x_calibration": _random_inputs(recipe, shapes)}
         arrays["x_eval"] = arrays["x_calibration"]
     else:
         arrays = load_function(source.builder, recipe.base_dir, "data")(**source.builder_args)
@@ -131,25 +209,18 @@ def load_data(recipe: Recipe, input_shape: tuple) -> Dataset:
     x_cal = _scaled(arrays.get("x_calibration"), source.scale, source.offset)
     if x_cal is None:
         x_cal = x_train if x_train is not None else x_eval
-    if x_cal is None or len(x_cal) == 0:
+    if x_cal is None or sample_count(x_cal) == 0:
         raise KitError("the data has no inputs to calibrate with (no x_calibration, x_train or x_eval, or it is empty)",
                        "provide calibration inputs in the data source")
     for name, x in (("calibration", x_cal), ("train", x_train), ("eval", x_eval)):
-        if x is None:
-            continue
-        if tuple(x.shape[1:]) != tuple(input_shape):
-            raise KitError(
-                f"{name} inputs have shape {tuple(x.shape[1:])} per sample but the model takes {tuple(input_shape)}",
-                "reshape the arrays (e.g. add a channel axis) to the model's input shape",
-            )
-        if not np.isfinite(x).all():
-            raise KitError(f"{name} inputs contain NaN or infinity", "clean the data before converting")
+        if x is not None:
+            _check_inputs(name, x, shapes)
     labels = source.labels or arrays.get("labels")
     _check_label_text(labels)
     y_train, y_eval = arrays.get("y_train"), _head(arrays.get("y_eval"), recipe.eval_samples)
     for name, x, y in (("train", x_train, y_train), ("eval", x_eval, y_eval)):
-        if x is not None and y is not None and len(x) != len(y):
-            raise KitError(f"{name} has {len(x)} inputs but {len(y)} labels", "give one label per input")
+        if x is not None and y is not None and sample_count(x) != len(y):
+            raise KitError(f"{name} has {sample_count(x)} inputs but {len(y)} labels", "give one label per input")
     return Dataset(
         x_train=x_train, y_train=None if y_train is None else np.asarray(y_train),
         x_calibration=x_cal, x_eval=x_eval, y_eval=None if y_eval is None else np.asarray(y_eval),

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..system import tf_env
 from .builders import load_function
 from .model_file import ModelFormat, StoredModel, read_stored_model
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
@@ -130,7 +130,7 @@ def load_file_model(path: Path, trust_custom_code: bool = False):
     try:
         model = _load_by_format(stored, trust_custom_code)
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:200]
+        reason = foreign_text(exc)
         raise KitError(f"model {path} could not be loaded by tf_keras: {reason}",
                        "check the file is a Keras 2 model (custom layers need model.trust_custom_code: true)") from None
     return _check_keras2(model, f"model {path}")

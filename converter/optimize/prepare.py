@@ -46,7 +46,7 @@ def _softmax_output(model) -> bool:
 
 
 def _teacher(model, recipe: Recipe, data, log) -> object:
-    from ..stages import stage_runner
+    from ..stages import run_stage
 
     try:
         from ..stages.distill import resolve_builder
@@ -62,7 +62,7 @@ def _teacher(model, recipe: Recipe, data, log) -> object:
         elif stage.kind == "distill":
             settings = settings.model_copy(update={"student_builder": resolve_builder(settings.student_builder,
                                                                                       recipe.base_dir)})
-        model = stage_runner(stage.kind)(model, settings, data, recipe.seed, **context).model
+        model = run_stage(stage.kind, model, settings, data, recipe.seed, **context).model
     return model
 
 

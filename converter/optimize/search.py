@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
+from ..errors import foreign_text
 from .space import SENSITIVITY_CLUSTERS, Space, cluster_counts, describe
 from .store import SearchStore, comparable_key, search_value
 from .trial import CRASHED, ERROR, TrialResult, TrialSpec
@@ -193,7 +194,7 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
                 result = ray.get(ready[0])
             except Exception as error:  # the worker died (segfault, out of memory) or Ray lost it
                 result = TrialResult(spec.number, spec.phase, spec.params, CRASHED,
-                                     reason=f"{type(error).__name__}: {' '.join(str(error).split())[:300]}")
+                                     reason=foreign_text(error, with_type=True))
             store.add(result)
             if asked is not None:
                 optimizer.tell(asked, result)

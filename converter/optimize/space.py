@@ -8,6 +8,9 @@ setting: TFLM DECODE's PRUNE encoding); without it sparse weights take the same 
 so it is no lever. Packed int4 filters join it when the compress step has an `int4` setting: then
 each layer also gets `int4:<layer>` (its filter stored as packed int4, fine-tuned on the 4-bit grid
 by the int4_finetune stage, which costs no DECODE kernel code; a clustered layer keeps its LUT).
+With `--objective ram` every candidate also carries an offline memory plan (`compress.memory_plan:
+offline`): it costs no quality and the compress step keeps it only when TFLM's measured arena shrinks,
+so it is a fixed setting (one choice), not a dimension to search.
 """
 from __future__ import annotations
 
@@ -37,15 +40,18 @@ class Space:
     # the layers whose filter can be packed int4 (TFLM's FULLY_CONNECTED takes int4 only per tensor, and
     # the kit quantizes Dense per channel): empty means every layer
     int4_candidates: tuple[str, ...] = ()
+    memory_plan: bool = False               # every candidate gets an offline memory plan (objective ram);
+    #                                         keep it the last field and pass it by name
 
     def parameter_names(self) -> list[str]:
         return [f"clusters:{layer}" for layer in self.layers] + (["sparsity"] if self.prune else []) + \
-            [f"int4:{layer}" for layer in (self.int4_layers() if self.int4 else ())]
+            [f"int4:{layer}" for layer in (self.int4_layers() if self.int4 else ())] + \
+            (["memory_plan"] if self.memory_plan else [])
 
     def choices(self, name: str) -> tuple:
         if name.startswith("int4:"):
             return (False, True)
-        return {"sparsity": SPARSITY_CHOICES, "int4": (False, True)}.get(name, CLUSTER_CHOICES)
+        return {"sparsity": SPARSITY_CHOICES, "int4": (False, True), "memory_plan": (True,)}.get(name, CLUSTER_CHOICES)
 
     def reference(self) -> dict:
         """Nothing compressed: post-training quantization of the float model (metadata stripped)."""
@@ -72,7 +78,8 @@ class Space:
     def as_dict(self) -> dict:
         return {"layers": list(self.layers), "layer_weights": self.layer_weights, "prune": self.prune,
                 "int4": self.int4,
-                "choices": {name: list(self.choices(name)) for name in self.parameter_names()}}
+                "choices": {name: list(self.choices(name)) for name in self.parameter_names()}} | \
+            ({"memory_plan": True} if self.memory_plan else {})  # absent when off: earlier searches resume
 
 
 def prune_encoder_available() -> bool:
@@ -83,13 +90,18 @@ def int4_available() -> bool:
     return "int4" in CompressSettings.model_fields
 
 
-def space_for(model) -> Space:
+def memory_plan_available() -> bool:
+    return "memory_plan" in CompressSettings.model_fields
+
+
+def space_for(model, objective: str = "flash") -> Space:
     from ..stages.weights import weight_stats
 
     rows = [row for row in weight_stats(model) if row["weights"] >= MIN_LAYER_WEIGHTS]
     layers = tuple(row["layer"] for row in rows)
     return Space(layers, {row["layer"]: row["weights"] for row in rows}, prune_encoder_available(),
-                 int4_available() and bool(_int4_eligible(model, layers)), _int4_eligible(model, layers))
+                 int4_available() and bool(_int4_eligible(model, layers)), _int4_eligible(model, layers),
+                 memory_plan=objective == "ram" and memory_plan_available())
 
 
 def _int4_eligible(model, layers: tuple[str, ...]) -> tuple[str, ...]:
@@ -144,6 +156,8 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
         compress["int4"] = True
     if int4:  # '/name/' matches the layer's own tensors only (conv2d is in conv2d_1's name too)
         compress |= {"int4": True, "int4_layers": [f"/{layer}/" for layer in int4]}
+    if params.get("memory_plan"):
+        compress["memory_plan"] = "offline"
     recipe = {
         "name": base.name,
         "seed": base.seed,

@@ -93,7 +93,7 @@ def judge_model(model_bytes: bytes, search_dir: Path, guards: Guards):
 
 
 def run_trial(spec: TrialSpec) -> TrialResult:
-    from ..errors import KitError
+    from ..errors import KitError, foreign_text
     from ..flows.convert import convert
     from ..recipe import parse_recipe
     from .cost import device_cost, host_cost
@@ -124,7 +124,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     except KitError as error:
         result.reason = str(error)
     except Exception as error:  # a bug or a library failure in one candidate must not end the search
-        result.reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+        result.reason = foreign_text(error, with_type=True)
         result.metrics = {"traceback": traceback.format_exc()[-2000:]}
     result.seconds = round(time.perf_counter() - started, 1)
     return result

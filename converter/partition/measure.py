@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from .cost import PartCost
-from .footprint import Footprint
+from .footprint import FirmwareFootprint
 from .footprint import measure as measure_footprint
 from .profiles import Device
-from .qemu import CORES, OperatorCost, profile_operators
+from .qemu import OperatorCost, profile_operators
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class CoreMeasurement:
     core: str
     operators: tuple            # OperatorCost per operator index of the whole model
     invoke_instructions: int    # the whole Invoke(), measured (the sum of operators plus interpreter overhead)
-    footprint: Footprint
+    footprint: FirmwareFootprint
 
     @property
     def overhead_instructions(self) -> int:
@@ -38,11 +38,10 @@ class CoreMeasurement:
 def measure_core(whole_dir: Path, core: str, workdir: Path, tflm_root: str, operator_names) -> CoreMeasurement:
     costs, total = profile_operators(whole_dir, core, workdir, tflm_root)
     project = workdir / f"profile-{core}"
-    library = Path(tflm_root) / "gen" / CORES[core].tflm_target / "lib" / "libtensorflow-microlite.a"
     with np.load(whole_dir / "golden.npz") as golden:
         golden_bytes = sum(golden[k].nbytes for k in golden.files)
     model_bytes = (whole_dir / "model.tflite").stat().st_size
-    footprint = measure_footprint(project, library, sorted(set(operator_names)), model_bytes, golden_bytes, core)
+    footprint = measure_footprint(project, sorted(set(operator_names)), model_bytes, golden_bytes, core)
     return CoreMeasurement(core, tuple(costs), total, footprint)
 
 

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..flows.flash import compare_with_golden, parse_selftest
 from .qemu import INSTRUCTIONS_PER_TICK, TIMEOUT_S, qemu_command
 from .profiles import FRAME_OVERHEAD_BYTES
@@ -96,7 +96,7 @@ def run_pair(elves: tuple[Path, Path], cores: tuple[str, str], payload_bytes: in
              [f"part 1: {line}" for line in tail.failures] + \
              ([f"relay: {relay.failure}"] if relay.failure else [])
     if not tail.total:
-        errors.append("part 1 printed no summary: " + " ".join(logs[1].split())[-200:])
+        errors.append("part 1 printed no summary: " + foreign_text(logs[1], tail=True))
     return PairResult(tail.passed, tail.total, tail.ok and head.ok and not differences and not errors,
                       errors, differences, relay.forwarded,
                       (_median_instructions(head.ticks), _median_instructions(tail.ticks)), tuple(logs))

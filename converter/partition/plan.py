@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import KitError
-from ..tflite.model import check_deployable, read_model
+from ..tflite.model import read_model
+from ..tflm.deployable import check_deployable
 from ..tflm.runners import run_tflm
 from .extract import extract, graph_view, with_extra_outputs
 from .graph import Cut, GraphView

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jinja2
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 
 PAIR_TEMPLATES = "cortex-m-qemu-pair"
 # -icount shift=0 runs one guest instruction per virtual ns; MPS2's SysTick counts at 25 MHz.
@@ -69,7 +69,7 @@ def build(project: Path, core: str, tflm_root: str) -> Path:
     made = subprocess.run(["make", "-s", f"TFLM_ROOT={tflm_root}", f"TFLM_TARGET={spec.tflm_target}",
                            f"ARCH={spec.arch}", "fw.elf"], cwd=project, capture_output=True, text=True)
     if made.returncode != 0:
-        tail = " ".join((made.stderr or made.stdout).split())[-300:]
+        tail = foreign_text(made.stderr or made.stdout, tail=True)
         raise KitError(f"building {project} for {core} failed: {tail}", f"run make -C {project} to see why")
     return project / "fw.elf"
 
@@ -114,7 +114,7 @@ def profile_operators(model_dir: Path, core: str, workdir: Path, tflm_root: str)
         elif len(fields) == 3 and fields[0] == "TICKS":
             totals.append(int(fields[2]))
     if not per_op or "PASS" not in text:
-        raise KitError(f"profiling the model on QEMU ({core}) failed: {' '.join(text.split())[-300:]}",
+        raise KitError(f"profiling the model on QEMU ({core}) failed: {foreign_text(text, tail=True)}",
                        f"run {project} by hand: make TFLM_ROOT=... && make run")
     costs = [OperatorCost(i, names[i], int(statistics.median(t)) * INSTRUCTIONS_PER_TICK) for i, t in sorted(per_op.items())]
     return costs, int(statistics.median(totals)) * INSTRUCTIONS_PER_TICK

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..tflite.model import read_model
 
 ETHOS_U_OP = "ethos-u"
@@ -69,7 +69,7 @@ def compile_part(model_bytes: bytes, accelerator: str) -> VelaEstimate:
         summaries = list(out.glob("part_summary_*.csv")) if out.is_dir() else []
         if done.returncode != 0 or not optimised.is_file() or not summaries:
             raise KitError(f"Vela could not compile the part for {accelerator}: "
-                           f"{' '.join((done.stderr or done.stdout).split())[-300:]}",
+                           f"{foreign_text(done.stderr or done.stdout, tail=True)}",
                            "choose another cut or an MCU for this part")
         with summaries[0].open() as handle:
             row = next(csv.DictReader(handle))

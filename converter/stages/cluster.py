@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..system import tf_env
 from .base import KerasStage, StageContext, StageRecord, StageSettings, register
 from .training import LOSSES, compile_for_training, fit, freeze_batch_norm, rounded_losses
@@ -94,10 +94,10 @@ def _cluster(model, settings: ClusterSettings, context: StageContext):
     except tf_env.tensorflow().errors.InvalidArgumentError as exc:
         # k-means++ needs at least as many (non-zero, same-sign) weights per channel as clusters.
         raise KitError(f"clustering into {settings.clusters} clusters failed: a layer has too few weights "
-                       f"per channel ({' '.join(exc.message.split())[:120]})",
+                       f"per channel ({foreign_text(exc.message)})",
                        "use fewer clusters, per_channel: false, or centroid_init: linear") from None
     except ValueError as exc:
-        raise KitError(f"TF-MOT cannot cluster this model: {' '.join(str(exc).split())[:200]}",
+        raise KitError(f"TF-MOT cannot cluster this model: {foreign_text(exc)}",
                        "remove the cluster stage or replace the unsupported layer") from None
     stripped = clustering.strip_clustering(wrapped)
     freeze_batch_norm(stripped, frozen=False)  # later stages train BN as usual

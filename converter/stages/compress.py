@@ -8,7 +8,9 @@ The model in and out is the .tflite flatbuffer (bytes). The work lives in conver
 - `lut` / `prune` (tflite/compression/plan.py): per constant INT8 tensor, the smaller of a LUT
   (b-bit indices into value tables, TFLM's own compressor) and a PRUNE encoding (bitmask + kept
   values, the kit's encoder), decoded by TFLM_DECODE; only when the model shrinks;
-- `strip_metadata: true` (tflite/strip.py): drops what TFLM never reads.
+- `strip_metadata: true` (tflite/strip.py): drops what TFLM never reads;
+- `memory_plan: offline` (tflite/memory_plan.py, tflm/offline_plan.py): an OfflineMemoryAllocation
+  plan tighter than TFLM's greedy planner, kept only when TFLM's measured arena shrinks with it.
 Then TFLM runs the new and the reference model over real inputs, and the stage fails unless every
 output byte is identical (the pipeline checks the golden vectors again).
 """
@@ -18,12 +20,12 @@ import time
 
 import numpy as np
 
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import Field
 
 from ..compare.outputs import bit_exact, compare_outputs
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..inputs.dataset import Dataset
 from ..tflite.compression import int4, lut
 from ..tflite.compression.decode_insert import insert_decode
@@ -32,7 +34,8 @@ from ..tflite.compression.prune import encode_prune
 from ..tflite.model import read_model
 from ..tflite.strip import CONVERTER_METADATA, strip  # noqa: F401  (bench and tests import them from here)
 from ..tflite.tflite_model import TfliteModel
-from ..tflm.runners import quantize, run_tflm
+from ..tflm.offline_plan import apply_offline_plan
+from ..tflm.runners import quantize_inputs, run_tflm
 from .base import FlatbufferStage, StageContext, StageRecord, StageResult, StageSettings, register
 
 
@@ -52,6 +55,9 @@ class CompressSettings(StageSettings):
                        "model that has the same 16 levels)")
     int4_layers: Optional[list[str]] = Field(None, description="with int4: only the filters whose tensor name "
                                              "contains one of these (e.g. layer names); default: all eligible")
+    memory_plan: Literal["none", "offline"] = Field("none", description="offline: write an OfflineMemoryAllocation "
+                                                    "plan tighter than TFLM's greedy one, kept only when TFLM's "
+                                                    "measured arena shrinks (and outputs stay byte-identical)")
 
 
 @register
@@ -67,6 +73,12 @@ class Compress(FlatbufferStage):
         return StageResult(compressed, record, reference=reference if reference != model_bytes else None)
 
     def report_note(self, record: StageRecord) -> str:
+        memory_plan = record.details.get("memory_plan") or {}
+        planned = [memory_plan["note"]] if memory_plan else []  # kept or why not: the user asked for it
+        return "; ".join(part for part in [self._encoding_note(record)] + planned if part)
+
+    @staticmethod
+    def _encoding_note(record: StageRecord) -> str:
         tensors = record.details.get("tensors") or []
         if not tensors and not (record.details.get("int4") or {}).get("tensors"):
             return record.details.get("note", "")
@@ -110,6 +122,9 @@ def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset
             compressed, chosen = base, Plan(skipped=chosen.skipped)
     if settings.strip_metadata:
         compressed, record["strip"] = strip_checked(compressed)
+    if settings.memory_plan == "offline":
+        compressed, result = apply_offline_plan(compressed)
+        record["memory_plan"] = result.as_dict()
     if compressed == model_bytes:
         record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": chosen.skipped,
                        "verification": None, "note": f"{note}; the model is unchanged"})
@@ -126,10 +141,11 @@ def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset
         "skipped": chosen.skipped,
         "verification": verification,
     })
-    if note and settings.int4 and record["int4"]["tensors"]:
-        record["note"] = f"{note}; int4 filters only"
-    elif note:
-        record["note"] = f"{note}; only stripped"
+    if note:
+        done = [what for what, on in (("int4 filters", settings.int4 and record["int4"]["tensors"]),
+                                      ("stripped", settings.strip_metadata),
+                                      ("memory-planned", (record.get("memory_plan") or {}).get("kept"))) if on]
+        record["note"] = f"{note}; only {' and '.join(done)}"
     return compressed, record, reference
 
 
@@ -170,7 +186,7 @@ def _int4(model_bytes: bytes, data: Dataset, settings: CompressSettings) -> tupl
 def _run_both(first: bytes, second: bytes, data: Dataset, samples: int) -> tuple[list, list]:
     info = read_model(first)
     x, _ = data.spread_inputs(samples)
-    inputs = [quantize(x, info.inputs[0])]
+    inputs = quantize_inputs(x, info, data.input_names)
     return run_tflm(first, info, inputs), run_tflm(second, read_model(second), inputs)
 
 
@@ -188,7 +204,7 @@ def verify_identical(reference: bytes, compressed: bytes, data: Dataset, samples
 
 def _what(chosen: Plan, settings: CompressSettings) -> str:
     done = (("int4-packed", settings.int4), ("LUT-compressed", chosen.lut), ("PRUNE-encoded", chosen.prune),
-            ("stripped", settings.strip_metadata))
+            ("stripped", settings.strip_metadata), ("memory-planned", settings.memory_plan == "offline"))
     return " and ".join(name for name, on in done if on)
 
 
@@ -196,5 +212,5 @@ def strip_checked(model_bytes: bytes) -> tuple[bytes, dict]:
     try:
         return strip(model_bytes)
     except Exception as exc:
-        raise KitError(f"stripping the model's metadata failed: {' '.join(str(exc).split())[:300]}",
+        raise KitError(f"stripping the model's metadata failed: {foreign_text(exc)}",
                        "set compress.strip_metadata: false and report this with the model") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..federated.partition import partition
 from ..federated.settings import FederatedSettings
 from ..inputs.dataset import Dataset
@@ -29,7 +29,7 @@ def _check_loss(model, settings: FederatedSettings, data: Dataset) -> None:
         value = float(loss_function(model, settings.loss)(y, model(x, training=False)))
     except Exception as exc:  # Keras raises many types for a loss that does not fit the outputs
         raise KitError(f"loss {settings.loss} does not fit this model's outputs and labels "
-                       f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
+                       f"({foreign_text(exc, with_type=True)})",
                        "set federated.loss to one that matches the model (classification: "
                        "sparse_categorical_crossentropy with class indices; regression: mse)") from None
     if not np.isfinite(value):

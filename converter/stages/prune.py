@@ -6,7 +6,8 @@ import math
 from pydantic import Field, model_validator
 from typing import Literal
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
+from ..inputs.dataset import sample_count
 from .base import KerasStage, StageContext, StageSettings, register
 from .training import LOSSES, compile_for_training, fit, freeze_batch_norm, rounded_losses
 
@@ -51,7 +52,7 @@ class Prune(KerasStage):
         import tensorflow_model_optimization as tfmot
 
         data = context.data
-        steps_per_epoch = math.ceil(len(data.x_train) / settings.batch_size) if data.trainable else 1
+        steps_per_epoch = math.ceil(sample_count(data.x_train) / settings.batch_size) if data.trainable else 1
         end_step = max(1, steps_per_epoch * settings.epochs - 1)
         kwargs = {"pruning_schedule": _schedule(settings, end_step)}
         if settings.structured_2_4:
@@ -60,7 +61,7 @@ class Prune(KerasStage):
         try:
             wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, **kwargs)
         except ValueError as exc:
-            raise KitError(f"TF-MOT cannot prune this model: {' '.join(str(exc).split())[:200]}",
+            raise KitError(f"TF-MOT cannot prune this model: {foreign_text(exc)}",
                            "remove the prune stage or replace the unsupported layer") from None
         if settings.freeze_batch_norm:
             freeze_batch_norm(wrapped)

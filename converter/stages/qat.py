@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..system import tf_env
 from .base import KerasStage, StageContext, StageSettings, register
 from .training import LOSSES, compile_for_training, fit, rounded_losses
@@ -57,7 +57,7 @@ class Qat(KerasStage):
                 wrapped = quantization.quantize_apply(annotated, scheme(settings.scheme))
         except (ValueError, RuntimeError, TypeError) as exc:
             raise KitError(f"TF-MOT cannot apply quantization-aware training to this model: "
-                           f"{' '.join(str(exc).split())[:200]}",
+                           f"{foreign_text(exc)}",
                            "remove the qat stage or replace the unsupported layer") from None
         compile_for_training(wrapped, settings.loss, settings.learning_rate)
         losses = fit(wrapped, context.data, settings.epochs, settings.batch_size, context.seed, stage="qat",

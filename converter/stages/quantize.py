@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
 from ..system import tf_env
 from ..tflite.model import read_model
-from ..tflm.runners import dequantize, quantize, run_tflm
+from ..inputs.dataset import input_list, sample_count, take
+from ..tflm.runners import dequantize, quantize_inputs, run_tflm
 from .base import ConverterStage, StageContext, StageRecord, StageSettings, register
 from .training import accuracy
 
@@ -28,9 +29,10 @@ class QuantizeSettings(StageSettings):
     calibration_samples: int = Field(200, ge=1, le=100_000)
 
 
-def calibration_inputs(data: Dataset, samples: int) -> np.ndarray:
-    """The first `samples` calibration inputs: a fixed choice keeps the conversion reproducible."""
-    return data.x_calibration[:samples]
+def calibration_inputs(data: Dataset, samples: int) -> list[np.ndarray]:
+    """The first `samples` calibration inputs, one array per model input: a fixed choice keeps the
+    conversion reproducible."""
+    return input_list(take(data.x_calibration, slice(None, samples)))
 
 
 MODE_NAMES = {"int8": "int8", "int16x8": "int16 activations, int8 weights", "float16": "float16 weights"}
@@ -40,9 +42,11 @@ def convert(model, settings: QuantizeSettings, data: Dataset) -> bytes:
     tf = tf_env.tensorflow()
     calibration = calibration_inputs(data, settings.calibration_samples)
 
-    def representative_dataset():
-        for x in calibration:
-            yield [x[np.newaxis].astype(np.float32)]
+    def representative_dataset():  # one sample of every input
+        for v in range(len(calibration[0])):
+            sample = [x[v][np.newaxis].astype(np.float32) for x in calibration]
+            # several inputs by name: the converter's calibrator feeds a list in its own order, not Keras's
+            yield sample if len(sample) == 1 else dict(zip(model.input_names, sample))
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -62,7 +66,7 @@ def convert(model, settings: QuantizeSettings, data: Dataset) -> bytes:
     try:
         model_bytes = bytes(converter.convert())
     except Exception as exc:
-        reason = " ".join(str(exc).split())[:300]
+        reason = foreign_text(exc)
         raise KitError(f"the TFLite converter could not make a {MODE_NAMES[settings.mode]} model: {reason}",
                        "replace layers that have no integer TFLite kernel" if settings.mode != "float16"
                        else "use quantize.mode: int8") from None
@@ -76,7 +80,8 @@ def check_runs_on_tflm(model_bytes: bytes, data: Dataset) -> None:
     kernel takes int8/int16/uint8 inputs only (dequantize_common.cc), so fp16 weights do not load."""
     info = read_model(model_bytes)
     try:
-        run_tflm(model_bytes, info, [quantize(data.x_calibration[:1], info.inputs[0])])
+        run_tflm(model_bytes, info, quantize_inputs(take(data.x_calibration, slice(None, 1)), info,
+                                                    data.input_names))
     except KitError as exc:
         raise KitError(f"TFLM cannot run the float16 model ({exc.problem[:220]})",
                        "use quantize.mode: int8 or int16x8 (TFLM's DEQUANTIZE has no float16 input; "
@@ -88,12 +93,12 @@ def tflite_quality(model_bytes: bytes, data: Dataset) -> dict:
     if not data.labeled_eval:
         return {}
     info = read_model(model_bytes)
-    if len(info.inputs) != 1 or len(info.outputs) != 1:
+    if len(info.outputs) != 1:
         return {}
-    x = data.x_eval
-    outputs = run_tflm(model_bytes, info, [quantize(x, info.inputs[0])])
-    score = accuracy(dequantize(outputs[0], info.outputs[0]).reshape(len(x), -1), data.y_eval[:len(x)])
-    return {} if score is None else {"eval_accuracy": round(score, 5), "eval_samples": int(len(x)), "runtime": "tflm"}
+    count = sample_count(data.x_eval)
+    outputs = run_tflm(model_bytes, info, quantize_inputs(data.x_eval, info, data.input_names))
+    score = accuracy(dequantize(outputs[0], info.outputs[0]).reshape(count, -1), data.y_eval[:count])
+    return {} if score is None else {"eval_accuracy": round(score, 5), "eval_samples": count, "runtime": "tflm"}
 
 
 @register
@@ -103,7 +108,7 @@ class Quantize(ConverterStage):
 
     def transform(self, model, settings: QuantizeSettings, context: StageContext):
         model_bytes = convert(model, settings, context.data)
-        used = int(len(calibration_inputs(context.data, settings.calibration_samples)))
+        used = int(len(calibration_inputs(context.data, settings.calibration_samples)[0]))
         return model_bytes, {"calibration_samples_used": used, "tflite_bytes": len(model_bytes)}
 
     def flatbuffer_quality(self, model_bytes: bytes, context: StageContext) -> dict:

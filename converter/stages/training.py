@@ -105,7 +105,7 @@ def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float | None:
 
 def keras_quality(model, data: Dataset) -> dict:
     """Quality of a float model on the eval set; empty when there are no labels to score against."""
-    if not data.labeled_eval:
+    if not data.labeled_eval or len(model.outputs) != 1:  # as tflite_quality: one output to score
         return {}
     score = accuracy(predict(model, data.x_eval), data.y_eval)
-    return {} if score is None else {"eval_accuracy": round(score, 5), "eval_samples": int(len(data.x_eval))}
+    return {} if score is None else {"eval_accuracy": round(score, 5), "eval_samples": len(data.y_eval)}

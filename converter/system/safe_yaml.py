@@ -64,14 +64,15 @@ def load_yaml_file(path: Path, what: str = "recipe"):
     size = path.stat().st_size
     if size > FILE_LIMIT:
         raise KitError(f"{what} {path} is {size:,} bytes, over the {FILE_LIMIT:,} a {what} can need",
-                       f"give the path of a {what} YAML file")
+                       f"give the path of a {what} YAML file", code="yaml-file-too-big")
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=BoundedLoader)  # noqa: S506 (a SafeLoader)
     except _TooBig as exc:
-        raise KitError(f"{what} {path} is refused: {exc}", "write the values out instead of nesting aliases") from None
+        raise KitError(f"{what} {path} is refused: {exc}", "write the values out instead of nesting aliases",
+                       code="yaml-alias-bomb") from None
     except RecursionError:
-        raise KitError(f"{what} {path} nests too deeply", "flatten the YAML") from None
+        raise KitError(f"{what} {path} nests too deeply", "flatten the YAML", code="yaml-too-deep") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         where = f" at line {line + 1}" if line is not None else ""
-        raise KitError(f"{what} {path} is not valid YAML{where}", "fix the YAML syntax") from None
+        raise KitError(f"{what} {path} is not valid YAML{where}", "fix the YAML syntax", code="yaml-syntax") from None

@@ -133,7 +133,7 @@ def _outcome(folder: Path, returncode: int, what: str, events: list[ChildEvent])
     if error_path.is_file():
         error = json.loads(error_path.read_text())
         if error["kind"] == "KitError":
-            raise KitError(error["problem"], error["fix"])
+            raise KitError(error["problem"], error["fix"], code=error.get("code"))  # the child's kind
         if error["kind"] == "CheckFailed":
             raise CheckFailed(error["message"])
         raise ChildFailed(f"{what} failed in its child process:\n{error['traceback']}")
@@ -218,7 +218,7 @@ def child_main(folder: str) -> None:
         save_npz(folder / "result.npz", arrays)
         (folder / "result.json").write_text(json.dumps(value))  # written last: its presence means success
     except KitError as error:
-        write_error({"kind": "KitError", "problem": error.problem, "fix": error.fix}, 2)
+        write_error({"kind": "KitError", "problem": error.problem, "fix": error.fix, "code": error.kind}, 2)
     except CheckFailed as failed:
         write_error({"kind": "CheckFailed", "message": str(failed)}, 3)
     except BaseException:  # noqa: B902 - a kit bug: the parent shows the traceback

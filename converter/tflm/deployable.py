@@ -74,7 +74,7 @@ def _check_tensor(model: TfliteModel, tensor) -> None:
     if type_name in UNSUPPORTED_TYPES or type_name.startswith("TYPE_"):
         raise KitError(f"tensor '{name}' has type {type_name}, which TFLM does not support",
                        "keep string/float64/complex processing outside the model; "
-                       "the model must work on int8/int16/int32/float32 tensors")
+                       "the model must work on int8/int16/int32/float32 tensors", code="unsupported-tensor-type")
     shape = [int(d) for d in tensor.shape] if tensor.shape is not None else []
     signature = [int(d) for d in tensor.shapeSignature] if tensor.shapeSignature is not None else []
     # A -1 batch in the signature is what every Keras conversion writes; TFLM runs batch 1.
@@ -82,7 +82,7 @@ def _check_tensor(model: TfliteModel, tensor) -> None:
         raise KitError(f"tensor '{name}' has dynamic (unknown) dimensions: shape signature "
                        f"{signature if signature else shape}",
                        "TFLM needs static shapes: give every non-batch dimension a fixed size "
-                       "(e.g. Input((49, 10, 1))) and re-convert")
+                       "(e.g. Input((49, 10, 1))) and re-convert", code="dynamic-shape")
 
 
 def _is_quantized(model: TfliteModel, tensor) -> bool:

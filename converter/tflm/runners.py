@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import KitError
+from ..errors import KitError, foreign_text
+from ..inputs.dataset import input_list
 from ..system.native_output import captured_fds
 from ..tflite.model import Graph, ModelInfo, TensorInfo, read_graph, read_model
 
@@ -47,6 +48,36 @@ def quantize(x: np.ndarray, tensor: TensorInfo) -> np.ndarray:
     scaled = x.astype(np.float64) / tensor.scale + tensor.zero_point
     rounded = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)
     return np.clip(rounded, info.min, info.max).astype(tensor.dtype)
+
+
+def quantize_inputs(x, info: ModelInfo, names=None) -> list[np.ndarray]:
+    """Float inputs of every model input (one array, or a list: inputs/dataset.py) quantized to the
+    runtime's input list. `names`: the Keras input names of the list's arrays, when the list is in
+    Keras order (the converter may order a flatbuffer's inputs otherwise); None: in flatbuffer order."""
+    parts = input_list(x)
+    if len(parts) != len(info.inputs):
+        raise KitError(f"the data holds {len(parts)} input array(s) but the model has {len(info.inputs)} inputs",
+                       "give one input array per model input, in model order")
+    if names is not None and len(parts) > 1:
+        parts = [parts[i] for i in flatbuffer_order(info, list(names))]
+    return [quantize(part, tensor) for part, tensor in zip(parts, info.inputs)]
+
+
+def flatbuffer_order(info: ModelInfo, names: list[str]) -> list[int]:
+    """For each flatbuffer input, the position of its Keras input in `names`. The TFLite converter
+    names a Keras input `serving_default_<name>:0` and may order them otherwise (measured: TF 2.21
+    put input 'b' before 'a')."""
+    order = []
+    for tensor in info.inputs:
+        found = [i for i, name in enumerate(names) if tensor.name in (f"serving_default_{name}:0", name)]
+        if len(found) != 1:
+            raise KitError(f"cannot tell which Keras input (of {names}) the flatbuffer input '{tensor.name}' is",
+                           "give the model's Input layers distinct names")
+        order.append(found[0])
+    if sorted(order) != list(range(len(names))):
+        raise KitError(f"the flatbuffer inputs {[t.name for t in info.inputs]} do not match the Keras inputs "
+                       f"{names} one to one", "give the model's Input layers distinct names")
+    return order
 
 
 def dequantize(q: np.ndarray, tensor: TensorInfo) -> np.ndarray:
@@ -150,10 +181,10 @@ def run_model(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm
 def _refusal(runtime: str, exc: Exception, printed: str) -> RuntimeFailed:
     name = RUNTIME_NAMES[runtime]
     if runtime == "tflm" and isinstance(exc, RuntimeError):  # allocation or invoke failed: TFLM says why on fd 2
-        return RuntimeFailed(f"{name} failed to run the model: {exc}. {' '.join(printed.split())[-300:]}",
-                             "check that every operator is supported by TFLM")
-    return RuntimeFailed(f"{name} refused this model ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
-                         "re-export the model")
+        return RuntimeFailed(f"{name} failed to run the model: {exc}. {foreign_text(printed, tail=True)}",
+                             "check that every operator is supported by TFLM", code=f"{runtime}-failed")
+    return RuntimeFailed(f"{name} refused this model ({foreign_text(exc, with_type=True)})",
+                         "re-export the model", code=f"{runtime}-refused")
 
 
 _WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "BATCH_MATMUL",

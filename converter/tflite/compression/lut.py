@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...errors import KitError
+from ...errors import KitError, foreign_text
 from .candidates import Candidate
 
 DCM_BYTES = 16       # TFLM's DecodeCommonMetadata header in front of every ancillary tensor
@@ -104,5 +104,5 @@ def compress_bytes(model_bytes: bytes, choices: list[LutChoice]) -> bytes:
             warnings.simplefilter("ignore")
             return bytes(compression.compress(model_bytes, specs))
     except Exception as exc:
-        raise KitError(f"TFLM's LUT compressor failed: {' '.join(str(exc).split())[:300]}",
+        raise KitError(f"TFLM's LUT compressor failed: {foreign_text(exc)}",
                        "remove the compress step from the recipe and report this with the model") from None
