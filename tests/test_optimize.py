@@ -449,3 +449,31 @@ def test_a_finished_search_directory_is_accepted_for_resuming(tmp_path):
     (tmp_path / "mine.txt").write_text("not the kit's")
     with pytest.raises(KitError, match="not a search"):
         _check_out(tmp_path, load_recipe(REPO / "models/recipes/default.yaml"))
+
+
+@pytest.mark.parametrize("kind", ["prune", "int4_finetune"])
+def test_fine_tuning_keeps_the_float_models_batch_norm_statistics(kind):
+    """Compression fine-tunes with BN in inference mode: its moving statistics stay the float model's
+    (in training mode they drift towards the fine-tuning batches; freeze_batch_norm: false shows it)."""
+    import tf_keras as keras
+
+    from converter.stages import registry, run_stage
+
+    from .conftest import tiny_dataset
+
+    def model():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.layers.Input((8, 8, 4)), keras.layers.Conv2D(8, 3, name="conv"),
+                                 keras.layers.BatchNormalization(name="bn"), keras.layers.Flatten(),
+                                 keras.layers.Dense(3, name="logits")])
+
+    data = tiny_dataset(samples=64)
+    moved = {}
+    for frozen in (True, False):
+        float_model = model()
+        before = [w.copy() for w in float_model.get_layer("bn").get_weights()]
+        settings = registry.get(kind).Settings(epochs=1, batch_size=16, freeze_batch_norm=frozen)
+        after = run_stage(kind, float_model, settings, data).model.get_layer("bn")
+        moved[frozen] = max(float(np.abs(a - b).max()) for a, b in zip(after.get_weights(), before))
+        assert after.trainable  # later stages train BN as usual
+    assert moved[True] == 0.0 and moved[False] > 1e-3

@@ -45,15 +45,15 @@ def freeze_batch_norm(model, frozen: bool = True) -> int:
     the float model. Measured on the MLPerf Tiny IC ResNet-8 (docs/optimize.md).
     frozen=False makes them trainable again (for the stages after this one)."""
     keras = tf_env.keras()
-    frozen = 0
+    count = 0
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)  # look through TF-MOT's wrappers
         if isinstance(inner, keras.layers.BatchNormalization):
             inner.trainable = not frozen
             if inner is not layer:
                 layer.trainable = not frozen
-            frozen += 1
-    return frozen
+            count += 1
+    return count
 
 
 def epoch_reporter(stage: str, epochs: int, events: Sink):
