@@ -2,12 +2,12 @@
 
 The compress step requantizes an int8 filter to 16 levels ([-7, 7] times a step per channel, per
 tensor for FULLY_CONNECTED). Done after training, that rounding is a loss nothing repairs (on the
-MLPerf Tiny IC ResNet-8 every filter at 4 bits keeps ~70% top-1 agreement with the float model).
+MLPerf Tiny IC ResNet-8, every filter rounded to 4 bits keeps 68% top-1 agreement with the float model).
 This stage fine-tunes with the filters the forward pass sees already on that grid (straight-through:
 the gradient at the projected filter updates a float shadow copy, so steps smaller than the grid
 still accumulate), and leaves every filter exactly on it. After int8 quantization (step max/127)
-each value is round(q * 127 / 7) and the compress step's requantization finds q again: `int4: true`
-then loses nothing more than this stage measured.
+each value is round(q * 127 / 7) and the compress step's requantization finds q again: the packed
+int4 model holds exactly the filters this stage trained (tests/test_optimize.py checks it).
 
 The grid's step per channel is the largest |weight| / 7 times a clip fraction, chosen once from the
 float filter by the compress step's own rule (least squared error), so the largest weights land on
