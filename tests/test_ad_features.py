@@ -78,3 +78,13 @@ def test_real_speech_vectors_split_by_clip(shared_data):
     assert not any(row.tobytes() in train_rows for row in data["x_eval"])
     with pytest.raises(KitError, match="clips must be between"):
         ad_logmel.load_data(clips=1)
+
+
+def test_an_autoencoder_is_judged_as_regression():
+    """AD's 640 outputs reconstruct its 640 inputs: SQNR guards, not top-1 agreement over 640 'classes'."""
+    from converter.optimize.guards import CLASSIFIER, REGRESSION, task_of
+
+    inputs = np.random.default_rng(0).normal(size=(16, 640)).astype(np.float32)
+    assert task_of(inputs * 0.9, None, inputs) == REGRESSION
+    assert task_of(inputs * 0.9, None) == CLASSIFIER  # without the inputs, 640 columns look like scores
+    assert task_of(np.eye(16, 4), np.arange(16) % 4, inputs) == CLASSIFIER
