@@ -1,0 +1,120 @@
+"""Which compression the demo (`make demo`) should end with: measured, not assumed.
+
+    python -m bench.demo_compression [--out build/demo-compression]
+
+Trains the demo's float digits CNN as the recipe does (same seed, same data), converts the variants
+below with the kit, and judges each int8 model on TFLM against the float model on the 500 held-out
+MNIST test images of models/data (never trained or calibrated on): top-1 agreement and accuracy drop
+(the optimize guards: >= 95%, <= 1 point); deployed flash and arena on the Cortex-M4 from the
+footprint data and the host arena (converter/reports/deployed.py). Writes bench/demo_compression.md.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from converter.system import tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPE = REPO / "models/recipes/default.yaml"
+PRUNE_CLUSTER = [{"prune": {"final_sparsity": 0.5, "schedule": "polynomial", "epochs": 3}},
+                 {"cluster": {"clusters": 16, "per_channel": True, "preserve_sparsity": True, "epochs": 2}}]
+# (name, extra stages after train, quantize per channel, compress settings)
+VARIANTS = [
+    ("plain int8 (per-channel)", [], True, None),
+    ("prune 50% + cluster 16/ch + LUT", PRUNE_CLUSTER, True, {"lut": True, "strip_metadata": True}),
+    ("int4 filters (per-tensor)", [], False, {"lut": False, "int4": True, "strip_metadata": True}),
+    ("prune 50% + cluster 16/ch + int4 (per-tensor)", PRUNE_CLUSTER, False,
+     {"lut": False, "int4": True, "strip_metadata": True}),
+]
+
+
+def float_outputs(recipe, x_eval: np.ndarray):
+    """The recipe's float model (its Keras stages only) and its outputs on the held-out inputs."""
+    from converter.flows.convert import load_inputs
+    from converter.progress import silent
+    from converter.stages.base import StageContext
+    from converter.stages.registry import get
+
+    tf_env.deterministic(recipe.seed)
+    loaded = load_inputs(recipe, silent)
+    model = loaded.model
+    context = StageContext(loaded.data, recipe.seed, recipe.base_dir, silent)
+    for name, settings in recipe.pipeline():
+        if name == "train":
+            model = get(name).run(model, settings, context).model
+    return model.predict(x_eval, verbose=0)
+
+
+def variant_recipe(base: dict, stages: list, per_channel: bool, compress) -> dict:
+    recipe = copy.deepcopy(base)
+    recipe["stages"] = [s for s in base["stages"] if "train" in s] + stages
+    recipe["quantize"]["per_channel"] = per_channel
+    recipe.pop("compress", None)
+    if compress:
+        recipe["compress"] = compress
+    return recipe
+
+
+def judge(manifest: dict, model_bytes: bytes, x_eval, y_eval, teacher) -> dict:
+    from converter.compare.fidelity import output_metrics
+    from converter.reports.deployed import compare_deployed
+    from converter.tflite.model import read_model
+    from converter.tflm.footprint import deployed_flash
+    from converter.tflm.runners import dequantize, quantize, run_tflm
+
+    info = read_model(model_bytes)
+    out = run_tflm(model_bytes, info, [quantize(x_eval, info.inputs[0])])[0]
+    metrics = output_metrics(teacher, dequantize(out, info.outputs[0]), y_eval)
+    deployed = manifest.get("deployed") or {}
+    return {"model_bytes": len(model_bytes), "agreement": metrics["top1_agreement"],
+            "accuracy_float": metrics["accuracy_float"], "accuracy": metrics["accuracy_quantized"],
+            "flash": deployed_flash(len(model_bytes), info.operators).total, "arena": manifest["arena_bytes"],
+            "operators": " ".join(info.operators)}
+
+
+def main() -> None:
+    from converter.flows.convert import convert
+    from converter.recipe import load_recipe, parse_recipe
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(REPO / "build/demo-compression"))
+    args = parser.parse_args()
+    base_recipe = load_recipe(RECIPE)
+    with np.load(REPO / "models/data/digits_subset.npz") as archive:
+        x_eval = (archive["x_test"].astype(np.float32) / 255.0)[..., np.newaxis]
+        y_eval = archive["y_test"].astype(np.int64)
+    teacher = float_outputs(base_recipe, x_eval)
+    base = yaml.safe_load(RECIPE.read_text())
+    rows = []
+    for name, stages, per_channel, compress in VARIANTS:
+        recipe = parse_recipe(variant_recipe(base, stages, per_channel, compress), base_dir=RECIPE.parent)
+        out = Path(args.out) / str(len(rows))
+        manifest = convert(recipe, out, force=True)
+        rows.append({"name": name, **judge(manifest, (out / "model.tflite").read_bytes(), x_eval, y_eval, teacher)})
+        print(rows[-1], flush=True)
+    plain = rows[0]
+    lines = ["# Which compression `make demo` ends with", "",
+             "Measured by `python -m bench.demo_compression`: the demo's float digits CNN (trained as "
+             "models/recipes/default.yaml trains it), each variant converted by the kit and run on TFLM over the "
+             "500 held-out MNIST test images of models/data (never trained or calibrated on). Guards as in "
+             "`tflm-kit optimize`: top-1 agreement with the float model >= 95%, accuracy drop <= 1 point. "
+             "Deployed flash: Cortex-M4 footprint data (flatbuffer + kernels + TFLM core, "
+             "converter/tflm/footprint.py); arena: TFLM's Python runtime on this x86-64 host.", "",
+             "| variant | flatbuffer B | deployed flash B (vs plain int8) | arena B (host) | agreement | "
+             "accuracy float -> int8 | guards hold |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        holds = r["agreement"] >= 0.95 and r["accuracy_float"] - r["accuracy"] <= 0.01
+        lines.append(f"| {r['name']} | {r['model_bytes']:,} | {r['flash']:,} ({r['flash'] - plain['flash']:+,}) | "
+                     f"{r['arena']:,} | {r['agreement']:.1%} | {r['accuracy_float']:.1%} -> {r['accuracy']:.1%} | "
+                     f"{'yes' if holds else 'no'} |")
+    (REPO / "bench/demo_compression.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The bench's models: which recipe `tflm-kit optimize` searches, the MLPerf reference file it is
+compared with, the issue's goal, and the search budget used for bench/results.md."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Goal:
+    """The issue's goal for a row: winner flatbuffer <= max_ratio x the reference flatbuffer, and quality."""
+    max_ratio: float
+    min_agreement: Optional[float] = None     # top-1 agreement with the float model, 0..1
+    max_accuracy_drop: Optional[float] = None  # float accuracy minus winner accuracy, 0..1 (labels only)
+    min_sqnr_db: Optional[float] = None
+
+    def describe(self) -> str:
+        parts = [f"<= {self.max_ratio:.2f}x ref"]
+        if self.min_agreement is not None:
+            parts.append(f"agreement >= {self.min_agreement:.0%}")
+        if self.max_accuracy_drop is not None:
+            parts.append(f"drop <= {self.max_accuracy_drop * 100:g} pt")
+        if self.min_sqnr_db is not None:
+            parts.append(f"SQNR >= {self.min_sqnr_db:g} dB")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    key: str                   # bench/optimize_runs/<key>.json
+    title: str
+    recipe: str                # relative to the repository root
+    reference: Optional[str]   # MLPerf reference int8 .tflite under $TFLM_KIT_SHARED_DATA/mlperf_tiny/
+    inputs: str                # what the selection set is, in words
+    goal: Optional[Goal]
+    trials: int = 6
+    epochs: int = 2
+    owner: str = "bench.run"   # who produces the run (ic/kws: the IC/KWS optimize bench)
+    options: tuple[str, ...] = ()   # extra optimize options (guards that differ from the task defaults)
+
+
+CLASSIFIER_GOAL = Goal(0.40, min_agreement=0.95, max_accuracy_drop=0.01)
+
+MODELS: dict[str, BenchModel] = {m.key: m for m in (
+    BenchModel("demo", "default (digits CNN)", "models/recipes/default.yaml", None,
+               "MNIST subset (models/data), labeled; the recipe's eval inputs", None, trials=6, epochs=1),
+    BenchModel("ic", "IC (ResNet-8, CIFAR-10)", "bench/optimize_ic.yaml",
+               "image_classification/pretrainedResnet_quant.tflite",
+               "1,000 CIFAR-10 test images (JPEG re-encoded), labeled; fine-tuned on 4,660 original-pixel train images",
+               CLASSIFIER_GOAL, owner="bench.optimize --recipe bench/optimize_ic.yaml"),
+    BenchModel("kws", "KWS (DS-CNN, Speech Commands)", "bench/optimize_kws.yaml",
+               "keyword_spotting/kws_ref_model.tflite",
+               "Speech Commands v0.02 test clips, MFCC by the kit, labeled", CLASSIFIER_GOAL,
+               owner="bench.optimize --recipe bench/optimize_kws.yaml"),
+    BenchModel("vww", "VWW (MobileNetV1 0.25, 96x96)", "models/recipes/mlperf_vww.yaml",
+               "visual_wake_words/vww_96_int8.tflite",
+               "no VWW images: 500 real photos (original-pixel CIFAR-10 train images resized to 96x96), unlabeled",
+               Goal(0.60, min_agreement=0.98), trials=4, epochs=1, options=("--min-agreement", "0.98")),
+    BenchModel("ad", "AD (FC autoencoder, ToyADMOS)", "models/recipes/mlperf_ad.yaml",
+               "anomaly_detection/ad01_int8.tflite",
+               "no ToyADMOS sounds: 240 log-mel vectors (5x128) of 60 real Speech Commands clips through the "
+               "model's own feature pipeline, unlabeled", Goal(0.50, min_sqnr_db=20.0), trials=6),
+    BenchModel("sww", "SWW (1-D DS-CNN)", "models/recipes/mlperf_sww.yaml",
+               "streaming_wakeword/str_ww_ref_model.tflite",
+               "the 45 real windows MLPerf ships (a seeded half judges, the other half calibrates), labeled",
+               None, trials=4),
+)}
