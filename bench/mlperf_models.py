@@ -35,7 +35,6 @@ class BenchModel:
     goal: Optional[Goal]
     trials: int = 6
     epochs: int = 2
-    owner: str = "bench.run"   # who produces the run (ic/kws: the IC/KWS optimize bench)
     options: tuple[str, ...] = ()   # extra optimize options (guards that differ from the task defaults)
 
 
@@ -47,11 +46,10 @@ MODELS: dict[str, BenchModel] = {m.key: m for m in (
     BenchModel("ic", "IC (ResNet-8, CIFAR-10)", "bench/optimize_ic.yaml",
                "image_classification/pretrainedResnet_quant.tflite",
                "1,000 CIFAR-10 test images (JPEG re-encoded), labeled; fine-tuned on 4,660 original-pixel train images",
-               CLASSIFIER_GOAL, owner="bench.optimize --recipe bench/optimize_ic.yaml"),
+               CLASSIFIER_GOAL),
     BenchModel("kws", "KWS (DS-CNN, Speech Commands)", "bench/optimize_kws.yaml",
                "keyword_spotting/kws_ref_model.tflite",
-               "Speech Commands v0.02 test clips, MFCC by the kit, labeled", CLASSIFIER_GOAL,
-               owner="bench.optimize --recipe bench/optimize_kws.yaml"),
+               "Speech Commands v0.02 test clips, MFCC by the kit, labeled", CLASSIFIER_GOAL),
     BenchModel("vww", "VWW (MobileNetV1 0.25, 96x96)", "models/recipes/mlperf_vww.yaml",
                "visual_wake_words/vww_96_int8.tflite",
                "no VWW images: 500 real photos (original-pixel CIFAR-10 train images resized to 96x96), unlabeled",

@@ -42,7 +42,7 @@ def run_search(recipe: Path, out: Path, trials: int, workers: int, epochs: int, 
     search = json.loads((out / "search.json").read_text())
     return {"workers": workers, "seconds": round(seconds, 1), "load_before": round(load_before, 1),
             "load_after": round(os.getloadavg()[0], 1), "stdout": done.stdout,
-            "command": " ".join(["tflm-kit"] + [_shown(part) for part in command[3:]]),
+            "command": " ".join(["tflm-kit"] + [_shown(part) for part in command[command.index("converter") + 1:]]),
             "search": search}
 
 

@@ -170,7 +170,7 @@ def markdown(rows: list[ResultRow], missing: list[str], workers_note: str) -> st
             f"{'—' if r.wall_seconds is None else r.wall_seconds} |")
     if missing:
         lines += ["", "Rows missing (no `bench/optimize_runs/<model>.json` yet): " + ", ".join(
-            f"{MODELS[k].title} (`python -m {MODELS[k].owner}`)" for k in missing) + "."]
+            f"{MODELS[k].title} (`python -m bench.run --only {k}`)" for k in missing) + "."]
     lines += ["", "## Inputs each search judged on", ""]
     lines += [f"- {r.title}: {r.inputs}" for r in rows]
     lines += ["", "## Workers", "", workers_note, "", "## Commands (from the repository root)", ""]

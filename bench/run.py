@@ -26,7 +26,7 @@ from .results_render import RUNS, render
 def bench_model(model: BenchModel, out: Path, trials: int, workers: int, device: bool, board: str) -> Path:
     recipe = REPO / model.recipe
     if not recipe.is_file():
-        raise SystemExit(f"error: {model.recipe} does not exist — fix: run `python -m {model.owner}` or "
+        raise SystemExit(f"error: {model.recipe} does not exist — fix: add it (see bench/mlperf_models.py) or "
                          f"leave {model.key} out of --only")
     run = run_search(recipe, out / model.key, trials or model.trials, workers, model.epochs, device, board,
                      list(model.options))
