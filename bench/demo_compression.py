@@ -34,19 +34,15 @@ VARIANTS = [
 
 
 def float_outputs(recipe, x_eval: np.ndarray):
-    """The recipe's float model (its Keras stages only) and its outputs on the held-out inputs."""
-    from converter.flows.convert import load_inputs
-    from converter.progress import silent
-    from converter.stages.base import StageContext
-    from converter.stages.registry import get
+    """The recipe's float model (its train stage, as convert runs it) and its outputs on the held-out inputs."""
+    from converter import load_data, load_model, run_stage
 
     tf_env.deterministic(recipe.seed)
-    loaded = load_inputs(recipe, silent)
-    model = loaded.model
-    context = StageContext(loaded.data, recipe.seed, recipe.base_dir, silent)
+    model = load_model(recipe)
+    data = load_data(recipe, tuple(model.input_shape[1:]))
     for name, settings in recipe.pipeline():
         if name == "train":
-            model = get(name).run(model, settings, context).model
+            model = run_stage(name, model, settings, data, recipe.seed, base_dir=recipe.base_dir).model
     return model.predict(x_eval, verbose=0)
 
 
@@ -61,16 +57,12 @@ def variant_recipe(base: dict, stages: list, per_channel: bool, compress) -> dic
 
 
 def judge(manifest: dict, model_bytes: bytes, x_eval, y_eval, teacher) -> dict:
-    from converter.compare.fidelity import output_metrics
-    from converter.reports.deployed import compare_deployed
-    from converter.tflite.model import read_model
+    from converter import dequantize, output_metrics, quantize, read_model, run_tflm
     from converter.tflm.footprint import deployed_flash
-    from converter.tflm.runners import dequantize, quantize, run_tflm
 
     info = read_model(model_bytes)
     out = run_tflm(model_bytes, info, [quantize(x_eval, info.inputs[0])])[0]
     metrics = output_metrics(teacher, dequantize(out, info.outputs[0]), y_eval)
-    deployed = manifest.get("deployed") or {}
     return {"model_bytes": len(model_bytes), "agreement": metrics["top1_agreement"],
             "accuracy_float": metrics["accuracy_float"], "accuracy": metrics["accuracy_quantized"],
             "flash": deployed_flash(len(model_bytes), info.operators).total, "arena": manifest["arena_bytes"],
@@ -78,8 +70,7 @@ def judge(manifest: dict, model_bytes: bytes, x_eval, y_eval, teacher) -> dict:
 
 
 def main() -> None:
-    from converter.flows.convert import convert
-    from converter.recipe import load_recipe, parse_recipe
+    from converter import convert, load_recipe, parse_recipe
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / "build/demo-compression"))

@@ -41,7 +41,7 @@ class BenchModel:
 CLASSIFIER_GOAL = Goal(0.40, min_agreement=0.95, max_accuracy_drop=0.01)
 
 MODELS: dict[str, BenchModel] = {m.key: m for m in (
-    BenchModel("demo", "default (digits CNN)", "models/recipes/default.yaml", None,
+    BenchModel("demo", "demo (digits CNN, make demo)", "models/recipes/demo.yaml", None,
                "MNIST subset (models/data), labeled; the recipe's eval inputs", None, trials=6, epochs=1),
     BenchModel("ic", "IC (ResNet-8, CIFAR-10)", "bench/optimize_ic.yaml",
                "image_classification/pretrainedResnet_quant.tflite",
