@@ -43,8 +43,10 @@ test-slow: $(INSTALLED)
 test-all: $(INSTALLED)
 	$(BIN)/python -m pytest -m ''
 
-# The kit against the MLPerf Tiny reference models: bench/results.md, results.csv, results.png,
-# and the time to validate 1,000 KWS inputs: bench/validate_kws.md.
+# The kit against the MLPerf Tiny reference models: one `tflm-kit optimize` search per model (and the demo)
+# -> bench/optimize_runs/<model>.json -> bench/results.md, results.csv, results.png (docs/bench.md);
+# and the time to validate 1,000 KWS inputs: bench/validate_kws.md. Long: the searches build and run
+# firmware under QEMU when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there.
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.validate_kws
