@@ -5,24 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from converter.optimize.guards import CLASSIFIER, REGRESSION, Guards
+
 
 @dataclass(frozen=True)
 class Goal:
-    """The issue's goal for a row: winner flatbuffer <= max_ratio x the reference flatbuffer, and quality."""
+    """The issue's goal for a row: winner flatbuffer <= max_ratio x the reference flatbuffer, and the
+    quality thresholds (the optimize guards' fields; the search may have been run with looser ones)."""
     max_ratio: float
-    min_agreement: Optional[float] = None     # top-1 agreement with the float model, 0..1
-    max_accuracy_drop: Optional[float] = None  # float accuracy minus winner accuracy, 0..1 (labels only)
-    min_sqnr_db: Optional[float] = None
+    quality: Guards
 
     def describe(self) -> str:
-        parts = [f"<= {self.max_ratio:.2f}x ref"]
-        if self.min_agreement is not None:
-            parts.append(f"agreement >= {self.min_agreement:.0%}")
-        if self.max_accuracy_drop is not None:
-            parts.append(f"drop <= {self.max_accuracy_drop * 100:g} pt")
-        if self.min_sqnr_db is not None:
-            parts.append(f"SQNR >= {self.min_sqnr_db:g} dB")
-        return ", ".join(parts)
+        return f"<= {self.max_ratio:.2f}x ref, {self.quality.describe()}"
 
 
 @dataclass(frozen=True)
@@ -38,7 +32,7 @@ class BenchModel:
     options: tuple[str, ...] = ()   # extra optimize options (guards that differ from the task defaults)
 
 
-CLASSIFIER_GOAL = Goal(0.40, min_agreement=0.95, max_accuracy_drop=0.01)
+CLASSIFIER_GOAL = Goal(0.40, Guards(CLASSIFIER, min_agreement=0.95, max_accuracy_drop=0.01))
 
 MODELS: dict[str, BenchModel] = {m.key: m for m in (
     BenchModel("demo", "demo (digits CNN, make demo)", "models/recipes/demo.yaml", None,
@@ -53,11 +47,11 @@ MODELS: dict[str, BenchModel] = {m.key: m for m in (
     BenchModel("vww", "VWW (MobileNetV1 0.25, 96x96)", "models/recipes/mlperf_vww.yaml",
                "visual_wake_words/vww_96_int8.tflite",
                "no VWW images: 500 real photos (original-pixel CIFAR-10 train images resized to 96x96), unlabeled",
-               Goal(0.60, min_agreement=0.98), trials=4, epochs=1, options=("--min-agreement", "0.98")),
+               Goal(0.60, Guards(CLASSIFIER, min_agreement=0.98)), trials=4, epochs=1, options=("--min-agreement", "0.98")),
     BenchModel("ad", "AD (FC autoencoder, ToyADMOS)", "models/recipes/mlperf_ad.yaml",
                "anomaly_detection/ad01_int8.tflite",
                "no ToyADMOS sounds: 240 log-mel vectors (5x128) of 60 real Speech Commands clips through the "
-               "model's own feature pipeline, unlabeled", Goal(0.50, min_sqnr_db=20.0), trials=6),
+               "model's own feature pipeline, unlabeled", Goal(0.50, Guards(REGRESSION, min_sqnr_db=20.0)), trials=6),
     BenchModel("sww", "SWW (1-D DS-CNN)", "models/recipes/mlperf_sww.yaml",
                "streaming_wakeword/str_ww_ref_model.tflite",
                "the 45 real windows MLPerf ships (a seeded half judges, the other half calibrates), labeled",

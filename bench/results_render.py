@@ -75,9 +75,10 @@ def goal_met(model: BenchModel, ratio: Optional[float], metrics: dict) -> Option
         return None
     if ratio is None or ratio > goal.max_ratio:
         return False
-    checks = [(goal.min_agreement, metrics.get("top1_agreement"), lambda v, t: v >= t),
-              (goal.max_accuracy_drop, metrics.get("accuracy_drop"), lambda v, t: v <= t),
-              (goal.min_sqnr_db, metrics.get("min_sqnr_db"), lambda v, t: v >= t)]
+    quality = goal.quality
+    checks = [(quality.min_agreement, metrics.get("top1_agreement"), lambda v, t: v >= t),
+              (quality.max_accuracy_drop, metrics.get("accuracy_drop"), lambda v, t: v <= t),
+              (quality.min_sqnr_db, metrics.get("min_sqnr_db"), lambda v, t: v >= t)]
     return all(value is not None and ok(value, threshold)
                for threshold, value, ok in checks if threshold is not None)
 
