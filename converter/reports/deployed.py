@@ -43,10 +43,19 @@ class DeployedComparison:
                 f"{self.arena_source})")
 
 
+def tensors_compressed(records) -> bool:
+    """Whether a compress stage stored a tensor differently (LUT, PRUNE, int4), not only dropped metadata
+    (stripping alone changes neither kernels nor arena: no comparison, and no second arena measurement)."""
+    return any(record.kind == "compress" and (record.details.get("tensors")
+                                              or (record.details.get("int4") or {}).get("tensors"))
+               for record in records)
+
+
 def compare_deployed(model_bytes: bytes, uncompressed: Optional[bytes], arena_measured: int,
                      sample: list[np.ndarray], target: str = TARGET) -> Optional[DeployedComparison]:
-    """Both models' deployed flash and arena; None when nothing was compressed, or when the code-size
-    data has no figure for one of the operators (e.g. a custom operator): then there is no honest total."""
+    """Both models' deployed flash and arena; None when there is no uncompressed model, or when the
+    code-size data has no figure for one of the operators (e.g. a custom operator): then there is no
+    honest total."""
     if uncompressed is None:
         return None
     try:
