@@ -6,7 +6,9 @@ Trains the demo's float digits CNN as the recipe does (same seed, same data), co
 below with the kit, and judges each int8 model on TFLM against the float model on the 500 held-out
 MNIST test images of models/data (never trained or calibrated on): top-1 agreement and accuracy drop
 (the optimize guards: >= 95%, <= 1 point); deployed flash and arena on the Cortex-M4 from the
-footprint data and the host arena (converter/reports/deployed.py). Writes bench/demo_compression.md.
+footprint data and the host arena (converter/reports/deployed.py); and, when TFLM_ROOT, the cross compiler
+and QEMU are there, the linked firmware image, target arena and instructions on the emulated Cortex-M4.
+Writes bench/demo_compression.md.
 """
 from __future__ import annotations
 
@@ -69,6 +71,31 @@ def judge(manifest: dict, model_bytes: bytes, x_eval, y_eval, teacher) -> dict:
             "operators": " ".join(info.operators)}
 
 
+def on_device(model_dir: Path) -> dict:
+    """The firmware for the emulated Cortex-M4 (cortex-m-qemu), built and run: linked image text + data,
+    the arena TFLM used there, instructions per inference, and whether the self-test passed."""
+    from converter import flash, render_firmware
+    from converter.optimize.cost import _image_bytes
+
+    project = model_dir.parent / f"{model_dir.name}-fw"
+    render_firmware("cortex-m-qemu", model_dir, project)
+    ran = flash(project)
+    return {"image": _image_bytes(project), "arena_target": ran.get("arena_used_bytes"),
+            "instructions": ran.get("instructions_per_inference"), "self_test": bool(ran.get("pass"))}
+
+
+def device_table(rows: list[dict]) -> list[str]:
+    plain = rows[0]
+    lines = ["", "On the emulated Cortex-M4 (the same models, firmware built with TFLM_ROOT's cortex-m4 "
+             "CMSIS-NN library and run under qemu-system-arm by the kit's `firmware`/`flash` flows):", "",
+             "| variant | linked image B (vs plain int8) | arena B on target | instructions / inference | "
+             "self-test |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['image']:,} ({r['image'] - plain['image']:+,}) | {r['arena_target']:,} | "
+                     f"{r['instructions']:,} | {'pass' if r['self_test'] else 'FAIL'} |")
+    return lines
+
+
 def main() -> None:
     from converter import convert, load_recipe, parse_recipe
 
@@ -80,6 +107,9 @@ def main() -> None:
         x_eval = (archive["x_test"].astype(np.float32) / 255.0)[..., np.newaxis]
         y_eval = archive["y_test"].astype(np.int64)
     teacher = float_outputs(base_recipe, x_eval)
+    from converter.optimize.cost import device_available
+
+    device = device_available({"name": "cortex-m-qemu"}) is None
     base = yaml.safe_load(RECIPE.read_text())
     rows = []
     for name, stages, per_channel, compress in VARIANTS:
@@ -87,6 +117,8 @@ def main() -> None:
         out = Path(args.out) / str(len(rows))
         manifest = convert(recipe, out, force=True)
         rows.append({"name": name, **judge(manifest, (out / "model.tflite").read_bytes(), x_eval, y_eval, teacher)})
+        if device:
+            rows[-1] |= on_device(out)
         print(rows[-1], flush=True)
     plain = rows[0]
     lines = ["# Which compression `make demo` ends with", "",
@@ -103,6 +135,8 @@ def main() -> None:
         lines.append(f"| {r['name']} | {r['model_bytes']:,} | {r['flash']:,} ({r['flash'] - plain['flash']:+,}) | "
                      f"{r['arena']:,} | {r['agreement']:.1%} | {r['accuracy_float']:.1%} -> {r['accuracy']:.1%} | "
                      f"{'yes' if holds else 'no'} |")
+    lines += device_table(rows) if device else ["", "(No firmware figures: TFLM_ROOT, arm-none-eabi-gcc or "
+                                                "qemu-system-arm missing.)"]
     (REPO / "bench/demo_compression.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
