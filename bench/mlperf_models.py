@@ -39,7 +39,8 @@ MODELS: dict[str, BenchModel] = {m.key: m for m in (
                "MNIST subset (models/data), labeled; the recipe's eval inputs", None, trials=6, epochs=1),
     BenchModel("ic", "IC (ResNet-8, CIFAR-10)", "bench/optimize_ic.yaml",
                "image_classification/pretrainedResnet_quant.tflite",
-               "1,000 CIFAR-10 test images (JPEG re-encoded), labeled; fine-tuned on 4,660 original-pixel train images",
+               "1,000 CIFAR-10 test images (JPEG re-encoded), labeled; fine-tuned on 4,660 original-pixel "
+               "train images",
                CLASSIFIER_GOAL),
     BenchModel("kws", "KWS (DS-CNN, Speech Commands)", "bench/optimize_kws.yaml",
                "keyword_spotting/kws_ref_model.tflite",

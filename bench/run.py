@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from .mlperf_models import MODELS, BenchModel
@@ -58,8 +57,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"error: unknown model(s) {unknown} — fix: use some of {', '.join(MODELS)}")
         for key in keys:
             print(f"[{key}] tflm-kit optimize {MODELS[key].recipe}", flush=True)
-            print(f"[{key}] -> {bench_model(MODELS[key], Path(args.out), args.trials, args.workers, args.device, args.board)}",
-                  file=sys.stdout, flush=True)
+            path = bench_model(MODELS[key], Path(args.out), args.trials, args.workers, args.device, args.board)
+            print(f"[{key}] -> {path}", flush=True)
     rows = render()
     print(f"wrote bench/results.md, results.csv, results.json, results.png ({len(rows)} rows)")
     return 0

@@ -6,10 +6,10 @@ from bench.mlperf_models import MODELS
 
 
 def _trial(number, phase, params, status, model_bytes, flash, arena, instructions, metrics):
-    return {"number": number, "phase": phase, "params": params, "status": status, "reason": "",
-            "metrics": metrics, "cost": {"model_bytes": model_bytes, "flash_bytes": flash, "flash_source": "linked image",
-                                         "arena_bytes": arena, "arena_source": "emulated target",
-                                         "instructions": instructions}}
+    cost = {"model_bytes": model_bytes, "flash_bytes": flash, "flash_source": "linked image", "arena_bytes": arena,
+            "arena_source": "emulated target", "instructions": instructions}
+    return {"number": number, "phase": phase, "params": params, "status": status, "reason": "", "metrics": metrics,
+            "cost": cost}
 
 
 def _search(best, winner_bytes, winner_flash, metrics):
