@@ -64,8 +64,9 @@ def test_int16_samples_are_scaled_like_librosa_load():
 
 
 def test_bad_audio_is_refused():
-    with pytest.raises(KitError, match="more than 512 samples"):
-        ad_logmel.vectors(np.ones((1, 300), np.int16))
+    with pytest.raises(KitError, match="at least 2048 samples"):
+        ad_logmel.vectors(np.ones((1, 2047), np.int16))
+    assert ad_logmel.vectors(np.ones((1, 2048), np.int16)).shape == (1, 640)  # exactly 5 frames: one vector
     with pytest.raises(KitError, match="numeric"):
         ad_logmel.vectors(np.array([["a"] * 2000]))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ FRAMES = 5
 POWER = 2.0
 SAMPLE_RATE = 16_000
 DIGITAL_SILENCE_DB = -100.0
+MIN_SAMPLES = (FRAMES - 1) * HOP    # centered frames: 1 + samples // HOP >= FRAMES
+LOG_STEP = np.log(6.4) / 27.0       # Slaney: mels per log-Hz step above 1 kHz
 SUBSET = "speech_commands/speech_commands_v0.02_test_subset.npz"
 
 
@@ -41,16 +44,15 @@ def hz_to_mel(hz: np.ndarray) -> np.ndarray:
     """Slaney's mel scale (librosa htk=False): linear below 1 kHz (3 mels per 200 Hz), log above."""
     hz = np.asarray(hz, dtype=np.float64)
     linear = hz / (200.0 / 3)
-    log_step = np.log(6.4) / 27.0
-    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / log_step, linear)
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-12) / 1000.0) / LOG_STEP, linear)
 
 
 def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     mel = np.asarray(mel, dtype=np.float64)
-    log_step = np.log(6.4) / 27.0
-    return np.where(mel >= 15.0, 1000.0 * np.exp(log_step * (mel - 15.0)), mel * (200.0 / 3))
+    return np.where(mel >= 15.0, 1000.0 * np.exp(LOG_STEP * (mel - 15.0)), mel * (200.0 / 3))
 
 
+@lru_cache(maxsize=4)
 def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, mels: int = MELS) -> np.ndarray:
     """(mels, n_fft/2+1) triangles between mels+2 points evenly spaced in mel from 0 to sr/2, each
     scaled by 2/(its width in Hz) so every band has the same area (Slaney normalization)."""
@@ -60,15 +62,16 @@ def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, mels: int
     ramps = edges_hz[:, np.newaxis] - bin_hz[np.newaxis, :]
     rising = -ramps[:-2] / widths[:-1, np.newaxis]
     falling = ramps[2:] / widths[1:, np.newaxis]
-    weights = np.maximum(0.0, np.minimum(rising, falling))
-    return weights * (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, np.newaxis]
+    weights = np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, np.newaxis]
+    weights.setflags(write=False)  # cached: shared by every call
+    return weights
 
 
 def log_mel(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """One clip (samples,) as float in [-1, 1) -> (frames, 128) log-mel energies in dB."""
-    if len(audio) <= N_FFT // 2:
-        raise KitError(f"an AD clip needs more than {N_FFT // 2} samples for the centered STFT, got {len(audio)}",
-                       "give clips of at least 1/30 s of audio")
+    if len(audio) < MIN_SAMPLES:
+        raise KitError(f"an AD clip needs at least {MIN_SAMPLES} samples ({FRAMES} STFT frames, one vector), "
+                       f"got {len(audio)}", f"give clips of at least {MIN_SAMPLES / SAMPLE_RATE:.3f} s at 16 kHz")
     padded = np.pad(np.asarray(audio, dtype=np.float64), N_FFT // 2, mode="reflect")
     count = 1 + (len(padded) - N_FFT) // HOP
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:count]
