@@ -53,9 +53,15 @@ class ResultRow:
 
 
 def _trial_settings(trial: dict) -> str:
-    from converter.optimize.space import describe
+    """The search's own description, shortened when every layer has the same cluster count."""
+    from converter.optimize.space import cluster_counts, describe
 
-    return describe(trial["params"])
+    params = trial["params"]
+    counts = set(cluster_counts(params).values())
+    if len(counts) == 1 and counts != {0} and len(cluster_counts(params)) > 2:
+        rest = describe({k: v for k, v in params.items() if not k.startswith("clusters:")})
+        return f"every layer {counts.pop()} clusters/ch + LUT" + ("" if rest == "plain int8" else f" + {rest}")
+    return describe(params)
 
 
 def _cost(trial: Optional[dict], key: str):
@@ -102,7 +108,9 @@ def row_of(model: BenchModel, run: dict) -> ResultRow:
         arena_plain=_cost(plain, "arena_bytes"), arena_winner=_cost(best, "arena_bytes"),
         arena_source=str(_cost(best or plain, "arena_source")),
         instructions_plain=_cost(plain, "instructions"), instructions_winner=_cost(best, "instructions"),
-        agreement=metrics.get("top1_agreement"), accuracy_float=metrics.get("accuracy_float"),
+        # top-1 agreement means nothing for an autoencoder's 640 reconstructed values
+        agreement=None if run.get("settings", {}).get("guards", {}).get("task") == "regression"
+        else metrics.get("top1_agreement"), accuracy_float=metrics.get("accuracy_float"),
         accuracy_winner=metrics.get("accuracy_quantized"), sqnr_db=metrics.get("min_sqnr_db"),
         goal=model.goal.describe() if model.goal else "— (no goal in the issue)",
         goal_met=goal_met(model, ratio, metrics), trials=len(trials),
@@ -174,6 +182,18 @@ def markdown(rows: list[ResultRow], missing: list[str], workers_note: str) -> st
             f"{MODELS[k].title} (`python -m bench.run --only {k}`)" for k in missing) + "."]
     lines += ["", "## Inputs each search judged on", ""]
     lines += [f"- {r.title}: {r.inputs}" for r in rows]
+    lines += ["", "## How to read it", "",
+              "- The budgets are small (4-6 trials per model, 1-2 fine-tuning epochs, 2 shared cores): a row says "
+              "what this search found, not the best the space holds. `search.json` (here "
+              "`bench/optimize_runs/<model>.json`) has every trial with its settings, status and reason.",
+              "- A linked image holds the self-test program and the golden vectors too (the same for every "
+              "candidate of a model; VWW's ten 96x96x3 inputs alone are 276 KB), so compare images by their delta.",
+              "- Deployed figures of trials that failed a guard are the footprint-data estimate (only passing "
+              "candidates are built and run on the emulated core); the winner's and plain int8's are measured.",
+              "- The winner is chosen on flash; its instructions per inference can be higher than plain int8's "
+              "(DECODE and int4 unpacking cost cycles): see the instructions column.",
+              "- Inputs are real data, but not always the task's: VWW judges on photos without person labels, "
+              "AD on speech (not machine sounds), SWW on about 22 windows."]
     lines += ["", "## Workers", "", workers_note, "", "## Commands (from the repository root)", ""]
     lines += [f"- {r.title}: `{r.command}`" if r.command else f"- {r.title}: (run file has no command)"
               for r in rows]
