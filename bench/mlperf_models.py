@@ -30,13 +30,18 @@ class BenchModel:
     trials: int = 6
     epochs: int = 2
     options: tuple[str, ...] = ()   # extra optimize options (guards that differ from the task defaults)
+    note: str = ""             # what the row needs said beside its numbers (no numbers here: they are measured)
 
 
 CLASSIFIER_GOAL = Goal(0.40, Guards(CLASSIFIER, min_agreement=0.95, max_accuracy_drop=0.01))
 
 MODELS: dict[str, BenchModel] = {m.key: m for m in (
     BenchModel("demo", "demo (digits CNN, make demo)", "models/recipes/demo.yaml", None,
-               "MNIST subset (models/data), labeled; the recipe's eval inputs", None, trials=6, epochs=1),
+               "MNIST subset (models/data), labeled; the recipe's eval inputs", None, trials=6, epochs=1,
+               note="`make demo` ends with int4 filters alone, chosen by `python -m bench.demo_compression` "
+                    "(bench/demo_compression.md: guards hold on the held-out images, linked image smaller than "
+                    "int8). A small search may not try that point: its TPE trials combine int4 with LUT "
+                    "clusters, so read the winner column as what this search found."),
     BenchModel("ic", "IC (ResNet-8, CIFAR-10)", "bench/optimize_ic.yaml",
                "image_classification/pretrainedResnet_quant.tflite",
                "1,000 CIFAR-10 test images (JPEG re-encoded), labeled; fine-tuned on 4,660 original-pixel "

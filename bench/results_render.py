@@ -182,6 +182,9 @@ def markdown(rows: list[ResultRow], missing: list[str], workers_note: str) -> st
             f"{MODELS[k].title} (`python -m bench.run --only {k}`)" for k in missing) + "."]
     lines += ["", "## Inputs each search judged on", ""]
     lines += [f"- {r.title}: {r.inputs}" for r in rows]
+    notes = [f"- {r.title}: {MODELS[r.key].note}" for r in rows if MODELS[r.key].note]
+    if notes:
+        lines += ["", "## Notes", ""] + notes
     lines += ["", "## How to read it", "",
               "- The budgets are small (4-6 trials per model, 1-2 fine-tuning epochs, 2 shared cores): a row says "
               "what this search found, not the best the space holds. `search.json` (here "
