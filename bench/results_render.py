@@ -95,10 +95,10 @@ def row_of(model: BenchModel, run: dict) -> ResultRow:
     best_number = run.get("summary", {}).get("best_trial")
     best = trials.get(best_number)
     metrics = best["metrics"] if best else {}
-    ref = reference_bytes(model)
+    bench = run.get("bench", {})
+    ref = bench.get("reference_bytes") or reference_bytes(model)
     winner_bytes = _cost(best, "model_bytes")
     ratio = winner_bytes / ref if winner_bytes and ref else None
-    bench = run.get("bench", {})
     return ResultRow(
         key=model.key, title=model.title, reference_bytes=ref, plain_model_bytes=_cost(plain, "model_bytes"),
         winner=_trial_settings(best) if best else "no candidate passed the guards",

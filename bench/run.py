@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .mlperf_models import MODELS, BenchModel
 from .optimize import REPO, run_search
-from .results_render import RUNS, render
+from .results_render import RUNS, reference_bytes, render
 
 
 def bench_model(model: BenchModel, out: Path, trials: int, workers: int, device: bool, board: str) -> Path:
@@ -31,7 +31,9 @@ def bench_model(model: BenchModel, out: Path, trials: int, workers: int, device:
                      list(model.options))
     search = run["search"]
     search["bench"] = {"command": run["command"], "wall_seconds": run["seconds"], "workers": workers,
-                       "load": f"{run['load_before']} -> {run['load_after']}"}
+                       "load": f"{run['load_before']} -> {run['load_after']}",
+                       # kept with the run, so re-rendering needs no shared data
+                       "reference_bytes": reference_bytes(model)}
     RUNS.mkdir(exist_ok=True)
     path = RUNS / f"{model.key}.json"
     path.write_text(json.dumps(search, indent=1, default=str) + "\n")
