@@ -63,13 +63,13 @@ def describe_run(record: dict) -> str:
 def rounds_table(record: dict) -> list[str]:
     """report.md lines: one row per round (clients, payload bytes, losses, held-out accuracy, seconds)."""
     lines = ["", "## Federated rounds", "", describe_run(record) + ".", "",
-             "| round | clients | bytes sent | bytes received | train loss | held-out loss | held-out accuracy | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| round | clients | bytes sent | bytes received | train loss | update norm | held-out loss | held-out accuracy "
+             "| seconds |", "|---|---|---|---|---|---|---|---|---|"]
     before = record.get("eval_before", {})
-    lines.append(f"| 0 (start) | | | | | {before.get('loss', '')} | {before.get('accuracy', '')} | |")
+    lines.append(f"| 0 (start) | | | | | | {before.get('loss', '')} | {before.get('accuracy', '')} | |")
     for r in record.get("rounds", []):
         lines.append(f"| {r['round']} | {r['clients']} | {r['bytes_sent']:,} | {r['bytes_received']:,} | "
-                     f"{r.get('train_loss', '')} | {r.get('eval_loss', '')} | {r.get('eval_accuracy', '')} | "
+                     f"{r.get('train_loss', '')} | {r.get('update_norm', '')} | {r.get('eval_loss', '')} | {r.get('eval_accuracy', '')} | "
                      f"{r['seconds']} |")
     if "privacy" in record:
         p = record["privacy"]
