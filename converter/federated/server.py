@@ -76,6 +76,16 @@ def train_config(plan: ServerPlan, fixed: list) -> ConfigRecord:
     return ConfigRecord(config | ({"fixed-weights": pack_arrays(fixed)} if fixed else {}))
 
 
+class _PoissonCountsVary(logging.Filter):
+    """Drops Flower's DP warning that a round's replies differ from the expected count: under Poisson
+    sampling they vary by design (the kit divides by the expected count, which the noise is sized for)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flwr.supercore.differential_privacy import CLIENTS_DISCREPANCY_WARNING
+
+        return record.msg != CLIENTS_DISCREPANCY_WARNING
+
+
 def _rounded(value) -> Optional[float]:
     """A client metric averaged by the strategy; None in a round nobody was drawn for."""
     return None if value is None else round(float(value), 5)
@@ -105,12 +115,16 @@ def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     flwr_logger.setLevel(logging.WARNING)  # Flower logs every round at INFO; the stage record has it all
+    counts_vary = _PoissonCountsVary()
+    if plan.settings.poisson_sampling:
+        flwr_logger.addFilter(counts_vary)
     try:
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(exchanged),
                                 num_rounds=plan.settings.rounds, train_config=train_config(plan, fixed),
                                 evaluate_fn=score)
     finally:
         flwr_logger.setLevel(level)
+        flwr_logger.removeFilter(counts_vary)
     missing = [r for r in range(1, plan.settings.rounds + 1) if r not in result.train_metrics_clientapp]
     if missing:
         raise FederationError(f"round(s) {missing} produced no aggregate (clients failed; see Flower's log)")
