@@ -69,7 +69,7 @@ def _fresh(model, weights):
 
 
 def _row(case: str, training: str, result, data, seconds: float) -> dict:
-    record = result.record
+    record = result.record.as_dict()
     int8 = run_stage("quantize", result.model, QuantizeSettings(calibration_samples=200), data).record["quality_after"]
     privacy = record.get("privacy")
     return {"case": case, "training": training, "rounds": len(record.get("rounds", [])) or None,
@@ -171,12 +171,17 @@ def render(rows: list[dict]) -> str:
                 lines.append(f"| {two['case']} | 2 | {two['federated_seconds']} | {_load(two)} | — |")
     lines += ["", "Notes. Centralised = the kit's `train` stage (Adam) on all clients' data pooled. FedAvg runs the "
               "bundled recipes' federated settings (digits: 10 clients, Dirichlet alpha 0.5, from scratch; KWS: 20 "
-              "clients holding whole speakers, fine-tuning the MLPerf model with BatchNorm frozen). DP = client-level "
-              "(ε, δ) from dp-accounting for the actual sampling (m of N clients per round) and rounds, clip_norm 1.0. "
-              "With 5 clients per round the noise on the averaged update (std z·C/m per weight) swamps the "
-              "update: useful DP needs far more clients per round; the table shows what these settings cost. "
-              "Wall times include Ray start-up and each client's TensorFlow start.",
-              "Plots: bench/federated_<case>.png (held-out accuracy per round, FedAvg with and without DP)."]
+              "clients holding whole speakers, fine-tuning the MLPerf model with BatchNorm frozen). The DP pair runs "
+              "on a federation sized for DP (DP_FEDERATION in bench/federated.py): 100 clients, each joining a round "
+              "with probability 0.2 (Poisson; clients/round is the mean actually drawn), the same settings without "
+              "and with noise; digits starts from the CNN trained centrally on 300 training images treated as "
+              "public (the clients hold the other 2,700), KWS from the MLPerf model. clip_norm C is set near the "
+              "clients' mean update norm measured without clipping (stage record `update_norm`). ε is client-level, "
+              "from dp-accounting (RDP, Poisson-sampled Gaussian, add/remove one client) for the sampling rate and "
+              "rounds actually run. Wall times include Ray start-up and each client's TensorFlow start, on a machine "
+              "shared with other jobs (load averages in bench/federated.json).",
+              "Plots: bench/federated_<case>.png (held-out accuracy per round of the DP pair: the same federation "
+              "with and without DP)."]
     return "\n".join(lines) + "\n"
 
 

@@ -84,7 +84,7 @@ class RosterSampling(FedAvg):
         arrays, metrics = super().aggregate_train(server_round, ordered)
         if arrays is None:
             return arrays, metrics
-        share = len(ordered) / self.fixed_denominator
+        share = sum(not m.has_error() for m in ordered) / self.fixed_denominator
         start = self._sent.to_numpy_ndarrays()
         return ArrayRecord([(s + share * (m - s)).astype(s.dtype)
                             for s, m in zip(start, arrays.to_numpy_ndarrays())]), metrics
