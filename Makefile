@@ -24,8 +24,10 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@
 
+# The digit CNN trained, quantized and compressed (int4 filters, models/recipes/demo.yaml); it prints the
+# compressed model's deployed flash and arena next to the uncompressed int8 model's.
 demo: $(INSTALLED)
-	$(BIN)/tflm-kit convert models/recipes/default.yaml --out build/digits --force
+	$(BIN)/tflm-kit convert models/recipes/demo.yaml --out build/digits --force
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
@@ -41,8 +43,10 @@ test-slow: $(INSTALLED)
 test-all: $(INSTALLED)
 	$(BIN)/python -m pytest -m ''
 
-# The kit against the MLPerf Tiny reference models: bench/results.md, results.csv, results.png,
-# and the time to validate 1,000 KWS inputs: bench/validate_kws.md.
+# The kit against the MLPerf Tiny reference models: one `tflm-kit optimize` search per model (and the demo)
+# -> bench/optimize_runs/<model>.json -> bench/results.md, results.csv, results.png (docs/bench.md);
+# and the time to validate 1,000 KWS inputs: bench/validate_kws.md. Long: the searches build and run
+# firmware under QEMU when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there.
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.validate_kws

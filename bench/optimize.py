@@ -25,12 +25,14 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 
 
-def run_search(recipe: Path, out: Path, trials: int, workers: int, epochs: int, device: bool, board: str) -> dict:
+def run_search(recipe: Path, out: Path, trials: int, workers: int, epochs: int, device: bool, board: str,
+               extra: list[str] | None = None) -> dict:
+    """One `tflm-kit optimize` run in a fresh folder; `extra`: more CLI options (e.g. guards)."""
     if out.exists():
         shutil.rmtree(out)  # a fresh search each time: an existing one would resume
     command = [sys.executable, "-P", "-m", "converter", "optimize", str(recipe), "--board", board, "--out", str(out),
                "--trials", str(trials), "--workers", str(workers), "--epochs", str(epochs),
-               "--device" if device else "--no-device"]
+               "--device" if device else "--no-device", *(extra or [])]
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
@@ -40,7 +42,7 @@ def run_search(recipe: Path, out: Path, trials: int, workers: int, epochs: int, 
     search = json.loads((out / "search.json").read_text())
     return {"workers": workers, "seconds": round(seconds, 1), "load_before": round(load_before, 1),
             "load_after": round(os.getloadavg()[0], 1), "stdout": done.stdout,
-            "command": " ".join(["tflm-kit"] + [_shown(part) for part in command[3:]]),
+            "command": " ".join(["tflm-kit"] + [_shown(part) for part in command[command.index("converter") + 1:]]),
             "search": search}
 
 

@@ -135,6 +135,10 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     click.echo(f"model: {summary['model_bytes']:,} bytes {summary['mode']}   tensor arena: {summary['tensor_arena_size']:,} bytes "
                f"({summary['arena_measured']:,} measured on host)")
     click.echo(f"quality: float {summary['float_quality']} -> {summary['mode']} on TFLM {summary['quantized_quality']}")
+    if "deployed" in manifest:  # a compressed model: what the device stores, next to the uncompressed one
+        from .reports.deployed import DeployedComparison
+
+        click.echo(DeployedComparison(**manifest["deployed"]).line())
     click.echo(f"bit-exact on TFLM (C array vs golden): {exact['equal']}/{exact['total']}")
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
         result = manifest["validation"][pair]

@@ -61,7 +61,8 @@ def run_kit(*args, cwd=REPO, env=None):
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
-    """The default recipe converted once for the whole session (what `make demo` does)."""
+    """default.yaml (the digits CNN through prune + cluster + LUT) converted once for the whole session; `make demo`'s
+    own recipe, demo.yaml, is tested in tests/test_demo.py."""
     out = tmp_path_factory.mktemp("demo") / "digits"
     result = run_kit("convert", REPO / "models/recipes/default.yaml", "--out", out)
     assert result.returncode == 0, result.stderr[-3000:]

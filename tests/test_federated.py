@@ -82,6 +82,43 @@ def test_epsilon_grows_with_rounds_and_sampling_and_shrinks_with_noise():
     assert eps(dp=DpSettings(noise_multiplier=1.0, delta=1e-3)) < reference
 
 
+def test_dp_accounting_gives_the_accountant_the_mechanism_each_sampling_runs():
+    """With every client in every round there is no sampling to amplify: Poisson (noise z*C on a sum
+    one client moves by C) is the plain Gaussian of multiplier z under add/remove; fixed-size (a
+    replaced client moves the sum by 2C) is the Gaussian of z/2 under replace-one."""
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    def plain(multiplier, relation, rounds=10):
+        accountant = RdpAccountant(neighboring_relation=relation)
+        accountant.compose(dp_accounting.GaussianDpEvent(multiplier), rounds)
+        return accountant.get_epsilon(1e-5)
+
+    everyone = dict(clients=10, fraction_fit=1.0, rounds=10)
+    poisson = account(FederatedSettings(**everyone, dp=DpSettings(noise_multiplier=2.0)))
+    fixed = account(FederatedSettings(**everyone, dp=DpSettings(noise_multiplier=2.0, sampling="fixed")))
+    relation = dp_accounting.NeighboringRelation
+    assert poisson.epsilon == pytest.approx(plain(2.0, relation.ADD_OR_REMOVE_ONE), rel=1e-6)
+    assert fixed.epsilon == pytest.approx(plain(1.0, relation.REPLACE_ONE), rel=1e-6)
+    # sampled 20 of 100 per round, Poisson's amplification spends far less for the same noise
+    sampled = dict(clients=100, fraction_fit=0.2, rounds=20)
+    assert account(FederatedSettings(**sampled, dp=DpSettings(noise_multiplier=1.0))).epsilon < 10 < \
+        account(FederatedSettings(**sampled, dp=DpSettings(noise_multiplier=1.0, sampling="fixed"))).epsilon
+
+
+def test_poisson_sampling_draws_each_client_independently_and_reproducibly():
+    from converter.federated.strategy import Roster
+
+    roster = Roster({100 + p: p for p in range(200)}, per_round=20, seed=3, poisson_rate=0.1)
+    draws = [roster.sample(r) for r in range(1, 41)]
+    assert draws == [roster.sample(r) for r in range(1, 41)]
+    sizes = [len(d) for d in draws]
+    assert len(set(sizes)) > 3 and 15 < np.mean(sizes) < 25  # binomial(200, 0.1) sizes, not always 20
+    assert all(len(set(d)) == len(d) and set(d) <= set(range(100, 300)) for d in draws)
+    fixed = Roster({100 + p: p for p in range(200)}, per_round=20, seed=3)
+    assert {len(fixed.sample(r)) for r in range(1, 11)} == {20}
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"dp": DpSettings(noise_multiplier=0.0)}, "infinite epsilon"),
     ({"dp": DpSettings(noise_multiplier=1.0), "strategy": "fedadam"}, "cannot be accounted"),
@@ -249,13 +286,15 @@ def test_simulation_on_ray_is_reproducible_and_records_each_round():
     results = []
     for _ in range(2):
         keras.utils.set_random_seed(0)
-        results.append(run_stage("federated", tiny_classifier(), settings, data, seed=7))
+        # seed 0: Poisson sampling draws nobody in round 1 (noise only) and 3 of the 4 clients in round 2
+        results.append(run_stage("federated", tiny_classifier(), settings, data, seed=0))
     first, second = results
     assert all(np.array_equal(a, b) for a, b in zip(first.model.get_weights(), second.model.get_weights()))
     record = first.record
     assert record["trained_federated"] and record["clients_per_round"] == 2
-    assert [r["clients"] for r in record["rounds"]] == [2, 2]
-    assert all(r["bytes_sent"] > 0 and "eval_accuracy" in r and r["seconds"] > 0 for r in record["rounds"])
+    assert [r["clients"] for r in record["rounds"]] == [0, 3]
+    assert record["rounds"][0]["train_loss"] is None and record["rounds"][1]["update_norm"] > 0
+    assert all("eval_accuracy" in r and r["seconds"] > 0 for r in record["rounds"]) and record["rounds"][1]["bytes_sent"] > 0
     assert 0 < record["privacy"]["epsilon"] < float("inf") and record["privacy"]["sampling_rate"] == 0.5
     same = ("clients", "bytes_sent", "bytes_received", "train_loss", "eval_loss", "eval_accuracy")
     assert [{k: r[k] for k in same} for r in record["rounds"]] == \

@@ -97,8 +97,11 @@ def build_client_app(shards: ShardSource) -> ClientApp:
                          # one stream per (run seed, round, client): reproducible whichever worker runs it
                          seed=int(config["seed"]) * 1_000_003 + int(config["server-round"]) * 10_007 + partition_id)
         fixed = unpack_arrays(bytes(config["fixed-weights"])) if "fixed-weights" in config else []
-        weights, loss = train(plan, message.content["arrays"].to_numpy_ndarrays(), fixed, x, y)
-        metrics = MetricRecord({"num-examples": len(x), "unit-weight": 1, "train-loss": loss})
+        received = message.content["arrays"].to_numpy_ndarrays()
+        weights, loss = train(plan, received, fixed, x, y)
+        # the update's L2 norm before any DP clipping: what a clip_norm should be matched to
+        norm = float(np.sqrt(sum(np.sum(np.square(w.astype(np.float64) - r)) for w, r in zip(weights, received))))
+        metrics = MetricRecord({"num-examples": len(x), "unit-weight": 1, "train-loss": loss, "update-norm": norm})
         return Message(RecordDict({"arrays": ArrayRecord(weights), "metrics": metrics}), reply_to=message)
 
     return app

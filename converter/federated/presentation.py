@@ -53,7 +53,10 @@ def write_accuracy_plot(runs: dict[str, dict], path: Path) -> bool:
 def describe_run(record: dict) -> str:
     """'10 clients (dirichlet), 5 per round, 12 rounds, 11.2 MB exchanged, ε = 3.1 at δ = 1e-05'."""
     settings, rounds = record["settings"], record.get("rounds", [])
-    text = (f"{settings['clients']} clients ({settings['partition']}), {record['clients_per_round']} per round, "
+    poisson = (settings.get("dp") or {}).get("sampling") == "poisson"
+    per_round = (f"each in a round with probability {settings['fraction_fit']:g} (Poisson)" if poisson
+                 else f"{record['clients_per_round']} per round")
+    text = (f"{settings['clients']} clients ({settings['partition']}), {per_round}, "
             f"{len(rounds)} rounds of {settings['strategy']}, {record['bytes_exchanged'] / 1e6:.1f} MB exchanged")
     if "privacy" in record:
         text += f", ε = {record['privacy']['epsilon']:.3g} at δ = {record['privacy']['delta']:g}"
@@ -63,13 +66,13 @@ def describe_run(record: dict) -> str:
 def rounds_table(record: dict) -> list[str]:
     """report.md lines: one row per round (clients, payload bytes, losses, held-out accuracy, seconds)."""
     lines = ["", "## Federated rounds", "", describe_run(record) + ".", "",
-             "| round | clients | bytes sent | bytes received | train loss | held-out loss | held-out accuracy | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| round | clients | bytes sent | bytes received | train loss | update norm | held-out loss | held-out accuracy "
+             "| seconds |", "|---|---|---|---|---|---|---|---|---|"]
     before = record.get("eval_before", {})
-    lines.append(f"| 0 (start) | | | | | {before.get('loss', '')} | {before.get('accuracy', '')} | |")
+    lines.append(f"| 0 (start) | | | | | | {before.get('loss', '')} | {before.get('accuracy', '')} | |")
     for r in record.get("rounds", []):
         lines.append(f"| {r['round']} | {r['clients']} | {r['bytes_sent']:,} | {r['bytes_received']:,} | "
-                     f"{r.get('train_loss', '')} | {r.get('eval_loss', '')} | {r.get('eval_accuracy', '')} | "
+                     f"{r.get('train_loss', '')} | {r.get('update_norm', '')} | {r.get('eval_loss', '')} | {r.get('eval_accuracy', '')} | "
                      f"{r['seconds']} |")
     if "privacy" in record:
         p = record["privacy"]

@@ -1,14 +1,19 @@
 """The (epsilon, delta) a DP federated run spends, from Google's dp-accounting library.
 
-What is accounted (client-level DP, each client's whole shard is one "record"):
-- each round the server samples m of the N clients uniformly without replacement (the kit's
-  seeded sampling, Flower's FedAvg sample size rule), so n = N is public and the neighbouring
-  relation is "replace one client" (dp-accounting's SampledWithoutReplacementDpEvent, RDP);
-- each sampled client clips its update to L2 norm C (Flower's fixedclipping_mod); the server
-  averages the m updates with equal weights and adds N(0, (z*C/m)^2) noise per coordinate
-  (Flower's DifferentialPrivacyClientSideFixedClipping), i.e. noise z*C on the sum;
-- replacing one client's update moves the sum by up to 2C, so the Gaussian mechanism's noise
-  multiplier (std / sensitivity) is z/2 — the accountant is given z/2, not z.
+Client-level DP: each client's whole shard is one "record". Every sampled client clips its model
+update to L2 norm C (Flower's fixedclipping_mod) and the server adds Gaussian noise to the
+aggregate (Flower's DifferentialPrivacyClientSideFixedClipping). What is accounted depends on how
+clients are sampled (dp.sampling), and each case is given to the accountant as the event it is:
+
+- poisson (default): each round every client joins independently with probability q = fraction_fit
+  (the kit's seeded draw). The server divides the sum of the clipped updates by the *expected*
+  count m = q*N, a constant, and adds N(0, (z*C/m)^2) per coordinate: noise z*C on the sum. Adding
+  or removing one client moves the sum by at most C, so this is dp-accounting's
+  PoissonSampledDpEvent(q, GaussianDpEvent(z)) under add-or-remove-one (RDP).
+- fixed: exactly m = clients_per_round clients, drawn without replacement; N is public and the
+  relation is "replace one client", which moves the sum by up to 2C: SampledWithoutReplacementDpEvent
+  of GaussianDpEvent(z/2) (RDP). For the same noise this spends several times the epsilon of
+  poisson, so it is only there for deployments that cannot sample independently.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ class PrivacySpent:
     rounds: int
     sampling_rate: float
     noise_multiplier: float
-    accountant: str = "dp-accounting RDP, sampling without replacement, replace-one client"
+    accountant: str
 
     def as_dict(self) -> dict:
         return {"epsilon": round(self.epsilon, 4), "delta": self.delta, "rounds": self.rounds,
@@ -34,16 +39,38 @@ class PrivacySpent:
                 "accountant": self.accountant}
 
 
-def epsilon_after(dp: DpSettings, clients: int, sampled: int, rounds: int) -> float:
+ACCOUNTANTS = {"poisson": "dp-accounting RDP, Poisson sampling, add-or-remove one client",
+               "fixed": "dp-accounting RDP, fixed-size sampling without replacement, replace-one client"}
+
+
+def _round_event(dp: DpSettings, clients: int, sampled: int):
+    import dp_accounting
+
+    if dp.sampling == "poisson":
+        return dp_accounting.PoissonSampledDpEvent(sampled / clients, dp_accounting.GaussianDpEvent(dp.noise_multiplier))
+    return dp_accounting.SampledWithoutReplacementDpEvent(
+        source_dataset_size=clients, sample_size=int(sampled), event=dp_accounting.GaussianDpEvent(dp.noise_multiplier / 2))
+
+
+def epsilon_after(dp: DpSettings, clients: int, sampled: float, rounds: int) -> float:
+    """sampled: clients per round (poisson: the expected number, clients * fraction_fit)."""
+    import logging
+
     import dp_accounting
     from dp_accounting.rdp import RdpAccountant
 
-    accountant = RdpAccountant(neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE)
-    per_round = dp_accounting.SampledWithoutReplacementDpEvent(
-        source_dataset_size=clients, sample_size=sampled,
-        event=dp_accounting.GaussianDpEvent(dp.noise_multiplier / 2))
+    relation = (dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE if dp.sampling == "poisson"
+                else dp_accounting.NeighboringRelation.REPLACE_ONE)
+    accountant = RdpAccountant(neighboring_relation=relation)
+    per_round = _round_event(dp, clients, sampled)
     accountant.compose(dp_accounting.SelfComposedDpEvent(per_round, rounds))
-    return float(accountant.get_epsilon(dp.delta))
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)  # it warns for each low RDP order it skips; the bound uses the others
+    try:
+        return float(accountant.get_epsilon(dp.delta))
+    finally:
+        absl.setLevel(level)
 
 
 def account(settings: FederatedSettings, rounds: int | None = None) -> PrivacySpent:
@@ -59,10 +86,11 @@ def account(settings: FederatedSettings, rounds: int | None = None) -> PrivacySp
         raise KitError(f"dp noise_multiplier {dp.noise_multiplier} gives an infinite epsilon (no noise)",
                        "set dp.noise_multiplier above 0 (e.g. 1.0)")
     rounds = settings.rounds if rounds is None else rounds
-    sampled = settings.clients_per_round
+    sampled = settings.expected_clients_per_round
     epsilon = epsilon_after(dp, settings.clients, sampled, rounds)
     if not math.isfinite(epsilon):
         raise KitError(f"dp settings give an unbounded epsilon (noise_multiplier {dp.noise_multiplier}, "
-                       f"{sampled} of {settings.clients} clients per round, {rounds} rounds, delta {dp.delta})",
+                       f"{sampled:g} of {settings.clients} clients per round, {rounds} rounds, delta {dp.delta})",
                        "raise dp.noise_multiplier or dp.delta, or sample fewer clients or rounds")
-    return PrivacySpent(epsilon, dp.delta, rounds, sampled / settings.clients, dp.noise_multiplier)
+    return PrivacySpent(epsilon, dp.delta, rounds, sampled / settings.clients, dp.noise_multiplier,
+                        ACCOUNTANTS[dp.sampling])

@@ -64,7 +64,8 @@ def discover(grid: Grid, settings: FederatedSettings, seconds: float, seed: int)
     if sorted(partitions.values()) != list(range(settings.clients)):
         raise FederationError(f"the clients hold partitions {sorted(partitions.values())}, "
                               f"expected each of 0..{settings.clients - 1} once")
-    return Roster(partitions, settings.clients_per_round, seed)
+    return Roster(partitions, settings.clients_per_round, seed,
+                  poisson_rate=settings.fraction_fit if settings.poisson_sampling else None)
 
 
 def train_config(plan: ServerPlan, fixed: list) -> ConfigRecord:
@@ -73,6 +74,21 @@ def train_config(plan: ServerPlan, fixed: list) -> ConfigRecord:
               "batch-size": s.batch_size, "learning-rate": s.learning_rate, "proximal-mu": 0.0,
               "seed": plan.seed, "cpus-per-client": s.cpus_per_client, "freeze-batch-norm": s.freeze_batch_norm}
     return ConfigRecord(config | ({"fixed-weights": pack_arrays(fixed)} if fixed else {}))
+
+
+class _PoissonCountsVary(logging.Filter):
+    """Drops Flower's DP warning that a round's replies differ from the expected count: under Poisson
+    sampling they vary by design (the kit divides by the expected count, which the noise is sized for)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flwr.supercore.differential_privacy import CLIENTS_DISCREPANCY_WARNING
+
+        return record.msg != CLIENTS_DISCREPANCY_WARNING
+
+
+def _rounded(value) -> Optional[float]:
+    """A client metric averaged by the strategy; None in a round nobody was drawn for."""
+    return None if value is None else round(float(value), 5)
 
 
 def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:
@@ -99,21 +115,26 @@ def run_server(grid: Grid, plan: ServerPlan) -> FederatedOutcome:
     flwr_logger = logging.getLogger("flwr")
     level = flwr_logger.level
     flwr_logger.setLevel(logging.WARNING)  # Flower logs every round at INFO; the stage record has it all
+    counts_vary = _PoissonCountsVary()
+    if plan.settings.poisson_sampling:
+        flwr_logger.addFilter(counts_vary)
     try:
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(exchanged),
                                 num_rounds=plan.settings.rounds, train_config=train_config(plan, fixed),
                                 evaluate_fn=score)
     finally:
         flwr_logger.setLevel(level)
+        flwr_logger.removeFilter(counts_vary)
     missing = [r for r in range(1, plan.settings.rounds + 1) if r not in result.train_metrics_clientapp]
     if missing:
         raise FederationError(f"round(s) {missing} produced no aggregate (clients failed; see Flower's log)")
     rounds = []
     for r in range(1, plan.settings.rounds + 1):
-        train_loss = result.train_metrics_clientapp[r].get("train-loss")
+        clients_said = result.train_metrics_clientapp[r]
         rounds.append({"round": r, "clients": traffic.clients[r], "bytes_sent": traffic.sent[r],
                        "bytes_received": traffic.received[r],
-                       "train_loss": None if train_loss is None else round(float(train_loss), 5),
+                       "train_loss": _rounded(clients_said.get("train-loss")),
+                       "update_norm": _rounded(clients_said.get("update-norm")),  # clients' mean, before clipping
                        **{f"eval_{k}": v for k, v in scores[r].items()},
                        "seconds": round(ended[r] - ended[r - 1], 2)})
     return FederatedOutcome(weights=merge_weights(result.arrays.to_numpy_ndarrays(), fixed, mask),

@@ -14,6 +14,9 @@ class DpSettings(BaseModel):
     clip_norm: float = Field(1.0, gt=0, description="L2 bound on each client's model update")
     noise_multiplier: float = Field(1.0, ge=0, description="noise std on the sum of updates / clip_norm")
     delta: float = Field(1e-5, gt=0, lt=1)
+    sampling: Literal["poisson", "fixed"] = Field(
+        "poisson", description="poisson: each client joins a round with probability fraction_fit (the "
+        "average divides by the expected count; tightest accounting); fixed: exactly clients_per_round")
 
 
 class FederatedSettings(BaseModel):
@@ -49,6 +52,16 @@ class FederatedSettings(BaseModel):
         if self.key and self.partition != "by_key":
             raise ValueError("'key' is only used with partition: by_key")
         return self
+
+    @property
+    def poisson_sampling(self) -> bool:
+        """DP runs sample each client independently (Poisson); plain runs a fixed number per round."""
+        return self.dp is not None and self.dp.sampling == "poisson"
+
+    @property
+    def expected_clients_per_round(self) -> float:
+        """clients * fraction_fit under Poisson sampling (the fixed denominator of the average), else clients_per_round."""
+        return self.clients * self.fraction_fit if self.poisson_sampling else float(self.clients_per_round)
 
     @property
     def clients_per_round(self) -> int:

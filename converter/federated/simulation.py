@@ -27,6 +27,8 @@ def _worker_env(cpus_per_client: float) -> dict:
 
 def _start_ray(plan: ServerPlan) -> bool:
     """Start (or join) Ray; True when this call started it and must shut it down."""
+    # keep Ray's current behaviour (no accelerators here) without its warning about a future change
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     import ray
 
     if ray.is_initialized():

@@ -118,7 +118,14 @@ def _stage_detail(name: str, settings, data: Dataset) -> str:
     if name == "quantize":
         return (f"quantize ({settings.mode}, "
                 f"{min(settings.calibration_samples, sample_count(data.x_calibration))} calibration samples)")
-    return "compress (TFLM DECODE: LUT, PRUNE, int4 as set)" if name == "compress" else name
+    if name != "compress":
+        return name
+    methods = [label for label, on in (("LUT", settings.lut), ("PRUNE", settings.prune)) if on]
+    parts = ([f"{' + '.join(methods)} decoded by TFLM DECODE"] if methods else []) + \
+        (["packed int4 filters"] if settings.int4 else []) + \
+        (["offline memory plan"] if settings.memory_plan == "offline" else []) + \
+        (["metadata stripped"] if settings.strip_metadata else [])
+    return f"compress ({', '.join(parts) or 'nothing set'})"
 
 
 def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:

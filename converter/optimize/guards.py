@@ -56,10 +56,14 @@ class Verdict:
     metrics: dict = field(default_factory=dict)
 
 
-def task_of(outputs: np.ndarray, labels: Optional[np.ndarray]) -> str:
-    """A classifier has one score per class (2+ columns); integer labels, when present, must index them."""
+def task_of(outputs: np.ndarray, labels: Optional[np.ndarray], inputs: Optional[np.ndarray] = None) -> str:
+    """A classifier has one score per class (2+ columns); integer labels, when present, must index them.
+    An output shaped like the input (an autoencoder's reconstruction, e.g. MLPerf Tiny AD's 640 values)
+    is regression however wide it is."""
     flat = outputs.reshape(len(outputs), -1)
     if flat.shape[1] < 2 or outputs.ndim != 2:
+        return REGRESSION
+    if inputs is not None and inputs.shape == outputs.shape:
         return REGRESSION
     if labels is not None and not np.issubdtype(np.asarray(labels).dtype, np.integer):
         return REGRESSION

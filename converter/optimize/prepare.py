@@ -95,7 +95,7 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
                            x_eval=parts.x_selection, y_eval=parts.y_selection)
         model = _teacher(model, recipe, fit_data, log)
         teacher_out = predict(model, parts.x_selection)
-        task = task_of(teacher_out, parts.y_selection)
+        task = task_of(teacher_out, parts.y_selection, parts.x_selection)
         targets = distillation_targets(predict(model, parts.x_fit), parts.y_fit, task == CLASSIFIER,
                                        _softmax_output(model), label_weight)
         arrays = {"x_train": parts.x_fit, "y_train": targets, "x_test": parts.x_selection, "teacher_0": teacher_out,
@@ -109,7 +109,7 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
         _save_model_atomic(model, teacher_path)
         _save_npz_atomic(data_path, arrays)
         selection, labels, note, sizes = parts.x_selection, parts.y_selection, parts.note, parts.sizes()
-    task = task_of(teacher_out, labels)
+    task = task_of(teacher_out, labels, selection)
     accuracy = None
     if task == CLASSIFIER and labels is not None:
         accuracy = float(np.mean(np.argmax(teacher_out, axis=1) == labels))

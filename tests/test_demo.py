@@ -1,0 +1,59 @@
+"""`make demo`: models/recipes/demo.yaml ends with a compressed model (int4 filters) and `convert` prints
+its deployed flash and arena next to the uncompressed int8 model's, from the footprint data (no
+TFLM_ROOT, no cross compiler: a fresh clone)."""
+import json
+import re
+
+from converter.tflite.model import read_model
+from converter.tflm.footprint import deployed_flash
+
+from .conftest import REPO, run_kit
+
+
+def test_demo_ends_compressed_and_prints_what_the_device_stores(tmp_path):
+    out = tmp_path / "digits"
+    result = run_kit("convert", REPO / "models/recipes/demo.yaml", "--out", out, env={"TFLM_ROOT": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [record["stage"] for record in manifest["stages"]] == ["train", "quantize", "compress"]
+    compress = manifest["stages"][-1]
+    int4_ops = {row["operator"] for row in compress["int4"]["tensors"]}
+    assert "FULLY_CONNECTED" in int4_ops  # the big filter: per tensor, so TFLM's FULLY_CONNECTED takes int4
+    assert compress["int4"]["top1_agreement_vs_int8"] >= 0.95
+    model = (out / "model.tflite").read_bytes()
+    operators = read_model(model).operators
+    assert "TFLM_DECODE" not in operators  # int4 needs no DECODE kernel
+    exact = manifest["validation"]["tflm_vs_c_array"]
+    assert exact["equal"] == exact["total"] == 10
+
+    deployed = manifest["deployed"]
+    assert deployed["target"] == "cortex-m4" and deployed["flash_source"] == "footprint data"
+    assert deployed["flash"] == deployed_flash(len(model), operators, "cortex-m4").total
+    # int4 halves the filters and adds no kernel: the image shrinks by more than the FC filter's half
+    assert deployed["flash_uncompressed"] - deployed["flash"] > 11_000
+    assert deployed["arena"] == manifest["arena_bytes"]
+    # the int4 filters are unpacked into arena scratch: the arena grows, and the print says so
+    assert deployed["arena"] > deployed["arena_uncompressed"] > 0
+    line = next(text for text in result.stdout.splitlines() if text.startswith("deployed"))
+    numbers = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*(?= B)", line)]
+    assert numbers == [deployed["flash"], deployed["arena"]], line
+    assert f"{deployed['flash_uncompressed']:,} -> {deployed['flash']:,} B" in line
+    assert f"arena {deployed['arena_uncompressed']:,} -> {deployed['arena']:,} B" in line
+
+
+def test_an_uncompressed_conversion_prints_no_comparison(demo_dir):
+    manifest = json.loads((demo_dir / "manifest.json").read_text())
+    assert "compress" not in [record["stage"] for record in manifest["stages"]]
+    assert "deployed" not in manifest
+
+
+def test_only_a_compress_stage_that_changed_tensors_asks_for_the_comparison():
+    from converter.reports.deployed import tensors_compressed
+    from converter.stages.base import StageRecord
+
+    strip_only = StageRecord("compress", {}, {"tensors": [], "int4": {}, "strip": {"bytes_saved": {}}})
+    lut = StageRecord("compress", {}, {"tensors": [{"tensor": 3}]})
+    int4 = StageRecord("compress", {}, {"tensors": [], "int4": {"tensors": [{"tensor": 5}]}})
+    train = StageRecord("train", {}, {"tensors": [{"tensor": 1}]})
+    assert not tensors_compressed([train, strip_only])
+    assert tensors_compressed([train, lut]) and tensors_compressed([int4])
