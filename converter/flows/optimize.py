@@ -26,6 +26,7 @@ from ..optimize.trial import TrialResult, TrialSpec, judge_model, run_trial
 from ..recipe import load_recipe, parse_recipe
 
 OWN_FILES = (FILE, TEACHER, DATA)
+RECIPE_HEADER = "# tflm-kit optimize: trial"   # first line of best/recipe.yaml: the search wrote it
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,21 @@ class Outcome:
 
 
 def _check_out(out: Path, recipe) -> None:
+    from ..system import out_lock
     from ..system.outdir import check_output_path
 
-    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in OWN_FILES):
-        raise KitError(f"output directory {out} already holds files that are not a search",
-                       "choose an empty or new directory (an earlier search's directory resumes it)")
     model = (recipe.resolve(recipe.model.path),) if recipe.model.path else ()
+    if out.is_dir() and any(out.iterdir()):
+        if not any((out / name).exists() for name in OWN_FILES):
+            raise KitError(f"output directory {out} already holds files that are not a search",
+                           "choose an empty or new directory (an earlier search's directory resumes it)")
+        # an earlier search resumes in place and nothing in it is replaced, so the check for replacing a
+        # conversion (which does not know search folders) does not apply; the input check and the lock do
+        if any(out.resolve() == path.resolve() or out.resolve() in path.resolve().parents for path in model):
+            raise KitError(f"output directory {out} contains the input {model[0]}",
+                           "choose an output directory that holds none of the run's inputs")
+        out_lock.acquire(out)
+        return
     check_output_path(out, force=True, inputs=model)
 
 
@@ -81,9 +91,12 @@ def _rebuild_best(store: SearchStore, best: TrialResult, template: TrialSpec, ou
                                template.selection_size, template.separate_calibration)
     folder = out / "best"
     log(f"rebuilding the best candidate (trial {best.number}) with the convert flow into {folder}")
+    previous = folder / "recipe.yaml"
+    if previous.is_file() and previous.read_text().startswith(RECIPE_HEADER):
+        previous.unlink()  # an earlier run of this search wrote it; convert replaces only what convert wrote
     # parsed as if it sat in trials/: the same ../ paths, and an --out that holds none of its inputs
     manifest = convert(parse_recipe(mapping, base_dir=out / "trials"), folder, force=True, log=log)
-    header = (f"# tflm-kit optimize: trial {best.number} of the search in {out.name}/ ({describe(best.params)}).\n"
+    header = (f"{RECIPE_HEADER} {best.number} of the search in {out.name}/ ({describe(best.params)}).\n"
               f"# Rebuild: tflm-kit convert {folder.name}/recipe.yaml --out OUT (needs ../{TEACHER}, ../{DATA}).\n")
     (folder / "recipe.yaml").write_text(header + yaml.safe_dump(mapping, sort_keys=False))
     same = manifest["model"]["sha256"] == best.model_sha256

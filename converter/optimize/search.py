@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from ..errors import foreign_text
 from .space import SENSITIVITY_CLUSTERS, Space, cluster_counts, describe
-from .store import SearchStore, cost_key
+from .store import SearchStore, comparable_key, search_value
 from .trial import CRASHED, ERROR, TrialResult, TrialSpec
 
 
@@ -39,14 +39,20 @@ class SearchPlan:
 
 def fixed_candidates(space: Space, store: SearchStore, budget: int) -> list[tuple[str, dict]]:
     """Reference and sensitivity trials not yet run (in order). A budget too small for sensitivity
-    starts from every layer at 16 clusters (4-bit indices), the safest full compression, instead."""
+    starts from 4-bit candidates instead: packed int4 on the large layers, then on every layer (when
+    the compress step has int4), and every layer at 16 clusters (4-bit LUT indices)."""
     wanted = [("reference", space.reference())]
     if budget >= 2 * len(space.layers):
         wanted += [("sensitivity", space.only(layer)) for layer in space.layers]
     elif budget >= 1:
+        if space.int4:  # packed int4 needs no DECODE kernel: the lever that can shrink the deployed image
+            wanted += [("int4", space.int4_large()), ("int4", space.int4_all())]
         wanted.append(("uniform", space.reference() | {f"clusters:{layer}": 16 for layer in space.layers}))
     done = {(t.phase, tuple(sorted(t.params.items()))) for t in store.trials}
-    return [(phase, params) for phase, params in wanted if (phase, tuple(sorted(params.items()))) not in done]
+    unique = {}  # a small model can make two of these the same candidate: run it once
+    for phase, params in wanted:
+        unique.setdefault(tuple(sorted(params.items())), (phase, params))
+    return [(phase, params) for key, (phase, params) in unique.items() if (phase, key) not in done]
 
 
 def greedy_candidate(space: Space, store: SearchStore) -> Optional[dict]:
@@ -81,7 +87,7 @@ class Optimizer:
             return state.FAIL, None, None
         if result.status == ERROR or not result.cost:
             return state.COMPLETE, self.penalty, {"error": 10.0}
-        value = result.cost.get(cost_key(self.objective))
+        value = search_value(result.cost, self.objective)
         return state.COMPLETE, float(self.penalty if value is None else value), dict(result.constraints)
 
     def observe(self, result: TrialResult) -> None:
@@ -118,7 +124,7 @@ def _ask_new(optimizer: Optimizer, store: SearchStore, attempts: int = 20):
 
 def progress_line(store: SearchStore, running: int, total: int, objective: str) -> str:
     counts, best = store.counts(), store.best(objective)
-    key = cost_key(objective)
+    key = comparable_key([t for t in store.trials if t.passed and t.cost], objective)
     best_text = (f"best so far: trial {best.number} ({describe(best.params)}), {objective} {best.cost[key]:,}"
                  if best else "no candidate has passed the guards yet")
     return (f"trials: {counts['done']}/{total} done ({counts['passed']} passed, {counts['failed']} failed), "
@@ -143,8 +149,8 @@ def _ray_init(plan: SearchPlan):
 def _penalty(store: SearchStore, objective: str) -> float:
     """The objective value of a candidate that could not be built: twice the plain int8 reference's."""
     for trial in store.done_phase("reference"):
-        if (trial.cost or {}).get(cost_key(objective)):
-            return 2.0 * trial.cost[cost_key(objective)]
+        if search_value(trial.cost, objective):
+            return 2.0 * search_value(trial.cost, objective)
     return 1e12
 
 

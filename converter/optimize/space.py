@@ -5,7 +5,9 @@ no decoded copy in the arena), or 2/4/8/16 clusters per channel, which the compr
 1/2/3/4-bit LUT indices. Counts between powers of two cost the same index bits, so they are not
 offered. Pruning joins the space when the compress step can store sparsity (a `prune` compress
 setting: TFLM DECODE's PRUNE encoding); without it sparse weights take the same flash as dense ones,
-so it is no lever. Packed int4 filters join it when the compress step has an `int4` setting.
+so it is no lever. Packed int4 filters join it when the compress step has an `int4` setting: then
+each layer also gets `int4:<layer>` (its filter stored as packed int4, fine-tuned on the 4-bit grid
+by the int4_finetune stage, which costs no DECODE kernel code; a clustered layer keeps its LUT).
 With `--objective ram` every candidate also carries an offline memory plan (`compress.memory_plan:
 offline`): it costs no quality and the compress step keeps it only when TFLM's measured arena shrinks,
 so it is a fixed setting (one choice), not a dimension to search.
@@ -35,14 +37,20 @@ class Space:
     layer_weights: dict = field(default_factory=dict)   # layer -> kernel elements (for steering)
     prune: bool = False                     # whether sparsity is a lever (PRUNE encoding available)
     int4: bool = False                      # whether packed int4 filters are a lever
+    # the layers whose filter can be packed int4 (TFLM's FULLY_CONNECTED takes int4 only per tensor, and
+    # the kit quantizes Dense per channel): empty means every layer
+    int4_candidates: tuple[str, ...] = ()
     memory_plan: bool = False               # every candidate gets an offline memory plan (objective ram);
     #                                         keep it the last field and pass it by name
 
     def parameter_names(self) -> list[str]:
         return [f"clusters:{layer}" for layer in self.layers] + (["sparsity"] if self.prune else []) + \
-            (["int4"] if self.int4 else []) + (["memory_plan"] if self.memory_plan else [])
+            [f"int4:{layer}" for layer in (self.int4_layers() if self.int4 else ())] + \
+            (["memory_plan"] if self.memory_plan else [])
 
     def choices(self, name: str) -> tuple:
+        if name.startswith("int4:"):
+            return (False, True)
         return {"sparsity": SPARSITY_CHOICES, "int4": (False, True), "memory_plan": (True,)}.get(name, CLUSTER_CHOICES)
 
     def reference(self) -> dict:
@@ -52,6 +60,20 @@ class Space:
     def only(self, layer: str, clusters: int = SENSITIVITY_CLUSTERS) -> dict:
         """One layer compressed, for its sensitivity."""
         return self.reference() | {f"clusters:{layer}": clusters}
+
+    def int4_layers(self) -> tuple[str, ...]:
+        return tuple(layer for layer in self.layers if not self.int4_candidates or layer in self.int4_candidates)
+
+    def int4_all(self) -> dict:
+        """Every eligible layer's filter as packed int4 (no LUT, so no DECODE kernel)."""
+        return self.reference() | {f"int4:{layer}": True for layer in self.int4_layers()}
+
+    def int4_large(self) -> dict:
+        """Packed int4 for the layers holding more than their share of the weights (most of the
+        bytes); the small, often sensitive, first and last layers stay int8."""
+        share = sum(self.layer_weights.values()) / max(len(self.layers), 1)
+        return self.reference() | {f"int4:{layer}": True for layer in self.int4_layers()
+                                   if self.layer_weights.get(layer, 0) >= share}
 
     def as_dict(self) -> dict:
         return {"layers": list(self.layers), "layer_weights": self.layer_weights, "prune": self.prune,
@@ -76,13 +98,27 @@ def space_for(model, objective: str = "flash") -> Space:
     from ..stages.weights import weight_stats
 
     rows = [row for row in weight_stats(model) if row["weights"] >= MIN_LAYER_WEIGHTS]
-    return Space(tuple(row["layer"] for row in rows), {row["layer"]: row["weights"] for row in rows},
-                 prune_encoder_available(), int4_available(),
+    layers = tuple(row["layer"] for row in rows)
+    return Space(layers, {row["layer"]: row["weights"] for row in rows}, prune_encoder_available(),
+                 int4_available() and bool(_int4_eligible(model, layers)), _int4_eligible(model, layers),
                  memory_plan=objective == "ram" and memory_plan_available())
+
+
+def _int4_eligible(model, layers: tuple[str, ...]) -> tuple[str, ...]:
+    """Conv2D and DepthwiseConv2D layers (packed int4 for them needs no extra kernel code in TFLM)."""
+    kinds = {layer.name: type(layer).__name__ for layer in model.layers}
+    return tuple(layer for layer in layers if kinds.get(layer) in ("Conv2D", "DepthwiseConv2D"))
 
 
 def cluster_counts(params: dict) -> dict[str, int]:
     return {name.split(":", 1)[1]: int(value) for name, value in params.items() if name.startswith("clusters:")}
+
+
+def int4_layers(params: dict) -> list[str]:
+    """Layers stored as packed int4: int4 chosen and not clustered (a clustered layer keeps its LUT)."""
+    counts = cluster_counts(params)
+    return [name.split(":", 1)[1] for name, value in params.items()
+            if name.startswith("int4:") and value and not counts.get(name.split(":", 1)[1])]
 
 
 def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str, selection_size: int,
@@ -100,16 +136,26 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
     if sparsity > 0:
         stages.append({"prune": {"final_sparsity": sparsity, "initial_sparsity": 0.0, **fit,
                                  "learning_rate": max(fine_tune.learning_rate, 1e-3)}})
+        # TF-MOT keeps zeros only with more than 2 clusters; 3 clusters and the kept zero still fit the
+        # 2-bit index that 2 clusters plus zero need, so this costs no flash
+        counts = {layer: 3 if count == 2 else count for layer, count in counts.items()}
     if any(counts.values()):
         stages.append({"cluster": {"clusters": max(counts.values()), "per_layer": counts, "per_channel": True,
                                    "preserve_sparsity": sparsity > 0, **fit}})
+    int4 = int4_layers(params)
+    if int4:  # last, with the other filters held, so clustered and pruned ones keep their values and zeros
+        stages.append({"int4_finetune": {"layers": int4, "other_filters_frozen": any(counts.values()) or sparsity > 0,
+                                         **fit}})
     # Every candidate, the plain int8 reference too, drops what TFLM never reads (names, signatures,
     # converter metadata): a free saving of its own, so it must not be credited to compression.
-    compress = {"lut": bool(stages), "strip_metadata": True, "verify_samples": min(100, selection_size)}
+    compress = {"lut": any(counts.values()) or sparsity > 0, "strip_metadata": True,
+                "verify_samples": min(100, selection_size)}
     if sparsity > 0:
         compress["prune"] = True
     if params.get("int4"):
         compress["int4"] = True
+    if int4:  # '/name/' matches the layer's own tensors only (conv2d is in conv2d_1's name too)
+        compress |= {"int4": True, "int4_layers": [f"/{layer}/" for layer in int4]}
     if params.get("memory_plan"):
         compress["memory_plan"] = "offline"
     recipe = {
@@ -134,4 +180,5 @@ def describe(params: dict) -> str:
         parts.append(f"sparsity {params['sparsity']}")
     if params.get("int4"):
         parts.append("int4")
+    parts += [f"{layer}:int4" for layer in int4_layers(params)]
     return " ".join(parts) or "plain int8"

@@ -75,10 +75,12 @@ class SearchStore:
 
     def best(self, objective: str) -> Optional[TrialResult]:
         """The passing trial with the lowest objective, ties broken by the better quality."""
-        passing = [t for t in self.trials if t.passed and t.cost and t.cost.get(cost_key(objective)) is not None]
+        passing = [t for t in self.trials if t.passed and t.cost]
+        key = comparable_key(passing, objective)
+        passing = [t for t in passing if t.cost.get(key) is not None]
         if not passing:
             return None
-        return min(passing, key=lambda t: (t.cost[cost_key(objective)], -quality_score(t)))
+        return min(passing, key=lambda t: (t.cost[key], -quality_score(t)))
 
     def save(self) -> None:
         content = {"fingerprint": fingerprint(self.settings), "settings": self.settings,
@@ -88,6 +90,32 @@ class SearchStore:
 
 def cost_key(objective: str) -> str:
     return {"flash": "flash_bytes", "ram": "arena_bytes", "latency": "instructions"}[objective]
+
+
+# The figure every trial has from the same source (footprint data or flatbuffer; TFLM's host runtime):
+# a linked image holds the firmware's self-test program and golden vectors too, so it must not be
+# compared with a footprint estimate of another trial.
+HOST_SIDE = {"flash": "flash_estimate_bytes", "ram": "arena_host_bytes", "latency": "instructions"}
+
+
+def comparable_key(trials: list[TrialResult], objective: str) -> str:
+    """The cost field to rank `trials` by: the measured figure when all of them have it from one source
+    (e.g. every one a linked image), else the host-side figure they all share."""
+    measured = cost_key(objective)
+    source = {"flash": "flash_source", "ram": "arena_source"}.get(objective)
+    if source is None:
+        return measured
+    sources = {(t.cost or {}).get(source) for t in trials}
+    have_all = all((t.cost or {}).get(measured) is not None for t in trials)
+    return measured if len(sources) == 1 and have_all else HOST_SIDE[objective]
+
+
+def search_value(cost: Optional[dict], objective: str) -> Optional[float]:
+    """The value the optimizer learns from: the host-side figure, which every trial has from the same
+    source (passing trials measured on the device would otherwise be ranked against estimates)."""
+    cost = cost or {}
+    value = cost.get(HOST_SIDE[objective])
+    return cost.get(cost_key(objective)) if value is None else value
 
 
 def quality_score(trial: TrialResult) -> float:

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field
 from ..errors import KitError, foreign_text
 from ..system import tf_env
 from .base import KerasStage, StageContext, StageRecord, StageSettings, register
-from .training import LOSSES, compile_for_training, fit, rounded_losses
+from .training import LOSSES, compile_for_training, fit, freeze_batch_norm, rounded_losses
 
 _INIT = {
     "kmeans_plus_plus": "KMEANS_PLUS_PLUS",
@@ -37,6 +37,8 @@ class ClusterSettings(StageSettings):
     epochs: int = Field(1, ge=0, le=1000)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
+    freeze_batch_norm: bool = Field(True, description="fine-tune with BatchNormalization in inference mode (its "
+                                    "moving statistics stay the float model's)")
 
 
 @register
@@ -84,6 +86,8 @@ def _cluster(model, settings: ClusterSettings, context: StageContext):
                 wrapped = tf_env.keras().models.clone_model(model, clone_function=wrap)
             else:
                 wrapped = clustering.cluster_weights(model, number_of_clusters=settings.clusters, **options)
+        if settings.freeze_batch_norm:
+            freeze_batch_norm(wrapped)
         compile_for_training(wrapped, settings.loss, settings.learning_rate)
         losses = fit(wrapped, data, settings.epochs, settings.batch_size, seed, stage="cluster",
                      events=context.events)
@@ -96,6 +100,7 @@ def _cluster(model, settings: ClusterSettings, context: StageContext):
         raise KitError(f"TF-MOT cannot cluster this model: {foreign_text(exc)}",
                        "remove the cluster stage or replace the unsupported layer") from None
     stripped = clustering.strip_clustering(wrapped)
+    freeze_batch_norm(stripped, frozen=False)  # later stages train BN as usual
     # TF-MOT leaves a layer unclustered (with a warning) when a channel has no more weights than
     # clusters; such a layer already has at most that many values per channel, but say so.
     notes = sorted({" ".join(str(w.message).split()) for w in caught if "clustering" in str(w.message)})

@@ -9,7 +9,7 @@ from typing import Literal
 from ..errors import KitError, foreign_text
 from ..inputs.dataset import sample_count
 from .base import KerasStage, StageContext, StageSettings, register
-from .training import LOSSES, compile_for_training, fit, rounded_losses
+from .training import LOSSES, compile_for_training, fit, freeze_batch_norm, rounded_losses
 
 
 class PruneSettings(StageSettings):
@@ -21,6 +21,8 @@ class PruneSettings(StageSettings):
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     loss: LOSSES = "sparse_categorical_crossentropy"
+    freeze_batch_norm: bool = Field(True, description="fine-tune with BatchNormalization in inference mode (its "
+                                    "moving statistics stay the float model's)")
 
     @model_validator(mode="after")
     def _ordered(self):
@@ -61,10 +63,13 @@ class Prune(KerasStage):
         except ValueError as exc:
             raise KitError(f"TF-MOT cannot prune this model: {foreign_text(exc)}",
                            "remove the prune stage or replace the unsupported layer") from None
+        if settings.freeze_batch_norm:
+            freeze_batch_norm(wrapped)
         compile_for_training(wrapped, settings.loss, settings.learning_rate)
         losses = fit(wrapped, data, settings.epochs, settings.batch_size, context.seed,
                      callbacks=[tfmot.sparsity.keras.UpdatePruningStep()], stage="prune", events=context.events)
         stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+        freeze_batch_norm(stripped, frozen=False)  # later stages train BN as usual
         return stripped, {"loss_per_epoch": rounded_losses(losses), "end_step": end_step}
 
 

@@ -11,7 +11,7 @@ import importlib
 from .base import Stage, registered
 
 # Order matters only for error messages and docs: Keras stages, the converter, flatbuffer stages.
-STAGE_MODULES = ("train", "prune", "cluster", "qat", "distill", "federated", "quantize", "compress")
+STAGE_MODULES = ("train", "prune", "cluster", "int4_finetune", "qat", "distill", "federated", "quantize", "compress")
 
 
 def stages() -> dict[str, Stage]:

@@ -36,6 +36,26 @@ def compile_for_training(model, loss: str, learning_rate: float):
     return model
 
 
+def freeze_batch_norm(model, frozen: bool = True) -> int:
+    """Run every BatchNormalization layer in inference mode while fine-tuning (Keras 2: a layer with
+    trainable=False normalizes with its moving statistics and leaves them as they are); returns how many.
+    Why: compression fine-tunes for an epoch or two on a few thousand inputs; in training mode BN would
+    normalize each batch by its own statistics and pull the moving statistics towards the fine-tuning
+    set, so the deployed model (which folds the moving statistics into its filters) drifts away from
+    the float model. Measured on the MLPerf Tiny IC ResNet-8 (docs/optimize.md).
+    frozen=False makes them trainable again (for the stages after this one)."""
+    keras = tf_env.keras()
+    count = 0
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)  # look through TF-MOT's wrappers
+        if isinstance(inner, keras.layers.BatchNormalization):
+            inner.trainable = not frozen
+            if inner is not layer:
+                layer.trainable = not frozen
+            count += 1
+    return count
+
+
 def epoch_reporter(stage: str, epochs: int, events: Sink):
     """A Keras callback that sends an Epoch event (with the loss) after each epoch."""
     keras = tf_env.keras()
