@@ -395,6 +395,8 @@ def test_int4_and_sparsity_trials_build_verified_candidates(tmp_path):
     prepared = prepare(recipe, tmp_path, 0.0, lambda _: None)
     space = space_for(prepared.model)
     assert space.int4 and space.prune and space.int4_layers() == ("conv", "depthwise", "pointwise")
+    # per tensor (make demo's demo.yaml), TFLM's FULLY_CONNECTED takes int4 filters: the Dense layer joins
+    assert space_for(prepared.model, per_channel=False).int4_layers() == ("conv", "depthwise", "pointwise", "logits")
     template = TrialSpec(0, "", {}, str(tmp_path), recipe, Guards(CLASSIFIER, min_agreement=0.0, max_accuracy_drop=1.0),
                          FineTune(epochs=1, learning_rate=1e-3), prepared.loss, prepared.selection_size,
                          {"name": "cortex-m-qemu"}, prepared.separate_calibration, False)

@@ -126,7 +126,7 @@ def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str]
     device = _use_device(options, board)
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(recipe, out, options.label_weight, log)
-    space = space_for(prepared.model, objective=options.objective)
+    space = space_for(prepared.model, objective=options.objective, per_channel=recipe.quantize.per_channel)
     guards = Guards.defaults(prepared.task, options.min_agreement, options.max_accuracy_drop, options.min_sqnr)
     fine_tune = FineTune(epochs=options.epochs)
     settings = {"recipe_name": recipe.name, "recipe": recipe.model_dump(mode="json"), "board": options.board,

@@ -94,20 +94,23 @@ def memory_plan_available() -> bool:
     return "memory_plan" in CompressSettings.model_fields
 
 
-def space_for(model, objective: str = "flash") -> Space:
+def space_for(model, objective: str = "flash", per_channel: bool = True) -> Space:
     from ..stages.weights import weight_stats
 
     rows = [row for row in weight_stats(model) if row["weights"] >= MIN_LAYER_WEIGHTS]
     layers = tuple(row["layer"] for row in rows)
+    eligible = _int4_eligible(model, layers, per_channel)
     return Space(layers, {row["layer"]: row["weights"] for row in rows}, prune_encoder_available(),
-                 int4_available() and bool(_int4_eligible(model, layers)), _int4_eligible(model, layers),
+                 int4_available() and bool(eligible), eligible,
                  memory_plan=objective == "ram" and memory_plan_available())
 
 
-def _int4_eligible(model, layers: tuple[str, ...]) -> tuple[str, ...]:
-    """Conv2D and DepthwiseConv2D layers (packed int4 for them needs no extra kernel code in TFLM)."""
-    kinds = {layer.name: type(layer).__name__ for layer in model.layers}
-    return tuple(layer for layer in layers if kinds.get(layer) in ("Conv2D", "DepthwiseConv2D"))
+def _int4_eligible(model, layers: tuple[str, ...], per_channel: bool = True) -> tuple[str, ...]:
+    """Conv2D and DepthwiseConv2D layers (packed int4 for them needs no extra kernel code in TFLM), and
+    Dense layers when the recipe quantizes per tensor: TFLM's FULLY_CONNECTED takes int4 filters only then."""
+    kinds = ("Conv2D", "DepthwiseConv2D") + (() if per_channel else ("Dense",))
+    by_name = {layer.name: type(layer).__name__ for layer in model.layers}
+    return tuple(layer for layer in layers if by_name.get(layer) in kinds)
 
 
 def cluster_counts(params: dict) -> dict[str, int]:
