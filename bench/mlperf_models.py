@@ -40,8 +40,9 @@ MODELS: dict[str, BenchModel] = {m.key: m for m in (
                "MNIST subset (models/data), labeled; the recipe's eval inputs", None, trials=6, epochs=1,
                note="`make demo` ends with int4 filters alone, chosen by `python -m bench.demo_compression` "
                     "(bench/demo_compression.md: guards hold on the held-out images, linked image smaller than "
-                    "int8). A small search may not try that point: its TPE trials combine int4 with LUT "
-                    "clusters, so read the winner column as what this search found."),
+                    "int8); the search reaches the same storage (int4 on every filter, the Dense one included "
+                    "because demo.yaml quantizes per tensor; a 14,600 B flatbuffer), its filters fine-tuned on "
+                    "the 4-bit grid where make demo requantizes them after training."),
     BenchModel("ic", "IC (ResNet-8, CIFAR-10)", "bench/optimize_ic.yaml",
                "image_classification/pretrainedResnet_quant.tflite",
                "1,000 CIFAR-10 test images (JPEG re-encoded), labeled; fine-tuned on 4,660 original-pixel "
