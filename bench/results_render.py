@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+from converter.optimize.guards import FEW_SELECTION_INPUTS, evidence_note
+
 from .mlperf_models import MODELS, BenchModel
 
 BENCH = Path(__file__).resolve().parent
@@ -50,6 +52,7 @@ class ResultRow:
     wall_seconds: Optional[float]
     command: str
     inputs: str
+    evidence: Optional[str] = None     # optimize's warning when the guards were judged on few inputs
 
 
 def _trial_settings(trial: dict) -> str:
@@ -116,7 +119,8 @@ def row_of(model: BenchModel, run: dict) -> ResultRow:
         goal_met=goal_met(model, ratio, metrics), trials=len(trials),
         passed=sum(t["status"] == "passed" for t in trials.values()),
         failed=sum(t["status"] in ("error", "crashed") for t in trials.values()),
-        wall_seconds=bench.get("wall_seconds"), command=bench.get("command", ""), inputs=model.inputs)
+        wall_seconds=bench.get("wall_seconds"), command=bench.get("command", ""), inputs=model.inputs,
+        evidence=evidence_note(run.get("summary", {}).get("splits", {}).get("selection", FEW_SELECTION_INPUTS)))
 
 
 def load_rows(runs: Path = RUNS) -> tuple[list[ResultRow], list[str]]:
@@ -182,7 +186,8 @@ def markdown(rows: list[ResultRow], missing: list[str], workers_note: str) -> st
             f"{MODELS[k].title} (`python -m bench.run --only {k}`)" for k in missing) + "."]
     lines += ["", "## Inputs each search judged on", ""]
     lines += [f"- {r.title}: {r.inputs}" for r in rows]
-    notes = [f"- {r.title}: {MODELS[r.key].note}" for r in rows if MODELS[r.key].note]
+    notes = [f"- {r.title}: {MODELS[r.key].note}" for r in rows if MODELS[r.key].note] + \
+        [f"- {r.title}: **warning**: {r.evidence}" for r in rows if r.evidence]
     if notes:
         lines += ["", "## Notes", ""] + notes
     lines += ["", "## How to read it", "",

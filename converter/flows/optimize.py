@@ -16,7 +16,7 @@ import yaml
 
 from ..errors import KitError
 from ..optimize.cost import device_available
-from ..optimize.guards import Guards
+from ..optimize.guards import Guards, evidence_note
 from ..optimize.pareto import fronts, plot, render_markdown
 from ..optimize.prepare import DATA, TEACHER, prepare
 from ..optimize.search import SearchPlan, run_search
@@ -141,6 +141,10 @@ def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str]
                          options.cpus_per_trial)
     log(f"search space: {len(space.layers)} layers ({', '.join(space.layers)}); guards: {guards.describe()}; "
         f"selection set: {prepared.selection_size} held-out inputs")
+    note = evidence_note(prepared.selection_size)
+    store.summary["evidence_note"] = note
+    if note:
+        log(f"warning: {note}")
     plan = SearchPlan(space, options.trials, options.objective, options.workers, options.cpus_per_trial,
                       recipe.seed, template, options.ray_address)
     run_search(plan, store, run_trial, log)
@@ -178,4 +182,6 @@ def summary_lines(outcome: Outcome, out: Path) -> list[str]:
         f"{k} {best.metrics[k]:.4g}" for k in ("top1_agreement", "accuracy_float", "accuracy_quantized", "min_sqnr_db")
         if isinstance(best.metrics.get(k), float)))
     lines.append(f"search: {out / 'search.md'} ({len(outcome.store.trials)} trials)")
+    if outcome.store.summary.get("evidence_note"):
+        lines.append(f"warning: {outcome.store.summary['evidence_note']}")
     return lines

@@ -109,3 +109,16 @@ def judge(guards: Guards, metrics: dict) -> Verdict:
         if sqnr < guards.min_sqnr_db:
             failures.append(f"SQNR {sqnr:.1f} dB < {guards.min_sqnr_db:.1f} dB")
     return Verdict(not failures, failures, {k: float(v) for k, v in constraints.items()}, metrics)
+
+
+FEW_SELECTION_INPUTS = 200  # below this one input moves top-1 agreement and accuracy by more than half a point
+
+
+def evidence_note(selection_size: int) -> Optional[str]:
+    """Say when the selection set is too small for the guards to separate a good candidate from a poor one:
+    a guard judged on n inputs cannot see a difference smaller than 1/n."""
+    if selection_size >= FEW_SELECTION_INPUTS:
+        return None
+    return (f"the guards are judged on {selection_size} held-out inputs: one input moves top-1 agreement and "
+            f"accuracy by {100 / max(selection_size, 1):.1f} points, so a winner is weak evidence; add eval data "
+            f"(at least {FEW_SELECTION_INPUTS} inputs) before trusting it on the device")
