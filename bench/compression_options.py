@@ -33,13 +33,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args(argv)
 
-    from converter.errors import KitError
-    from converter.inputs.dataset import load_data
-    from converter.recipe import CompressSettings, load_recipe
-    from converter.stages.compress import compress_model
-    from converter.tflite.model import read_model
-    from converter.tflm.arena import measure_arena
-    from converter.tflm.runners import quantize
+    from converter import (CompressSettings, KitError, compress_model, load_data, load_recipe, measure_arena,
+                           quantize, read_model)
 
     recipe = load_recipe(args.recipe)
     model_bytes = Path(args.model).read_bytes()

@@ -16,7 +16,7 @@ def vww_photos(train: int = 500, calibration: int = 200, eval_images: int = 500)
     with their original pixels (not JPEG re-encoded), resized to the model's 96x96 and scaled to its
     [0, 1] input range; unlabeled for this task (the float model is the teacher). The first `train`
     fine-tune (the first `calibration` of them calibrate); the next `eval_images` are the eval set."""
-    from converter.system import tf_env
+    from converter import tf_env
 
     tf = tf_env.tensorflow()
     with np.load(_shared() / "cifar10/cifar10_exact_train_subset.npz") as archive:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from converter.system import tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
+from converter import tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "models/recipes/default.yaml"
@@ -59,8 +59,7 @@ def variant_recipe(base: dict, stages: list, per_channel: bool, compress) -> dic
 
 
 def judge(manifest: dict, model_bytes: bytes, x_eval, y_eval, teacher) -> dict:
-    from converter import dequantize, output_metrics, quantize, read_model, run_tflm
-    from converter.tflm.footprint import deployed_flash
+    from converter import deployed_flash, dequantize, output_metrics, quantize, read_model, run_tflm
 
     info = read_model(model_bytes)
     out = run_tflm(model_bytes, info, [quantize(x_eval, info.inputs[0])])[0]
@@ -74,13 +73,12 @@ def judge(manifest: dict, model_bytes: bytes, x_eval, y_eval, teacher) -> dict:
 def on_device(model_dir: Path) -> dict:
     """The firmware for the emulated Cortex-M4 (cortex-m-qemu), built and run: linked image text + data,
     the arena TFLM used there, instructions per inference, and whether the self-test passed."""
-    from converter import flash, render_firmware
-    from converter.optimize.cost import _image_bytes
+    from converter import flash, linked_image_bytes, render_firmware
 
     project = model_dir.parent / f"{model_dir.name}-fw"
     render_firmware("cortex-m-qemu", model_dir, project)
     ran = flash(project)
-    return {"image": _image_bytes(project), "arena_target": ran.get("arena_used_bytes"),
+    return {"image": linked_image_bytes(project), "arena_target": ran.get("arena_used_bytes"),
             "instructions": ran.get("instructions_per_inference"), "self_test": bool(ran.get("pass"))}
 
 
@@ -107,7 +105,7 @@ def main() -> None:
         x_eval = (archive["x_test"].astype(np.float32) / 255.0)[..., np.newaxis]
         y_eval = archive["y_test"].astype(np.int64)
     teacher = float_outputs(base_recipe, x_eval)
-    from converter.optimize.cost import device_available
+    from converter import device_available
 
     device = device_available({"name": "cortex-m-qemu"}) is None
     base = yaml.safe_load(RECIPE.read_text())

@@ -24,14 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.system import tf_env  # first: Keras 2 before TensorFlow loads
-from converter.errors import KitError
-from converter.federated.presentation import write_accuracy_plot
-from converter.federated.settings import DpSettings
-from converter.inputs.dataset import load_data
-from converter.inputs.keras_model import load_model
-from converter.recipe import QuantizeSettings, TrainSettings, load_recipe
-from converter.stages import run_stage
+from converter import tf_env  # first: Keras 2 before TensorFlow loads
+from converter import (DpSettings, KitError, QuantizeSettings, TrainSettings, load_data, load_model, load_recipe,
+                       run_stage)
+from converter import write_federated_plot as write_accuracy_plot
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"

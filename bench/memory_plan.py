@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from converter import TfliteModel, measure_arena, read_model, run_tflm
+# the planner's own pieces: this bench measures the algorithm itself, not only the kit's result
 from converter.tflite.memory_placement import lower_bound
 from converter.tflite.memory_plan import ONLINE, lifetimes, plan_memory, with_offline_plan
-from converter.tflite.tflite_model import TfliteModel
-from converter.tflite.model import read_model
-from converter.tflm.arena import measure_arena
-from converter.tflm.runners import run_tflm
 
 HEADER = ("| model | tensors planned | TFLM greedy B | planned B | lower bound B | how | host arena B (TFLM) | "
           "same with TFLM's plan written offline | host arena B (plan) | TFLM outputs | seconds | "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from converter.optimize.guards import CLASSIFIER, REGRESSION, Guards
+from converter import CLASSIFIER, REGRESSION, Guards
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def main(search_dir: str, trials: list[str]) -> None:
-    from converter.optimize.cost import DeployedCost, device_cost
+    from converter import DeployedCost, device_cost
 
     for trial in trials:
         folder = Path(search_dir) / "trials" / trial

@@ -26,7 +26,7 @@ LARGE = ["conv2d_4", "conv2d_6", "conv2d_7"]
 
 
 def _data():
-    from converter.inputs.dataset import Dataset
+    from converter import Dataset
 
     shared = Path(os.environ.get("TFLM_KIT_SHARED_DATA", "../shared/data"))
     with np.load(shared / "cifar10/cifar10_exact_train_subset.npz") as exact, \
@@ -37,11 +37,10 @@ def _data():
 
 
 def run_variant(spec: str, model_path: Path, x_fit, x_sel, y_sel, dataset_type) -> dict:
-    from converter.stages import run_stage
-    from converter.stages.cluster import ClusterSettings
-    from converter.stages.int4_finetune import Int4FineTuneSettings
-    from converter.stages.training import predict
-    from converter.system import tf_env
+    from converter import ClusterSettings, Int4FineTuneSettings, run_stage, tf_env
+
+    def predict(model, x):  # the teacher's and the candidate's class scores, as the stages compute them
+        return np.asarray(model.predict(x, batch_size=256, verbose=0))
 
     keras = tf_env.keras()
     parts = spec.split(":")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-from converter.optimize.guards import FEW_SELECTION_INPUTS, evidence_note
+from converter import FEW_SELECTION_INPUTS, evidence_note
 
 from .mlperf_models import MODELS, BenchModel
 
@@ -57,7 +57,8 @@ class ResultRow:
 
 def _trial_settings(trial: dict) -> str:
     """The search's own description, shortened when every layer has the same cluster count."""
-    from converter.optimize.space import cluster_counts, describe
+    from converter import cluster_counts
+    from converter import describe_candidate as describe
 
     params = trial["params"]
     counts = set(cluster_counts(params).values())

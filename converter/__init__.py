@@ -75,6 +75,27 @@ _EXPORTS = {
     "quantize": "tflm.runners:quantize",
     "dequantize": "tflm.runners:dequantize",
     "output_metrics": "compare.fidelity:output_metrics",
+    "measure_arena": "tflm.arena:measure_arena",
+    "compress_model": "stages.compress:compress_model",
+    "TfliteModel": "tflite.tflite_model:TfliteModel",
+    "ad_logmel": "inputs.features.ad_logmel",
+    # what the device stores and how a candidate is judged (optimize's building blocks)
+    "deployed_flash": "tflm.footprint:deployed_flash",
+    "DeployedCost": "optimize.cost:DeployedCost",
+    "device_available": "optimize.cost:device_available",
+    "device_cost": "optimize.cost:device_cost",
+    "linked_image_bytes": "optimize.cost:linked_image_bytes",
+    "Guards": "optimize.guards:Guards",
+    "CLASSIFIER": "optimize.guards:CLASSIFIER",
+    "REGRESSION": "optimize.guards:REGRESSION",
+    "evidence_note": "optimize.guards:evidence_note",
+    "FEW_SELECTION_INPUTS": "optimize.guards:FEW_SELECTION_INPUTS",
+    "describe_candidate": "optimize.space:describe",
+    "cluster_counts": "optimize.space:cluster_counts",
+    # federated fine-tuning
+    "DpSettings": "federated.settings:DpSettings",
+    "write_federated_plot": "federated.presentation:write_accuracy_plot",
+    "Int4FineTuneSettings": "stages.int4_finetune:Int4FineTuneSettings",
     # TensorFlow with Keras 2 (tf_env.tensorflow(), tf_env.keras()): import through this, first
     "tf_env": "system.tf_env",
 }

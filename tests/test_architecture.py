@@ -110,3 +110,29 @@ def test_the_checker_sees_lazy_relative_and_type_only_imports(tmp_path):
         PACKAGE = saved
     assert names == ["converter.errors", "converter.tflm", "converter.flows", "converter.emit.sources"]
     assert _layer("converter.flows.convert") > _layer("converter.stages.base") > _layer("converter.tflm.arena")
+
+
+# bench/ and tools/ drive the kit through converter/__init__.py; these read internals on purpose: they measure
+# or regenerate a sub-package's own pieces (the memory planner's algorithm, the operator tables' data).
+WHITE_BOX = {"bench/memory_plan.py": "the planner's lifetimes, placement and lower bound",
+             "tools/regen_code_size.py": "regenerates tflm/data/ from TFLM's resolver header",
+             "tools/regen_port_ops.py": "regenerates the ports' operator tables from TFLM's headers"}
+
+
+def _internal_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    found |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    return {name for name in found if name.startswith("converter.")}
+
+
+def test_bench_and_tools_use_the_public_api():
+    root = PACKAGE.parent
+    for path in sorted([*root.glob("bench/*.py"), *root.glob("tools/*.py")]):
+        relative = str(path.relative_to(root))
+        internal = _internal_imports(path)
+        if relative in WHITE_BOX:
+            assert internal, f"{relative} no longer reads internals: remove it from WHITE_BOX"
+        else:
+            assert not internal, f"{relative} imports {sorted(internal)}: import from `converter` (add the name to " \
+                                 "converter/__init__.py's _EXPORTS if it is missing)"

@@ -89,7 +89,7 @@ def device_available(board: dict) -> Optional[str]:
     return None
 
 
-def _image_bytes(project: Path) -> Optional[int]:
+def linked_image_bytes(project: Path) -> Optional[int]:
     """text + data of the linked image (what the MCU's flash holds)."""
     elves = sorted(project.glob("*.elf"))
     if not elves:
@@ -112,7 +112,7 @@ def device_cost(cost: DeployedCost, model_dir: Path, board: str) -> DeployedCost
         render_firmware(board, model_dir, project)
         ran = flash(project)
         device = ran.get("device")  # the firmware flow's device record, when it keeps one
-        image = getattr(device, "flash_bytes", None) or _image_bytes(project)
+        image = getattr(device, "flash_bytes", None) or linked_image_bytes(project)
     return replace(
         cost,
         flash_bytes=image if image is not None else cost.flash_bytes,

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..compare.fidelity import output_metrics
 
-CLASSIFIER, REGRESSION = "classifier", "regression"
+CLASSIFIER = "classifier"
+REGRESSION = "regression"
 
 
 @dataclass(frozen=True)
