@@ -220,3 +220,16 @@ def test_each_runtime_runs_once_in_the_child():
     assert [m for m in heard if m.startswith("running ") and "vectors" not in m] == [
         "running TFLM", "running LiteRT", "running LiteRT optimized kernels",
         "running LiteRT optimized kernels (no XNNPACK)"]
+
+
+def test_a_stripped_model_is_refused_by_litert_with_the_reason_and_the_way_out(demo_dir, tmp_path):
+    """compress strip_metadata keeps one zero point for per-channel tensors (TFLM expands it); LiteRT refuses
+    such a model, and the fix must say why and what to validate instead, not 're-export the model'."""
+    from converter import strip_metadata
+
+    stripped, saved = strip_metadata((demo_dir / "model.tflite").read_bytes())
+    assert saved  # the demo's per-channel tensors had repeated zero points to drop
+    (tmp_path / "stripped.tflite").write_bytes(stripped)
+    result = run_kit("validate", tmp_path / "stripped.tflite", "--vectors", 2, "--out", tmp_path / "report")
+    assert result.returncode == 2 and "strip_metadata" in result.stderr.split("fix:")[1]
+    assert not (tmp_path / "report").exists()

@@ -183,6 +183,14 @@ def _refusal(runtime: str, exc: Exception, printed: str) -> RuntimeFailed:
     if runtime == "tflm" and isinstance(exc, RuntimeError):  # allocation or invoke failed: TFLM says why on fd 2
         return RuntimeFailed(f"{name} failed to run the model: {exc}. {foreign_text(printed, tail=True)}",
                              "check that every operator is supported by TFLM", code=f"{runtime}-failed")
+    if runtime != "tflm" and "zero_point values and" in str(exc):
+        # LiteRT's own words for a per-channel tensor with one zero point: what compress strip_metadata writes
+        # (TFLM expands the single value; LiteRT does not), so the model is fine for TFLM
+        return RuntimeFailed(f"{name} refused this model ({foreign_text(exc, with_type=True)})",
+                             "this is a model whose repeated per-channel zero points were stripped (compress "
+                             "strip_metadata), which only TFLM reads: validate the model converted without "
+                             "strip_metadata (convert's own report compared it with LiteRT before stripping)",
+                             code=f"{runtime}-refused-stripped")
     return RuntimeFailed(f"{name} refused this model ({foreign_text(exc, with_type=True)})",
                          "re-export the model", code=f"{runtime}-refused")
 
