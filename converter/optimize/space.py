@@ -108,7 +108,9 @@ def space_for(model, objective: str = "flash", per_channel: bool = True) -> Spac
 def _int4_eligible(model, layers: tuple[str, ...], per_channel: bool = True) -> tuple[str, ...]:
     """Conv2D and DepthwiseConv2D layers (packed int4 for them needs no extra kernel code in TFLM), and
     Dense layers when the recipe quantizes per tensor: TFLM's FULLY_CONNECTED takes int4 filters only then."""
-    kinds = ("Conv2D", "DepthwiseConv2D") + (() if per_channel else ("Dense",))
+    from ..stages.int4_finetune import FILTER_LAYERS
+
+    kinds = tuple(kind for kind in FILTER_LAYERS if kind != "Dense" or not per_channel)
     by_name = {layer.name: type(layer).__name__ for layer in model.layers}
     return tuple(layer for layer in layers if by_name.get(layer) in kinds)
 

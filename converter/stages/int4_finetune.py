@@ -61,21 +61,16 @@ def grid_axes(layer) -> tuple[int, ...]:
 
 
 def clip_fractions(kernel: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """Per channel, the compress step's clip fraction of least squared error (keepdims shape)."""
-    from ..tflite.compression.int4 import CLIP_FRACTIONS
+    """Per channel, the compress step's clip fraction of least squared error (keepdims shape). The grid
+    axes lead the kernel's shape, so each channel is a column of the kernel reshaped to (grid, channels)."""
+    from ..tflite.compression.int4 import least_error_steps
 
-    peak = np.abs(kernel).max(axis=axes, keepdims=True) / LEVELS
-    best, best_error = np.ones_like(peak), None
-    for fraction in CLIP_FRACTIONS:
-        step = np.maximum(peak * fraction, 1e-12)
-        error = ((np.clip(np.round(kernel / step), -LEVELS, LEVELS) * step - kernel) ** 2).sum(axis=axes,
-                                                                                               keepdims=True)
-        if best_error is None:
-            best_error = error
-            continue
-        better = error < best_error
-        best, best_error = np.where(better, fraction, best), np.minimum(error, best_error)
-    return best.astype(np.float32)
+    grid = int(np.prod([kernel.shape[a] for a in axes]))
+    rows = kernel.reshape(grid, -1).T
+    peak = np.abs(rows).max(axis=1) / LEVELS
+    steps = least_error_steps(rows, 1e-12)
+    fractions = np.where(peak > 0, steps / np.maximum(peak, 1e-30), 1.0)
+    return fractions.reshape((1,) * len(axes) + kernel.shape[len(axes):]).astype(np.float32)
 
 
 def project(tf, kernel, fraction, axes):

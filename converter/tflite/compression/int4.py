@@ -104,14 +104,20 @@ def requantize(model_bytes: bytes, layers: list[str] | None = None) -> tuple[byt
 CLIP_FRACTIONS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 
 
-def _factors(rows: np.ndarray) -> np.ndarray:
-    """m_c per channel: the step with the least squared error after rounding and clipping to [-7, 7];
-    1 keeps channels whose values already fit."""
+def least_error_steps(rows: np.ndarray, min_step: float) -> np.ndarray:
+    """Per row (channel), the grid step among CLIP_FRACTIONS of max|row| / 7 (at least min_step) with the
+    least squared error after rounding half away from zero and clipping to [-7, 7]. The one rule for
+    int8 filters here and for float filters fine-tuned on the grid (stages/int4_finetune.py)."""
     peak = np.abs(rows).max(axis=1) / LEVELS
-    steps = np.maximum(peak[:, None] * np.asarray(CLIP_FRACTIONS)[None, :], 1.0)       # (channels, tries)
+    steps = np.maximum(peak[:, None] * np.asarray(CLIP_FRACTIONS)[None, :], min_step)  # (channels, tries)
     rounded = np.clip(_round_half_away(rows[:, None, :] / steps[:, :, None]), -LEVELS, LEVELS) * steps[:, :, None]
     error = ((rounded - rows[:, None, :]) ** 2).sum(axis=2)
     return steps[np.arange(len(rows)), error.argmin(axis=1)]
+
+
+def _factors(rows: np.ndarray) -> np.ndarray:
+    """m_c per channel for int8 values; 1 keeps channels whose values already fit."""
+    return least_error_steps(rows, 1.0)
 
 
 def _rescale_bias(model: TfliteModel, bias: int, factor: np.ndarray) -> None:
