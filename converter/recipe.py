@@ -13,7 +13,7 @@ import keyword
 import math
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_serializer,
                       model_validator)
@@ -168,6 +168,10 @@ class Recipe(_Strict):
     seed: int = 0
     eval_samples: int = Field(2000, ge=0, le=1_000_000, description="cap on eval inputs scored on TFLM")
     arena_margin: float = Field(0.10, ge=0.0, le=10.0, description="fraction added to the measured arena")
+    device_check: Literal["auto", "off", "cortex-m4", "cortex-m7"] = Field(
+        "auto", description="run the golden self-test on this emulated core under QEMU during convert (its outputs "
+                            "must equal TFLM's on the host; its arena goes into model_settings.h); auto: cortex-m4 "
+                            "when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there")
 
     @field_validator("name")
     @classmethod

@@ -111,12 +111,27 @@ def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_
                 target = target.with_suffix(profile["cc_suffix"])
             shutil.copyfile(model_dir / name, target)
             files.append(target.relative_to(staging).as_posix())
+    _resolver_for_port(profile["port"], facts, model_dir, dest_model)
 
     record = {"board": board, "project": str(out), "model_dir": str(model_dir),
               "model_subdir": profile["model_dir"], "port": profile["port"], **info, **budget.as_dict(),
               "files": sorted(files), "tflm_commit": TFLM_COMMIT}
     (staging / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _resolver_for_port(port: str, facts: ModelFacts, model_dir: Path, dest_model: Path) -> None:
+    """model_ops.h again for the board's TFLM copy when it lacks a type-specialised registration the
+    converted one uses (Arduino's copy has no _INT4 kernels): the generic kernel there instead."""
+    from converter.emit.sources import render_model_ops
+    from converter.tflite.model import read_model
+
+    tflite = model_dir / "model.tflite"
+    if port == "tflite-micro" or not tflite.is_file() or not (dest_model / "model_ops.h").is_file():
+        return
+    model_bytes = tflite.read_bytes()
+    (dest_model / "model_ops.h").write_text(
+        render_model_ops(facts.name, "model.tflite", model_bytes, read_model(model_bytes), port))
 
 
 @click.command("firmware")
