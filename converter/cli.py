@@ -115,7 +115,7 @@ def main():
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory for the artifacts.")
 @click.option("--force", is_flag=True, help="Replace the output directory if it already holds files.")
 @click.option("--ray-address", help="Run federated stages on this Ray cluster (overrides their ray_address).")
-@click.option("--device-check", type=click.Choice(["auto", "off", "cortex-m4", "cortex-m7"]),
+@click.option("--device-check", type=click.Choice(["auto", "off", "cortex-m4", "cortex-m7", "cortex-m0plus"]),
               help="Run the golden self-test on this emulated core under QEMU before writing --out (overrides the "
                    "recipe's device_check; auto: cortex-m4 when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there).")
 def convert(recipe: Path, out: Path, force: bool, ray_address: str | None, device_check: str | None):

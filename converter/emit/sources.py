@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +130,21 @@ def arena_comment(measured: int, margin: float, host: str, figure: ArenaFigure |
                  "converted). `tflm-kit firmware --board B` writes B's core's figure when it can measure it; else",
                  "check interpreter.arena_used_bytes() on the device."]
     return "\n".join(f"// {line}" for line in lines)
+
+
+_ARENA_BLOCK = re.compile(r"^// Tensor arena: .*?^constexpr int kTensorArenaSize = \d+;$", re.S | re.M)
+
+
+def with_arena(settings_text: str, measured: int, size: int, comment: str) -> str:
+    """model_settings.h with another arena figure (`firmware --board B` writes B's core's): the comment,
+    kArenaMeasuredBytes and kTensorArenaSize replaced; KitError when the text is not one the kit rendered."""
+    block = (f"{comment}\nconstexpr int kArenaMeasuredBytes = {measured};\n"
+             f"constexpr int kTensorArenaSize = {size};")
+    updated, count = _ARENA_BLOCK.subn(lambda _: block, settings_text, count=1)
+    if count != 1:
+        raise KitError("model_settings.h has no kTensorArenaSize block tflm-kit wrote",
+                       "re-run `tflm-kit convert` to regenerate the model directory")
+    return updated
 
 
 def render_all(name: str, source: str, model_bytes: bytes, model_sha256: str, info: ModelInfo,

@@ -7,7 +7,7 @@ fails naming the first differing vector and output (a host-vs-device difference,
 flashes); and `interpreter.arena_used_bytes()` it prints is the arena the device used, which then goes
 into model_settings.h (+ the recipe's margin).
 
-The setting: the recipe's `device_check:` (auto | off | cortex-m4 | cortex-m7), overridden by
+The setting: the recipe's `device_check:` (auto | off | cortex-m4 | cortex-m7 | cortex-m0plus), overridden by
 `convert --device-check`; `auto` runs it on cortex-m4 when TFLM_ROOT (with the core's library),
 arm-none-eabi-gcc and qemu-system-arm are there, unless TFLM_KIT_DEVICE_CHECK=off (the test suite sets
 that: one check costs a compile + link + run, docs/firmware.md has the measured cost).
@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from ..tflm.target_arena import ArenaFigure
 from .firmware import load_board
 from .firmware_checks import ModelFacts
 
-BOARDS = {"cortex-m4": "cortex-m-qemu", "cortex-m7": "cortex-m7-qemu"}   # emulated core -> board that runs it
+BOARDS = {"cortex-m4": "cortex-m-qemu", "cortex-m7": "cortex-m7-qemu", "cortex-m0plus": "cortex-m0plus-qemu"}   # emulated core -> board that runs it
 SETTINGS = ("auto", "off", *BOARDS)
 ENV = "TFLM_KIT_DEVICE_CHECK"
 
@@ -127,3 +127,21 @@ def run_device_check(core: str, name: str, model_bytes: bytes, sources: dict[str
                        "or convert with --device-check off to skip the check")
     return DeviceCheck(core, board, result.total, target_arena.measured(result.arena_used, core),
                        round(seconds, 1))
+
+
+def measure_model_dir(core: str, model_dir: Path, facts: ModelFacts) -> ArenaFigure:
+    """The arena `core` uses for a converted model folder (`firmware --board B` for a core the conversion
+    did not measure): the same golden self-test, on the folder's own sources and golden.npz."""
+    from ..compare.golden_format import load_vectors
+    from ..emit.sources import with_arena
+    from .firmware_checks import MODEL_SOURCES
+
+    host_bytes = int(((facts.arena or {}).get("host") or {}).get("bytes") or facts.arena_measured_bytes)
+    probe = probe_arena(host_bytes)
+    sources = {name: (model_dir / name).read_text() for name in MODEL_SOURCES}
+    sources["model_settings.h"] = with_arena(sources["model_settings.h"], probe, probe,
+                                             "// Tensor arena: a generous probe for the device check")
+    golden = load_vectors(model_dir / VECTORS_FILE)
+    probe_facts = replace(facts, arena_bytes=probe, arena_measured_bytes=probe)
+    return run_device_check(core, facts.name, (model_dir / "model.tflite").read_bytes(), sources,
+                            golden.inputs, golden.outputs, probe_facts).arena

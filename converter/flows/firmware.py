@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -78,8 +79,9 @@ def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False)
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
     facts = read_model_dir(model_dir)
     check_port(profile, facts, all_boards())
-    budget = check_budget(profile, facts)
     _check_out(out, force)
+    facts = _board_arena(profile, facts, model_dir)
+    budget = check_budget(profile, facts)
     with staged_output(out) as staging:
         record = _render(board, profile, facts, budget, model_dir, out, staging)
     return record
@@ -112,12 +114,62 @@ def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_
             shutil.copyfile(model_dir / name, target)
             files.append(target.relative_to(staging).as_posix())
     _resolver_for_port(profile["port"], facts, model_dir, dest_model)
+    _settings_for_board(facts, dest_model)
 
     record = {"board": board, "project": str(out), "model_dir": str(model_dir),
               "model_subdir": profile["model_dir"], "port": profile["port"], **info, **budget.as_dict(),
               "files": sorted(files), "tflm_commit": TFLM_COMMIT}
     (staging / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path) -> ModelFacts:
+    """The facts with the arena of the board's core: the conversion's when it measured that core, else
+    measured now when this machine can (flows/device_check.py), else the conversion's figure, labelled
+    with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
+    from converter.tflm.target_arena import ArenaFigure, arena_core, with_margin
+
+    figures = {kind: ArenaFigure.from_dict(d) for kind, d in facts.arena.items()
+               if kind in ("target", "host") and isinstance(d, dict)}
+    target, host = figures.get("target"), figures.get("host")
+    if profile.get("runs_on") == "host":
+        figure, note = host or target, ""
+    else:
+        core, note = arena_core(profile["core"])
+        figure = target if target is not None and target.on_device and target.core == core else None
+        if figure is None:
+            figure = _measure_core(core, facts, model_dir)
+        if figure is None and target is not None:
+            figure = target
+            note = (f"{core} could not be measured here (device check tools missing): the figure is "
+                    f"{target.source}" if target.on_device else f"{target.source}")
+    if figure is None:
+        return facts
+    source = figure.source + (f"; {note}" if note else "")
+    return replace(facts, arena_measured_bytes=figure.bytes, arena_bytes=with_margin(figure.bytes, facts.arena_margin),
+                   arena_source=source)
+
+
+def _measure_core(core: str, facts: ModelFacts, model_dir: Path):
+    """The core's arena measured under QEMU now, or None when this machine cannot (or the folder lacks model.tflite)."""
+    from converter.flows.device_check import BOARDS, measure_model_dir, missing_tools
+
+    if core not in BOARDS or missing_tools(core) or not (model_dir / "model.tflite").is_file():
+        return None
+    return measure_model_dir(core, model_dir, facts)
+
+
+def _settings_for_board(facts: ModelFacts, dest_model: Path) -> None:
+    """model_settings.h with the board's arena figure and its source."""
+    from converter.emit.sources import with_arena
+
+    settings = dest_model / "model_settings.h"
+    if not settings.is_file():
+        return
+    comment = "\n".join(f"// {line}" for line in (
+        f"Tensor arena: {facts.arena_measured_bytes} bytes {facts.arena_source},",
+        f"plus a {facts.arena_margin:.0%} margin (written by `tflm-kit firmware` for this board's core).",))
+    settings.write_text(with_arena(settings.read_text(), facts.arena_measured_bytes, facts.arena_bytes, comment))
 
 
 def _resolver_for_port(port: str, facts: ModelFacts, model_dir: Path, dest_model: Path) -> None:
@@ -164,7 +216,7 @@ def budget_lines(record: dict) -> list[str]:
                      f" (TFLM code measured on {footprint['target']})")
     have = f" of {record['ram_bytes']:,}" if record.get("ram_bytes") else ""
     lines.append(f"RAM {record['ram_needed_bytes']:,}{have} bytes: tensor arena {record['arena_bytes']:,}"
-                 f" (measured {record['arena_measured_bytes']:,} + margin) + reserve"
+                 f" ({record['arena_measured_bytes']:,} + margin; {record.get('arena_source') or 'measured'}) + reserve"
                  f" {record['ram_needed_bytes'] - record['arena_bytes']:,}")
     if record.get("lut_image_delta_bytes") is not None:
         saved = record["uncompressed_model_bytes"] - record["model_bytes"]

@@ -38,6 +38,9 @@ class ModelFacts:
     uncompressed_model_bytes: int | None = None  # the int8 model before LUT compression, if any
     decoded_tensor_bytes: int | None = None      # LUT models: the largest weight tensor DECODE writes to the arena
     kernel_variants: dict[str, str] = field(default_factory=dict)  # op -> type of its specialised kernel (tflm/kernels.py)
+    arena_source: str = ""                       # where arena_measured_bytes comes from (ArenaFigure.source)
+    arena: dict = field(default_factory=dict)    # the manifest's "arena": target and host ArenaFigure dicts
+    arena_margin: float = 0.10
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +69,11 @@ def read_model_dir(model_dir: Path) -> ModelFacts:
             golden_bytes=golden_count * sum(_tensor_bytes(t) for t in model["inputs"] + model["outputs"]),
             operators=list(model["operators"]), uncompressed_model_bytes=compress.get("bytes_before"),
             decoded_tensor_bytes=compress.get("largest_decoded_tensor_bytes"),
-            kernel_variants=_kernel_variants(model_dir, model))
+            kernel_variants=_kernel_variants(model_dir, model),
+            arena_source=str(manifest["summary"].get("arena_source", "measured on the host")),
+            arena=manifest.get("arena") or {},
+            arena_margin=float((manifest.get("arena") or {}).get(
+                "margin", manifest["summary"].get("arena_margin_percent", 10) / 100)))
     except (ValueError, KeyError, TypeError) as error:
         raise KitError(f"{model_dir / 'manifest.json'} is not a manifest tflm-kit can read ({error!r:.120})",
                        "re-run `tflm-kit convert` to regenerate the model directory") from None

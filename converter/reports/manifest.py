@@ -103,7 +103,7 @@ class ConversionParts:
             "arena_note": self._arena_note(),
             "arena": {"target": self.arena_figure.as_dict() if self.arena_figure else None,
                       "host": self.arena_host.as_dict() if self.arena_host else None,
-                      "reserved": self.arena_size, "margin_percent": round(self.arena_margin * 100)},
+                      "reserved": self.arena_size, "margin": self.arena_margin},
             "device_check": self.device_check or {"ran": False},
             "stages": [record.as_dict() for record in self.stages],
             "validation": self.validation,

@@ -7,7 +7,8 @@ x86-64, 15,332 B on the Cortex-M4. So every figure the kit reserves or prints fo
 an ArenaFigure that says where it comes from:
 
 - "measured": `interpreter.arena_used_bytes()` printed by the golden self-test built for the core and
-  run under QEMU (flows/device_check.py): cortex-m4 (mps2-an386), cortex-m7 (mps2-an500);
+  run under QEMU (flows/device_check.py): cortex-m4 (mps2-an386), cortex-m7 (mps2-an500), cortex-m0plus
+  (TFLM's Armv6-M build on mps2-an385);
 - "host": TFLM's Python runtime on this machine (tflm/arena.py), only as a labelled extra, or when
   nothing else is there, labelled as not the device's.
 
@@ -19,9 +20,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 # board profile `core` -> the emulated core whose measurement is used (same CMSIS-NN build and 32-bit layout)
-EMULATED_CORES = {"cortex-m4": "cortex-m4", "cortex-m4f": "cortex-m4", "cortex-m7": "cortex-m7"}
+EMULATED_CORES = {"cortex-m4": "cortex-m4", "cortex-m4f": "cortex-m4", "cortex-m7": "cortex-m7",
+                  "cortex-m0plus": "cortex-m0plus"}
 DEFAULT_CORE = "cortex-m4"
-QEMU_MACHINES = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
+QEMU_MACHINES = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500",
+                 "cortex-m0plus": "mps2-an385, Armv6-M code on its Cortex-M3"}
 
 
 @dataclass(frozen=True)
