@@ -21,6 +21,7 @@ import yaml
 from converter.errors import KitError
 from converter.flows.firmware_checks import (MODEL_SOURCES, Budget, ModelFacts, check_budget, check_port,
                                              read_model_dir)
+from converter.system import out_lock
 from converter.system.outdir import check_output_path, staged_output
 
 __all__ = ["render_firmware", "list_boards", "load_board", "read_model_dir", "check_budget", "MODEL_SOURCES"]
@@ -73,14 +74,17 @@ def _check_out(out: Path, force: bool) -> None:
                        "choose another --out directory")
 
 
-def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False) -> dict:
-    """Render the project for `board` into `out`; returns the record also saved in `out`."""
+@out_lock.released_after  # the arena measurement or the budget may fail after --out was checked and locked
+def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False, measure: bool = True) -> dict:
+    """Render the project for `board` into `out`; returns the record also saved in `out`. measure: when the
+    conversion did not measure the board's core, measure its arena under QEMU now if the tools are there
+    (one more build; False keeps the conversion's figure, for callers that run the firmware themselves)."""
     profile = load_board(board)
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
     facts = read_model_dir(model_dir)
     check_port(profile, facts, all_boards())
     _check_out(out, force)
-    facts = _board_arena(profile, facts, model_dir)
+    facts = _board_arena(profile, facts, model_dir, measure)
     budget = check_budget(profile, facts)
     with staged_output(out) as staging:
         record = _render(board, profile, facts, budget, model_dir, out, staging)
@@ -123,7 +127,7 @@ def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_
     return record
 
 
-def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path) -> ModelFacts:
+def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: bool = True) -> ModelFacts:
     """The facts with the arena of the board's core: the conversion's when it measured that core, else
     measured now when this machine can (flows/device_check.py), else the conversion's figure, labelled
     with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
@@ -137,7 +141,7 @@ def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path) -> ModelFact
     else:
         core, note = arena_core(profile["core"])
         figure = target if target is not None and target.on_device and target.core == core else None
-        if figure is None:
+        if figure is None and measure:
             figure = _measure_core(core, facts, model_dir)
         if figure is None and target is not None:
             figure = target
