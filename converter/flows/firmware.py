@@ -129,7 +129,8 @@ def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_
 
 def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: bool = True) -> ModelFacts:
     """The facts with the arena of the board's core: the conversion's when it measured that core, else
-    measured now when this machine can (flows/device_check.py), else the conversion's figure, labelled
+    measured now when this machine can and TFLM_KIT_DEVICE_CHECK is not off (flows/device_check.py), else
+    the conversion's figure, labelled
     with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
     from converter.tflm.target_arena import ArenaFigure, arena_core, with_margin
 
@@ -150,15 +151,17 @@ def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: boo
     if figure is None:
         return facts
     source = figure.source + (f"; {note}" if note else "")
+    if figure.bytes == facts.arena_measured_bytes:  # the conversion's own figure: keep its reservation
+        return replace(facts, arena_source=source)
     return replace(facts, arena_measured_bytes=figure.bytes, arena_bytes=with_margin(figure.bytes, facts.arena_margin),
                    arena_source=source)
 
 
 def _measure_core(core: str, facts: ModelFacts, model_dir: Path):
     """The core's arena measured under QEMU now, or None when this machine cannot (or the folder lacks model.tflite)."""
-    from converter.flows.device_check import BOARDS, measure_model_dir, missing_tools
+    from converter.flows.device_check import BOARDS, measure_model_dir, missing_tools, switched_off
 
-    if core not in BOARDS or missing_tools(core) or not (model_dir / "model.tflite").is_file():
+    if core not in BOARDS or switched_off() or missing_tools(core) or not (model_dir / "model.tflite").is_file():
         return None
     return measure_model_dir(core, model_dir, facts)
 
