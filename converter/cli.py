@@ -57,7 +57,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the same cleanup (staging folder removed) runs."""
 
 
-def _raise_terminated(signum, frame):
+def _raise_terminated(_signum, _frame):
     raise Terminated()
 
 

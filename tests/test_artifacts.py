@@ -51,10 +51,9 @@ def test_manifest_describes_every_artifact_truthfully(demo_dir):
 def test_golden_outputs_are_what_tflm_computes(demo_dir):
     model = (demo_dir / "model.tflite").read_bytes()
     golden = np.load(demo_dir / "golden.npz")
-    info = read_model(model)
     assert golden["input_0"].dtype == np.int8 and len(golden["input_0"]) == 10
     assert len(np.unique(golden["input_0"].reshape(10, -1), axis=0)) == 10, "golden inputs should be distinct"
-    outputs = run_tflm(model, info, [golden["input_0"]])
+    outputs = run_tflm(model, [golden["input_0"]])
     assert np.array_equal(outputs[0], golden["output_0"])
 
 

@@ -64,8 +64,8 @@ def test_clustered_model_shrinks_and_stays_bit_exact(tiny):
 
     # Independently of the stage's own check: same bytes out of TFLM on every eval input.
     inputs = [quantize(data.x_eval, read_model(model_bytes).inputs[0])]
-    before = run_tflm(model_bytes, read_model(model_bytes), inputs)
-    after = run_tflm(compressed, read_model(compressed), inputs)
+    before = run_tflm(model_bytes, inputs)
+    after = run_tflm(compressed, inputs)
     assert np.array_equal(before[0], after[0])
 
 
@@ -287,8 +287,8 @@ def test_strip_metadata_drops_what_tflm_never_reads(digits_lut, digits_stripped)
     # independently: TFLM gives the LUT-only model's bytes on every golden input
     golden = np.load(digits_stripped / "golden.npz")
     inputs = [golden[k] for k in sorted(golden.files) if k.startswith("input")]
-    assert np.array_equal(run_tflm(lut_only, read_model(lut_only), inputs)[0],
-                          run_tflm(stripped, read_model(stripped), inputs)[0])
+    assert np.array_equal(run_tflm(lut_only, inputs)[0],
+                          run_tflm(stripped, inputs)[0])
 
 
 def test_strip_metadata_without_lut_and_a_bad_strip_is_caught(tiny, monkeypatch):

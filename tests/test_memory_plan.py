@@ -161,8 +161,8 @@ def test_tflm_runs_the_planned_model_bit_exact_in_the_smaller_arena(vww_like):
     # no scratch buffers here, so the arena shrinks by exactly the planned saving
     assert measure_arena(planned, sample) == online - plan.saving
     inputs = _sample(model_bytes, data, 32)
-    expected = run_tflm(model_bytes, read_model(model_bytes), inputs)
-    actual = run_tflm(planned, read_model(planned), inputs, arena_size=online - plan.saving)
+    expected = run_tflm(model_bytes, inputs)
+    actual = run_tflm(planned, inputs, arena_size=online - plan.saving)
     assert all(np.array_equal(e, a) for e, a in zip(expected, actual))
 
 
@@ -295,5 +295,5 @@ def test_mlperf_vww_arena_shrinks_by_the_planned_saving(shared_data):
     assert measure_arena(greedy_written, sample) == online
     assert measure_arena(planned, sample) == online - 18_432
     inputs = [np.random.default_rng(0).integers(-128, 128, (10, *info.inputs[0].shape[1:])).astype(np.int8)]
-    expected, actual = run_tflm(model_bytes, info, inputs), run_tflm(planned, read_model(planned), inputs)
+    expected, actual = run_tflm(model_bytes, inputs), run_tflm(planned, inputs)
     assert all(np.array_equal(e, a) for e, a in zip(expected, actual))

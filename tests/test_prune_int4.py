@@ -87,7 +87,7 @@ def sparse_bytes(data) -> bytes:
 
 def _outputs(model_bytes: bytes, x) -> np.ndarray:
     info = read_model(model_bytes)
-    return run_tflm(model_bytes, info, [quantize(x, info.inputs[0])])[0]
+    return run_tflm(model_bytes, [quantize(x, info.inputs[0])])[0]
 
 
 def test_pruned_model_shrinks_and_decodes_byte_identical_on_tflm(sparse_bytes, data):

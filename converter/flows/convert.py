@@ -133,7 +133,8 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
     from ..stages.registry import get
 
     context = StageContext(loaded.data, recipe.seed, recipe.base_dir, events)
-    model, first_flatbuffer, records, notes, sections, artifacts = loaded.model, None, [], [], [], {}
+    model, first_flatbuffer, records, notes, sections = loaded.model, None, [], [], []
+    artifacts: dict[str, bytes] = {}
     if loaded.flatbuffer:
         first_flatbuffer = model
     pipeline = recipe.pipeline()
@@ -174,7 +175,7 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
 
 def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> Golden:
     inputs, source = golden_inputs(data, info, count)
-    return Golden(inputs, run_tflm(model_bytes, info, inputs), source)
+    return Golden(inputs, run_tflm(model_bytes, inputs), source)
 
 
 def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
@@ -229,7 +230,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         sources = render(recipe, model_bytes, info, arena, golden, loaded.data.labels)
 
     with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):
-        validation = validate_artifacts(model_bytes, info, golden.inputs, golden.outputs, sources["model_data.cc"],
+        validation = validate_artifacts(model_bytes, golden.inputs, golden.outputs, sources["model_data.cc"],
                                         recipe.name, stages.uncompressed)
 
     mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)

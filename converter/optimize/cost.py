@@ -47,11 +47,9 @@ class DeployedCost:
 
 
 def _footprint(model_bytes: int, operators: list[str], board: dict):
-    """The firmware helper's per-target code-size model, or None when it is not available."""
-    try:
-        from ..tflm import footprint  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    """The per-target code-size model's figure (tflm/footprint.py), or None when no target of the board is in it."""
+    from ..tflm import footprint
+
     for target in (board.get("code_size"), board.get("core")):
         if not target:
             continue
@@ -71,7 +69,7 @@ def host_cost(manifest: dict, board: dict) -> DeployedCost:
     if found is None:
         return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate",
                             flash_estimate_bytes=model_bytes, arena_host_bytes=arena)
-    kernels = int(sum(found.kernels.values()) - getattr(found, "shared", 0))  # shared code counted once
+    kernels = int(sum(found.kernels.values()) - found.shared)  # shared code counted once
     return DeployedCost(model_bytes, int(found.total), "footprint data", arena, "host estimate",
                         kernel_bytes=kernels, core_bytes=int(found.core), flash_estimate_bytes=int(found.total),
                         arena_host_bytes=arena)

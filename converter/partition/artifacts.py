@@ -65,8 +65,10 @@ def write_part_dir(folder: Path, part: PartModel, arena_measured: int, record: d
 
 
 def _part_report(part: PartModel, info: ModelInfo, arena: int, arena_size: int, record: dict) -> str:
-    shapes = lambda tensors: ", ".join(f"{list(t.shape)} {t.type.lower()} (scale {t.scale}, zero point "
-                                       f"{t.zero_point})" for t in tensors)
+    def shapes(tensors) -> str:
+        return ", ".join(f"{list(t.shape)} {t.type.lower()} (scale {t.scale}, zero point {t.zero_point})"
+                         for t in tensors)
+
     return "\n".join([
         f"# {part.name}: part {record['part']} of a partitioned model",
         "",

@@ -56,9 +56,9 @@ def measure_arena(model_bytes: bytes, sample: list[np.ndarray]) -> int:
     low, high = 0, None
     arrays = {"model": model_array(model_bytes)} | {f"input_{i}": x for i, x in enumerate(sample)}
     for _ in range(64):  # each round ends in a clean exit or one crash
-        tried = []
+        tried: list[int] = []
 
-        def follow(event: ChildEvent) -> None:
+        def follow(event: ChildEvent, tried: list = tried) -> None:
             nonlocal low, high
             if event.kind == "probe":
                 tried.append(event.data["size"])
