@@ -1,6 +1,5 @@
 """The default recipe's artifacts: content, consistency and that the C/C++ compiles and holds the bytes."""
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from converter.tflm.runners import run_tflm
 from converter.tflite.model import read_model
 
 from .conftest import cxx
+from .firmware_tools import tflm_root
 
 EXPECTED_FILES = {"model.tflite", "model_data.h", "model_data.cc", "model_ops.h", "model_settings.h",
                   "golden_vectors.h", "golden_vectors.cc", "golden.npz", "manifest.json", "report.md"}
@@ -117,13 +117,9 @@ int main() {
 
 
 def tflm_include_flags() -> list[str]:
-    root = os.environ.get("TFLM_ROOT")
-    if not root:
-        pytest.skip("TFLM_ROOT is not set: compiling against TFLM headers needs a TFLM checkout "
-                    "(git clone https://github.com/tensorflow/tflite-micro, then export TFLM_ROOT=<it>)")
     from converter.tflm.tree import include_dirs
 
-    return [f"-I{path}" for path in include_dirs(Path(root))]
+    return [f"-I{path}" for path in include_dirs(tflm_root())]
 
 
 def test_ops_and_settings_headers_compile_against_tflm(demo_dir, tmp_path):
