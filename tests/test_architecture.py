@@ -40,9 +40,7 @@ KNOWN: dict[tuple[str, str], str] = {
     ("converter.optimize.cost", "converter.flows.flash"): _CLIMB,
     ("converter.optimize.prepare", "converter.flows.convert"): _CLIMB,
     ("converter.optimize.trial", "converter.flows.convert"): _CLIMB,
-    ("converter.partition.artifacts", "converter.flows.convert"): _CLIMB,
     ("converter.partition.pair", "converter.flows.flash"): _CLIMB,
-    ("converter.partition.pricing", "converter.flows.convert"): _CLIMB,
     ("converter.partition.profiles", "converter.flows.firmware"): _CLIMB,
     ("converter.partition.qemu", "converter.flows.firmware"): _CLIMB,
 }

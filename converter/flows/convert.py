@@ -7,7 +7,6 @@ that is checked before it replaces --out. Progress goes to `events` (converter/p
 """
 from __future__ import annotations
 
-import math
 import platform
 import time
 from dataclasses import dataclass, replace
@@ -27,7 +26,7 @@ from ..system import out_lock, tf_env
 from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
 from ..tflm.deployable import check_deployable
-from ..tflm.arena import measure_arena
+from ..tflm.arena import arena_with_margin, first_sample, measure_arena
 from ..tflm.runners import quantize_inputs, run_tflm
 from .convert_output import check_and_write, validate_artifacts
 
@@ -74,10 +73,6 @@ def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.n
     """Real inputs spread over the eval set (or the calibration set), quantized to each input's type."""
     x, source = data.spread_inputs(count)
     return quantize_inputs(x, info, data.input_names), source
-
-
-def arena_with_margin(measured: int, margin: float) -> int:
-    return int(math.ceil(measured * (1 + margin) / 16) * 16)
 
 
 def input_shapes(model) -> list[tuple]:
@@ -179,7 +174,7 @@ def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -
 
 
 def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
-    measured = measure_arena(model_bytes, [x[:1].reshape(t.shape) for x, t in zip(golden.inputs, info.inputs)])
+    measured = measure_arena(model_bytes, first_sample(golden.inputs, info))
     return Arena(measured, arena_with_margin(measured, margin))
 
 

@@ -19,6 +19,7 @@ from ..reports.convert_report import render_report
 from ..reports.deployed import compare_deployed, tensors_compressed
 from ..reports.manifest import ConversionParts, write_manifest
 from ..system.outdir import staged_output
+from ..tflm.arena import first_sample
 from ..tflm.runners import run_litert, run_tflm
 
 
@@ -69,7 +70,7 @@ def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inpu
         content = parts.content(seconds=round(time.perf_counter() - started, 1))
         # a compressed model: its deployed flash and arena next to the uncompressed int8 model's (the CLI prints them)
         if tensors_compressed(parts.stages):
-            sample = [x[:1].reshape(t.shape) for x, t in zip(inputs, parts.info.inputs)]
+            sample = first_sample(inputs, parts.info)
             deployed = compare_deployed(model_bytes, stages.uncompressed, parts.arena_measured, sample)
             if deployed is not None:
                 content["deployed"] = deployed.as_dict()

@@ -24,6 +24,7 @@ from ..partition.measure import measure_core
 from ..partition.vela import NOT_EXECUTED
 from ..system.outdir import check_output_path, staged_output
 from ..tflite.model import read_model
+from ..tflm.arena import ARENA_MARGIN
 from ..tflm.runners import run_tflm
 from .model_inputs import model_inputs
 
@@ -187,7 +188,7 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:  # 
                     arena = -(-estimate.sram_bytes // 16) * 16
                     part_record |= {"vela": estimate.as_dict(), "npu_note": NOT_EXECUTED}
                 write_part_dir(staging / f"part{k}", part, arena, part_record, source.labels if k == 1 else None,
-                               pricing.ARENA_MARGIN)
+                               ARENA_MARGIN)
             if request.pair:
                 record["pair"] = report.pair_record(_run_pair(staging, devices, best, workdir, log), chosen)
             record["seconds"] = round(time.perf_counter() - started, 1)
@@ -244,7 +245,7 @@ def _register():
     @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
     @click.option("--cut", default="auto", show_default=True,
                   help="TENSOR[,TENSOR] (names, or #index) crossing the cut, or auto: the best within budgets.")
-    @click.option("--objective", default="latency", show_default=True, type=click.Choice(costing.OBJECTIVES),
+    @click.option("--objective", default="latency", show_default=True, type=click.Choice(costing.CUT_OBJECTIVES),
                   help="What --cut auto minimises: end-to-end latency, energy, or the pipeline period (balance).")
     @click.option("--profiles", "profile_file", type=click.Path(path_type=Path),
                   help="YAML: device/link name -> fields (core, mhz, flash_bytes, ram_bytes, active_mw; "

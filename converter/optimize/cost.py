@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-OBJECTIVES = ("flash", "ram", "latency")
+from ..system.elf_size import image_size
+
+# What a search minimises (`tflm-kit optimize --objective`); a partition's are partition/cost.CUT_OBJECTIVES.
+SEARCH_OBJECTIVES = ("flash", "ram", "latency")
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,8 @@ def linked_image_bytes(project: Path) -> Optional[int]:
     elves = sorted(project.glob("*.elf"))
     if not elves:
         return None
-    sized = subprocess.run(["arm-none-eabi-size", str(elves[0])], capture_output=True, text=True)
-    lines = sized.stdout.strip().splitlines()
-    if sized.returncode != 0 or len(lines) < 2:
-        return None
-    text, data = (int(x) for x in lines[1].split()[:2])
-    return text + data
+    size = image_size(elves[0])
+    return None if size is None else size.flash
 
 
 def device_cost(cost: DeployedCost, model_dir: Path, board: str) -> DeployedCost:
