@@ -31,7 +31,9 @@ demo: $(INSTALLED)
 
 # The lint and type gate (pyproject.toml: [tool.ruff], [tool.mypy]): pyflakes, bugbear, unused arguments,
 # complexity <= 12 on the whole tree, and mypy on converter/. Seconds; runs first in test-fast and test.
-RUFF ?= $(BIN)/ruff
+# ruff's binary beside its package (a venv that borrows another's site-packages has only a `python -m ruff`
+# wrapper in bin/, and ruff's own finder would run that wrapper again); RUFF=<path> names another.
+RUFF ?= $(shell $(BIN)/python -c 'import pathlib, ruff; print(pathlib.Path(ruff.__file__).resolve().parents[4] / "bin" / "ruff")')
 lint: $(INSTALLED)
 	$(RUFF) check converter tests bench tools
 	$(BIN)/python -m mypy
