@@ -101,6 +101,6 @@ def test_a_device_that_computes_other_bytes_fails_the_conversion_naming_the_vect
     wrong[0][3].reshape(-1)[0] ^= np.array(1, dtype=wrong[0].dtype)
     sources = {name: (out / name).read_text() for name in MODEL_SOURCES}
     with pytest.raises(KitError) as failed:
-        run_device_check("cortex-m4", "digits", (out / "model.tflite").read_bytes(), sources, golden.inputs, wrong,
+        run_device_check("cortex-m4", (out / "model.tflite").read_bytes(), sources, golden.inputs, wrong,
                          read_model_dir(out))
     assert "vector 3 output 0" in str(failed.value) and "cortex-m4" in str(failed.value)

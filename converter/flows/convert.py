@@ -27,8 +27,8 @@ from ..system import out_lock, tf_env
 from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
 from ..tflm.deployable import check_deployable
-from ..tflm.arena import measure_arena
 from ..tflm import target_arena
+from ..tflm.arena import arena_with_margin, first_sample, measure_arena
 from ..tflm.runners import quantize_inputs, run_tflm
 from ..tflm.kernels import registered_variants
 from ..tflm.target_arena import ArenaFigure
@@ -81,10 +81,6 @@ def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.n
     """Real inputs spread over the eval set (or the calibration set), quantized to each input's type."""
     x, source = data.spread_inputs(count)
     return quantize_inputs(x, info, data.input_names), source
-
-
-def arena_with_margin(measured: int, margin: float) -> int:
-    return target_arena.with_margin(measured, margin)
 
 
 def input_shapes(model) -> list[tuple]:
@@ -140,7 +136,8 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
     from ..stages.registry import get
 
     context = StageContext(loaded.data, recipe.seed, recipe.base_dir, events)
-    model, first_flatbuffer, records, notes, sections, artifacts = loaded.model, None, [], [], [], {}
+    model, first_flatbuffer, records, notes, sections = loaded.model, None, [], [], []
+    artifacts: dict[str, bytes] = {}
     if loaded.flatbuffer:
         first_flatbuffer = model
     pipeline = recipe.pipeline()
@@ -181,12 +178,12 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
 
 def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> Golden:
     inputs, source = golden_inputs(data, info, count)
-    return Golden(inputs, run_tflm(model_bytes, info, inputs), source)
+    return Golden(inputs, run_tflm(model_bytes, inputs), source)
 
 
 def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
     """The host's arena (TFLM's Python runtime): the figure when no device check runs, labelled as the host's."""
-    measured = measure_arena(model_bytes, [x[:1].reshape(t.shape) for x, t in zip(golden.inputs, info.inputs)])
+    measured = measure_arena(model_bytes, first_sample(golden.inputs, info))
     figure = target_arena.host(measured, platform.machine())
     return Arena(measured, arena_with_margin(measured, margin), figure, figure)
 
@@ -198,7 +195,7 @@ def device_arena(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo,
     probe = probe_arena(host_arena.measured)
     probe_sources = render(recipe, model_bytes, info, Arena(probe, probe), golden, labels)
     facts = model_facts(recipe.name, model_bytes, info, len(golden.inputs[0]), probe)
-    device = run_device_check(core, recipe.name, model_bytes, probe_sources, golden.inputs, golden.outputs, facts)
+    device = run_device_check(core, model_bytes, probe_sources, golden.inputs, golden.outputs, facts)
     return Arena(device.arena.bytes, arena_with_margin(device.arena.bytes, recipe.arena_margin), device.arena,
                  host_arena.host, device)
 
@@ -211,7 +208,7 @@ def deployed_comparison(recipe: Recipe, stages: StagesRun, golden: Golden, arena
     if plain is None or not tensors_compressed(stages.records):
         return None
     plain_info = read_model(plain)
-    plain_golden = Golden(golden.inputs, run_tflm(plain, plain_info, golden.inputs), golden.source)
+    plain_golden = Golden(golden.inputs, run_tflm(plain, golden.inputs), golden.source)
     plain_arena = measure(plain, plain_info, plain_golden, recipe.arena_margin)
     if arena.device is None or arena.figure is None or arena.host is None:
         return compare_deployed(stages.model_bytes, plain, arena.host or arena.figure, plain_arena.host)
@@ -275,7 +272,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     sources = render(recipe, model_bytes, info, arena, golden, loaded.data.labels)
 
     with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):
-        validation = validate_artifacts(model_bytes, info, golden.inputs, golden.outputs, sources["model_data.cc"],
+        validation = validate_artifacts(model_bytes, golden.inputs, golden.outputs, sources["model_data.cc"],
                                         recipe.name, stages.uncompressed)
 
     mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)

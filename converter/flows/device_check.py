@@ -26,6 +26,7 @@ import numpy as np
 from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..errors import KitError
 from ..tflm import target_arena
+from ..tflm.arena import arena_with_margin
 from ..tflm.target_arena import ArenaFigure
 from .firmware import load_board
 from .firmware_checks import ModelFacts
@@ -85,7 +86,7 @@ def resolve_setting(setting: str) -> str | None:
 def probe_arena(host_bytes: int) -> int:
     """The arena the check's firmware reserves: twice the host's figure + 64 KiB (the device uses less in
     every model measured; a model that needs more fails to allocate and says so)."""
-    return target_arena.with_margin(2 * host_bytes + 65536, 0.0)
+    return arena_with_margin(2 * host_bytes + 65536, 0.0)
 
 
 def model_facts(name: str, model_bytes: bytes, info, golden_count: int, arena: int) -> ModelFacts:
@@ -99,7 +100,7 @@ def model_facts(name: str, model_bytes: bytes, info, golden_count: int, arena: i
                       kernel_variants=registered_variants(model_bytes))
 
 
-def run_device_check(core: str, name: str, model_bytes: bytes, sources: dict[str, str],
+def run_device_check(core: str, model_bytes: bytes, sources: dict[str, str],
                      inputs: list[np.ndarray], outputs: list[np.ndarray], facts: ModelFacts) -> DeviceCheck:
     """Build and run the golden self-test for `core` under QEMU; KitError when its outputs differ from
     `outputs` (TFLM on this host) or it fails to run. `sources`: the C artifacts with the probe arena."""
@@ -148,5 +149,5 @@ def measure_model_dir(core: str, model_dir: Path, facts: ModelFacts) -> ArenaFig
                                              "// Tensor arena: a generous probe for the device check")
     golden = load_vectors(model_dir / VECTORS_FILE)
     probe_facts = replace(facts, arena_bytes=probe, arena_measured_bytes=probe)
-    return run_device_check(core, facts.name, (model_dir / "model.tflite").read_bytes(), sources,
+    return run_device_check(core, (model_dir / "model.tflite").read_bytes(), sources,
                             golden.inputs, golden.outputs, probe_facts).arena

@@ -132,7 +132,8 @@ def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: boo
     measured now when this machine can and TFLM_KIT_DEVICE_CHECK is not off (flows/device_check.py), else
     the conversion's figure, labelled
     with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
-    from converter.tflm.target_arena import ArenaFigure, arena_core, with_margin
+    from converter.tflm.arena import arena_with_margin
+    from converter.tflm.target_arena import ArenaFigure, arena_core
 
     figures = {kind: ArenaFigure.from_dict(d) for kind, d in facts.arena.items()
                if kind in ("target", "host") and isinstance(d, dict)}
@@ -153,7 +154,7 @@ def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: boo
     source = figure.source + (f"; {note}" if note else "")
     if figure.bytes == facts.arena_measured_bytes:  # the conversion's own figure: keep its reservation
         return replace(facts, arena_source=source)
-    return replace(facts, arena_measured_bytes=figure.bytes, arena_bytes=with_margin(figure.bytes, facts.arena_margin),
+    return replace(facts, arena_measured_bytes=figure.bytes, arena_bytes=arena_with_margin(figure.bytes, facts.arena_margin),
                    arena_source=source)
 
 

@@ -65,9 +65,3 @@ def arena_core(board_core: str) -> tuple[str, str]:
                           "layout; its port's optimized kernels may ask for other scratch), check "
                           "arena_used_bytes() on the board")
 
-
-def with_margin(bytes_used: int, margin: float) -> int:
-    """The reservation: used bytes + the recipe's margin, rounded up to 16 (TFLM aligns the arena to 16)."""
-    import math
-
-    return int(math.ceil(bytes_used * (1 + margin) / 16) * 16)
