@@ -35,13 +35,14 @@ def _reserved(project) -> int:
     return int(re.search(r"kTensorArenaSize = (\d+);", text).group(1))
 
 
-def _check_reservation(project, used: int, margin: float, root) -> None:
-    """The reservation is the target's arena + margin (within 16 B), and the firmware passes with exactly it."""
+def _check_reservation(project, needed: int, margin: float, root) -> None:
+    """The reservation is the target's arena + margin (within 16 B), and the firmware passes with exactly it.
+    `needed`: the smallest arena that allocates and invokes on the core (>= its arena_used_bytes())."""
     reserved = _reserved(project)
-    assert used <= reserved <= used + used * margin + 16
+    assert needed <= reserved <= needed + needed * margin + 16
     summary = flash(project, str(root))
     assert summary["pass"], summary["failures"] or summary["golden_differences"]
-    assert summary["arena_used_bytes"] == used  # the same build's arena: nothing reserved for nothing
+    assert summary["arena_used_bytes"] <= needed
     assert summary["device"].arena_size_bytes == reserved
 
 
@@ -104,3 +105,20 @@ def test_a_device_that_computes_other_bytes_fails_the_conversion_naming_the_vect
         run_device_check("cortex-m4", (out / "model.tflite").read_bytes(), sources, golden.inputs, wrong,
                          read_model_dir(out))
     assert "vector 3 output 0" in str(failed.value) and "cortex-m4" in str(failed.value)
+
+
+@pytest.mark.slow  # converts the MLPerf AD model (about a minute) and builds its firmware
+def test_ad_reservation_covers_what_kernels_take_while_preparing(shared_data, tmp_path):
+    """arena_used_bytes() says 15,956 B for the MLPerf AD model on the Cortex-M4, but AllocateTensors fails
+    below 20,512 B (its FULLY_CONNECTED takes more while it prepares): the device check searches the smallest
+    arena that allocates and invokes, and the board project passes with it + margin."""
+    root = _tools()
+    out = tmp_path / "ad"
+    result = run_kit("convert", REPO / "models/recipes/mlperf_ad.yaml", "--out", out, "--device-check", "cortex-m4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    check = manifest["device_check"]
+    assert check["arena_bytes"] > check["arena_used_bytes"] and manifest["arena_bytes"] == check["arena_bytes"]
+    project = tmp_path / "fw"
+    render_firmware("cortex-m-qemu", out, project)
+    _check_reservation(project, check["arena_bytes"], manifest["arena"]["margin"], root)

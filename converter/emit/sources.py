@@ -119,7 +119,7 @@ def arena_comment(measured: int, margin: float, host: str, figure: ArenaFigure |
     percent = round(margin * 100)
     if figure is not None and figure.on_device:
         lines = [f"Tensor arena: {measured} bytes {figure.source}",
-                 f"(interpreter.arena_used_bytes() of the golden self-test), plus a {percent}% margin."]
+                 f"(the smallest arena that allocates and invokes it there), plus a {percent}% margin."]
         if host_figure is not None:
             lines += [f"Not the host's figure: TFLM's Python runtime on {host_figure.core} used {host_figure.bytes} bytes",
                       "(64-bit pointers, reference kernels). `tflm-kit firmware --board B` writes B's core's figure."]

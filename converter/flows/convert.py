@@ -33,7 +33,8 @@ from ..tflm.runners import quantize_inputs, run_tflm
 from ..tflm.kernels import registered_variants
 from ..tflm.target_arena import ArenaFigure
 from .convert_output import check_and_write, validate_artifacts
-from .device_check import DeviceCheck, model_facts, probe_arena, resolve_setting, run_device_check
+from .device_check import (DeviceCheck, model_facts, probe_arena, probe_settings, resolve_setting,
+                           run_device_check)
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,7 @@ def device_arena(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo,
     and the arena the device used, which the firmware then reserves (+ the recipe's margin)."""
     probe = probe_arena(host_arena.measured)
     probe_sources = render(recipe, model_bytes, info, Arena(probe, probe), golden, labels)
+    probe_sources["model_settings.h"] = probe_settings(probe_sources["model_settings.h"], probe)
     facts = model_facts(recipe.name, model_bytes, info, len(golden.inputs[0]), probe)
     device = run_device_check(core, model_bytes, probe_sources, golden.inputs, golden.outputs, facts)
     return Arena(device.arena.bytes, arena_with_margin(device.arena.bytes, recipe.arena_margin), device.arena,

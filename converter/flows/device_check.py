@@ -43,10 +43,11 @@ class DeviceCheck:
     vectors: int
     arena: ArenaFigure
     seconds: float      # compile + link + run under QEMU
+    arena_used: int     # interpreter.arena_used_bytes(); arena.bytes is the smallest arena that allocates and invokes
 
     def as_dict(self) -> dict:
         return {"core": self.core, "board": self.board, "vectors": self.vectors, "bit_identical": True,
-                "arena_used_bytes": self.arena.bytes, "seconds": self.seconds}
+                "arena_bytes": self.arena.bytes, "arena_used_bytes": self.arena_used, "seconds": self.seconds}
 
 
 def missing_tools(core: str) -> list[str]:
@@ -83,6 +84,17 @@ def resolve_setting(setting: str) -> str | None:
     return setting
 
 
+PROBE = "#define TFLM_KIT_ARENA_PROBE 1  // the device check's build: print the smallest arena that works"
+
+
+def probe_settings(settings_text: str, probe: int) -> str:
+    """model_settings.h for the device check: a generous arena, and the define that makes the firmware
+    search the smallest one that allocates and invokes (firmware_templates/cortex-m-qemu/main.cc.j2)."""
+    from ..emit.sources import with_arena
+
+    return with_arena(settings_text, probe, probe, f"// Tensor arena: a generous probe for the device check\n{PROBE}")
+
+
 def probe_arena(host_bytes: int) -> int:
     """The arena the check's firmware reserves: twice the host's figure + 64 KiB (the device uses less in
     every model measured; a model that needs more fails to allocate and says so)."""
@@ -98,6 +110,16 @@ def model_facts(name: str, model_bytes: bytes, info, golden_count: int, arena: i
                       input_count=len(info.inputs), output_count=len(info.outputs), golden_count=golden_count,
                       golden_bytes=golden_count * per_vector, operators=list(info.operators),
                       kernel_variants=registered_variants(model_bytes))
+
+
+def _stop_reason(log: str, exit_status) -> str:
+    """Why a self-test ran no vector: TFLM's `Node X (number n) failed to ...` line and the one before it."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for n, line in enumerate(lines):
+        if " failed to " in line and line.startswith("Node "):
+            return f"{line} ({lines[n - 1]})" if n else line
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return errors[0] if errors else f"the self-test ran no vector (exit {exit_status})"
 
 
 def run_device_check(core: str, model_bytes: bytes, sources: dict[str, str],
@@ -124,29 +146,30 @@ def run_device_check(core: str, model_bytes: bytes, sources: dict[str, str],
         result, record = build_and_run(project)
         seconds = time.perf_counter() - started
         problems = compare_with_golden(result, model_dir / VECTORS_FILE)
-    if not problems and (not result.ok or result.arena_used is None):
+    if result.total == 0:  # the interpreter stopped before the vectors ran: TFLM's own log line names the node
+        problems = [_stop_reason(result.log, record.get("exit_status"))]
+    elif not problems and (not result.ok or result.arena_used is None):
         problems = [result.failures[0] if result.failures else f"the self-test did not pass (exit {record.get('exit_status')})"]
     if problems:
         raise KitError(f"the golden self-test on {core} under QEMU ({board}) differs from TFLM on this host: "
                        f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
                        "report this with the model: the device computes other bytes than the validated ones; "
                        "or convert with --device-check off to skip the check")
-    return DeviceCheck(core, board, result.total, target_arena.measured(result.arena_used, core),
-                       round(seconds, 1))
+    needed = max(result.arena_min or 0, result.arena_used)  # arena_used misses what kernels take while preparing
+    return DeviceCheck(core, board, result.total, target_arena.measured(needed, core), round(seconds, 1),
+                       result.arena_used)
 
 
 def measure_model_dir(core: str, model_dir: Path, facts: ModelFacts) -> ArenaFigure:
     """The arena `core` uses for a converted model folder (`firmware --board B` for a core the conversion
     did not measure): the same golden self-test, on the folder's own sources and golden.npz."""
     from ..compare.golden_format import load_vectors
-    from ..emit.sources import with_arena
     from .firmware_checks import MODEL_SOURCES
 
     host_bytes = int(((facts.arena or {}).get("host") or {}).get("bytes") or facts.arena_measured_bytes)
     probe = probe_arena(host_bytes)
     sources = {name: (model_dir / name).read_text() for name in MODEL_SOURCES}
-    sources["model_settings.h"] = with_arena(sources["model_settings.h"], probe, probe,
-                                             "// Tensor arena: a generous probe for the device check")
+    sources["model_settings.h"] = probe_settings(sources["model_settings.h"], probe)
     golden = load_vectors(model_dir / VECTORS_FILE)
     probe_facts = replace(facts, arena_bytes=probe, arena_measured_bytes=probe)
     return run_device_check(core, (model_dir / "model.tflite").read_bytes(), sources,

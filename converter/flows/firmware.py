@@ -88,6 +88,7 @@ def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False,
     budget = check_budget(profile, facts)
     with staged_output(out) as staging:
         record = _render(board, profile, facts, budget, model_dir, out, staging)
+        _settings_for_board(facts, staging / profile["model_dir"])  # not in _render: the device check renders its own
     return record
 
 
@@ -118,7 +119,6 @@ def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_
             shutil.copyfile(model_dir / name, target)
             files.append(target.relative_to(staging).as_posix())
     _resolver_for_port(profile["port"], facts, model_dir, dest_model)
-    _settings_for_board(facts, dest_model)
 
     record = {"board": board, "project": str(out), "model_dir": str(model_dir),
               "model_subdir": profile["model_dir"], "port": profile["port"], **info, **budget.as_dict(),

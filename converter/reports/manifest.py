@@ -72,7 +72,8 @@ class ConversionParts:
 
     def _arena_note(self) -> str:
         if self.arena_figure is not None and self.arena_figure.on_device:
-            return f"{self.arena_figure.source}: interpreter.arena_used_bytes() of the golden self-test"
+            return (f"{self.arena_figure.source}: the smallest arena (a multiple of 16) that allocates and invokes the "
+                    "model there (arena_used_bytes() misses what kernels take while they prepare)")
         return (f"measured with TFLM's Python runtime on {self.host} (64-bit pointers, reference kernels): not a "
                 "device figure; a device check (TFLM_ROOT, arm-none-eabi-gcc, qemu-system-arm) measures the target's")
 
