@@ -130,8 +130,8 @@ def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_
 def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: bool = True) -> ModelFacts:
     """The facts with the arena of the board's core: the conversion's when it measured that core, else
     measured now when this machine can and TFLM_KIT_DEVICE_CHECK is not off (flows/device_check.py), else
-    the conversion's figure, labelled
-    with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
+    the conversion's figure, labelled with what it is. The host board reserves the host's figure (its
+    firmware runs TFLM's x86-64 build)."""
     from converter.tflm.arena import arena_with_margin
     from converter.tflm.target_arena import ArenaFigure, arena_core
 
@@ -147,8 +147,7 @@ def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: boo
             figure = _measure_core(core, facts, model_dir)
         if figure is None and target is not None:
             figure = target
-            note = (f"{core} could not be measured here (device check tools missing): the figure is "
-                    f"{target.source}" if target.on_device else f"{target.source}")
+            note = f"{core} not measured here, so {target.core}'s figure" if target.on_device else ""
     if figure is None:
         return facts
     source = figure.source + (f"; {note}" if note else "")
