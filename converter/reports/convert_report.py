@@ -57,6 +57,11 @@ def _arena_line(manifest: dict) -> str:
     host, target = arena.get("host"), arena.get("target")
     if host and target and host != target:
         line += f"; host {host['core']} (TFLM's Python runtime, not the device's): {host['bytes']:,} B"
+    if manifest.get("deployed"):
+        from .deployed import DeployedComparison
+
+        text = DeployedComparison(**manifest["deployed"]).line()
+        line += "\n- " + text[:1].upper() + text[1:]
     check = manifest.get("device_check") or {}
     if check.get("core"):
         line += (f"\n- Device check: the golden self-test on {check['core']} under QEMU gave the golden outputs bit "
