@@ -23,8 +23,9 @@ CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter")
 HARNESS = r"""/* tflm-kit AOT host harness: vectors in on stdin, outputs (and traces) out on stdout. */
 #include <stdio.h>
 #include <stdlib.h>
-#ifdef AOT_HARNESS_TRACE
-static void aot_harness_trace(int op, const void* data, size_t bytes) {
+#ifdef AOT_TRACE
+void aot_trace(int op, const void* data, size_t bytes);
+void aot_trace(int op, const void* data, size_t bytes) {
   fwrite(&op, sizeof op, 1, stdout);
   fwrite(data, 1, bytes, stdout);
 }
@@ -44,7 +45,6 @@ int main(void) {
   }
 }
 """
-TRACE_DEFINE = "-DAOT_TRACE(op,data,bytes)=aot_harness_trace(op,data,bytes)"
 
 
 class NoCompiler(KitError):
@@ -128,7 +128,7 @@ def build_host(program: AotProgram, folder: Path, cmsis_root: Path | None = None
     (folder / "aot_harness_main.c").write_text(HARNESS)
     command = [host_compiler(), *CFLAGS, f"-I{folder}"]
     if trace:
-        command += ["-DAOT_HARNESS_TRACE", TRACE_DEFINE]
+        command.append("-DAOT_TRACE")
     sources = sorted(str(p) for p in folder.glob("*.c"))
     if cmsis_root is not None:
         command += ["-DAOT_CMSIS_NN", f"-I{cmsis_root / 'Include'}"]
@@ -156,6 +156,8 @@ def _traces(raw: bytes, program: AotProgram) -> dict[int, bytes]:
     found, at = {}, 0
     while at + 4 <= len(raw):
         op = int(np.frombuffer(raw[at:at + 4], "<i4")[0])
+        if op not in sizes or op in found:   # the traces end where the outputs follow
+            break
         found[op] = raw[at + 4:at + 4 + sizes[op]]
         at += 4 + sizes[op]
     return found
