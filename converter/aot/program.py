@@ -75,7 +75,7 @@ class AotProgram:
 
     def as_dict(self) -> dict:
         return {"inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs],
-                "buffer_bytes": {v: p.buffer_bytes for v, p in self.plans.items()},
+                "buffer_bytes_by_backend": {v: p.buffer_bytes for v, p in self.plans.items()},
                 "operators": [{"index": o.index, "kind": o.kind, "kernel": o.function} for o in self.operators]}
 
 
