@@ -6,6 +6,7 @@
 #include "aot_kernels.h"
 
 void aot_add_reference_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
+void aot_mul_reference_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 
 static cmsis_nn_dims aot_dims(int32_t n, int32_t h, int32_t w, int32_t c) {
   cmsis_nn_dims d;
@@ -174,5 +175,15 @@ void aot_add_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t
   }
   (void)arm_elementwise_add_s8(in1, in2, p->in1_offset, p->m1, p->s1, p->in2_offset, p->m2, p->s2, p->left_shift, out,
                                p->out_offset, p->mo, p->so, p->act_min, p->act_max, p->size);
+}
+
+void aot_mul_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch;
+  if (p->dims != 0) { /* broadcast: TFLM's cmsis_nn MUL uses its reference code too */
+    aot_mul_reference_s8(p, in1, in2, out);
+    return;
+  }
+  (void)arm_elementwise_mul_s8(in1, in2, p->in1_offset, p->in2_offset, out, p->out_offset, p->mult, p->shift,
+                               p->act_min, p->act_max, p->size);
 }
 #endif /* AOT_CMSIS_NN */

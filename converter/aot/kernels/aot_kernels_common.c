@@ -69,3 +69,93 @@ void aot_softmax_reference_s8(const aot_softmax_t* p, const int8_t* in, int8_t* 
     }
   }
 }
+
+/* The broadcast index walk of ADD, shared with MUL: offsets into in1 and in2 of output element i. */
+static void aot_broadcast_next(int32_t dims, const int32_t* shape, int32_t* index) {
+  int32_t d;
+  for (d = dims - 1; d >= 0; --d) {
+    if (++index[d] < shape[d]) break;
+    index[d] = 0;
+  }
+}
+
+static int8_t aot_mul_one(const aot_mul_t* p, int8_t a, int8_t b) {
+  const int32_t product = (p->in1_offset + a) * (p->in2_offset + b);
+  return (int8_t)aot_clamp(p->out_offset + aot_mbqm(product, p->mult, p->shift), p->act_min, p->act_max);
+}
+
+/* TFLM's reference int8 MUL, elementwise or broadcast. */
+void aot_mul_reference_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out) {
+  int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
+  int32_t i, d;
+  if (p->dims == 0) {
+    for (i = 0; i < p->size; ++i) out[i] = aot_mul_one(p, in1[i], in2[i]);
+    return;
+  }
+  for (i = 0; i < p->size; ++i) {
+    int32_t o1 = 0, o2 = 0;
+    for (d = 0; d < p->dims; ++d) {
+      o1 += index[d] * p->stride1[d];
+      o2 += index[d] * p->stride2[d];
+    }
+    out[i] = aot_mul_one(p, in1[o1], in2[o2]);
+    aot_broadcast_next(p->dims, p->out_shape, index);
+  }
+}
+
+void aot_requant_s8(const aot_requant_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i)
+    out[i] = (int8_t)aot_clamp(p->out_zp + aot_mbqm(in[i] - p->in_zp, p->mult, p->shift), p->act_min, p->act_max);
+}
+
+void aot_clamp_s8(const aot_clamp_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) out[i] = (int8_t)aot_clamp(in[i], p->lo, p->hi);
+}
+
+void aot_pad_s8(const aot_pad_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
+  int32_t i, d;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    int32_t offset = 0, inside = 1;
+    for (d = 0; d < p->dims; ++d) {
+      const int32_t at = index[d] - p->before[d];
+      if (at < 0 || at >= p->in_shape[d]) inside = 0;
+      offset = offset * p->in_shape[d] + at;
+    }
+    out[i] = inside ? in[offset] : (int8_t)p->pad_value;
+    aot_broadcast_next(p->dims, p->out_shape, index);
+  }
+}
+
+void aot_concat_s8(const aot_concat_t* p, const int8_t* const* ins, int8_t* out, void* scratch) {
+  int32_t row, k, j;
+  (void)scratch;
+  for (row = 0; row < p->outer; ++row)
+    for (k = 0; k < p->count; ++k) {
+      const int8_t* from = ins[k] + row * p->sizes[k];
+      for (j = 0; j < p->sizes[k]; ++j) *out++ = from[j];
+    }
+}
+
+/* TFLM's reference int8 LOGISTIC. */
+void aot_logistic_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t x = (int32_t)in[i] - p->in_zp;
+    if (x <= -p->radius) {
+      out[i] = -128;
+    } else if (x >= p->radius) {
+      out[i] = 127;
+    } else {
+      const int32_t q4 = aot_mbqm(x, p->mult, p->left_shift);
+      const int32_t q23 = aot_rdpot(aot_logistic_q4(q4), 23) - 128;
+      out[i] = (int8_t)aot_clamp(q23, -128, 127);
+    }
+  }
+}

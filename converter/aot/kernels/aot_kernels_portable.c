@@ -6,6 +6,7 @@
 
 void aot_add_reference_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 void aot_softmax_reference_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out);
+void aot_mul_reference_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 
 /* Element i of a filter: int8, or int4 packed two per byte, low nibble first. */
 static inline int32_t aot_filter_at(const int8_t* f, int32_t i, int s4) {
@@ -163,5 +164,9 @@ void aot_softmax_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out, void*
 void aot_add_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
   (void)scratch;
   aot_add_reference_s8(p, in1, in2, out);
+}
+void aot_mul_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_mul_reference_s8(p, in1, in2, out);
 }
 #endif /* AOT_CMSIS_NN */
