@@ -12,7 +12,7 @@ from .graph import AotGraph, Tensor
 from .lower import ConstArray, Step
 from .plan import VARIANTS, Location, MemoryPlan
 
-KERNEL_FILES = ("aot_kernels.h", "aot_fixedpoint.h", "aot_kernels_common.c", "aot_kernels_portable.c",
+KERNEL_FILES = ("aot_kernels.h", "aot_fixedpoint.h", "aot_reference.h", "aot_kernels_common.c", "aot_kernels_portable.c",
                 "aot_kernels_cmsis.c")
 # The preprocessor test selecting each variant, in the order the #if chain checks them.
 VARIANT_TESTS = {"cmsis-mve": "defined(AOT_CMSIS_NN) && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)",

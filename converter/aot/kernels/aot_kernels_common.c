@@ -1,6 +1,33 @@
 /* tflm-kit AOT runtime: pieces both back-ends use (copies, broadcast ADD, softmax). */
 #include "aot_fixedpoint.h"
 #include "aot_kernels.h"
+#include "aot_reference.h"
+
+void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4);
+
+/* TFLM's reference DEPTHWISE_CONV_2D (int8 or packed int4 filters). */
+void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4) {
+  int32_t b, oy, ox, ic, m, ky, kx;
+  for (b = 0; b < p->batches; ++b)
+    for (oy = 0; oy < p->out_h; ++oy)
+      for (ox = 0; ox < p->out_w; ++ox)
+        for (ic = 0; ic < p->in_c; ++ic)
+          for (m = 0; m < p->depth_mult; ++m) {
+            const int32_t oc = m + ic * p->depth_mult;
+            int32_t acc = 0;
+            for (ky = 0; ky < p->k_h; ++ky) {
+              const int32_t iy = oy * p->stride_h - p->pad_h + p->dil_h * ky;
+              if (iy < 0 || iy >= p->in_h) continue;
+              for (kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = ox * p->stride_w - p->pad_w + p->dil_w * kx;
+                if (ix < 0 || ix >= p->in_w) continue;
+                acc += aot_filter_at(p->filter, (ky * p->k_w + kx) * p->out_c + oc, s4) *
+                       (in[((b * p->in_h + iy) * p->in_w + ix) * p->in_c + ic] + p->input_offset);
+              }
+            }
+            out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] = aot_requantize(p, acc, oc);
+          }
+}
 
 void aot_copy(const void* from, void* to, size_t bytes) {
   const uint8_t* src = (const uint8_t*)from;
