@@ -112,7 +112,8 @@ def add_conv(b: ModelBuilder, r: Random, depthwise: bool = False) -> tuple[int, 
     per_channel = r.rng.random() < 0.6
     f_scales = [r.scale(ties) for _ in range(out_c if per_channel else 1)]
     if r.rng.random() < 0.1:   # extreme shifts: a multiplier far above one, or one flushed to zero
-        out_s = in_s * f_scales[0] * r.choice((1e-4, 1e12))
+        # (TFLM refuses clamps that overflow int32: 6 / out_s must fit, so out_s stays above 1e-8)
+        out_s = max(in_s * f_scales[0] * r.choice((1e-2, 1e12)), 1e-8)
     f_shape = (1, k_h, k_w, out_c) if depthwise else (out_c, k_h, k_w, in_c)
     _, f_bytes = r.filter(f_shape, int4)
     x = b.activation((1, in_h, in_w, in_c), in_s, r.zero_point())
@@ -224,6 +225,8 @@ def add_unary(b: ModelBuilder, r: Random, kind: str) -> tuple[int, int]:
         y = b.activation(shape, in_s, b.model.tensors[x].quantization.zeroPoint[0])
     elif kind == "LOGISTIC":
         y = b.activation(shape, 1 / 256, -128)
+    elif kind == "TANH":
+        y = b.activation(shape, 1 / 128, 0)
     else:
         y = b.activation(shape, r.scale(r.rng.random() < 0.25), r.zero_point())
     b.op(kind, (x,), (y,))
@@ -280,7 +283,7 @@ ADDERS = {"CONV_2D": lambda b, r: add_conv(b, r), "DEPTHWISE_CONV_2D": lambda b,
           "MAX_POOL_2D": lambda b, r: add_pool(b, r, False), "SOFTMAX": add_softmax, "ADD": add_add,
           "RESHAPE": add_reshape, "RELU": lambda b, r: add_unary(b, r, "RELU"),
           "RELU6": lambda b, r: add_unary(b, r, "RELU6"), "QUANTIZE": lambda b, r: add_unary(b, r, "QUANTIZE"),
-          "LOGISTIC": lambda b, r: add_unary(b, r, "LOGISTIC"), "MUL": add_mul, "PAD": add_pad,
+          "LOGISTIC": lambda b, r: add_unary(b, r, "LOGISTIC"), "TANH": lambda b, r: add_unary(b, r, "TANH"), "MUL": add_mul, "PAD": add_pad,
           "CONCATENATION": add_concatenation}
 
 

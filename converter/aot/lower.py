@@ -317,10 +317,13 @@ def lower_concatenation(operator: Operator, graph: AotGraph, numerics: Numerics)
 
 
 def lower_logistic(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
-    """LOGISTIC int8 (CalculateArithmeticOpDataLogistic): input in Q4.27, output zero point -128."""
+    """LOGISTIC and TANH int8 (CalculateArithmeticOpDataLogistic, Tanh's Prepare): input in Q4.27;
+    output zero point -128 (LOGISTIC) or 0 (TANH)."""
     _io_int8(operator, graph, 1)
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
-    _need(y.zero_point == -128, operator, graph, "the output zero point is not -128")
+    tanh = operator.kind == "TANH"
+    _need(y.zero_point == (0 if tanh else -128), operator, graph,
+          f"the output zero point is not {0 if tanh else -128}")
     q, left_shift = math.frexp(quant.f32(x.scale) * float(1 << 27))
     mult = quant.round_away(q * (1 << 31))
     _need(mult < 1 << 31, operator, graph, "the input scale's multiplier overflows (TFLM's would too)")
@@ -328,7 +331,8 @@ def lower_logistic(operator: Operator, graph: AotGraph, numerics: Numerics) -> S
         math.floor(1.0 * 15 * (1 << 27) * (1 << -left_shift))
     fields = (("size", _size(operator, graph)), ("in_zp", x.zero_point), ("radius", radius), ("mult", mult),
               ("left_shift", left_shift))
-    return Step(operator.index, operator.kind, "aot_logistic_s8", "aot_logistic_t", fields, (), (x.index,), y.index)
+    return Step(operator.index, operator.kind, "aot_tanh_s8" if tanh else "aot_logistic_s8", "aot_logistic_t", fields,
+                (), (x.index,), y.index)
 
 
 LOWERINGS = {
@@ -339,6 +343,7 @@ LOWERINGS = {
     "PAD": lower_pad,
     "CONCATENATION": lower_concatenation,
     "LOGISTIC": lower_logistic,
+    "TANH": lower_logistic,
     "CONV_2D": lower_conv,
     "DEPTHWISE_CONV_2D": lower_depthwise,
     "FULLY_CONNECTED": lower_fully_connected,

@@ -105,6 +105,27 @@ static inline int32_t aot_reciprocal(int32_t x, int x_integer_digits, int* num_b
   return aot_one_over_one_plus_x(shifted_minus_one);
 }
 
+/* (1 - x) / (1 + x) for x in [0, 1), Q0.31 in and out (Newton-Raphson in Q2.29). */
+static inline int32_t aot_one_minus_x_over_one_plus_x(int32_t a) {
+  const int64_t sum = (int64_t)a + INT32_MAX;
+  const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
+  int32_t x = 1515870810 + aot_srdhm(half_denominator, -1010580540);
+  int i;
+  for (i = 0; i < 3; ++i) {
+    const int32_t one_minus = (1 << 29) - aot_srdhm(half_denominator, x);
+    x = x + aot_sat_shl(aot_srdhm(x, one_minus), 2);
+  }
+  return aot_sat_shl(x - (1 << 29), 2);
+}
+
+/* gemmlowp's tanh for a in Q4.27; Q0.31 result. */
+static inline int32_t aot_tanh_q4(int32_t a) {
+  int32_t t;
+  if (a == 0) return 0;
+  t = aot_one_minus_x_over_one_plus_x(aot_exp_negative_bits(a < 0 ? a : -a, 5));  /* exp(2 * -|a|) */
+  return a < 0 ? -t : t;
+}
+
 /* gemmlowp's logistic for a in Q4.27; Q0.31 result. */
 static inline int32_t aot_logistic_q4(int32_t a) {
   int32_t positive;

@@ -88,7 +88,8 @@ typedef struct {
   const int32_t* sizes;
 } aot_concat_t;
 
-/* LOGISTIC int8 (output zero point -128, scale 1/256), gemmlowp fixed point in Q4.27. */
+/* LOGISTIC int8 (output zero point -128, scale 1/256) and TANH int8 (zero point 0, scale 1/128), gemmlowp
+ * fixed point on the input in Q4.27. */
 typedef struct {
   int32_t size, in_zp, radius, mult, left_shift;
 } aot_logistic_t;
@@ -99,6 +100,7 @@ void aot_mul_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t
 void aot_pad_s8(const aot_pad_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_concat_s8(const aot_concat_t* p, const int8_t* const* ins, int8_t* out, void* scratch);
 void aot_logistic_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_tanh_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, void* scratch);
 
 void aot_conv_s8(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_conv_s4(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);

@@ -186,3 +186,20 @@ void aot_logistic_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, voi
     }
   }
 }
+
+/* TFLM's reference int8 TANH. */
+void aot_tanh_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t x = (int32_t)in[i] - p->in_zp;
+    if (x <= -p->radius) {
+      out[i] = -128;
+    } else if (x >= p->radius) {
+      out[i] = 127;
+    } else {
+      const int32_t q4 = aot_mbqm(x, p->mult, p->left_shift);
+      out[i] = (int8_t)aot_clamp(aot_rdpot(aot_tanh_q4(q4), 24), -128, 127);
+    }
+  }
+}
