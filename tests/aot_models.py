@@ -227,6 +227,8 @@ def add_unary(b: ModelBuilder, r: Random, kind: str) -> tuple[int, int]:
         y = b.activation(shape, 1 / 256, -128)
     elif kind == "TANH":
         y = b.activation(shape, 1 / 128, 0)
+    elif kind == "HARD_SWISH":   # TFLM needs the output multiplier at most one: out scale >= in scale / 128
+        y = b.activation(shape, in_s * r.choice((1 / 64, 0.5, 1.0, 3.0)), r.zero_point())
     else:
         y = b.activation(shape, r.scale(r.rng.random() < 0.25), r.zero_point())
     b.op(kind, (x,), (y,))
@@ -283,7 +285,8 @@ ADDERS = {"CONV_2D": lambda b, r: add_conv(b, r), "DEPTHWISE_CONV_2D": lambda b,
           "MAX_POOL_2D": lambda b, r: add_pool(b, r, False), "SOFTMAX": add_softmax, "ADD": add_add,
           "RESHAPE": add_reshape, "RELU": lambda b, r: add_unary(b, r, "RELU"),
           "RELU6": lambda b, r: add_unary(b, r, "RELU6"), "QUANTIZE": lambda b, r: add_unary(b, r, "QUANTIZE"),
-          "LOGISTIC": lambda b, r: add_unary(b, r, "LOGISTIC"), "TANH": lambda b, r: add_unary(b, r, "TANH"), "MUL": add_mul, "PAD": add_pad,
+          "LOGISTIC": lambda b, r: add_unary(b, r, "LOGISTIC"), "TANH": lambda b, r: add_unary(b, r, "TANH"),
+          "HARD_SWISH": lambda b, r: add_unary(b, r, "HARD_SWISH"), "MUL": add_mul, "PAD": add_pad,
           "CONCATENATION": add_concatenation}
 
 

@@ -335,7 +335,28 @@ def lower_logistic(operator: Operator, graph: AotGraph, numerics: Numerics) -> S
                 (), (x.index,), y.index)
 
 
+def _int16_multiplier(multiplier: int) -> int:
+    """DownScaleInt32ToInt16Multiplier."""
+    return 32767 if multiplier >= (1 << 31) - 1 - (1 << 15) else (multiplier + (1 << 15)) >> 16
+
+
+def lower_hard_swish(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+    """HARD_SWISH int8 (HardSwishPrepare): float32 scale ratios, int16 fixed-point multipliers."""
+    _io_int8(operator, graph, 1)
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    hires = np.float32(1.0 / 128.0) * np.float32(x.scale)
+    out_mult, out_exp = quant.quantize_multiplier(float(np.float32(hires / np.float32(y.scale))))
+    _need(out_exp <= 0, operator, graph, "the output multiplier is above one (TFLM refuses it too)")
+    relu_mult, relu_exp = quant.quantize_multiplier(float(np.float32(hires / np.float32(3.0 / 32768.0))))
+    fields = (("size", _size(operator, graph)), ("in_zp", x.zero_point), ("out_zp", y.zero_point),
+              ("out_mult16", _int16_multiplier(out_mult)), ("out_exp", out_exp),
+              ("relu_mult16", _int16_multiplier(relu_mult)), ("relu_exp", relu_exp))
+    return Step(operator.index, operator.kind, "aot_hard_swish_s8", "aot_hard_swish_t", fields, (), (x.index,),
+                y.index)
+
+
 LOWERINGS = {
+    "HARD_SWISH": lower_hard_swish,
     "QUANTIZE": lower_requantize,
     "RELU": lower_requantize,
     "RELU6": lower_relu6,

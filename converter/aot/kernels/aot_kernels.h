@@ -94,6 +94,12 @@ typedef struct {
   int32_t size, in_zp, radius, mult, left_shift;
 } aot_logistic_t;
 
+/* HARD_SWISH int8: TFLM's 16-bit fixed-point reference (HardSwishParams). */
+typedef struct {
+  int32_t size, in_zp, out_zp, out_mult16, out_exp, relu_mult16, relu_exp;
+} aot_hard_swish_t;
+
+void aot_hard_swish_s8(const aot_hard_swish_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_requant_s8(const aot_requant_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_clamp_s8(const aot_clamp_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_mul_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);

@@ -203,3 +203,39 @@ void aot_tanh_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, void* s
     }
   }
 }
+
+/* 16-bit gemmlowp pieces of TFLM's reference HARD_SWISH. */
+static int16_t aot_srdhm16(int16_t a, int16_t b) {
+  const int32_t ab = (int32_t)a * (int32_t)b;
+  if (a == b && a == INT16_MIN) return INT16_MAX;
+  return (int16_t)((ab + (ab >= 0 ? (1 << 14) : (1 - (1 << 14)))) / (1 << 15));
+}
+
+static int16_t aot_sdhm16(int16_t a, int16_t b) {  /* no rounding */
+  if (a == b && a == INT16_MIN) return INT16_MAX;
+  return (int16_t)(((int32_t)a * (int32_t)b) / (1 << 15));
+}
+
+static int16_t aot_sat_shl16(int16_t v, int amount) {
+  const int64_t r = (int64_t)v * ((int64_t)1 << amount);
+  return (int16_t)(r > INT16_MAX ? INT16_MAX : (r < INT16_MIN ? INT16_MIN : r));
+}
+
+void aot_hard_swish_s8(const aot_hard_swish_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    const int16_t x = (int16_t)(in[i] - p->in_zp);
+    const int16_t hires = (int16_t)(x * (1 << 7));
+    const int16_t preshift = aot_srdhm16(hires, (int16_t)p->out_mult16);
+    int16_t relu = hires, value;
+    if (p->relu_exp > 0) relu = aot_sat_shl16(relu, p->relu_exp - 1);
+    relu = aot_srdhm16(relu, (int16_t)p->relu_mult16);
+    if (p->relu_exp > 0) relu = aot_sat_shl16(relu, 1);
+    if (p->relu_exp < 0) relu = (int16_t)aot_rdpot(relu, -p->relu_exp);
+    relu = (int16_t)((relu + (1 << 15)) >> 1);
+    value = (int16_t)aot_rdpot(aot_sdhm16(relu, preshift), -p->out_exp);
+    value = (int16_t)(value + p->out_zp);
+    out[i] = (int8_t)aot_clamp(value, -128, 127);
+  }
+}
