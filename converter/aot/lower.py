@@ -19,6 +19,9 @@ class Numerics:
     fc_product: str = "double"      # quant.FC_PRODUCTS: the golden interpreter's (default) or TFLM 90b983c2's
 
 
+DEFAULT_NUMERICS = Numerics()
+
+
 @dataclass(frozen=True)
 class ConstArray:
     name: str
@@ -45,7 +48,7 @@ def _i32(values) -> bytes:
     return np.asarray(values, "<i4").tobytes()
 
 
-def _weights(graph: AotGraph, index: int) -> str:
+def _weights(index: int) -> str:
     return f"aot_w{index}" if index >= 0 else "NULL"
 
 
@@ -107,8 +110,8 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
               ("pad_w", quant.padding(o.strideW, o.dilationWFactor, in_w, k_w, out_w)),
               ("depth_mult", o.depthMultiplier if depthwise else 1),
               ("input_offset", -x.zero_point), ("output_offset", y.zero_point),
-              ("act_min", act[0]), ("act_max", act[1]), ("filter", _weights(graph, w.index)),
-              ("bias", _weights(graph, bias)), ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
+              ("act_min", act[0]), ("act_max", act[1]), ("filter", _weights(w.index)),
+              ("bias", _weights(bias)), ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
     if depthwise:
         _need(out_c == in_c * o.depthMultiplier and w.shape[3] == out_c, operator, graph, "channel counts disagree")
     else:
@@ -119,15 +122,15 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
                 (x.index,), y.index, note=f"{k_h}x{k_w}/{o.strideH} {width}")
 
 
-def lower_conv(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_conv(operator: Operator, graph: AotGraph) -> Step:
     return _conv_common(operator, graph, depthwise=False)
 
 
-def lower_depthwise(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_depthwise(operator: Operator, graph: AotGraph) -> Step:
     return _conv_common(operator, graph, depthwise=True)
 
 
-def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numerics = DEFAULT_NUMERICS) -> Step:
     _io_int8(operator, graph, 1)
     o = operator.options
     x, w, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]), graph.tensor(operator.outputs[0])
@@ -135,7 +138,7 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
     bias = _bias_ok(operator, graph)
     _need(len(w.shape) == 2, operator, graph, "the filter is not 2-D")
     out_c, depth = w.shape
-    _need(y.shape and y.shape[-1] == out_c and x.elements % depth == 0, operator, graph, "shapes disagree")
+    _need(bool(y.shape) and y.shape[-1] == out_c and x.elements % depth == 0, operator, graph, "shapes disagree")
     per_channel = len(w.scales) > 1
     _need(not (per_channel and width == "s4"), operator, graph, "TFLM takes int4 FULLY_CONNECTED filters per tensor only")
     if per_channel:
@@ -148,7 +151,7 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
     fields = (("batches", y.elements // out_c), ("accum_depth", depth), ("out_c", out_c),
               ("input_offset", -x.zero_point), ("filter_offset", -w.zero_point), ("output_offset", y.zero_point),
               ("act_min", act[0]), ("act_max", act[1]), ("per_channel", int(per_channel)),
-              ("filter", _weights(graph, w.index)), ("bias", _weights(graph, bias)),
+              ("filter", _weights(w.index)), ("bias", _weights(bias)),
               ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
     return Step(operator.index, operator.kind, f"aot_fc_{width}", "aot_fc_t", fields,
                 (ConstArray(f"{name}_mult", "int32_t", _i32(mult)), ConstArray(f"{name}_shift", "int32_t", _i32(shift))),
@@ -173,15 +176,15 @@ def _lower_pool(operator: Operator, graph: AotGraph, function: str) -> Step:
                 note=f"{o.filterHeight}x{o.filterWidth}/{o.strideH}")
 
 
-def lower_max_pool(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_max_pool(operator: Operator, graph: AotGraph) -> Step:
     return _lower_pool(operator, graph, "aot_maxpool_s8")
 
 
-def lower_average_pool(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_average_pool(operator: Operator, graph: AotGraph) -> Step:
     return _lower_pool(operator, graph, "aot_avgpool_s8")
 
 
-def lower_softmax(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_softmax(operator: Operator, graph: AotGraph) -> Step:
     _io_int8(operator, graph, 1)
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(y.zero_point == -128 and np.float32(y.scale) == np.float32(1 / 256), operator, graph,
@@ -193,7 +196,7 @@ def lower_softmax(operator: Operator, graph: AotGraph, numerics: Numerics) -> St
     return Step(operator.index, operator.kind, "aot_softmax_s8", "aot_softmax_t", fields, (), (x.index,), y.index)
 
 
-def lower_reshape(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_reshape(operator: Operator, graph: AotGraph) -> Step:
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(x.type == y.type and x.nbytes == y.nbytes and not x.constant, operator, graph,
           "input and output sizes or types differ")
@@ -215,7 +218,7 @@ def _broadcast(shape1: tuple, shape2: tuple, out: tuple) -> tuple:
     return rank, list(out), strides(shape1), strides(shape2)
 
 
-def lower_add(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_add(operator: Operator, graph: AotGraph) -> Step:
     _io_int8(operator, graph, 2, constants=True)
     a, b, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
                graph.tensor(operator.outputs[0]))
@@ -242,7 +245,7 @@ def _size(operator: Operator, graph: AotGraph) -> int:
     return graph.tensor(operator.outputs[0]).elements
 
 
-def lower_requantize(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_requantize(operator: Operator, graph: AotGraph) -> Step:
     """QUANTIZE int8 -> int8 (Requantize) and RELU (CalculateReluOpData): both rescale by in/out scale."""
     _io_int8(operator, graph, 1)
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
@@ -253,7 +256,7 @@ def lower_requantize(operator: Operator, graph: AotGraph, numerics: Numerics) ->
     return Step(operator.index, operator.kind, "aot_requant_s8", "aot_requant_t", fields, (), (x.index,), y.index)
 
 
-def lower_relu6(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_relu6(operator: Operator, graph: AotGraph) -> Step:
     """RELU6 (Relu6Prepare): clamps to [zero point, FloatToQuantizedType(6)] of the input, no rescale."""
     _io_int8(operator, graph, 1)
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
@@ -263,7 +266,7 @@ def lower_relu6(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step
     return Step(operator.index, operator.kind, "aot_clamp_s8", "aot_clamp_t", fields, (), (x.index,), y.index)
 
 
-def lower_mul(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_mul(operator: Operator, graph: AotGraph) -> Step:
     """MUL (CalculateOpDataMul): one multiplier s1 * s2 / s_out in double."""
     _io_int8(operator, graph, 2, constants=True)
     a, b, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
@@ -285,7 +288,7 @@ def _c_array(values) -> str:
     return "{" + ", ".join(str(int(v)) for v in values) + "}"
 
 
-def lower_pad(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_pad(operator: Operator, graph: AotGraph) -> Step:
     """PAD with constant paddings: the pad value is the output zero point (TFLM's int8 PAD)."""
     _io_int8(operator, graph, 1)
     x, pads, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
@@ -298,7 +301,7 @@ def lower_pad(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
     return Step(operator.index, operator.kind, "aot_pad_s8", "aot_pad_t", fields, (), (x.index,), y.index)
 
 
-def lower_concatenation(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_concatenation(operator: Operator, graph: AotGraph) -> Step:
     """CONCATENATION of int8 tensors with the output's quantization: row-wise copies."""
     count = len(operator.inputs)
     _io_int8(operator, graph, count, constants=True)
@@ -316,7 +319,7 @@ def lower_concatenation(operator: Operator, graph: AotGraph, numerics: Numerics)
                 (ConstArray(name, "int32_t", _i32(sizes)),), tuple(t.index for t in ins), y.index, note="array")
 
 
-def lower_logistic(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_logistic(operator: Operator, graph: AotGraph) -> Step:
     """LOGISTIC and TANH int8 (CalculateArithmeticOpDataLogistic, Tanh's Prepare): input in Q4.27;
     output zero point -128 (LOGISTIC) or 0 (TANH)."""
     _io_int8(operator, graph, 1)
@@ -340,7 +343,7 @@ def _int16_multiplier(multiplier: int) -> int:
     return 32767 if multiplier >= (1 << 31) - 1 - (1 << 15) else (multiplier + (1 << 15)) >> 16
 
 
-def lower_hard_swish(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_hard_swish(operator: Operator, graph: AotGraph) -> Step:
     """HARD_SWISH int8 (HardSwishPrepare): float32 scale ratios, int16 fixed-point multipliers."""
     _io_int8(operator, graph, 1)
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
@@ -376,12 +379,14 @@ LOWERINGS = {
 }
 
 
-def lower(graph: AotGraph, numerics: Numerics = Numerics()) -> list[Step]:
+def lower(graph: AotGraph, numerics: Numerics = DEFAULT_NUMERICS) -> list[Step]:
     steps = []
     for operator in graph.operators:
         lowering = LOWERINGS.get(operator.kind)
         if lowering is None:
             raise refuse(operator, graph, f"no AOT kernel for {operator.kind} (the set: "
                                           f"{', '.join(sorted(LOWERINGS))})")
-        steps.append(lowering(operator, graph, numerics))
+        # only FULLY_CONNECTED's Prepare arithmetic differs between TFLM versions (Numerics)
+        steps.append(lower_fully_connected(operator, graph, numerics) if lowering is lower_fully_connected
+                     else lowering(operator, graph))
     return steps
