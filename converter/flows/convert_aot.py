@@ -90,7 +90,7 @@ def build_aot(recipe: Recipe, model_bytes: bytes, golden_inputs, golden_outputs,
     except KitError as reason:
         if explicit:
             raise
-        events(Note(f"AOT runtime skipped: {reason}"))
+        events(Note(f"AOT runtime skipped (TFLM artifacts only): {reason.problem}"))
         return None
     validations = _validate(model_bytes, program, golden_inputs, golden_outputs, recipe.seed)
     failed = [v for v in validations if not v.passed]
