@@ -8,13 +8,13 @@ board's RAM reserve.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import KitError
+from ..system.safe_yaml import load_json_file
 from ..tflm.footprint import Footprint, deployed_flash
 from ..tflm.ports import load_port
 
@@ -54,7 +54,8 @@ def read_model_dir(model_dir: Path) -> ModelFacts:
         raise KitError(f"{model_dir} is missing {', '.join(missing)}",
                        "point at the --out directory of `tflm-kit convert`")
     try:
-        manifest = json.loads((model_dir / "manifest.json").read_text())
+        manifest = load_json_file(model_dir / "manifest.json", "manifest",
+                                  "re-run `tflm-kit convert` to regenerate the model directory")
         model = manifest["model"]
         golden_count = int(manifest["summary"]["golden_vectors"])
         compress = next((s for s in manifest.get("stages", []) if s.get("stage") == "compress"), {})
