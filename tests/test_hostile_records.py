@@ -228,3 +228,16 @@ def test_a_lock_file_with_a_dead_pid_is_swept(tmp_path):
     out_lock.sweep_stale()
     assert not stale.exists()
     assert stat.S_IMODE(out_lock.lock_dir().stat().st_mode) == 0o700
+
+
+# --- Medium 5: a dimension mutant ends in one line, before any runtime ----------------------------
+
+def test_validate_refuses_a_dimension_mutant_before_running_it(tmp_path):
+    from .unit.test_declared_shapes import mutants
+
+    name, data = next(m for m in mutants((REPO / "tests/data/two_inputs.tflite").read_bytes())
+                      if m[0].endswith("= 100000"))
+    (tmp_path / "m.tflite").write_bytes(data)
+    result = kit("validate", tmp_path / "m.tflite", "--vectors", "4")
+    assert_cli_error(result, "declares")
+    assert "running" not in result.stderr, "a runtime was started"
