@@ -103,7 +103,7 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
         from ..tflm.isolation import open_untrusted
 
         model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
-        return Loaded(model_bytes, load_data(recipe, [tuple(t.shape[1:]) for t in info.inputs]), True)
+        return Loaded(model_bytes, load_data(recipe, [t.sample_shape for t in info.inputs]), True)
     from ..inputs.keras_model import load_model
 
     model = load_model(recipe)
@@ -163,8 +163,8 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
     one_sample = take(data.x_calibration, slice(None, 1))
     fed = [tuple(x.shape[1:]) for x in quantize_inputs(one_sample, info, data.input_names)]
-    if fed != [tuple(t.shape[1:]) for t in info.inputs]:  # runners feed the data by position
-        raise KitError(f"the flatbuffer's inputs take {[tuple(t.shape[1:]) for t in info.inputs]} but the data "
+    if fed != [t.sample_shape for t in info.inputs]:  # runners feed the data by position
+        raise KitError(f"the flatbuffer's inputs take {[t.sample_shape for t in info.inputs]} but the data "
                        f"would feed them {fed}", "report this with the model: the converter reordered its inputs")
     if data.labels and len(data.labels) != info.outputs[0].elements:
         raise KitError(f"{len(data.labels)} labels given but the model's first output has "
@@ -178,7 +178,7 @@ def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -
 
 
 def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
-    measured = measure_arena(model_bytes, [x[:1].reshape(t.shape) for x, t in zip(golden.inputs, info.inputs)])
+    measured = measure_arena(model_bytes, [x[:1] for x in golden.inputs])  # one vector: (1, *sample shape)
     return Arena(measured, arena_with_margin(measured, margin))
 
 

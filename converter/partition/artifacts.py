@@ -29,7 +29,7 @@ class PartModel:
 
 
 def arena_of(model: bytes, info: ModelInfo, inputs: list) -> int:
-    return measure_arena(model, [x[:1].reshape(t.shape) for x, t in zip(inputs, info.inputs)])
+    return measure_arena(model, [x[:1] for x in inputs])  # one vector: (1, *sample shape)
 
 
 def write_part_dir(folder: Path, part: PartModel, arena_measured: int, record: dict,

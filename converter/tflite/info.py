@@ -32,6 +32,13 @@ class TensorInfo:
     def nbytes(self) -> int:
         return self.elements * self.dtype.itemsize
 
+    @property
+    def sample_shape(self) -> tuple:
+        """One sample's shape: the tensor's less its leading batch dimension of 1. A tensor whose first
+        dimension is not 1 has no batch dimension (TFLM's own test models feed rank-1 ADD/SUB operands of
+        shape (8,)): the whole tensor is one sample, and samples are read along a new leading axis."""
+        return tuple(self.shape[1:]) if self.shape and self.shape[0] == 1 else tuple(self.shape)
+
     def as_dict(self) -> dict:
         return {"name": self.name, "type": self.type.lower(), "shape": list(self.shape),
                 "scale": self.scale, "zero_point": self.zero_point}

@@ -52,7 +52,7 @@ def probe_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
 
 
 def measure_arena(model_bytes: bytes, sample: list[np.ndarray]) -> int:
-    """sample: one vector per model input, shaped as the input tensor."""
+    """sample: one vector per model input, as (1, *sample shape) (for a batched input: its tensor shape)."""
     low, high = 0, None
     arrays = {"model": model_array(model_bytes)} | {f"input_{i}": x for i, x in enumerate(sample)}
     for _ in range(64):  # each round ends in a clean exit or one crash
