@@ -59,7 +59,6 @@ def _check_out(out: Path, recipe, recipe_path: Path) -> None:
     from ..system.outdir import check_output_path
 
     check_output_path(out, force=False, inputs=recipe_inputs(recipe) + (Path(recipe_path),), resumes="search")
-    SearchStore.claim(out)
 
 
 def _use_device(options: Options, board: dict) -> bool:
@@ -114,7 +113,7 @@ def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str]
     out = Path(out)
     _check_out(out, recipe, recipe_path)
     device = _use_device(options, board)
-    out.mkdir(parents=True, exist_ok=True)
+    SearchStore.claim(out)  # the search record first: the folder is then recognised (and resumed) by it
     prepared = prepare(recipe, out, options.label_weight, log)
     space = space_for(prepared.model, objective=options.objective, per_channel=recipe.quantize.per_channel)
     guards = Guards.defaults(prepared.task, options.min_agreement, options.max_accuracy_drop, options.min_sqnr)
