@@ -16,8 +16,10 @@ from __future__ import annotations
 import atexit
 import fcntl
 import functools
+import glob
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -77,8 +79,9 @@ def _remove_dead_staging(out: Path) -> None:
     """Staging folders of an earlier run into `out` that was killed: only the lock holder stages here."""
     if not out.parent.is_dir():
         return
-    for folder in out.parent.glob(f".{out.name}{STAGING_MARK}*"):
-        if folder.is_dir() and not folder.is_symlink():
+    ours = re.compile(rf"\.{re.escape(out.name)}{re.escape(STAGING_MARK)}[a-z0-9_]{{8}}")  # mkdtemp's 8 characters
+    for folder in out.parent.glob(f".{glob.escape(out.name)}{STAGING_MARK}*"):
+        if ours.fullmatch(folder.name) and folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder, ignore_errors=True)
 
 
