@@ -241,3 +241,16 @@ def test_validate_refuses_a_dimension_mutant_before_running_it(tmp_path):
     result = kit("validate", tmp_path / "m.tflite", "--vectors", "4")
     assert_cli_error(result, "declares")
     assert "running" not in result.stderr, "a runtime was started"
+
+
+def test_a_manifest_name_that_is_no_c_identifier_never_reaches_a_template(tmp_path):
+    from converter.flows.firmware_checks import MODEL_SOURCES
+
+    for name in MODEL_SOURCES:
+        (tmp_path / name).write_text("")
+    manifest = {"name": "x $(touch pwned)", "model": {"bytes": 1, "inputs": [], "outputs": [], "operators": {}},
+                "summary": {"golden_vectors": 1}, "tensor_arena_size": 16, "arena_bytes": 16}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert_cli_error(kit("firmware", "--board", "host", "--model-dir", tmp_path, "--out", tmp_path.parent / "fw"),
+                     "has a model name that is not a C identifier")
+    assert not (tmp_path.parent / "fw").exists()

@@ -25,8 +25,8 @@ from converter.errors import KitError, foreign_text
 from converter.flows.device import DEVICE_FILE, device_record, profile_table
 from converter.system.elf_size import image_size
 from converter.flows.firmware import RECORD_NAME, list_boards, load_board
+from converter.flows.firmware_checks import is_c_name
 from converter.flows.selftest import SelfTest, compare_with_golden, parse_selftest
-from converter.recipe import C_KEYWORDS, IDENTIFIER
 from converter.system.safe_yaml import load_json_file
 
 __all__ = ["flash", "build_and_run", "parse_selftest", "compare_with_golden", "build_error"]
@@ -69,7 +69,7 @@ def read_record(project: Path) -> dict:
     board, name, subdir = record.get("board"), record.get("name"), record.get("model_subdir")
     if not isinstance(board, str) or board not in list_boards():
         raise KitError(f"{project / RECORD_NAME} names no known board", RERENDER, code="record-board")
-    if not isinstance(name, str) or not IDENTIFIER.match(name) or name in C_KEYWORDS or len(name) > 128:
+    if not is_c_name(name):
         raise KitError(f"{project / RECORD_NAME} has a model name that is not a C identifier", RERENDER,
                        code="record-name")
     if not isinstance(subdir, str) or not (subdir == "." or (_SAFE_FOLDER.match(subdir) and subdir != "..")):
