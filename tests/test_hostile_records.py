@@ -254,3 +254,13 @@ def test_a_manifest_name_that_is_no_c_identifier_never_reaches_a_template(tmp_pa
     assert_cli_error(kit("firmware", "--board", "host", "--model-dir", tmp_path, "--out", tmp_path.parent / "fw"),
                      "has a model name that is not a C identifier")
     assert not (tmp_path.parent / "fw").exists()
+
+
+def test_optimize_resuming_a_deeply_nested_search_json_is_a_one_line_error(tmp_path):
+    recipe = recipe_folder(tmp_path / "project")
+    out = tmp_path / "search"
+    out.mkdir()
+    (out / "search.json").write_text("[" * 100_000 + "]" * 100_000)
+    result = kit("optimize", recipe, "--board", "host", "--out", out)
+    assert_cli_error(result, "not a search")
+    assert "Traceback" not in result.output
