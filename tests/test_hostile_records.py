@@ -77,7 +77,7 @@ def test_a_manifest_with_a_huge_integer_is_refused_by_firmware(tmp_path):
 # --- High 2: flash builds argument lists from a checked record, in the folder the user named --------
 
 FAKE_TOOL = """#!/bin/sh
-echo "$(basename "$0") $*" >> "$FLASH_LOG"
+echo "${0##*/} $*" >> "$FLASH_LOG"
 """
 
 
@@ -264,3 +264,10 @@ def test_optimize_resuming_a_deeply_nested_search_json_is_a_one_line_error(tmp_p
     result = kit("optimize", recipe, "--board", "host", "--out", out)
     assert_cli_error(result, "not a search")
     assert "Traceback" not in result.output
+
+
+def test_a_missing_tool_of_a_later_step_is_a_one_line_error(tmp_path, fake_tools, monkeypatch):
+    (tmp_path / "bin" / "cmake").unlink()  # picotool is there, cmake (its first step) is not
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # not the machine's own cmake either
+    project = _project(tmp_path / "fw", "pico", "digits")
+    assert_cli_error(kit("flash", project), "cmake is not on PATH")

@@ -141,10 +141,13 @@ def _board_command(record: dict, project: Path) -> tuple[str, str, str, list[lis
     return fl["tool"], shown, fl["install"].replace("{name}", record["name"]), steps
 
 
-def _run_steps(steps: list[list[str]], project: Path) -> int:
+def _run_steps(steps: list[list[str]], project: Path, install: str) -> int:
     """Run the steps in order, as `&&` would: the first failing one's exit status, else 0."""
     for step in steps:
-        status = subprocess.run(step, cwd=project).returncode
+        try:
+            status = subprocess.run(step, cwd=project).returncode
+        except FileNotFoundError:
+            raise KitError(f"{step[0]} is not on PATH (a step of flashing this board)", f"install: {install}") from None
         if status != 0:
             return status
     return 0
@@ -179,7 +182,7 @@ def flash(project: Path, tflm_root: str | None = None) -> dict:
     if shutil.which(tool) is None:
         return {"board": record["board"], "ran": False, "command": cmd,
                 "missing_tool": tool, "install": install}
-    status = _run_steps(steps, project)
+    status = _run_steps(steps, project, install)
     return {"board": record["board"], "ran": True, "command": cmd, "pass": status == 0, "exit_status": status}
 
 
