@@ -1,0 +1,59 @@
+"""Automatic flatbuffer fixes of convert: rewrites of converter output that TFLM would run wrongly,
+each accepted only once proven equal to LiteRT's reference kernels on the original model.
+
+Today one: SPACE_TO_BATCH_ND -> CONV_2D/DEPTHWISE_CONV_2D -> BATCH_TO_SPACE_ND (how the TFLite
+converter lowers a dilated convolution, with static shapes TFLM trusts and LiteRT corrects) folded
+into one dilated convolution (converter/tflite/dilation.py). It runs on the converter's output and
+on a .tflite source, before the flatbuffer stages, so compression, the arena, the C array and the
+golden vectors are all of the rewritten model. What is not folded is refused afterwards by the
+runtime consistency check (converter/tflm/consistency.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..compare.outputs import bit_exact, compare_outputs, first_mismatch
+from ..errors import KitError
+from ..tflite.dilation import fold_dilated_convolutions
+from ..tflm.runners import run_model
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    model_bytes: bytes
+    record: dict | None       # for the manifest's "rewrites", None when nothing was rewritten
+
+
+def fold_and_prove(model_bytes: bytes, inputs: list[np.ndarray]) -> Rewritten:
+    """The model with its dilated-convolution chains folded, proven on `inputs` (the golden vectors):
+    TFLM on the folded model must give LiteRT's reference outputs on the original bit for bit (LiteRT
+    resizes the chain's tensors, so it computes the original correctly). An unproven fold is a KitError."""
+    folded = fold_dilated_convolutions(model_bytes)
+    if not folded.folds:
+        return Rewritten(model_bytes, None)
+    expected = run_model(model_bytes, inputs, "litert_reference").outputs
+    actual = run_model(folded.model_bytes, inputs, "tflm").outputs
+    proof = compare_outputs(expected, actual)
+    if not bit_exact(proof):
+        raise KitError(f"folding {len(folded.folds)} dilated convolution(s) into "
+                       f"{', '.join(f.op for f in folded.folds)} did not reproduce LiteRT's reference outputs "
+                       f"({first_mismatch(expected, actual)})",
+                       "report this with the model; set validation.rewrite_dilated_convolutions: false to see "
+                       "the unfolded model's own refusal", code="rewrite-unproven")
+    record = folded.as_dict() | {"proof": {"tflm_rewritten_vs_litert_reference_original": proof}}
+    return Rewritten(folded.model_bytes, record)
+
+
+def rewrite_note(record: dict) -> str:
+    """report.md's line for a rewrite."""
+    folds = ", ".join(f"{f['op']} dilation {f['dilation_h_w'][0]}x{f['dilation_h_w'][1]} {f['padding']}"
+                      for f in record["folds"])
+    before, after = record["operators_before"], record["operators_after"]
+    changed = ", ".join(f"{op} {before.get(op, 0)}->{after.get(op, 0)}" for op in sorted(set(before) | set(after))
+                        if before.get(op, 0) != after.get(op, 0))
+    proof = record["proof"]["tflm_rewritten_vs_litert_reference_original"]
+    return (f"- Rewrite: SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND chains folded into one dilated convolution ({folds}); "
+            f"operators {changed}; TFLM on the rewritten model equals LiteRT's reference kernels on the original "
+            f"on {proof['equal']}/{proof['total']} golden vectors")
