@@ -30,7 +30,7 @@ from ..tflm.consistency import check_consistent
 from ..tflm.deployable import check_deployable
 from ..tflm.arena import measure_arena
 from ..tflm.runners import quantize_inputs, run_tflm
-from .convert_output import check_and_write, validate_artifacts
+from .convert_output import check_and_write, check_litert_differences, validate_artifacts
 from .flatbuffer_fixes import fold_and_prove, rewrite_note
 
 
@@ -255,6 +255,8 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):
         validation = validate_artifacts(model_bytes, info, golden.inputs, golden.outputs, sources["model_data.cc"],
                                         recipe.name, stages.uncompressed)
+        litert_differences = check_litert_differences(validation, stages.uncompressed or model_bytes, golden.inputs,
+                                                      recipe.validation.accept_litert_differences)
 
     mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)
     parts = ConversionParts(
@@ -263,6 +265,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         arena_margin=recipe.arena_margin, host=platform.machine(), stages=stages.records, validation=validation,
         golden_vectors=int(len(golden.inputs[0])), golden_source=golden.source, mode=mode,
         float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
-        source="tflite" if loaded.flatbuffer else "keras", rewrites=stages.rewrites)
+        source="tflite" if loaded.flatbuffer else "keras", rewrites=stages.rewrites,
+        litert_differences=litert_differences)
     with phase(events, "write", "writing the artifacts"):
         return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started)

@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..compare.divergence import reference_differences
 from ..compare.outputs import bit_exact, compare_outputs
 from ..emit.c_arrays import parse_c_array
 from ..errors import KitError
@@ -41,6 +42,29 @@ def validate_artifacts(model_bytes: bytes, info: ModelInfo, inputs, golden, c_so
         "tflm_vs_litert_reference": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=True)),
         "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=False)),
     }
+
+
+def check_litert_differences(validation: dict, litert_bytes: bytes, inputs: list[np.ndarray],
+                             accepted: list[str]) -> Optional[dict]:
+    """Outputs that differ from LiteRT's reference kernels must be explained (the FULLY_CONNECTED rounding
+    rule, compare/divergence.EXPLAINED_LSB) or accepted by the recipe (validation.accept_litert_differences),
+    else the conversion fails naming the first operator that parts. Returns the operator-by-operator
+    comparison for the manifest when the outputs differ, else None."""
+    if bit_exact(validation["tflm_vs_litert_reference"]):
+        return None
+    report = reference_differences(litert_bytes, inputs)
+    blocking = [d for d in report["unexplained"] if d["op"] not in accepted]
+    if blocking:
+        first = blocking[0]
+        by = "in shape" if first.get("shape_mismatch") else f"by up to {first['max_lsb']} LSB"
+        vectors = sum(d["op"] == first["op"] for d in blocking)
+        raise KitError(f"LiteRT's reference kernels part from TFLM at {first['op']} (operator {first['node']}) on "
+                       f"{vectors}/{report['vectors']} golden vectors, {by}: a difference nothing explains (only "
+                       "FULLY_CONNECTED's 1-LSB requantization rounding is, docs/validation.md)",
+                       f"find the cause (tflm-kit validate model.tflite shows every operator), or accept it in the "
+                       f"recipe: validation: {{accept_litert_differences: [{first['op']}]}}", code="litert-unexplained")
+    return {key: report[key] for key in ("kernels", "vectors", "vectors_differing", "first_divergences")} | \
+        {"accepted": sorted({d["op"] for d in report["unexplained"]})}
 
 
 def check_validation(validation: dict, out: Path) -> None:
