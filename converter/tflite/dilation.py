@@ -166,7 +166,9 @@ def _plan(model: TfliteModel, chain: _Chain):
         if (length + pb + pa) % d or produced != final[1 + position]:
             return None
         shift = pb - cb
-        if shift == 0 and produced == length - d * (k - 1):
+        if d * (k - 1) == 0 and shift == 0 and produced == length:
+            pass  # a 1-wide kernel reads no neighbours: VALID and SAME agree on this axis
+        elif shift == 0 and produced == length - d * (k - 1):
             kinds.add("VALID")
         elif shift == d * (k - 1) // 2 and produced == length:
             kinds.add("SAME")
@@ -176,11 +178,11 @@ def _plan(model: TfliteModel, chain: _Chain):
     for axis in {1, 2} - set(axes):  # the unblocked axis of a 1-D chain: no padding needed when k == 1
         if filter_shape[axis] != 1:
             return None
-    if len(kinds) != 1:
+    if len(kinds) > 1:
         return None
     conv_out = list(final) if chain.expand is None else \
         ([1, 1, final[1], final[2]] if axes == [2] else [1, final[1], 1, final[2]])
-    return tuple(dilation), kinds.pop(), conv_in, conv_out
+    return tuple(dilation), kinds.pop() if kinds else "VALID", conv_in, conv_out
 
 
 def _set_shape(tensor, shape) -> None:
