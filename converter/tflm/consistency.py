@@ -70,6 +70,11 @@ def litert_shapes(model_bytes: bytes) -> dict[int, tuple] | None:
     return {int(d["index"]): tuple(int(s) for s in d["shape"]) for d in details}
 
 
+def _significant(shape) -> tuple:
+    """The dimensions that change the layout: (1, 10) and (10,) hold the same values the same way."""
+    return tuple(int(d) for d in shape if int(d) != 1)
+
+
 def shape_mismatches(model_bytes: bytes, graph: Graph | None = None) -> list[ShapeMismatch]:
     """Every operator output whose LiteRT shape differs from the flatbuffer's, in execution order."""
     graph = graph or read_graph(model_bytes)
@@ -79,7 +84,7 @@ def shape_mismatches(model_bytes: bytes, graph: Graph | None = None) -> list[Sha
     found = []
     for node in graph.nodes:
         for t in node.outputs:
-            if t in graph.tensors and t in shapes and tuple(graph.tensors[t].shape) != shapes[t]:
+            if t in graph.tensors and t in shapes and _significant(graph.tensors[t].shape) != _significant(shapes[t]):
                 found.append(ShapeMismatch(node.index, node.op, t, graph.tensors[t].name,
                                            tuple(graph.tensors[t].shape), shapes[t]))
     return found
