@@ -61,11 +61,12 @@ def check_litert_differences(validation: dict, litert_bytes: bytes, inputs: list
     blocking = [d for d in report["unexplained"] if d["op"] not in accepted]
     if blocking:
         first = blocking[0]
-        by = "in shape" if first.get("shape_mismatch") else f"by up to {first['max_lsb']} LSB"
-        vectors = sum(d["op"] == first["op"] for d in blocking)
+        same = [d for d in blocking if d["op"] == first["op"]]
+        by = "in shape" if first.get("shape_mismatch") else \
+            f"by up to {max(d.get('max_lsb', 0) for d in same)} LSB"
         raise KitError(f"LiteRT's reference kernels part from TFLM at {first['op']} (operator {first['node']}) on "
-                       f"{vectors} of the {report['vectors']} golden vectors inspected, {by}: a difference nothing explains (only "
-                       "FULLY_CONNECTED's 1-LSB requantization rounding is, docs/validation.md)",
+                       f"{len(same)} of the {report['vectors']} golden vectors inspected, {by}: a difference "
+                       "nothing explains (only FULLY_CONNECTED's 1-LSB requantization rounding is, docs/validation.md)",
                        f"find the cause (tflm-kit validate model.tflite shows every operator), or accept it in the "
                        f"recipe: validation: {{accept_litert_differences: [{first['op']}]}}", code="litert-unexplained")
     return {key: report[key] for key in ("kernels", "vectors", "vectors_differing", "first_divergences")} | \
