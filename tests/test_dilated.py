@@ -95,6 +95,8 @@ def test_the_chain_folds_into_one_dilated_convolution_equal_to_litert(kind, dila
     model = TfliteModel.from_bytes(folded.model_bytes)
     conv = next(o for o in model.operators if model.operator_name(o) == op)
     assert (conv.builtinOptions.dilationHFactor, conv.builtinOptions.dilationWFactor) == dilation
+    for signature in model.root.signatureDefs:  # renumbered with the tensors: LiteRT's signature runner reads them
+        assert [int(t.tensorIndex) for t in signature.outputs] == [int(t) for t in model.subgraph.outputs]
     inputs = _vectors(original)
     expected = run_model(original, inputs, "litert_reference").outputs[0]
     assert np.array_equal(run_model(folded.model_bytes, inputs, "tflm").outputs[0], expected)

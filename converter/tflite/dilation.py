@@ -133,6 +133,10 @@ def _plan(model: TfliteModel, chain: _Chain):
     """(dilation (h, w), padding name, conv input shape, conv output shape) when the chain is provably
     one dilated convolution, else None."""
     s2b, conv, b2s = (model.operators[i] for i in (chain.s2b, chain.conv, chain.b2s))
+    reshape = None if chain.reshape is None else model.operators[chain.reshape]
+    if len(_ins(b2s)) != 3 or len(_ins(conv)) < 2 or (reshape is not None and len(_ins(reshape)) > 1 and
+                                                      model.tensor_type(model.tensors[_ins(reshape)[1]]) != "INT32"):
+        return None
     block = model.constant(model.tensors[_ins(s2b)[1]])
     paddings = model.constant(model.tensors[_ins(s2b)[2]])
     block_out = model.constant(model.tensors[_ins(b2s)[1]])
@@ -238,6 +242,10 @@ def _drop_unused(model: TfliteModel) -> None:
         op.outputs = [renumber[t] for t in _outs(op)]
     subgraph.inputs = [renumber[int(t)] for t in subgraph.inputs]
     subgraph.outputs = [renumber[int(t)] for t in subgraph.outputs]
+    for signature in model.root.signatureDefs or []:  # LiteRT's signature runners name tensors by index
+        if signature.subgraphIndex == 0:
+            for entry in (signature.inputs or []) + (signature.outputs or []):
+                entry.tensorIndex = renumber[int(entry.tensorIndex)]
     codes = sorted({op.opcodeIndex for s in model.subgraphs for op in s.operators or []})
     recode = {old: new for new, old in enumerate(codes)}
     model.root.operatorCodes = [model.root.operatorCodes[c] for c in codes]
