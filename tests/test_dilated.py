@@ -99,7 +99,8 @@ def test_the_chain_folds_into_one_dilated_convolution_equal_to_litert(kind, dila
         assert [int(t.tensorIndex) for t in signature.outputs] == [int(t) for t in model.subgraph.outputs]
     inputs = _vectors(original)
     expected = run_model(original, inputs, "litert_reference").outputs[0]
-    assert np.array_equal(run_model(folded.model_bytes, inputs, "tflm").outputs[0], expected)
+    assert np.array_equal(run_model(folded.model_bytes, inputs, "litert_reference").outputs[0], expected)
+    assert np.array_equal(run_model(folded.model_bytes, inputs, "tflm").outputs[0], expected)  # no FC rounding here
     check_consistent(folded.model_bytes, [x[:2] for x in inputs])  # passes: nothing reads other memory
 
 
@@ -131,6 +132,7 @@ def test_convert_rewrites_a_dilated_conv1d_and_is_bit_exact(dilated, tmp_path):
     manifest = convert(_recipe(dilated["conv1d"], tmp_path), tmp_path / "out")
     (rewrite,) = manifest["rewrites"]
     assert rewrite["operators_before"]["BATCH_TO_SPACE_ND"] == 1 and "BATCH_TO_SPACE_ND" not in rewrite["operators_after"]
+    assert rewrite["proof"]["litert_reference_rewritten_vs_original"]["equal"] == 8
     assert rewrite["proof"]["tflm_rewritten_vs_litert_reference_original"]["equal"] == 8
     for pair in ("tflm_vs_c_array", "tflm_vs_litert_reference"):
         assert manifest["validation"][pair]["equal"] == manifest["validation"][pair]["total"] == 8

@@ -129,42 +129,68 @@ def _spatial_axes(model: TfliteModel, chain: _Chain) -> list[int] | None:
     return {1: [2], 2: [1]}.get(inserted)  # (N, 1, L, C): L is the width; (N, L, 1, C): the height
 
 
-def _plan(model: TfliteModel, chain: _Chain):
-    """(dilation (h, w), padding name, conv input shape, conv output shape) when the chain is provably
-    one dilated convolution, else None."""
+@dataclass(frozen=True)
+class _Operands:
+    """The chain's constants, checked: one block size, (before, after) paddings and crops per blocked axis."""
+    axes: list[int]               # the convolution's spatial axis of each block entry (1: height, 2: width)
+    block: np.ndarray
+    paddings: np.ndarray
+    crops: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Plan:
+    dilation: tuple[int, int]
+    padding: str                  # SAME or VALID
+    conv_in: list[int]
+    conv_out: list[int]
+
+
+def _operands(model: TfliteModel, chain: _Chain) -> _Operands | None:
+    """The constant operands when the chain has the shape the identity needs (constant block, paddings and
+    crops; the same block both ways; a VALID, stride-1, undilated inner convolution; unchanged quantization)."""
     s2b, conv, b2s = (model.operators[i] for i in (chain.s2b, chain.conv, chain.b2s))
     reshape = None if chain.reshape is None else model.operators[chain.reshape]
     if len(_ins(b2s)) != 3 or len(_ins(conv)) < 2 or (reshape is not None and len(_ins(reshape)) > 1 and
                                                       model.tensor_type(model.tensors[_ins(reshape)[1]]) != "INT32"):
         return None
-    block = model.constant(model.tensors[_ins(s2b)[1]])
-    paddings = model.constant(model.tensors[_ins(s2b)[2]])
-    block_out = model.constant(model.tensors[_ins(b2s)[1]])
-    crops = model.constant(model.tensors[_ins(b2s)[2]])
-    options = conv.builtinOptions
-    axes = _spatial_axes(model, chain)
-    if any(v is None for v in (block, paddings, block_out, crops, options, axes)) or \
-            block.shape != (len(axes),) or not np.array_equal(block, block_out) or (block < 1).any() or \
-            paddings.shape != (len(axes), 2) or crops.shape != (len(axes), 2) or (paddings < 0).any() or \
-            (crops < 0).any():
+    block, paddings = (model.constant(model.tensors[t]) for t in _ins(s2b)[1:3])
+    block_out, crops = (model.constant(model.tensors[t]) for t in _ins(b2s)[1:3])
+    options, axes = conv.builtinOptions, _spatial_axes(model, chain)
+    if block is None or paddings is None or block_out is None or crops is None or options is None or axes is None:
+        return None
+    if block.shape != (len(axes),) or not np.array_equal(block, block_out) or bool((block < 1).any()) or \
+            paddings.shape != (len(axes), 2) or crops.shape != (len(axes), 2) or bool((paddings < 0).any()) or \
+            bool((crops < 0).any()):
         return None
     if (options.strideH, options.strideW, options.dilationHFactor, options.dilationWFactor) != (1, 1, 1, 1) or \
             options.padding != schema.Padding.VALID:
         return None
-    chain_tensors = [_ins(s2b)[0], _outs(s2b)[0], _ins(conv)[0]]
-    if not _same_quantization(model, chain_tensors) or \
+    if not _same_quantization(model, [_ins(s2b)[0], _outs(s2b)[0], _ins(conv)[0]]) or \
             not _same_quantization(model, [_outs(conv)[0], _ins(b2s)[0], _outs(b2s)[0]]):
         return None
-    source = model.shape(model.tensors[_ins(s2b)[0]])
-    if not source or source[0] != 1:
+    return _Operands(axes, block, paddings, crops)
+
+
+def _unbatched(shape, chain: _Chain, axes: list[int]) -> list[int]:
+    """A chain tensor's shape as the convolution sees it once nothing is moved into the batch."""
+    if chain.expand is None:
+        return list(shape)
+    return [1, 1, shape[1], shape[2]] if axes == [2] else [1, shape[1], 1, shape[2]]
+
+
+def _plan(model: TfliteModel, chain: _Chain) -> _Plan | None:
+    """The one dilated convolution the chain computes, when provably equal (module docstring), else None."""
+    operands = _operands(model, chain)
+    source = model.shape(model.tensors[_ins(model.operators[chain.s2b])[0]])
+    if operands is None or not source or source[0] != 1:
         return None
-    conv_in = list(source) if chain.expand is None else \
-        ([1, 1, source[1], source[2]] if axes == [2] else [1, source[1], 1, source[2]])
-    filter_shape = model.shape(model.tensors[_ins(conv)[1]])
-    final = model.shape(model.tensors[_outs(b2s)[0]])
+    conv_in = _unbatched(source, chain, operands.axes)
+    filter_shape = model.shape(model.tensors[_ins(model.operators[chain.conv])[1]])
+    final = model.shape(model.tensors[_outs(model.operators[chain.b2s])[0]])
     dilation, kinds = [1, 1], set()
-    for position, axis in enumerate(axes):
-        d, (pb, pa), (cb, ca) = int(block[position]), paddings[position], crops[position]
+    for position, axis in enumerate(operands.axes):
+        d, (pb, pa), (cb, ca) = int(operands.block[position]), operands.paddings[position], operands.crops[position]
         length, k = conv_in[axis], filter_shape[axis]
         produced = length + pb + pa - d * (k - 1) - cb - ca
         if (length + pb + pa) % d or produced != final[1 + position]:
@@ -179,14 +205,11 @@ def _plan(model: TfliteModel, chain: _Chain):
         else:
             return None
         dilation[axis - 1] = d
-    for axis in {1, 2} - set(axes):  # the unblocked axis of a 1-D chain: no padding needed when k == 1
-        if filter_shape[axis] != 1:
-            return None
-    if len(kinds) > 1:
+    # the unblocked axis of a 1-D chain must not need padding, and one padding must serve both axes
+    if any(filter_shape[axis] != 1 for axis in {1, 2} - set(operands.axes)) or len(kinds) > 1:
         return None
-    conv_out = list(final) if chain.expand is None else \
-        ([1, 1, final[1], final[2]] if axes == [2] else [1, final[1], 1, final[2]])
-    return tuple(dilation), kinds.pop() if kinds else "VALID", conv_in, conv_out
+    return _Plan((dilation[0], dilation[1]), kinds.pop() if kinds else "VALID", conv_in,
+                 _unbatched(final, chain, operands.axes))
 
 
 def _set_shape(tensor, shape) -> None:
@@ -198,11 +221,11 @@ def _set_shape(tensor, shape) -> None:
         tensor.shapeSignature = signature
 
 
-def _fold(model: TfliteModel, chain: _Chain, plan) -> DilatedConvolution:
-    (dilation, padding, conv_in, conv_out) = plan
+def _fold(model: TfliteModel, chain: _Chain, plan: _Plan) -> DilatedConvolution:
+    dilation, padding, conv_in, conv_out = plan.dilation, plan.padding, plan.conv_in, plan.conv_out
     s2b, conv, b2s = (model.operators[i] for i in (chain.s2b, chain.conv, chain.b2s))
     source, final = _ins(s2b)[0], _outs(b2s)[0]
-    if chain.expand is None:
+    if chain.expand is None or chain.reshape is None:
         conv.inputs[0] = source
         conv.outputs[0] = final
     else:
@@ -278,7 +301,7 @@ def fold_dilated_convolutions(model_bytes: bytes) -> Folded:
             continue
         chain = _find_chain(model, index)
         plan = None if chain is None else _plan(model, chain)
-        if plan is None:
+        if chain is None or plan is None:
             continue
         folds.append(_fold(model, chain, plan))
         dropped |= {chain.s2b, chain.b2s}

@@ -117,7 +117,7 @@ def memory_dependence(model_bytes: bytes, inputs: list[np.ndarray]) -> MemoryDep
     first = runs[names[0]]
     for name in names[1:]:
         if any(not np.array_equal(x, y) for x, y in zip(first.outputs, runs[name].outputs)):
-            node = _first_moved(graph, runs[names[2]].tensors, runs[names[3]].tensors)
+            node = _first_moved(graph, runs[names[2]].tensors or [], runs[names[3]].tensors or [])
             return MemoryDependence((names[0], name), None if node is None else node.index,
                                     None if node is None else node.op,
                                     () if node is None else _tensor_names(graph, node))
