@@ -25,11 +25,11 @@ EXPLAINED_LSB = {"FULLY_CONNECTED": 1}
 _RUNTIME_OF_KERNELS = {"BUILTIN_REF": "litert_reference", "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "litert_optimized_inspectable"}
 
 
-def tflm_tensors(model_bytes: bytes, graph: Graph, inputs: list[np.ndarray]) -> list[dict[int, np.ndarray]]:
+def tflm_tensors(model_bytes: bytes, inputs: list[np.ndarray]) -> list[dict[int, np.ndarray]]:
     return run_model(model_bytes, inputs, "tflm", keep_tensors=True).tensors
 
 
-def litert_tensors(model_bytes: bytes, graph: Graph, inputs: list[np.ndarray], kernels: str) -> list[dict[int, np.ndarray]]:
+def litert_tensors(model_bytes: bytes, inputs: list[np.ndarray], kernels: str) -> list[dict[int, np.ndarray]]:
     return run_model(model_bytes, inputs, _RUNTIME_OF_KERNELS[kernels], keep_tensors=True).tensors
 
 
@@ -50,7 +50,8 @@ def first_divergence(graph: Graph, golden: dict[int, np.ndarray], other: dict[in
 
 def compare_pair(graph: Graph, golden: list[dict], other: list[dict], kernels: str) -> dict:
     """One LiteRT kernel set against TFLM: per vector the first differing node, per operator type the totals."""
-    per_vector, per_op = [], {}
+    per_vector: list = []
+    per_op: dict = {}
     op_vectors = Counter(node.op for node in graph.nodes)
     for v, (g, o) in enumerate(zip(golden, other)):
         found = first_divergence(graph, g, o)
@@ -86,13 +87,6 @@ def compare_pair(graph: Graph, golden: list[dict], other: list[dict], kernels: s
     }
 
 
-def compare_runtimes(model_bytes: bytes, graph: Graph, inputs: list[np.ndarray]) -> dict:
-    """Per LiteRT kernel set: per vector the first differing node, and per operator type the totals."""
-    golden = tflm_tensors(model_bytes, graph, inputs)
-    return {pair: compare_pair(graph, golden, litert_tensors(model_bytes, graph, inputs, kernels), kernels)
-            for pair, kernels in LITERT_KERNELS.items()}
-
-
 def explained(divergence: dict) -> bool:
     """A first divergence (compare_pair's first_divergences entry) the kit can account for."""
     limit = EXPLAINED_LSB.get(divergence["op"])
@@ -103,6 +97,6 @@ def reference_differences(model_bytes: bytes, inputs: list[np.ndarray]) -> dict:
     """TFLM against LiteRT's reference kernels operator by operator (compare_pair), with the first
     divergences nothing explains listed under "unexplained"."""
     graph = read_graph(model_bytes)
-    report = compare_pair(graph, tflm_tensors(model_bytes, graph, inputs),
-                          litert_tensors(model_bytes, graph, inputs, "BUILTIN_REF"), "BUILTIN_REF")
+    report = compare_pair(graph, tflm_tensors(model_bytes, inputs),
+                          litert_tensors(model_bytes, inputs, "BUILTIN_REF"), "BUILTIN_REF")
     return report | {"unexplained": [d for d in report["first_divergences"] if not explained(d)]}

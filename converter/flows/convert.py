@@ -7,7 +7,6 @@ that is checked before it replaces --out. Progress goes to `events` (converter/p
 """
 from __future__ import annotations
 
-import math
 import platform
 import time
 from dataclasses import dataclass, replace
@@ -28,7 +27,7 @@ from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
 from ..tflm.consistency import check_consistent
 from ..tflm.deployable import check_deployable
-from ..tflm.arena import measure_arena
+from ..tflm.arena import arena_with_margin, first_sample, measure_arena
 from ..tflm.runners import quantize_inputs, run_tflm
 from .convert_output import check_and_write, check_litert_differences, validate_artifacts
 from .flatbuffer_fixes import fold_and_prove, rewrite_note
@@ -77,10 +76,6 @@ def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.n
     """Real inputs spread over the eval set (or the calibration set), quantized to each input's type."""
     x, source = data.spread_inputs(count)
     return quantize_inputs(x, info, data.input_names), source
-
-
-def arena_with_margin(measured: int, margin: float) -> int:
-    return int(math.ceil(measured * (1 + margin) / 16) * 16)
 
 
 def input_shapes(model) -> list[tuple]:
@@ -132,11 +127,12 @@ def _stage_detail(name: str, settings, data: Dataset) -> str:
 
 
 def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
-    from ..stages.base import StageContext
+    from ..stages.base import ConverterStage, StageContext
     from ..stages.registry import get
 
     context = StageContext(loaded.data, recipe.seed, recipe.base_dir, events)
-    model, first_flatbuffer, records, notes, sections, artifacts = loaded.model, None, [], [], [], {}
+    model, first_flatbuffer, records, notes, sections = loaded.model, None, [], [], []
+    artifacts: dict[str, bytes] = {}
     rewrites: list[dict] = []
     if loaded.flatbuffer:
         model = first_flatbuffer = fix_flatbuffer(model, recipe, loaded.data, rewrites, events)
@@ -146,7 +142,7 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
         with phase(events, name, _stage_detail(name, settings, loaded.data), number, len(pipeline)):
             result = stage.run(model, settings, context)
         model, record = result.model, result.record
-        if stage.takes == "keras" and stage.gives == "flatbuffer":
+        if isinstance(stage, ConverterStage):
             model = first_flatbuffer = fix_flatbuffer(model, recipe, loaded.data, rewrites, events)
             if model is not result.model:  # scored again: the converter's own output runs wrongly on TFLM
                 record = replace(record, quality_after=stage.flatbuffer_quality(model, context))
@@ -198,11 +194,11 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset, litert_bytes:
 
 def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> Golden:
     inputs, source = golden_inputs(data, info, count)
-    return Golden(inputs, run_tflm(model_bytes, info, inputs), source)
+    return Golden(inputs, run_tflm(model_bytes, inputs), source)
 
 
 def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
-    measured = measure_arena(model_bytes, [x[:1].reshape(t.shape) for x, t in zip(golden.inputs, info.inputs)])
+    measured = measure_arena(model_bytes, first_sample(golden.inputs, info))
     return Arena(measured, arena_with_margin(measured, margin))
 
 
@@ -253,7 +249,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         sources = render(recipe, model_bytes, info, arena, golden, loaded.data.labels)
 
     with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):
-        validation = validate_artifacts(model_bytes, info, golden.inputs, golden.outputs, sources["model_data.cc"],
+        validation = validate_artifacts(model_bytes, golden.inputs, golden.outputs, sources["model_data.cc"],
                                         recipe.name, stages.uncompressed)
         litert_differences = check_litert_differences(validation, stages.uncompressed or model_bytes, golden.inputs,
                                                       recipe.validation.accept_litert_differences)

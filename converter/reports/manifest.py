@@ -80,7 +80,7 @@ class ConversionParts:
             summary["source"] = self.source
         if any(record.details.get("trained_federated") for record in self.stages):
             summary["trained_federated"] = True
-        extra = {"rewrites": list(self.rewrites)} if self.rewrites else {}
+        extra: dict = {"rewrites": list(self.rewrites)} if self.rewrites else {}
         if self.litert_differences is not None:
             extra["litert_differences"] = self.litert_differences
         return {
