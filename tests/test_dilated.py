@@ -122,6 +122,17 @@ def test_tflm_outputs_that_move_with_the_arena_are_found(dilated):
     assert memory_dependence(fold_dilated_convolutions(original).model_bytes, inputs) is None
 
 
+def test_memory_dependence_alone_is_refused_naming_the_operator(dilated, monkeypatch):
+    """Whatever the operator: with the shape check blinded, the placement check still refuses."""
+    import converter.tflm.consistency as consistency
+
+    monkeypatch.setattr(consistency, "shape_mismatches", lambda *args: [])
+    original = (dilated["conv1d"] / "model.tflite").read_bytes()
+    with pytest.raises(KitError) as caught:
+        check_consistent(original, [x[:2] for x in _vectors(original)])
+    assert caught.value.code == "memory-dependent-output" and "the same inputs give other outputs" in str(caught.value)
+
+
 def _recipe(folder, tmp_path, **changes):
     return parse_recipe({"name": "dilated", "model": {"path": str(folder / "model.h5")},
                          "data": {"npz": str(folder / "data.npz")}, "golden": {"vectors": 8}} | changes,

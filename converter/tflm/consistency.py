@@ -141,13 +141,14 @@ def check_consistent(model_bytes: bytes, inputs: list[np.ndarray], litert_bytes:
             _shape_fix(first.op if reader is None else f"{first.op}/{reader.op}"), code="runtime-shape-mismatch")
     moved = memory_dependence(model_bytes, inputs)
     if moved is not None:
-        where = (f"from {moved.op} (operator {moved.node}; tensors {', '.join(repr(t) for t in moved.tensors)}) on"
-                 if moved.op is not None else "in its outputs")
+        where = "" if moved.op is None else \
+            f", first at {moved.op} (operator {moved.node}; tensors {', '.join(repr(t) for t in moved.tensors)})"
         raise KitError(
-            f"TFLM's outputs depend on memory outside the computation: they change {where} when the same inputs "
-            f"run with {moved.placements[0]} and with {moved.placements[1]}",
-            "the model reads tensors it never wrote (a wrong static shape or an operator TFLM mis-sizes): "
-            "re-convert it without that operator; the device would give other outputs", code="memory-dependent-output")
+            f"TFLM's outputs depend on memory outside the computation: the same inputs give other outputs with "
+            f"{moved.placements[0]} than with {moved.placements[1]}{where}",
+            "the model reads memory it never wrote (a wrong static shape, or an operator TFLM sizes wrongly): "
+            "re-convert it without that operator; a device would give other outputs again",
+            code="memory-dependent-output")
 
 
 def _reader(graph: Graph, mismatches: list[ShapeMismatch]):
