@@ -148,6 +148,8 @@ def test_convert_rewrites_a_dilated_conv1d_and_is_bit_exact(dilated, tmp_path):
     for pair in ("tflm_vs_c_array", "tflm_vs_litert_reference"):
         assert manifest["validation"][pair]["equal"] == manifest["validation"][pair]["total"] == 8
     assert "SPACE_TO_BATCH_ND" not in manifest["model"]["operators"]
+    quantize = manifest["stages"][0]
+    assert quantize["tflite_bytes"] == manifest["model"]["bytes"] < quantize["tflite_bytes_before_rewrite"]
     assert "Rewrite: SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND chains folded" in (tmp_path / "out/report.md").read_text()
 
 
