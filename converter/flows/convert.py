@@ -101,7 +101,7 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
         from ..tflm.isolation import open_untrusted
 
         model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
-        return Loaded(model_bytes, load_data(recipe, [tuple(t.shape[1:]) for t in info.inputs]), True)
+        return Loaded(model_bytes, load_data(recipe, [t.sample_shape for t in info.inputs]), True)
     from ..inputs.keras_model import load_model
 
     model = load_model(recipe)
@@ -183,8 +183,8 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset, litert_bytes:
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
     one_sample = take(data.x_calibration, slice(None, 1))
     fed = [tuple(x.shape[1:]) for x in quantize_inputs(one_sample, info, data.input_names)]
-    if fed != [tuple(t.shape[1:]) for t in info.inputs]:  # runners feed the data by position
-        raise KitError(f"the flatbuffer's inputs take {[tuple(t.shape[1:]) for t in info.inputs]} but the data "
+    if fed != [t.sample_shape for t in info.inputs]:  # runners feed the data by position
+        raise KitError(f"the flatbuffer's inputs take {[t.sample_shape for t in info.inputs]} but the data "
                        f"would feed them {fed}", "report this with the model: the converter reordered its inputs")
     check_consistent(model_bytes, quantize_inputs(take(data.x_calibration, slice(None, 2)), info, data.input_names),
                      litert_bytes)
