@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..compare.divergence import reference_differences
 from ..compare.outputs import bit_exact, compare_outputs
 from ..emit.c_arrays import parse_c_array
 from ..errors import KitError
@@ -42,6 +43,35 @@ def validate_artifacts(model_bytes: bytes, inputs, golden, c_source: str, name: 
     }
 
 
+INSPECTED_VECTORS = 32  # golden vectors compared operator by operator when LiteRT's outputs differ
+
+
+def check_litert_differences(validation: dict, litert_bytes: bytes, inputs: list[np.ndarray],
+                             accepted: list[str]) -> Optional[dict]:
+    """Outputs that differ from LiteRT's reference kernels must be explained (the FULLY_CONNECTED rounding
+    rule, compare/divergence.EXPLAINED_LSB) or accepted by the recipe (validation.accept_litert_differences),
+    else the conversion fails naming the first operator that parts. Returns the operator-by-operator
+    comparison for the manifest when the outputs differ, else None."""
+    outputs = validation["tflm_vs_litert_reference"]
+    if bit_exact(outputs):
+        return None
+    start = outputs.get("first_differing_vector") or 0  # every tensor of every vector is kept: at most a few
+    report = reference_differences(litert_bytes, [x[start:start + INSPECTED_VECTORS] for x in inputs])
+    blocking = [d for d in report["unexplained"] if d["op"] not in accepted]
+    if blocking:
+        first = blocking[0]
+        same = [d for d in blocking if d["op"] == first["op"]]
+        by = "in shape" if first.get("shape_mismatch") else \
+            f"by up to {max(d.get('max_lsb', 0) for d in same)} LSB"
+        raise KitError(f"LiteRT's reference kernels part from TFLM at {first['op']} (operator {first['node']}) on "
+                       f"{len(same)} of the {report['vectors']} golden vectors inspected, {by}: a difference "
+                       "nothing explains (only FULLY_CONNECTED's 1-LSB requantization rounding is, docs/validation.md)",
+                       f"find the cause (tflm-kit validate model.tflite shows every operator), or accept it in the "
+                       f"recipe: validation: {{accept_litert_differences: [{first['op']}]}}", code="litert-unexplained")
+    return {key: report[key] for key in ("kernels", "vectors", "vectors_differing", "first_divergences")} | \
+        {"first_vector_inspected": start, "accepted": sorted({d["op"] for d in report["unexplained"]})}
+
+
 def check_validation(validation: dict, out: Path) -> None:
     """The checks a conversion must pass; they run before the staged output replaces --out."""
     for pair, problem, fix in (
@@ -57,11 +87,17 @@ def check_validation(validation: dict, out: Path) -> None:
 
 def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inputs: list[np.ndarray],
                     golden: list[np.ndarray], parts: ConversionParts, stages, started: float,
-                    deployed: Optional[DeployedComparison] = None) -> dict:
+                    deployed: Optional[DeployedComparison] = None,
+                    aot_files: Optional[dict[str, str]] = None) -> dict:
     """Write every artifact into a staging folder, check, then move it to `out`; returns the manifest.
-    `stages` (flows.convert.StagesRun) gives the stages' report notes, sections and extra files."""
+    `stages` (flows.convert.StagesRun) gives the stages' report notes, sections and extra files;
+    `aot_files` the AOT runtime's sources (already checked on the host), written to aot/."""
     with staged_output(Path(out)) as staging:
         (staging / "model.tflite").write_bytes(model_bytes)
+        if aot_files:
+            (staging / "aot").mkdir()
+            for file_name, text in aot_files.items():
+                (staging / "aot" / file_name).write_text(text)
         for file_name, text in sources.items():
             (staging / file_name).write_text(text)
         save_vectors(staging / VECTORS_FILE, inputs, golden)

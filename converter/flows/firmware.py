@@ -54,7 +54,7 @@ def list_boards() -> list[str]:
 
 def load_board(board: str) -> dict:
     path = BOARDS_DIR / f"{board}.yaml"
-    if not path.is_file():
+    if board not in list_boards():  # a name, never a path: `../x` must not reach a YAML file elsewhere
         raise KitError(f"unknown board '{board}'", f"use one of: {', '.join(list_boards())}")
     profile = yaml.safe_load(path.read_text())
     profile.setdefault("template", board)
@@ -67,8 +67,8 @@ def all_boards() -> dict[str, dict]:
 
 
 
-def _check_out(out: Path, force: bool) -> None:
-    check_output_path(out, force)
+def _check_out(out: Path, force: bool, model_dir: Path) -> None:
+    check_output_path(out, force, inputs=(model_dir,))
     if force and out.is_dir() and any(out.iterdir()) and not (out / RECORD_NAME).is_file():
         raise KitError(f"{out} is not a tflm-kit firmware project, refusing to replace it",
                        "choose another --out directory")
@@ -76,14 +76,16 @@ def _check_out(out: Path, force: bool) -> None:
 
 @out_lock.released_after  # the arena measurement or the budget may fail after --out was checked and locked
 def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False, measure: bool = True) -> dict:
-    """Render the project for `board` into `out`; returns the record also saved in `out`. measure: when the
-    conversion did not measure the board's core, measure its arena under QEMU now if the tools are there
-    (one more build; False keeps the conversion's figure, for callers that run the firmware themselves)."""
+    """Render the project for `board` into `out`; returns the record also saved in `out`.
+    The output guard comes first: an --out that would lose the model folder is refused before it is read.
+    measure: when the conversion did not measure the board's core, measure its arena under QEMU now if the
+    tools are there (one more build; False keeps the conversion's figure, for callers that run the firmware
+    themselves)."""
     profile = load_board(board)
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
+    _check_out(out, force, model_dir)
     facts = read_model_dir(model_dir)
     check_port(profile, facts, all_boards())
-    _check_out(out, force)
     facts = _board_arena(profile, facts, model_dir, measure)
     budget = check_budget(profile, facts)
     with staged_output(out) as staging:

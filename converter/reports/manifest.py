@@ -34,8 +34,10 @@ def tool_versions() -> dict:
 
 
 def describe_files(folder: Path) -> list[dict]:
-    return [{"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path.read_bytes())}
-            for path in sorted(folder.iterdir()) if path.is_file() and path.name != "manifest.json"]
+    """Every file the run wrote, sub-folders (the AOT sources in aot/) included, by POSIX relative path."""
+    files = sorted((path.relative_to(folder).as_posix(), path) for path in folder.rglob("*") if path.is_file())
+    return [{"file": name, "bytes": path.stat().st_size, "sha256": sha256(path.read_bytes())}
+            for name, path in files if name != "manifest.json"]
 
 
 def write_manifest(folder: Path, content: dict) -> dict:
@@ -70,6 +72,10 @@ class ConversionParts:
     device_check: Optional[dict] = None         # flows/device_check.DeviceCheck.as_dict(), when it ran
     kernels: dict = field(default_factory=dict)  # op -> type of the specialised kernel model_ops.h registers
 
+    rewrites: tuple = ()                  # automatic flatbuffer fixes (flows/flatbuffer_fixes.py), as dicts
+    litert_differences: Optional[dict] = None  # where LiteRT's reference kernels part from TFLM, when they do
+    aot: Optional[dict] = None            # the AOT runtime's result (flows/convert_aot.AotResult.as_dict())
+
     def _arena_note(self) -> str:
         if self.arena_figure is not None and self.arena_figure.on_device:
             return (f"{self.arena_figure.source}: the smallest arena (a multiple of 16) that allocates and invokes the "
@@ -91,6 +97,12 @@ class ConversionParts:
             summary["source"] = self.source
         if any(record.details.get("trained_federated") for record in self.stages):
             summary["trained_federated"] = True
+        if self.aot is not None:
+            summary["aot_bit_exact"] = self.aot["bit_exact"]
+            summary["aot_buffer_bytes"] = self.aot["buffer_bytes"]
+        extra: dict = {"rewrites": list(self.rewrites)} if self.rewrites else {}
+        if self.litert_differences is not None:
+            extra["litert_differences"] = self.litert_differences
         return {
             "name": self.name,
             "tools": tool_versions(),
@@ -107,7 +119,9 @@ class ConversionParts:
                       "reserved": self.arena_size, "margin": self.arena_margin},
             "device_check": self.device_check or {"ran": False},
             "stages": [record.as_dict() for record in self.stages],
+            **extra,
             "validation": self.validation,
+            **({"aot": self.aot} if self.aot is not None else {}),
             "summary": summary,
             "seconds": seconds,
         }
