@@ -45,24 +45,53 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class TorchSource(_Strict):
+    """A PyTorch model: litert-torch converts it to a full-integer int8 flatbuffer (PT2E quantization
+    calibrated on the recipe's data) in a child process (inputs/torch_model.py); then it is a flatbuffer
+    like a .tflite: flatbuffer stages only."""
+
+    builder: str = Field(..., description="'file.py:function' or 'module:function' returning a trained "
+                         "torch.nn.Module")
+    builder_args: dict = Field(default_factory=dict)
+    input_shape: list[int] = Field(..., min_length=1, max_length=5,
+                                   description="one input sample's shape without the batch axis, in the "
+                                   "data's layout (the layout the firmware feeds)")
+    channels_last: bool = Field(True, description="the data and the firmware are channels-last (H, W, C) "
+                                "and the module takes channels-first (C, H, W): litert-torch's "
+                                "to_channel_last_io wraps it")
+    per_channel: bool = True
+    calibration_samples: int = Field(200, ge=1, le=100_000)
+    python: Optional[str] = Field(None, description="a Python with torch and litert-torch installed "
+                                  "(default: $TFLM_KIT_TORCH_PYTHON, else the kit's own Python)")
+
+    @field_validator("input_shape")
+    @classmethod
+    def _positive(cls, shape: list[int]) -> list[int]:
+        if any(d < 1 for d in shape):
+            raise ValueError("every dimension must be at least 1")
+        return shape
+
+
 class ModelSource(_Strict):
-    """Where the model comes from: a file or a builder function. A .tflite file skips the Keras
-    stages and quantize: only flatbuffer stages (compress) run on it."""
+    """Where the model comes from: a file, a builder function, or a PyTorch module (torch). A .tflite
+    file and a PyTorch model skip the Keras stages and quantize: only flatbuffer stages (compress) run."""
 
     path: Optional[str] = Field(None, description=".keras, .h5, SavedModel directory, or .tflite")
     builder: Optional[str] = Field(None, description="'file.py:function' or 'module:function'")
     builder_args: dict = Field(default_factory=dict)
     trust_custom_code: bool = False
+    torch: Optional[TorchSource] = Field(None, description="a PyTorch model converted by litert-torch")
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.builder is None):
-            raise ValueError("give exactly one of 'path' or 'builder'")
+        if [self.path, self.builder, self.torch].count(None) != 2:
+            raise ValueError("give exactly one of 'path', 'builder' or 'torch'")
         return self
 
     @property
     def is_flatbuffer(self) -> bool:
-        return self.path is not None and self.path.lower().endswith(".tflite")
+        """No Keras stages and no quantize section: the load phase gives a flatbuffer."""
+        return self.torch is not None or (self.path is not None and self.path.lower().endswith(".tflite"))
 
 
 class RandomData(_Strict):
@@ -229,6 +258,9 @@ class Recipe(_Strict):
         except OrderError as error:
             raise KitError(f"recipe field 'stages[{error.index}]' = '{kinds[error.index]}': {error}",
                            "reorder the stages (see docs/architecture.md)") from None
+        if self.model.torch is not None and "quantize" in self.model_fields_set:
+            raise KitError("recipe field 'quantize' is set, but a PyTorch model is quantized by litert-torch",
+                           "remove the quantize section (model.torch.per_channel and calibration_samples set it)")
         if self.model.is_flatbuffer and "quantize" in self.model_fields_set:
             raise KitError("recipe field 'quantize' is set, but the model is a .tflite, which is already converted",
                            "remove the quantize section (or start from the Keras model)")

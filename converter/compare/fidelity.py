@@ -54,8 +54,9 @@ def per_layer_sqnr(keras_model, graph: Graph, float_inputs: np.ndarray, quant_te
     FULLY_CONNECTED output before a softmax that Keras folds into the Dense layer) and is
     left out rather than reported as a precision loss.
     """
-    import tf_keras as keras
+    from ..system import tf_env
 
+    keras = tf_env.keras_of(keras_model)  # a Keras 3 model is probed with Keras 3
     layers = [layer for layer in keras_model.layers if not isinstance(layer, keras.layers.InputLayer)]
     names = [layer.name for layer in layers]
     probe = keras.Model(keras_model.inputs, [layer.output for layer in layers])

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import yaml
 
 from ..errors import KitError
+from ..system.extras import require
 from ..optimize.cost import device_available
 from ..optimize.guards import Guards, evidence_note
 from ..optimize.pareto import fronts, plot, render_markdown
@@ -119,6 +120,7 @@ def _reference_delta(reference: Optional[TrialResult], best: TrialResult) -> str
 def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str], None] = print) -> Outcome:
     from ..flows.firmware import load_board
 
+    require("optimize", "tflm-kit optimize")
     recipe = load_recipe(recipe_path)
     board = load_board(options.board)
     out = Path(out)

@@ -18,7 +18,7 @@ def recipe_inputs(recipe: Recipe) -> tuple[Path, ...]:
     for relative in (recipe.model.path, recipe.data.npz):
         if relative is not None:
             paths.append(recipe.resolve(relative))
-    specs = [recipe.model.builder, recipe.data.builder]
+    specs = [recipe.model.builder, recipe.data.builder, recipe.model.torch and recipe.model.torch.builder]
     specs += [stage.settings.student_builder for stage in recipe.stages if stage.kind == "distill"]
     paths += [builder_file(spec, recipe.base_dir) for spec in specs if spec is not None]
     return tuple(path for path in paths if path is not None)
