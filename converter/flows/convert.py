@@ -102,12 +102,13 @@ def _input_shape(model) -> tuple:
 
 def load_torch(recipe: Recipe, events: Sink) -> Loaded:
     """A PyTorch model: the data first (it calibrates), then litert-torch's int8 flatbuffer."""
-    from ..inputs.torch_model import convert_torch
+    from ..inputs.torch_model import convert_torch, torch_python
     from ..stages.training import accuracy
 
     source = recipe.model.torch
+    python = torch_python(source)  # the extra (or the named Python) before any work
     data = load_data(recipe, [tuple(source.input_shape)])
-    conversion = convert_torch(source, recipe.base_dir, data, recipe.seed)
+    conversion = convert_torch(source, recipe.base_dir, data, recipe.seed, python)
     events(Note(conversion.note()))
     score = None
     if conversion.float_outputs is not None and data.labeled_eval:

@@ -60,8 +60,8 @@ def torch_python(source: TorchSource) -> str:
     if not path.is_file() or not os.access(path, os.X_OK):
         where = "model.torch.python" if source.python else f"${TORCH_PYTHON_ENV}"
         raise KitError(f"{where} is {named}, which is not an executable Python",
-                       f"point it at the python of an environment with torch and litert-torch "
-                       f"(python -m venv torch-env && torch-env/bin/pip install 'tflm-kit[torch]')")
+                       "point it at the python of an environment with torch and litert-torch "
+                       "(its own venv: pip install torch==2.13.0 litert-torch==0.10.0)")
     return str(path)
 
 
@@ -118,8 +118,8 @@ def int8_interface(model_bytes: bytes) -> bytes:
                        f"({foreign_text(exc)})", "check that PT2E quantized the whole model") from None
 
 
-def convert_torch(source: TorchSource, base_dir: Path, data: Dataset, seed: int) -> TorchConversion:
-    python = torch_python(source)
+def convert_torch(source: TorchSource, base_dir: Path, data: Dataset, seed: int, python: str) -> TorchConversion:
+    """Convert in the child started with `python` (torch_python(source), checked before the data loads)."""
     with tempfile.TemporaryDirectory(prefix="tflm-kit-torch-") as name:
         folder = Path(name)
         request = _write_request(folder, source, base_dir, data, seed)

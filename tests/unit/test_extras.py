@@ -108,7 +108,7 @@ def test_an_ethos_u_device_without_vela_refuses(tmp_path):
 def test_a_torch_recipe_without_its_extra_refuses(tmp_path):
     (tmp_path / "net.py").write_text("def build():\n    raise AssertionError('must not run')\n")
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(
-        {"name": "pt", "model": {"torch_builder": "net.py:build", "input_shape": [1, 4, 4]},
+        {"name": "pt", "model": {"torch": {"builder": "net.py:build", "input_shape": [4, 4, 1]}},
          "data": {"random": {}}}))
     out = tmp_path / "out"
     result = run_cli_without(("torch", "litert_torch"), "convert", tmp_path / "recipe.yaml", "--out", out)
