@@ -50,9 +50,11 @@ class TorchSource(_Strict):
     calibrated on the recipe's data) in a child process (inputs/torch_model.py); then it is a flatbuffer
     like a .tflite: flatbuffer stages only."""
 
-    builder: str = Field(..., description="'file.py:function' or 'module:function' returning a trained "
-                         "torch.nn.Module")
+    builder: Optional[str] = Field(None, description="'file.py:function' or 'module:function' returning a "
+                                   "trained torch.nn.Module")
     builder_args: dict = Field(default_factory=dict)
+    exported: Optional[str] = Field(None, description="or a torch.export.save file (.pt2): torch.export.load "
+                                    "unpickles it, so it needs model.trust_custom_code: true")
     input_shape: list[int] = Field(..., min_length=1, max_length=5,
                                    description="one input sample's shape without the batch axis, in the "
                                    "data's layout (the layout the firmware feeds)")
@@ -63,6 +65,12 @@ class TorchSource(_Strict):
     calibration_samples: int = Field(200, ge=1, le=100_000)
     python: Optional[str] = Field(None, description="a Python with torch and litert-torch installed "
                                   "(default: $TFLM_KIT_TORCH_PYTHON, else the kit's own Python)")
+
+    @model_validator(mode="after")
+    def _one_module(self):
+        if (self.builder is None) == (self.exported is None):
+            raise ValueError("give exactly one of 'builder' or 'exported'")
+        return self
 
     @field_validator("input_shape")
     @classmethod
@@ -86,6 +94,10 @@ class ModelSource(_Strict):
     def _one_source(self):
         if [self.path, self.builder, self.torch].count(None) != 2:
             raise ValueError("give exactly one of 'path', 'builder' or 'torch'")
+        if self.torch is not None and self.torch.exported is not None and not self.trust_custom_code:
+            raise ValueError("torch.exported is read by torch.export.load, which unpickles the file (it can run "
+                             "code): set model.trust_custom_code: true if you trust where it came from, or give "
+                             "torch.builder")
         return self
 
     @property

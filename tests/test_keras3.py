@@ -1,13 +1,13 @@
 """Keras 3 models (`import keras`, what TensorFlow 2.21 installs): a `.keras` file saved by Keras 3 and a
 builder returning a Keras 3 model convert by post-training quantization (int8, int16x8), take the
 flatbuffer stages, validate bit for bit and run in firmware; TF-MOT stages are refused for them in one
-line naming what works instead; a Keras 3 Lambda is refused before loading, as for Keras 2."""
+line naming what works instead (on the command line: tests/test_bad_inputs.py); a Keras 3 Lambda is
+refused before loading, as for Keras 2."""
 import json
 import zipfile
 
 import numpy as np
 import pytest
-import yaml
 
 from converter.errors import KitError
 from converter.flows.convert import convert
@@ -15,7 +15,6 @@ from converter.recipe import parse_recipe
 from converter.stages.base import registered
 
 from .conftest import REPO, run_kit
-from .test_bad_inputs import assert_clean_failure
 
 
 def keras3_classifier(lambda_layer: bool = False):
@@ -63,16 +62,6 @@ def test_tf_mot_stages_are_refused_for_a_keras3_model(tmp_path, stage):
     assert f"stage {stage} needs a Keras 2 (tf_keras) model" in text and "is a Keras 3 model" in text
     assert registered()[stage].keras3_instead in text and "\n" not in text
     assert not (tmp_path / "out").exists()
-
-
-def test_the_cli_refuses_a_tf_mot_stage_for_a_keras3_file_in_one_line(tmp_path):
-    path = saved_keras3(tmp_path)
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(
-        {"name": "k3", "model": {"path": path.name}, "data": {"random": {}}, "stages": [{"prune": {}}]}))
-    out = tmp_path / "out"
-    result = run_kit("convert", tmp_path / "recipe.yaml", "--out", out)
-    assert_clean_failure(result, "stage prune needs a Keras 2 (tf_keras) model", out)
-    assert "compress int4: true" in result.stderr
 
 
 def test_a_keras3_lambda_is_refused_before_loading_unless_trusted(tmp_path):

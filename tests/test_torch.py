@@ -136,3 +136,28 @@ def test_the_pytorch_kws_ds_cnn_runs_in_firmware(board, torch_kws, tmp_path):
     count = np.load(torch_kws / "golden.npz")["output_0"].shape[0]
     assert summary["exit_status"] == 0 and summary["pass"], summary["failures"]
     assert (summary["passed"], summary["total"]) == (count, count) and summary["golden_differences"] == []
+
+
+def test_an_exported_program_needs_trust(tmp_path):
+    recipe = mixer_recipe(tmp_path)
+    recipe["model"]["torch"] = {"exported": "mixer.pt2", "input_shape": [6, 5, 3]}
+    with pytest.raises(KitError, match="torch.export.load, which unpickles the file"):
+        parse_recipe(recipe, base_dir=tmp_path)
+
+
+def test_an_exported_program_converts_when_trusted(tmp_path):
+    """A torch.export.save file (channels-first, as exported) converts like a builder's module."""
+    need_torch()
+    import subprocess
+
+    python = os.environ.get("TFLM_KIT_TORCH_PYTHON") or sys.executable
+    save = ("import sys, torch; sys.path.insert(0, sys.argv[1]); from torch_models import channel_mixer; "
+            "torch.export.save(torch.export.export(channel_mixer().eval(), (torch.zeros(1, 3, 6, 5),)), sys.argv[2])")
+    subprocess.run([python, "-I", "-c", save, str(REPO / "tests"), str(tmp_path / "mixer.pt2")], check=True,
+                   capture_output=True)
+    recipe = mixer_recipe(tmp_path)
+    recipe["model"] = {"trust_custom_code": True, "torch": {"exported": "mixer.pt2", "input_shape": [6, 5, 3]}}
+    manifest = convert(parse_recipe(recipe, base_dir=tmp_path), tmp_path / "out", log=lambda _: None)
+    assert manifest["summary"]["source"] == "torch"
+    assert manifest["validation"]["tflm_vs_c_array"]["equal"] == manifest["validation"]["tflm_vs_c_array"]["total"]
+    assert [list(t["shape"]) for t in manifest["model"]["inputs"]] == [[1, 6, 5, 3]]

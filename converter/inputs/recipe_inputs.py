@@ -15,7 +15,7 @@ def recipe_inputs(recipe: Recipe) -> tuple[Path, ...]:
     """The recipe's own folder (so the recipe itself, and whatever sits beside it), the model file or
     SavedModel, the data .npz, and the .py files of the model, data and distill student builders."""
     paths = [recipe.base_dir]
-    for relative in (recipe.model.path, recipe.data.npz):
+    for relative in (recipe.model.path, recipe.data.npz, recipe.model.torch and recipe.model.torch.exported):
         if relative is not None:
             paths.append(recipe.resolve(relative))
     specs = [recipe.model.builder, recipe.data.builder, recipe.model.torch and recipe.model.torch.builder]

@@ -30,9 +30,12 @@ def _builder(spec: str):
 
 
 def _module(request: dict, folder: Path):
-    """The user's module in eval mode; a builder that takes x_train/y_train gets the recipe's training data."""
+    """The user's module in eval mode (an exported program's module has no eval mode: it is traced as it was
+    exported); a builder that takes x_train/y_train gets the recipe's training data."""
     import torch
 
+    if request["exported"]:  # the recipe trusts it (model.trust_custom_code): torch.export.load unpickles
+        return torch.export.load(request["exported"]).module()
     build = _builder(request["builder"])
     args = dict(request["builder_args"])
     accepted = inspect.signature(build).parameters
@@ -63,12 +66,14 @@ def convert(request: dict, folder: Path) -> dict:
     torch.manual_seed(request["seed"])
     module = _module(request, folder)
     if request["channels_last"]:  # the data (and the firmware) are N, H, W, C; the module takes N, C, H, W
-        module = litert_torch.to_channel_last_io(module, args=[0]).eval()
+        # (not .eval(): the wrapper has no layers of its own, and an exported program's module refuses it)
+        module = litert_torch.to_channel_last_io(module, args=[0])
     calibration = np.load(folder / "calibration.npy").astype(np.float32)
     sample = (torch.from_numpy(calibration[:1]),)
     built = time.perf_counter()
     if (folder / "eval.npy").is_file():
-        np.save(folder / "float_outputs.npy", _float_outputs(module, np.load(folder / "eval.npy").astype(np.float32)))
+        x_eval = np.load(folder / "eval.npy").astype(np.float32)  # an exported program keeps its batch of 1
+        np.save(folder / "float_outputs.npy", _float_outputs(module, x_eval, 1 if request["exported"] else 256))
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=request["per_channel"]))
     prepared = quantize_pt2e.prepare_pt2e(torch.export.export(module, sample).module(), quantizer)

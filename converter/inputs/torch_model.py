@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import KitError, foreign_text
 from ..system import tf_env
 from ..system.extras import require
+from ..system.paths import resolve_path
 from .builders import builder_file
 from .dataset import Dataset, input_list, sample_count, take
 
@@ -65,6 +66,16 @@ def torch_python(source: TorchSource) -> str:
     return str(path)
 
 
+def _module_fields(source: TorchSource, base_dir: Path) -> dict:
+    """What the child builds the module from: the builder, or the exported program's absolute path."""
+    if source.exported is None:
+        return {"builder": _builder_spec(source, base_dir), "exported": None}
+    path = resolve_path(source.exported, base_dir).resolve()
+    if not path.is_file():
+        raise KitError(f"model.torch.exported {path} does not exist", "fix the path (relative to the recipe file)")
+    return {"builder": None, "exported": str(path)}
+
+
 def _builder_spec(source: TorchSource, base_dir: Path) -> str:
     """'file.py:function' with the file made absolute (the child's working directory is elsewhere)."""
     path = builder_file(source.builder, base_dir)
@@ -85,7 +96,7 @@ def _write_request(folder: Path, source: TorchSource, base_dir: Path, data: Data
     if data.trainable:  # for a builder that trains (it takes x_train, y_train)
         np.save(folder / "x_train.npy", input_list(data.x_train)[0].astype(np.float32))
         np.save(folder / "y_train.npy", np.asarray(data.y_train))
-    request = {"builder": _builder_spec(source, base_dir), "builder_args": source.builder_args,
+    request = {**_module_fields(source, base_dir), "builder_args": source.builder_args,
                "channels_last": source.channels_last, "per_channel": source.per_channel, "seed": seed}
     (folder / "request.json").write_text(json.dumps(request))
     return folder / "request.json"
@@ -123,7 +134,7 @@ def convert_torch(source: TorchSource, base_dir: Path, data: Dataset, seed: int,
     with tempfile.TemporaryDirectory(prefix="tflm-kit-torch-") as name:
         folder = Path(name)
         request = _write_request(folder, source, base_dir, data, seed)
-        _run_child(python, request, source.builder)
+        _run_child(python, request, source.builder or source.exported)
         model_bytes = (folder / "model.tflite").read_bytes()
         details = json.loads((folder / "result.json").read_text()) | {"python": python}
         outputs = np.load(folder / "float_outputs.npy") if (folder / "float_outputs.npy").is_file() else None
