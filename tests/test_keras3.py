@@ -48,6 +48,12 @@ def test_a_keras3_file_converts_and_validates_bit_for_bit(tmp_path, mode):
     exact = manifest["validation"]["tflm_vs_c_array"]
     assert exact["equal"] == exact["total"] == 4
     assert (tmp_path / "out" / "model_data.cc").is_file()
+    if mode == "int8":  # validate --float-model takes the Keras 3 file too: fidelity and per-layer SQNR
+        from converter.flows.validate import validate_model
+
+        report = validate_model(tmp_path / "out" / "model.tflite", float_model=path, vectors=8, log=lambda *_: None)
+        assert report["fidelity"]["sqnr_db"] > 10
+        assert {row["layer"] for row in report["per_layer_sqnr"]} >= {"conv"}
 
 
 @pytest.mark.parametrize("stage", ["prune", "cluster", "qat", "distill", "int4_finetune"])
