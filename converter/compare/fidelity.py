@@ -60,6 +60,7 @@ def per_layer_sqnr(keras_model, graph: Graph, float_inputs: np.ndarray, quant_te
     from ..system import tf_env
 
     keras = tf_env.keras_of(keras_model)  # a Keras 3 model is probed with Keras 3
+    keras3 = tf_env.is_keras3(keras_model)
     layers = [layer for layer in keras_model.layers if not isinstance(layer, keras.layers.InputLayer)]
     names = [layer.name for layer in layers]
     probe = keras.Model(keras_model.inputs, [layer.output for layer in layers])
@@ -72,7 +73,8 @@ def per_layer_sqnr(keras_model, graph: Graph, float_inputs: np.ndarray, quant_te
                 continue
             quantized = np.stack([dequantize(vector[t], tensor).ravel() for vector in quant_tensors])
             scored = [(sqnr_db(float_outputs[name].reshape(len(quantized), -1), quantized), name)
-                      for name in _named_layers(tensor.name, names, tf_env.is_keras3(keras_model)) if float_outputs[name][0].size == tensor.elements]
+                      for name in _named_layers(tensor.name, names, keras3)
+                      if float_outputs[name][0].size == tensor.elements]
             if scored and max(scored)[0] > 0:
                 best, layer = max(scored)
                 rows.append({"node": node.index, "op": node.op, "layer": layer, "sqnr_db": round(best, 2)})
