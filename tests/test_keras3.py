@@ -131,3 +131,14 @@ def test_the_keras3_recipe_runs_in_firmware(board, keras3_digits, tmp_path):
     count = np.load(keras3_digits / "golden.npz")["output_0"].shape[0]
     assert summary["exit_status"] == 0 and summary["pass"], summary["failures"]
     assert (summary["passed"], summary["total"]) == (count, count) and summary["golden_differences"] == []
+
+
+def test_optimize_refuses_a_keras3_model_in_one_line(tmp_path):
+    """optimize's levers are TF-MOT's and tf_keras fine-tuning: refused before any trial runs."""
+    from converter.flows.optimize import Options, optimize
+
+    with pytest.raises(KitError) as error:
+        optimize(REPO / "models/recipes/keras3_digits.yaml", tmp_path / "search", Options(board="cortex-m-qemu"),
+                 log=lambda _: None)
+    assert "the model is a Keras 3 model" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "search" / "search.json").exists()

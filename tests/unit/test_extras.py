@@ -114,3 +114,14 @@ def test_a_torch_recipe_without_its_extra_refuses(tmp_path):
     result = run_cli_without(("torch", "litert_torch"), "convert", tmp_path / "recipe.yaml", "--out", out)
     assert "needs torch, litert_torch" in _one_line_refusal(result, "torch")
     assert not out.exists()
+
+
+def test_optimize_refuses_a_pytorch_recipe_in_one_line(tmp_path):
+    from converter.flows.optimize import Options, optimize
+
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(
+        {"name": "pt", "model": {"torch": {"builder": "net.py:build", "input_shape": [4, 4, 1]}},
+         "data": {"random": {}}}))
+    with pytest.raises(KitError, match="the recipe's model is a PyTorch model — fix: convert it"):
+        optimize(tmp_path / "recipe.yaml", tmp_path / "search", Options(board="cortex-m-qemu"), log=lambda _: None)
+    assert not (tmp_path / "search").exists()
