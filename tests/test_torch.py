@@ -145,6 +145,7 @@ def test_an_exported_program_needs_trust(tmp_path):
         parse_recipe(recipe, base_dir=tmp_path)
 
 
+@pytest.mark.slow  # a second torch child (export, then convert): the builder path is the default-suite one
 def test_an_exported_program_converts_when_trusted(tmp_path):
     """A torch.export.save file (channels-first, as exported) converts like a builder's module."""
     need_torch()
