@@ -2,8 +2,8 @@
 
 The file's content says which Keras wrote it (metadata.json / the HDF5 attributes); the same safety
 check runs for both before anything is deserialized: no Lambda code runs and no custom class is
-imported unless the recipe trusts the file. A Keras 3 model takes every stage but TF-MOT's
-(refused by `check_stages_take`), because TF-MOT 0.8 wraps Keras 2 layers only.
+imported unless the recipe trusts the file. A Keras 3 model takes every stage but TF-MOT's and the
+tf_keras-only ones (refused by stages/base.check_keras3), because TF-MOT 0.8 wraps Keras 2 layers only.
 """
 from __future__ import annotations
 
@@ -135,10 +135,7 @@ def _load_keras3(stored: StoredModel, trust_custom_code: bool):
 def _load_by_format(stored: StoredModel, trust_custom_code: bool):
     """Call the loader of the Keras that wrote the file, for the format the content has, whatever the
     file is named."""
-    if _is_keras3(stored):
-        if stored.format is ModelFormat.SAVED_MODEL:
-            raise KitError(f"model {stored.path} is a SavedModel, which Keras 3 cannot load as a model",
-                           "save the Keras 3 model with model.save('model.keras')")
+    if _is_keras3(stored):  # a .keras zip or an .h5 (a SavedModel records no Keras version)
         return _load_keras3(stored, trust_custom_code)
     keras = tf_env.keras()
     if stored.format is ModelFormat.KERAS_ZIP:
