@@ -19,11 +19,11 @@ from ..reports.convert_report import render_report
 from ..reports.deployed import compare_deployed, tensors_compressed
 from ..reports.manifest import ConversionParts, write_manifest
 from ..system.outdir import staged_output
-from ..tflite.model import ModelInfo, read_model
+from ..tflm.arena import first_sample
 from ..tflm.runners import run_litert, run_tflm
 
 
-def validate_artifacts(model_bytes: bytes, info: ModelInfo, inputs, golden, c_source: str, name: str,
+def validate_artifacts(model_bytes: bytes, inputs, golden, c_source: str, name: str,
                        uncompressed: Optional[bytes] = None) -> dict:
     """TFLM on the model parsed back from the C array, and LiteRT's reference and optimized kernels,
     against the golden outputs. uncompressed: the model before the flatbuffer stages changed it; LiteRT
@@ -33,10 +33,10 @@ def validate_artifacts(model_bytes: bytes, info: ModelInfo, inputs, golden, c_so
         raise KitError("model_data.cc does not hold the same bytes as model.tflite (emitter bug)",
                        "report this with the recipe that produced it")
     litert_bytes = uncompressed or model_bytes
-    validation = {"tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, info, inputs))}
+    validation = {"tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, inputs))}
     if uncompressed is not None:
         validation["tflm_vs_tflm_uncompressed"] = compare_outputs(
-            golden, run_tflm(uncompressed, read_model(uncompressed), inputs))
+            golden, run_tflm(uncompressed, inputs))
     return validation | {
         "tflm_vs_litert_reference": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=True)),
         "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=False)),
@@ -70,7 +70,7 @@ def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inpu
         content = parts.content(seconds=round(time.perf_counter() - started, 1))
         # a compressed model: its deployed flash and arena next to the uncompressed int8 model's (the CLI prints them)
         if tensors_compressed(parts.stages):
-            sample = [x[:1].reshape(t.shape) for x, t in zip(inputs, parts.info.inputs)]
+            sample = first_sample(inputs, parts.info)
             deployed = compare_deployed(model_bytes, stages.uncompressed, parts.arena_measured, sample)
             if deployed is not None:
                 content["deployed"] = deployed.as_dict()

@@ -22,7 +22,8 @@ from pathlib import Path
 import click
 
 from converter.errors import KitError, foreign_text
-from converter.flows.device import DEVICE_FILE, device_record, image_size, profile_table
+from converter.flows.device import DEVICE_FILE, device_record, profile_table
+from converter.system.elf_size import image_size
 from converter.flows.firmware import RECORD_NAME, load_board
 from converter.flows.selftest import SelfTest, compare_with_golden, parse_selftest
 

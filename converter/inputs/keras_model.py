@@ -22,11 +22,6 @@ if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
 KERAS_FIX = "return a tf_keras or keras (Keras 3) Model"
 
 
-def keras_version_of_file(path: Path) -> str | None:
-    """The Keras version that wrote a model file (read by its content), or None when it does not say."""
-    return read_stored_model(path).keras_version
-
-
 # Wrappers tf_keras writes for functional models and tf.* calls inside them: deserialized by name
 # lookup in the TensorFlow API, never from Python code stored in the file.
 _SAFE_CLASSES = frozenset({"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda", "function"})

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-OBJECTIVES = ("flash", "ram", "latency")
+from ..system.elf_size import image_size
+
+# What a search minimises (`tflm-kit optimize --objective`); a partition's are partition/cost.CUT_OBJECTIVES.
+SEARCH_OBJECTIVES = ("flash", "ram", "latency")
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,9 @@ class DeployedCost:
 
 
 def _footprint(model_bytes: int, operators: list[str], board: dict):
-    """The firmware helper's per-target code-size model, or None when it is not available."""
-    try:
-        from ..tflm import footprint  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    """The per-target code-size model's figure (tflm/footprint.py), or None when no target of the board is in it."""
+    from ..tflm import footprint
+
     for target in (board.get("code_size"), board.get("core")):
         if not target:
             continue
@@ -71,7 +71,7 @@ def host_cost(manifest: dict, board: dict) -> DeployedCost:
     if found is None:
         return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate",
                             flash_estimate_bytes=model_bytes, arena_host_bytes=arena)
-    kernels = int(sum(found.kernels.values()) - getattr(found, "shared", 0))  # shared code counted once
+    kernels = int(sum(found.kernels.values()) - found.shared)  # shared code counted once
     return DeployedCost(model_bytes, int(found.total), "footprint data", arena, "host estimate",
                         kernel_bytes=kernels, core_bytes=int(found.core), flash_estimate_bytes=int(found.total),
                         arena_host_bytes=arena)
@@ -94,12 +94,8 @@ def linked_image_bytes(project: Path) -> Optional[int]:
     elves = sorted(project.glob("*.elf"))
     if not elves:
         return None
-    sized = subprocess.run(["arm-none-eabi-size", str(elves[0])], capture_output=True, text=True)
-    lines = sized.stdout.strip().splitlines()
-    if sized.returncode != 0 or len(lines) < 2:
-        return None
-    text, data = (int(x) for x in lines[1].split()[:2])
-    return text + data
+    size = image_size(elves[0])
+    return None if size is None else size.flash
 
 
 def device_cost(cost: DeployedCost, model_dir: Path, board: str) -> DeployedCost:

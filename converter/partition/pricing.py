@@ -11,14 +11,12 @@ from .measure import mcu_part_cost
 from .profiles import Device
 from .report import tensor_label
 from .vela import VelaEstimate, compile_part
+from ..tflm.arena import ARENA_MARGIN, arena_with_margin
 
-ARENA_MARGIN = 0.10
 
 
 def arena_size(measured: int) -> int:
     """kTensorArenaSize as the part's model_settings.h gets it (as convert sizes it)."""
-    from ..flows.convert import arena_with_margin
-
     return arena_with_margin(measured, ARENA_MARGIN)
 
 
