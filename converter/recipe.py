@@ -26,6 +26,7 @@ from .system.safe_yaml import load_yaml_file
 from .tflm.arena import ARENA_MARGIN
 from .stages.compress import CompressSettings
 from .stages.quantize import QuantizeSettings
+from .inputs.torch_model import TorchSource
 
 # C and C++ keywords a symbol name must not be (Python's own list is not enough).
 C_KEYWORDS = frozenset(
@@ -44,41 +45,6 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class _Strict(BaseModel):
     # allow_inf_nan: YAML's .inf/.nan pass a `gt=0` bound and fail much later with a misleading error.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class TorchSource(_Strict):
-    """A PyTorch model: litert-torch converts it to a full-integer int8 flatbuffer (PT2E quantization
-    calibrated on the recipe's data) in a child process (inputs/torch_model.py); then it is a flatbuffer
-    like a .tflite: flatbuffer stages only."""
-
-    builder: Optional[str] = Field(None, description="'file.py:function' or 'module:function' returning a "
-                                   "trained torch.nn.Module")
-    builder_args: dict = Field(default_factory=dict)
-    exported: Optional[str] = Field(None, description="or a torch.export.save file (.pt2): torch.export.load "
-                                    "unpickles it, so it needs model.trust_custom_code: true")
-    input_shape: list[int] = Field(..., min_length=1, max_length=5,
-                                   description="one input sample's shape without the batch axis, in the "
-                                   "data's layout (the layout the firmware feeds)")
-    channels_last: bool = Field(True, description="the data and the firmware are channels-last (H, W, C) "
-                                "and the module takes channels-first (C, H, W): litert-torch's "
-                                "to_channel_last_io wraps it")
-    per_channel: bool = True
-    calibration_samples: int = Field(200, ge=1, le=100_000)
-    python: Optional[str] = Field(None, description="a Python with torch and litert-torch installed "
-                                  "(default: $TFLM_KIT_TORCH_PYTHON, else the kit's own Python)")
-
-    @model_validator(mode="after")
-    def _one_module(self):
-        if (self.builder is None) == (self.exported is None):
-            raise ValueError("give exactly one of 'builder' or 'exported'")
-        return self
-
-    @field_validator("input_shape")
-    @classmethod
-    def _positive(cls, shape: list[int]) -> list[int]:
-        if any(d < 1 for d in shape):
-            raise ValueError("every dimension must be at least 1")
-        return shape
 
 
 class ModelSource(_Strict):

@@ -123,7 +123,7 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
     from ..stages.base import check_keras3
 
     model = load_model(recipe)
-    check_keras3(model, [stage.kind for stage in recipe.stages], f"model {recipe.model.path or recipe.model.builder}")
+    check_keras3(model, [kind for kind, _ in recipe.pipeline()], f"model {recipe.model.path or recipe.model.builder}")
     data = load_data(recipe, input_shapes(model))
     if len(model.inputs) > 1:  # the flatbuffer may order them otherwise: runners match them by name
         data = replace(data, input_names=input_names(model))
@@ -232,7 +232,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     events = events or (progress.ConsoleSink(log) if log is not None else progress.silent)
     out = Path(out)
     check_output_path(out, force, inputs=recipe_inputs(recipe))
-    check_extras([stage.kind for stage in recipe.stages])
+    check_extras([kind for kind, _ in recipe.pipeline()])
     started = time.perf_counter()
     if not recipe.model.is_flatbuffer:  # a .tflite needs no TensorFlow
         tf_env.deterministic(recipe.seed)
