@@ -57,7 +57,7 @@ def test_a_torch_module_converts_channels_last_and_runs_in_firmware(tmp_path):
     assert [(t.type, list(t.shape)) for t in info.inputs] == [("INT8", [1, 6, 5, 3])]
     assert info.outputs[0].type == "INT8"
     x = np.random.default_rng(1).uniform(0, 1, (8, 6, 5, 3)).astype(np.float32)
-    got = dequantize(run_tflm(model, info, quantize_inputs(x, info))[0], info.outputs[0]).reshape(8, 4)
+    got = dequantize(run_tflm(model, quantize_inputs(x, info))[0], info.outputs[0]).reshape(8, 4)
     expected = x.mean(axis=(1, 2)) @ MIX.T
     assert np.max(np.abs(got - expected)) < 4 * info.outputs[0].scale + 4 * info.inputs[0].scale
 
