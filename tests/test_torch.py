@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
 from converter.errors import KitError
 from converter.flows.convert import convert
@@ -87,16 +86,15 @@ def test_a_torch_python_that_is_not_there_is_refused(tmp_path, monkeypatch):
 
 def test_a_failing_conversion_is_one_line_with_the_childs_cause(tmp_path):
     """The child's own error comes back on one line (here: litert-torch missing from the named Python, or
-    the builder's ValueError where it is installed); nothing is written."""
+    the builder's ValueError where it is installed); nothing is written. (In-process: the CLI prints a
+    KitError as one line with exit 2, tests/test_bad_inputs.py.)"""
     recipe = mixer_recipe(tmp_path, builder=f"{REPO / 'tests/torch_models.py'}:failing", python=sys.executable)
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    out = tmp_path / "out"
-    result = run_kit("convert", tmp_path / "recipe.yaml", "--out", out)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "litert-torch could not convert the PyTorch model" in errors[0], result.stderr[-2000:]
-    assert "builder failed on purpose" in errors[0] or "No module named" in errors[0]
-    assert not out.exists() or not any(out.iterdir())
+    with pytest.raises(KitError) as error:
+        convert(parse_recipe(recipe, base_dir=tmp_path), tmp_path / "out", log=lambda _: None)
+    text = str(error.value)
+    assert "litert-torch could not convert the PyTorch model" in text and "\n" not in text
+    assert "builder failed on purpose" in text or "No module named" in text
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")
