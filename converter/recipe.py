@@ -26,6 +26,7 @@ from .system.safe_yaml import load_yaml_file
 from .tflm.arena import ARENA_MARGIN
 from .stages.compress import CompressSettings
 from .stages.quantize import QuantizeSettings
+from .inputs.torch_model import TorchSource
 
 # C and C++ keywords a symbol name must not be (Python's own list is not enough).
 C_KEYWORDS = frozenset(
@@ -47,23 +48,29 @@ class _Strict(BaseModel):
 
 
 class ModelSource(_Strict):
-    """Where the model comes from: a file or a builder function. A .tflite file skips the Keras
-    stages and quantize: only flatbuffer stages (compress) run on it."""
+    """Where the model comes from: a file, a builder function, or a PyTorch module (torch). A .tflite
+    file and a PyTorch model skip the Keras stages and quantize: only flatbuffer stages (compress) run."""
 
     path: Optional[str] = Field(None, description=".keras, .h5, SavedModel directory, or .tflite")
     builder: Optional[str] = Field(None, description="'file.py:function' or 'module:function'")
     builder_args: dict = Field(default_factory=dict)
     trust_custom_code: bool = False
+    torch: Optional[TorchSource] = Field(None, description="a PyTorch model converted by litert-torch")
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.builder is None):
-            raise ValueError("give exactly one of 'path' or 'builder'")
+        if [self.path, self.builder, self.torch].count(None) != 2:
+            raise ValueError("give exactly one of 'path', 'builder' or 'torch'")
+        if self.torch is not None and self.torch.exported is not None and not self.trust_custom_code:
+            raise ValueError("torch.exported is read by torch.export.load, which unpickles the file (it can run "
+                             "code): set model.trust_custom_code: true if you trust where it came from, or give "
+                             "torch.builder")
         return self
 
     @property
     def is_flatbuffer(self) -> bool:
-        return self.path is not None and self.path.lower().endswith(".tflite")
+        """No Keras stages and no quantize section: the load phase gives a flatbuffer."""
+        return self.torch is not None or (self.path is not None and self.path.lower().endswith(".tflite"))
 
 
 class RandomData(_Strict):
@@ -260,6 +267,9 @@ class Recipe(_Strict):
         except OrderError as error:
             raise KitError(f"recipe field 'stages[{error.index}]' = '{kinds[error.index]}': {error}",
                            "reorder the stages (see docs/architecture.md)") from None
+        if self.model.torch is not None and "quantize" in self.model_fields_set:
+            raise KitError("recipe field 'quantize' is set, but a PyTorch model is quantized by litert-torch",
+                           "remove the quantize section (model.torch.per_channel and calibration_samples set it)")
         if self.model.is_flatbuffer and "quantize" in self.model_fields_set:
             raise KitError("recipe field 'quantize' is set, but the model is a .tflite, which is already converted",
                            "remove the quantize section (or start from the Keras model)")
