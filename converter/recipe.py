@@ -199,6 +199,10 @@ class Recipe(_Strict):
     seed: int = 0
     eval_samples: int = Field(2000, ge=0, le=1_000_000, description="cap on eval inputs scored on TFLM")
     arena_margin: float = Field(ARENA_MARGIN, ge=0.0, le=10.0, description="fraction added to the measured arena")
+    device_check: Literal["auto", "off", "cortex-m4", "cortex-m7", "cortex-m0plus"] = Field(
+        "auto", description="run the golden self-test on this emulated core under QEMU during convert (its outputs "
+                            "must equal TFLM's on the host; its arena goes into model_settings.h); auto: cortex-m4 "
+                            "when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there")
     runtime: Optional[Literal["tflm", "aot", "both"]] = Field(
         None, description="runtimes to emit: tflm (MicroInterpreter), aot (the model compiled to C, docs/aot.md) "
                           "or both; unset means both, skipping AOT with a note when the model is outside its set")

@@ -17,10 +17,9 @@ from ..emit.c_arrays import parse_c_array
 from ..errors import KitError
 from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..reports.convert_report import render_report
-from ..reports.deployed import compare_deployed, tensors_compressed
+from ..reports.deployed import DeployedComparison
 from ..reports.manifest import ConversionParts, write_manifest
 from ..system.outdir import staged_output
-from ..tflm.arena import first_sample
 from ..tflm.runners import run_litert, run_tflm
 
 
@@ -88,6 +87,7 @@ def check_validation(validation: dict, out: Path) -> None:
 
 def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inputs: list[np.ndarray],
                     golden: list[np.ndarray], parts: ConversionParts, stages, started: float,
+                    deployed: Optional[DeployedComparison] = None,
                     aot_files: Optional[dict[str, str]] = None) -> dict:
     """Write every artifact into a staging folder, check, then move it to `out`; returns the manifest.
     `stages` (flows.convert.StagesRun) gives the stages' report notes, sections and extra files;
@@ -105,11 +105,8 @@ def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inpu
             (staging / file_name).write_bytes(data)
         content = parts.content(seconds=round(time.perf_counter() - started, 1))
         # a compressed model: its deployed flash and arena next to the uncompressed int8 model's (the CLI prints them)
-        if tensors_compressed(parts.stages):
-            sample = first_sample(inputs, parts.info)
-            deployed = compare_deployed(model_bytes, stages.uncompressed, parts.arena_measured, sample)
-            if deployed is not None:
-                content["deployed"] = deployed.as_dict()
+        if deployed is not None:
+            content["deployed"] = deployed.as_dict()
         (staging / "report.md").write_text(render_report(content, stages.notes, stages.sections))
         manifest = write_manifest(staging, content)
         check_validation(parts.validation, out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -73,18 +74,23 @@ def _check_out(out: Path, force: bool, model_dir: Path) -> None:
                        "choose another --out directory")
 
 
-@out_lock.released_after
-def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False) -> dict:
+@out_lock.released_after  # the arena measurement or the budget may fail after --out was checked and locked
+def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False, measure: bool = True) -> dict:
     """Render the project for `board` into `out`; returns the record also saved in `out`.
-    The output guard comes first: an --out that would lose the model folder is refused before it is read."""
+    The output guard comes first: an --out that would lose the model folder is refused before it is read.
+    measure: when the conversion did not measure the board's core, measure its arena under QEMU now if the
+    tools are there (one more build; False keeps the conversion's figure, for callers that run the firmware
+    themselves)."""
     profile = load_board(board)
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
     _check_out(out, force, model_dir)
     facts = read_model_dir(model_dir)
     check_port(profile, facts, all_boards())
+    facts = _board_arena(profile, facts, model_dir, measure)
     budget = check_budget(profile, facts)
     with staged_output(out) as staging:
         record = _render(board, profile, facts, budget, model_dir, out, staging)
+        _settings_for_board(facts, staging / profile["model_dir"])  # not in _render: the device check renders its own
     return record
 
 
@@ -114,12 +120,79 @@ def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_
                 target = target.with_suffix(profile["cc_suffix"])
             shutil.copyfile(model_dir / name, target)
             files.append(target.relative_to(staging).as_posix())
+    _resolver_for_port(profile["port"], facts, model_dir, dest_model)
 
     record = {"board": board, "project": str(out), "model_dir": str(model_dir),
               "model_subdir": profile["model_dir"], "port": profile["port"], **info, **budget.as_dict(),
               "files": sorted(files), "tflm_commit": TFLM_COMMIT}
     (staging / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: bool = True) -> ModelFacts:
+    """The facts with the arena of the board's core: the conversion's when it measured that core, else
+    measured now when this machine can and TFLM_KIT_DEVICE_CHECK is not off (flows/device_check.py), else
+    the conversion's figure, labelled with what it is. The host board reserves the host's figure (its
+    firmware runs TFLM's x86-64 build)."""
+    from converter.tflm.arena import arena_with_margin
+    from converter.tflm.target_arena import ArenaFigure, arena_core
+
+    figures = {kind: ArenaFigure.from_dict(d) for kind, d in facts.arena.items()
+               if kind in ("target", "host") and isinstance(d, dict)}
+    target, host = figures.get("target"), figures.get("host")
+    if profile.get("runs_on") == "host":
+        figure, note = host or target, ""
+    else:
+        core, note = arena_core(profile["core"])
+        figure = target if target is not None and target.on_device and target.core == core else None
+        if figure is None and measure:
+            figure = _measure_core(core, facts, model_dir)
+        if figure is None and target is not None:
+            figure = target
+            note = f"{core} not measured here, so {target.core}'s figure" if target.on_device else ""
+    if figure is None:
+        return facts
+    source = figure.source + (f"; {note}" if note else "")
+    if figure.bytes == facts.arena_measured_bytes:  # the conversion's own figure: keep its reservation
+        return replace(facts, arena_source=source)
+    return replace(facts, arena_measured_bytes=figure.bytes, arena_bytes=arena_with_margin(figure.bytes, facts.arena_margin),
+                   arena_source=source)
+
+
+def _measure_core(core: str, facts: ModelFacts, model_dir: Path):
+    """The core's arena measured under QEMU now, or None when this machine cannot (or the folder lacks model.tflite)."""
+    from converter.flows.device_check import BOARDS, measure_model_dir, missing_tools, switched_off
+
+    if core not in BOARDS or switched_off() or missing_tools(core) or not (model_dir / "model.tflite").is_file():
+        return None
+    return measure_model_dir(core, model_dir, facts)
+
+
+def _settings_for_board(facts: ModelFacts, dest_model: Path) -> None:
+    """model_settings.h with the board's arena figure and its source."""
+    from converter.emit.sources import with_arena
+
+    settings = dest_model / "model_settings.h"
+    if not settings.is_file():
+        return
+    comment = "\n".join(f"// {line}" for line in (
+        f"Tensor arena: {facts.arena_measured_bytes} bytes {facts.arena_source},",
+        f"plus a {facts.arena_margin:.0%} margin (written by `tflm-kit firmware` for this board's core).",))
+    settings.write_text(with_arena(settings.read_text(), facts.arena_measured_bytes, facts.arena_bytes, comment))
+
+
+def _resolver_for_port(port: str, facts: ModelFacts, model_dir: Path, dest_model: Path) -> None:
+    """model_ops.h again for the board's TFLM copy when it lacks a type-specialised registration the
+    converted one uses (Arduino's copy has no _INT4 kernels): the generic kernel there instead."""
+    from converter.emit.sources import render_model_ops
+    from converter.tflite.model import read_model
+
+    tflite = model_dir / "model.tflite"
+    if port == "tflite-micro" or not tflite.is_file() or not (dest_model / "model_ops.h").is_file():
+        return
+    model_bytes = tflite.read_bytes()
+    (dest_model / "model_ops.h").write_text(
+        render_model_ops(facts.name, "model.tflite", model_bytes, read_model(model_bytes), port))
 
 
 @click.command("firmware")
@@ -152,7 +225,7 @@ def budget_lines(record: dict) -> list[str]:
                      f" (TFLM code measured on {footprint['target']})")
     have = f" of {record['ram_bytes']:,}" if record.get("ram_bytes") else ""
     lines.append(f"RAM {record['ram_needed_bytes']:,}{have} bytes: tensor arena {record['arena_bytes']:,}"
-                 f" (measured {record['arena_measured_bytes']:,} + margin) + reserve"
+                 f" ({record['arena_measured_bytes']:,} + margin; {record.get('arena_source') or 'measured'}) + reserve"
                  f" {record['ram_needed_bytes'] - record['arena_bytes']:,}")
     if record.get("lut_image_delta_bytes") is not None:
         saved = record["uncompressed_model_bytes"] - record["model_bytes"]

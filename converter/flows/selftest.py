@@ -20,6 +20,7 @@ INSTRUCTIONS_PER_QEMU_TICK = 40
 _OUT = re.compile(r"^OUT (\d+) (\d+) (\d+) ([0-9a-f]*)$")
 _SUMMARY = re.compile(r"^(PASS|FAIL) (\d+)/(\d+)")
 _ARENA = re.compile(r"^ARENA used (\d+) of (\d+) bytes$")
+_ARENA_MIN = re.compile(r"^ARENA min (\d+)$")  # the device check's build: smallest arena that allocates and invokes
 _TICKS = re.compile(r"^TICKS (\d+) (\d+)$")
 _PROFILE_EVENT = re.compile(r"^PROFILE (\d+) (\S+) (\d+)$")
 _PROFILE_TOTAL = re.compile(r"^PROFILE total (\d+)$")
@@ -39,6 +40,7 @@ class SelfTest:
     ok: bool = False
     arena_used: int | None = None
     arena_size: int | None = None
+    arena_min: int | None = None    # printed by the device check's build (TFLM_KIT_ARENA_PROBE)
     outputs: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (vector, output) -> bytes
     ticks: dict[int, int] = field(default_factory=dict)  # vector -> SysTick ticks of its Invoke()
     profile: list[OperatorCost] = field(default_factory=list)
@@ -69,6 +71,8 @@ def parse_selftest(text: str) -> SelfTest:
             result.passed, result.total = int(m.group(2)), int(m.group(3))
         elif m := _ARENA.match(line):
             result.arena_used, result.arena_size = int(m.group(1)), int(m.group(2))
+        elif m := _ARENA_MIN.match(line):
+            result.arena_min = int(m.group(1))
         elif m := _TICKS.match(line):
             result.ticks[int(m.group(1))] = int(m.group(2))
         elif m := _PROFILE_TOTAL.match(line):

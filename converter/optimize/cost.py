@@ -105,7 +105,7 @@ def device_cost(cost: DeployedCost, model_dir: Path, board: str) -> DeployedCost
 
     with tempfile.TemporaryDirectory(prefix="tflm-kit-optimize-fw-") as folder:
         project = Path(folder) / "fw"
-        render_firmware(board, model_dir, project)
+        render_firmware(board, model_dir, project, measure=False)
         ran = flash(project)
         device = ran.get("device")  # the firmware flow's device record, when it keeps one
         image = getattr(device, "flash_bytes", None) or linked_image_bytes(project)

@@ -54,7 +54,7 @@ def render_project(model_dir: Path, out: Path, main_template: str) -> Path:
     """A cortex-m-qemu project for `model_dir` whose main.cc is `main_template`, plus link.h."""
     from ..flows.firmware import RECORD_NAME, TEMPLATES_DIR, load_board, render_firmware
 
-    render_firmware("cortex-m-qemu", model_dir, out, force=True)
+    render_firmware("cortex-m-qemu", model_dir, out, force=True, measure=False)
     record = json.loads((out / RECORD_NAME).read_text())
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
