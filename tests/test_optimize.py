@@ -181,10 +181,10 @@ def test_bad_search_directories_and_impossible_objectives_are_refused_before_any
     recipe = REPO / "models/recipes/default.yaml"
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(KitError, match="not a search"):
-        optimize(recipe, tmp_path, Options(board="cortex-m-qemu"), log=lambda _: None)
+        optimize(recipe, tmp_path, Options(board="cortex-m-qemu"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     with pytest.raises(KitError, match="latency needs instructions"):
-        optimize(recipe, tmp_path / "new", Options(board="host", objective="latency"), log=lambda _: None)
+        optimize(recipe, tmp_path / "new", Options(board="host", objective="latency"))
     assert not (tmp_path / "new").exists()
 
 
@@ -192,7 +192,7 @@ def test_int4_finetune_leaves_filters_that_the_compress_step_packs_without_loss(
     """After the int4_finetune stage every chosen filter is on the 4-bit grid, so the compress step's
     requantization to [-7, 7] moves no weight to another level: each moves by at most the int8 model's
     own rounding (half an int8 step, 0.5/127 of the filter's largest), back onto the trained grid."""
-    from converter.recipe import QuantizeSettings
+    from converter import QuantizeSettings
     from converter.stages import quantize as quantize_stage
     from converter.stages import run_stage
     from converter.stages.int4_finetune import Int4FineTuneSettings

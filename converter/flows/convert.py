@@ -16,9 +16,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from .. import progress
+from ..compare.golden_format import GoldenVectors
 from ..errors import KitError
 from ..inputs.dataset import Dataset, check_training_labels, load_data, sample_count, take
-from ..inputs.recipe_inputs import recipe_inputs
 from ..progress import Note, Sink, phase
 from ..recipe import Recipe
 from ..reports.manifest import ConversionParts, sha256
@@ -57,13 +57,6 @@ class StagesRun:
 
 
 @dataclass(frozen=True)
-class Golden:
-    inputs: list[np.ndarray]
-    outputs: list[np.ndarray]
-    source: str                      # where the inputs came from, for people
-
-
-@dataclass(frozen=True)
 class Arena:
     measured: int
     size: int                        # measured + margin, rounded up to 16 bytes
@@ -98,14 +91,14 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
         from ..tflm.isolation import open_untrusted
 
         model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
-        return Loaded(model_bytes, load_data(recipe, [tuple(t.shape[1:]) for t in info.inputs]), True)
+        return Loaded(model_bytes, load_data(recipe.data_spec(), [tuple(t.shape[1:]) for t in info.inputs]), True)
     from ..inputs.keras_model import load_model
 
-    model = load_model(recipe)
-    data = load_data(recipe, input_shapes(model))
+    model = load_model(recipe.model, recipe.base_dir)
+    data = load_data(recipe.data_spec(), input_shapes(model))
     if len(model.inputs) > 1:  # the flatbuffer may order them otherwise: runners match them by name
         data = replace(data, input_names=tuple(model.input_names))
-    check_training_labels(recipe, data, model)  # before training: TensorFlow's own error is a traceback
+    check_training_labels(recipe.training_losses(), data, model)  # before training: TensorFlow's own error is a traceback
     return Loaded(model, data, False)
 
 
@@ -168,17 +161,17 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
     return info
 
 
-def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> Golden:
+def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> GoldenVectors:
     inputs, source = golden_inputs(data, info, count)
-    return Golden(inputs, run_tflm(model_bytes, inputs), source)
+    return GoldenVectors(inputs, run_tflm(model_bytes, inputs), source)
 
 
-def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
+def measure(model_bytes: bytes, info: ModelInfo, golden: GoldenVectors, margin: float) -> Arena:
     measured = measure_arena(model_bytes, first_sample(golden.inputs, info))
     return Arena(measured, arena_with_margin(measured, margin))
 
 
-def render(recipe: Recipe, model_bytes: bytes, info: ModelInfo, arena: Arena, golden: Golden,
+def render(recipe: Recipe, model_bytes: bytes, info: ModelInfo, arena: Arena, golden: GoldenVectors,
            labels) -> dict[str, str]:
     from ..emit.sources import render_all
 
@@ -208,7 +201,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     `log` is a shorthand for `events=progress.ConsoleSink(log)`."""
     events = events or (progress.ConsoleSink(log) if log is not None else progress.silent)
     out = Path(out)
-    check_output_path(out, force, inputs=recipe_inputs(recipe))
+    check_output_path(out, force, inputs=recipe.input_paths())
     started = time.perf_counter()
     if not recipe.model.is_flatbuffer:  # a .tflite needs no TensorFlow
         tf_env.deterministic(recipe.seed)

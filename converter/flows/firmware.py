@@ -13,7 +13,6 @@ import json
 import shutil
 from pathlib import Path
 
-import click
 import jinja2
 import yaml
 
@@ -117,24 +116,6 @@ def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_
               "files": sorted(files), "tflm_commit": TFLM_COMMIT}
     (staging / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
     return record
-
-
-@click.command("firmware")
-@click.option("--board", required=True, type=click.Choice(list_boards()), help="Target board profile.")
-@click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Output directory of `tflm-kit convert`.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Project directory to create.")
-@click.option("--force", is_flag=True, help="Replace --out if it is a previously rendered project.")
-def firmware_command(board: str, model_dir: Path, out: Path, force: bool) -> None:
-    """Render a firmware project for --board from a converted --model-dir."""
-    try:
-        record = render_firmware(board, model_dir, out, force)
-    except KitError as error:
-        click.echo(f"error: {error}", err=True)
-        raise SystemExit(2) from None
-    click.echo(f"{board} project: {out}/  (see README.md there)")
-    for line in budget_lines(record):
-        click.echo(f"  {line}")
 
 
 def budget_lines(record: dict) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import yaml
 
+from ..progress import Sink, notes, silent
 from ..errors import KitError
 from ..optimize.cost import device_available
 from ..optimize.guards import Guards, evidence_note
@@ -116,7 +117,9 @@ def _reference_delta(reference: Optional[TrialResult], best: TrialResult) -> str
             f"{b['model_bytes']:,} B, arena {r['arena_bytes']:,} -> {b['arena_bytes']:,} B ({b['arena_source']}).")
 
 
-def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str], None] = print) -> Outcome:
+def optimize(recipe_path: Path, out: Path, options: Options, events: Sink = silent) -> Outcome:
+    """Search compression settings for the recipe's model; progress goes to `events` as Note lines."""
+    log = notes(events)
     from ..flows.firmware import load_board
 
     recipe = load_recipe(recipe_path)

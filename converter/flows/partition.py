@@ -12,11 +12,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import KitError
+from ..progress import Sink, notes, silent
 from ..partition import cost as costing
 from ..partition import channels, graph, plan, pricing, profiles, qemu, report
 from ..partition.artifacts import PartModel, arena_of, write_part_dir
@@ -114,7 +114,9 @@ def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -
     return measured
 
 
-def partition(request: Request, log: Callable[[str], None] = print) -> dict:  # noqa: C901 (split in issue 22 item 7)
+def partition(request: Request, events: Sink = silent) -> dict:  # noqa: C901 (split in issue 22 item 7)
+    """Split the model across two devices; progress goes to `events` as Note lines."""
+    log = notes(events)
     started = time.perf_counter()
     out = Path(request.out)
     check_output_path(out, request.force, inputs=(Path(request.model),))
@@ -213,7 +215,7 @@ def _run_pair(staging: Path, devices, best, workdir: Path, log):
     return run_pair(tuple(elves), (devices[0].core, devices[1].core), best.link_bytes, staging / "part1" / "golden.npz")
 
 
-def _summary(record: dict) -> list[str]:
+def summary_lines(record: dict) -> list[str]:
     lines = [f"{len(record['cuts'])} valid cuts, every one bit-exact on TFLM ({record['golden_source']})"]
     chosen = record["chosen"]
     if chosen:
@@ -232,49 +234,3 @@ def _summary(record: dict) -> list[str]:
         lines.append(f"pair on two QEMU: {'PASS' if pair['pass'] else 'FAIL'} {pair['passed']}/{pair['total']}")
         lines += [f"  {line}" for line in pair["errors"] + pair["golden_differences"]]
     return lines
-
-
-def _register():
-    import click
-
-    @click.command("partition")
-    @click.argument("model", type=click.Path(path_type=Path))
-    @click.option("--devices", required=True, help="HEAD,TAIL as NAME:CORE@MHz[/FLASH/RAM], e.g. "
-                  "nano33:cortex-m4@64MHz,h7:cortex-m7@280MHz. Part 0 runs on HEAD.")
-    @click.option("--link", "link_spec", required=True, help="uart:BAUD, spi:HZ or a link profile of --profiles.")
-    @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
-    @click.option("--cut", default="auto", show_default=True,
-                  help="TENSOR[,TENSOR] (names, or #index) crossing the cut, or auto: the best within budgets.")
-    @click.option("--objective", default="latency", show_default=True, type=click.Choice(costing.CUT_OBJECTIVES),
-                  help="What --cut auto minimises: end-to-end latency, energy, or the pipeline period (balance).")
-    @click.option("--profiles", "profile_file", type=click.Path(path_type=Path),
-                  help="YAML: device/link name -> fields (core, mhz, flash_bytes, ram_bytes, active_mw; "
-                       "bytes_per_s, overhead_bytes).")
-    @click.option("--data", type=click.Path(path_type=Path), help="Inputs (.npz 'x') for a bare .tflite.")
-    @click.option("--vectors", default=8, show_default=True, type=click.IntRange(1, 10_000))
-    @click.option("--seed", default=0, show_default=True)
-    @click.option("--pair", is_flag=True, help="Also build both parts' firmware and run them on two QEMU "
-                  "instances joined by a UART relay.")
-    @click.option("--force", is_flag=True, help="Replace --out if it already holds files.")
-    def partition_command(model, devices, link_spec, out, cut, objective, profile_file, data, vectors, seed, pair, force):
-        """Split MODEL (a converted model directory or an int8 .tflite) across two devices."""
-        request = Request(model, devices, link_spec, out, cut, objective, profile_file, data, vectors, seed, pair, force)
-        try:
-            record = partition(request, log=lambda m: click.echo(f"[tflm-kit] {m}", err=True))
-        except KitError as error:
-            click.echo(f"error: {error}", err=True)
-            raise SystemExit(2) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted: nothing was written to the output directory", err=True)
-            raise SystemExit(130) from None
-        click.echo(f"artifacts: {out}/  (report: {Path(out) / 'report.md'}; firmware: tflm-kit firmware "
-                   f"--model-dir {Path(out) / 'part0'} and part1)")
-        for line in _summary(record):
-            click.echo(line)
-        if "pair" in record and not record["pair"]["pass"]:
-            raise SystemExit(1)
-
-    return partition_command
-
-
-partition_command = _register()

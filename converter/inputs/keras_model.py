@@ -8,10 +8,8 @@ from ..system import tf_env
 from .builders import load_function
 from .model_file import ModelFormat, StoredModel, read_stored_model
 from ..errors import KitError, foreign_text
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
-    from ..recipe import Recipe
+from ..system.paths import resolve_path
+from .sources import ModelSource
 
 KERAS3_FIX = ("TF-MOT needs a Keras 2 model: re-save it with tf_keras (TF_USE_LEGACY_KERAS=1), "
               "or rebuild it with tf_keras layers")
@@ -131,10 +129,10 @@ def load_file_model(path: Path, trust_custom_code: bool = False):
     return _check_keras2(model, f"model {path}")
 
 
-def load_model(recipe: Recipe):
-    """The float model: from a file, or built (and trained) by a builder function."""
-    source = recipe.model
+def load_model(source: ModelSource, base_dir: Path = Path(".")):
+    """The float model: from a file, or built (and trained) by a builder function; paths and builder
+    files are relative to `base_dir` (the recipe's folder)."""
     if source.path is not None:
-        return load_file_model(recipe.resolve(source.path), source.trust_custom_code)
-    build = load_function(source.builder, recipe.base_dir, "model")
+        return load_file_model(resolve_path(source.path, base_dir), source.trust_custom_code)
+    build = load_function(source.builder, base_dir, "model")
     return _check_keras2(build(**source.builder_args), f"model builder {source.builder} returned an object that")

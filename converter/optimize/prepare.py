@@ -79,8 +79,8 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
                  "selection": len(selection), "labeled_selection": labels is not None}
         teacher_out = arrays["teacher_0"]
     else:
-        model = load_model(recipe)
-        loaded = load_data(recipe, _input_shape(model))
+        model = load_model(recipe.model, recipe.base_dir)
+        loaded = load_data(recipe.data_spec(), _input_shape(model))
         parts = split(loaded, recipe.seed)
         fit_data = replace(loaded, x_train=parts.x_fit, y_train=parts.y_fit, x_calibration=parts.x_calibration,
                            x_eval=parts.x_selection, y_eval=parts.y_selection)

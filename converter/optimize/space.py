@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..recipe import CompressSettings, Recipe
+from ..recipe import Recipe
+from ..stages.compress import CompressSettings
 
 CLUSTER_CHOICES = (0, 2, 4, 8, 16)
 SPARSITY_CHOICES = (0.0, 0.5, 0.7, 0.9)

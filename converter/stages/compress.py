@@ -95,9 +95,6 @@ class Compress(FlatbufferStage):
         return (", ".join(parts) + f", model {record.details['bytes_before']:,} → {record.details['bytes_after']:,} B")
 
 
-def run(model_bytes: bytes, settings: CompressSettings, data, seed: int = 0, **context) -> StageResult:
-    return Compress().run(model_bytes, settings, StageContext(data, seed, **context))
-
 
 def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset) -> tuple[bytes, dict, bytes]:
     """(compressed model, the record's details, the reference model TFLM must match byte for byte)."""

@@ -115,6 +115,3 @@ class Distill(KerasStage):
             "params_ratio": round(student_params / max(teacher_params, 1), 4),
         }
 
-
-def run(teacher, settings: DistillSettings, data, seed: int = 0, **context):
-    return Distill().run(teacher, settings, StageContext(data, seed, **context))

@@ -117,6 +117,3 @@ class Quantize(ConverterStage):
     def report_note(self, record: StageRecord) -> str:
         return f"{record.details['tflite_bytes']:,} B, {record.details['calibration_samples_used']} calibration samples"
 
-
-def run(model, settings: QuantizeSettings, data, seed: int = 0, **context):
-    return Quantize().run(model, settings, StageContext(data, seed, **context))
