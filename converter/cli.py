@@ -123,11 +123,11 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     """Run RECIPE (YAML): optimize, quantize, emit and validate into --out."""
     from .flows.convert import convert as run_conversion
     from .recipe import load_recipe
-    from .stages.federated import with_ray_address
-
+    loaded = load_recipe(recipe)
+    if ray_address:  # every federated stage runs on this Ray cluster
+        loaded = loaded.with_stage_settings("federated", ray_address=ray_address)
     with quiet_console() as log:
-        manifest = run_conversion(with_ray_address(load_recipe(recipe), ray_address), out, force=force,
-                                  events=progress.ConsoleSink(log))
+        manifest = run_conversion(loaded, out, force=force, events=progress.ConsoleSink(log))
     summary = manifest["summary"]
     exact = manifest["validation"]["tflm_vs_c_array"]
     click.echo(f"artifacts: {out}/  (report: {out / 'report.md'})")

@@ -144,10 +144,17 @@ class Recipe(_Strict):
         return DataSpec(self.data, self.base_dir, self.eval_samples, self.seed)
 
     def training_losses(self) -> set[str]:
-        """The label loss of every stage that trains (its settings have epochs > 0); distill's hard
-        labels use sparse categorical loss."""
-        return {getattr(stage.settings, "loss", "sparse_categorical_crossentropy")
-                for stage in self.stages if getattr(stage.settings, "epochs", 0) > 0}
+        """The label loss of every stage that trains on the labels (each stage declares its own)."""
+        from .stages.registry import get
+
+        losses = (get(stage.kind).label_loss(stage.settings) for stage in self.stages)
+        return {loss for loss in losses if loss is not None}
+
+    def with_stage_settings(self, kind: str, **update) -> "Recipe":
+        """The recipe with every `kind` stage's settings updated (e.g. the CLI's --ray-address)."""
+        stages = [stage.model_copy(update={kind: stage.settings.model_copy(update=update)})
+                  if stage.kind == kind else stage for stage in self.stages]
+        return self.model_copy(update={"stages": stages})
 
     def input_paths(self) -> tuple[Path, ...]:
         """Every file and folder the recipe reads, what an output folder must never contain: the
@@ -157,8 +164,10 @@ class Recipe(_Strict):
         for relative in (self.model.path, self.data.npz):
             if relative is not None:
                 paths.append(self.resolve(relative))
+        from .stages.registry import get
+
         specs = [self.model.builder, self.data.builder]
-        specs += [stage.settings.student_builder for stage in self.stages if stage.kind == "distill"]
+        specs += [spec for stage in self.stages for spec in get(stage.kind).input_files(stage.settings)]
         paths += [builder_file(spec, self.base_dir) for spec in specs if spec is not None]
         return tuple(path for path in paths if path is not None)
 

@@ -18,7 +18,7 @@ import numpy as np
 from .. import progress
 from ..compare.golden_format import GoldenVectors
 from ..errors import KitError
-from ..inputs.dataset import Dataset, check_training_labels, load_data, sample_count, take
+from ..inputs.dataset import Dataset, check_training_labels, load_data, take
 from ..progress import Note, Sink, phase
 from ..recipe import Recipe
 from ..reports.manifest import ConversionParts, sha256
@@ -102,20 +102,6 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
     return Loaded(model, data, False)
 
 
-def _stage_detail(name: str, settings, data: Dataset) -> str:
-    if name == "quantize":
-        return (f"quantize ({settings.mode}, "
-                f"{min(settings.calibration_samples, sample_count(data.x_calibration))} calibration samples)")
-    if name != "compress":
-        return name
-    methods = [label for label, on in (("LUT", settings.lut), ("PRUNE", settings.prune)) if on]
-    parts = ([f"{' + '.join(methods)} decoded by TFLM DECODE"] if methods else []) + \
-        (["packed int4 filters"] if settings.int4 else []) + \
-        (["offline memory plan"] if settings.memory_plan == "offline" else []) + \
-        (["metadata stripped"] if settings.strip_metadata else [])
-    return f"compress ({', '.join(parts) or 'nothing set'})"
-
-
 def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
     from ..stages.base import StageContext
     from ..stages.registry import get
@@ -128,7 +114,7 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
     pipeline = recipe.pipeline()
     for number, (name, settings) in enumerate(pipeline, start=1):
         stage = get(name)
-        with phase(events, name, _stage_detail(name, settings, loaded.data), number, len(pipeline)):
+        with phase(events, name, stage.phase_detail(settings, loaded.data), number, len(pipeline)):
             result = stage.run(model, settings, context)
         model = result.model
         records.append(result.record)

@@ -16,7 +16,6 @@ output byte is identical (the pipeline checks the golden vectors again).
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -36,7 +35,7 @@ from ..tflite.strip import CONVERTER_METADATA, strip  # noqa: F401  (bench and t
 from ..tflite.tflite_model import TfliteModel
 from ..tflm.offline_plan import apply_offline_plan
 from ..tflm.runners import quantize_inputs, run_tflm
-from .base import FlatbufferStage, StageContext, StageRecord, StageResult, StageSettings, register
+from .base import FlatbufferStage, StageContext, StageRecord, StageSettings, register
 
 
 class CompressSettings(StageSettings):
@@ -65,12 +64,17 @@ class Compress(FlatbufferStage):
     name = "compress"
     Settings = CompressSettings
 
-    def run(self, model_bytes: bytes, settings: CompressSettings, context: StageContext) -> StageResult:
-        # not transform(): besides the model and the details, the stage hands on its reference
-        started = time.perf_counter()
-        compressed, details, reference = compress_model(model_bytes, settings, context.data)
-        record = StageRecord(self.name, settings.model_dump(), details, seconds=round(time.perf_counter() - started, 2))
-        return StageResult(compressed, record, reference=reference if reference != model_bytes else None)
+    def phase_detail(self, settings: CompressSettings, data) -> str:  # noqa: ARG002 (the hook's signature)
+        methods = [label for label, on in (("LUT", settings.lut), ("PRUNE", settings.prune)) if on]
+        parts = ([f"{' + '.join(methods)} decoded by TFLM DECODE"] if methods else []) + \
+            (["packed int4 filters"] if settings.int4 else []) + \
+            (["offline memory plan"] if settings.memory_plan == "offline" else []) + \
+            (["metadata stripped"] if settings.strip_metadata else [])
+        return f"compress ({', '.join(parts) or 'nothing set'})"
+
+    def transform_with_reference(self, model_bytes: bytes, settings: CompressSettings,
+                                 context: StageContext) -> tuple[bytes, dict, bytes]:
+        return compress_model(model_bytes, settings, context.data)
 
     def report_note(self, record: StageRecord) -> str:
         memory_plan = record.details.get("memory_plan") or {}

@@ -81,6 +81,9 @@ def build_student(settings: DistillSettings, teacher, base_dir: Path = Path(".")
 @register
 class Distill(KerasStage):
     name = "distill"
+
+    def input_files(self, settings: DistillSettings) -> list[str]:
+        return [settings.student_builder]
     Settings = DistillSettings
 
     def transform(self, teacher, settings: DistillSettings, context: StageContext):

@@ -106,6 +106,10 @@ class Quantize(ConverterStage):
     name = "quantize"
     Settings = QuantizeSettings
 
+    def phase_detail(self, settings: QuantizeSettings, data) -> str:
+        return (f"quantize ({settings.mode}, "
+                f"{min(settings.calibration_samples, sample_count(data.x_calibration))} calibration samples)")
+
     def transform(self, model, settings: QuantizeSettings, context: StageContext):
         model_bytes = convert(model, settings, context.data)
         used = int(len(calibration_inputs(context.data, settings.calibration_samples)[0]))
