@@ -113,7 +113,7 @@ def main() -> None:
     for name, stages, per_channel, compress in VARIANTS:
         recipe = parse_recipe(variant_recipe(base, stages, per_channel, compress), base_dir=RECIPE.parent)
         out = Path(args.out) / str(len(rows))
-        manifest = convert(recipe, out, force=True)
+        manifest = convert(recipe, out, force=True).manifest
         rows.append({"name": name, **judge(manifest, (out / "model.tflite").read_bytes(), x_eval, y_eval, teacher)})
         if device:
             rows[-1] |= on_device(out)

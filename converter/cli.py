@@ -127,21 +127,18 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     if ray_address:  # every federated stage runs on this Ray cluster
         loaded = loaded.with_stage_settings("federated", ray_address=ray_address)
     with quiet_console() as log:
-        manifest = run_conversion(loaded, out, force=force, events=progress.ConsoleSink(log))
-    summary = manifest["summary"]
-    exact = manifest["validation"]["tflm_vs_c_array"]
+        done = run_conversion(loaded, out, force=force, events=progress.ConsoleSink(log))
+    exact = done.validation["tflm_vs_c_array"]
     click.echo(f"artifacts: {out}/  (report: {out / 'report.md'})")
-    click.echo(f"model: {summary['model_bytes']:,} bytes {summary['mode']}   tensor arena: {summary['tensor_arena_size']:,} bytes "
-               f"({summary['arena_measured']:,} measured on host)")
-    click.echo(f"quality: float {summary['float_quality']} -> {summary['mode']} on TFLM {summary['quantized_quality']}")
-    if "deployed" in manifest:  # a compressed model: what the device stores, next to the uncompressed one
-        from .reports.deployed import DeployedComparison
-
-        click.echo(DeployedComparison(**manifest["deployed"]).line())
-    click.echo(f"bit-exact on TFLM (C array vs golden): {exact['equal']}/{exact['total']}")
+    click.echo(f"model: {done.model_bytes:,} bytes {done.mode}   tensor arena: {done.tensor_arena_size:,} bytes "
+               f"({done.arena_measured:,} measured on host)")
+    click.echo(f"quality: float {done.float_quality} -> {done.mode} on TFLM {done.quantized_quality}")
+    if done.deployed is not None:  # a compressed model: what the device stores, next to the uncompressed one
+        click.echo(done.deployed.line())
+    click.echo(f"bit-exact on TFLM (C array vs golden): {exact.equal}/{exact.total}")
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
-        result = manifest["validation"][pair]
-        click.echo(f"{pair}: {result['equal']}/{result['total']} equal, max {result['max_lsb']} LSB")
+        result = done.validation[pair]
+        click.echo(f"{pair}: {result.equal}/{result.total} equal, max {result.max_lsb} LSB")
 
 
 @main.command()

@@ -94,7 +94,7 @@ def test_distill_recipe_fields_are_checked():
 
 def test_distill_recipe_on_digits(tmp_path):
     """The bundled recipe: the student (a builder relative to the recipe) is what gets quantized."""
-    manifest = convert(load_recipe(REPO / "models/recipes/distill.yaml"), tmp_path / "out", log=lambda _: None)
+    manifest = convert(load_recipe(REPO / "models/recipes/distill.yaml"), tmp_path / "out", log=lambda _: None).manifest
     stages = {s["stage"]: s for s in manifest["stages"]}
     record = stages["distill"]
     assert record["student"]["params"] < record["teacher"]["params"] / 5

@@ -116,7 +116,7 @@ def test_two_input_tflite_source_converts(tmp_path):
              x_test_1=rng.uniform(-1, 1, (9, 6)).astype(np.float32))
     recipe = parse_recipe({"name": "pair", "model": {"path": str(TFLITE)}, "data": {"npz": "d.npz"},
                            "golden": {"vectors": 4}}, base_dir=tmp_path)
-    manifest = convert(recipe, tmp_path / "out")
+    manifest = convert(recipe, tmp_path / "out").manifest
     assert manifest["summary"]["bit_exact_on_tflm"] and manifest["summary"]["source"] == "tflite"
     golden = np.load(tmp_path / "out" / "golden.npz")
     assert golden["input_1"].shape == (4, 6) and golden["output_1"].shape[0] == 4

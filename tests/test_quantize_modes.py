@@ -30,7 +30,7 @@ def test_int16x8_end_to_end(trained, tmp_path):
     _, _, folder = trained
     recipe = parse_recipe({"name": "tiny16", "model": {"path": "model.h5"}, "data": {"npz": "data.npz"},
                            "quantize": {"mode": "int16x8"}, "golden": {"vectors": 6}}, base_dir=folder)
-    manifest = convert(recipe, tmp_path / "out", log=lambda _: None)
+    manifest = convert(recipe, tmp_path / "out", log=lambda _: None).manifest
     model_bytes = (tmp_path / "out" / "model.tflite").read_bytes()
     info = read_model(model_bytes)
     assert [t.type for t in info.inputs + info.outputs] == ["INT16", "INT16"]

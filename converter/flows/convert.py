@@ -11,7 +11,7 @@ import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from ..errors import KitError
 from ..inputs.dataset import Dataset, check_training_labels, load_data, take
 from ..progress import Note, Sink, phase
 from ..recipe import Recipe
+from ..reports.deployed import DeployedComparison
 from ..reports.manifest import ConversionParts, sha256
 from ..system import out_lock, tf_env
 from ..system.outdir import check_output_path
@@ -181,10 +182,44 @@ def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[s
 
 
 @out_lock.released_after
+@dataclass(frozen=True)
+class Agreement:
+    """How many golden vectors another run reproduced, and by how far the others missed (LSB)."""
+    equal: int
+    total: int
+    max_lsb: int
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What `convert` made: the figures a caller reads, typed; `manifest` is manifest.json as written
+    (the JSON contract, for whoever needs a field not lifted here)."""
+    out: Path
+    model_bytes: int
+    mode: str
+    tensor_arena_size: int
+    arena_measured: int
+    float_quality: Any
+    quantized_quality: Any
+    validation: dict[str, Agreement]   # tflm_vs_c_array, tflm_vs_litert_reference, tflm_vs_litert_optimized
+    deployed: Optional[DeployedComparison]
+    manifest: dict
+
+    @classmethod
+    def from_manifest(cls, out: Path, manifest: dict) -> "Conversion":
+        summary = manifest["summary"]
+        validation = {name: Agreement(result["equal"], result["total"], result["max_lsb"])
+                      for name, result in manifest["validation"].items()}
+        deployed = DeployedComparison(**manifest["deployed"]) if "deployed" in manifest else None
+        return cls(Path(out), summary["model_bytes"], summary["mode"], summary["tensor_arena_size"],
+                   summary["arena_measured"], summary["float_quality"], summary["quantized_quality"], validation,
+                   deployed, manifest)
+
+
 def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sink] = None,
-            log: Optional[Callable[[str], None]] = None) -> dict:
-    """Run `recipe` into `out`; returns the manifest. Progress goes to `events` (a progress sink);
-    `log` is a shorthand for `events=progress.ConsoleSink(log)`."""
+            log: Optional[Callable[[str], None]] = None) -> Conversion:
+    """Run `recipe` into `out`. Progress goes to `events` (a progress sink); `log` is a shorthand for
+    `events=progress.ConsoleSink(log)`."""
     events = events or (progress.ConsoleSink(log) if log is not None else progress.silent)
     out = Path(out)
     check_output_path(out, force, inputs=recipe.input_paths())
@@ -216,4 +251,5 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
         source="tflite" if loaded.flatbuffer else "keras")
     with phase(events, "write", "writing the artifacts"):
-        return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started)
+        manifest = check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started)
+    return Conversion.from_manifest(out, manifest)

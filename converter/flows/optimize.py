@@ -96,7 +96,7 @@ def _rebuild_best(store: SearchStore, best: TrialResult, template: TrialSpec, ou
     if previous.is_file() and previous.read_text().startswith(RECIPE_HEADER):
         previous.unlink()  # an earlier run of this search wrote it; convert replaces only what convert wrote
     # parsed as if it sat in trials/: the same ../ paths, and an --out that holds none of its inputs
-    manifest = convert(parse_recipe(mapping, base_dir=out / "trials"), folder, force=True, log=log)
+    manifest = convert(parse_recipe(mapping, base_dir=out / "trials"), folder, force=True, log=log).manifest
     header = (f"{RECIPE_HEADER} {best.number} of the search in {out.name}/ ({describe(best.params)}).\n"
               f"# Rebuild: tflm-kit convert {folder.name}/recipe.yaml --out OUT (needs ../{TEACHER}, ../{DATA}).\n")
     (folder / "recipe.yaml").write_text(header + yaml.safe_dump(mapping, sort_keys=False))

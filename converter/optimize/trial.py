@@ -107,7 +107,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
                                    spec.separate_calibration)
         recipe_path.parent.mkdir(parents=True, exist_ok=True)
         recipe_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
-        manifest = convert(parse_recipe(mapping, base_dir=recipe_path.parent), out, force=True, log=lambda _: None)
+        manifest = convert(parse_recipe(mapping, base_dir=recipe_path.parent), out, force=True, log=lambda _: None).manifest
         verdict = judge_model((out / "model.tflite").read_bytes(), search_dir, spec.guards)
         cost = host_cost(manifest, spec.board)
         result.status = PASSED if verdict.passed else FAILED_GUARD
