@@ -181,7 +181,6 @@ def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[s
     return mode, None, tflite_quality(run.model_bytes, data).get("eval_accuracy")
 
 
-@out_lock.released_after
 @dataclass(frozen=True)
 class Agreement:
     """How many golden vectors another run reproduced, and by how far the others missed (LSB)."""
@@ -216,6 +215,7 @@ class Conversion:
                    deployed, manifest)
 
 
+@out_lock.released_after
 def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sink] = None,
             log: Optional[Callable[[str], None]] = None) -> Conversion:
     """Run `recipe` into `out`. Progress goes to `events` (a progress sink); `log` is a shorthand for
