@@ -11,7 +11,7 @@ import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
@@ -181,12 +181,15 @@ def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[s
     return mode, None, tflite_quality(run.model_bytes, data).get("eval_accuracy")
 
 
-@dataclass(frozen=True)
-class Agreement:
+class Agreement(NamedTuple):
     """How many golden vectors another run reproduced, and by how far the others missed (LSB)."""
     equal: int
     total: int
     max_lsb: int
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.equal == self.total
 
 
 @dataclass(frozen=True)
