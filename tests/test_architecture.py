@@ -34,7 +34,6 @@ _CLIMB = "moved below flows/optimize by the runtime interface (issue 20/22 item 
 KNOWN: dict[tuple[str, str], str] = {
     ("converter.optimize.cost", "converter.flows.firmware"): _CLIMB,
     ("converter.optimize.cost", "converter.flows.flash"): _CLIMB,
-    ("converter.optimize.prepare", "converter.flows.convert"): _CLIMB,
     ("converter.optimize.trial", "converter.flows.convert"): _CLIMB,
     ("converter.partition.pair", "converter.flows.flash"): _CLIMB,
     ("converter.partition.profiles", "converter.flows.firmware"): _CLIMB,

@@ -69,31 +69,13 @@ def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.n
     return quantize_inputs(x, info, data.input_names), source
 
 
-def input_shapes(model) -> list[tuple]:
-    """Every Keras model input's shape without the batch axis, in model order; all fixed."""
-    shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
-    for shape in shapes:
-        if any(d is None for d in shape):
-            raise KitError(f"the model input shape {shape} has unknown dimensions",
-                           "build the model with a fixed input shape (e.g. Input((49, 10, 1)))")
-    return shapes
-
-
-def _input_shape(model) -> tuple:
-    """The one input's shape, for callers that take single-input models only."""
-    if len(model.inputs) != 1:
-        raise KitError(f"the model has {len(model.inputs)} inputs; this takes single-input models",
-                       "wrap the model so it takes one input tensor")
-    return input_shapes(model)[0]
-
-
 def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
     if recipe.model.is_flatbuffer:
         from ..tflm.isolation import open_untrusted
 
         model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
         return Loaded(model_bytes, load_data(recipe.data_spec(), [tuple(t.shape[1:]) for t in info.inputs]), True)
-    from ..inputs.keras_model import load_model
+    from ..inputs.keras_model import input_shapes, load_model
 
     model = load_model(recipe.model, recipe.base_dir)
     data = load_data(recipe.data_spec(), input_shapes(model))

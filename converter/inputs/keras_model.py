@@ -136,3 +136,21 @@ def load_model(source: ModelSource, base_dir: Path = Path(".")):
         return load_file_model(resolve_path(source.path, base_dir), source.trust_custom_code)
     build = load_function(source.builder, base_dir, "model")
     return _check_keras2(build(**source.builder_args), f"model builder {source.builder} returned an object that")
+
+
+def input_shapes(model) -> list[tuple]:
+    """Every Keras model input's shape without the batch axis, in model order; all fixed."""
+    shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
+    for shape in shapes:
+        if any(d is None for d in shape):
+            raise KitError(f"the model input shape {shape} has unknown dimensions",
+                           "build the model with a fixed input shape (e.g. Input((49, 10, 1)))")
+    return shapes
+
+
+def single_input_shape(model) -> tuple:
+    """The one input's shape, for callers that take single-input models only."""
+    if len(model.inputs) != 1:
+        raise KitError(f"the model has {len(model.inputs)} inputs; this takes single-input models",
+                       "wrap the model so it takes one input tensor")
+    return input_shapes(model)[0]
