@@ -101,31 +101,15 @@ class Compress(FlatbufferStage):
 
 
 def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset) -> tuple[bytes, dict, bytes]:
-    """(compressed model, the record's details, the reference model TFLM must match byte for byte)."""
-    record: dict = {"bytes_before": len(model_bytes)}
+    """(compressed model, the record's details, the reference model TFLM must match byte for byte).
+    The phases: int4 (lossy: its int8 twin becomes the reference), the DECODE encodings, the whole-model
+    steps (strip, offline memory plan), then TFLM's proof that the outputs are unchanged."""
+    record: dict = {"bytes_before": len(model_bytes)}  # keys in the order the manifest shows them
     reference, base = model_bytes, model_bytes
     if settings.int4:
         reference, base, record["int4"] = _int4(model_bytes, data, settings)
-    chosen = plan(base, settings.lut, settings.prune, settings.max_index_bits) \
-        if settings.lut or settings.prune else Plan()
-    compressed, note = base, None
-    if not chosen.choices:
-        methods = "/".join(m for m, on in (("LUT", settings.lut), ("PRUNE", settings.prune)) if on) or "LUT"
-        note = f"no tensor qualified for {methods} compression"
-    else:
-        compressed = encode(base, chosen)
-        if len(compressed) >= len(base):
-            # DECODE operators, the new tensors and buffer alignment cost bytes of their own; seen on
-            # the MLPerf KWS DS-CNN at 16 clusters: tensors 19,712 -> 15,264 B, model 48,480 -> 49,328 B.
-            note = (f"{'LUT' if not chosen.prune else 'DECODE'} compression would grow the model ({len(base)} -> "
-                    f"{len(compressed)} B: DECODE operators and tensor metadata outweigh the index savings)")
-            record["rejected"] = [c.as_dict() for c in chosen.choices]
-            compressed, chosen = base, Plan(skipped=chosen.skipped)
-    if settings.strip_metadata:
-        compressed, record["strip"] = strip_checked(compressed)
-    if settings.memory_plan == "offline":
-        compressed, result = apply_offline_plan(compressed)
-        record["memory_plan"] = result.as_dict()
+    compressed, chosen, note = _decode_encodings(base, settings, record)
+    compressed = _whole_model_steps(compressed, settings, record)
     if compressed == model_bytes:
         record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": chosen.skipped,
                        "verification": None, "note": f"{note}; the model is unchanged"})
@@ -148,6 +132,34 @@ def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset
                                       ("memory-planned", (record.get("memory_plan") or {}).get("kept"))) if on]
         record["note"] = f"{note}; only {' and '.join(done)}"
     return compressed, record, reference
+
+
+def _decode_encodings(base: bytes, settings: CompressSettings, record: dict) -> tuple[bytes, Plan, str | None]:
+    """LUT / PRUNE (decoded by TFLM_DECODE) where the model shrinks: (model, plan kept, why nothing was)."""
+    chosen = plan(base, settings.lut, settings.prune, settings.max_index_bits) \
+        if settings.lut or settings.prune else Plan()
+    if not chosen.choices:
+        methods = "/".join(m for m, on in (("LUT", settings.lut), ("PRUNE", settings.prune)) if on) or "LUT"
+        return base, chosen, f"no tensor qualified for {methods} compression"
+    compressed = encode(base, chosen)
+    if len(compressed) < len(base):
+        return compressed, chosen, None
+    # DECODE operators, the new tensors and buffer alignment cost bytes of their own; seen on
+    # the MLPerf KWS DS-CNN at 16 clusters: tensors 19,712 -> 15,264 B, model 48,480 -> 49,328 B.
+    note = (f"{'LUT' if not chosen.prune else 'DECODE'} compression would grow the model ({len(base)} -> "
+            f"{len(compressed)} B: DECODE operators and tensor metadata outweigh the index savings)")
+    record["rejected"] = [c.as_dict() for c in chosen.choices]
+    return base, Plan(skipped=chosen.skipped), note
+
+
+def _whole_model_steps(compressed: bytes, settings: CompressSettings, record: dict) -> bytes:
+    """Metadata stripped, then an offline memory plan (kept only when TFLM's arena shrinks)."""
+    if settings.strip_metadata:
+        compressed, record["strip"] = strip_checked(compressed)
+    if settings.memory_plan == "offline":
+        compressed, result = apply_offline_plan(compressed)
+        record["memory_plan"] = result.as_dict()
+    return compressed
 
 
 def encode(model_bytes: bytes, chosen: Plan) -> bytes:
