@@ -150,7 +150,7 @@ def optimize(recipe_path: Path, out: Path, options: Options, events: Sink = sile
         log(f"warning: {note}")
     plan = SearchPlan(space, options.trials, options.objective, options.workers, options.cpus_per_trial,
                       recipe.seed, template, options.ray_address)
-    run_search(plan, store, run_trial, log)
+    run_search(plan, store, run_trial, events)
     best = store.best(options.objective)
     references = store.done_phase("reference")
     reference = references[0] if references else None

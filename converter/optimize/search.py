@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from ..errors import foreign_text
+from ..progress import Sink, Trial, notes
 from .space import SENSITIVITY_CLUSTERS, Space, cluster_counts, describe
 from .store import SearchStore, comparable_key, search_value
 from .trial import CRASHED, ERROR, TrialResult, TrialSpec
@@ -155,9 +156,11 @@ def _penalty(store: SearchStore, objective: str) -> float:
 
 
 def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSpec], TrialResult],
-               log: Callable[[str], None]) -> SearchStore:
+               events: Sink) -> SearchStore:
     """Run trials as Ray tasks until the store holds plan.trials: start-up, then one loop that keeps every
-    worker busy with the next candidate and records each result as it comes back."""
+    worker busy with the next candidate and records each result as it comes back. Each finished trial is
+    a typed `Trial` event (its objective value); the rest of the progress is Note lines."""
+    log = notes(events)
     total = plan.trials
     fixed = fixed_candidates(plan.space, store, plan.trials - 1)
     optimizer = Optimizer(plan.space, plan.objective, plan.seed, _penalty(store, plan.objective))
@@ -185,8 +188,9 @@ def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSp
                 spec, asked = pending.pop(ready[0])
                 result = _result(ray, ready[0], spec)
                 _record(result, asked, store, optimizer, plan.objective)
-                log(f"trial {result.number} {result.status}" + (f": {result.reason}" if result.reason else "") +
-                    (f" ({result.seconds} s)"))
+                events(Trial("search", result.number, total, search_value(result.cost, plan.objective),
+                             f"{result.status}" + (f": {result.reason}" if result.reason else "") +
+                             f", {result.seconds} s"))
                 log(progress_line(store, len(pending), total, plan.objective))
     finally:
         for ref in pending:
