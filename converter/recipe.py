@@ -87,6 +87,28 @@ class GoldenSettings(_Strict):
     vectors: int = Field(8, ge=1, le=10_000)
 
 
+class ValidationSettings(_Strict):
+    """How strict the conversion's checks are (docs/validation.md)."""
+
+    rewrite_dilated_convolutions: bool = Field(
+        True, description="fold SPACE_TO_BATCH_ND -> convolution -> BATCH_TO_SPACE_ND into one dilated "
+        "convolution (proven equal to LiteRT's reference kernels); off: such a model is refused")
+    accept_litert_differences: list[str] = Field(
+        default_factory=list, description="operators (e.g. CONV_2D) where a difference from LiteRT's reference "
+        "kernels beyond the explained FULLY_CONNECTED rounding is accepted instead of failing the conversion")
+
+    @field_validator("accept_litert_differences")
+    @classmethod
+    def _operator_names(cls, names: list[str]) -> list[str]:
+        from .tflite.schema import BUILTIN_NAMES
+
+        known = set(BUILTIN_NAMES.values())
+        for name in names:
+            if name not in known:
+                raise ValueError(f"'{name}' is not a TFLite builtin operator name (e.g. CONV_2D, FULLY_CONNECTED)")
+        return names
+
+
 class Recipe(_Strict):
     name: str = Field(description="C identifier for the generated symbols")
     model: ModelSource
@@ -95,6 +117,7 @@ class Recipe(_Strict):
     quantize: QuantizeSettings = Field(default_factory=QuantizeSettings)
     compress: Optional[CompressSettings] = None
     golden: GoldenSettings = Field(default_factory=GoldenSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
     seed: int = 0
     eval_samples: int = Field(2000, ge=0, le=1_000_000, description="cap on eval inputs scored on TFLM")
     arena_margin: float = Field(ARENA_MARGIN, ge=0.0, le=10.0, description="fraction added to the measured arena")

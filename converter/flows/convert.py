@@ -26,10 +26,12 @@ from ..reports.manifest import ConversionParts, sha256
 from ..system import out_lock, tf_env
 from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
+from ..tflm.consistency import check_consistent
 from ..tflm.deployable import check_deployable
 from ..tflm.arena import arena_with_margin, first_sample, measure_arena
 from ..tflm.runners import quantize_inputs, run_tflm
-from .convert_output import check_and_write, validate_artifacts
+from .convert_output import check_and_write, check_litert_differences, validate_artifacts
+from .flatbuffer_fixes import fold_and_prove, rewrite_note
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class StagesRun:
     notes: list[str]                 # each stage's own note for report.md
     sections: list[str]              # report.md lines the stages add after the tables
     artifacts: dict                  # extra files the stages add to the output (name -> bytes)
+    rewrites: tuple = ()             # automatic flatbuffer fixes (flows/flatbuffer_fixes.py), for the manifest
 
     @property
     def uncompressed(self) -> Optional[bytes]:
@@ -86,33 +89,54 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
 
 
 def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
-    from ..stages.base import StageContext
+    from ..stages.base import ConverterStage, StageContext
     from ..stages.registry import get
 
     context = StageContext(loaded.data, recipe.seed, recipe.base_dir, events)
     model, first_flatbuffer, records, notes, sections = loaded.model, None, [], [], []
     artifacts: dict[str, bytes] = {}
+    rewrites: list[dict] = []
     if loaded.flatbuffer:
-        first_flatbuffer = model
+        model = first_flatbuffer = fix_flatbuffer(model, recipe, loaded.data, rewrites, events)
     pipeline = recipe.pipeline()
     for number, (name, settings) in enumerate(pipeline, start=1):
         stage = get(name)
         with phase(events, name, stage.phase_detail(settings, loaded.data), number, len(pipeline)):
             result = stage.run(model, settings, context)
-        model = result.model
-        records.append(result.record)
-        notes.append(stage.report_note(result.record))
-        sections += stage.report_section(result.record)
-        artifacts |= stage.artifacts(result.record)
-        if stage.takes == "keras" and stage.gives == "flatbuffer":
-            first_flatbuffer = model
-        elif result.reference is not None:
+        model, record = result.model, result.record
+        if isinstance(stage, ConverterStage):
+            model = first_flatbuffer = fix_flatbuffer(model, recipe, loaded.data, rewrites, events)
+            if model is not result.model:  # scored again: the converter's own output runs wrongly on TFLM
+                details = record.details | ({"tflite_bytes": len(model), "tflite_bytes_before_rewrite":
+                                             record.details["tflite_bytes"]} if "tflite_bytes" in record.details else {})
+                record = replace(record, details=details, quality_after=stage.flatbuffer_quality(model, context))
+        records.append(record)
+        notes.append(stage.report_note(record))
+        sections += stage.report_section(record)
+        artifacts |= stage.artifacts(record)
+        if result.reference is not None and stage.takes == "flatbuffer":
             first_flatbuffer = result.reference  # a lossy flatbuffer stage: later checks compare with its reference
-    return StagesRun(model, first_flatbuffer, records, notes, sections, artifacts)
+    sections += [rewrite_note(r) for r in rewrites]
+    return StagesRun(model, first_flatbuffer, records, notes, sections, artifacts, tuple(rewrites))
 
 
-def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
-    """The one deployability check of the final flatbuffer: TFLM can load and run it as asked."""
+def fix_flatbuffer(model_bytes: bytes, recipe: Recipe, data: Dataset, rewrites: list, events: Sink) -> bytes:
+    """The converter's (or the .tflite source's) flatbuffer after the automatic fixes, each proven on
+    the golden vectors; each applied fix is appended to `rewrites`."""
+    if not recipe.validation.rewrite_dilated_convolutions:
+        return model_bytes
+    inputs, _ = golden_inputs(data, read_model(model_bytes), recipe.golden.vectors)
+    fixed = fold_and_prove(model_bytes, inputs)
+    if fixed.record is None:
+        return model_bytes
+    rewrites.append(fixed.record)
+    events(Note(rewrite_note(fixed.record).removeprefix("- ")))
+    return fixed.model_bytes
+
+
+def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset, litert_bytes: Optional[bytes] = None) -> ModelInfo:
+    """The one deployability check of the final flatbuffer: TFLM can load and run it as asked, and its
+    outputs depend on its inputs only (litert_bytes: the model LiteRT loads, when compression changed it)."""
     from ..emit.sources import resolver_ops
 
     info = read_model(model_bytes)
@@ -124,6 +148,8 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
     if fed != [tuple(t.shape[1:]) for t in info.inputs]:  # runners feed the data by position
         raise KitError(f"the flatbuffer's inputs take {[tuple(t.shape[1:]) for t in info.inputs]} but the data "
                        f"would feed them {fed}", "report this with the model: the converter reordered its inputs")
+    check_consistent(model_bytes, quantize_inputs(take(data.x_calibration, slice(None, 2)), info, data.input_names),
+                     litert_bytes)
     if data.labels and len(data.labels) != info.outputs[0].elements:
         raise KitError(f"{len(data.labels)} labels given but the model's first output has "
                        f"{info.outputs[0].elements} values", "give one label per output class (data.labels), or none")
@@ -216,7 +242,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         loaded = load_inputs(recipe, events)
     stages = run_stages(recipe, loaded, events)
     model_bytes = stages.model_bytes
-    info = check_model(model_bytes, recipe, loaded.data)
+    info = check_model(model_bytes, recipe, loaded.data, stages.uncompressed)
 
     with phase(events, "golden+arena", "running golden vectors on TFLM and measuring the arena"):
         golden = run_golden(model_bytes, info, loaded.data, recipe.golden.vectors)
@@ -226,6 +252,8 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):
         validation = validate_artifacts(model_bytes, golden.inputs, golden.outputs, sources["model_data.cc"],
                                         recipe.name, stages.uncompressed)
+        litert_differences = check_litert_differences(validation, stages.uncompressed or model_bytes, golden.inputs,
+                                                      recipe.validation.accept_litert_differences)
 
     mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)
     parts = ConversionParts(
@@ -234,7 +262,8 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         arena_margin=recipe.arena_margin, host=platform.machine(), stages=stages.records, validation=validation,
         golden_vectors=int(len(golden.inputs[0])), golden_source=golden.source, mode=mode,
         float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
-        source="tflite" if loaded.flatbuffer else "keras")
+        source="tflite" if loaded.flatbuffer else "keras", rewrites=stages.rewrites,
+        litert_differences=litert_differences)
     with phase(events, "write", "writing the artifacts"):
         manifest = check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started)
     return Conversion.from_manifest(out, manifest)

@@ -52,7 +52,7 @@ def record(model: Path, data: Path | None, out: Path, vectors: int, seed: int, f
     check_output_path(out, force, inputs=(Path(model),) + ((Path(data),) if data is not None else ()))
     model_bytes, info = read_checked(model)
     vector_inputs = model_inputs(info, data, vectors, seed)
-    outputs = run_isolated(model_bytes, vector_inputs.quantized, what=f"recording goldens of {model}")
+    outputs = run_isolated(model_bytes, vector_inputs.quantized, what=f"recording goldens of {model}", consistent=True)
     with staged_output(out) as staging:
         lock = save(staging, model_bytes, str(Path(model).resolve()), vector_inputs.quantized, outputs,
                     note=vector_inputs.source)

@@ -64,6 +64,8 @@ class ConversionParts:
     float_accuracy: Optional[float]       # None: not measured (no labels, or a .tflite source)
     quantized_accuracy: Optional[float]
     source: str = "keras"                 # "tflite" when the recipe's model is a .tflite file
+    rewrites: tuple = ()                  # automatic flatbuffer fixes (flows/flatbuffer_fixes.py), as dicts
+    litert_differences: Optional[dict] = None  # where LiteRT's reference kernels part from TFLM, when they do
 
     def content(self, seconds: Optional[float] = None) -> dict:
         summary = {
@@ -78,6 +80,9 @@ class ConversionParts:
             summary["source"] = self.source
         if any(record.details.get("trained_federated") for record in self.stages):
             summary["trained_federated"] = True
+        extra: dict = {"rewrites": list(self.rewrites)} if self.rewrites else {}
+        if self.litert_differences is not None:
+            extra["litert_differences"] = self.litert_differences
         return {
             "name": self.name,
             "tools": tool_versions(),
@@ -91,6 +96,7 @@ class ConversionParts:
             "arena_note": f"measured with TFLM's Python runtime on {self.host} (64-bit pointers): "
                           "an upper estimate for 32-bit MCUs, before optimized-kernel scratch buffers",
             "stages": [record.as_dict() for record in self.stages],
+            **extra,
             "validation": self.validation,
             "summary": summary,
             "seconds": seconds,
