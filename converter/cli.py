@@ -139,6 +139,11 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
         result = done.validation[pair]
         click.echo(f"{pair}: {result.equal}/{result.total} equal, max {result.max_lsb} LSB")
+    if "aot" in done.manifest:
+        for check in done.manifest["aot"]["validated"]:
+            click.echo(f"{check['line']}   -> {out / 'aot'}/")
+        sizes = done.manifest["aot"]["buffer_bytes"]
+        click.echo("AOT static buffer: " + ", ".join(f"{core} {size:,} B" for core, size in sizes.items()))
 
 
 @main.command()

@@ -20,7 +20,7 @@ LAYERS = [
     {"compare"},
     {"stages", "federated"},            # federated/: the Flower/Ray machinery of stages/federated.py
     {"recipe"},
-    {"emit", "reports"},
+    {"emit", "reports", "aot"},          # aot/: the interpreter-free runtime's generator (emits C, runs TFLM)
     {"optimize", "partition"},          # a search's trials and a split's parts, driven by the flows above
     {"flows"},                          # whole commands: convert, validate, firmware, flash, optimize, partition
     {"cli", "__main__", "pytest_plugin", "__init__"},

@@ -30,6 +30,7 @@ from ..tflm.consistency import check_consistent
 from ..tflm.deployable import check_deployable
 from ..tflm.arena import arena_with_margin, first_sample, measure_arena
 from ..tflm.runners import quantize_inputs, run_tflm
+from .convert_aot import build_aot
 from .convert_output import check_and_write, check_litert_differences, validate_artifacts
 from .flatbuffer_fixes import fold_and_prove, rewrite_note
 
@@ -77,7 +78,7 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
         from ..tflm.isolation import open_untrusted
 
         model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
-        return Loaded(model_bytes, load_data(recipe.data_spec(), [tuple(t.shape[1:]) for t in info.inputs]), True)
+        return Loaded(model_bytes, load_data(recipe.data_spec(), [t.sample_shape for t in info.inputs]), True)
     from ..inputs.keras_model import input_shapes, load_model
 
     model = load_model(recipe.model, recipe.base_dir)
@@ -145,8 +146,8 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset, litert_bytes:
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
     one_sample = take(data.x_calibration, slice(None, 1))
     fed = [tuple(x.shape[1:]) for x in quantize_inputs(one_sample, info, data.input_names)]
-    if fed != [tuple(t.shape[1:]) for t in info.inputs]:  # runners feed the data by position
-        raise KitError(f"the flatbuffer's inputs take {[tuple(t.shape[1:]) for t in info.inputs]} but the data "
+    if fed != [t.sample_shape for t in info.inputs]:  # runners feed the data by position
+        raise KitError(f"the flatbuffer's inputs take {[t.sample_shape for t in info.inputs]} but the data "
                        f"would feed them {fed}", "report this with the model: the converter reordered its inputs")
     check_consistent(model_bytes, quantize_inputs(take(data.x_calibration, slice(None, 2)), info, data.input_names),
                      litert_bytes)
@@ -255,6 +256,11 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         litert_differences = check_litert_differences(validation, stages.uncompressed or model_bytes, golden.inputs,
                                                       recipe.validation.accept_litert_differences)
 
+    aot = None
+    if (recipe.runtime or "both") != "tflm":
+        with phase(events, "aot", "compiling the model to C (AOT runtime) and checking it bit for bit on the host"):
+            aot = build_aot(recipe, model_bytes, golden.inputs, golden.outputs, events)
+
     mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)
     parts = ConversionParts(
         name=recipe.name, recipe=recipe.model_dump(mode="json"), model_bytes=len(model_bytes),
@@ -263,7 +269,8 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         golden_vectors=int(len(golden.inputs[0])), golden_source=golden.source, mode=mode,
         float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
         source="tflite" if loaded.flatbuffer else "keras", rewrites=stages.rewrites,
-        litert_differences=litert_differences)
+        litert_differences=litert_differences, aot=aot.as_dict() if aot else None)
     with phase(events, "write", "writing the artifacts"):
-        manifest = check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started)
+        manifest = check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started,
+                                   aot_files=dict(aot.program.files) if aot else None)
     return Conversion.from_manifest(out, manifest)

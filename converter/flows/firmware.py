@@ -19,6 +19,7 @@ import yaml
 from converter.errors import KitError
 from converter.flows.firmware_checks import (MODEL_SOURCES, Budget, ModelFacts, check_budget, check_port,
                                              read_model_dir)
+from converter.system import out_lock
 from converter.system.outdir import check_output_path, staged_output
 
 __all__ = ["render_firmware", "list_boards", "load_board", "read_model_dir", "check_budget", "MODEL_SOURCES"]
@@ -51,7 +52,7 @@ def list_boards() -> list[str]:
 
 def load_board(board: str) -> dict:
     path = BOARDS_DIR / f"{board}.yaml"
-    if not path.is_file():
+    if board not in list_boards():  # a name, never a path: `../x` must not reach a YAML file elsewhere
         raise KitError(f"unknown board '{board}'", f"use one of: {', '.join(list_boards())}")
     profile = yaml.safe_load(path.read_text())
     profile.setdefault("template", board)
@@ -64,21 +65,23 @@ def all_boards() -> dict[str, dict]:
 
 
 
-def _check_out(out: Path, force: bool) -> None:
-    check_output_path(out, force)
+def _check_out(out: Path, force: bool, model_dir: Path) -> None:
+    check_output_path(out, force, inputs=(model_dir,))
     if force and out.is_dir() and any(out.iterdir()) and not (out / RECORD_NAME).is_file():
         raise KitError(f"{out} is not a tflm-kit firmware project, refusing to replace it",
                        "choose another --out directory")
 
 
+@out_lock.released_after
 def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False) -> dict:
-    """Render the project for `board` into `out`; returns the record also saved in `out`."""
+    """Render the project for `board` into `out`; returns the record also saved in `out`.
+    The output guard comes first: an --out that would lose the model folder is refused before it is read."""
     profile = load_board(board)
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
+    _check_out(out, force, model_dir)
     facts = read_model_dir(model_dir)
     check_port(profile, facts, all_boards())
     budget = check_budget(profile, facts)
-    _check_out(out, force)
     with staged_output(out) as staging:
         record = _render(board, profile, facts, budget, model_dir, out, staging)
     return record

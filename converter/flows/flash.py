@@ -22,8 +22,10 @@ from pathlib import Path
 from converter.errors import KitError, foreign_text
 from converter.flows.device import DEVICE_FILE, device_record, profile_table
 from converter.system.elf_size import image_size
-from converter.flows.firmware import RECORD_NAME, load_board
+from converter.flows.firmware import RECORD_NAME, list_boards, load_board
+from converter.flows.firmware_checks import is_c_name
 from converter.flows.selftest import SelfTest, compare_with_golden, parse_selftest
+from converter.system.safe_yaml import load_json_file
 
 __all__ = ["flash", "build_and_run", "parse_selftest", "compare_with_golden", "build_error"]
 
@@ -53,6 +55,27 @@ def build_error(project: Path, output: str) -> KitError:
     return KitError(f"building {project} failed: {foreign_text(first)}", f"see the full output of `make -C {project}`")
 
 
+RERENDER = "re-render the project with `tflm-kit firmware --board BOARD --model-dir DIR --out FW`"
+_SAFE_FOLDER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # model_subdir: one plain folder name, or "."
+_ENV_REF = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
+
+
+def read_record(project: Path) -> dict:
+    """The project's record, read with bounds and checked before any field reaches a path or a command:
+    the board is a known profile, the model name a C identifier, the model folder one plain name."""
+    record = load_json_file(project / RECORD_NAME, "firmware record", RERENDER)
+    board, name, subdir = record.get("board"), record.get("name"), record.get("model_subdir")
+    if not isinstance(board, str) or board not in list_boards():
+        raise KitError(f"{project / RECORD_NAME} names no known board", RERENDER, code="record-board")
+    if not is_c_name(name):
+        raise KitError(f"{project / RECORD_NAME} has a model name that is not a C identifier", RERENDER,
+                       code="record-name")
+    if not isinstance(subdir, str) or not (subdir == "." or (_SAFE_FOLDER.match(subdir) and subdir != "..")):
+        raise KitError(f"{project / RECORD_NAME} has a model folder that is not one plain folder name", RERENDER,
+                       code="record-model-dir")
+    return record
+
+
 def _run(cmd: list[str], cwd: Path, timeout: int | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, text=True, capture_output=True, timeout=timeout)
 
@@ -60,7 +83,7 @@ def _run(cmd: list[str], cwd: Path, timeout: int | None = None) -> subprocess.Co
 def build_and_run(project: Path, tflm_root: str | None = None) -> tuple[SelfTest, dict]:
     """Build a host or emulated Cortex-M project, run it, parse its self-test. Returns (result, record)."""
     project = Path(project).resolve()
-    record = json.loads((project / RECORD_NAME).read_text())
+    record = read_record(project)
     where = runs_on(record["board"])
     if where is None:
         raise KitError(f"board '{record['board']}' cannot run on this machine", "use `tflm-kit flash` on it")
@@ -86,14 +109,46 @@ def build_and_run(project: Path, tflm_root: str | None = None) -> tuple[SelfTest
     return result, record
 
 
-def _board_command(record: dict) -> tuple[str, str, str]:
-    """(tool, command, install hint) for a board that is flashed with its own ecosystem."""
-    profile = load_board(record["board"])
-    fl = profile["flash"]
+def _expand_env(argument: str) -> str:
+    """$VAR and ${VAR:-default} of a board's command template, expanded here, not by a shell."""
+    def value(m: re.Match) -> str:
+        name = m.group(1) or m.group(3)
+        return os.environ.get(name) or (m.group(2) or "")
+    return _ENV_REF.sub(value, argument)
+
+
+def _board_steps(template: str, project: Path, name: str) -> list[list[str]]:
+    """The board profile's command (kit-written: steps joined by &&) as argument lists. The template is split
+    before the project path and model name go in, so no field of a record is ever read by a shell."""
+    steps: list[list[str]] = [[]]
+    for token in shlex.split(template):
+        if token == "&&":
+            steps.append([])
+            continue
+        steps[-1].append(_expand_env(token).replace("{project}", str(project)).replace("{name}", name))
+    return [step for step in steps if step]
+
+
+def _board_command(record: dict, project: Path) -> tuple[str, str, str, list[list[str]]]:
+    """(tool, command shown, install hint, argument lists) for a board flashed with its own ecosystem.
+    `project` is the folder the user named (a copied project builds itself, not the folder it was rendered to)."""
+    fl = load_board(record["board"])["flash"]
     # Plain replace, not str.format: commands contain shell ${VAR:-default} braces.
-    cmd = fl["command"].replace("{project}", shlex.quote(record["project"]))
-    cmd = cmd.replace("{name}", record["name"])
-    return fl["tool"], cmd, fl["install"].replace("{name}", record["name"])
+    shown = fl["command"].replace("{project}", shlex.quote(str(project))).replace("{name}", record["name"])
+    steps = _board_steps(fl["command"], project, record["name"])
+    return fl["tool"], shown, fl["install"].replace("{name}", record["name"]), steps
+
+
+def _run_steps(steps: list[list[str]], project: Path, install: str) -> int:
+    """Run the steps in order, as `&&` would: the first failing one's exit status, else 0."""
+    for step in steps:
+        try:
+            status = subprocess.run(step, cwd=project).returncode
+        except FileNotFoundError:
+            raise KitError(f"{step[0]} is not on PATH (a step of flashing this board)", f"install: {install}") from None
+        if status != 0:
+            return status
+    return 0
 
 
 def _run_here(project: Path, tflm_root: str | None) -> dict:
@@ -118,16 +173,15 @@ def flash(project: Path, tflm_root: str | None = None) -> dict:
     if not (project / RECORD_NAME).is_file():
         raise KitError(f"{project} is not a rendered firmware project",
                        "render one first with `tflm-kit firmware --board BOARD --model-dir DIR --out FW`")
-    record = json.loads((project / RECORD_NAME).read_text())
+    record = read_record(project)
     if runs_on(record["board"]):
         return _run_here(project, tflm_root)
-    tool, cmd, install = _board_command(record)
+    tool, cmd, install, steps = _board_command(record, project)
     if shutil.which(tool) is None:
         return {"board": record["board"], "ran": False, "command": cmd,
                 "missing_tool": tool, "install": install}
-    done = subprocess.run(cmd, shell=True, cwd=project)
-    return {"board": record["board"], "ran": True, "command": cmd,
-            "pass": done.returncode == 0, "exit_status": done.returncode}
+    status = _run_steps(steps, project, install)
+    return {"board": record["board"], "ran": True, "command": cmd, "pass": status == 0, "exit_status": status}
 
 
 def device_lines(s: dict, project: Path) -> list[str]:
@@ -149,10 +203,11 @@ def device_lines(s: dict, project: Path) -> list[str]:
 
 
 def check_rendered_for(project: Path, board: str | None) -> None:
-    """`flash --board B`: refuse a project rendered for another board."""
-    record_path = Path(project) / RECORD_NAME
-    if board and record_path.is_file():
-        rendered_for = json.loads(record_path.read_text())["board"]
+    """`flash --board B`: refuse an unknown board, or a project rendered for another board."""
+    if board is not None and board not in list_boards():
+        raise KitError("--board names no known board profile", f"use one of: {', '.join(list_boards())}")
+    if board and (Path(project) / RECORD_NAME).is_file():
+        rendered_for = read_record(Path(project).resolve())["board"]
         if rendered_for != board:
             raise KitError(f"{project} was rendered for {rendered_for}, not {board}",
                            f"render it for {board} with tflm-kit firmware --board {board}")

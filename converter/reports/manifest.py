@@ -33,8 +33,10 @@ def tool_versions() -> dict:
 
 
 def describe_files(folder: Path) -> list[dict]:
-    return [{"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path.read_bytes())}
-            for path in sorted(folder.iterdir()) if path.is_file() and path.name != "manifest.json"]
+    """Every file the run wrote, sub-folders (the AOT sources in aot/) included, by POSIX relative path."""
+    files = sorted((path.relative_to(folder).as_posix(), path) for path in folder.rglob("*") if path.is_file())
+    return [{"file": name, "bytes": path.stat().st_size, "sha256": sha256(path.read_bytes())}
+            for name, path in files if name != "manifest.json"]
 
 
 def write_manifest(folder: Path, content: dict) -> dict:
@@ -66,6 +68,7 @@ class ConversionParts:
     source: str = "keras"                 # "tflite" when the recipe's model is a .tflite file
     rewrites: tuple = ()                  # automatic flatbuffer fixes (flows/flatbuffer_fixes.py), as dicts
     litert_differences: Optional[dict] = None  # where LiteRT's reference kernels part from TFLM, when they do
+    aot: Optional[dict] = None            # the AOT runtime's result (flows/convert_aot.AotResult.as_dict())
 
     def content(self, seconds: Optional[float] = None) -> dict:
         summary = {
@@ -80,6 +83,9 @@ class ConversionParts:
             summary["source"] = self.source
         if any(record.details.get("trained_federated") for record in self.stages):
             summary["trained_federated"] = True
+        if self.aot is not None:
+            summary["aot_bit_exact"] = self.aot["bit_exact"]
+            summary["aot_buffer_bytes"] = self.aot["buffer_bytes"]
         extra: dict = {"rewrites": list(self.rewrites)} if self.rewrites else {}
         if self.litert_differences is not None:
             extra["litert_differences"] = self.litert_differences
@@ -98,6 +104,7 @@ class ConversionParts:
             "stages": [record.as_dict() for record in self.stages],
             **extra,
             "validation": self.validation,
+            **({"aot": self.aot} if self.aot is not None else {}),
             "summary": summary,
             "seconds": seconds,
         }
