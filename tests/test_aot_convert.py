@@ -82,7 +82,7 @@ def test_no_compiler_is_one_line_or_a_skip(tmp_path, monkeypatch):
         convert(_recipe(tmp_path, model, runtime="both"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
     notes = []
-    manifest = convert(_recipe(tmp_path, model), tmp_path / "out", log=notes.append)
+    manifest = convert(_recipe(tmp_path, model), tmp_path / "out", log=notes.append).manifest
     assert "aot" not in manifest and any("no C compiler" in line for line in notes)
 
 
@@ -106,6 +106,6 @@ def test_code_that_differs_from_tflm_is_never_written(tmp_path, monkeypatch):
         convert(_recipe(tmp_path, model, runtime="aot"), tmp_path / "out")
     assert error.value.code == "aot-differs" and not (tmp_path / "out").exists()
     notes = []
-    manifest = convert(_recipe(tmp_path, model), tmp_path / "out", log=notes.append)
+    manifest = convert(_recipe(tmp_path, model), tmp_path / "out", log=notes.append).manifest
     assert "aot" not in manifest and not (tmp_path / "out/aot").exists()
     assert any("AOT runtime skipped" in line and "MAX_POOL_2D" in line for line in notes), notes
