@@ -186,13 +186,14 @@ class Recipe(_Strict):
         """Every file and folder the recipe reads, what an output folder must never contain: the
         recipe's own folder (so the recipe itself, and whatever sits beside it), the model file or
         SavedModel, the data .npz, and the .py files of the model, data and distill student builders."""
-        paths = [self.base_dir]
-        for relative in (self.model.path, self.data.npz):
-            if relative is not None:
-                paths.append(self.resolve(relative))
         from .stages.registry import get
 
-        specs = [self.model.builder, self.data.builder]
+        paths = [self.base_dir]
+        torch = self.model.torch
+        for relative in (self.model.path, self.data.npz, torch.exported if torch else None):
+            if relative is not None:
+                paths.append(self.resolve(relative))
+        specs = [self.model.builder, self.data.builder, torch.builder if torch else None]
         specs += [spec for stage in self.stages for spec in get(stage.kind).input_files(stage.settings)]
         paths += [builder_file(spec, self.base_dir) for spec in specs if spec is not None]
         return tuple(path for path in paths if path is not None)
@@ -217,6 +218,9 @@ class Recipe(_Strict):
         except OrderError as error:
             raise KitError(f"recipe field 'stages[{error.index}]' = '{kinds[error.index]}': {error}",
                            "reorder the stages (see docs/architecture.md)") from None
+        if self.model.torch is not None and "quantize" in self.model_fields_set:
+            raise KitError("recipe field 'quantize' is set, but a PyTorch model is quantized by litert-torch",
+                           "remove the quantize section (model.torch.per_channel and calibration_samples set it)")
         if self.model.is_flatbuffer and "quantize" in self.model_fields_set:
             raise KitError("recipe field 'quantize' is set, but the model is a .tflite, which is already converted",
                            "remove the quantize section (or start from the Keras model)")

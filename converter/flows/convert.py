@@ -23,6 +23,7 @@ from ..progress import Note, Sink, phase
 from ..recipe import Recipe
 from ..reports.deployed import DeployedComparison
 from ..reports.manifest import ConversionParts, sha256
+from ..stages.base import check_extras
 from ..system import out_lock, tf_env
 from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
@@ -42,6 +43,7 @@ class Loaded:
     model: object
     data: Dataset
     flatbuffer: bool
+    float_accuracy: Optional[float] = None   # a PyTorch source: its float module's, scored by the child
 
 
 @dataclass(frozen=True)
@@ -73,18 +75,38 @@ def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.n
     return quantize_inputs(x, info, data.input_names), source
 
 
+def load_torch(recipe: Recipe, events: Sink) -> Loaded:
+    """A PyTorch model: the data first (it calibrates), then litert-torch's int8 flatbuffer."""
+    from ..inputs.torch_model import convert_torch, torch_python
+    from ..stages.training import accuracy
+
+    source = recipe.model.torch
+    python = torch_python(source)  # the extra (or the named Python) before any work
+    data = load_data(recipe.data_spec(), [tuple(source.input_shape)])
+    conversion = convert_torch(source, recipe.base_dir, data, recipe.seed, python)
+    events(Note(conversion.note()))
+    score = None
+    if conversion.float_outputs is not None and data.labeled_eval:
+        score = accuracy(conversion.float_outputs.reshape(len(conversion.float_outputs), -1), data.y_eval)
+    return Loaded(conversion.model_bytes, data, True, None if score is None else round(score, 5))
+
+
 def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
+    if recipe.model.torch is not None:
+        return load_torch(recipe, events)
     if recipe.model.is_flatbuffer:
         from ..tflm.isolation import open_untrusted
 
         model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
         return Loaded(model_bytes, load_data(recipe.data_spec(), [t.sample_shape for t in info.inputs]), True)
-    from ..inputs.keras_model import input_shapes, load_model
+    from ..inputs.keras_model import input_names, input_shapes, load_model
+    from ..stages.base import check_keras3
 
     model = load_model(recipe.model, recipe.base_dir)
+    check_keras3(model, [kind for kind, _ in recipe.pipeline()], f"model {recipe.model.path or recipe.model.builder}")
     data = load_data(recipe.data_spec(), input_shapes(model))
     if len(model.inputs) > 1:  # the flatbuffer may order them otherwise: runners match them by name
-        data = replace(data, input_names=tuple(model.input_names))
+        data = replace(data, input_names=input_names(model))
     check_training_labels(recipe.training_losses(), data, model)  # before training: TensorFlow's own error is a traceback
     return Loaded(model, data, False)
 
@@ -142,7 +164,8 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset, litert_bytes:
 
     info = read_model(model_bytes)
     # no float ops (unless float16 was asked for), int64, dynamic shapes left
-    check_deployable(model_bytes, require_int8=not recipe.model.is_flatbuffer and recipe.quantize.mode != "float16")
+    check_deployable(model_bytes, require_int8=recipe.model.torch is not None or (
+        not recipe.model.is_flatbuffer and recipe.quantize.mode != "float16"))
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
     one_sample = take(data.x_calibration, slice(None, 1))
     fed = [tuple(x.shape[1:]) for x in quantize_inputs(one_sample, info, data.input_names)]
@@ -177,7 +200,7 @@ def render(recipe: Recipe, model_bytes: bytes, info: ModelInfo, arena: Arena, go
                       host=platform.machine())
 
 
-def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[str, Optional[float], Optional[float]]:
+def _mode_and_accuracy(recipe: Recipe, run: StagesRun, loaded: Loaded) -> tuple[str, Optional[float], Optional[float]]:
     """The flatbuffer's mode, the float model's accuracy and the flatbuffer's (on TFLM)."""
     converter = next((r for r in run.records if r.kind == "quantize"), None)
     if converter is not None:
@@ -185,9 +208,9 @@ def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[s
                 converter.quality_after.get("eval_accuracy"))
     from ..stages.quantize import tflite_quality
 
-    # a .tflite source: no Keras model to score; its type names the mode
+    # a .tflite or PyTorch source: no Keras model to score (a PyTorch one was scored by its child); its type names the mode
     mode = read_model(run.model_bytes).inputs[0].type.lower()
-    return mode, None, tflite_quality(run.model_bytes, data).get("eval_accuracy")
+    return mode, loaded.float_accuracy, tflite_quality(run.model_bytes, loaded.data).get("eval_accuracy")
 
 
 class Agreement(NamedTuple):
@@ -235,6 +258,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     events = events or (progress.ConsoleSink(log) if log is not None else progress.silent)
     out = Path(out)
     check_output_path(out, force, inputs=recipe.input_paths())
+    check_extras([kind for kind, _ in recipe.pipeline()])
     started = time.perf_counter()
     if not recipe.model.is_flatbuffer:  # a .tflite needs no TensorFlow
         tf_env.deterministic(recipe.seed)
@@ -261,15 +285,15 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         with phase(events, "aot", "compiling the model to C (AOT runtime) and checking it bit for bit on the host"):
             aot = build_aot(recipe, model_bytes, golden.inputs, golden.outputs, events)
 
-    mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)
+    mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded)
     parts = ConversionParts(
         name=recipe.name, recipe=recipe.model_dump(mode="json"), model_bytes=len(model_bytes),
         model_sha256=sha256(model_bytes), info=info, arena_measured=arena.measured, arena_size=arena.size,
         arena_margin=recipe.arena_margin, host=platform.machine(), stages=stages.records, validation=validation,
         golden_vectors=int(len(golden.inputs[0])), golden_source=golden.source, mode=mode,
         float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
-        source="tflite" if loaded.flatbuffer else "keras", rewrites=stages.rewrites,
-        litert_differences=litert_differences, aot=aot.as_dict() if aot else None)
+        source="torch" if recipe.model.torch is not None else "tflite" if loaded.flatbuffer else "keras",
+        rewrites=stages.rewrites, litert_differences=litert_differences, aot=aot.as_dict() if aot else None)
     with phase(events, "write", "writing the artifacts"):
         manifest = check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started,
                                    aot_files=dict(aot.program.files) if aot else None)

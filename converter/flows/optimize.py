@@ -16,6 +16,7 @@ import yaml
 
 from ..progress import Sink, notes, silent
 from ..errors import KitError
+from ..system.extras import require
 from ..optimize.cost import device_available
 from ..optimize.guards import Guards, evidence_note
 from ..optimize.pareto import fronts, plot, render_markdown
@@ -110,7 +111,12 @@ def optimize(recipe_path: Path, out: Path, options: Options, events: Sink = sile
     log = notes(events)
     from ..flows.firmware import load_board
 
+    require("optimize", "tflm-kit optimize")
     recipe = load_recipe(recipe_path)
+    if recipe.model.is_flatbuffer:  # its levers (TF-MOT, int4 fine-tuning, distillation) train a Keras model
+        what = "a PyTorch model" if recipe.model.torch is not None else "a .tflite"
+        raise KitError(f"optimize searches levers that retrain a Keras model, and the recipe's model is {what}",
+                       "convert it (tflm-kit convert) with compress settings (int4, lut, memory_plan) instead")
     board = load_board(options.board)
     out = Path(out)
     _check_out(out, recipe, recipe_path)

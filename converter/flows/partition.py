@@ -21,6 +21,7 @@ from ..partition import channels, graph, plan, pricing, profiles, qemu, report
 from ..partition.artifacts import PartModel, arena_of, write_part_dir
 from ..partition.measure import measure_core
 from ..partition.vela import NOT_EXECUTED
+from ..system.extras import require
 from ..system.outdir import check_output_path, staged_output
 from ..system.safe_yaml import load_json_file
 from ..tflite.model import read_model
@@ -165,6 +166,8 @@ def _devices_and_link(request: Request) -> tuple:
     known = profiles.load_profiles(request.profiles)
     devices = profiles.parse_devices(request.devices, known)
     link = profiles.parse_link(request.link, known)
+    if any(d.is_npu for d in devices):
+        require("npu", "an Ethos-U device (Arm's Vela compiler)")
     if request.pair and any(d.is_npu for d in devices):
         raise KitError("--pair runs both parts on emulated Cortex-M cores; an Ethos-U part cannot run here",
                        "drop --pair, or give two Cortex-M devices")

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import KitError
 from ..inputs.npz import save_npz
 from ..recipe import Recipe
 from .guards import CLASSIFIER, task_of
@@ -97,7 +98,13 @@ def _first_preparation(recipe: Recipe, teacher_path: Path, data_path: Path, labe
     from ..inputs.keras_model import load_model, single_input_shape
     from ..stages.training import predict
 
+    from ..system import tf_env
+
     model = load_model(recipe.model, recipe.base_dir)
+    if tf_env.is_keras3(model):  # the search's levers are TF-MOT's and tf_keras fine-tuning
+        raise KitError("optimize searches TF-MOT levers, which take tf_keras models only, and the model is "
+                       "a Keras 3 model", "convert it (tflm-kit convert) with compress settings (int4, lut) "
+                       "instead, or build the model with tf_keras")
     loaded = load_data(recipe.data_spec(), single_input_shape(model))
     parts = split(loaded, recipe.seed)
     fit_data = replace(loaded, x_train=parts.x_fit, y_train=parts.y_fit, x_calibration=parts.x_calibration,
