@@ -138,7 +138,6 @@ def test_optimize_refuses_a_keras3_model_in_one_line(tmp_path):
     from converter.flows.optimize import Options, optimize
 
     with pytest.raises(KitError) as error:
-        optimize(REPO / "models/recipes/keras3_digits.yaml", tmp_path / "search", Options(board="cortex-m-qemu"),
-                 log=lambda _: None)
+        optimize(REPO / "models/recipes/keras3_digits.yaml", tmp_path / "search", Options(board="cortex-m-qemu"))
     assert "the model is a Keras 3 model" in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "search" / "search.json").exists()
