@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     recipe = load_recipe(args.recipe)
     model_bytes = Path(args.model).read_bytes()
     info = read_model(model_bytes)
-    data = load_data(recipe, tuple(info.inputs[0].shape[1:]))
+    data = load_data(recipe.data_spec(), tuple(info.inputs[0].shape[1:]))
     sample = [quantize(data.spread_inputs(1)[0], info.inputs[0])]
     print(f"model: {args.model} ({len(model_bytes):,} B); checks on {args.samples} inputs of {recipe.name}\n")
     print("| option | flatbuffer B | vs int8 | arena B | TFLM outputs vs reference | tensors (method) "

@@ -40,8 +40,8 @@ def float_outputs(recipe, x_eval: np.ndarray):
     from converter import load_data, load_model, run_stage
 
     tf_env.deterministic(recipe.seed)
-    model = load_model(recipe)
-    data = load_data(recipe, tuple(model.input_shape[1:]))
+    model = load_model(recipe.model, recipe.base_dir)
+    data = load_data(recipe.data_spec(), tuple(model.input_shape[1:]))
     for name, settings in recipe.pipeline():
         if name == "train":
             model = run_stage(name, model, settings, data, recipe.seed, base_dir=recipe.base_dir).model
@@ -113,7 +113,7 @@ def main() -> None:
     for name, stages, per_channel, compress in VARIANTS:
         recipe = parse_recipe(variant_recipe(base, stages, per_channel, compress), base_dir=RECIPE.parent)
         out = Path(args.out) / str(len(rows))
-        manifest = convert(recipe, out, force=True)
+        manifest = convert(recipe, out, force=True).manifest
         rows.append({"name": name, **judge(manifest, (out / "model.tflite").read_bytes(), x_eval, y_eval, teacher)})
         if device:
             rows[-1] |= on_device(out)

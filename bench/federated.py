@@ -53,8 +53,8 @@ def _setup(case: str):
     keras = tf_env.keras()
     keras.utils.set_random_seed(recipe.seed)
     tf_env.tensorflow().config.experimental.enable_op_determinism()
-    model = load_model(recipe)
-    data = load_data(recipe, tuple(model.input_shape[1:]))
+    model = load_model(recipe.model, recipe.base_dir)
+    data = load_data(recipe.data_spec(), tuple(model.input_shape[1:]))
     return recipe, model, data
 
 

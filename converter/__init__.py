@@ -6,7 +6,11 @@ each name loads its module on first use (PEP 562 `__getattr__`), so `import conv
 TensorFlow. Modules that need TensorFlow go through `tf_env`, which selects Keras 2 first.
 
     from converter import convert, load_recipe, ConsoleSink
-    manifest = convert(load_recipe("models/recipes/default.yaml"), "build/digits", events=ConsoleSink())
+    done = convert(load_recipe("models/recipes/default.yaml"), "build/digits", events=ConsoleSink())
+    done.tensor_arena_size, done.validation["tflm_vs_c_array"].equal, done.manifest  # a Conversion
+
+The table is grouped by use, as TF-MOT's api/ is: run a recipe; its inputs; stages; runtimes and the
+flatbuffer; validation and goldens; firmware; a search's building blocks; federated; progress; errors.
 """
 from __future__ import annotations
 
@@ -18,9 +22,19 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # run a recipe
     "convert": "flows.convert:convert",
+    "Conversion": "flows.convert:Conversion",
     "load_recipe": "recipe:load_recipe",
     "parse_recipe": "recipe:parse_recipe",
     "Recipe": "recipe:Recipe",
+    # the recipe's inputs: where the model and data come from, loaded without the recipe
+    "ModelSource": "inputs.sources:ModelSource",
+    "DataSource": "inputs.sources:DataSource",
+    "DataSpec": "inputs.dataset:DataSpec",
+    "load_model": "inputs.keras_model:load_model",
+    "load_data": "inputs.dataset:load_data",
+    "Dataset": "inputs.dataset:Dataset",
+    "kws_mfcc": "inputs.features.kws_mfcc",
+    "ad_logmel": "inputs.features.ad_logmel",
     # validate and golden regression tests
     "validate_model": "flows.validate:validate_model",
     "validate_in_child": "flows.validate:validate_in_child",
@@ -59,12 +73,10 @@ _EXPORTS = {
     "DistillSettings": "stages.distill:DistillSettings",
     "QuantizeSettings": "stages.quantize:QuantizeSettings",
     "CompressSettings": "stages.compress:CompressSettings",
+    "Int4FineTuneSettings": "stages.int4_finetune:Int4FineTuneSettings",
+    "compress_model": "stages.compress:compress_model",
     "strip_metadata": "tflite.strip:strip",
-    # models, data and runtimes
-    "load_model": "inputs.keras_model:load_model",
-    "load_data": "inputs.dataset:load_data",
-    "Dataset": "inputs.dataset:Dataset",
-    "kws_mfcc": "inputs.features.kws_mfcc",
+    # the flatbuffer and the runtimes
     "read_model": "tflite.info:read_model",
     "read_graph": "tflite.info:read_graph",
     "check_deployable": "tflm.deployable:check_deployable",
@@ -76,9 +88,7 @@ _EXPORTS = {
     "dequantize": "tflm.runners:dequantize",
     "output_metrics": "compare.fidelity:output_metrics",
     "measure_arena": "tflm.arena:measure_arena",
-    "compress_model": "stages.compress:compress_model",
     "TfliteModel": "tflite.tflite_model:TfliteModel",
-    "ad_logmel": "inputs.features.ad_logmel",
     # what the device stores and how a candidate is judged (optimize's building blocks)
     "deployed_flash": "tflm.footprint:deployed_flash",
     "DeployedCost": "optimize.cost:DeployedCost",
@@ -100,7 +110,6 @@ _EXPORTS = {
     # federated fine-tuning
     "DpSettings": "federated.settings:DpSettings",
     "write_federated_plot": "federated.presentation:write_accuracy_plot",
-    "Int4FineTuneSettings": "stages.int4_finetune:Int4FineTuneSettings",
     # TensorFlow with Keras 2 (tf_env.tensorflow(), tf_env.keras()): import through this, first
     "tf_env": "system.tf_env",
 }

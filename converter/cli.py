@@ -13,7 +13,9 @@ import click
 
 from . import progress
 from .errors import CheckFailed, KitError
+from .flows.firmware import list_boards
 from .optimize.cost import SEARCH_OBJECTIVES
+from .partition.cost import CUT_OBJECTIVES
 from .system import out_lock
 from .system.native_output import captured_fds
 from .system.outdir import DISK_FULL, disk_full_error
@@ -70,7 +72,8 @@ def _fail(error: KitError) -> None:
 class KitGroup(click.Group):
     """Every command ends the same way wherever the trouble starts (a lazy TensorFlow import included):
     bad input or a full disk -> one line and exit 2; Ctrl-C -> exit 130, SIGTERM -> 143, never a traceback.
-    Output locks are released on every path."""
+    Output locks are released on every path. This is the one place a KitError becomes an exit: the flows
+    raise it, and commands catch only what they report otherwise (a golden mismatch, an interrupted search)."""
 
     def invoke(self, ctx):
         try:
@@ -123,34 +126,27 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None, devic
     """Run RECIPE (YAML): optimize, quantize, emit and validate into --out."""
     from .flows.convert import convert as run_conversion
     from .recipe import load_recipe
-    from .stages.federated import with_ray_address
-
-    try:
-        with quiet_console() as log:
-            manifest = run_conversion(with_ray_address(load_recipe(recipe), ray_address), out, force=force,
-                                      events=progress.ConsoleSink(log), device_check=device_check)
-    except KitError as error:
-        _fail(error)
-    except KeyboardInterrupt as interrupt:
-        _exit_interrupted(143 if isinstance(interrupt, Terminated) else 130)
-    summary = manifest["summary"]
-    exact = manifest["validation"]["tflm_vs_c_array"]
+    loaded = load_recipe(recipe)
+    if ray_address:  # every federated stage runs on this Ray cluster
+        loaded = loaded.with_stage_settings("federated", ray_address=ray_address)
+    with quiet_console() as log:
+        done = run_conversion(loaded, out, force=force, events=progress.ConsoleSink(log),
+                              device_check=device_check)
+    exact = done.validation["tflm_vs_c_array"]
     click.echo(f"artifacts: {out}/  (report: {out / 'report.md'})")
-    click.echo(f"model: {summary['model_bytes']:,} bytes {summary['mode']}   tensor arena: {summary['tensor_arena_size']:,} bytes "
-               f"({summary['arena_measured']:,} {summary.get('arena_source', 'measured on host')} + margin)")
-    click.echo(f"quality: float {summary['float_quality']} -> {summary['mode']} on TFLM {summary['quantized_quality']}")
-    if "deployed" in manifest:  # a compressed model: what the device stores, next to the uncompressed one
-        from .reports.deployed import DeployedComparison
-
-        click.echo(DeployedComparison(**manifest["deployed"]).line())
-    click.echo(f"bit-exact on TFLM (C array vs golden): {exact['equal']}/{exact['total']}")
+    click.echo(f"model: {done.model_bytes:,} bytes {done.mode}   tensor arena: {done.tensor_arena_size:,} bytes "
+               f"({done.arena_measured:,} {done.arena_source} + margin)")
+    click.echo(f"quality: float {done.float_quality} -> {done.mode} on TFLM {done.quantized_quality}")
+    if done.deployed is not None:  # a compressed model: what the device stores, next to the uncompressed one
+        click.echo(done.deployed.line())
+    click.echo(f"bit-exact on TFLM (C array vs golden): {exact.equal}/{exact.total}")
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
-        result = manifest["validation"][pair]
-        click.echo(f"{pair}: {result['equal']}/{result['total']} equal, max {result['max_lsb']} LSB")
-    if "aot" in manifest:
-        for check in manifest["aot"]["validated"]:
+        result = done.validation[pair]
+        click.echo(f"{pair}: {result.equal}/{result.total} equal, max {result.max_lsb} LSB")
+    if "aot" in done.manifest:
+        for check in done.manifest["aot"]["validated"]:
             click.echo(f"{check['line']}   -> {out / 'aot'}/")
-        sizes = manifest["aot"]["buffer_bytes"]
+        sizes = done.manifest["aot"]["buffer_bytes"]
         click.echo("AOT static buffer: " + ", ".join(f"{core} {size:,} B" for core, size in sizes.items()))
 
 
@@ -168,16 +164,13 @@ def validate(model: Path, data, float_model, out, vectors: int, seed: int, force
     from .reports import validation_report
     from .system.outdir import check_output_path, staged_output
 
-    try:
+    if out is not None:
+        check_output_path(out, force, inputs=tuple(p for p in (model, data, float_model) if p is not None))
+    with quiet_console() as log:
+        report = validation.validate_in_child(model, data, float_model, vectors, seed, log=log)
         if out is not None:
-            check_output_path(out, force, inputs=tuple(p for p in (model, data, float_model) if p is not None))
-        with quiet_console() as log:
-            report = validation.validate_in_child(model, data, float_model, vectors, seed, log=log)
-            if out is not None:
-                with staged_output(out) as staging:
-                    validation_report.write(report, staging)
-    except KitError as error:
-        _fail(error)
+            with staged_output(out) as staging:
+                validation_report.write(report, staging)
     for name, result in report["outputs"].items():
         click.echo(f"{name}: {result['equal']}/{result['total']} vectors equal, max {result['max_lsb']} LSB")
     for pair, result in report["operators"].items():
@@ -210,12 +203,9 @@ def golden_record(model: Path, data, out: Path, vectors: int, seed: int, force: 
     from .flows import golden as golden_module
     from .system.outdir import check_output_path
 
-    try:
-        check_output_path(out, force, inputs=tuple(p for p in (model, data) if p is not None))  # --data too
-        with quiet_console():
-            lock, source = golden_module.record(model, data, out, vectors, seed, force)
-    except KitError as error:
-        _fail(error)
+    check_output_path(out, force, inputs=tuple(p for p in (model, data) if p is not None))  # --data too
+    with quiet_console():
+        lock, source = golden_module.record(model, data, out, vectors, seed, force)
     click.echo(f"recorded {lock['vectors']} golden vectors ({source}) in {out}")
 
 
@@ -230,23 +220,49 @@ def golden_check(golden_dir: Path, model, strict_model: bool):
     try:
         with quiet_console():
             result = golden_module.check(golden_dir, model, strict_model)
-    except KitError as error:
-        _fail(error)
     except golden_module.GoldenMismatch as mismatch:
         click.echo(f"FAIL: {mismatch}", err=True)
         sys.exit(1)
     click.echo(f"PASS: {result['vectors']} vectors, {result['outputs']} output(s) bit-identical ({result['note']})")
 
 
-def _register_firmware_commands() -> None:
-    from .flows.firmware import firmware_command
-    from .flows.flash import flash_command
+@main.command("firmware")
+@click.option("--board", required=True, type=click.Choice(list_boards()), help="Target board profile.")
+@click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Output directory of `tflm-kit convert`.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Project directory to create.")
+@click.option("--force", is_flag=True, help="Replace --out if it is a previously rendered project.")
+def firmware(board: str, model_dir: Path, out: Path, force: bool) -> None:
+    """Render a firmware project for --board from a converted --model-dir."""
+    from .flows.firmware import budget_lines, render_firmware
 
-    main.add_command(firmware_command)
-    main.add_command(flash_command)
+    record = render_firmware(board, model_dir, out, force)
+    click.echo(f"{board} project: {out}/  (see README.md there)")
+    for line in budget_lines(record):
+        click.echo(f"  {line}")
 
 
-_register_firmware_commands()
+@main.command("flash")
+@click.argument("project", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--board", help="Expected board; refused if the project was rendered for another one.")
+@click.option("--tflm-root", envvar="TFLM_ROOT", help="TFLM checkout with the library built.")
+def flash(project: Path, board: str | None, tflm_root: str | None) -> None:
+    """Build and run (host, cortex-m-qemu, cortex-m7-qemu) or flash a rendered firmware PROJECT."""
+    from .flows import flash as flashing
+
+    flashing.check_rendered_for(project, board)
+    s = flashing.flash(project, tflm_root)
+    if not s["ran"]:
+        click.echo(f"{s['missing_tool']} is not on PATH. Install it: {s['install']}")
+        click.echo(f"Then run:\n  {s['command']}")
+        sys.exit(1)  # nothing was flashed
+    if "device" in s:
+        for line in flashing.device_lines(s, Path(project).resolve()):
+            click.echo(line)
+        for line in s["failures"] + s["golden_differences"]:
+            click.echo(f"  {line}")
+    if not s["pass"]:
+        sys.exit(1)
 
 
 @main.command("optimize")
@@ -274,9 +290,7 @@ def optimize(recipe: Path, out: Path, **settings):
 
     try:
         with quiet_console() as log:
-            outcome = search.optimize(recipe, out, search.Options(**settings), log=log)
-    except KitError as error:
-        _fail(error)
+            outcome = search.optimize(recipe, out, search.Options(**settings), events=progress.ConsoleSink(log))
     except KeyboardInterrupt as interrupt:
         click.echo(f"interrupted: finished trials are in {out / 'search.json'}; the same command resumes", err=True)
         sys.exit(143 if isinstance(interrupt, Terminated) else 130)
@@ -284,13 +298,38 @@ def optimize(recipe: Path, out: Path, **settings):
         click.echo(line)
 
 
-def _register_partition_command() -> None:
-    from .flows.partition import partition_command
+@main.command("partition")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--devices", required=True, help="HEAD,TAIL as NAME:CORE@MHz[/FLASH/RAM], e.g. "
+              "nano33:cortex-m4@64MHz,h7:cortex-m7@280MHz. Part 0 runs on HEAD.")
+@click.option("--link", "link_spec", required=True, help="uart:BAUD, spi:HZ or a link profile of --profiles.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("--cut", default="auto", show_default=True,
+              help="TENSOR[,TENSOR] (names, or #index) crossing the cut, or auto: the best within budgets.")
+@click.option("--objective", default="latency", show_default=True, type=click.Choice(CUT_OBJECTIVES),
+              help="What --cut auto minimises: end-to-end latency, energy, or the pipeline period (balance).")
+@click.option("--profiles", "profile_file", type=click.Path(path_type=Path),
+              help="YAML: device/link name -> fields (core, mhz, flash_bytes, ram_bytes, active_mw; "
+                   "bytes_per_s, overhead_bytes).")
+@click.option("--data", type=click.Path(path_type=Path), help="Inputs (.npz 'x') for a bare .tflite.")
+@click.option("--vectors", default=8, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--seed", default=0, show_default=True)
+@click.option("--pair", is_flag=True, help="Also build both parts' firmware and run them on two QEMU "
+              "instances joined by a UART relay.")
+@click.option("--force", is_flag=True, help="Replace --out if it already holds files.")
+def partition(model, devices, link_spec, out, cut, objective, profile_file, data, vectors, seed, pair, force):
+    """Split MODEL (a converted model directory or an int8 .tflite) across two devices."""
+    from .flows import partition as partitioning
 
-    main.add_command(partition_command)
-
-
-_register_partition_command()
+    request = partitioning.Request(model, devices, link_spec, out, cut, objective, profile_file, data, vectors,
+                                   seed, pair, force)
+    record = partitioning.partition(request, events=progress.ConsoleSink(lambda m: click.echo(f"[tflm-kit] {m}", err=True)))
+    click.echo(f"artifacts: {out}/  (report: {Path(out) / 'report.md'}; firmware: tflm-kit firmware "
+               f"--model-dir {Path(out) / 'part0'} and part1)")
+    for line in partitioning.summary_lines(record):
+        click.echo(line)
+    if "pair" in record and not record["pair"]["pass"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

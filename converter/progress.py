@@ -129,6 +129,14 @@ class EventLog(list):
         Path(path).write_text("".join(line + "\n" for line in lines))
 
 
+def notes(sink: Sink) -> Callable[[str], None]:
+    """A `log(text)` function that sends each line to `sink` as a Note: what a flow hands to the helpers
+    that report in plain lines (search bookkeeping, firmware builds)."""
+    def note(text: str) -> None:
+        sink(Note(text))
+    return note
+
+
 def fan_out(*sinks: Sink) -> Sink:
     """One sink that hands every event to each of `sinks`."""
     def sink(event: Event) -> None:

@@ -13,20 +13,22 @@ import keyword
 import math
 import re
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal, Optional
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_serializer,
+from pydantic import (BaseModel, Field, ValidationError, create_model, field_validator, model_serializer,
                       model_validator)
 
 from .errors import KitError
 from .stages.base import OrderError, check_order
 from .stages.registry import list_stages
 from .system.paths import resolve_path
+from .inputs.builders import builder_file
+from .inputs.dataset import DataSpec
+from .inputs.sources import DataSource, ModelSource, Strict as _Strict
 from .system.safe_yaml import load_yaml_file
 from .tflm.arena import ARENA_MARGIN
 from .stages.compress import CompressSettings
 from .stages.quantize import QuantizeSettings
-from .inputs.torch_model import TorchSource
 
 # C and C++ keywords a symbol name must not be (Python's own list is not enough).
 C_KEYWORDS = frozenset(
@@ -40,75 +42,6 @@ C_KEYWORDS = frozenset(
     xor xor_eq restrict _Bool _Complex _Imaginary main""".split()
 )
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-class _Strict(BaseModel):
-    # allow_inf_nan: YAML's .inf/.nan pass a `gt=0` bound and fail much later with a misleading error.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class ModelSource(_Strict):
-    """Where the model comes from: a file, a builder function, or a PyTorch module (torch). A .tflite
-    file and a PyTorch model skip the Keras stages and quantize: only flatbuffer stages (compress) run."""
-
-    path: Optional[str] = Field(None, description=".keras, .h5, SavedModel directory, or .tflite")
-    builder: Optional[str] = Field(None, description="'file.py:function' or 'module:function'")
-    builder_args: dict = Field(default_factory=dict)
-    trust_custom_code: bool = False
-    torch: Optional[TorchSource] = Field(None, description="a PyTorch model converted by litert-torch")
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if [self.path, self.builder, self.torch].count(None) != 2:
-            raise ValueError("give exactly one of 'path', 'builder' or 'torch'")
-        if self.torch is not None and self.torch.exported is not None and not self.trust_custom_code:
-            raise ValueError("torch.exported is read by torch.export.load, which unpickles the file (it can run "
-                             "code): set model.trust_custom_code: true if you trust where it came from, or give "
-                             "torch.builder")
-        return self
-
-    @property
-    def is_flatbuffer(self) -> bool:
-        """No Keras stages and no quantize section: the load phase gives a flatbuffer."""
-        return self.torch is not None or (self.path is not None and self.path.lower().endswith(".tflite"))
-
-
-class RandomData(_Strict):
-    """Seeded uniform inputs, for models with no real data at hand (validation only, no training)."""
-
-    samples: int = Field(100, ge=1, le=100_000)
-    low: float = 0.0
-    high: float = 1.0
-
-    @model_validator(mode="after")
-    def _range(self):
-        if self.high <= self.low:
-            raise ValueError("high must be above low")
-        return self
-
-
-class DataSource(_Strict):
-    """Arrays for training, calibration and evaluation: an .npz, a builder, or seeded random inputs."""
-
-    npz: Optional[str] = None
-    builder: Optional[str] = None
-    random: Optional[RandomData] = None
-    builder_args: dict = Field(default_factory=dict)
-    # npz keys. A model with several inputs reads `<key>_0` … `<key>_<n-1>`, or the list given.
-    x_train: Union[str, list[str]] = "x_train"
-    y_train: str = "y_train"
-    x_eval: Union[str, list[str]] = "x_test"
-    y_eval: str = "y_test"
-    x_calibration: Optional[Union[str, list[str]]] = Field(None, description="npz key; default: the training inputs")
-    scale: float = Field(1.0, description="inputs are multiplied by this ...")
-    offset: float = Field(0.0, description="... then this is added")
-    labels: Optional[list[str]] = None
-
-    @model_validator(mode="after")
-    def _one_source(self):
-        if sum(x is not None for x in (self.npz, self.builder, self.random)) != 1:
-            raise ValueError("give exactly one of 'npz', 'builder' or 'random'")
-        return self
 
 
 def _stage_entry_model() -> type[BaseModel]:
@@ -148,17 +81,6 @@ def _stage_entry_model() -> type[BaseModel]:
 
 STAGE_KINDS = tuple(list_stages())
 Stage = _stage_entry_model()
-
-
-def __getattr__(name: str):
-    """Each stage's settings class lives with its stage; `from converter.recipe import PruneSettings`
-    still works, found through the registry."""
-    from .stages.registry import stages
-
-    for stage in stages().values():
-        if stage.Settings.__name__ == name:
-            return stage.Settings
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class GoldenSettings(_Strict):
@@ -246,6 +168,39 @@ class Recipe(_Strict):
     def resolve(self, relative: str) -> Path:
         """A recipe path: $VARIABLES expanded, then relative to the recipe file."""
         return resolve_path(relative, self.base_dir)
+
+    def data_spec(self) -> DataSpec:
+        """What inputs/ needs to load the data: the recipe itself never goes below its layer."""
+        return DataSpec(self.data, self.base_dir, self.eval_samples, self.seed)
+
+    def training_losses(self) -> set[str]:
+        """The label loss of every stage that trains on the labels (each stage declares its own)."""
+        from .stages.registry import get
+
+        losses = (get(stage.kind).label_loss(stage.settings) for stage in self.stages)
+        return {loss for loss in losses if loss is not None}
+
+    def with_stage_settings(self, kind: str, **update) -> "Recipe":
+        """The recipe with every `kind` stage's settings updated (e.g. the CLI's --ray-address)."""
+        stages = [stage.model_copy(update={kind: stage.settings.model_copy(update=update)})
+                  if stage.kind == kind else stage for stage in self.stages]
+        return self.model_copy(update={"stages": stages})
+
+    def input_paths(self) -> tuple[Path, ...]:
+        """Every file and folder the recipe reads, what an output folder must never contain: the
+        recipe's own folder (so the recipe itself, and whatever sits beside it), the model file or
+        SavedModel, the data .npz, and the .py files of the model, data and distill student builders."""
+        from .stages.registry import get
+
+        paths = [self.base_dir]
+        torch = self.model.torch
+        for relative in (self.model.path, self.data.npz, torch.exported if torch else None):
+            if relative is not None:
+                paths.append(self.resolve(relative))
+        specs = [self.model.builder, self.data.builder, torch.builder if torch else None]
+        specs += [spec for stage in self.stages for spec in get(stage.kind).input_files(stage.settings)]
+        paths += [builder_file(spec, self.base_dir) for spec in specs if spec is not None]
+        return tuple(path for path in paths if path is not None)
 
     def pipeline(self) -> list[tuple[str, BaseModel]]:
         """Every stage that runs, in order, as (name, settings): the `stages:` list's Keras stages, then

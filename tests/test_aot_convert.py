@@ -32,7 +32,7 @@ def _recipe(tmp_path, model: bytes, **changes):
 
 def test_default_writes_the_checked_aot_sources_and_records_them(tmp_path):
     model = chain_model(11, int4=True)
-    manifest = convert(_recipe(tmp_path, model), tmp_path / "out")
+    manifest = convert(_recipe(tmp_path, model), tmp_path / "out").manifest
     aot = manifest["aot"]
     assert aot["bit_exact"] and aot["validated"][0]["golden_identical"] == aot["validated"][0]["golden"] == 4
     assert aot["validated"][0]["vectors"] == 4 + 6
@@ -52,13 +52,13 @@ def test_default_writes_the_checked_aot_sources_and_records_them(tmp_path):
 
 
 def test_runtime_tflm_writes_no_aot(tmp_path):
-    manifest = convert(_recipe(tmp_path, random_model(["CONV_2D"], 1, 1), runtime="tflm"), tmp_path / "out")
+    manifest = convert(_recipe(tmp_path, random_model(["CONV_2D"], 1, 1), runtime="tflm"), tmp_path / "out").manifest
     assert "aot" not in manifest and not (tmp_path / "out/aot").exists()
 
 
 def test_outside_the_set_by_default_is_skipped_with_a_note(tmp_path):
     notes = []
-    manifest = convert(_recipe(tmp_path, _outside_the_set()), tmp_path / "out", log=notes.append)
+    manifest = convert(_recipe(tmp_path, _outside_the_set()), tmp_path / "out", log=notes.append).manifest
     assert "aot" not in manifest and not (tmp_path / "out/aot").exists()
     assert any("AOT runtime skipped" in line and "MAXIMUM" in line for line in notes), notes
 
@@ -82,7 +82,7 @@ def test_no_compiler_is_one_line_or_a_skip(tmp_path, monkeypatch):
         convert(_recipe(tmp_path, model, runtime="both"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
     notes = []
-    manifest = convert(_recipe(tmp_path, model), tmp_path / "out", log=notes.append)
+    manifest = convert(_recipe(tmp_path, model), tmp_path / "out", log=notes.append).manifest
     assert "aot" not in manifest and any("no C compiler" in line for line in notes)
 
 
@@ -106,6 +106,6 @@ def test_code_that_differs_from_tflm_is_never_written(tmp_path, monkeypatch):
         convert(_recipe(tmp_path, model, runtime="aot"), tmp_path / "out")
     assert error.value.code == "aot-differs" and not (tmp_path / "out").exists()
     notes = []
-    manifest = convert(_recipe(tmp_path, model), tmp_path / "out", log=notes.append)
+    manifest = convert(_recipe(tmp_path, model), tmp_path / "out", log=notes.append).manifest
     assert "aot" not in manifest and not (tmp_path / "out/aot").exists()
     assert any("AOT runtime skipped" in line and "MAX_POOL_2D" in line for line in notes), notes

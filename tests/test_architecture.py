@@ -31,14 +31,9 @@ LAYER_OF = {part: number for number, parts in enumerate(LAYERS) for part in part
 # the test fails when an entry is no longer needed, so it cannot go stale.
 # (importer, imported) -> why a layer exception is still needed, and whose it is.
 _CLIMB = "moved below flows/optimize by the runtime interface (issue 20/22 item 5)"
-_RECIPE = "Recipe passed below its layer: each layer takes its own settings type (issue 22 item 1)"
 KNOWN: dict[tuple[str, str], str] = {
-    ("converter.inputs.dataset", "converter.recipe"): _RECIPE,
-    ("converter.inputs.keras_model", "converter.recipe"): _RECIPE,
-    ("converter.inputs.recipe_inputs", "converter.recipe"): _RECIPE,
     ("converter.optimize.cost", "converter.flows.firmware"): _CLIMB,
     ("converter.optimize.cost", "converter.flows.flash"): _CLIMB,
-    ("converter.optimize.prepare", "converter.flows.convert"): _CLIMB,
     ("converter.optimize.trial", "converter.flows.convert"): _CLIMB,
     ("converter.partition.pair", "converter.flows.flash"): _CLIMB,
     ("converter.partition.profiles", "converter.flows.firmware"): _CLIMB,

@@ -9,9 +9,11 @@ import pytest
 import yaml
 
 from converter.errors import KitError
-from converter.recipe import CompressSettings, QuantizeSettings, parse_recipe
+from converter import CompressSettings, QuantizeSettings
+from converter.recipe import parse_recipe
 from converter.tflm.runners import quantize, run_tflm
 from converter.stages import compress as compress_stage
+from converter.stages import run_stage
 from converter.stages import quantize as quantize_stage
 from converter.tflite.compression import lut as lut_module
 from converter.tflite.compression.plan import plan
@@ -49,7 +51,7 @@ def test_index_bits_is_the_smallest_width():
 def test_clustered_model_shrinks_and_stays_bit_exact(tiny):
     _, data = tiny
     model_bytes = _quantized(_clustered(tiny_classifier(), 4), data)
-    result = compress_stage.run(model_bytes, CompressSettings(), data)
+    result = run_stage("compress", model_bytes, CompressSettings(), data)
     compressed, record = result.model, result.record
 
     assert len(compressed) < len(model_bytes)
@@ -105,7 +107,7 @@ def test_layout_follows_the_quantization(per_channel):
     from converter.inputs.dataset import Dataset
     data = Dataset(x_train=None, y_train=None, x_calibration=x, x_eval=x, y_eval=None, labels=None)
     model_bytes = quantize_stage.convert(model, QuantizeSettings(per_channel=per_channel), data)
-    result = compress_stage.run(model_bytes, CompressSettings(), data)
+    result = run_stage("compress", model_bytes, CompressSettings(), data)
     layouts = {row["name"].split("/")[1]: row["layout"] for row in result.record["tensors"]}
     if per_channel:
         assert layouts["depthwise"] == "per_channel(axis=3)" and layouts["pointwise"] == "per_channel(axis=0)"
@@ -117,7 +119,7 @@ def test_layout_follows_the_quantization(per_channel):
 def test_unclustered_model_is_left_unchanged(tiny):
     _, data = tiny
     model_bytes = _quantized(tiny_classifier(), data)
-    result = compress_stage.run(model_bytes, CompressSettings(), data)
+    result = run_stage("compress", model_bytes, CompressSettings(), data)
     assert result.model == model_bytes
     assert result.record["tensors"] == [] and "unchanged" in result.record["note"]
     assert {row["name"].split("/")[1] for row in result.record["skipped"]} >= {"conv", "hidden"}
@@ -126,7 +128,7 @@ def test_unclustered_model_is_left_unchanged(tiny):
 def test_max_index_bits_limits_what_is_compressed(tiny):
     _, data = tiny
     model_bytes = _quantized(_clustered(tiny_classifier(), 4), data)
-    result = compress_stage.run(model_bytes, CompressSettings(max_index_bits=1), data)
+    result = run_stage("compress", model_bytes, CompressSettings(max_index_bits=1), data)
     assert result.model == model_bytes
     assert any("max_index_bits: 1" in row["reason"] for row in result.record["skipped"])
 
@@ -149,7 +151,7 @@ def test_a_wrong_value_table_is_caught(tiny, monkeypatch):
 
     monkeypatch.setattr(lut_module, "compress_bytes", corrupted)
     with pytest.raises(KitError, match="differs from the uncompressed"):
-        compress_stage.run(model_bytes, CompressSettings(), data)
+        run_stage("compress", model_bytes, CompressSettings(), data)
 
 
 def test_recipe_compress_settings_are_checked():
@@ -210,32 +212,31 @@ def test_a_model_that_would_grow_is_left_unchanged(tiny, monkeypatch):
     model_bytes = _quantized(_clustered(tiny_classifier(), 4), data)
     real = lut_module.compress_bytes
     monkeypatch.setattr(lut_module, "compress_bytes", lambda b, c: real(b, c) + bytes(len(b)))
-    result = compress_stage.run(model_bytes, CompressSettings(), data)
+    result = run_stage("compress", model_bytes, CompressSettings(), data)
     assert result.model == model_bytes and "would grow" in result.record["note"] and result.record["rejected"]
 
 
 def test_per_layer_cluster_counts(tiny):
     """cluster.per_layer gives a layer its own count; the others keep `clusters`."""
-    from converter.recipe import ClusterSettings, TrainSettings
-    from converter.stages import cluster, train
+    from converter import ClusterSettings, TrainSettings
     from converter.stages.weights import weight_stats
 
     _, data = tiny
-    model = train.run(tiny_classifier(), TrainSettings(epochs=2, learning_rate=0.01), data).model
+    model = run_stage("train", tiny_classifier(), TrainSettings(epochs=2, learning_rate=0.01), data).model
     settings = ClusterSettings(clusters=16, per_layer={"hidden": 3, "logits": 5}, per_channel=False,
                                preserve_sparsity=False, epochs=1)
-    result = cluster.run(model, settings, data)
+    result = run_stage("cluster", model, settings, data)
     unique = {row["layer"]: row["unique_values"] for row in weight_stats(result.model)}
     assert unique["hidden"] <= 3 and unique["logits"] <= 5
     assert 5 < unique["conv"] <= 16
     assert result.record["clusters_per_layer"] == {"conv": 16, "hidden": 3, "logits": 5}
     # the quantized, compressed model stores the 3-value layer with 2-bit indices
-    compressed = compress_stage.run(_quantized(result.model, data), CompressSettings(), data).record
+    compressed = run_stage("compress", _quantized(result.model, data), CompressSettings(), data).record
     bits = {row["name"].split("/")[1]: row["index_bits"] for row in compressed["tensors"]}
     assert bits["hidden"] == 2
 
     with pytest.raises(KitError, match="per_layer names layer.s. nope"):
-        cluster.run(model, settings.model_copy(update={"per_layer": {"nope": 4}}), data)
+        run_stage("cluster", model, settings.model_copy(update={"per_layer": {"nope": 4}}), data)
     with pytest.raises(KitError, match=r"stages\[0\]\.cluster\.per_layer\.hidden"):
         parse_recipe({"name": "m", "model": {"path": "m.h5"}, "data": {"npz": "d.npz"},
                       "stages": [{"cluster": {"per_layer": {"hidden": 1}}}]})
@@ -291,7 +292,7 @@ def test_strip_metadata_drops_what_tflm_never_reads(digits_lut, digits_stripped)
 def test_strip_metadata_without_lut_and_a_bad_strip_is_caught(tiny, monkeypatch):
     _, data = tiny
     model_bytes = _quantized(tiny_classifier(), data)
-    result = compress_stage.run(model_bytes, CompressSettings(lut=False, strip_metadata=True), data)
+    result = run_stage("compress", model_bytes, CompressSettings(lut=False, strip_metadata=True), data)
     assert len(result.model) < len(model_bytes) and result.record["tensors"] == []
     assert result.record["verification"]["equal"] == result.record["verification"]["total"] > 0
 
@@ -308,4 +309,4 @@ def test_strip_metadata_without_lut_and_a_bad_strip_is_caught(tiny, monkeypatch)
 
     monkeypatch.setattr(compress_stage, "strip", scale_dropped)
     with pytest.raises(KitError, match="stripped model differs"):
-        compress_stage.run(model_bytes, CompressSettings(lut=False, strip_metadata=True), data)
+        run_stage("compress", model_bytes, CompressSettings(lut=False, strip_metadata=True), data)

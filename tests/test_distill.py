@@ -5,8 +5,10 @@ import pytest
 from converter.inputs.dataset import Dataset
 from converter.errors import KitError
 from converter.flows.convert import convert
-from converter.recipe import DistillSettings, TrainSettings, load_recipe, parse_recipe
-from converter.stages import distill, train
+from converter import DistillSettings, TrainSettings
+from converter.recipe import load_recipe, parse_recipe
+from converter.stages import distill
+from converter.stages import run_stage
 from tests.conftest import REPO, tiny_classifier, tiny_dataset
 
 
@@ -24,7 +26,7 @@ def wrong_output_student():
 @pytest.fixture(scope="module")
 def teacher():
     data = tiny_dataset(samples=512)
-    model = train.run(tiny_classifier(), TrainSettings(epochs=6, learning_rate=0.01), data).model
+    model = run_stage("train", tiny_classifier(), TrainSettings(epochs=6, learning_rate=0.01), data).model
     return model, data
 
 
@@ -38,7 +40,7 @@ def test_soft_targets_alone_teach_the_student(teacher):
     shuffled = _with_train_labels(data, np.random.default_rng(1).permutation(data.y_train))
     settings = DistillSettings(student_builder="tests.test_distill:small_student", alpha=0.0, epochs=15,
                                learning_rate=0.01, temperature=2.0)
-    result = distill.run(model, settings, shuffled, seed=0)
+    result = run_stage("distill", model, settings, shuffled, seed=0)
     record = result.record
     assert record["quality_before"]["eval_accuracy"] >= 0.9  # the teacher
     assert record["quality_after"]["eval_accuracy"] >= 0.85, record["quality_after"]
@@ -47,7 +49,7 @@ def test_soft_targets_alone_teach_the_student(teacher):
     assert result.model.name != model.name  # the student replaces the model
 
     # With alpha=1 the same student sees only the shuffled labels and stays near chance.
-    labels_only = distill.run(model, settings.model_copy(update={"alpha": 1.0}), shuffled, seed=0)
+    labels_only = run_stage("distill", model, settings.model_copy(update={"alpha": 1.0}), shuffled, seed=0)
     assert labels_only.record["quality_after"]["eval_accuracy"] < 0.6
 
 
@@ -76,10 +78,10 @@ def test_loss_matches_the_formula():
 def test_student_must_match_the_teacher(teacher):
     model, data = teacher
     with pytest.raises(KitError, match="student outputs shape"):
-        distill.run(model, DistillSettings(student_builder="tests.test_distill:wrong_output_student", epochs=1),
+        run_stage("distill", model, DistillSettings(student_builder="tests.test_distill:wrong_output_student", epochs=1),
                     data)
     with pytest.raises(KitError, match="has no function"):
-        distill.run(model, DistillSettings(student_builder="tests.test_distill:nope", epochs=1), data)
+        run_stage("distill", model, DistillSettings(student_builder="tests.test_distill:nope", epochs=1), data)
 
 
 def test_distill_recipe_fields_are_checked():
@@ -92,7 +94,7 @@ def test_distill_recipe_fields_are_checked():
 
 def test_distill_recipe_on_digits(tmp_path):
     """The bundled recipe: the student (a builder relative to the recipe) is what gets quantized."""
-    manifest = convert(load_recipe(REPO / "models/recipes/distill.yaml"), tmp_path / "out", log=lambda _: None)
+    manifest = convert(load_recipe(REPO / "models/recipes/distill.yaml"), tmp_path / "out", log=lambda _: None).manifest
     stages = {s["stage"]: s for s in manifest["stages"]}
     record = stages["distill"]
     assert record["student"]["params"] < record["teacher"]["params"] / 5

@@ -43,7 +43,7 @@ def test_a_keras3_file_converts_and_validates_bit_for_bit(tmp_path, mode):
     recipe = parse_recipe({"name": "k3", "model": {"path": path.name}, "data": {"random": {}},
                            "quantize": {"mode": mode, "calibration_samples": 16}, "golden": {"vectors": 4},
                            "compress": {"lut": True, "memory_plan": "offline"}}, base_dir=tmp_path)
-    manifest = convert(recipe, tmp_path / "out", log=lambda _: None)
+    manifest = convert(recipe, tmp_path / "out", log=lambda _: None).manifest
     assert [record["stage"] for record in manifest["stages"]] == ["quantize", "compress"]
     exact = manifest["validation"]["tflm_vs_c_array"]
     assert exact["equal"] == exact["total"] == 4
@@ -138,7 +138,6 @@ def test_optimize_refuses_a_keras3_model_in_one_line(tmp_path):
     from converter.flows.optimize import Options, optimize
 
     with pytest.raises(KitError) as error:
-        optimize(REPO / "models/recipes/keras3_digits.yaml", tmp_path / "search", Options(board="cortex-m-qemu"),
-                 log=lambda _: None)
+        optimize(REPO / "models/recipes/keras3_digits.yaml", tmp_path / "search", Options(board="cortex-m-qemu"))
     assert "the model is a Keras 3 model" in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "search" / "search.json").exists()

@@ -7,8 +7,9 @@ import pytest
 
 from converter.errors import KitError
 from converter.inputs.dataset import Dataset
-from converter.recipe import CompressSettings, QuantizeSettings
+from converter import CompressSettings, QuantizeSettings
 from converter.stages import compress as compress_stage
+from converter.stages import run_stage
 from converter.stages import quantize as quantize_stage
 from converter.tflite.memory_plan import (ONLINE, MemoryPlan, lifetimes, plan_memory, read_offline_plan,
                                           with_offline_plan)
@@ -122,7 +123,7 @@ def test_tflm_runs_the_planned_model_bit_exact_in_the_smaller_arena(vww_like):
 
 def test_compress_stage_keeps_a_plan_that_shrinks_the_arena(vww_like):
     model_bytes, data = vww_like
-    result = compress_stage.run(model_bytes, CompressSettings(lut=False, memory_plan="offline",
+    result = run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline",
                                                               verify_samples=32), data)
     record = result.record.details["memory_plan"]
     assert record["kept"] and record["plan"]["planned_bytes"] == VWW_LIKE_BEST
@@ -135,7 +136,7 @@ def test_compress_stage_keeps_a_plan_that_shrinks_the_arena(vww_like):
 
 def test_no_plan_when_greedy_is_already_optimal(tiny):
     model_bytes, data = tiny
-    result = compress_stage.run(model_bytes, CompressSettings(lut=False, memory_plan="offline"), data)
+    result = run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline"), data)
     assert result.model == model_bytes
     record = result.record.details["memory_plan"]
     assert not record["kept"] and "already the lower bound" in record["note"]
@@ -147,7 +148,7 @@ def test_no_plan_when_the_measured_arena_does_not_shrink(vww_like, monkeypatch):
     # e.g. kernels' scratch buffers (planned online) fill the gap the plan freed
     model_bytes, data = vww_like
     monkeypatch.setattr(offline_plan_module, "measure_arena", lambda model, sample: 9000)
-    result = compress_stage.run(model_bytes, CompressSettings(lut=False, memory_plan="offline"), data)
+    result = run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline"), data)
     record = result.record.details["memory_plan"]
     assert result.model == model_bytes and not record["kept"]
     assert "TFLM's arena does not shrink (9,000 -> 9,000 B" in record["note"]
@@ -166,7 +167,7 @@ def test_a_plan_that_changes_outputs_is_refused(vww_like, monkeypatch):
     monkeypatch.setattr(offline_plan_module, "measure_arena", lambda model, sample: 100 if b"Offline" in model
                         else 200)
     with pytest.raises(KitError, match="memory-planned model differs from the uncompressed one on TFLM"):
-        compress_stage.run(model_bytes, CompressSettings(lut=False, memory_plan="offline", verify_samples=16), data)
+        run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline", verify_samples=16), data)
 
 
 def test_multi_subgraph_models_are_left_to_tflm():

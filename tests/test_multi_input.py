@@ -116,7 +116,7 @@ def test_two_input_tflite_source_converts(tmp_path):
              x_test_1=rng.uniform(-1, 1, (9, 6)).astype(np.float32))
     recipe = parse_recipe({"name": "pair", "model": {"path": str(TFLITE)}, "data": {"npz": "d.npz"},
                            "golden": {"vectors": 4}}, base_dir=tmp_path)
-    manifest = convert(recipe, tmp_path / "out")
+    manifest = convert(recipe, tmp_path / "out").manifest
     assert manifest["summary"]["bit_exact_on_tflm"] and manifest["summary"]["source"] == "tflite"
     golden = np.load(tmp_path / "out" / "golden.npz")
     assert golden["input_1"].shape == (4, 6) and golden["output_1"].shape[0] == 4
@@ -135,20 +135,20 @@ def test_recipe_lists_one_npz_array_per_input(tmp_path):
     recipe = parse_recipe({"name": "n", "model": {"path": str(TFLITE)},
                            "data": {"npz": "named.npz", "x_train": ["first", "second"], "x_eval": ["first", "second"]}},
                           base_dir=tmp_path)
-    data = load_data(recipe, list(SHAPES))
+    data = load_data(recipe.data_spec(), list(SHAPES))
     assert [x.shape for x in data.x_calibration] == [(6, 6), (6, 2, 2)]
     assert np.array_equal(data.x_eval[1], arrays["x_train_1"])
     with pytest.raises(KitError, match=r"data.x_train names 2 arrays but the model has 3 input"):
-        load_data(recipe, [*SHAPES, (1,)])
+        load_data(recipe.data_spec(), [*SHAPES, (1,)])
     swapped = parse_recipe({"name": "n", "model": {"path": str(TFLITE)},
                             "data": {"npz": "named.npz", "x_train": ["second", "first"]}}, base_dir=tmp_path)
     shapes_differ = r"calibration input 0 has shape \(2, 2\) per sample but the model takes \(6,\)"
     with pytest.raises(KitError, match=shapes_differ):
-        load_data(swapped, list(SHAPES))
+        load_data(swapped.data_spec(), list(SHAPES))
     np.savez(tmp_path / "half.npz", x_train_0=arrays["x_train_0"])
     half = parse_recipe({"name": "n", "model": {"path": str(TFLITE)}, "data": {"npz": "half.npz"}}, base_dir=tmp_path)
     with pytest.raises(KitError, match=r"has x_train_0 but not x_train_1"):
-        load_data(half, list(SHAPES))
+        load_data(half.data_spec(), list(SHAPES))
 
 
 def test_random_and_builder_data_give_every_input(tmp_path):
@@ -156,7 +156,7 @@ def test_random_and_builder_data_give_every_input(tmp_path):
 
     recipe = parse_recipe({"name": "r", "model": {"path": str(TFLITE)}, "data": {"random": {"samples": 4}}},
                           base_dir=tmp_path)
-    data = load_data(recipe, list(SHAPES))
+    data = load_data(recipe.data_spec(), list(SHAPES))
     assert [x.shape for x in data.x_calibration] == [(4, 6), (4, 2, 2)]
     assert all(np.array_equal(e, c) for e, c in zip(data.x_eval, data.x_calibration))
     (tmp_path / "arrays.py").write_text(
@@ -164,8 +164,8 @@ def test_random_and_builder_data_give_every_input(tmp_path):
         "def pair():\n    return {'x_train': [np.zeros((3, 6)), np.ones((3, 2, 2))], 'y_train': np.arange(3)}\n"
         "def one():\n    return {'x_train': np.zeros((3, 6))}\n")
     built = load_data(parse_recipe({"name": "b", "model": {"path": str(TFLITE)}, "data": {"builder": "arrays.py:pair"}},
-                                   base_dir=tmp_path), list(SHAPES))
+                                   base_dir=tmp_path).data_spec(), list(SHAPES))
     assert [x.dtype for x in built.x_train] == [np.float32, np.float32] and float(built.x_calibration[1].sum()) == 12
     with pytest.raises(KitError, match=r"calibration inputs hold one array but the model has 2 inputs"):
         load_data(parse_recipe({"name": "b", "model": {"path": str(TFLITE)}, "data": {"builder": "arrays.py:one"}},
-                               base_dir=tmp_path), list(SHAPES))
+                               base_dir=tmp_path).data_spec(), list(SHAPES))

@@ -15,6 +15,8 @@ from converter.optimize.guards import CLASSIFIER, Guards
 from converter.optimize.space import FineTune, Space
 from converter.optimize.store import SearchStore
 from converter.optimize.trial import CRASHED, PASSED, TrialResult, TrialSpec
+from converter.progress import EventLog, Trial
+from converter.progress import describe as describe_event
 
 from .conftest import REPO, run_kit
 from .unit.test_optimize_logic import _rows
@@ -53,7 +55,7 @@ def test_search_on_ray_records_a_crashed_trial_goes_on_and_resumes(tmp_path):
     # one worker keeps the order fixed (with more, the greedy trial waits for every sensitivity result)
     plan = SearchPlan(space, trials=5, objective="flash", workers=1, cpus_per_trial=1, seed=0,
                       template=_spec(tmp_path, space))
-    store, log = SearchStore.open(tmp_path, settings), []
+    store, log = SearchStore.open(tmp_path, settings), EventLog()
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # as the search sets it
     ray.init(num_cpus=1, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
     try:
@@ -65,16 +67,20 @@ def test_search_on_ray_records_a_crashed_trial_goes_on_and_resumes(tmp_path):
 def _search_crash_and_resume(plan, store, settings, log):
     from converter.optimize.search import run_search
 
-    run_search(plan, store, _fake_result, log.append)
+    run_search(plan, store, _fake_result, log)
     phases = {t.number: (t.phase, t.status) for t in store.trials}
     assert [phases[n][0] for n in range(5)] == ["reference", "sensitivity", "sensitivity", "greedy", "tpe"]
     assert phases[3][1] == CRASHED and store.trials[[t.number for t in store.trials].index(3)].reason
     assert phases[1][1] == PASSED and phases[2][1] == "failed guard"
-    assert any("running" in line and "best so far" in line for line in log)
+    lines = [describe_event(event) for event in log]
+    assert any("running" in line and "best so far" in line for line in lines)
+    finished = [event for event in log if isinstance(event, Trial)]  # one typed event per finished trial
+    assert sorted(event.n for event in finished) == list(range(5)) and {event.of for event in finished} == {5}
+    assert any(event.value is not None for event in finished) and any("crashed" in e.detail for e in finished)
     # resume: a new process reads search.json; a larger budget runs only the missing trials
     reloaded = SearchStore.open(store.folder, settings)
     assert sorted(t.number for t in reloaded.trials) == list(range(5))
-    run_search(replace(plan, trials=6), reloaded, _fake_result, log.append)
+    run_search(replace(plan, trials=6), reloaded, _fake_result, log)
     assert sorted(t.number for t in reloaded.trials) == list(range(6))
     best = reloaded.best("flash")
     assert best.passed and all(best.cost["flash_bytes"] <= t.cost["flash_bytes"]
@@ -181,10 +187,10 @@ def test_bad_search_directories_and_impossible_objectives_are_refused_before_any
     recipe = REPO / "models/recipes/default.yaml"
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(KitError, match="not a search"):
-        optimize(recipe, tmp_path, Options(board="cortex-m-qemu"), log=lambda _: None)
+        optimize(recipe, tmp_path, Options(board="cortex-m-qemu"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
     with pytest.raises(KitError, match="latency needs instructions"):
-        optimize(recipe, tmp_path / "new", Options(board="host", objective="latency"), log=lambda _: None)
+        optimize(recipe, tmp_path / "new", Options(board="host", objective="latency"))
     assert not (tmp_path / "new").exists()
 
 
@@ -192,7 +198,7 @@ def test_int4_finetune_leaves_filters_that_the_compress_step_packs_without_loss(
     """After the int4_finetune stage every chosen filter is on the 4-bit grid, so the compress step's
     requantization to [-7, 7] moves no weight to another level: each moves by at most the int8 model's
     own rounding (half an int8 step, 0.5/127 of the filter's largest), back onto the trained grid."""
-    from converter.recipe import QuantizeSettings
+    from converter import QuantizeSettings
     from converter.stages import quantize as quantize_stage
     from converter.stages import run_stage
     from converter.stages.int4_finetune import Int4FineTuneSettings

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from converter.errors import KitError
-from converter.recipe import CompressSettings, QuantizeSettings
+from converter import CompressSettings, QuantizeSettings
 from converter.stages import compress as compress_stage
+from converter.stages import run_stage
 from converter.stages import quantize as quantize_stage
 from converter.tflite.compression import int4, prune
 from converter.tflite.compression.candidates import Candidate
@@ -91,7 +92,7 @@ def _outputs(model_bytes: bytes, x) -> np.ndarray:
 
 
 def test_pruned_model_shrinks_and_decodes_byte_identical_on_tflm(sparse_bytes, data):
-    result = compress_stage.run(sparse_bytes, CompressSettings(lut=False, prune=True), data)
+    result = run_stage("compress", sparse_bytes, CompressSettings(lut=False, prune=True), data)
     record = result.record
     rows = {row["name"].split("/")[1]: row for row in record["tensors"]}
     # the 288-byte conv kernel would save less than a DECODE operator costs: left alone
@@ -113,7 +114,7 @@ def test_a_wrong_bitmask_is_caught(sparse_bytes, data, monkeypatch):
 
     monkeypatch.setattr(compress_stage, "encode_prune", flipped)
     with pytest.raises(KitError, match="PRUNE-encoded model differs"):
-        compress_stage.run(sparse_bytes, CompressSettings(lut=False, prune=True), data)
+        run_stage("compress", sparse_bytes, CompressSettings(lut=False, prune=True), data)
 
 
 def test_prune_and_lut_each_take_the_tensors_they_store_smaller(data):
@@ -127,7 +128,7 @@ def test_prune_and_lut_each_take_the_tensors_they_store_smaller(data):
     chosen = plan(model_bytes, lut=True, prune=True)
     methods = {c.name.split("/")[1]: ("lut" if c in chosen.lut else "prune") for c in chosen.choices}
     assert methods["conv"] == "lut" and methods["hidden"] == "prune"
-    result = compress_stage.run(model_bytes, CompressSettings(prune=True), data)
+    result = run_stage("compress", model_bytes, CompressSettings(prune=True), data)
     assert len(result.model) < len(model_bytes)
     assert np.array_equal(_outputs(model_bytes, data.x_eval), _outputs(result.model, data.x_eval))
 
@@ -168,7 +169,7 @@ def test_int4_filters_match_their_int8_twin_on_tflm(data, per_channel):
 
 def test_int4_stage_verifies_against_the_twin(data):
     model_bytes = quantize_stage.convert(tiny_classifier(), QuantizeSettings(per_channel=False), data)
-    result = compress_stage.run(model_bytes, CompressSettings(lut=False, int4=True), data)
+    result = run_stage("compress", model_bytes, CompressSettings(lut=False, int4=True), data)
     record = result.record
     assert result.reference is not None and result.reference != model_bytes
     assert record["verification"]["equal"] == record["verification"]["total"] > 0
@@ -231,7 +232,7 @@ def test_a_pruned_constant_with_a_non_zero_zero_point_decodes_byte_identical():
     data = Dataset(x_train=None, y_train=None, x_calibration=x_data, x_eval=x_data, y_eval=None, labels=None)
     model_bytes = quantize_stage.convert(model, QuantizeSettings(), data)
 
-    result = compress_stage.run(model_bytes, CompressSettings(lut=False, prune=True), data)
+    result = run_stage("compress", model_bytes, CompressSettings(lut=False, prune=True), data)
     rows = {row["name"].split("/")[1]: row for row in result.record["tensors"]}
     assert set(rows) == {"offset"} and rows["offset"]["sparsity"] > 0.75
     assert np.array_equal(_outputs(model_bytes, x_data), _outputs(result.model, x_data))

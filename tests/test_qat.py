@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from converter.errors import KitError
-from converter.recipe import ClusterSettings, PruneSettings, QatSettings, QuantizeSettings, TrainSettings, parse_recipe
-from converter.stages import cluster, prune, qat, train
+from converter import ClusterSettings, PruneSettings, QatSettings, QuantizeSettings, TrainSettings
+from converter.recipe import parse_recipe
+from converter.stages import run_stage
 from converter.stages import quantize as quantize_stage
 from tests.conftest import tiny_classifier, tiny_dataset
 
@@ -26,37 +27,37 @@ def _int8_kernel(model_bytes: bytes, layer: str) -> np.ndarray:
 @pytest.fixture(scope="module")
 def trained():
     data = tiny_dataset()
-    model = train.run(tiny_classifier(), TrainSettings(epochs=4, learning_rate=0.01), data).model
+    model = run_stage("train", tiny_classifier(), TrainSettings(epochs=4, learning_rate=0.01), data).model
     return model, data
 
 
 def test_qat_fine_tunes_and_converts(trained):
     model, data = trained
-    result = qat.run(model, QatSettings(epochs=1), data)
+    result = run_stage("qat", model, QatSettings(epochs=1), data)
     assert result.record["stage"] == "qat" and result.record["scheme"] == "default"
     assert len(result.record["loss_per_epoch"]) == 1
-    model_bytes = quantize_stage.run(result.model, QuantizeSettings(), data).model
+    model_bytes = run_stage("quantize", result.model, QuantizeSettings(), data).model
     quality = quantize_stage.tflite_quality(model_bytes, data)
     assert quality["eval_accuracy"] >= 0.9  # the learnable synthetic task survives int8 on TFLM
 
 
 def test_pqat_keeps_the_zeros(trained):
     model, data = trained
-    pruned = prune.run(model, PruneSettings(final_sparsity=0.6, schedule="constant", epochs=1), data).model
-    result = qat.run(pruned, QatSettings(scheme="prune_preserve", epochs=1), data)
+    pruned = run_stage("prune", model, PruneSettings(final_sparsity=0.6, schedule="constant", epochs=1), data).model
+    result = run_stage("qat", pruned, QatSettings(scheme="prune_preserve", epochs=1), data)
     kernel = _int8_kernel(quantize_stage.convert(result.model, QuantizeSettings(), data), "hidden")
     assert np.mean(kernel == 0) >= 0.55
 
 
 def test_cqat_keeps_the_clusters(trained):
     model, data = trained
-    clustered = cluster.run(model, ClusterSettings(clusters=4, per_channel=False, preserve_sparsity=False,
+    clustered = run_stage("cluster", model, ClusterSettings(clusters=4, per_channel=False, preserve_sparsity=False,
                                                    epochs=1), data).model
-    result = qat.run(clustered, QatSettings(scheme="cluster_preserve", epochs=1), data)
+    result = run_stage("qat", clustered, QatSettings(scheme="cluster_preserve", epochs=1), data)
     kernel = _int8_kernel(quantize_stage.convert(result.model, QuantizeSettings(), data), "hidden")
     assert len(np.unique(kernel)) <= 4
     # without the preserving scheme, plain QAT moves the weights off the 4 centroids
-    plain = qat.run(clustered, QatSettings(scheme="default", epochs=1, learning_rate=0.01), data)
+    plain = run_stage("qat", clustered, QatSettings(scheme="default", epochs=1, learning_rate=0.01), data)
     assert len(np.unique(_int8_kernel(quantize_stage.convert(plain.model, QuantizeSettings(), data), "hidden"))) > 4
 
 

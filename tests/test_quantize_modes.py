@@ -4,9 +4,10 @@ import pytest
 
 from converter.errors import KitError
 from converter.flows.convert import convert
-from converter.recipe import QuantizeSettings, TrainSettings, parse_recipe
+from converter import QuantizeSettings, TrainSettings
+from converter.recipe import parse_recipe
 from converter.stages import quantize as quantize_stage
-from converter.stages import train
+from converter.stages import run_stage
 from converter.tflm.runners import dequantize, quantize, run_tflm
 from converter.tflite.model import read_model
 from tests.conftest import tiny_classifier, tiny_dataset
@@ -18,7 +19,7 @@ def trained(tmp_path_factory):
 
     tf_env.reseed(0)  # the initial weights: unseeded, the int8/int16x8 error ratio varied from run to run
     data = tiny_dataset()
-    model = train.run(tiny_classifier(), TrainSettings(epochs=6, learning_rate=0.01), data).model
+    model = run_stage("train", tiny_classifier(), TrainSettings(epochs=6, learning_rate=0.01), data).model
     folder = tmp_path_factory.mktemp("modes")
     model.save(folder / "model.h5")
     np.savez(folder / "data.npz", x_train=data.x_train, y_train=data.y_train, x_test=data.x_eval, y_test=data.y_eval)
@@ -29,7 +30,7 @@ def test_int16x8_end_to_end(trained, tmp_path):
     _, _, folder = trained
     recipe = parse_recipe({"name": "tiny16", "model": {"path": "model.h5"}, "data": {"npz": "data.npz"},
                            "quantize": {"mode": "int16x8"}, "golden": {"vectors": 6}}, base_dir=folder)
-    manifest = convert(recipe, tmp_path / "out", log=lambda _: None)
+    manifest = convert(recipe, tmp_path / "out", log=lambda _: None).manifest
     model_bytes = (tmp_path / "out" / "model.tflite").read_bytes()
     info = read_model(model_bytes)
     assert [t.type for t in info.inputs + info.outputs] == ["INT16", "INT16"]

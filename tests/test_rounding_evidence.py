@@ -33,7 +33,7 @@ def test_fully_connected_rounding_modes_explain_the_difference(shared_data):
     assert node.op == "FULLY_CONNECTED"
     x = np.random.default_rng(0).integers(-128, 128, (12, 640)).astype(np.int8)
     tflm = tflm_tensors(model_bytes, [x])
-    litert = litert_tensors(model_bytes, [x], "BUILTIN_REF")
+    litert = litert_tensors(model_bytes, [x], "litert_reference")
 
     source, weights_index, bias_index = node.inputs
     output = node.outputs[0]

@@ -188,7 +188,7 @@ def test_a_label_with_a_nul_is_refused_before_training(tmp_path):
     np.savez(tmp_path / "d.npz", x_train=np.zeros((4, 3), np.float32), labels=np.array(["a", "b\x00c"]))
     recipe = parse_recipe({"name": "x", "model": {"path": "m.keras"}, "data": {"npz": "d.npz"}}, base_dir=tmp_path)
     with pytest.raises(KitError) as error:
-        load_data(recipe, (3,))
+        load_data(recipe.data_spec(), (3,))
     assert_one_line(error.value, documented("contains a NUL character or a lone surrogate, which no C string can hold"))
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from converter.recipe import ClusterSettings, PruneSettings, QuantizeSettings, TrainSettings
-from converter.stages import quantize, run_stage
+from converter import ClusterSettings, PruneSettings, QuantizeSettings, TrainSettings
+from converter.stages import run_stage
 from converter.tflite.model import read_model
 from converter.stages.weights import kernel_of
 
@@ -84,7 +84,7 @@ def test_per_channel_clustering_keeps_zeros_and_limits_values(trained, data):
 
 
 def test_quantize_produces_full_integer_model(trained, data):
-    result = quantize.run(trained.model, QuantizeSettings(calibration_samples=32), data)
+    result = run_stage("quantize", trained.model, QuantizeSettings(calibration_samples=32), data)
     info = read_model(result.model)
     assert info.inputs[0].type == "INT8" and info.outputs[0].type == "INT8"
     assert "QUANTIZE" not in info.operators and "DEQUANTIZE" not in info.operators

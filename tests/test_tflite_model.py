@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from converter.errors import KitError
-from converter.recipe import QuantizeSettings
+from converter import QuantizeSettings
 from converter.stages import quantize as quantize_stage
 from converter.tflite.model import read_graph, read_model
 from converter.tflite.tflite_model import TfliteModel

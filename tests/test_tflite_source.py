@@ -47,7 +47,7 @@ def _check_artifacts(out, source_bytes):
 
 def _convert_reference(shared_data, key, tmp_path):
     out = tmp_path / key
-    manifest = convert(_recipe(shared_data, key, tmp_path), out)
+    manifest = convert(_recipe(shared_data, key, tmp_path), out).manifest
     _check_artifacts(out, (shared_data / "mlperf_tiny" / MODELS[key]).read_bytes())
     return manifest
 
@@ -69,7 +69,7 @@ def test_tflite_source_keeps_labels_quality_on_tflm(shared_data, tmp_path):
     x = rng.uniform(-1, 1, (6, 49, 10, 1)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x_test=x, y_test=np.arange(6) % 12, x_train=x)
     recipe = _recipe(shared_data, "kws", tmp_path, data={"npz": "d.npz"}, compress=None)
-    manifest = convert(recipe, tmp_path / "out")
+    manifest = convert(recipe, tmp_path / "out").manifest
     assert manifest["summary"]["float_quality"] == "—"
     assert manifest["summary"]["quantized_quality"].endswith("%")
     assert manifest["stages"] == [] and "tflm_vs_tflm_uncompressed" not in manifest["validation"]

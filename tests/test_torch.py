@@ -46,7 +46,7 @@ def test_a_torch_module_converts_channels_last_and_runs_in_firmware(tmp_path):
     from converter.tflm.runners import dequantize, quantize_inputs, run_tflm
 
     out = tmp_path / "out"
-    manifest = convert(parse_recipe(mixer_recipe(tmp_path), base_dir=tmp_path), out, log=lambda _: None)
+    manifest = convert(parse_recipe(mixer_recipe(tmp_path), base_dir=tmp_path), out, log=lambda _: None).manifest
     assert manifest["summary"]["source"] == "torch" and manifest["summary"]["mode"] == "int8"
     assert [record["stage"] for record in manifest["stages"]] == ["compress"]
     exact = manifest["validation"]["tflm_vs_c_array"]
@@ -156,7 +156,7 @@ def test_an_exported_program_converts_when_trusted(tmp_path):
                    capture_output=True)
     recipe = mixer_recipe(tmp_path)
     recipe["model"] = {"trust_custom_code": True, "torch": {"exported": "mixer.pt2", "input_shape": [6, 5, 3]}}
-    manifest = convert(parse_recipe(recipe, base_dir=tmp_path), tmp_path / "out", log=lambda _: None)
+    manifest = convert(parse_recipe(recipe, base_dir=tmp_path), tmp_path / "out", log=lambda _: None).manifest
     assert manifest["summary"]["source"] == "torch"
     assert manifest["validation"]["tflm_vs_c_array"]["equal"] == manifest["validation"]["tflm_vs_c_array"]["total"]
     assert [list(t["shape"]) for t in manifest["model"]["inputs"]] == [[1, 6, 5, 3]]

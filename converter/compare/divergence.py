@@ -11,26 +11,26 @@ from collections import Counter
 import numpy as np
 
 from ..tflite.model import Graph, read_graph
-from ..tflm.runners import run_model
+from ..tflm.runners import LITERT_RESOLVERS, run_model
 from .outputs import differing
 
-# LiteRT runtimes with per-tensor access. XNNPACK (LiteRT's default delegate) fuses
-# operators and hides intermediates, so the optimized kernels are inspected without it.
-LITERT_KERNELS = {"litert_reference": "BUILTIN_REF", "litert_optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
+# Each LiteRT runtime compared with TFLM -> the runtime (a key of tflm/runners.RUNTIME_NAMES) whose
+# intermediate tensors stand for it. XNNPACK (LiteRT's default delegate) fuses operators and hides
+# intermediates, so the optimized kernels are inspected without it.
 INSPECTED_RUNTIME = {"litert_reference": "litert_reference", "litert_optimized": "litert_optimized_inspectable"}
 # Differences from LiteRT's reference kernels the kit has explained (docs/validation.md): operator -> the
 # largest difference at that operator's output the explanation covers. FULLY_CONNECTED: TFLM requantizes
 # with two roundings, LiteRT's reference kernel with one, so a value may move by 1 LSB.
 EXPLAINED_LSB = {"FULLY_CONNECTED": 1}
-_RUNTIME_OF_KERNELS = {"BUILTIN_REF": "litert_reference", "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "litert_optimized_inspectable"}
 
 
 def tflm_tensors(model_bytes: bytes, inputs: list[np.ndarray]) -> list[dict[int, np.ndarray]]:
     return run_model(model_bytes, inputs, "tflm", keep_tensors=True).tensors
 
 
-def litert_tensors(model_bytes: bytes, inputs: list[np.ndarray], kernels: str) -> list[dict[int, np.ndarray]]:
-    return run_model(model_bytes, inputs, _RUNTIME_OF_KERNELS[kernels], keep_tensors=True).tensors
+def litert_tensors(model_bytes: bytes, inputs: list[np.ndarray], runtime: str) -> list[dict[int, np.ndarray]]:
+    """Every tensor of a LiteRT run (`runtime`: litert_reference or litert_optimized)."""
+    return run_model(model_bytes, inputs, INSPECTED_RUNTIME[runtime], keep_tensors=True).tensors
 
 
 def first_divergence(graph: Graph, golden: dict[int, np.ndarray], other: dict[int, np.ndarray]):
@@ -48,8 +48,9 @@ def first_divergence(graph: Graph, golden: dict[int, np.ndarray], other: dict[in
     return None
 
 
-def compare_pair(graph: Graph, golden: list[dict], other: list[dict], kernels: str) -> dict:
-    """One LiteRT kernel set against TFLM: per vector the first differing node, per operator type the totals."""
+def compare_pair(graph: Graph, golden: list[dict], other: list[dict], runtime: str) -> dict:
+    """One LiteRT runtime against TFLM: per vector the first differing node, per operator type the totals;
+    `kernels` in the result names the LiteRT op resolver whose tensors were compared."""
     per_vector: list = []
     per_op: dict = {}
     op_vectors = Counter(node.op for node in graph.nodes)
@@ -79,7 +80,7 @@ def compare_pair(graph: Graph, golden: list[dict], other: list[dict], kernels: s
         operators[op] = {"nodes": op_vectors[op], "vectors_compared": len(golden), **entry,
                          "histogram": {str(k): v for k, v in sorted(entry["histogram"].items())}}
     return {
-        "kernels": kernels,
+        "kernels": LITERT_RESOLVERS[INSPECTED_RUNTIME[runtime]],
         "vectors": len(golden),
         "vectors_differing": sum(x is not None for x in per_vector),
         "operators": operators,
@@ -98,5 +99,5 @@ def reference_differences(model_bytes: bytes, inputs: list[np.ndarray]) -> dict:
     divergences nothing explains listed under "unexplained"."""
     graph = read_graph(model_bytes)
     report = compare_pair(graph, tflm_tensors(model_bytes, inputs),
-                          litert_tensors(model_bytes, inputs, "BUILTIN_REF"), "BUILTIN_REF")
+                          litert_tensors(model_bytes, inputs, "litert_reference"), "litert_reference")
     return report | {"unexplained": [d for d in report["first_divergences"] if not explained(d)]}

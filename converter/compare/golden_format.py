@@ -22,8 +22,10 @@ _NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: what a model tensor ho
 
 @dataclass(frozen=True)
 class GoldenVectors:
+    """TFLM's outputs for fixed inputs: the one golden type (convert's, `golden record`'s and golden.npz's)."""
     inputs: list[np.ndarray]     # per model input: (vectors, ...)
     outputs: list[np.ndarray]    # per model output: (vectors, ...)
+    source: str = ""             # where the inputs came from, for people
 
     @property
     def vectors(self) -> int:

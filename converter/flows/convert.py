@@ -11,14 +11,14 @@ import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
 from .. import progress
+from ..compare.golden_format import GoldenVectors
 from ..errors import KitError
-from ..inputs.dataset import Dataset, check_training_labels, load_data, sample_count, take
-from ..inputs.recipe_inputs import recipe_inputs
+from ..inputs.dataset import Dataset, check_training_labels, load_data, take
 from ..progress import Note, Sink, phase
 from ..recipe import Recipe
 from ..reports.deployed import DeployedComparison, compare_deployed, tensors_compressed
@@ -69,13 +69,6 @@ class StagesRun:
 
 
 @dataclass(frozen=True)
-class Golden:
-    inputs: list[np.ndarray]
-    outputs: list[np.ndarray]
-    source: str                      # where the inputs came from, for people
-
-
-@dataclass(frozen=True)
 class Arena:
     measured: int                    # bytes TFLM used on the target (figure.bytes), or on the host without one
     size: int                        # measured + margin, rounded up to 16 bytes: kTensorArenaSize
@@ -90,24 +83,6 @@ def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.n
     return quantize_inputs(x, info, data.input_names), source
 
 
-def input_shapes(model) -> list[tuple]:
-    """Every Keras model input's shape without the batch axis, in model order; all fixed."""
-    shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
-    for shape in shapes:
-        if any(d is None for d in shape):
-            raise KitError(f"the model input shape {shape} has unknown dimensions",
-                           "build the model with a fixed input shape (e.g. Input((49, 10, 1)))")
-    return shapes
-
-
-def _input_shape(model) -> tuple:
-    """The one input's shape, for callers that take single-input models only."""
-    if len(model.inputs) != 1:
-        raise KitError(f"the model has {len(model.inputs)} inputs; this takes single-input models",
-                       "wrap the model so it takes one input tensor")
-    return input_shapes(model)[0]
-
-
 def load_torch(recipe: Recipe, events: Sink) -> Loaded:
     """A PyTorch model: the data first (it calibrates), then litert-torch's int8 flatbuffer."""
     from ..inputs.torch_model import convert_torch, torch_python
@@ -115,7 +90,7 @@ def load_torch(recipe: Recipe, events: Sink) -> Loaded:
 
     source = recipe.model.torch
     python = torch_python(source)  # the extra (or the named Python) before any work
-    data = load_data(recipe, [tuple(source.input_shape)])
+    data = load_data(recipe.data_spec(), [tuple(source.input_shape)])
     conversion = convert_torch(source, recipe.base_dir, data, recipe.seed, python)
     events(Note(conversion.note()))
     score = None
@@ -131,31 +106,17 @@ def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
         from ..tflm.isolation import open_untrusted
 
         model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
-        return Loaded(model_bytes, load_data(recipe, [t.sample_shape for t in info.inputs]), True)
-    from ..inputs.keras_model import input_names, load_model
+        return Loaded(model_bytes, load_data(recipe.data_spec(), [t.sample_shape for t in info.inputs]), True)
+    from ..inputs.keras_model import input_names, input_shapes, load_model
     from ..stages.base import check_keras3
 
-    model = load_model(recipe)
+    model = load_model(recipe.model, recipe.base_dir)
     check_keras3(model, [kind for kind, _ in recipe.pipeline()], f"model {recipe.model.path or recipe.model.builder}")
-    data = load_data(recipe, input_shapes(model))
+    data = load_data(recipe.data_spec(), input_shapes(model))
     if len(model.inputs) > 1:  # the flatbuffer may order them otherwise: runners match them by name
         data = replace(data, input_names=input_names(model))
-    check_training_labels(recipe, data, model)  # before training: TensorFlow's own error is a traceback
+    check_training_labels(recipe.training_losses(), data, model)  # before training: TensorFlow's own error is a traceback
     return Loaded(model, data, False)
-
-
-def _stage_detail(name: str, settings, data: Dataset) -> str:
-    if name == "quantize":
-        return (f"quantize ({settings.mode}, "
-                f"{min(settings.calibration_samples, sample_count(data.x_calibration))} calibration samples)")
-    if name != "compress":
-        return name
-    methods = [label for label, on in (("LUT", settings.lut), ("PRUNE", settings.prune)) if on]
-    parts = ([f"{' + '.join(methods)} decoded by TFLM DECODE"] if methods else []) + \
-        (["packed int4 filters"] if settings.int4 else []) + \
-        (["offline memory plan"] if settings.memory_plan == "offline" else []) + \
-        (["metadata stripped"] if settings.strip_metadata else [])
-    return f"compress ({', '.join(parts) or 'nothing set'})"
 
 
 def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
@@ -171,7 +132,7 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
     pipeline = recipe.pipeline()
     for number, (name, settings) in enumerate(pipeline, start=1):
         stage = get(name)
-        with phase(events, name, _stage_detail(name, settings, loaded.data), number, len(pipeline)):
+        with phase(events, name, stage.phase_detail(settings, loaded.data), number, len(pipeline)):
             result = stage.run(model, settings, context)
         model, record = result.model, result.record
         if isinstance(stage, ConverterStage):
@@ -227,19 +188,19 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset, litert_bytes:
     return info
 
 
-def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> Golden:
+def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> GoldenVectors:
     inputs, source = golden_inputs(data, info, count)
-    return Golden(inputs, run_tflm(model_bytes, inputs), source)
+    return GoldenVectors(inputs, run_tflm(model_bytes, inputs), source)
 
 
-def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
+def measure(model_bytes: bytes, info: ModelInfo, golden: GoldenVectors, margin: float) -> Arena:
     """The host's arena (TFLM's Python runtime): the figure when no device check runs, labelled as the host's."""
     measured = measure_arena(model_bytes, first_sample(golden.inputs, info))
     figure = target_arena.host(measured, platform.machine())
     return Arena(measured, arena_with_margin(measured, margin), figure, figure)
 
 
-def device_arena(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo, golden: Golden,
+def device_arena(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo, golden: GoldenVectors,
                  host_arena: Arena, labels) -> Arena:
     """The golden self-test on `core` under QEMU (flows/device_check.py): bit-identical outputs or a KitError,
     and the arena the device used, which the firmware then reserves (+ the recipe's margin)."""
@@ -252,7 +213,7 @@ def device_arena(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo,
                  host_arena.host, device)
 
 
-def deployed_comparison(recipe: Recipe, stages: StagesRun, golden: Golden, arena: Arena, labels,
+def deployed_comparison(recipe: Recipe, stages: StagesRun, golden: GoldenVectors, arena: Arena, labels,
                         events: Sink) -> Optional[DeployedComparison]:
     """A compressed model's flash and arena next to the uncompressed model's, both on the target: the
     uncompressed model gets its own device check when the compressed one had one (its outputs are its own)."""
@@ -260,7 +221,7 @@ def deployed_comparison(recipe: Recipe, stages: StagesRun, golden: Golden, arena
     if plain is None or not tensors_compressed(stages.records):
         return None
     plain_info = read_model(plain)
-    plain_golden = Golden(golden.inputs, run_tflm(plain, golden.inputs), golden.source)
+    plain_golden = GoldenVectors(golden.inputs, run_tflm(plain, golden.inputs), golden.source)
     plain_arena = measure(plain, plain_info, plain_golden, recipe.arena_margin)
     if arena.device is None or arena.figure is None or arena.host is None:
         return compare_deployed(stages.model_bytes, plain, arena.host or arena.figure, plain_arena.host)
@@ -270,7 +231,7 @@ def deployed_comparison(recipe: Recipe, stages: StagesRun, golden: Golden, arena
     return compare_deployed(stages.model_bytes, plain, arena.figure, plain_arena.figure, (plain_arena.host, arena.host))
 
 
-def render(recipe: Recipe, model_bytes: bytes, info: ModelInfo, arena: Arena, golden: Golden,
+def render(recipe: Recipe, model_bytes: bytes, info: ModelInfo, arena: Arena, golden: GoldenVectors,
            labels) -> dict[str, str]:
     from ..emit.sources import render_all
 
@@ -294,15 +255,53 @@ def _mode_and_accuracy(recipe: Recipe, run: StagesRun, loaded: Loaded) -> tuple[
     return mode, loaded.float_accuracy, tflite_quality(run.model_bytes, loaded.data).get("eval_accuracy")
 
 
+class Agreement(NamedTuple):
+    """How many golden vectors another run reproduced, and by how far the others missed (LSB)."""
+    equal: int
+    total: int
+    max_lsb: int
+
+    @property
+    def bit_exact(self) -> bool:
+        return self.equal == self.total
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What `convert` made: the figures a caller reads, typed; `manifest` is manifest.json as written
+    (the JSON contract, for whoever needs a field not lifted here)."""
+    out: Path
+    model_bytes: int
+    mode: str
+    tensor_arena_size: int
+    arena_measured: int
+    float_quality: Any
+    quantized_quality: Any
+    validation: dict[str, Agreement]   # tflm_vs_c_array, tflm_vs_litert_reference, tflm_vs_litert_optimized
+    deployed: Optional[DeployedComparison]
+    manifest: dict
+    arena_source: str = "measured on the host with TFLM's Python runtime"   # where arena_measured comes from
+
+    @classmethod
+    def from_manifest(cls, out: Path, manifest: dict) -> "Conversion":
+        summary = manifest["summary"]
+        validation = {name: Agreement(result["equal"], result["total"], result["max_lsb"])
+                      for name, result in manifest["validation"].items()}
+        deployed = DeployedComparison(**manifest["deployed"]) if "deployed" in manifest else None
+        return cls(Path(out), summary["model_bytes"], summary["mode"], summary["tensor_arena_size"],
+                   summary["arena_measured"], summary["float_quality"], summary["quantized_quality"], validation,
+                   deployed, manifest, summary.get("arena_source") or cls.arena_source)
+
+
 @out_lock.released_after
 def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sink] = None,
-            log: Optional[Callable[[str], None]] = None, device_check: Optional[str] = None) -> dict:
-    """Run `recipe` into `out`; returns the manifest. Progress goes to `events` (a progress sink);
-    `log` is a shorthand for `events=progress.ConsoleSink(log)`. device_check: overrides the recipe's
-    `device_check` (auto | off | cortex-m4 | cortex-m7; flows/device_check.py)."""
+            log: Optional[Callable[[str], None]] = None, device_check: Optional[str] = None) -> Conversion:
+    """Run `recipe` into `out`. Progress goes to `events` (a progress sink); `log` is a shorthand for
+    `events=progress.ConsoleSink(log)`. device_check: overrides the recipe's `device_check`
+    (auto | off | cortex-m4 | cortex-m7 | cortex-m0plus; flows/device_check.py)."""
     events = events or (progress.ConsoleSink(log) if log is not None else progress.silent)
     out = Path(out)
-    check_output_path(out, force, inputs=recipe_inputs(recipe))
+    check_output_path(out, force, inputs=recipe.input_paths())
     check_extras([kind for kind, _ in recipe.pipeline()])
     core = resolve_setting(device_check or recipe.device_check)  # before the work: a named core it cannot run fails now
     started = time.perf_counter()
@@ -348,5 +347,6 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         rewrites=stages.rewrites, litert_differences=litert_differences, aot=aot.as_dict() if aot else None)
     deployed = deployed_comparison(recipe, stages, golden, arena, loaded.data.labels, events)
     with phase(events, "write", "writing the artifacts"):
-        return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started,
-                               deployed, aot_files=dict(aot.program.files) if aot else None)
+        manifest = check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started,
+                                   deployed, aot_files=dict(aot.program.files) if aot else None)
+    return Conversion.from_manifest(out, manifest)

@@ -14,7 +14,6 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-import click
 import jinja2
 import yaml
 
@@ -193,24 +192,6 @@ def _resolver_for_port(port: str, facts: ModelFacts, model_dir: Path, dest_model
     model_bytes = tflite.read_bytes()
     (dest_model / "model_ops.h").write_text(
         render_model_ops(facts.name, "model.tflite", model_bytes, read_model(model_bytes), port))
-
-
-@click.command("firmware")
-@click.option("--board", required=True, type=click.Choice(list_boards()), help="Target board profile.")
-@click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Output directory of `tflm-kit convert`.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Project directory to create.")
-@click.option("--force", is_flag=True, help="Replace --out if it is a previously rendered project.")
-def firmware_command(board: str, model_dir: Path, out: Path, force: bool) -> None:
-    """Render a firmware project for --board from a converted --model-dir."""
-    try:
-        record = render_firmware(board, model_dir, out, force)
-    except KitError as error:
-        click.echo(f"error: {error}", err=True)
-        raise SystemExit(2) from None
-    click.echo(f"{board} project: {out}/  (see README.md there)")
-    for line in budget_lines(record):
-        click.echo(f"  {line}")
 
 
 def budget_lines(record: dict) -> list[str]:

@@ -19,8 +19,6 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
-import click
-
 from converter.errors import KitError, foreign_text
 from converter.flows.device import DEVICE_FILE, device_record, profile_table
 from converter.system.elf_size import image_size
@@ -186,48 +184,30 @@ def flash(project: Path, tflm_root: str | None = None) -> dict:
     return {"board": record["board"], "ran": True, "command": cmd, "pass": status == 0, "exit_status": status}
 
 
-def _print_device(s: dict, project: Path) -> None:
+def device_lines(s: dict, project: Path) -> list[str]:
+    """What `tflm-kit flash` prints after a run on an emulated core: the verdict, the image and the arena."""
     device = s["device"]
-    click.echo(f"{s['board']}: {'PASS' if s['pass'] else 'FAIL'} {s['passed']}/{s['total']} vectors"
-               + (" bit-identical to golden.npz" if s["pass"] else ""))
+    lines = [f"{s['board']}: {'PASS' if s['pass'] else 'FAIL'} {s['passed']}/{s['total']} vectors"
+             + (" bit-identical to golden.npz" if s["pass"] else "")]
     if device.flash_bytes is not None:
         estimate = f" (budgeted {device.flash_estimate_bytes:,})" if device.flash_estimate_bytes else ""
-        click.echo(f"  image: flash {device.flash_bytes:,} bytes (text+data){estimate}, "
-                   f"static RAM {device.static_ram_bytes:,} bytes (data+bss, arena included)")
-    click.echo(f"  arena used {device.arena_used_bytes} of {device.arena_size_bytes} bytes")
+        lines.append(f"  image: flash {device.flash_bytes:,} bytes (text+data){estimate}, "
+                     f"static RAM {device.static_ram_bytes:,} bytes (data+bss, arena included)")
+    lines.append(f"  arena used {device.arena_used_bytes} of {device.arena_size_bytes} bytes")
     if device.instructions_per_inference:
-        click.echo(f"  {device.instructions_per_inference:,} instructions per inference "
-                   "(QEMU -icount, median over the golden vectors)")
-    for row in profile_table(device):
-        click.echo(row)
-    click.echo(f"  recorded in {project / DEVICE_FILE}")
+        lines.append(f"  {device.instructions_per_inference:,} instructions per inference "
+                     "(QEMU -icount, median over the golden vectors)")
+    lines += profile_table(device)
+    lines.append(f"  recorded in {project / DEVICE_FILE}")
+    return lines
 
 
-@click.command("flash")
-@click.argument("project", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--board", help="Expected board; refused if the project was rendered for another one.")
-@click.option("--tflm-root", envvar="TFLM_ROOT", help="TFLM checkout with the library built.")
-def flash_command(project: Path, board: str | None, tflm_root: str | None) -> None:
-    """Build and run (host, cortex-m-qemu, cortex-m7-qemu) or flash a rendered firmware PROJECT."""
-    try:
-        if board is not None and board not in list_boards():
-            raise KitError("--board names no known board profile", f"use one of: {', '.join(list_boards())}")
-        if board and (Path(project) / RECORD_NAME).is_file():
-            rendered_for = read_record(Path(project).resolve())["board"]
-            if rendered_for != board:
-                raise KitError(f"{project} was rendered for {rendered_for}, not {board}",
-                               f"render it for {board} with tflm-kit firmware --board {board}")
-        s = flash(project, tflm_root)
-    except KitError as error:
-        click.echo(f"error: {error}", err=True)
-        raise SystemExit(2) from None
-    if not s["ran"]:
-        click.echo(f"{s['missing_tool']} is not on PATH. Install it: {s['install']}")
-        click.echo(f"Then run:\n  {s['command']}")
-        raise SystemExit(1)  # nothing was flashed
-    if "device" in s:
-        _print_device(s, Path(project).resolve())
-        for line in s["failures"] + s["golden_differences"]:
-            click.echo(f"  {line}")
-    if not s["pass"]:
-        raise SystemExit(1)
+def check_rendered_for(project: Path, board: str | None) -> None:
+    """`flash --board B`: refuse an unknown board, or a project rendered for another board."""
+    if board is not None and board not in list_boards():
+        raise KitError("--board names no known board profile", f"use one of: {', '.join(list_boards())}")
+    if board and (Path(project) / RECORD_NAME).is_file():
+        rendered_for = read_record(Path(project).resolve())["board"]
+        if rendered_for != board:
+            raise KitError(f"{project} was rendered for {rendered_for}, not {board}",
+                           f"render it for {board} with tflm-kit firmware --board {board}")

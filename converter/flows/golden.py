@@ -30,9 +30,9 @@ class GoldenMismatch(CheckFailed):
 
 
 @dataclass(frozen=True)
-class Golden:
-    inputs: list[np.ndarray]
-    outputs: list[np.ndarray]
+class GoldenLock:
+    """A golden folder: its vectors and the model they were recorded with."""
+    vectors: GoldenVectors
     model_sha256: str
     model_file: str | None
 
@@ -79,7 +79,7 @@ def _check_claims(path: Path, claims: dict, vectors: GoldenVectors) -> None:
             raise KitError(f"{path} says {claimed} {key} but {VECTORS} holds {held[key]}", RE_RECORD)
 
 
-def load(folder: Path) -> Golden:
+def load(folder: Path) -> GoldenLock:
     """A golden folder from `golden record`, or a `convert` output folder (its manifest is the lock)."""
     folder = Path(folder)
     if not (folder / VECTORS).is_file():
@@ -106,10 +106,10 @@ def load(folder: Path) -> Golden:
         raise KitError(f"{path} gives the model's sha256 as {model_sha[:80]!r}, not 64 hex digits", RE_RECORD)
     vectors = load_vectors(folder / VECTORS)
     _check_claims(path, claims, vectors)
-    return Golden(vectors.inputs, vectors.outputs, model_sha, model_file)
+    return GoldenLock(vectors, model_sha, model_file)
 
 
-def _model_path(folder: Path, golden: Golden, model: Path | None) -> Path:
+def _model_path(folder: Path, golden: GoldenLock, model: Path | None) -> Path:
     if model is not None:
         return Path(model)
     if golden.model_file is None:
@@ -118,9 +118,9 @@ def _model_path(folder: Path, golden: Golden, model: Path | None) -> Path:
     return candidate if candidate.is_absolute() else folder / candidate
 
 
-def _signature_problem(golden: Golden, info) -> str | None:
+def _signature_problem(golden: GoldenLock, info) -> str | None:
     """Why these goldens cannot belong to this model, if its inputs/outputs do not fit them."""
-    for kind, arrays, tensors in (("input", golden.inputs, info.inputs), ("output", golden.outputs, info.outputs)):
+    for kind, arrays, tensors in (("input", golden.vectors.inputs, info.inputs), ("output", golden.vectors.outputs, info.outputs)):
         if len(arrays) != len(tensors):
             return f"the goldens have {len(arrays)} {kind}s, the model {len(tensors)}"
         for k, (array, tensor) in enumerate(zip(arrays, tensors)):
@@ -153,9 +153,9 @@ def check(folder: Path, model: Path | None = None, strict_model: bool = False) -
                   if changed else "same model bytes as recorded")
     if changed and strict_model:
         raise KitError(f"{model_note} and --strict-model is set", "pass the recorded model or drop --strict-model")
-    outputs = run_isolated(model_bytes, golden.inputs, what=f"checking {path} against its goldens")
-    mismatch = first_mismatch(golden.outputs, outputs)
+    outputs = run_isolated(model_bytes, golden.vectors.inputs, what=f"checking {path} against its goldens")
+    mismatch = first_mismatch(golden.vectors.outputs, outputs)
     if mismatch:
         raise GoldenMismatch(f"{path.name} no longer reproduces {folder / VECTORS}: {mismatch}; {model_note}")
-    return {"vectors": int(len(golden.inputs[0])), "outputs": len(outputs), "model": str(path),
+    return {"vectors": golden.vectors.vectors, "outputs": len(outputs), "model": str(path),
             "model_changed": changed, "note": model_note}

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 import yaml
 
+from ..progress import Sink, notes, silent
 from ..errors import KitError
 from ..system.extras import require
 from ..optimize.cost import device_available
@@ -56,10 +57,9 @@ class Outcome:
 def _check_out(out: Path, recipe, recipe_path: Path) -> None:
     """The one output guard (system.outdir): no recipe input inside --out, and a folder holding files is
     continued only when its search record (search.json) says it is a search; file names decide nothing."""
-    from ..inputs.recipe_inputs import recipe_inputs
     from ..system.outdir import check_output_path
 
-    check_output_path(out, force=False, inputs=recipe_inputs(recipe) + (Path(recipe_path),), resumes="search")
+    check_output_path(out, force=False, inputs=recipe.input_paths() + (Path(recipe_path),), resumes="search")
 
 
 def _use_device(options: Options, board: dict) -> bool:
@@ -85,7 +85,7 @@ def _rebuild_best(store: SearchStore, best: TrialResult, template: TrialSpec, ou
     if previous.is_file() and previous.read_text().startswith(RECIPE_HEADER):
         previous.unlink()  # an earlier run of this search wrote it; convert replaces only what convert wrote
     # parsed as if it sat in trials/: the same ../ paths, and an --out that holds none of its inputs
-    manifest = convert(parse_recipe(mapping, base_dir=out / "trials"), folder, force=True, log=log)
+    manifest = convert(parse_recipe(mapping, base_dir=out / "trials"), folder, force=True, log=log).manifest
     header = (f"{RECIPE_HEADER} {best.number} of the search in {out.name}/ ({describe(best.params)}).\n"
               f"# Rebuild: tflm-kit convert {folder.name}/recipe.yaml --out OUT (needs ../{TEACHER}, ../{DATA}).\n")
     (folder / "recipe.yaml").write_text(header + yaml.safe_dump(mapping, sort_keys=False))
@@ -106,7 +106,9 @@ def _reference_delta(reference: Optional[TrialResult], best: TrialResult) -> str
             f"{b['model_bytes']:,} B, arena {r['arena_bytes']:,} -> {b['arena_bytes']:,} B ({b['arena_source']}).")
 
 
-def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str], None] = print) -> Outcome:
+def optimize(recipe_path: Path, out: Path, options: Options, events: Sink = silent) -> Outcome:
+    """Search compression settings for the recipe's model; progress goes to `events` as Note lines."""
+    log = notes(events)
     from ..flows.firmware import load_board
 
     require("optimize", "tflm-kit optimize")
@@ -142,7 +144,7 @@ def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str]
         log(f"warning: {note}")
     plan = SearchPlan(space, options.trials, options.objective, options.workers, options.cpus_per_trial,
                       recipe.seed, template, options.ray_address)
-    run_search(plan, store, run_trial, log)
+    run_search(plan, store, run_trial, events)
     best = store.best(options.objective)
     references = store.done_phase("reference")
     reference = references[0] if references else None

@@ -11,11 +11,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ..errors import KitError
+from ..progress import Sink, notes, silent
 from ..partition import cost as costing
 from ..partition import channels, graph, plan, pricing, profiles, qemu, report
 from ..partition.artifacts import PartModel, arena_of, write_part_dir
@@ -116,48 +116,27 @@ def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -
     return measured
 
 
-def partition(request: Request, log: Callable[[str], None] = print) -> dict:  # noqa: C901 (split in issue 22 item 7)
+def partition(request: Request, events: Sink = silent) -> dict:
+    """Split the model across two devices; progress goes to `events` as Note lines."""
+    log = notes(events)
     started = time.perf_counter()
     out = Path(request.out)
     check_output_path(out, request.force, inputs=tuple(Path(p) for p in (request.model, request.data, request.profiles)
                                                        if p is not None))
-    known = profiles.load_profiles(request.profiles)
-    devices = profiles.parse_devices(request.devices, known)
-    link = profiles.parse_link(request.link, known)
-    if any(d.is_npu for d in devices):
-        require("npu", "an Ethos-U device (Arm's Vela compiler)")
-    if request.pair and any(d.is_npu for d in devices):
-        raise KitError("--pair runs both parts on emulated Cortex-M cores; an Ethos-U part cannot run here",
-                       "drop --pair, or give two Cortex-M devices")
+    devices, link = _devices_and_link(request)
     source = read_source(request.model, request.data, request.vectors, request.seed)
     view = plan.load(source.model)
-    missing = qemu.missing_tools(qemu.tflm_root_from_env()) if any(not d.is_npu for d in devices) else None
-    if missing and request.cut == "auto":
-        raise KitError(f"--cut auto needs instructions measured on QEMU, but {missing}",
-                       "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or give --cut TENSOR")
+    _check_measurable(request, devices)
     golden = run_tflm(source.model, source.inputs)
     _check_recorded(Path(request.model), golden)
-    cuts = graph.enumerate_cuts(view)
-    wanted = None
-    if request.cut != "auto":
-        wanted = graph.cut_at(view, [graph.resolve_tensor(view, n.strip()) for n in request.cut.split(",") if n.strip()])
-        if wanted not in cuts:
-            cuts.append(wanted)
-    if not cuts:
-        raise KitError("the model has no valid cut (fewer than two operators, or no tensor separates it)",
-                       "run it whole on one device")
+    cuts, wanted = _cuts(request, view)
     log(f"{len(cuts)} valid cuts; splitting each and checking part 0 then part 1 against the whole model on TFLM")
     splits = [plan.split(source.model, view, c, source.inputs, golden) for c in cuts]
     for s in splits:
         plan.verify(s, golden)
     log("measuring the tensor arena of every part on TFLM")
-    whole_arena = arena_of(source.model, read_model(source.model), source.inputs)
-    arenas = [(arena_of(s.head, read_model(s.head), source.inputs), arena_of(s.tail, read_model(s.tail), s.at_cut))
-              for s in splits]
-    costing.precheck([f"cut {k}" for k in range(len(cuts))],
-                     [tuple((0, 0) if d.is_npu else need for d, need in zip(devices, (
-                         (len(s.head), pricing.arena_size(a0)), (len(s.tail), pricing.arena_size(a1) + s.link_bytes))))
-                      for s, (a0, a1) in zip(splits, arenas)], devices)
+    whole_arena, arenas = _arenas(source, splits)
+    _precheck(cuts, splits, arenas, devices)
     vela = pricing.VelaCache()
     with tempfile.TemporaryDirectory(prefix="tflm-kit-partition-") as folder:
         workdir = Path(folder)
@@ -171,34 +150,96 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:  # 
         best = splits[index]
         record = report.record(source, view, cuts, splits, costs, chosen, devices, link, request, measured)
         if costs:
-            whole0 = next(c for c in costs if c.label == f"whole on {devices[0].name}")
-            plans = channels.price(source.model, {op.index: op.name for op in view.ops}, source.inputs, golden,
-                                   measured, devices, link, whole0.latency_ms, chosen.latency_ms)
-            record["channel_partitioning"] = [p.as_dict() for p in plans]
+            record["channel_partitioning"] = _channel_plans(source, view, golden, measured, devices, link, costs, chosen)
         if any(d.is_npu for d in devices):
-            record["npu"] = {"note": NOT_EXECUTED, "estimates": [
-                {"part": part, "device": d.name, **vela.get(model, d.accelerator).as_dict()}
-                for part, d, model in ((0, devices[0], best.head), (1, devices[1], best.tail),
-                                       ("whole", devices[0], source.model), ("whole", devices[1], source.model))
-                if d.is_npu]}
+            record["npu"] = _npu_estimates(source, best, devices, vela)
         with staged_output(out) as staging:
-            parts = [PartModel(f"{source.name}_part0", best.head, source.inputs, best.at_cut),
-                     PartModel(f"{source.name}_part1", best.tail, best.at_cut, golden)]
-            for k, (part, arena) in enumerate(zip(parts, arenas[index])):
-                part_record = {"part": k, "cut": "+".join(report.tensor_label(view, t) for t in best.cut.tensors),
-                               "device": devices[k].name}
-                if devices[k].is_npu:  # Vela's model, its SRAM estimate as the arena; golden = TFLM's
-                    estimate = vela.get(part.model, devices[k].accelerator)
-                    part = PartModel(part.name, estimate.model, part.inputs, part.outputs)
-                    arena = -(-estimate.sram_bytes // 16) * 16
-                    part_record |= {"vela": estimate.as_dict(), "npu_note": NOT_EXECUTED}
-                write_part_dir(staging / f"part{k}", part, arena, part_record, source.labels if k == 1 else None,
-                               ARENA_MARGIN)
+            _write_parts(staging, source, view, best, arenas[index], golden, devices, vela)
             if request.pair:
                 record["pair"] = report.pair_record(_run_pair(staging, devices, best, workdir, log), chosen)
             record["seconds"] = round(time.perf_counter() - started, 1)
             report.write(staging, record, costs)
     return record
+
+
+def _devices_and_link(request: Request) -> tuple:
+    known = profiles.load_profiles(request.profiles)
+    devices = profiles.parse_devices(request.devices, known)
+    link = profiles.parse_link(request.link, known)
+    if any(d.is_npu for d in devices):
+        require("npu", "an Ethos-U device (Arm's Vela compiler)")
+    if request.pair and any(d.is_npu for d in devices):
+        raise KitError("--pair runs both parts on emulated Cortex-M cores; an Ethos-U part cannot run here",
+                       "drop --pair, or give two Cortex-M devices")
+    return devices, link
+
+
+def _check_measurable(request: Request, devices) -> None:
+    """--cut auto needs every Cortex-M part's instructions measured on QEMU here."""
+    missing = qemu.missing_tools(qemu.tflm_root_from_env()) if any(not d.is_npu for d in devices) else None
+    if missing and request.cut == "auto":
+        raise KitError(f"--cut auto needs instructions measured on QEMU, but {missing}",
+                       "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or give --cut TENSOR")
+
+
+def _cuts(request: Request, view) -> tuple[list, object]:
+    """Every valid cut, with --cut's own added when it is not among them; and --cut's (None for auto)."""
+    cuts = graph.enumerate_cuts(view)
+    wanted = None
+    if request.cut != "auto":
+        wanted = graph.cut_at(view, [graph.resolve_tensor(view, n.strip()) for n in request.cut.split(",") if n.strip()])
+        if wanted not in cuts:
+            cuts.append(wanted)
+    if not cuts:
+        raise KitError("the model has no valid cut (fewer than two operators, or no tensor separates it)",
+                       "run it whole on one device")
+    return cuts, wanted
+
+
+def _arenas(source: Source, splits: list) -> tuple[int, list[tuple[int, int]]]:
+    """The whole model's measured arena, and each split's (part 0, part 1) arenas."""
+    whole_arena = arena_of(source.model, read_model(source.model), source.inputs)
+    arenas = [(arena_of(s.head, read_model(s.head), source.inputs), arena_of(s.tail, read_model(s.tail), s.at_cut))
+              for s in splits]
+    return whole_arena, arenas
+
+
+def _precheck(cuts: list, splits: list, arenas: list, devices) -> None:
+    costing.precheck([f"cut {k}" for k in range(len(cuts))],
+                     [tuple((0, 0) if d.is_npu else need for d, need in zip(devices, (
+                         (len(s.head), pricing.arena_size(a0)), (len(s.tail), pricing.arena_size(a1) + s.link_bytes))))
+                      for s, (a0, a1) in zip(splits, arenas)], devices)
+
+
+def _channel_plans(source: Source, view, golden, measured, devices, link, costs, chosen) -> list[dict]:
+    whole0 = next(c for c in costs if c.label == f"whole on {devices[0].name}")
+    plans = channels.price(source.model, {op.index: op.name for op in view.ops}, source.inputs, golden,
+                           measured, devices, link, whole0.latency_ms, chosen.latency_ms)
+    return [p.as_dict() for p in plans]
+
+
+def _npu_estimates(source: Source, best, devices, vela) -> dict:
+    return {"note": NOT_EXECUTED, "estimates": [
+        {"part": part, "device": d.name, **vela.get(model, d.accelerator).as_dict()}
+        for part, d, model in ((0, devices[0], best.head), (1, devices[1], best.tail),
+                               ("whole", devices[0], source.model), ("whole", devices[1], source.model))
+        if d.is_npu]}
+
+
+def _write_parts(staging: Path, source: Source, view, best, arenas: tuple, golden, devices, vela) -> None:
+    """part0/ and part1/: each a model directory `firmware` takes (an Ethos-U part: Vela's model)."""
+    parts = [PartModel(f"{source.name}_part0", best.head, source.inputs, best.at_cut),
+             PartModel(f"{source.name}_part1", best.tail, best.at_cut, golden)]
+    for k, (part, arena) in enumerate(zip(parts, arenas)):
+        part_record = {"part": k, "cut": "+".join(report.tensor_label(view, t) for t in best.cut.tensors),
+                       "device": devices[k].name}
+        if devices[k].is_npu:  # Vela's model, its SRAM estimate as the arena; golden = TFLM's
+            estimate = vela.get(part.model, devices[k].accelerator)
+            part = PartModel(part.name, estimate.model, part.inputs, part.outputs)
+            arena = -(-estimate.sram_bytes // 16) * 16
+            part_record |= {"vela": estimate.as_dict(), "npu_note": NOT_EXECUTED}
+        write_part_dir(staging / f"part{k}", part, arena, part_record, source.labels if k == 1 else None,
+                       ARENA_MARGIN)
 
 
 def _run_pair(staging: Path, devices, best, workdir: Path, log):
@@ -218,7 +259,7 @@ def _run_pair(staging: Path, devices, best, workdir: Path, log):
     return run_pair(tuple(elves), (devices[0].core, devices[1].core), best.link_bytes, staging / "part1" / "golden.npz")
 
 
-def _summary(record: dict) -> list[str]:
+def summary_lines(record: dict) -> list[str]:
     lines = [f"{len(record['cuts'])} valid cuts, every one bit-exact on TFLM ({record['golden_source']})"]
     chosen = record["chosen"]
     if chosen:
@@ -237,49 +278,3 @@ def _summary(record: dict) -> list[str]:
         lines.append(f"pair on two QEMU: {'PASS' if pair['pass'] else 'FAIL'} {pair['passed']}/{pair['total']}")
         lines += [f"  {line}" for line in pair["errors"] + pair["golden_differences"]]
     return lines
-
-
-def _register():
-    import click
-
-    @click.command("partition")
-    @click.argument("model", type=click.Path(path_type=Path))
-    @click.option("--devices", required=True, help="HEAD,TAIL as NAME:CORE@MHz[/FLASH/RAM], e.g. "
-                  "nano33:cortex-m4@64MHz,h7:cortex-m7@280MHz. Part 0 runs on HEAD.")
-    @click.option("--link", "link_spec", required=True, help="uart:BAUD, spi:HZ or a link profile of --profiles.")
-    @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
-    @click.option("--cut", default="auto", show_default=True,
-                  help="TENSOR[,TENSOR] (names, or #index) crossing the cut, or auto: the best within budgets.")
-    @click.option("--objective", default="latency", show_default=True, type=click.Choice(costing.CUT_OBJECTIVES),
-                  help="What --cut auto minimises: end-to-end latency, energy, or the pipeline period (balance).")
-    @click.option("--profiles", "profile_file", type=click.Path(path_type=Path),
-                  help="YAML: device/link name -> fields (core, mhz, flash_bytes, ram_bytes, active_mw; "
-                       "bytes_per_s, overhead_bytes).")
-    @click.option("--data", type=click.Path(path_type=Path), help="Inputs (.npz 'x') for a bare .tflite.")
-    @click.option("--vectors", default=8, show_default=True, type=click.IntRange(1, 10_000))
-    @click.option("--seed", default=0, show_default=True)
-    @click.option("--pair", is_flag=True, help="Also build both parts' firmware and run them on two QEMU "
-                  "instances joined by a UART relay.")
-    @click.option("--force", is_flag=True, help="Replace --out if it already holds files.")
-    def partition_command(model, devices, link_spec, out, cut, objective, profile_file, data, vectors, seed, pair, force):
-        """Split MODEL (a converted model directory or an int8 .tflite) across two devices."""
-        request = Request(model, devices, link_spec, out, cut, objective, profile_file, data, vectors, seed, pair, force)
-        try:
-            record = partition(request, log=lambda m: click.echo(f"[tflm-kit] {m}", err=True))
-        except KitError as error:
-            click.echo(f"error: {error}", err=True)
-            raise SystemExit(2) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted: nothing was written to the output directory", err=True)
-            raise SystemExit(130) from None
-        click.echo(f"artifacts: {out}/  (report: {Path(out) / 'report.md'}; firmware: tflm-kit firmware "
-                   f"--model-dir {Path(out) / 'part0'} and part1)")
-        for line in _summary(record):
-            click.echo(line)
-        if "pair" in record and not record["pair"]["pass"]:
-            raise SystemExit(1)
-
-    return partition_command
-
-
-partition_command = _register()

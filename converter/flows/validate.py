@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..compare.divergence import INSPECTED_RUNTIME, LITERT_KERNELS, compare_pair
+from ..compare.divergence import INSPECTED_RUNTIME, compare_pair
 from ..compare.fidelity import output_metrics, per_layer_sqnr
 from ..compare.outputs import compare_outputs
 from ..errors import KitError
@@ -56,7 +56,7 @@ def validate_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
     check_consistent(model_bytes, [x[:2] for x in inputs])  # a model TFLM runs on other memory: the finding
     golden = run_model(model_bytes, inputs, "tflm", keep_tensors=True)
     outputs, operators = {}, {}
-    for pair, kernels in LITERT_KERNELS.items():
+    for pair in INSPECTED_RUNTIME:
         announce_runtime(emit, pair)
         if pair == "litert_reference":
             inspected = run_model(model_bytes, inputs, pair, keep_tensors=True)
@@ -65,7 +65,7 @@ def validate_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
             outputs[f"tflm_vs_{pair}"] = compare_outputs(golden.outputs, run_model(model_bytes, inputs, pair).outputs)
             announce_runtime(emit, INSPECTED_RUNTIME[pair])
             inspected = run_model(model_bytes, inputs, INSPECTED_RUNTIME[pair], keep_tensors=True)
-        operators[pair] = compare_pair(graph, golden.tensors, inspected.tensors, kernels)
+        operators[pair] = compare_pair(graph, golden.tensors, inspected.tensors, pair)
         del inspected  # one LiteRT run's tensors in memory at a time
     report = {
         "model": {"file": arguments["model_file"], "bytes": len(model_bytes), "sha256": sha256(model_bytes),

@@ -7,6 +7,7 @@ fit and predict take). `input_list`, `sample_count` and `take` treat both alike.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
@@ -14,10 +15,8 @@ import numpy as np
 from .builders import load_function
 from .npz import npz_names, read_npz
 from ..errors import KitError
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
-    from ..recipe import Recipe
+from ..system.paths import resolve_path
+from .sources import DataSource
 
 
 # One array for a single-input model, else a list of arrays in model input order.
@@ -83,9 +82,20 @@ def input_keys(key, count: int, field_name: str) -> list[str]:
     return [key] if count == 1 else [f"{key}_{i}" for i in range(count)]
 
 
-def _from_npz(recipe: Recipe, count: int) -> dict:
-    source = recipe.data
-    path = recipe.resolve(source.npz)
+@dataclass(frozen=True)
+class DataSpec:
+    """What loading the data needs: the recipe's `data:` section, the folder its paths are relative to,
+    the cap on eval inputs and the seed of random inputs (Recipe.data_spec() builds it)."""
+
+    source: DataSource
+    base_dir: Path = Path(".")
+    eval_samples: int = 2000
+    seed: int = 0
+
+
+def _from_npz(spec: DataSpec, count: int) -> dict:
+    source = spec.source
+    path = resolve_path(source.npz, spec.base_dir)
     if not path.is_file():
         raise KitError(f"data file {path} does not exist", "fix data.npz in the recipe (relative to the recipe file)")
     x_names = {role: input_keys(getattr(source, role), count, role) if getattr(source, role) else []
@@ -160,9 +170,9 @@ def _check_label_text(labels) -> None:
                            "use printable text for the labels (any other Unicode is escaped)")
 
 
-def _random_inputs(recipe: Recipe, shapes: list[tuple]) -> Inputs:
+def _random_inputs(spec: DataSpec, shapes: list[tuple]) -> Inputs:
     """Seeded uniform inputs, drawn input after input from one generator."""
-    rng, random = np.random.default_rng(recipe.seed), recipe.data.random
+    rng, random = np.random.default_rng(spec.seed), spec.source.random
     drawn = [rng.uniform(random.low, random.high, (random.samples, *shape)).astype(np.float32) for shape in shapes]
     return drawn[0] if len(shapes) == 1 else drawn
 
@@ -186,26 +196,26 @@ def _check_inputs(name: str, x: Inputs, shapes: list[tuple]) -> None:
                        "give every input the same number of samples, in matching order")
 
 
-def load_data(recipe: Recipe, input_shape: tuple | list[tuple]) -> Dataset:
-    """Load the recipe's arrays and check them against the model's inputs: `input_shape` is the shape
-    of the one input (without batch), or a list with every input's shape, in model order."""
+def load_data(spec: DataSpec, input_shape: tuple | list[tuple]) -> Dataset:
+    """Load the arrays and check them against the model's inputs: `input_shape` is the shape of the one
+    input (without batch), or a list with every input's shape, in model order."""
     shapes = [tuple(shape) for shape in input_shape] if isinstance(input_shape, list) else [tuple(input_shape)]
     if not shapes:
         raise KitError("the model has no inputs", "re-export the model with its input tensors")
-    source = recipe.data
+    source = spec.source
     if source.npz is not None:
-        arrays = _from_npz(recipe, len(shapes))
+        arrays = _from_npz(spec, len(shapes))
     elif source.random is not None:
-        arrays = {"x_calibration": _random_inputs(recipe, shapes)}
+        arrays = {"x_calibration": _random_inputs(spec, shapes)}
         arrays["x_eval"] = arrays["x_calibration"]
     else:
-        arrays = load_function(source.builder, recipe.base_dir, "data")(**source.builder_args)
+        arrays = load_function(source.builder, spec.base_dir, "data")(**source.builder_args)
         if not isinstance(arrays, dict):
             raise KitError(f"data builder {source.builder} returned {type(arrays).__name__}, not a dict",
                            "return a dict with x_train, y_train, x_eval, y_eval (and optional x_calibration, labels)")
     x_train = _scaled(arrays.get("x_train"), source.scale, source.offset)
     # Float and int8 quality are scored on the same capped eval set, so they compare.
-    x_eval = _scaled(_head(arrays.get("x_eval"), recipe.eval_samples), source.scale, source.offset)
+    x_eval = _scaled(_head(arrays.get("x_eval"), spec.eval_samples), source.scale, source.offset)
     x_cal = _scaled(arrays.get("x_calibration"), source.scale, source.offset)
     if x_cal is None:
         x_cal = x_train if x_train is not None else x_eval
@@ -217,7 +227,7 @@ def load_data(recipe: Recipe, input_shape: tuple | list[tuple]) -> Dataset:
             _check_inputs(name, x, shapes)
     labels = source.labels or arrays.get("labels")
     _check_label_text(labels)
-    y_train, y_eval = arrays.get("y_train"), _head(arrays.get("y_eval"), recipe.eval_samples)
+    y_train, y_eval = arrays.get("y_train"), _head(arrays.get("y_eval"), spec.eval_samples)
     for name, x, y in (("train", x_train, y_train), ("eval", x_eval, y_eval)):
         if x is not None and y is not None and sample_count(x) != len(y):
             raise KitError(f"{name} has {sample_count(x)} inputs but {len(y)} labels", "give one label per input")
@@ -228,12 +238,10 @@ def load_data(recipe: Recipe, input_shape: tuple | list[tuple]) -> Dataset:
     )
 
 
-def check_training_labels(recipe: Recipe, data: Dataset, model) -> None:
-    """Before any training: the labels fit the loss of every stage that trains and the model's output
-    width (TensorFlow's own error for a label of 99 on 10 outputs is a graph-execution traceback)."""
-    # A stage trains when its settings have epochs; distill's hard labels use sparse categorical loss.
-    losses = {getattr(stage.settings, "loss", "sparse_categorical_crossentropy")
-              for stage in recipe.stages if getattr(stage.settings, "epochs", 0) > 0}
+def check_training_labels(losses: set[str], data: Dataset, model) -> None:
+    """Before any training: the labels fit `losses` (the label loss of every stage that trains,
+    Recipe.training_losses()) and the model's output width (TensorFlow's own error for a label of 99 on
+    10 outputs is a graph-execution traceback)."""
     if not losses or data.y_train is None:
         return
     y, width = np.asarray(data.y_train), model.output_shape[-1] if isinstance(model.output_shape, tuple) else None

@@ -14,10 +14,8 @@ from ..system import tf_env
 from .builders import load_function
 from .model_file import ModelFormat, StoredModel, read_stored_model
 from ..errors import KitError, foreign_text
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
-    from ..recipe import Recipe
+from ..system.paths import resolve_path
+from .sources import ModelSource
 
 KERAS_FIX = "return a tf_keras or keras (Keras 3) Model"
 
@@ -166,12 +164,12 @@ def load_file_model(path: Path, trust_custom_code: bool = False):
     return _check_keras_model(model, f"model {path}")
 
 
-def load_model(recipe: Recipe):
-    """The float model: from a file, or built (and trained) by a builder function."""
-    source = recipe.model
+def load_model(source: ModelSource, base_dir: Path = Path(".")):
+    """The float model: from a file, or built (and trained) by a builder function; paths and builder
+    files are relative to `base_dir` (the recipe's folder)."""
     if source.path is not None:
-        return load_file_model(recipe.resolve(source.path), source.trust_custom_code)
-    build = load_function(source.builder, recipe.base_dir, "model")
+        return load_file_model(resolve_path(source.path, base_dir), source.trust_custom_code)
+    build = load_function(source.builder, base_dir, "model")
     return _check_keras_model(build(**source.builder_args), f"model builder {source.builder} returned an object that")
 
 
@@ -181,3 +179,20 @@ def input_names(model) -> tuple[str, ...]:
     names = getattr(model, "input_names", None)
     return tuple(names) if names else tuple(tensor.name for tensor in model.inputs)
 
+
+def input_shapes(model) -> list[tuple]:
+    """Every Keras model input's shape without the batch axis, in model order; all fixed."""
+    shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
+    for shape in shapes:
+        if any(d is None for d in shape):
+            raise KitError(f"the model input shape {shape} has unknown dimensions",
+                           "build the model with a fixed input shape (e.g. Input((49, 10, 1)))")
+    return shapes
+
+
+def single_input_shape(model) -> tuple:
+    """The one input's shape, for callers that take single-input models only."""
+    if len(model.inputs) != 1:
+        raise KitError(f"the model has {len(model.inputs)} inputs; this takes single-input models",
+                       "wrap the model so it takes one input tensor")
+    return input_shapes(model)[0]

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import KitError, foreign_text
 from ..system import tf_env
@@ -28,47 +27,11 @@ from ..system.extras import require
 from ..system.paths import resolve_path
 from .builders import builder_file
 from .dataset import Dataset, input_list, sample_count, take
+from .sources import TorchSource
 
 TORCH_PYTHON_ENV = "TFLM_KIT_TORCH_PYTHON"
 CHILD = Path(__file__).with_name("torch_child.py")
 TIMEOUT_SECONDS = 3600  # a builder may train; the MLPerf KWS DS-CNN trains and converts in minutes
-
-
-class TorchSource(BaseModel):
-    """A PyTorch model: litert-torch converts it to a full-integer int8 flatbuffer (PT2E quantization
-    calibrated on the recipe's data) in a child process; then it is a flatbuffer like a .tflite: flatbuffer
-    stages only. The recipe's model.torch section (defined here: this layer takes its own settings type)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    builder: Optional[str] = Field(None, description="'file.py:function' or 'module:function' returning a "
-                                   "trained torch.nn.Module")
-    builder_args: dict = Field(default_factory=dict)
-    exported: Optional[str] = Field(None, description="or a torch.export.save file (.pt2): torch.export.load "
-                                    "unpickles it, so it needs model.trust_custom_code: true")
-    input_shape: list[int] = Field(..., min_length=1, max_length=5,
-                                   description="one input sample's shape without the batch axis, in the "
-                                   "data's layout (the layout the firmware feeds)")
-    channels_last: bool = Field(True, description="the data and the firmware are channels-last (H, W, C) "
-                                "and the module takes channels-first (C, H, W): litert-torch's "
-                                "to_channel_last_io wraps it")
-    per_channel: bool = True
-    calibration_samples: int = Field(200, ge=1, le=100_000)
-    python: Optional[str] = Field(None, description="a Python with torch and litert-torch installed "
-                                  "(default: $TFLM_KIT_TORCH_PYTHON, else the kit's own Python)")
-
-    @model_validator(mode="after")
-    def _one_module(self):
-        if (self.builder is None) == (self.exported is None):
-            raise ValueError("give exactly one of 'builder' or 'exported'")
-        return self
-
-    @field_validator("input_shape")
-    @classmethod
-    def _positive(cls, shape: list[int]) -> list[int]:
-        if any(d < 1 for d in shape):
-            raise ValueError("every dimension must be at least 1")
-        return shape
 
 
 @dataclass(frozen=True)

@@ -59,58 +59,72 @@ def _teacher(model, recipe: Recipe, data, log) -> object:
 
 
 def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[str], None]) -> Prepared:
-    from ..flows.convert import _input_shape
-    from ..inputs.dataset import load_data
-    from ..inputs.keras_model import load_model
+    """The float (teacher) model and the split data every trial starts from: saved in `folder` the first
+    time, reused when a search resumes."""
     from ..system import tf_env
-    from ..stages.training import predict
 
     keras = tf_env.keras()
     keras.utils.set_random_seed(recipe.seed)
     teacher_path, data_path = folder / TEACHER, folder / DATA
-    resumed = teacher_path.is_file() and data_path.is_file()
-    if resumed:
+    if teacher_path.is_file() and data_path.is_file():
         log(f"resuming: reusing {teacher_path} and {data_path}")
         model = keras.models.load_model(teacher_path, compile=False)
-        with np.load(data_path) as saved:
-            arrays = {k: saved[k] for k in saved.files}
-        selection, labels = arrays["x_test"], arrays.get("y_test")
-        note = str(arrays["split_note"]) if "split_note" in arrays else ""
-        sizes = {"fit": len(arrays["x_train"]), "calibration": len(arrays.get("x_calibration", arrays["x_train"])),
-                 "selection": len(selection), "labeled_selection": labels is not None}
-        teacher_out = arrays["teacher_0"]
+        arrays, note, sizes = _saved_arrays(data_path)
     else:
-        model = load_model(recipe)
-        if tf_env.is_keras3(model):  # the search's levers are TF-MOT's and tf_keras fine-tuning
-            raise KitError("optimize searches TF-MOT levers, which take tf_keras models only, and the model is "
-                           "a Keras 3 model", "convert it (tflm-kit convert) with compress settings (int4, lut) "
-                           "instead, or build the model with tf_keras")
-        loaded = load_data(recipe, _input_shape(model))
-        parts = split(loaded, recipe.seed)
-        fit_data = replace(loaded, x_train=parts.x_fit, y_train=parts.y_fit, x_calibration=parts.x_calibration,
-                           x_eval=parts.x_selection, y_eval=parts.y_selection)
-        model = _teacher(model, recipe, fit_data, log)
-        teacher_out = predict(model, parts.x_selection)
-        task = task_of(teacher_out, parts.y_selection, parts.x_selection)
-        targets = distillation_targets(predict(model, parts.x_fit), parts.y_fit, task == CLASSIFIER,
-                                       _softmax_output(model), label_weight)
-        arrays = {"x_train": parts.x_fit, "y_train": targets, "x_test": parts.x_selection, "teacher_0": teacher_out,
-                  "split_note": np.array(parts.note)}
-        if not np.array_equal(parts.x_calibration, parts.x_fit):
-            arrays["x_calibration"] = parts.x_calibration
-        if parts.y_selection is not None:
-            arrays["y_test"] = parts.y_selection
-        if loaded.labels:
-            arrays["labels"] = np.array(loaded.labels)
-        _save_model_atomic(model, teacher_path)
-        _save_npz_atomic(data_path, arrays)
-        selection, labels, note, sizes = parts.x_selection, parts.y_selection, parts.note, parts.sizes()
+        model, arrays, note, sizes = _first_preparation(recipe, teacher_path, data_path, label_weight, log)
+    selection, labels, teacher_out = arrays["x_test"], arrays.get("y_test"), arrays["teacher_0"]
     task = task_of(teacher_out, labels, selection)
     accuracy = None
     if task == CLASSIFIER and labels is not None:
         accuracy = float(np.mean(np.argmax(teacher_out, axis=1) == labels))
     return Prepared(task, "categorical_crossentropy" if task == CLASSIFIER else "mse", int(len(selection)),
                     "x_calibration" in arrays, sizes, note, accuracy, model)
+
+
+def _saved_arrays(data_path: Path) -> tuple[dict, str, dict]:
+    """A resumed search's arrays, the split's note and its sizes."""
+    with np.load(data_path) as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    note = str(arrays["split_note"]) if "split_note" in arrays else ""
+    sizes = {"fit": len(arrays["x_train"]), "calibration": len(arrays.get("x_calibration", arrays["x_train"])),
+             "selection": len(arrays["x_test"]), "labeled_selection": arrays.get("y_test") is not None}
+    return arrays, note, sizes
+
+
+def _first_preparation(recipe: Recipe, teacher_path: Path, data_path: Path, label_weight: float,
+                       log: Callable[[str], None]) -> tuple:
+    """Load, split, run the recipe's teacher stages, and save the teacher and the arrays atomically."""
+    from ..inputs.dataset import load_data
+    from ..inputs.keras_model import load_model, single_input_shape
+    from ..stages.training import predict
+
+    from ..system import tf_env
+
+    model = load_model(recipe.model, recipe.base_dir)
+    if tf_env.is_keras3(model):  # the search's levers are TF-MOT's and tf_keras fine-tuning
+        raise KitError("optimize searches TF-MOT levers, which take tf_keras models only, and the model is "
+                       "a Keras 3 model", "convert it (tflm-kit convert) with compress settings (int4, lut) "
+                       "instead, or build the model with tf_keras")
+    loaded = load_data(recipe.data_spec(), single_input_shape(model))
+    parts = split(loaded, recipe.seed)
+    fit_data = replace(loaded, x_train=parts.x_fit, y_train=parts.y_fit, x_calibration=parts.x_calibration,
+                       x_eval=parts.x_selection, y_eval=parts.y_selection)
+    model = _teacher(model, recipe, fit_data, log)
+    teacher_out = predict(model, parts.x_selection)
+    task = task_of(teacher_out, parts.y_selection, parts.x_selection)
+    targets = distillation_targets(predict(model, parts.x_fit), parts.y_fit, task == CLASSIFIER,
+                                   _softmax_output(model), label_weight)
+    arrays = {"x_train": parts.x_fit, "y_train": targets, "x_test": parts.x_selection, "teacher_0": teacher_out,
+              "split_note": np.array(parts.note)}
+    if not np.array_equal(parts.x_calibration, parts.x_fit):
+        arrays["x_calibration"] = parts.x_calibration
+    if parts.y_selection is not None:
+        arrays["y_test"] = parts.y_selection
+    if loaded.labels:
+        arrays["labels"] = np.array(loaded.labels)
+    _save_model_atomic(model, teacher_path)
+    _save_npz_atomic(data_path, arrays)
+    return model, arrays, parts.note, parts.sizes()
 
 
 def _save_model_atomic(model, path: Path) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from ..errors import foreign_text
+from ..progress import Sink, Trial, notes
 from .space import SENSITIVITY_CLUSTERS, Space, cluster_counts, describe
 from .store import SearchStore, comparable_key, search_value
 from .trial import CRASHED, ERROR, TrialResult, TrialSpec
@@ -154,9 +155,12 @@ def _penalty(store: SearchStore, objective: str) -> float:
     return 1e12
 
 
-def run_search(  # noqa: C901 (split in issue 22 item 7)
-        plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSpec], TrialResult],
-        log: Callable[[str], None]) -> SearchStore:
+def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSpec], TrialResult],
+               events: Sink) -> SearchStore:
+    """Run trials as Ray tasks until the store holds plan.trials: start-up, then one loop that keeps every
+    worker busy with the next candidate and records each result as it comes back. Each finished trial is
+    a typed `Trial` event (its objective value); the rest of the progress is Note lines."""
+    log = notes(events)
     total = plan.trials
     fixed = fixed_candidates(plan.space, store, plan.trials - 1)
     optimizer = Optimizer(plan.space, plan.objective, plan.seed, _penalty(store, plan.objective))
@@ -166,8 +170,7 @@ def run_search(  # noqa: C901 (split in issue 22 item 7)
         log(f"search already has {len(store.trials)} trials (asked for {total}); nothing to run")
         return store
     ray, started = _ray_init(plan)
-    if plan.workers <= 0:  # auto: every CPU of the machine or cluster, one trial per cpus_per_trial
-        plan = replace(plan, workers=max(1, int(ray.cluster_resources().get("CPU", 1)) // plan.cpus_per_trial))
+    plan = _sized(plan, ray)
     log(f"running trials as Ray tasks: {plan.workers} at a time, {plan.cpus_per_trial} CPU each")
     remote = ray.remote(num_cpus=plan.cpus_per_trial, max_retries=0)(trial_fn)
     pending: dict = {}
@@ -175,39 +178,60 @@ def run_search(  # noqa: C901 (split in issue 22 item 7)
     try:
         while pending or len(store.trials) + len(pending) < total:
             while len(pending) < plan.workers and len(store.trials) + len(pending) < total:
-                if fixed:
-                    phase, params = fixed.pop(0)
-                    asked = None
-                elif (greedy := greedy_candidate(plan.space, store)) is not None:
-                    phase, params, asked = "greedy", greedy, None
-                else:
-                    asked, params = _ask_new(optimizer, store)
-                    phase = "tpe"
+                phase, params, asked = _next_candidate(fixed, plan.space, store, optimizer)
                 spec = replace(plan.template, number=number, phase=phase, params=params)
                 pending[remote.remote(spec)] = (spec, asked)
                 log(f"trial {number} ({phase}) started: {describe(params)}")
                 number += 1
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)  # wakes up for Ctrl-C
-            if not ready:
-                continue
-            spec, asked = pending.pop(ready[0])
-            try:
-                result = ray.get(ready[0])
-            except Exception as error:  # the worker died (segfault, out of memory) or Ray lost it
-                result = TrialResult(spec.number, spec.phase, spec.params, CRASHED,
-                                     reason=foreign_text(error, with_type=True))
-            store.add(result)
-            if asked is not None:
-                optimizer.tell(asked, result)
-            else:
-                optimizer.observe(result)
-            optimizer.penalty = _penalty(store, plan.objective)
-            log(f"trial {result.number} {result.status}" + (f": {result.reason}" if result.reason else "") +
-                (f" ({result.seconds} s)"))
-            log(progress_line(store, len(pending), total, plan.objective))
+            if ready:
+                spec, asked = pending.pop(ready[0])
+                result = _result(ray, ready[0], spec)
+                _record(result, asked, store, optimizer, plan.objective)
+                events(Trial("search", result.number, total, search_value(result.cost, plan.objective),
+                             f"{result.status}" + (f": {result.reason}" if result.reason else "") +
+                             f", {result.seconds} s"))
+                log(progress_line(store, len(pending), total, plan.objective))
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
     return store
+
+
+def _sized(plan: SearchPlan, ray) -> SearchPlan:
+    """workers 0 (auto): every CPU of the machine or cluster, one trial per cpus_per_trial."""
+    if plan.workers > 0:
+        return plan
+    return replace(plan, workers=max(1, int(ray.cluster_resources().get("CPU", 1)) // plan.cpus_per_trial))
+
+
+def _next_candidate(fixed: list, space: Space, store: SearchStore, optimizer: Optimizer):
+    """(phase, params, the optimizer's trial or None): the fixed candidates first, then greedy steps from
+    the best so far, then TPE's suggestions."""
+    if fixed:
+        phase, params = fixed.pop(0)
+        return phase, params, None
+    greedy = greedy_candidate(space, store)
+    if greedy is not None:
+        return "greedy", greedy, None
+    asked, params = _ask_new(optimizer, store)
+    return "tpe", params, asked
+
+
+def _result(ray, ref, spec: TrialSpec) -> TrialResult:
+    try:
+        return ray.get(ref)
+    except Exception as error:  # the worker died (segfault, out of memory) or Ray lost it
+        return TrialResult(spec.number, spec.phase, spec.params, CRASHED, reason=foreign_text(error, with_type=True))
+
+
+def _record(result: TrialResult, asked, store: SearchStore, optimizer: Optimizer, objective: str) -> None:
+    """Store the result and teach the optimizer (its own trial, or an observed one)."""
+    store.add(result)
+    if asked is not None:
+        optimizer.tell(asked, result)
+    else:
+        optimizer.observe(result)
+    optimizer.penalty = _penalty(store, objective)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..recipe import CompressSettings, Recipe
+from ..recipe import Recipe
+from ..stages.compress import CompressSettings
 
 CLUSTER_CHOICES = (0, 2, 4, 8, 16)
 SPARSITY_CHOICES = (0.0, 0.5, 0.7, 0.9)
@@ -115,15 +116,36 @@ def _int4_eligible(model, layers: tuple[str, ...], per_channel: bool = True) -> 
     return tuple(layer for layer in layers if by_name.get(layer) in kinds)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A trial's choices, typed. `params` (flat names: 'clusters:<layer>', 'sparsity', 'int4:<layer>',
+    'memory_plan') is how Optuna and search.json spell them; `from_params` is the one place they are read."""
+
+    clusters: dict[str, int]                 # layer -> cluster count (0: unclustered), in the space's order
+    sparsity: float = 0.0
+    int4_chosen: tuple[str, ...] = ()        # layers whose int4 choice is on
+    int4: bool = False                       # the whole-model int4 switch of earlier searches
+    memory_plan: bool = False
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Candidate":
+        clusters = {name.split(":", 1)[1]: int(value) for name, value in params.items() if name.startswith("clusters:")}
+        chosen = tuple(name.split(":", 1)[1] for name, value in params.items() if name.startswith("int4:") and value)
+        return cls(clusters, float(params.get("sparsity", 0.0)), chosen, bool(params.get("int4")),
+                   bool(params.get("memory_plan")))
+
+    @property
+    def int4_layers(self) -> list[str]:
+        """Layers stored as packed int4: int4 chosen and not clustered (a clustered layer keeps its LUT)."""
+        return [layer for layer in self.int4_chosen if not self.clusters.get(layer)]
+
+
 def cluster_counts(params: dict) -> dict[str, int]:
-    return {name.split(":", 1)[1]: int(value) for name, value in params.items() if name.startswith("clusters:")}
+    return Candidate.from_params(params).clusters
 
 
 def int4_layers(params: dict) -> list[str]:
-    """Layers stored as packed int4: int4 chosen and not clustered (a clustered layer keeps its LUT)."""
-    counts = cluster_counts(params)
-    return [name.split(":", 1)[1] for name, value in params.items()
-            if name.startswith("int4:") and value and not counts.get(name.split(":", 1)[1])]
+    return Candidate.from_params(params).int4_layers
 
 
 def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str, selection_size: int,
@@ -133,8 +155,8 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
     data, with paths relative to a folder one level below the search directory (trials/, best/).
     `loss` fits the distillation targets stored as y_train (categorical_crossentropy or mse);
     `separate_calibration`: the npz holds calibration inputs of their own (else x_train calibrates)."""
-    counts = cluster_counts(params)
-    sparsity = float(params.get("sparsity", 0.0))
+    candidate = Candidate.from_params(params)
+    counts, sparsity = candidate.clusters, candidate.sparsity
     fit = {"epochs": fine_tune.epochs, "batch_size": fine_tune.batch_size,
            "learning_rate": fine_tune.learning_rate, "loss": loss}
     stages = []
@@ -147,7 +169,7 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
     if any(counts.values()):
         stages.append({"cluster": {"clusters": max(counts.values()), "per_layer": counts, "per_channel": True,
                                    "preserve_sparsity": sparsity > 0, **fit}})
-    int4 = int4_layers(params)
+    int4 = candidate.int4_layers
     if int4:  # last, with the other filters held, so clustered and pruned ones keep their values and zeros
         stages.append({"int4_finetune": {"layers": int4, "other_filters_frozen": any(counts.values()) or sparsity > 0,
                                          **fit}})
@@ -157,11 +179,11 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
                 "verify_samples": min(100, selection_size)}
     if sparsity > 0:
         compress["prune"] = True
-    if params.get("int4"):
+    if candidate.int4:
         compress["int4"] = True
     if int4:  # '/name/' matches the layer's own tensors only (conv2d is in conv2d_1's name too)
         compress |= {"int4": True, "int4_layers": [f"/{layer}/" for layer in int4]}
-    if params.get("memory_plan"):
+    if candidate.memory_plan:
         compress["memory_plan"] = "offline"
     recipe = {
         "name": base.name,
@@ -180,10 +202,11 @@ def candidate_recipe(base: Recipe, params: dict, fine_tune: FineTune, loss: str,
 
 def describe(params: dict) -> str:
     """One short line: 'conv:4 logits:16 sparsity 0.5' (unclustered layers left out)."""
-    parts = [f"{layer}:{count}" for layer, count in cluster_counts(params).items() if count]
-    if params.get("sparsity"):
+    candidate = Candidate.from_params(params)
+    parts = [f"{layer}:{count}" for layer, count in candidate.clusters.items() if count]
+    if params.get("sparsity"):  # as stored (Optuna's float, or an int a person wrote)
         parts.append(f"sparsity {params['sparsity']}")
-    if params.get("int4"):
+    if candidate.int4:
         parts.append("int4")
-    parts += [f"{layer}:int4" for layer in int4_layers(params)]
+    parts += [f"{layer}:int4" for layer in candidate.int4_layers]
     return " ".join(parts) or "plain int8"

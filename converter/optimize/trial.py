@@ -109,7 +109,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         recipe_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
         # no device check per trial: the search builds the firmware itself for the candidates that pass (device_cost)
         manifest = convert(parse_recipe(mapping, base_dir=recipe_path.parent), out, force=True, log=lambda _: None,
-                           device_check="off")
+                           device_check="off").manifest
         verdict = judge_model((out / "model.tflite").read_bytes(), search_dir, spec.guards)
         cost = host_cost(manifest, spec.board)
         result.status = PASSED if verdict.passed else FAILED_GUARD

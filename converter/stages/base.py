@@ -118,6 +118,20 @@ class Stage:
     def transform(self, model, settings, context: StageContext) -> tuple[Any, dict]:
         raise NotImplementedError
 
+    # What a stage declares about itself, so the flows and the recipe never ask for a stage by name.
+    def phase_detail(self, settings, data) -> str:  # noqa: ARG002 (a hook: stages override it)
+        """The progress line of this stage's phase ('stage 2/3: <detail>')."""
+        return self.name
+
+    def label_loss(self, settings) -> Optional[str]:  # noqa: ARG002 (a hook: stages override it)
+        """The loss this stage trains with on the data's labels (checked before any training), or None."""
+        return None
+
+    def input_files(self, settings) -> list[str]:  # noqa: ARG002 (a hook: stages override it)
+        """Builder specs ('file.py:function') this stage reads besides the recipe's: an output folder
+        must never hold them."""
+        return []
+
     def report_note(self, record: StageRecord) -> str:  # noqa: ARG002 (a hook: stages override it)
         """The 'notes' cell of this stage's row in report.md."""
         return ""
@@ -147,6 +161,13 @@ class KerasStage(Stage):
 
     takes = gives = "keras"
     keras3_instead = KERAS3_PTQ
+
+    def label_loss(self, settings) -> Optional[str]:
+        """A Keras stage whose settings have epochs > 0 trains on the labels with its `loss` (default sparse
+        categorical cross-entropy); a stage that trains otherwise says so by overriding this."""
+        if getattr(settings, "epochs", 0) > 0:
+            return getattr(settings, "loss", "sparse_categorical_crossentropy")
+        return None
 
     def run(self, model, settings, context: StageContext) -> StageResult:
         from .training import keras_quality
@@ -192,6 +213,18 @@ class FlatbufferStage(Stage):
     """flatbuffer (bytes) -> flatbuffer; the stage itself must prove the new bytes behave the same."""
 
     takes = gives = "flatbuffer"
+
+    def transform_with_reference(self, model_bytes: bytes, settings, context: StageContext) -> tuple[bytes, dict, bytes]:
+        """(new model, details, the model TFLM must match byte for byte): the input model, unless the stage
+        is lossy and names another (compress with int4: the int8 model with the same 4-bit levels)."""
+        new_bytes, details = self.transform(model_bytes, settings, context)
+        return new_bytes, details, model_bytes
+
+    def run(self, model_bytes: bytes, settings, context: StageContext) -> StageResult:
+        started = time.perf_counter()
+        new_bytes, details, reference = self.transform_with_reference(model_bytes, settings, context)
+        record = StageRecord(self.name, settings.model_dump(), details, seconds=round(time.perf_counter() - started, 2))
+        return StageResult(new_bytes, record, reference=reference if reference != model_bytes else None)
 
 
 _REGISTRY: dict[str, Stage] = {}

@@ -120,6 +120,3 @@ def clusters_per_layer(model, settings: ClusterSettings) -> dict[str, int]:
     return {layer.name: settings.per_layer.get(layer.name, settings.clusters)
             for layer in model.layers if layer.weights}
 
-
-def run(model, settings: ClusterSettings, data, seed: int = 0, **context):
-    return Cluster().run(model, settings, StageContext(data, seed, **context))

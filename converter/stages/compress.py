@@ -16,7 +16,6 @@ output byte is identical (the pipeline checks the golden vectors again).
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -36,7 +35,7 @@ from ..tflite.strip import CONVERTER_METADATA, strip  # noqa: F401  (bench and t
 from ..tflite.tflite_model import TfliteModel
 from ..tflm.offline_plan import apply_offline_plan
 from ..tflm.runners import quantize_inputs, run_tflm
-from .base import FlatbufferStage, StageContext, StageRecord, StageResult, StageSettings, register
+from .base import FlatbufferStage, StageContext, StageRecord, StageSettings, register
 
 
 class CompressSettings(StageSettings):
@@ -65,12 +64,17 @@ class Compress(FlatbufferStage):
     name = "compress"
     Settings = CompressSettings
 
-    def run(self, model_bytes: bytes, settings: CompressSettings, context: StageContext) -> StageResult:
-        # not transform(): besides the model and the details, the stage hands on its reference
-        started = time.perf_counter()
-        compressed, details, reference = compress_model(model_bytes, settings, context.data)
-        record = StageRecord(self.name, settings.model_dump(), details, seconds=round(time.perf_counter() - started, 2))
-        return StageResult(compressed, record, reference=reference if reference != model_bytes else None)
+    def phase_detail(self, settings: CompressSettings, data) -> str:  # noqa: ARG002 (the hook's signature)
+        methods = [label for label, on in (("LUT", settings.lut), ("PRUNE", settings.prune)) if on]
+        parts = ([f"{' + '.join(methods)} decoded by TFLM DECODE"] if methods else []) + \
+            (["packed int4 filters"] if settings.int4 else []) + \
+            (["offline memory plan"] if settings.memory_plan == "offline" else []) + \
+            (["metadata stripped"] if settings.strip_metadata else [])
+        return f"compress ({', '.join(parts) or 'nothing set'})"
+
+    def transform_with_reference(self, model_bytes: bytes, settings: CompressSettings,
+                                 context: StageContext) -> tuple[bytes, dict, bytes]:
+        return compress_model(model_bytes, settings, context.data)
 
     def report_note(self, record: StageRecord) -> str:
         memory_plan = record.details.get("memory_plan") or {}
@@ -95,36 +99,17 @@ class Compress(FlatbufferStage):
         return (", ".join(parts) + f", model {record.details['bytes_before']:,} → {record.details['bytes_after']:,} B")
 
 
-def run(model_bytes: bytes, settings: CompressSettings, data, seed: int = 0, **context) -> StageResult:
-    return Compress().run(model_bytes, settings, StageContext(data, seed, **context))
-
 
 def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset) -> tuple[bytes, dict, bytes]:
-    """(compressed model, the record's details, the reference model TFLM must match byte for byte)."""
-    record: dict = {"bytes_before": len(model_bytes)}
+    """(compressed model, the record's details, the reference model TFLM must match byte for byte).
+    The phases: int4 (lossy: its int8 twin becomes the reference), the DECODE encodings, the whole-model
+    steps (strip, offline memory plan), then TFLM's proof that the outputs are unchanged."""
+    record: dict = {"bytes_before": len(model_bytes)}  # keys in the order the manifest shows them
     reference, base = model_bytes, model_bytes
     if settings.int4:
         reference, base, record["int4"] = _int4(model_bytes, data, settings)
-    chosen = plan(base, settings.lut, settings.prune, settings.max_index_bits) \
-        if settings.lut or settings.prune else Plan()
-    compressed, note = base, None
-    if not chosen.choices:
-        methods = "/".join(m for m, on in (("LUT", settings.lut), ("PRUNE", settings.prune)) if on) or "LUT"
-        note = f"no tensor qualified for {methods} compression"
-    else:
-        compressed = encode(base, chosen)
-        if len(compressed) >= len(base):
-            # DECODE operators, the new tensors and buffer alignment cost bytes of their own; seen on
-            # the MLPerf KWS DS-CNN at 16 clusters: tensors 19,712 -> 15,264 B, model 48,480 -> 49,328 B.
-            note = (f"{'LUT' if not chosen.prune else 'DECODE'} compression would grow the model ({len(base)} -> "
-                    f"{len(compressed)} B: DECODE operators and tensor metadata outweigh the index savings)")
-            record["rejected"] = [c.as_dict() for c in chosen.choices]
-            compressed, chosen = base, Plan(skipped=chosen.skipped)
-    if settings.strip_metadata:
-        compressed, record["strip"] = strip_checked(compressed)
-    if settings.memory_plan == "offline":
-        compressed, result = apply_offline_plan(compressed)
-        record["memory_plan"] = result.as_dict()
+    compressed, chosen, note = _decode_encodings(base, settings, record)
+    compressed = _whole_model_steps(compressed, settings, record)
     if compressed == model_bytes:
         record.update({"bytes_after": len(model_bytes), "tensors": [], "skipped": chosen.skipped,
                        "verification": None, "note": f"{note}; the model is unchanged"})
@@ -147,6 +132,34 @@ def compress_model(model_bytes: bytes, settings: CompressSettings, data: Dataset
                                       ("memory-planned", (record.get("memory_plan") or {}).get("kept"))) if on]
         record["note"] = f"{note}; only {' and '.join(done)}"
     return compressed, record, reference
+
+
+def _decode_encodings(base: bytes, settings: CompressSettings, record: dict) -> tuple[bytes, Plan, str | None]:
+    """LUT / PRUNE (decoded by TFLM_DECODE) where the model shrinks: (model, plan kept, why nothing was)."""
+    chosen = plan(base, settings.lut, settings.prune, settings.max_index_bits) \
+        if settings.lut or settings.prune else Plan()
+    if not chosen.choices:
+        methods = "/".join(m for m, on in (("LUT", settings.lut), ("PRUNE", settings.prune)) if on) or "LUT"
+        return base, chosen, f"no tensor qualified for {methods} compression"
+    compressed = encode(base, chosen)
+    if len(compressed) < len(base):
+        return compressed, chosen, None
+    # DECODE operators, the new tensors and buffer alignment cost bytes of their own; seen on
+    # the MLPerf KWS DS-CNN at 16 clusters: tensors 19,712 -> 15,264 B, model 48,480 -> 49,328 B.
+    note = (f"{'LUT' if not chosen.prune else 'DECODE'} compression would grow the model ({len(base)} -> "
+            f"{len(compressed)} B: DECODE operators and tensor metadata outweigh the index savings)")
+    record["rejected"] = [c.as_dict() for c in chosen.choices]
+    return base, Plan(skipped=chosen.skipped), note
+
+
+def _whole_model_steps(compressed: bytes, settings: CompressSettings, record: dict) -> bytes:
+    """Metadata stripped, then an offline memory plan (kept only when TFLM's arena shrinks)."""
+    if settings.strip_metadata:
+        compressed, record["strip"] = strip_checked(compressed)
+    if settings.memory_plan == "offline":
+        compressed, result = apply_offline_plan(compressed)
+        record["memory_plan"] = result.as_dict()
+    return compressed
 
 
 def encode(model_bytes: bytes, chosen: Plan) -> bytes:

@@ -81,6 +81,9 @@ def build_student(settings: DistillSettings, teacher, base_dir: Path = Path(".")
 @register
 class Distill(KerasStage):
     name = "distill"
+
+    def input_files(self, settings: DistillSettings) -> list[str]:
+        return [settings.student_builder]
     Settings = DistillSettings
 
     def transform(self, teacher, settings: DistillSettings, context: StageContext):
@@ -115,6 +118,3 @@ class Distill(KerasStage):
             "params_ratio": round(student_params / max(teacher_params, 1), 4),
         }
 
-
-def run(teacher, settings: DistillSettings, data, seed: int = 0, **context):
-    return Distill().run(teacher, settings, StageContext(data, seed, **context))

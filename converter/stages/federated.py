@@ -111,15 +111,6 @@ def _federate(model, settings: FederatedSettings, data: Dataset, seed: int, even
     return trained, details
 
 
-def with_ray_address(recipe, address: str | None):
-    """The recipe with every federated stage sent to the Ray cluster at `address` (None: unchanged)."""
-    if not address:
-        return recipe
-    stages = [stage.model_copy(update={"federated": stage.federated.model_copy(update={"ray_address": address})})
-              if stage.kind == "federated" else stage for stage in recipe.stages]
-    return recipe.model_copy(update={"stages": stages})
-
-
 def _version(package: str) -> str:
     from importlib.metadata import version
 

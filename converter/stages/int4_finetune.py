@@ -175,6 +175,3 @@ def _max_levels(layer) -> int:
     rows = rows.reshape(-1, int(np.prod([kernel.shape[a] for a in axes])))
     return int(max(len(np.unique(row)) for row in rows))
 
-
-def run(model, settings: Int4FineTuneSettings, data, seed: int = 0, **context):
-    return Int4FineTune().run(model, settings, StageContext(data, seed, **context))

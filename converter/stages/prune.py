@@ -74,6 +74,3 @@ class Prune(KerasStage):
         freeze_batch_norm(stripped, frozen=False)  # later stages train BN as usual
         return stripped, {"loss_per_epoch": rounded_losses(losses), "end_step": end_step}
 
-
-def run(model, settings: PruneSettings, data, seed: int = 0, **context):
-    return Prune().run(model, settings, StageContext(data, seed, **context))

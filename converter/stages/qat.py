@@ -67,6 +67,3 @@ class Qat(KerasStage):
         tf_env.keras()  # keep Keras 2 loaded for the converter
         return wrapped, {"loss_per_epoch": rounded_losses(losses), "scheme": settings.scheme}
 
-
-def run(model, settings: QatSettings, data, seed: int = 0, **context):
-    return Qat().run(model, settings, StageContext(data, seed, **context))

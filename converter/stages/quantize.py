@@ -125,6 +125,10 @@ class Quantize(ConverterStage):
     name = "quantize"
     Settings = QuantizeSettings
 
+    def phase_detail(self, settings: QuantizeSettings, data) -> str:
+        return (f"quantize ({settings.mode}, "
+                f"{min(settings.calibration_samples, sample_count(data.x_calibration))} calibration samples)")
+
     def transform(self, model, settings: QuantizeSettings, context: StageContext):
         model_bytes = convert(model, settings, context.data)
         used = int(len(calibration_inputs(context.data, settings.calibration_samples)[0]))
@@ -136,6 +140,3 @@ class Quantize(ConverterStage):
     def report_note(self, record: StageRecord) -> str:
         return f"{record.details['tflite_bytes']:,} B, {record.details['calibration_samples_used']} calibration samples"
 
-
-def run(model, settings: QuantizeSettings, data, seed: int = 0, **context):
-    return Quantize().run(model, settings, StageContext(data, seed, **context))

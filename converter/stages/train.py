@@ -28,6 +28,3 @@ class Train(KerasStage):
                      events=context.events)
         return model, {"loss_per_epoch": rounded_losses(losses)}
 
-
-def run(model, settings: TrainSettings, data, seed: int = 0, **context):
-    return Train().run(model, settings, StageContext(data, seed, **context))

@@ -19,7 +19,7 @@ from ..tflite.model import Graph, ModelInfo, TensorInfo, read_graph, read_model
 # XNNPACK (LiteRT's default delegate), which fuses operators and hides their intermediate tensors.
 RUNTIME_NAMES = {"tflm": "TFLM", "litert_reference": "LiteRT", "litert_optimized": "LiteRT optimized kernels",
                  "litert_optimized_inspectable": "LiteRT optimized kernels (no XNNPACK)"}
-_LITERT_RESOLVERS = {"litert_reference": "BUILTIN_REF", "litert_optimized": "BUILTIN",
+LITERT_RESOLVERS = {"litert_reference": "BUILTIN_REF", "litert_optimized": "BUILTIN",
                      "litert_optimized_inspectable": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
 MAX_DEFAULT_ARENA = 256 << 20
 
@@ -160,7 +160,7 @@ def run_model(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm
     with quiet_native_stderr() as printed:
         try:
             session = _TflmSession(model_bytes, info, arena_size or default_arena(model_bytes, graph), keep_tensors) \
-                if runtime == "tflm" else _LitertSession(model_bytes, _LITERT_RESOLVERS[runtime], keep_tensors)
+                if runtime == "tflm" else _LitertSession(model_bytes, LITERT_RESOLVERS[runtime], keep_tensors)
             for v in range(count):
                 for i, x in enumerate(inputs):
                     session.set_input(i, x[v:v + 1])

@@ -123,5 +123,5 @@ def test_optimize_refuses_a_pytorch_recipe_in_one_line(tmp_path):
         {"name": "pt", "model": {"torch": {"builder": "net.py:build", "input_shape": [4, 4, 1]}},
          "data": {"random": {}}}))
     with pytest.raises(KitError, match="the recipe's model is a PyTorch model — fix: convert it"):
-        optimize(tmp_path / "recipe.yaml", tmp_path / "search", Options(board="cortex-m-qemu"), log=lambda _: None)
+        optimize(tmp_path / "recipe.yaml", tmp_path / "search", Options(board="cortex-m-qemu"))
     assert not (tmp_path / "search").exists()

@@ -105,3 +105,15 @@ def test_regression_guard_is_sqnr_on_every_output():
 def test_pareto_front_keeps_only_undominated_points():
     points = [(100, 0.99), (50, 0.97), (60, 0.96), (40, 0.90), (50, 0.97), (200, 0.99)]
     assert pareto_front(points) == [3, 1, 4, 0]
+
+
+def test_a_candidates_flat_params_are_read_in_one_place():
+    from converter.optimize.space import Candidate, describe
+
+    params = {"clusters:conv": 0, "clusters:logits": 4, "sparsity": 0.5, "int4:conv": True, "int4:logits": True,
+              "memory_plan": True}
+    candidate = Candidate.from_params(params)
+    assert candidate.clusters == {"conv": 0, "logits": 4} and candidate.sparsity == 0.5 and candidate.memory_plan
+    assert candidate.int4_chosen == ("conv", "logits") and candidate.int4_layers == ["conv"]  # logits keeps its LUT
+    assert describe(params) == "logits:4 sparsity 0.5 conv:int4"
+    assert Candidate.from_params({}) == Candidate({})
