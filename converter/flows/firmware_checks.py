@@ -140,8 +140,9 @@ class Budget:
 
 def check_budget(board: dict, facts: ModelFacts) -> Budget:
     """Flash and RAM the firmware needs on this board; KitError when either does not fit."""
+    variants = _port_variants(board, facts)
     footprint = deployed_flash(facts.model_bytes, facts.operators, board["code_size"],
-                               _port_variants(board, facts)) if board.get("code_size") else None
+                               variants) if board.get("code_size") else None
     platform = board.get("platform_flash_bytes", 0)
     flash_need = footprint.total + facts.golden_bytes + platform if footprint else None
     ram_need = facts.arena_bytes + board.get("reserve_ram_bytes", 0)
@@ -161,7 +162,7 @@ def check_budget(board: dict, facts: ModelFacts) -> Budget:
     delta = None
     if footprint and facts.uncompressed_model_bytes and DECODE in facts.operators:
         plain = deployed_flash(facts.uncompressed_model_bytes, [op for op in facts.operators if op != DECODE],
-                               board["code_size"])
+                               board["code_size"], variants)  # the same kernels as the LUT model's, less DECODE
         delta = footprint.total - plain.total
     return Budget(flash_needed_bytes=flash_need, ram_needed_bytes=ram_need, flash_bytes=board.get("flash_bytes"),
                   ram_bytes=board.get("ram_bytes"), footprint=footprint, platform_flash_bytes=platform,

@@ -121,8 +121,12 @@ def optimize(recipe_path: Path, out: Path, options: Options, events: Sink = sile
     out = Path(out)
     _check_out(out, recipe, recipe_path)
     device = _use_device(options, board)
-    SearchStore.claim(out)  # the search record first: the folder is then recognised (and resumed) by it
-    prepared = prepare(recipe, out, options.label_weight, log)
+    claim = SearchStore.claim(out)  # the search record first: the folder is then recognised (and resumed) by it
+    try:
+        prepared = prepare(recipe, out, options.label_weight, log)
+    except KitError:  # refused before anything but the record was written (a Keras 3 model): leave no trace
+        claim.release_if_untouched()
+        raise
     space = space_for(prepared.model, objective=options.objective, per_channel=recipe.quantize.per_channel)
     guards = Guards.defaults(prepared.task, options.min_agreement, options.max_accuracy_drop, options.min_sqnr)
     fine_tune = FineTune(epochs=options.epochs)

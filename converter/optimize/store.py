@@ -34,6 +34,22 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What SearchStore.claim wrote, so a search refused before its first file can take it back."""
+    folder: Path
+    made_folder: bool
+    made_record: bool
+
+    def release_if_untouched(self) -> None:
+        """Remove the stub record (and the folder claim made) when nothing else was written beside it."""
+        if not self.made_record or [p.name for p in self.folder.iterdir()] != [FILE]:
+            return
+        (self.folder / FILE).unlink()
+        if self.made_folder:
+            self.folder.rmdir()
+
+
 @dataclass
 class SearchStore:
     folder: Path
@@ -46,14 +62,17 @@ class SearchStore:
         return self.folder / FILE
 
     @staticmethod
-    def claim(folder: Path) -> None:
+    def claim(folder: Path) -> "Claim":
         """Mark a new search folder with its record before anything else is written there (the teacher and
         the split data come first): an interrupted search is then recognised, and continued, by its record."""
         folder = Path(folder)
+        made_folder = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
-        if not (folder / FILE).is_file():
-            write_atomic(folder / FILE, json.dumps({"fingerprint": None, "settings": {}, "summary": {}, "trials": [],
-                                                    "tools": tool_versions()}, indent=1) + "\n")
+        if (folder / FILE).is_file():
+            return Claim(folder, made_folder=False, made_record=False)
+        write_atomic(folder / FILE, json.dumps({"fingerprint": None, "settings": {}, "summary": {}, "trials": [],
+                                                "tools": tool_versions()}, indent=1) + "\n")
+        return Claim(folder, made_folder, made_record=True)
 
     @staticmethod
     def open(folder: Path, settings: dict) -> "SearchStore":
