@@ -20,6 +20,7 @@ LAYERS = [
     {"stages", "federated"},            # federated/: the Flower/Ray machinery of stages/federated.py
     {"recipe"},
     {"emit", "reports"},
+    {"runtimes"},                        # tflm and aot behind one interface; boards, rendering, running
     {"flows", "optimize", "partition"},  # optimize/ and partition/ drive whole conversions
     {"cli", "__main__", "pytest_plugin", "__init__"},
 ]
