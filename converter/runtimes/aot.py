@@ -212,3 +212,15 @@ class AotRuntime:
 
     def record_extras(self) -> dict:
         return {}
+
+    bare_main = ("bare/aot.c.j2", "bare.c")
+    model_data_note = "read-only data defined by the aot/ folder's objects (weights, biases, parameter tables)"
+
+    def model_data_bytes(self, project: Path, elf: Path) -> int:
+        from .bare import symbol_sizes
+
+        linked = symbol_sizes(elf)  # the linker script puts .rodata in .text: nm calls it t there
+        ours: set[str] = set()
+        for obj in (project / "build").rglob("aot/*.o"):
+            ours |= set(symbol_sizes(obj, "rRdD"))
+        return sum(size for name, size in linked.items() if name in ours)

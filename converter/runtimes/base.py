@@ -90,6 +90,13 @@ class Runtime(Protocol):
 
     def record_extras(self) -> dict: ...
 
+    # the program without its self-test (runtimes/bare.py): its main's template and file name, and the
+    # model's constant data in the linked image
+    bare_main: tuple[str, str]
+    model_data_note: str
+
+    def model_data_bytes(self, project: Path, elf: Path) -> int: ...
+
 
 def check_fits(name: str, board: dict, checks: list[tuple[str, int | None, int | None, str]], fix: str) -> None:
     """KitError for the first (kind, needed, available, breakdown) that does not fit the board."""

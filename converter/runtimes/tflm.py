@@ -7,6 +7,7 @@ port (converter/tflm/ports.py) must have every operator of the model.
 """
 from __future__ import annotations
 
+import json
 import math
 import platform
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 from ..errors import KitError
 from ..tflm.footprint import Footprint, deployed_flash
 from ..tflm.ports import load_port
+from .boards import RECORD_NAME
 from .base import Deployed, Figure, ProjectNeeds, check_fits
 from .facts import MODEL_SOURCES, ModelFacts, read_model_dir
 
@@ -182,3 +184,12 @@ class TflmRuntime:
 
     def record_extras(self) -> dict:
         return {"tflm_commit": TFLM_COMMIT}
+
+    bare_main = ("bare/tflm.cc.j2", "bare.cc")
+    model_data_note = "the flatbuffer array g_<name>_model_data"
+
+    def model_data_bytes(self, project: Path, elf: Path) -> int:
+        from .bare import symbol_sizes
+
+        record = json.loads((project / RECORD_NAME).read_text())
+        return symbol_sizes(elf).get(f"g_{record['name']}_model_data", 0)
