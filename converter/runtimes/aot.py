@@ -54,10 +54,15 @@ def aot_folder(model_dir: Path) -> Path:
     return folder
 
 
+def generate(model: bytes):
+    """converter.aot.generate (a lower layer), imported on use so rendering TFLM projects stays light."""
+    from ..aot import generate as generate_program
+
+    return generate_program(model)
+
+
 def buffer_bytes(model_dir: Path, core: str) -> int:
     """The static buffer the generator planned for `core` (scratch sizes differ between cores)."""
-    from ..aot import generate  # the generator is a lower layer; imported on use so `firmware` stays light
-
     return int(generate((Path(model_dir) / "model.tflite").read_bytes()).buffer_bytes(core))
 
 
@@ -71,35 +76,46 @@ def code_size_table(target: str) -> dict:
     return json.loads(path.read_text())
 
 
-def price(model: bytes, operators: list[str], core: str, target: str, backend: str) -> Deployed:
-    """Deployed flash of the generated C on `target` from the code-size data (kernels linked alone, shared code
-    once, per-call glue) plus the model's constant data as the generator writes it; RAM: its planned buffer."""
-    from ..aot import generate
+_CALL = re.compile(r"^\s+(aot_\w+)\(", re.M)
+_ARRAY = re.compile(r"static const (\w+) (\w+)\[(\d+)\]( AOT_ALIGN16)?")
+C_SIZES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "uint32_t": 4}
 
-    program = generate(model)
+
+def constant_bytes(source: str) -> int:
+    """Bytes of the constant arrays aot_model.c defines (weights, biases, multipliers, shifts), 16-byte
+    aligned ones rounded up as the linker places them; the parameter structs are priced per call."""
+    total = 0
+    for ctype, _, count, aligned in _ARRAY.findall(source):
+        size = int(count) * C_SIZES.get(ctype, 4)
+        total += -(-size // 16) * 16 if aligned else size
+    return total
+
+
+def price(model: bytes, core: str, target: str, backend: str) -> Deployed:
+    """Deployed flash of the generated C on `target` from the code-size data (each kernel linked alone, shared
+    code once, one call site and parameter struct per operator) plus its constant arrays; RAM: its planned buffer."""
     table = code_size_table(target)["backends"][backend]
-    missing = [op for op in dict.fromkeys(operators) if op not in table["kernels"]]
+    program = generate(model)
+    source = program.files["aot_model.c"]
+    calls = _CALL.findall(source.split("int aot_model_invoke(", 1)[-1])
+    missing = sorted({f for f in calls if f not in table["kernels"]})
     if missing:
         raise KitError(f"no AOT code-size measurement of {', '.join(missing)} for {target} ({backend})",
-                       f"regenerate runtimes/data with `{REGEN}` (needs arm-none-eabi-gcc)")
+                       f"regenerate converter/runtimes/data with `{REGEN}` (needs arm-none-eabi-gcc)")
     seen: dict[str, int] = {}
-    kernels = shared = 0
-    for op in dict.fromkeys(operators):
-        kernels += table["kernels"][op]["bytes"]
-        for name, size in table["kernels"][op]["shared"].items():
-            shared += size if name in seen else 0
+    kernels = 0
+    for function in dict.fromkeys(calls):
+        kernels += table["kernels"][function]["bytes"]
+        for name, size in table["kernels"][function]["shared"].items():
+            kernels -= size if name in seen else 0
             seen[name] = size
-    calls = sum(table["kernels"][op]["call_bytes"] for op in operators)
-    data = program_data_bytes(program)
-    total = data + kernels - shared + calls + table["core_bytes"]
-    return Deployed("aot", target, Figure(total, f"footprint data ({target}, AOT {backend} kernels linked alone)"),
+    glue = sum(table["kernels"][f]["call_bytes"] for f in calls)
+    data = constant_bytes(source)
+    total = data + kernels + glue + table["core_bytes"]
+    return Deployed("aot", target,
+                    Figure(total, f"footprint data ({target}, AOT {backend} kernels linked alone) + the model's arrays"),
                     Figure(int(program.buffer_bytes(core)), f"buffer planned for {core} at generation"),
-                    {"model data": data, "kernels": kernels - shared, "calls": calls, "core": table["core_bytes"]})
-
-
-def program_data_bytes(program) -> int:
-    """Bytes of constant data the generated C holds (weights, biases, parameter tables)."""
-    return int(program.data_bytes) if hasattr(program, "data_bytes") else int(program.constant_bytes)
+                    {"model data": data, "kernels": kernels, "calls": glue, "core": table["core_bytes"]})
 
 
 @dataclass(frozen=True)
@@ -137,9 +153,8 @@ class AotRuntime:
         core, kernels = aot_core(board), board["aot"].get("kernels", "portable")
         buffer = buffer_bytes(model_dir, core)
         deployed = None
-        if board.get("aot", {}).get("code_size"):
-            deployed = price((Path(model_dir) / "model.tflite").read_bytes(), facts.operators, core,
-                             board["aot"]["code_size"], kernels)
+        if board.get("code_size"):
+            deployed = price((Path(model_dir) / "model.tflite").read_bytes(), core, board["code_size"], kernels)
         platform_bytes = board.get("platform_flash_bytes", 0)
         flash_need = deployed.flash.bytes + facts.golden_bytes + platform_bytes if deployed else None
         ram_need = buffer + board.get("reserve_ram_bytes", 0)
@@ -168,11 +183,10 @@ class AotRuntime:
                      f" {record['ram_needed_bytes'] - record['buffer_bytes']:,}; kernels: {record['kernels']}")
         return lines
 
-    def price(self, model_dir: Path, target: str) -> Deployed:
-        facts = read_model_dir(model_dir, sources=("model.tflite",))
+    def price(self, model: bytes, arena_bytes: int, target: str) -> Deployed:
+        """On `target` with the back-end its boards build (CMSIS-NN on Arm cores); the arena is TFLM's, unused."""
         table = code_size_table(target)
-        return price((Path(model_dir) / "model.tflite").read_bytes(), facts.operators, table["aot_core"], target,
-                     table["default_backend"])
+        return price(model, table["aot_core"], target, table["default_backend"])
 
     def needs(self, board: dict) -> ProjectNeeds:
         cmsis = board.get("aot", {}).get("kernels") == "cmsis-nn"

@@ -7,7 +7,8 @@ branches on its name:
 - `facts`: what the model directory holds for me (KitError when my sources are missing);
 - `check`: can this board build this model with me (operators, sources, settings)? KitError if not;
 - `budget`: flash and RAM the firmware needs on the board, checked against its budget;
-- `price`: the deployed flash and RAM on a target core, each figure saying where it comes from;
+- `price`: the deployed flash and RAM of a model on a target (a code-size data name: cortex-m4,
+  cortex-m7+fp, cortex-m0plus), each figure saying where it comes from, with no toolchain;
 - `needs`: what a firmware project needs (sources, include dirs, defines, libraries, settings);
 - `emit`: copy the model's sources into a project;
 - `template`: the board's template folder and files for this runtime.
@@ -44,7 +45,7 @@ class Deployed:
 
     def line(self) -> str:
         parts = " + ".join(f"{name} {size:,}" for name, size in self.parts.items())
-        return (f"{self.runtime:>4} on {self.target}: flash {self.flash.bytes:,} B ({parts}; {self.flash.source}), "
+        return (f"{self.runtime} on {self.target}: flash {self.flash.bytes:,} B ({parts}; {self.flash.source}), "
                 f"RAM {self.ram.bytes:,} B ({self.ram.source})")
 
 
@@ -78,7 +79,7 @@ class Runtime(Protocol):
 
     def budget_lines(self, record: dict) -> list[str]: ...
 
-    def price(self, model_dir: Path, target: str) -> Deployed: ...
+    def price(self, model: bytes, arena_bytes: int, target: str) -> Deployed: ...
 
     def needs(self, board: dict) -> ProjectNeeds: ...
 

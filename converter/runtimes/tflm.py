@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import KitError
+from ..tflite.model import read_model
 from ..tflm.footprint import Footprint, deployed_flash
 from ..tflm.ports import load_port
 from .boards import RECORD_NAME
@@ -144,9 +145,8 @@ class TflmRuntime:
     def budget_lines(self, record: dict) -> list[str]:
         return budget_lines(record)
 
-    def price(self, model_dir: Path, target: str) -> Deployed:
-        facts = read_model_dir(model_dir)
-        return price(facts.model_bytes, facts.operators, facts.arena_measured_bytes, target)
+    def price(self, model: bytes, arena_bytes: int, target: str) -> Deployed:
+        return price(len(model), read_model(model).operators, arena_bytes, target)
 
     def price_model(self, model_bytes: int, operators: list[str], arena_bytes: int, target: str) -> Deployed:
         """`price` from the figures a manifest or a part already holds (no model directory needed)."""
