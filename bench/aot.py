@@ -64,7 +64,7 @@ def model_dir(name: str, work: Path, shared: Path) -> Path:
     else:
         recipe = parse_recipe({"name": f"ref_{name}", "model": {"path": str(shared / "mlperf_tiny" / MLPERF[name])},
                                "data": {"random": {"samples": 12, "low": -1.0, "high": 1.0}},
-                               "compress": {"strip_metadata": True}, "golden": {"vectors": 5}}, base_dir=work)
+                               "compress": {"strip_metadata": True, "lut": False}, "golden": {"vectors": 5}}, base_dir=work)
     convert(recipe, out, force=True)
     return out
 

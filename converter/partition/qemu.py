@@ -32,12 +32,14 @@ class QemuCore:
     arch: str
 
 
-CORES = {
-    "cortex-m4": QemuCore("mps2-an386", "cortex_m_generic_cortex-m4_default_cmsis_nn_gcc",
-                          "-mcpu=cortex-m4+nofp -mfpu=fpv4-sp-d16 -mfloat-abi=soft -mthumb -funsigned-char"),
-    "cortex-m7": QemuCore("mps2-an500", "cortex_m_generic_cortex-m7+fp_default_cmsis_nn_gcc",
-                          "-mcpu=cortex-m7 -mfpu=fpv5-sp-d16 -mfloat-abi=hard -mthumb -funsigned-char"),
-}
+# core -> the emulated board profile whose machine, TFLM library and compiler flags build it
+BOARDS = {"cortex-m4": "cortex-m-qemu", "cortex-m7": "cortex-m7-qemu"}
+
+
+def qemu_core(core: str) -> QemuCore:
+    """QEMU machine, TFLM library and -mcpu/-mfloat-abi flags of `core`, from its board profile."""
+    board = load_board(BOARDS[core])
+    return QemuCore(board["qemu_machine"], board["tflm_target"], f"{board['arch_flags']} -funsigned-char")
 
 
 def missing_tools(tflm_root: str | None) -> str | None:
@@ -62,7 +64,7 @@ def render_project(model_dir: Path, out: Path, main_template: str) -> Path:
 
 
 def build(project: Path, core: str, tflm_root: str) -> Path:
-    spec = CORES[core]
+    spec = qemu_core(core)
     made = subprocess.run(["make", "-s", f"TFLM_ROOT={tflm_root}", f"TFLM_TARGET={spec.tflm_target}",
                            f"ARCH={spec.arch}", "fw.elf"], cwd=project, capture_output=True, text=True)
     if made.returncode != 0:
@@ -72,7 +74,7 @@ def build(project: Path, core: str, tflm_root: str) -> Path:
 
 
 def qemu_command(elf: Path, core: str, serial: str | None = None) -> list[str]:
-    command = ["qemu-system-arm", "-M", CORES[core].machine, "-display", "none", "-monitor", "none",
+    command = ["qemu-system-arm", "-M", qemu_core(core).machine, "-display", "none", "-monitor", "none",
                "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     if serial:
         command[1:1] = ["-chardev", serial, "-serial", "chardev:link"]
