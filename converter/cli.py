@@ -145,6 +145,11 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
         result = manifest["validation"][pair]
         click.echo(f"{pair}: {result['equal']}/{result['total']} equal, max {result['max_lsb']} LSB")
+    if "aot" in manifest:
+        for check in manifest["aot"]["validated"]:
+            click.echo(f"{check['line']}   -> {out / 'aot'}/")
+        sizes = manifest["aot"]["buffer_bytes"]
+        click.echo("AOT static buffer: " + ", ".join(f"{core} {size:,} B" for core, size in sizes.items()))
 
 
 def deployed_lines(manifest: dict) -> list[str]:

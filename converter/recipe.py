@@ -13,7 +13,7 @@ import keyword
 import math
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_serializer,
                       model_validator)
@@ -168,6 +168,9 @@ class Recipe(_Strict):
     seed: int = 0
     eval_samples: int = Field(2000, ge=0, le=1_000_000, description="cap on eval inputs scored on TFLM")
     arena_margin: float = Field(0.10, ge=0.0, le=10.0, description="fraction added to the measured arena")
+    runtime: Optional[Literal["tflm", "aot", "both"]] = Field(
+        None, description="runtimes to emit: tflm (MicroInterpreter), aot (the model compiled to C, docs/aot.md) "
+                          "or both; unset means both, skipping AOT with a note when the model is outside its set")
 
     @field_validator("name")
     @classmethod

@@ -18,7 +18,7 @@ MODELS = {
     "sww": "streaming_wakeword/str_ww_ref_model.tflite",
 }
 ARTIFACTS = {"model.tflite", "model_data.h", "model_data.cc", "model_settings.h", "model_ops.h", "golden_vectors.h",
-             "golden_vectors.cc", "golden.npz", "report.md", "manifest.json"}
+             "golden_vectors.cc", "golden.npz", "report.md", "manifest.json", "aot"}  # aot/: the model compiled to C
 
 
 def _recipe(shared_data, key, tmp_path, **changes):

@@ -29,6 +29,7 @@ from ..tflite.model import ModelInfo, read_model
 from ..tflm.deployable import check_deployable
 from ..tflm.arena import measure_arena
 from ..tflm.runners import quantize_inputs, run_tflm
+from .convert_aot import build_aot
 from .convert_output import check_and_write, validate_artifacts
 
 
@@ -228,6 +229,11 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         validation = validate_artifacts(model_bytes, info, golden.inputs, golden.outputs, sources["model_data.cc"],
                                         recipe.name, stages.uncompressed)
 
+    aot = None
+    if (recipe.runtime or "both") != "tflm":
+        with phase(events, "aot", "compiling the model to C (AOT runtime) and checking it bit for bit on the host"):
+            aot = build_aot(recipe, model_bytes, golden.inputs, golden.outputs, events)
+
     mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)
     parts = ConversionParts(
         name=recipe.name, recipe=recipe.model_dump(mode="json"), model_bytes=len(model_bytes),
@@ -235,6 +241,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         arena_margin=recipe.arena_margin, host=platform.machine(), stages=stages.records, validation=validation,
         golden_vectors=int(len(golden.inputs[0])), golden_source=golden.source, mode=mode,
         float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
-        source="tflite" if loaded.flatbuffer else "keras")
+        source="tflite" if loaded.flatbuffer else "keras", aot=aot.as_dict() if aot else None)
     with phase(events, "write", "writing the artifacts"):
-        return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started)
+        return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started,
+                               aot_files=dict(aot.program.files) if aot else None)

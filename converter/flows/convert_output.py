@@ -58,11 +58,17 @@ def check_validation(validation: dict, out: Path) -> None:
 
 
 def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inputs: list[np.ndarray],
-                    golden: list[np.ndarray], parts: ConversionParts, stages, started: float) -> dict:
+                    golden: list[np.ndarray], parts: ConversionParts, stages, started: float,
+                    aot_files: Optional[dict[str, str]] = None) -> dict:
     """Write every artifact into a staging folder, check, then move it to `out`; returns the manifest.
-    `stages` (flows.convert.StagesRun) gives the stages' report notes, sections and extra files."""
+    `stages` (flows.convert.StagesRun) gives the stages' report notes, sections and extra files;
+    `aot_files` the AOT runtime's sources (already checked on the host), written to aot/."""
     with staged_output(Path(out)) as staging:
         (staging / "model.tflite").write_bytes(model_bytes)
+        if aot_files:
+            (staging / "aot").mkdir()
+            for file_name, text in aot_files.items():
+                (staging / "aot" / file_name).write_text(text)
         for file_name, text in sources.items():
             (staging / file_name).write_text(text)
         save_vectors(staging / VECTORS_FILE, inputs, golden)

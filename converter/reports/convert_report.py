@@ -47,4 +47,21 @@ def render_report(manifest: dict, notes: list[str] | None = None, sections: list
         lines.append(_pair_line(name, result))
     lines += ["", "LiteRT's kernels are not the device's: a difference there is reported, not hidden. "
               "`tflm_vs_c_array` runs the model parsed back from `model_data.cc` and must be bit-exact.", ""]
-    return "\n".join(lines + list(sections or []))
+    return "\n".join(lines + _aot_lines(manifest.get("aot")) + list(sections or []))
+
+
+def _aot_lines(aot: dict | None) -> list[str]:
+    """The AOT runtime's section: host validation per back-end, the static buffer per core, the plan."""
+    if aot is None:
+        return []
+    lines = ["## AOT runtime (the model compiled to C, no interpreter: `aot/`, docs/aot.md)", "",
+             "| back-end | golden vectors identical | saturating and random inputs identical | first divergence |",
+             "|---|---|---|---|"]
+    for v in aot["validated"]:
+        lines.append(f"| {v['backend']} (host gcc) | {v['golden_identical']}/{v['golden']} | "
+                     f"{v['identical'] - v['golden_identical']}/{v['vectors'] - v['golden']} | {v['divergence'] or '—'} |")
+    lines += ["", "Static RAM buffer (activations + kernel scratch; inputs and outputs are the caller's arrays): " +
+              ", ".join(f"{core} {size:,} B" for core, size in aot["buffer_bytes"].items()), "",
+              "| offset | bytes | tensor |", "|---|---|---|"]
+    lines += [f"| {e['offset']} | {e['bytes']} | {e['tensor']} |" for e in aot["plan_host"]]
+    return lines + [""]

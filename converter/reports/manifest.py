@@ -33,8 +33,10 @@ def tool_versions() -> dict:
 
 
 def describe_files(folder: Path) -> list[dict]:
-    return [{"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path.read_bytes())}
-            for path in sorted(folder.iterdir()) if path.is_file() and path.name != "manifest.json"]
+    """Every file the run wrote, sub-folders (the AOT sources in aot/) included, by POSIX relative path."""
+    files = sorted((path.relative_to(folder).as_posix(), path) for path in folder.rglob("*") if path.is_file())
+    return [{"file": name, "bytes": path.stat().st_size, "sha256": sha256(path.read_bytes())}
+            for name, path in files if name != "manifest.json"]
 
 
 def write_manifest(folder: Path, content: dict) -> dict:
@@ -64,6 +66,7 @@ class ConversionParts:
     float_accuracy: Optional[float]       # None: not measured (no labels, or a .tflite source)
     quantized_accuracy: Optional[float]
     source: str = "keras"                 # "tflite" when the recipe's model is a .tflite file
+    aot: Optional[dict] = None            # the AOT runtime's result (flows/convert_aot.AotResult.as_dict())
 
     def content(self, seconds: Optional[float] = None) -> dict:
         summary = {
@@ -78,6 +81,9 @@ class ConversionParts:
             summary["source"] = self.source
         if any(record.details.get("trained_federated") for record in self.stages):
             summary["trained_federated"] = True
+        if self.aot is not None:
+            summary["aot_bit_exact"] = self.aot["bit_exact"]
+            summary["aot_buffer_bytes"] = self.aot["buffer_bytes"]
         return {
             "name": self.name,
             "tools": tool_versions(),
@@ -92,6 +98,7 @@ class ConversionParts:
                           "an upper estimate for 32-bit MCUs, before optimized-kernel scratch buffers",
             "stages": [record.as_dict() for record in self.stages],
             "validation": self.validation,
+            **({"aot": self.aot} if self.aot is not None else {}),
             "summary": summary,
             "seconds": seconds,
         }
