@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from converter import convert, flash, measure_bare, parse_recipe, render_firmware
+from converter import convert, flash, load_recipe, measure_bare, parse_recipe, render_firmware
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -60,7 +60,7 @@ class Measured:
 def model_dir(name: str, work: Path, shared: Path) -> Path:
     out = work / name
     if name == "demo":
-        recipe = parse_recipe(REPO / "models/recipes/demo.yaml")
+        recipe = load_recipe(REPO / "models/recipes/demo.yaml")
     else:
         recipe = parse_recipe({"name": f"ref_{name}", "model": {"path": str(shared / "mlperf_tiny" / MLPERF[name])},
                                "data": {"random": {"samples": 12, "low": -1.0, "high": 1.0}},

@@ -13,6 +13,7 @@ import click
 
 from . import progress
 from .errors import CheckFailed, KitError
+from .runtimes.registry import runtime_names
 from .system import out_lock
 from .system.native_output import captured_fds
 from .system.outdir import DISK_FULL, disk_full_error
@@ -276,6 +277,8 @@ _register_firmware_commands()
               help="Distillation fine-tuning epochs per candidate.")
 @click.option("--label-weight", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Weight of the labels in the fine-tuning targets (the rest: the float model's outputs).")
+@click.option("--runtime", type=click.Choice(runtime_names()), default="tflm", show_default=True,
+              help="Whose deployed cost is minimized: TFLM's interpreter or the generated C (aot).")
 @click.option("--device/--no-device", default=None, help="Build and run passing candidates on the emulated core "
               "(default: when TFLM_ROOT, the Arm toolchain and QEMU are there and the board is emulated).")
 def optimize(recipe: Path, out: Path, **settings):

@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from converter import KitError
-from converter.aot import generate
 from converter.flows.firmware import render_firmware
 from converter.flows.flash import flash
 from converter.runtimes.boards import load_board
@@ -46,13 +45,6 @@ def cmsis_nn(tmp_path_factory):
         yield root
 
 
-def _with_aot(out):
-    """The generated C beside the TFLM artifacts (what convert writes when the recipe keeps the aot runtime)."""
-    if not (out / "aot" / "aot_model.h").is_file():
-        generate((out / "model.tflite").read_bytes()).write(out / "aot")
-    return out
-
-
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
     """name -> converted model directory, converted on first use."""
@@ -76,7 +68,8 @@ def model_dirs(tmp_path_factory):
                     "compress": {"strip_metadata": True, "lut": False}, "golden": {"vectors": GOLDEN_VECTORS}}))
             result = run_kit("convert", recipe, "--out", folder / name)
             assert result.returncode == 0, result.stderr[-3000:]
-            made[name] = _with_aot(folder / name)
+            assert (folder / name / "aot" / "aot_model.h").is_file(), "convert wrote no aot/ (runtime: both)"
+            made[name] = folder / name
         return made[name]
     return get
 

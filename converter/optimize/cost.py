@@ -52,39 +52,40 @@ class DeployedCost:
         return asdict(self)
 
 
-def _footprint(model_bytes: int, operators: list[str], arena: int, board: dict) -> Optional[Deployed]:
-    """The TFLM runtime's deployed flash from its per-target code-size data, or None when there is none."""
-    runtime = get_runtime("tflm")
+def _priced(runtime: str, model: bytes, arena: int, board: dict) -> Optional[Deployed]:
+    """The runtime's deployed figures from its per-target code-size data, or None when there are none."""
+    chosen = get_runtime(runtime)
     for target in (board.get("code_size"), board.get("core")):
         if not target:
             continue
         try:
-            return runtime.price_model(model_bytes, operators, arena, target)
+            return chosen.price(model, arena, target)
         except KitError:  # unknown target or operator in the data: try the next name, then give up
             continue
     return None
 
 
-def host_cost(manifest: dict, board: dict) -> DeployedCost:
-    """Cost from a conversion's manifest (no firmware built)."""
+def host_cost(manifest: dict, board: dict, model: bytes, runtime: str = "tflm") -> DeployedCost:
+    """Cost from a conversion's manifest and model (no firmware built), as `runtime` deploys it."""
     model_bytes = int(manifest["model"]["bytes"])
-    operators = sorted(manifest["model"]["operators"])
     arena = int(manifest["arena_bytes"])
-    found = _footprint(model_bytes, operators, arena, board)
+    found = _priced(runtime, model, arena, board)
     if found is None:
         return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate",
                             flash_estimate_bytes=model_bytes, arena_host_bytes=arena)
-    return DeployedCost(model_bytes, found.flash.bytes, "footprint data", arena, "host estimate",
+    ram_source = "host estimate" if found.ram.bytes == arena else found.ram.source
+    return DeployedCost(model_bytes, found.flash.bytes, "footprint data", found.ram.bytes, ram_source,
                         kernel_bytes=found.parts["kernels"], core_bytes=found.parts["core"],
-                        flash_estimate_bytes=found.flash.bytes, arena_host_bytes=arena)
+                        flash_estimate_bytes=found.flash.bytes, arena_host_bytes=found.ram.bytes)
 
 
-def device_available(board: dict) -> Optional[str]:
-    """None when the board can be built and run here; else why not."""
+def device_available(board: dict, runtime: str = "tflm") -> Optional[str]:
+    """None when the board can be built and run here with `runtime`; else why not."""
     if board.get("runs_on") != "qemu" and board.get("name") != "cortex-m-qemu":
         return f"board {board.get('name')} is not emulated here (cortex-m-qemu is)"
-    if not os.environ.get("TFLM_ROOT"):
-        return "TFLM_ROOT is not set"
+    for setting in get_runtime(runtime).needs(board).settings:
+        if not os.environ.get(setting):
+            return f"{setting} is not set"
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
@@ -104,11 +105,11 @@ def linked_image_bytes(project: Path) -> Optional[int]:
     return text + data
 
 
-def device_cost(cost: DeployedCost, model_dir: Path, board: str) -> DeployedCost:
-    """Build the firmware for the emulated board, run its self-test, and take the measured figures."""
+def device_cost(cost: DeployedCost, model_dir: Path, board: str, runtime: str = "tflm") -> DeployedCost:
+    """Build the firmware for the emulated board with `runtime`, run its self-test, and take the measured figures."""
     with tempfile.TemporaryDirectory(prefix="tflm-kit-optimize-fw-") as folder:
         project = Path(folder) / "fw"
-        render_project(board, model_dir, project)
+        render_project(board, model_dir, project, runtime=runtime)
         ran = run_here(project)
         image = ran.device.flash_bytes or linked_image_bytes(project)
     return replace(

@@ -129,3 +129,34 @@ def test_aot_code_size_data_names_every_kernel_the_generator_ships():
         table = aot.code_size_table(path.stem.removeprefix("aot_code_size_"))
         for backend, data in table["backends"].items():
             assert set(data["kernels"]) == declared, f"{path.name} ({backend}) is stale: run tools/regen_aot_code_size.py"
+
+
+def _small_model() -> bytes:
+    from tests.aot_models import random_model
+
+    return random_model(["CONV_2D", "FULLY_CONNECTED", "SOFTMAX"], 3, 5)
+
+
+def test_optimize_prices_a_candidate_through_the_runtime_it_asks_for():
+    from converter.optimize.cost import host_cost
+    from converter.tflite.model import read_model
+
+    model = _small_model()
+    operators = read_model(model).operators
+    manifest = {"model": {"bytes": len(model), "operators": {op: 1 for op in operators}}, "arena_bytes": 4096}
+    board = load_board("cortex-m-qemu")
+    tflm_cost, aot_cost = host_cost(manifest, board, model, "tflm"), host_cost(manifest, board, model, "aot")
+    assert tflm_cost.flash_bytes == deployed_flash(len(model), operators, "cortex-m4").total
+    assert tflm_cost.arena_bytes == 4096 and tflm_cost.arena_source == "host estimate"
+    expected = get_runtime("aot").price(model, 4096, "cortex-m4")
+    assert aot_cost.flash_bytes == expected.flash.bytes < tflm_cost.flash_bytes
+    assert aot_cost.arena_bytes == expected.ram.bytes and "planned" in aot_cost.arena_source
+
+
+def test_price_all_gives_every_runtime_side_by_side_or_says_why_not():
+    from converter.runtimes.registry import price_all
+
+    figures, notes = price_all(_small_model(), 4096, "cortex-m4")
+    assert [f.runtime for f in figures] == ["tflm", "aot"] and notes == []
+    figures, notes = price_all(_small_model(), 4096, "riscv32")
+    assert figures == [] and len(notes) == 2 and all("no deployed figure on riscv32" in n for n in notes)
