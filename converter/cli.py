@@ -116,7 +116,10 @@ def main():
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory for the artifacts.")
 @click.option("--force", is_flag=True, help="Replace the output directory if it already holds files.")
 @click.option("--ray-address", help="Run federated stages on this Ray cluster (overrides their ray_address).")
-def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
+@click.option("--device-check", type=click.Choice(["auto", "off", "cortex-m4", "cortex-m7", "cortex-m0plus"]),
+              help="Run the golden self-test on this emulated core under QEMU before writing --out (overrides the "
+                   "recipe's device_check; auto: cortex-m4 when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there).")
+def convert(recipe: Path, out: Path, force: bool, ray_address: str | None, device_check: str | None):
     """Run RECIPE (YAML): optimize, quantize, emit and validate into --out."""
     from .flows.convert import convert as run_conversion
     from .recipe import load_recipe
@@ -125,7 +128,7 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     try:
         with quiet_console() as log:
             manifest = run_conversion(with_ray_address(load_recipe(recipe), ray_address), out, force=force,
-                                      events=progress.ConsoleSink(log))
+                                      events=progress.ConsoleSink(log), device_check=device_check)
     except KitError as error:
         _fail(error)
     except KeyboardInterrupt as interrupt:
@@ -134,7 +137,7 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     exact = manifest["validation"]["tflm_vs_c_array"]
     click.echo(f"artifacts: {out}/  (report: {out / 'report.md'})")
     click.echo(f"model: {summary['model_bytes']:,} bytes {summary['mode']}   tensor arena: {summary['tensor_arena_size']:,} bytes "
-               f"({summary['arena_measured']:,} measured on host)")
+               f"({summary['arena_measured']:,} {summary.get('arena_source', 'measured on host')} + margin)")
     click.echo(f"quality: float {summary['float_quality']} -> {summary['mode']} on TFLM {summary['quantized_quality']}")
     if "deployed" in manifest:  # a compressed model: what the device stores, next to the uncompressed one
         from .reports.deployed import DeployedComparison

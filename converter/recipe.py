@@ -171,6 +171,10 @@ class Recipe(_Strict):
     runtime: Optional[Literal["tflm", "aot", "both"]] = Field(
         None, description="runtimes to emit: tflm (MicroInterpreter), aot (the model compiled to C, docs/aot.md) "
                           "or both; unset means both, skipping AOT with a note when the model is outside its set")
+    device_check: Literal["auto", "off", "cortex-m4", "cortex-m7", "cortex-m0plus"] = Field(
+        "auto", description="run the golden self-test on this emulated core under QEMU during convert (its outputs "
+                            "must equal TFLM's on the host; its arena goes into model_settings.h); auto: cortex-m4 "
+                            "when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there")
 
     @field_validator("name")
     @classmethod

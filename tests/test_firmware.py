@@ -23,7 +23,7 @@ from converter.tflm.tree import include_dirs
 from .conftest import REPO, run_kit
 from .firmware_tools import need_tools, sdk, tflm_root
 
-RUNNABLE = ("host", "cortex-m-qemu", "cortex-m7-qemu")
+RUNNABLE = ("host", "cortex-m-qemu", "cortex-m7-qemu", "cortex-m0plus-qemu")
 
 
 @pytest.mark.parametrize("board", list_boards())

@@ -16,7 +16,8 @@ from ..emit.c_arrays import parse_c_array
 from ..errors import KitError
 from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..reports.convert_report import render_report
-from ..reports.deployed import compare_deployed, tensors_compressed
+from ..reports.deployed import DeployedComparison
+from ..runtimes.base import Figure
 from ..runtimes.registry import price_all
 from ..reports.manifest import ConversionParts, write_manifest
 from ..system.outdir import staged_output
@@ -59,6 +60,7 @@ def check_validation(validation: dict, out: Path) -> None:
 
 def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inputs: list[np.ndarray],
                     golden: list[np.ndarray], parts: ConversionParts, stages, started: float,
+                    deployed: Optional[DeployedComparison] = None,
                     aot_files: Optional[dict[str, str]] = None) -> dict:
     """Write every artifact into a staging folder, check, then move it to `out`; returns the manifest.
     `stages` (flows.convert.StagesRun) gives the stages' report notes, sections and extra files;
@@ -76,12 +78,10 @@ def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inpu
             (staging / file_name).write_bytes(data)
         content = parts.content(seconds=round(time.perf_counter() - started, 1))
         # a compressed model: its deployed flash and arena next to the uncompressed int8 model's (the CLI prints them)
-        if tensors_compressed(parts.stages):
-            sample = [x[:1].reshape(t.shape) for x, t in zip(inputs, parts.info.inputs)]
-            deployed = compare_deployed(model_bytes, stages.uncompressed, parts.arena_measured, sample)
-            if deployed is not None:
-                content["deployed"] = deployed.as_dict()
-        figures, notes = price_all(model_bytes, parts.arena_measured)  # every runtime, side by side
+        if deployed is not None:
+            content["deployed"] = deployed.as_dict()
+        arena = content["arena"]["target"] or content["arena"]["host"] or {}
+        figures, notes = price_all(model_bytes, Figure(parts.arena_measured, arena.get("source") or "measured"))
         content["runtimes_deployed"] = {"figures": [f.as_dict() for f in figures], "notes": notes}
         (staging / "report.md").write_text(render_report(content, stages.notes, stages.sections))
         manifest = write_manifest(staging, content)

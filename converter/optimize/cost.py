@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import KitError
-from ..runtimes.base import Deployed
+from ..runtimes.base import Deployed, Figure
 from ..runtimes.registry import get_runtime
 from ..runtimes.render import render_project
 from ..runtimes.run import run_here
@@ -52,7 +52,7 @@ class DeployedCost:
         return asdict(self)
 
 
-def _priced(runtime: str, model: bytes, arena: int, board: dict) -> Optional[Deployed]:
+def _priced(runtime: str, model: bytes, arena: Figure, board: dict) -> Optional[Deployed]:
     """The runtime's deployed figures from its per-target code-size data, or None when there are none."""
     chosen = get_runtime(runtime)
     for target in (board.get("code_size"), board.get("core")):
@@ -69,12 +69,11 @@ def host_cost(manifest: dict, board: dict, model: bytes, runtime: str = "tflm") 
     """Cost from a conversion's manifest and model (no firmware built), as `runtime` deploys it."""
     model_bytes = int(manifest["model"]["bytes"])
     arena = int(manifest["arena_bytes"])
-    found = _priced(runtime, model, arena, board)
+    found = _priced(runtime, model, Figure(arena, "host estimate"), board)
     if found is None:
         return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate",
                             flash_estimate_bytes=model_bytes, arena_host_bytes=arena)
-    ram_source = "host estimate" if found.ram.bytes == arena else found.ram.source
-    return DeployedCost(model_bytes, found.flash.bytes, "footprint data", found.ram.bytes, ram_source,
+    return DeployedCost(model_bytes, found.flash.bytes, "footprint data", found.ram.bytes, found.ram.source,
                         kernel_bytes=found.parts["kernels"], core_bytes=found.parts["core"],
                         flash_estimate_bytes=found.flash.bytes, arena_host_bytes=found.ram.bytes)
 

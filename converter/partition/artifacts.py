@@ -10,7 +10,7 @@ from ..emit.sources import render_all
 from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..reports.manifest import sha256, tool_versions, write_manifest
 from ..tflite.model import ModelInfo, read_model
-from ..runtimes.tflm import arena_with_margin
+from ..tflm.target_arena import with_margin as arena_with_margin
 from ..tflm.arena import measure_arena
 
 DEFAULT_ARENA_MARGIN = 0.10

@@ -5,7 +5,7 @@ from Vela's estimates for that part (vela.py), one Vela compilation per distinct
 """
 from __future__ import annotations
 
-from ..runtimes.tflm import arena_with_margin
+from ..tflm.target_arena import with_margin as arena_with_margin
 from . import cost as costing
 from .cost import PartCost
 from .measure import mcu_part_cost

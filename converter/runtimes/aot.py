@@ -183,8 +183,8 @@ class AotRuntime:
                      f" {record['ram_needed_bytes'] - record['buffer_bytes']:,}; kernels: {record['kernels']}")
         return lines
 
-    def price(self, model: bytes, arena_bytes: int, target: str) -> Deployed:
-        """On `target` with the back-end its boards build (CMSIS-NN on Arm cores); the arena is TFLM's, unused."""
+    def price(self, model: bytes, arena: Figure, target: str) -> Deployed:
+        """On `target` with the back-end its boards build (CMSIS-NN on Arm cores); `arena` (TFLM's) is not used."""
         table = code_size_table(target)
         return price(model, table["aot_core"], target, table["default_backend"])
 
@@ -198,7 +198,10 @@ class AotRuntime:
             libraries=("$(CMSIS_NN_ROOT)/Source/**/*.c (minus f16/f32)",) if cmsis else (),
             settings=("CMSIS_NN_ROOT",) if cmsis else ())
 
-    def emit(self, model_dir: Path, dest: Path, board: dict) -> list[Path]:
+    def board_facts(self, board: dict, facts: ModelFacts, model_dir: Path) -> ModelFacts:
+        return facts  # the buffer is planned per core at generation (budget reads it)
+
+    def emit(self, model_dir: Path, dest: Path, board: dict, facts: ModelFacts) -> list[Path]:
         """The aot/ folder as convert wrote it, golden.npz, and the golden vectors in C."""
         source, target = aot_folder(model_dir), dest / AOT_FOLDER
         target.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,9 @@ def render_project(board: str, model_dir: Path, out: Path, force: bool = False, 
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
     facts = chosen.facts(model_dir)
     chosen.check(profile, facts, model_dir, all_boards())
-    budget = chosen.budget(profile, facts, model_dir)
     _check_out(out, force)
+    facts = chosen.board_facts(profile, facts, model_dir)
+    budget = chosen.budget(profile, facts, model_dir)
     with staged_output(out) as staging:
         record = _render(board, profile, chosen, facts, budget, model_dir, out, staging)
     return record
@@ -64,7 +65,7 @@ def _render(board: str, profile: dict, runtime: Runtime, facts: ModelFacts, budg
         # a name with a folder (cortex-m-qemu/startup.c.j2) is shared with another template folder
         target.write_text(env.get_template(template if "/" in template else f"{folder}/{template}").render(ctx))
         files.append(target.relative_to(staging).as_posix())
-    for copied in runtime.emit(model_dir, staging / profile["model_dir"], profile):
+    for copied in runtime.emit(model_dir, staging / profile["model_dir"], profile, facts):
         files.append(copied.relative_to(staging).as_posix())
 
     record = {"board": board, "project": str(out), "model_dir": str(model_dir),
