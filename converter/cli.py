@@ -14,6 +14,7 @@ import click
 from . import progress
 from .errors import CheckFailed, KitError
 from .runtimes.registry import runtime_names
+from .optimize.cost import SEARCH_OBJECTIVES
 from .system import out_lock
 from .system.native_output import captured_fds
 from .system.outdir import DISK_FULL, disk_full_error
@@ -58,7 +59,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the same cleanup (staging folder removed) runs."""
 
 
-def _raise_terminated(signum, frame):
+def _raise_terminated(_signum, _frame):
     raise Terminated()
 
 
@@ -270,7 +271,7 @@ _register_firmware_commands()
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 1), help="Classifiers: accuracy drop vs float (default 0.01).")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), help="Classifiers: top-1 agreement with float (default 0.95).")
 @click.option("--min-sqnr", type=float, help="Output SQNR vs float in dB (default 20 for regression/autoencoders).")
-@click.option("--objective", type=click.Choice(["flash", "ram", "latency"]), default="flash", show_default=True)
+@click.option("--objective", type=click.Choice(SEARCH_OBJECTIVES), default="flash", show_default=True)
 @click.option("--trials", type=click.IntRange(1, 10_000), default=20, show_default=True,
               help="Trials in all, the plain int8 reference included; a larger number extends a finished search.")
 @click.option("--ray-address", help="An existing Ray cluster (auto or HOST:PORT); default: local Ray on this machine.")

@@ -26,6 +26,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def tflm_root() -> Path:
+    """The TFLM tree the firmware tests build against (tests/firmware_tools.tflm_root: TFLM_ROOT, else
+    ../shared/tflm), or a skip naming what is missing."""
+    from . import firmware_tools
+
+    return firmware_tools.tflm_root()
+
+
 def tiny_classifier(input_shape=(8, 8, 4), classes=3):
     import tf_keras as keras
 

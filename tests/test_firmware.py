@@ -136,8 +136,19 @@ def test_lut_model_is_refused_for_ports_without_decode(board, demo_dir, tmp_path
 
 @pytest.mark.parametrize("board", ["esp-idf", "zephyr", "cortex-m-qemu", "cortex-m7-qemu", "stm32", "host"])
 def test_lut_model_renders_for_ports_with_decode(board, demo_dir, tmp_path):
+    """A port whose TFLM has the DECODE kernel takes a LUT model: the project is written whole, its flash
+    budget counts the DECODE kernel's code, and the model it carries is the converted one."""
     lut = _with_manifest(demo_dir, tmp_path, lambda m: m["model"]["operators"].update(TFLM_DECODE=1))
-    render_firmware(board, lut, tmp_path / "out")
+    out = tmp_path / "out"
+    record = render_firmware(board, lut, out)
+    assert record["port"] == load_board(board)["port"] and "TFLM_DECODE" in record["operators"]
+    assert json.loads((out / RECORD_NAME).read_text()) == record
+    assert record["files"] and all((out / name).is_file() for name in record["files"])
+    if record.get("footprint"):
+        assert record["footprint"]["kernels"].get("TFLM_DECODE", 0) > 0
+    carried = [name for name in record["files"] if name.rsplit("/", 1)[-1].startswith("model_data.")]
+    assert carried, record["files"]
+    assert (out / carried[0]).read_text() == (demo_dir / "model_data.cc").read_text()
 
 
 def test_port_operator_table_matches_the_ports_headers():

@@ -6,7 +6,6 @@ Needs TFLM_ROOT (`make test` points it at ../shared/tflm), arm-none-eabi-gcc and
 each test skips with the reason when one is missing. Builds are cached for the session.
 """
 import json
-import shutil
 import subprocess
 
 import numpy as np

@@ -27,7 +27,7 @@ from ..system import out_lock, tf_env
 from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
 from ..tflm.deployable import check_deployable
-from ..tflm.arena import measure_arena
+from ..tflm.arena import arena_with_margin, first_sample, measure_arena
 from ..tflm import target_arena
 from ..tflm.runners import quantize_inputs, run_tflm
 from .convert_aot import build_aot
@@ -84,10 +84,6 @@ def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.n
     return quantize_inputs(x, info, data.input_names), source
 
 
-def arena_with_margin(measured: int, margin: float) -> int:
-    return target_arena.with_margin(measured, margin)
-
-
 def input_shapes(model) -> list[tuple]:
     """Every Keras model input's shape without the batch axis, in model order; all fixed."""
     shapes = [tuple(tensor.shape[1:]) for tensor in model.inputs]
@@ -141,7 +137,8 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
     from ..stages.registry import get
 
     context = StageContext(loaded.data, recipe.seed, recipe.base_dir, events)
-    model, first_flatbuffer, records, notes, sections, artifacts = loaded.model, None, [], [], [], {}
+    model, first_flatbuffer, records, notes, sections = loaded.model, None, [], [], []
+    artifacts: dict[str, bytes] = {}
     if loaded.flatbuffer:
         first_flatbuffer = model
     pipeline = recipe.pipeline()
@@ -182,12 +179,12 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
 
 def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> Golden:
     inputs, source = golden_inputs(data, info, count)
-    return Golden(inputs, run_tflm(model_bytes, info, inputs), source)
+    return Golden(inputs, run_tflm(model_bytes, inputs), source)
 
 
 def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
     """The host's arena (TFLM's Python runtime): the figure when no device check runs, labelled as the host's."""
-    measured = measure_arena(model_bytes, [x[:1].reshape(t.shape) for x, t in zip(golden.inputs, info.inputs)])
+    measured = measure_arena(model_bytes, first_sample(golden.inputs, info))
     figure = target_arena.host(measured, platform.machine())
     return Arena(measured, arena_with_margin(measured, margin), figure, figure)
 
@@ -276,7 +273,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     sources = render(recipe, model_bytes, info, arena, golden, loaded.data.labels)
 
     with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):
-        validation = validate_artifacts(model_bytes, info, golden.inputs, golden.outputs, sources["model_data.cc"],
+        validation = validate_artifacts(model_bytes, golden.inputs, golden.outputs, sources["model_data.cc"],
                                         recipe.name, stages.uncompressed)
 
     aot = None

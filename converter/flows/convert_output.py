@@ -21,11 +21,10 @@ from ..runtimes.base import Figure
 from ..runtimes.registry import price_all
 from ..reports.manifest import ConversionParts, write_manifest
 from ..system.outdir import staged_output
-from ..tflite.model import ModelInfo, read_model
 from ..tflm.runners import run_litert, run_tflm
 
 
-def validate_artifacts(model_bytes: bytes, info: ModelInfo, inputs, golden, c_source: str, name: str,
+def validate_artifacts(model_bytes: bytes, inputs, golden, c_source: str, name: str,
                        uncompressed: Optional[bytes] = None) -> dict:
     """TFLM on the model parsed back from the C array, and LiteRT's reference and optimized kernels,
     against the golden outputs. uncompressed: the model before the flatbuffer stages changed it; LiteRT
@@ -35,10 +34,10 @@ def validate_artifacts(model_bytes: bytes, info: ModelInfo, inputs, golden, c_so
         raise KitError("model_data.cc does not hold the same bytes as model.tflite (emitter bug)",
                        "report this with the recipe that produced it")
     litert_bytes = uncompressed or model_bytes
-    validation = {"tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, info, inputs))}
+    validation = {"tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, inputs))}
     if uncompressed is not None:
         validation["tflm_vs_tflm_uncompressed"] = compare_outputs(
-            golden, run_tflm(uncompressed, read_model(uncompressed), inputs))
+            golden, run_tflm(uncompressed, inputs))
     return validation | {
         "tflm_vs_litert_reference": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=True)),
         "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=False)),

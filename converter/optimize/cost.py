@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,8 +24,10 @@ from ..runtimes.base import Deployed, Figure
 from ..runtimes.registry import get_runtime
 from ..runtimes.render import render_project
 from ..runtimes.run import run_here
+from ..system.elf_size import image_size
 
-OBJECTIVES = ("flash", "ram", "latency")
+# What a search minimises (`tflm-kit optimize --objective`); a partition's are partition/cost.CUT_OBJECTIVES.
+SEARCH_OBJECTIVES = ("flash", "ram", "latency")
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,8 @@ def linked_image_bytes(project: Path) -> Optional[int]:
     elves = sorted(project.glob("*.elf"))
     if not elves:
         return None
-    sized = subprocess.run(["arm-none-eabi-size", str(elves[0])], capture_output=True, text=True)
-    lines = sized.stdout.strip().splitlines()
-    if sized.returncode != 0 or len(lines) < 2:
-        return None
-    text, data = (int(x) for x in lines[1].split()[:2])
-    return text + data
+    size = image_size(elves[0])
+    return None if size is None else size.flash
 
 
 def device_cost(cost: DeployedCost, model_dir: Path, board: str, runtime: str = "tflm") -> DeployedCost:

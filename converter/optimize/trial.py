@@ -88,7 +88,7 @@ def judge_model(model_bytes: bytes, search_dir: Path, guards: Guards):
 
     x, labels, teacher = selection_arrays(search_dir)
     info = read_model(model_bytes)
-    outputs = run_tflm(model_bytes, info, [quantize(x, info.inputs[0])])
+    outputs = run_tflm(model_bytes, [quantize(x, info.inputs[0])])
     candidate = [dequantize(out, tensor) for out, tensor in zip(outputs, info.outputs)]
     return judge(guards, quality(teacher, candidate, labels))
 

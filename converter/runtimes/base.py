@@ -62,8 +62,11 @@ class ProjectNeeds:
 
 class Budget(Protocol):
     """Flash and RAM a rendered project needs on its board (each runtime has its own breakdown)."""
-    flash_needed_bytes: int | None
-    ram_needed_bytes: int
+    @property
+    def flash_needed_bytes(self) -> int | None: ...
+
+    @property
+    def ram_needed_bytes(self) -> int: ...
 
     def as_dict(self) -> dict: ...
 

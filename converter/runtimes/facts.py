@@ -56,7 +56,7 @@ def read_model_dir(model_dir: Path, sources: tuple[str, ...] = MODEL_SOURCES) ->
         manifest = json.loads((model_dir / "manifest.json").read_text())
         model = manifest["model"]
         golden_count = int(manifest["summary"]["golden_vectors"])
-        compress = next((s for s in manifest.get("stages", []) if s.get("stage") == "compress"), {})
+        compress: dict = next((s for s in manifest.get("stages", []) if s.get("stage") == "compress"), {})
         return ModelFacts(
             name=manifest["name"], model_bytes=int(model["bytes"]),
             arena_bytes=int(manifest["tensor_arena_size"]), arena_measured_bytes=int(manifest["arena_bytes"]),

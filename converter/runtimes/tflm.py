@@ -12,12 +12,14 @@ import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from typing_extensions import override
+
 from ..errors import KitError
 from ..tflite.model import read_model
 from ..tflm.footprint import Footprint, deployed_flash, model_flash
 from ..tflm.ports import load_port
 from .boards import RECORD_NAME
-from .base import Deployed, Figure, ProjectNeeds, check_fits
+from .base import Deployed, Figure, ProjectNeeds, Runtime, check_fits
 from .facts import MODEL_SOURCES, ModelFacts, read_model_dir
 
 DECODE = "TFLM_DECODE"
@@ -189,26 +191,32 @@ def price(model: bytes, arena: Figure, target: str) -> Deployed:
                     arena, {"model": found.model, "kernels": kernels, "core": int(found.core)})
 
 
-class TflmRuntime:
+class TflmRuntime(Runtime):
     """TFLM's interpreter: the flatbuffer, the generated op resolver and `kTensorArenaSize`."""
     name = "tflm"
     description = "TFLM MicroInterpreter (flatbuffer + op resolver + tensor arena)"
 
+    @override
     def facts(self, model_dir: Path) -> ModelFacts:
         return read_model_dir(model_dir)
 
+    @override
     def check(self, board: dict, facts: ModelFacts, model_dir: Path, boards: dict[str, dict]) -> None:
         check_port(board, facts, boards)
 
+    @override
     def budget(self, board: dict, facts: ModelFacts, model_dir: Path) -> TflmBudget:
         return check_budget(board, facts)
 
+    @override
     def budget_lines(self, record: dict) -> list[str]:
         return budget_lines(record)
 
+    @override
     def price(self, model: bytes, arena: Figure, target: str) -> Deployed:
         return price(model, arena, target)
 
+    @override
     def needs(self, board: dict) -> ProjectNeeds:
         cortex = board.get("runs_on") == "qemu" or "arch_flags" in board
         return ProjectNeeds(
@@ -221,9 +229,11 @@ class TflmRuntime:
             libraries=(f"$(TFLM_ROOT)/gen/{board.get('tflm_target', '')}/lib/libtensorflow-microlite.a",),
             settings=("TFLM_ROOT",))
 
+    @override
     def board_facts(self, board: dict, facts: ModelFacts, model_dir: Path) -> ModelFacts:
         return board_arena(board, facts, model_dir)
 
+    @override
     def emit(self, model_dir: Path, dest: Path, board: dict, facts: ModelFacts) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         copied = []
@@ -238,18 +248,22 @@ class TflmRuntime:
         _settings_for_board(facts, dest)
         return copied
 
+    @override
     def template(self, board: dict) -> tuple[str, dict[str, str]]:
         return board["template"], board["files"]
 
+    @override
     def context(self, board: dict, facts: ModelFacts, model_dir: Path) -> dict:
         return {"host_defines": HOST_DEFINES, "tflm_commit": TFLM_COMMIT}
 
+    @override
     def record_extras(self) -> dict:
         return {"tflm_commit": TFLM_COMMIT}
 
     bare_main = ("bare/tflm.cc.j2", "bare.cc")
     model_data_note = "the flatbuffer array g_<name>_model_data"
 
+    @override
     def model_data_bytes(self, project: Path, elf: Path) -> int:
         from .bare import symbol_sizes
 
