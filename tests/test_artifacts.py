@@ -63,7 +63,10 @@ def test_resolver_registers_exactly_the_model_operators(demo_dir):
     assert f"constexpr int kNumOps = {len(operators)};" in header
     assert header.count("resolver.Add") == len(operators)
     for method in ("AddConv2D", "AddDepthwiseConv2D", "AddFullyConnected", "AddSoftmax"):
-        assert f"resolver.{method}()" in header
+        assert f"resolver.{method}(" in header
+    # int8 activations and filters: the int8-only kernels (the generic ones also link float, int16, int4 paths)
+    assert "resolver.AddConv2D(tflite::Register_CONV_2D_INT8())" in header
+    assert "resolver.AddSoftmax(tflite::Register_SOFTMAX_INT8())" in header
 
 
 def test_settings_header_matches_the_model(demo_dir):

@@ -105,7 +105,7 @@ def device_cost(cost: DeployedCost, model_dir: Path, board: str, runtime: str = 
     """Build the firmware for the emulated board with `runtime`, run its self-test, and take the measured figures."""
     with tempfile.TemporaryDirectory(prefix="tflm-kit-optimize-fw-") as folder:
         project = Path(folder) / "fw"
-        render_project(board, model_dir, project, runtime=runtime)
+        render_project(board, model_dir, project, runtime=runtime, measure=False)
         ran = run_here(project)
         image = ran.device.flash_bytes or linked_image_bytes(project)
     return replace(

@@ -54,7 +54,7 @@ def missing_tools(tflm_root: str | None) -> str | None:
 
 def render_project(model_dir: Path, out: Path, main_template: str) -> Path:
     """A cortex-m-qemu project for `model_dir` whose main.cc is `main_template`, plus link.h."""
-    board_render.render_project("cortex-m-qemu", model_dir, out, force=True)
+    board_render.render_project("cortex-m-qemu", model_dir, out, force=True, measure=False)
     record = json.loads((out / RECORD_NAME).read_text())
     env = board_render.template_env()
     ctx = dict(record, board=load_board("cortex-m-qemu"), model_prefix="model/")

@@ -207,7 +207,7 @@ class AotRuntime(Runtime):
             settings=("CMSIS_NN_ROOT",) if cmsis else ())
 
     @override
-    def board_facts(self, board: dict, facts: ModelFacts, model_dir: Path) -> ModelFacts:
+    def board_facts(self, board: dict, facts: ModelFacts, model_dir: Path, measure: bool) -> ModelFacts:
         return facts  # the buffer is planned per core at generation (budget reads it)
 
     @override

@@ -59,6 +59,11 @@ def missing_tools(core: str) -> list[str]:
     return missing
 
 
+def switched_off() -> bool:
+    """TFLM_KIT_DEVICE_CHECK=off: no QEMU run unless asked by name (convert's `auto`, firmware's arena measurement)."""
+    return os.environ.get(ENV, "auto").lower() in ("off", "0", "no", "false")
+
+
 def resolve_setting(setting: str) -> str | None:
     """The core to check on, or None. `auto`: cortex-m4 when the tools are there and TFLM_KIT_DEVICE_CHECK
     is not off; a named core: that core, and a KitError naming what is missing when it cannot run."""
@@ -67,7 +72,7 @@ def resolve_setting(setting: str) -> str | None:
     if setting == "off":
         return None
     if setting == "auto":
-        if os.environ.get(ENV, "auto").lower() in ("off", "0", "no", "false"):
+        if switched_off():
             return None
         return target_arena.DEFAULT_CORE if not missing_tools(target_arena.DEFAULT_CORE) else None
     missing = missing_tools(setting)

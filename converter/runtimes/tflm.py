@@ -119,10 +119,10 @@ def budget_lines(record: dict) -> list[str]:
     return lines
 
 
-def board_arena(profile: dict, facts: ModelFacts, model_dir: Path) -> ModelFacts:
+def board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: bool = True) -> ModelFacts:
     """The facts with the arena of the board's core: the conversion's when it measured that core, else
-    measured now when this machine can (runtimes/device_check.py), else the conversion's figure, labelled
-    with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
+    measured now when this machine can and TFLM_KIT_DEVICE_CHECK is not off (runtimes/device_check.py), else
+    the conversion's figure, labelled with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
     from ..tflm.target_arena import ArenaFigure, arena_core, with_margin
 
     figures = {kind: ArenaFigure.from_dict(d) for kind, d in facts.arena.items()
@@ -133,7 +133,7 @@ def board_arena(profile: dict, facts: ModelFacts, model_dir: Path) -> ModelFacts
     else:
         core, note = arena_core(profile["core"])
         figure = target if target is not None and target.on_device and target.core == core else None
-        if figure is None:
+        if figure is None and measure:
             figure = _measure_core(core, facts, model_dir)
         if figure is None and target is not None:
             figure = target
@@ -142,15 +142,17 @@ def board_arena(profile: dict, facts: ModelFacts, model_dir: Path) -> ModelFacts
     if figure is None:
         return facts
     source = figure.source + (f"; {note}" if note else "")
+    if figure.bytes == facts.arena_measured_bytes:  # the conversion's own figure: keep its reservation
+        return replace(facts, arena_source=source)
     return replace(facts, arena_measured_bytes=figure.bytes, arena_bytes=with_margin(figure.bytes, facts.arena_margin),
                    arena_source=source)
 
 
 def _measure_core(core: str, facts: ModelFacts, model_dir: Path):
     """The core's arena measured under QEMU now, or None when this machine cannot (or the folder lacks model.tflite)."""
-    from .device_check import BOARDS, measure_model_dir, missing_tools
+    from .device_check import BOARDS, measure_model_dir, missing_tools, switched_off
 
-    if core not in BOARDS or missing_tools(core) or not (model_dir / "model.tflite").is_file():
+    if core not in BOARDS or switched_off() or missing_tools(core) or not (model_dir / "model.tflite").is_file():
         return None
     return measure_model_dir(core, model_dir, facts)
 
@@ -230,8 +232,8 @@ class TflmRuntime(Runtime):
             settings=("TFLM_ROOT",))
 
     @override
-    def board_facts(self, board: dict, facts: ModelFacts, model_dir: Path) -> ModelFacts:
-        return board_arena(board, facts, model_dir)
+    def board_facts(self, board: dict, facts: ModelFacts, model_dir: Path, measure: bool) -> ModelFacts:
+        return board_arena(board, facts, model_dir, measure)
 
     @override
     def emit(self, model_dir: Path, dest: Path, board: dict, facts: ModelFacts) -> list[Path]:
