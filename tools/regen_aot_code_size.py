@@ -2,7 +2,7 @@
 
 For each Cortex-M core and each kernel back-end (portable; cmsis-nn when CMSIS_NN_ROOT is set), this compiles
 the AOT kernel sources (converter/aot/kernels/, as `convert` copies them into aot/) with the firmware's flags
-(-Os, -ffunction-sections, -std=c99) and links a minimal program (arm-none-eabi-gcc --specs=nosys.specs,
+(-Os, -ffunction-sections, -std=c99; CMSIS-NN at -O2 as TFLM builds it) and links a minimal program (arm-none-eabi-gcc --specs=nosys.specs,
 --gc-sections) once with no kernel called -- the `core` -- and once per kernel function of aot_kernels.h
 called alone with opaque arguments. It records
   core_bytes:  text+data of the program with no kernel (crt0, the libc it pulls in);
@@ -96,7 +96,9 @@ def measure_backend(core: str, backend: str, kernels: Path, work: Path, cmsis_ro
     objects = []
     for number, source in enumerate(sources):
         obj = work / f"{number}_{source.stem}.o"
-        _run(["arm-none-eabi-gcc", *flags, "-c", str(source), "-o", str(obj)], work)
+        # CMSIS-NN at -O2, as TFLM's library and the aot projects build it; the kit's own kernels at -Os
+        opt = ["-O2"] if source.parent.parent.name == "Source" else []
+        _run(["arm-none-eabi-gcc", *flags, *opt, "-c", str(source), "-o", str(obj)], work)
         objects.append(str(obj))
     _run(["arm-none-eabi-ar", "rcs", "libaot.a", *objects], work)
     (work / "main.c").write_text(MAIN_C)
@@ -146,7 +148,7 @@ def main() -> None:
     for core in args.core or sorted(TARGETS):
         record = {"core": core, "aot_core": core.removesuffix("+fp"), "default_backend": "cmsis-nn" if cmsis else "portable",
                   "compiler": f"arm-none-eabi-gcc {version}",
-                  "flags": f"{TARGETS[core]} {CFLAGS} [-DAOT_CMSIS_NN] --specs=nosys.specs -Wl,--gc-sections",
+                  "flags": f"{TARGETS[core]} {CFLAGS} [-DAOT_CMSIS_NN; CMSIS-NN -O2] --specs=nosys.specs -Wl,--gc-sections",
                   "cmsis_nn": "CMSIS-NN at the commit TFLM 90b983c2 pins (4ab83cc3)" if cmsis else None,
                   "backends": {}}
         for backend in ("portable", "cmsis-nn") if cmsis else ("portable",):
