@@ -1,10 +1,16 @@
 # tflm-kit: `make demo` converts the bundled default model, `make test` runs the default tests.
-# Both create .venv and install the kit on first use (and again when pyproject.toml changes).
+# Both create .venv and install the kit on first use (and again when pyproject.toml changes): `make demo`
+# the core only (convert, validate, golden, firmware, flash), `make test` (and test-fast/slow/all, bench)
+# the extras the suites exercise. The test set is a superset of the core: installing it marks the core
+# done too, so `make demo` after `make test` installs nothing (README: what each extra costs on disk).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-INSTALLED := $(VENV)/.installed
+CORE_INSTALLED := $(VENV)/.installed-core
+TEST_INSTALLED := $(VENV)/.installed-test
+TEST_EXTRAS := test,optimize,federated,npu,torch
+INSTALLED := $(TEST_INSTALLED)
 # Real models and data used by the MLPerf Tiny recipes, the slow tests and the benchmark.
 export TFLM_KIT_SHARED_DATA ?= $(abspath ../shared/data)
 # A prebuilt TFLM (headers + libraries for host, Cortex-M4, Cortex-M7) for the firmware tests, when
@@ -24,16 +30,24 @@ endif
 
 .PHONY: demo lint test test-fast test-slow test-all bench clean
 
-$(INSTALLED): pyproject.toml
+# $(call install,EXTRAS,STAMPS): the venv (Python 3.11), the kit with EXTRAS, then every stamp it satisfies.
+define install
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: tflm-kit needs Python 3.11 (TensorFlow 2.21 + TF-MOT) — fix: run make with PYTHON=python3.11")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	@touch $@
+	$(BIN)/python -m pip install --quiet -e '.$(1)'
+	@touch $(2)
+endef
+
+$(CORE_INSTALLED): pyproject.toml
+	$(call install,,$(CORE_INSTALLED))
+
+$(TEST_INSTALLED): pyproject.toml
+	$(call install,[$(TEST_EXTRAS)],$(TEST_INSTALLED) $(CORE_INSTALLED))
 
 # The digit CNN trained, quantized and compressed (int4 filters, models/recipes/demo.yaml); it prints the
 # compressed model's deployed flash and arena next to the uncompressed int8 model's.
-demo: $(INSTALLED)
+demo: $(CORE_INSTALLED)
 	$(BIN)/tflm-kit convert models/recipes/demo.yaml --out build/digits --force
 
 # The lint and type gate (pyproject.toml: [tool.ruff], [tool.mypy]): pyflakes, bugbear, unused arguments,

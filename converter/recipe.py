@@ -26,6 +26,7 @@ from .system.safe_yaml import load_yaml_file
 from .tflm.arena import ARENA_MARGIN
 from .stages.compress import CompressSettings
 from .stages.quantize import QuantizeSettings
+from .inputs.torch_model import TorchSource
 
 # C and C++ keywords a symbol name must not be (Python's own list is not enough).
 C_KEYWORDS = frozenset(
@@ -47,23 +48,29 @@ class _Strict(BaseModel):
 
 
 class ModelSource(_Strict):
-    """Where the model comes from: a file or a builder function. A .tflite file skips the Keras
-    stages and quantize: only flatbuffer stages (compress) run on it."""
+    """Where the model comes from: a file, a builder function, or a PyTorch module (torch). A .tflite
+    file and a PyTorch model skip the Keras stages and quantize: only flatbuffer stages (compress) run."""
 
     path: Optional[str] = Field(None, description=".keras, .h5, SavedModel directory, or .tflite")
     builder: Optional[str] = Field(None, description="'file.py:function' or 'module:function'")
     builder_args: dict = Field(default_factory=dict)
     trust_custom_code: bool = False
+    torch: Optional[TorchSource] = Field(None, description="a PyTorch model converted by litert-torch")
 
     @model_validator(mode="after")
     def _one_source(self):
-        if (self.path is None) == (self.builder is None):
-            raise ValueError("give exactly one of 'path' or 'builder'")
+        if [self.path, self.builder, self.torch].count(None) != 2:
+            raise ValueError("give exactly one of 'path', 'builder' or 'torch'")
+        if self.torch is not None and self.torch.exported is not None and not self.trust_custom_code:
+            raise ValueError("torch.exported is read by torch.export.load, which unpickles the file (it can run "
+                             "code): set model.trust_custom_code: true if you trust where it came from, or give "
+                             "torch.builder")
         return self
 
     @property
     def is_flatbuffer(self) -> bool:
-        return self.path is not None and self.path.lower().endswith(".tflite")
+        """No Keras stages and no quantize section: the load phase gives a flatbuffer."""
+        return self.torch is not None or (self.path is not None and self.path.lower().endswith(".tflite"))
 
 
 class RandomData(_Strict):
@@ -158,6 +165,28 @@ class GoldenSettings(_Strict):
     vectors: int = Field(8, ge=1, le=10_000)
 
 
+class ValidationSettings(_Strict):
+    """How strict the conversion's checks are (docs/validation.md)."""
+
+    rewrite_dilated_convolutions: bool = Field(
+        True, description="fold SPACE_TO_BATCH_ND -> convolution -> BATCH_TO_SPACE_ND into one dilated "
+        "convolution (proven equal to LiteRT's reference kernels); off: such a model is refused")
+    accept_litert_differences: list[str] = Field(
+        default_factory=list, description="operators (e.g. CONV_2D) where a difference from LiteRT's reference "
+        "kernels beyond the explained FULLY_CONNECTED rounding is accepted instead of failing the conversion")
+
+    @field_validator("accept_litert_differences")
+    @classmethod
+    def _operator_names(cls, names: list[str]) -> list[str]:
+        from .tflite.schema import BUILTIN_NAMES
+
+        known = set(BUILTIN_NAMES.values())
+        for name in names:
+            if name not in known:
+                raise ValueError(f"'{name}' is not a TFLite builtin operator name (e.g. CONV_2D, FULLY_CONNECTED)")
+        return names
+
+
 class Recipe(_Strict):
     name: str = Field(description="C identifier for the generated symbols")
     model: ModelSource
@@ -166,6 +195,7 @@ class Recipe(_Strict):
     quantize: QuantizeSettings = Field(default_factory=QuantizeSettings)
     compress: Optional[CompressSettings] = None
     golden: GoldenSettings = Field(default_factory=GoldenSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
     seed: int = 0
     eval_samples: int = Field(2000, ge=0, le=1_000_000, description="cap on eval inputs scored on TFLM")
     arena_margin: float = Field(ARENA_MARGIN, ge=0.0, le=10.0, description="fraction added to the measured arena")
@@ -237,6 +267,9 @@ class Recipe(_Strict):
         except OrderError as error:
             raise KitError(f"recipe field 'stages[{error.index}]' = '{kinds[error.index]}': {error}",
                            "reorder the stages (see docs/architecture.md)") from None
+        if self.model.torch is not None and "quantize" in self.model_fields_set:
+            raise KitError("recipe field 'quantize' is set, but a PyTorch model is quantized by litert-torch",
+                           "remove the quantize section (model.torch.per_channel and calibration_samples set it)")
         if self.model.is_flatbuffer and "quantize" in self.model_fields_set:
             raise KitError("recipe field 'quantize' is set, but the model is a .tflite, which is already converted",
                            "remove the quantize section (or start from the Keras model)")

@@ -280,13 +280,30 @@ def add_concatenation(b: ModelBuilder, r: Random) -> tuple[tuple, int]:
     return tuple(parts), y
 
 
+def add_mean(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    shape = _shape(r, r.int(2, 3))
+    axes = sorted({r.int(1, len(shape) - 1) for _ in range(r.int(1, 2))})
+    keep = r.rng.random() < 0.5
+    out_shape = tuple((1 if d in axes else n) for d, n in enumerate(shape) if keep or d not in axes)
+    scale, zp = r.scale(), r.zero_point()
+    same = r.rng.random() < 0.4
+    x = b.activation(shape, scale, zp)
+    a = b.tensor((len(axes),), "INT32", data=np.array([d if r.rng.random() < 0.7 else d - len(shape) for d in axes],
+                                                       "<i4").tobytes())
+    y = b.activation(out_shape, scale if same else r.scale(), zp if same else r.zero_point())
+    o = s.ReducerOptionsT()
+    o.keepDims = keep
+    b.op("MEAN", (x, a), (y,), o, "ReducerOptions")
+    return x, y
+
+
 ADDERS = {"CONV_2D": lambda b, r: add_conv(b, r), "DEPTHWISE_CONV_2D": lambda b, r: add_conv(b, r, True),
           "FULLY_CONNECTED": add_fully_connected, "AVERAGE_POOL_2D": lambda b, r: add_pool(b, r, True),
           "MAX_POOL_2D": lambda b, r: add_pool(b, r, False), "SOFTMAX": add_softmax, "ADD": add_add,
           "RESHAPE": add_reshape, "RELU": lambda b, r: add_unary(b, r, "RELU"),
           "RELU6": lambda b, r: add_unary(b, r, "RELU6"), "QUANTIZE": lambda b, r: add_unary(b, r, "QUANTIZE"),
           "LOGISTIC": lambda b, r: add_unary(b, r, "LOGISTIC"), "TANH": lambda b, r: add_unary(b, r, "TANH"),
-          "HARD_SWISH": lambda b, r: add_unary(b, r, "HARD_SWISH"), "MUL": add_mul, "PAD": add_pad,
+          "HARD_SWISH": lambda b, r: add_unary(b, r, "HARD_SWISH"), "MEAN": add_mean, "MUL": add_mul, "PAD": add_pad,
           "CONCATENATION": add_concatenation}
 
 

@@ -91,3 +91,27 @@ def test_reshape_is_an_alias_and_the_buffer_is_planned():
     assert program.buffer_bytes("cortex-m4") >= program.buffer_bytes("host")
     assert "offset" in program.memory_plan()
     assert np.int32(program.buffer_bytes("cortex-m0plus")) >= 0
+
+
+MLPERF = ("image_classification/pretrainedResnet_quant.tflite", "keyword_spotting/kws_ref_model.tflite",
+          "visual_wake_words/vww_96_int8.tflite", "anomaly_detection/ad01_int8.tflite",
+          "streaming_wakeword/str_ww_ref_model.tflite")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", MLPERF)
+def test_mlperf_models_bit_identical_and_within_tflms_arena(shared_data, path):
+    """The five MLPerf Tiny int8 models: saturating and random inputs identical to TFLM on both back-ends,
+    and the static buffer plus the caller's input and output arrays never above TFLM's measured arena."""
+    from converter.tflite.model import read_model
+    from converter.tflm.arena import measure_arena
+
+    model = (shared_data / "mlperf_tiny" / path).read_bytes()
+    program = generate(model)
+    inputs = random_inputs(model, 4, 9)
+    for root in (None, cmsis_root()):
+        result = validate_on_host(model, program, inputs, cmsis_root=root)
+        assert result.passed, result.line()
+    io = sum(int(np.prod(t.shape)) for t in (*program.inputs, *program.outputs))
+    arena = measure_arena(model, [np.zeros(t.shape, np.int8) for t in read_model(model).inputs])
+    assert max(program.buffer_bytes(core) for core in ("host", "cortex-m4", "cortex-m55")) + io <= arena

@@ -44,6 +44,9 @@ def test_default_writes_the_checked_aot_sources_and_records_them(tmp_path):
     assert aot["buffer_bytes"]["cortex-m4"] <= manifest["arena_bytes"]
     assert any("=" in entry["tensor"] for entry in aot["plan_host"])   # RESHAPE: one buffer, two tensors
     assert "## AOT runtime" in (tmp_path / "out/report.md").read_text()
+    written = json.loads((tmp_path / "out/manifest.json").read_text())["aot"]
+    assert [o["kind"] for o in written["operators"]] == ["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "RESHAPE",
+                                                          "FULLY_CONNECTED", "SOFTMAX"]
     # --force replaces the output, aot/ included: every file it holds is in the record
     convert(_recipe(tmp_path, model), tmp_path / "out", force=True)
 
@@ -83,7 +86,26 @@ def test_no_compiler_is_one_line_or_a_skip(tmp_path, monkeypatch):
     assert "aot" not in manifest and any("no C compiler" in line for line in notes)
 
 
-def test_the_manifest_is_json_and_names_every_operator(tmp_path):
-    convert(_recipe(tmp_path, random_model(["ADD", "SOFTMAX"], 2, 4)), tmp_path / "out")
-    written = json.loads((tmp_path / "out/manifest.json").read_text())
-    assert [o["kind"] for o in written["aot"]["operators"]] == ["ADD", "SOFTMAX"]
+def test_code_that_differs_from_tflm_is_never_written(tmp_path, monkeypatch):
+    """A kernel bug (max-pool taking the minimum): `runtime: aot` fails naming the operator and writes
+    nothing; left at its default, the conversion goes on without aot/ and says why."""
+    from converter.aot import emit
+
+    original = emit.kernel_sources
+
+    def broken() -> dict[str, str]:
+        files = dict(original())
+        files["aot_kernels_portable.c"] = files["aot_kernels_portable.c"].replace(
+            "else acc = v > acc ? v : acc;", "else acc = (count == 0 || v < acc) ? v : acc;")
+        return files
+
+    monkeypatch.setattr(emit, "kernel_sources", broken)
+    monkeypatch.delenv("CMSIS_NN_ROOT", raising=False)
+    model = chain_model(2)
+    with pytest.raises(KitError, match="MAX_POOL_2D") as error:
+        convert(_recipe(tmp_path, model, runtime="aot"), tmp_path / "out")
+    assert error.value.code == "aot-differs" and not (tmp_path / "out").exists()
+    notes = []
+    manifest = convert(_recipe(tmp_path, model), tmp_path / "out", log=notes.append)
+    assert "aot" not in manifest and not (tmp_path / "out/aot").exists()
+    assert any("AOT runtime skipped" in line and "MAX_POOL_2D" in line for line in notes), notes

@@ -16,6 +16,10 @@ from .firmware_tools import tflm_root
 
 EXPECTED_FILES = {"model.tflite", "model_data.h", "model_data.cc", "model_ops.h", "model_settings.h",
                   "golden_vectors.h", "golden_vectors.cc", "golden.npz", "manifest.json", "report.md"}
+# the AOT runtime's sources (docs/aot.md), in aot/: default.yaml's model is inside its operator set
+AOT_FILES = {f"aot/{name}" for name in ("aot_model.h", "aot_model.c", "aot_kernels.h", "aot_fixedpoint.h",
+                                         "aot_reference.h", "aot_kernels_common.c", "aot_kernels_portable.c",
+                                         "aot_kernels_cmsis.c")}
 
 
 def test_c_array_round_trip():
@@ -25,14 +29,15 @@ def test_c_array_round_trip():
 
 
 def test_output_holds_exactly_the_documented_artifacts(demo_dir):
-    assert {path.name for path in demo_dir.iterdir()} == EXPECTED_FILES
+    assert {path.name for path in demo_dir.iterdir()} == EXPECTED_FILES | {"aot"}
+    assert {f"aot/{path.name}" for path in (demo_dir / "aot").iterdir()} == AOT_FILES
     assert not list(demo_dir.parent.glob(".digits.*")), "staging folders were left behind"
 
 
 def test_manifest_describes_every_artifact_truthfully(demo_dir):
     manifest = json.loads((demo_dir / "manifest.json").read_text())
     listed = {entry["file"]: entry for entry in manifest["artifacts"]}
-    assert set(listed) == EXPECTED_FILES - {"manifest.json"}
+    assert set(listed) == (EXPECTED_FILES - {"manifest.json"}) | AOT_FILES
     for name, entry in listed.items():
         content = (demo_dir / name).read_bytes()
         assert entry["bytes"] == len(content) and entry["sha256"] == sha256(content), name

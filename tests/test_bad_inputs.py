@@ -45,17 +45,18 @@ def test_unknown_recipe_field(tmp_path):
     assert_clean_failure(run_kit("convert", recipe, "--out", out), "'stages[0].prune.sparsity' is not a known field", out)
 
 
-def test_keras3_model_is_refused_with_the_reason(tmp_path):
+def test_keras3_model_with_a_tf_mot_stage_is_refused_with_the_reason(tmp_path):
+    """Keras 3 models convert (tests/test_keras3.py); TF-MOT's stages take Keras 2 models only."""
     path = tmp_path / "k3.keras"
     make = ("import keras; m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), "
             f"keras.layers.Dense(10)]); m.save({str(path)!r})")
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "0", "KERAS_BACKEND": "tensorflow"}
     subprocess.run([sys.executable, "-c", make], check=True, env=env, capture_output=True)
-    recipe = write_recipe(tmp_path, model={"path": str(path)})
+    recipe = write_recipe(tmp_path, model={"path": str(path)}, stages=[{"cluster": {}}])
     out = tmp_path / "out"
     result = run_kit("convert", recipe, "--out", out)
-    assert_clean_failure(result, "was saved by Keras 3", out)
-    assert "TF-MOT needs a Keras 2 model" in result.stderr
+    assert_clean_failure(result, "stage cluster needs a Keras 2 (tf_keras) model", out)
+    assert "TF-MOT clustering takes tf_keras models only" in result.stderr
 
 
 def test_output_directory_with_other_files_is_not_touched(tmp_path):

@@ -344,16 +344,19 @@ def test_a_finished_search_directory_is_accepted_for_resuming(tmp_path):
     """A search folder (search.json, trials/, best/) is resumed in place, not refused as a foreign --out."""
     from converter.flows.optimize import _check_out
     from converter.recipe import load_recipe
+    from converter.system import out_lock
 
-    (tmp_path / "search.json").write_text("{}")
+    recipe_path = REPO / "models/recipes/default.yaml"
+    SearchStore(tmp_path, {"objective": "flash"}).save()  # the search record, as a search writes it
     (tmp_path / "trials").mkdir()
     (tmp_path / "trials" / "0000.yaml").write_text("name: x\n")
     (tmp_path / "best").mkdir()
-    _check_out(tmp_path, load_recipe(REPO / "models/recipes/default.yaml"))
-    (tmp_path / "search.json").unlink()
+    _check_out(tmp_path, load_recipe(recipe_path), recipe_path)
+    out_lock.release(tmp_path)
+    (tmp_path / "search.json").unlink()  # issue 18: file names (trials/, data.npz) do not make a search
     (tmp_path / "mine.txt").write_text("not the kit's")
     with pytest.raises(KitError, match="not a search"):
-        _check_out(tmp_path, load_recipe(REPO / "models/recipes/default.yaml"))
+        _check_out(tmp_path, load_recipe(recipe_path), recipe_path)
 
 
 @pytest.mark.parametrize("kind", ["prune", "int4_finetune"])

@@ -31,7 +31,7 @@ def test_default_recipe_loads_with_its_stages_in_order():
     (with_changes(name="class"), "is a C/C++ keyword"),
     (with_changes(name="3d_model"), "must be a C identifier"),
     (with_changes(name="my-model"), "must be a C identifier"),
-    (with_changes(model={"path": "a.h5", "builder": "b.py:f"}), "give exactly one of 'path' or 'builder'"),
+    (with_changes(model={"path": "a.h5", "builder": "b.py:f"}), "give exactly one of 'path', 'builder' or 'torch'"),
     ({"model": {"path": "m.h5"}, "data": {"npz": "d.npz"}}, "recipe field 'name' is required but missing"),
 ])
 def test_bad_recipes_name_the_field_and_value(recipe, expected):

@@ -281,7 +281,9 @@ def test_mlperf_float_models_pass_the_custom_code_check(shared_data):
 # --- atomic output ----------------------------------------------------------------------------
 
 def digest(folder: Path) -> dict:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    """Every file under `folder` (aot/ included) -> its sha256."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_a_failure_inside_staging_leaves_the_previous_output(tmp_path):

@@ -95,54 +95,82 @@ def mutate(data: bytearray, rng: random.Random) -> bytes:
 
 
 def run_runtime(args) -> None:
-    """Only inputs that pass the structural checks reach a runtime, so mutate until they do."""
-    from converter import KitError, check_deployable, check_runs_safely, read_graph, read_model, validate_model
-
+    """Mutants through validate's path; --cases N stops after N (else --seconds). Each case is timed."""
     artifacts = Path(args.artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
     seeds = [bytearray(Path(s).read_bytes()) for s in args.seeds]
     counts = {"cases": 0, "structurally_refused": 0, "reached_child": 0, "child_clear_errors": 0,
               "child_crashes_contained": 0, "child_hangs": 0, "validated_in_process": 0,
-              "in_process_clear_errors": 0, "other_exceptions": 0}
+              "in_process_clear_errors": 0, "other_exceptions": 0, "over_60_s": 0, "slowest_s": 0.0}
+    kinds: dict[str, int] = {}  # KitError.kind of every refusal, structural or in a child: the outcome classes
     current = artifacts / "current.tflite"
     deadline = time.monotonic() + args.seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (args.cases is None or counts["cases"] < args.cases):
         data = mutate(rng.choice(seeds), rng)
         counts["cases"] += 1
-        if not parse_target(data, KitError, read_model, read_graph, check_deployable):
-            counts["structurally_refused"] += 1
-            continue
-        counts["reached_child"] += 1
-        current.write_bytes(data)
+        started = time.monotonic()
         try:
-            check_runs_safely(data, timeout=args.child_timeout)
-        except KitError as error:
-            counts["child_clear_errors"] += 1
-            if "crashed" in str(error):
-                counts["child_crashes_contained"] += 1
-                (artifacts / f"child-crash-{counts['cases']}.tflite").write_bytes(data)
-            if "hang" in str(error):
-                counts["child_hangs"] += 1
-                (artifacts / f"child-hang-{counts['cases']}.tflite").write_bytes(data)
-            continue
-        except Exception:
-            counts["other_exceptions"] += 1
-            (artifacts / f"other-{counts['cases']}.tflite").write_bytes(data)
-            continue
-        path = artifacts / "validate.tflite"
-        path.write_bytes(data)
-        try:
-            validate_model(path, vectors=2, log=lambda _: None)
-            counts["validated_in_process"] += 1
-        except KitError:
-            counts["in_process_clear_errors"] += 1
-        except Exception as exc:
-            counts["other_exceptions"] += 1
-            (artifacts / f"other-{counts['cases']}.tflite").write_bytes(data)
-            print(f"case {counts['cases']}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            _runtime_case(data, counts, kinds, artifacts, current, args)
+        finally:
+            took = time.monotonic() - started
+            counts["slowest_s"] = round(max(counts["slowest_s"], took), 1)
+            if took > 60:
+                counts["over_60_s"] += 1
+                (artifacts / f"slow-{counts['cases']}.tflite").write_bytes(data)
+        if counts["cases"] % 50 == 0:
+            (artifacts / "runtime_counts.json").write_text(json.dumps({**counts, "kinds": kinds}) + "\n")
     current.unlink(missing_ok=True)
-    print(json.dumps({"phase": "runtime", **counts}), flush=True)
+    print(json.dumps({"phase": "runtime", **counts, "kinds": dict(sorted(kinds.items()))}), flush=True)
+
+
+def _runtime_case(data: bytes, counts: dict, kinds: dict, artifacts: Path, current: Path, args) -> None:
+    """One mutant through the structural checks, the isolated smoke run and validate_model."""
+    from converter import KitError, check_deployable, check_runs_safely, read_graph, read_model, validate_model
+
+    def refused(error) -> None:
+        kinds[error.kind] = kinds.get(error.kind, 0) + 1
+        if "\n" in str(error):
+            raise AssertionError(f"multi-line error: {error!r}")
+
+    try:
+        read_model(data)
+        read_graph(data)
+        check_deployable(data)
+    except KitError as error:
+        refused(error)
+        counts["structurally_refused"] += 1
+        return
+    counts["reached_child"] += 1
+    current.write_bytes(data)
+    try:
+        check_runs_safely(data, timeout=args.child_timeout)
+    except KitError as error:
+        refused(error)
+        counts["child_clear_errors"] += 1
+        if "crashed" in str(error):
+            counts["child_crashes_contained"] += 1
+            (artifacts / f"child-crash-{counts['cases']}.tflite").write_bytes(data)
+        if "hang" in str(error):
+            counts["child_hangs"] += 1
+            (artifacts / f"child-hang-{counts['cases']}.tflite").write_bytes(data)
+        return
+    except Exception:
+        counts["other_exceptions"] += 1
+        (artifacts / f"other-{counts['cases']}.tflite").write_bytes(data)
+        return
+    path = artifacts / "validate.tflite"
+    path.write_bytes(data)
+    try:
+        validate_model(path, vectors=args.vectors, log=lambda _: None)
+        counts["validated_in_process"] += 1
+    except KitError as error:
+        refused(error)
+        counts["in_process_clear_errors"] += 1
+    except Exception as exc:
+        counts["other_exceptions"] += 1
+        (artifacts / f"other-{counts['cases']}.tflite").write_bytes(data)
+        print(f"case {counts['cases']}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def main() -> None:
@@ -153,6 +181,8 @@ def main() -> None:
     parser.add_argument("--artifacts", default="build/fuzz/tflite")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child-timeout", type=float, default=30)
+    parser.add_argument("--cases", type=int, default=None, help="runtime: stop after this many mutants")
+    parser.add_argument("--vectors", type=int, default=2, help="runtime: vectors per validate_model run")
     args = parser.parse_args()
     Path(args.artifacts).mkdir(parents=True, exist_ok=True)
     (run_parse if args.phase == "parse" else run_runtime)(args)

@@ -338,6 +338,36 @@ def lower_logistic(operator: Operator, graph: AotGraph) -> Step:
                 (), (x.index,), y.index)
 
 
+def _mean_multiplier(multiplier: int, shift: int, count: int) -> tuple[int, int]:
+    """QuantizedMeanOrSum folds 1/count into the multiplier (shift clamped to 32 and 31 + shift)."""
+    extra = min(count.bit_length() - 1, 32, 31 + shift)
+    return int(np.int32((multiplier << extra) // count)), shift - extra
+
+
+def lower_mean(operator: Operator, graph: AotGraph) -> Step:
+    """MEAN int8 over constant axes: TFLM's QuantizedMeanOrSum, also when input and output share their
+    quantization (measured: the Python interpreter and TFLM 90b983c2 both rescale; a plain integer mean
+    differs), one int32 sum per output in scratch."""
+    _io_int8(operator, graph, 1)
+    x, axes, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
+                  graph.tensor(operator.outputs[0]))
+    _need(axes.constant and 0 < len(x.shape) <= 6, operator, graph, "the axes are not constant")
+    reduced = sorted({int(a) % len(x.shape) for a in np.frombuffer(axes.data, "<i4")})
+    kept = [d for d in range(len(x.shape)) if d not in reduced]
+    count = int(np.prod([x.shape[d] for d in reduced], dtype=np.int64))
+    strides, step = [0] * len(x.shape), 1
+    for d in reversed(kept):
+        strides[d], step = step, step * x.shape[d]
+    mult, shift = quant.quantize_multiplier(quant.f32(x.scale) / quant.f32(y.scale))
+    mult, shift = _mean_multiplier(mult, shift, count)
+    fields = (("dims", len(x.shape)), ("size", x.elements), ("out_size", y.elements), ("count", count),
+              ("in_zp", x.zero_point), ("out_zp", y.zero_point), ("mult", mult),
+              ("shift", shift), ("in_shape", _c_array(x.shape)), ("out_stride", _c_array(strides)))
+    scratch = 4 * y.elements
+    return Step(operator.index, operator.kind, "aot_mean_s8", "aot_mean_t", fields, (), (x.index,), y.index,
+                scratch={v: scratch for v in ("portable", "cmsis-c", "cmsis-dsp", "cmsis-mve")})
+
+
 def _int16_multiplier(multiplier: int) -> int:
     """DownScaleInt32ToInt16Multiplier."""
     return 32767 if multiplier >= (1 << 31) - 1 - (1 << 15) else (multiplier + (1 << 15)) >> 16
@@ -359,6 +389,7 @@ def lower_hard_swish(operator: Operator, graph: AotGraph) -> Step:
 
 
 LOWERINGS = {
+    "MEAN": lower_mean,
     "HARD_SWISH": lower_hard_swish,
     "QUANTIZE": lower_requantize,
     "RELU": lower_requantize,

@@ -39,10 +39,13 @@ def output_metrics(float_out: np.ndarray, quant_out: np.ndarray, labels: np.ndar
     return metrics
 
 
-def _named_layers(tensor_name: str, layer_names: list[str]) -> list[str]:
+def _named_layers(tensor_name: str, layer_names: list[str], keras3: bool = False) -> list[str]:
     """Keras layers a TFLite tensor is named after. A fused op's output carries the name of
-    every layer it absorbed, e.g. 'model/conv/Relu;model/conv/BiasAdd;model/bn/FusedBatchNorm'."""
+    every layer it absorbed, e.g. 'model/conv/Relu;model/conv/BiasAdd;model/bn/FusedBatchNorm'.
+    Keras 3 names a layer's ops after its call: 'sequential_1/conv_1/Relu' for layer 'conv'."""
     parts = {piece for name in tensor_name.split(";") for piece in name.split("/")}
+    if keras3:
+        parts |= {piece.rpartition("_")[0] for piece in parts if piece.rpartition("_")[2].isdigit()}
     return [name for name in layer_names if name in parts]
 
 
@@ -54,8 +57,10 @@ def per_layer_sqnr(keras_model, graph: Graph, float_inputs: np.ndarray, quant_te
     FULLY_CONNECTED output before a softmax that Keras folds into the Dense layer) and is
     left out rather than reported as a precision loss.
     """
-    import tf_keras as keras
+    from ..system import tf_env
 
+    keras = tf_env.keras_of(keras_model)  # a Keras 3 model is probed with Keras 3
+    keras3 = tf_env.is_keras3(keras_model)
     layers = [layer for layer in keras_model.layers if not isinstance(layer, keras.layers.InputLayer)]
     names = [layer.name for layer in layers]
     probe = keras.Model(keras_model.inputs, [layer.output for layer in layers])
@@ -68,7 +73,8 @@ def per_layer_sqnr(keras_model, graph: Graph, float_inputs: np.ndarray, quant_te
                 continue
             quantized = np.stack([dequantize(vector[t], tensor).ravel() for vector in quant_tensors])
             scored = [(sqnr_db(float_outputs[name].reshape(len(quantized), -1), quantized), name)
-                      for name in _named_layers(tensor.name, names) if float_outputs[name][0].size == tensor.elements]
+                      for name in _named_layers(tensor.name, names, keras3)
+                      if float_outputs[name][0].size == tensor.elements]
             if scored and max(scored)[0] > 0:
                 best, layer = max(scored)
                 rows.append({"node": node.index, "op": node.op, "layer": layer, "sqnr_db": round(best, 2)})

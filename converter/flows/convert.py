@@ -23,9 +23,11 @@ from ..progress import Note, Sink, phase
 from ..recipe import Recipe
 from ..reports.deployed import DeployedComparison, compare_deployed, tensors_compressed
 from ..reports.manifest import ConversionParts, sha256
+from ..stages.base import check_extras
 from ..system import out_lock, tf_env
 from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
+from ..tflm.consistency import check_consistent
 from ..tflm.deployable import check_deployable
 from ..tflm.arena import arena_with_margin, first_sample, measure_arena
 from ..tflm import target_arena
@@ -33,8 +35,9 @@ from ..tflm.runners import quantize_inputs, run_tflm
 from .convert_aot import build_aot
 from ..tflm.kernels import registered_variants
 from ..tflm.target_arena import ArenaFigure
-from .convert_output import check_and_write, validate_artifacts
 from ..runtimes.device_check import DeviceCheck, model_facts, probe_arena, resolve_setting, run_device_check
+from .convert_output import check_and_write, check_litert_differences, validate_artifacts
+from .flatbuffer_fixes import fold_and_prove, rewrite_note
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Loaded:
     model: object
     data: Dataset
     flatbuffer: bool
+    float_accuracy: Optional[float] = None   # a PyTorch source: its float module's, scored by the child
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class StagesRun:
     notes: list[str]                 # each stage's own note for report.md
     sections: list[str]              # report.md lines the stages add after the tables
     artifacts: dict                  # extra files the stages add to the output (name -> bytes)
+    rewrites: tuple = ()             # automatic flatbuffer fixes (flows/flatbuffer_fixes.py), for the manifest
 
     @property
     def uncompressed(self) -> Optional[bytes]:
@@ -102,18 +107,38 @@ def _input_shape(model) -> tuple:
     return input_shapes(model)[0]
 
 
+def load_torch(recipe: Recipe, events: Sink) -> Loaded:
+    """A PyTorch model: the data first (it calibrates), then litert-torch's int8 flatbuffer."""
+    from ..inputs.torch_model import convert_torch, torch_python
+    from ..stages.training import accuracy
+
+    source = recipe.model.torch
+    python = torch_python(source)  # the extra (or the named Python) before any work
+    data = load_data(recipe, [tuple(source.input_shape)])
+    conversion = convert_torch(source, recipe.base_dir, data, recipe.seed, python)
+    events(Note(conversion.note()))
+    score = None
+    if conversion.float_outputs is not None and data.labeled_eval:
+        score = accuracy(conversion.float_outputs.reshape(len(conversion.float_outputs), -1), data.y_eval)
+    return Loaded(conversion.model_bytes, data, True, None if score is None else round(score, 5))
+
+
 def load_inputs(recipe: Recipe, events: Sink) -> Loaded:
+    if recipe.model.torch is not None:
+        return load_torch(recipe, events)
     if recipe.model.is_flatbuffer:
         from ..tflm.isolation import open_untrusted
 
         model_bytes, info = open_untrusted(recipe.resolve(recipe.model.path), log=lambda text: events(Note(text)))
-        return Loaded(model_bytes, load_data(recipe, [tuple(t.shape[1:]) for t in info.inputs]), True)
-    from ..inputs.keras_model import load_model
+        return Loaded(model_bytes, load_data(recipe, [t.sample_shape for t in info.inputs]), True)
+    from ..inputs.keras_model import input_names, load_model
+    from ..stages.base import check_keras3
 
     model = load_model(recipe)
+    check_keras3(model, [kind for kind, _ in recipe.pipeline()], f"model {recipe.model.path or recipe.model.builder}")
     data = load_data(recipe, input_shapes(model))
     if len(model.inputs) > 1:  # the flatbuffer may order them otherwise: runners match them by name
-        data = replace(data, input_names=tuple(model.input_names))
+        data = replace(data, input_names=input_names(model))
     check_training_labels(recipe, data, model)  # before training: TensorFlow's own error is a traceback
     return Loaded(model, data, False)
 
@@ -133,44 +158,68 @@ def _stage_detail(name: str, settings, data: Dataset) -> str:
 
 
 def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
-    from ..stages.base import StageContext
+    from ..stages.base import ConverterStage, StageContext
     from ..stages.registry import get
 
     context = StageContext(loaded.data, recipe.seed, recipe.base_dir, events)
     model, first_flatbuffer, records, notes, sections = loaded.model, None, [], [], []
     artifacts: dict[str, bytes] = {}
+    rewrites: list[dict] = []
     if loaded.flatbuffer:
-        first_flatbuffer = model
+        model = first_flatbuffer = fix_flatbuffer(model, recipe, loaded.data, rewrites, events)
     pipeline = recipe.pipeline()
     for number, (name, settings) in enumerate(pipeline, start=1):
         stage = get(name)
         with phase(events, name, _stage_detail(name, settings, loaded.data), number, len(pipeline)):
             result = stage.run(model, settings, context)
-        model = result.model
-        records.append(result.record)
-        notes.append(stage.report_note(result.record))
-        sections += stage.report_section(result.record)
-        artifacts |= stage.artifacts(result.record)
-        if stage.takes == "keras" and stage.gives == "flatbuffer":
-            first_flatbuffer = model
-        elif result.reference is not None:
+        model, record = result.model, result.record
+        if isinstance(stage, ConverterStage):
+            model = first_flatbuffer = fix_flatbuffer(model, recipe, loaded.data, rewrites, events)
+            if model is not result.model:  # scored again: the converter's own output runs wrongly on TFLM
+                details = record.details | ({"tflite_bytes": len(model), "tflite_bytes_before_rewrite":
+                                             record.details["tflite_bytes"]} if "tflite_bytes" in record.details else {})
+                record = replace(record, details=details, quality_after=stage.flatbuffer_quality(model, context))
+        records.append(record)
+        notes.append(stage.report_note(record))
+        sections += stage.report_section(record)
+        artifacts |= stage.artifacts(record)
+        if result.reference is not None and stage.takes == "flatbuffer":
             first_flatbuffer = result.reference  # a lossy flatbuffer stage: later checks compare with its reference
-    return StagesRun(model, first_flatbuffer, records, notes, sections, artifacts)
+    sections += [rewrite_note(r) for r in rewrites]
+    return StagesRun(model, first_flatbuffer, records, notes, sections, artifacts, tuple(rewrites))
 
 
-def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
-    """The one deployability check of the final flatbuffer: TFLM can load and run it as asked."""
+def fix_flatbuffer(model_bytes: bytes, recipe: Recipe, data: Dataset, rewrites: list, events: Sink) -> bytes:
+    """The converter's (or the .tflite source's) flatbuffer after the automatic fixes, each proven on
+    the golden vectors; each applied fix is appended to `rewrites`."""
+    if not recipe.validation.rewrite_dilated_convolutions:
+        return model_bytes
+    inputs, _ = golden_inputs(data, read_model(model_bytes), recipe.golden.vectors)
+    fixed = fold_and_prove(model_bytes, inputs)
+    if fixed.record is None:
+        return model_bytes
+    rewrites.append(fixed.record)
+    events(Note(rewrite_note(fixed.record).removeprefix("- ")))
+    return fixed.model_bytes
+
+
+def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset, litert_bytes: Optional[bytes] = None) -> ModelInfo:
+    """The one deployability check of the final flatbuffer: TFLM can load and run it as asked, and its
+    outputs depend on its inputs only (litert_bytes: the model LiteRT loads, when compression changed it)."""
     from ..emit.sources import resolver_ops
 
     info = read_model(model_bytes)
     # no float ops (unless float16 was asked for), int64, dynamic shapes left
-    check_deployable(model_bytes, require_int8=not recipe.model.is_flatbuffer and recipe.quantize.mode != "float16")
+    check_deployable(model_bytes, require_int8=recipe.model.torch is not None or (
+        not recipe.model.is_flatbuffer and recipe.quantize.mode != "float16"))
     resolver_ops(info)  # fail now, with the op names, if TFLM lacks a kernel
     one_sample = take(data.x_calibration, slice(None, 1))
     fed = [tuple(x.shape[1:]) for x in quantize_inputs(one_sample, info, data.input_names)]
-    if fed != [tuple(t.shape[1:]) for t in info.inputs]:  # runners feed the data by position
-        raise KitError(f"the flatbuffer's inputs take {[tuple(t.shape[1:]) for t in info.inputs]} but the data "
+    if fed != [t.sample_shape for t in info.inputs]:  # runners feed the data by position
+        raise KitError(f"the flatbuffer's inputs take {[t.sample_shape for t in info.inputs]} but the data "
                        f"would feed them {fed}", "report this with the model: the converter reordered its inputs")
+    check_consistent(model_bytes, quantize_inputs(take(data.x_calibration, slice(None, 2)), info, data.input_names),
+                     litert_bytes)
     if data.labels and len(data.labels) != info.outputs[0].elements:
         raise KitError(f"{len(data.labels)} labels given but the model's first output has "
                        f"{info.outputs[0].elements} values", "give one label per output class (data.labels), or none")
@@ -230,7 +279,7 @@ def render(recipe: Recipe, model_bytes: bytes, info: ModelInfo, arena: Arena, go
                       arena_host=arena.host if arena.figure is not arena.host else None)
 
 
-def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[str, Optional[float], Optional[float]]:
+def _mode_and_accuracy(recipe: Recipe, run: StagesRun, loaded: Loaded) -> tuple[str, Optional[float], Optional[float]]:
     """The flatbuffer's mode, the float model's accuracy and the flatbuffer's (on TFLM)."""
     converter = next((r for r in run.records if r.kind == "quantize"), None)
     if converter is not None:
@@ -238,9 +287,9 @@ def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[s
                 converter.quality_after.get("eval_accuracy"))
     from ..stages.quantize import tflite_quality
 
-    # a .tflite source: no Keras model to score; its type names the mode
+    # a .tflite or PyTorch source: no Keras model to score (a PyTorch one was scored by its child); its type names the mode
     mode = read_model(run.model_bytes).inputs[0].type.lower()
-    return mode, None, tflite_quality(run.model_bytes, data).get("eval_accuracy")
+    return mode, loaded.float_accuracy, tflite_quality(run.model_bytes, loaded.data).get("eval_accuracy")
 
 
 @out_lock.released_after
@@ -253,6 +302,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     out = Path(out)
     check_output_path(out, force, inputs=recipe_inputs(recipe))
     core = resolve_setting(device_check or recipe.device_check)  # before the work: a named core it cannot run fails now
+    check_extras([kind for kind, _ in recipe.pipeline()])
     started = time.perf_counter()
     if not recipe.model.is_flatbuffer:  # a .tflite needs no TensorFlow
         tf_env.deterministic(recipe.seed)
@@ -261,7 +311,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         loaded = load_inputs(recipe, events)
     stages = run_stages(recipe, loaded, events)
     model_bytes = stages.model_bytes
-    info = check_model(model_bytes, recipe, loaded.data)
+    info = check_model(model_bytes, recipe, loaded.data, stages.uncompressed)
 
     with phase(events, "golden+arena", "running golden vectors on TFLM and measuring the arena on this host"):
         golden = run_golden(model_bytes, info, loaded.data, recipe.golden.vectors)
@@ -275,13 +325,15 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):
         validation = validate_artifacts(model_bytes, golden.inputs, golden.outputs, sources["model_data.cc"],
                                         recipe.name, stages.uncompressed)
+        litert_differences = check_litert_differences(validation, stages.uncompressed or model_bytes, golden.inputs,
+                                                      recipe.validation.accept_litert_differences)
 
     aot = None
     if (recipe.runtime or "both") != "tflm":
         with phase(events, "aot", "compiling the model to C (AOT runtime) and checking it bit for bit on the host"):
             aot = build_aot(recipe, model_bytes, golden.inputs, golden.outputs, events)
 
-    mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)
+    mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded)
     parts = ConversionParts(
         name=recipe.name, recipe=recipe.model_dump(mode="json"), model_bytes=len(model_bytes),
         model_sha256=sha256(model_bytes), info=info, arena_measured=arena.measured, arena_size=arena.size,
@@ -290,7 +342,8 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         kernels=registered_variants(model_bytes),
         golden_vectors=int(len(golden.inputs[0])), golden_source=golden.source, mode=mode,
         float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
-        source="tflite" if loaded.flatbuffer else "keras", aot=aot.as_dict() if aot else None)
+        source="torch" if recipe.model.torch is not None else "tflite" if loaded.flatbuffer else "keras",
+        rewrites=stages.rewrites, litert_differences=litert_differences, aot=aot.as_dict() if aot else None)
     deployed = deployed_comparison(recipe, stages, golden, arena, loaded.data.labels, events)
     with phase(events, "write", "writing the artifacts"):
         return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started,

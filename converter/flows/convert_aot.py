@@ -2,8 +2,9 @@
 host before anything is written.
 
 The recipe's `runtime` decides: `tflm` skips it; `aot` or `both` set explicitly make it required (a
-model outside the AOT operator set, or no C compiler, is a one-line error and nothing is written); left
-at its default (`both`), AOT is skipped with one printed line saying why. Never C that silently differs:
+model outside the AOT operator set, no C compiler, or generated code that does not build or differs from
+TFLM is a one-line error and nothing is written); left at its default (`both`), AOT is skipped with one
+printed line saying why and TFLM's artifacts are written as before. Never C that silently differs:
 the generated code is built with the host compiler and must give TFLM's golden outputs (plus saturating
 and random inputs, run on TFLM here) byte for byte, on the portable kernels and, when CMSIS_NN_ROOT names
 a CMSIS-NN clone, on CMSIS-NN's C path too."""
@@ -87,15 +88,15 @@ def build_aot(recipe: Recipe, model_bytes: bytes, golden_inputs, golden_outputs,
     try:
         program = generate(model_bytes)
         host_compiler()
+        validations = _validate(model_bytes, program, golden_inputs, golden_outputs, recipe.seed)
+        failed = [v for v in validations if not v.passed]
+        if failed:
+            raise KitError(f"the generated AOT code differs from TFLM on the host ({failed[0].line()}); nothing was "
+                           "written", "set `runtime: tflm` in the recipe to convert without it, and report this "
+                           "with the model", code="aot-differs")
     except KitError as reason:
         if explicit:
             raise
-        events(Note(f"AOT runtime skipped: {reason}"))
+        events(Note(f"AOT runtime skipped (TFLM artifacts only): {reason.problem}"))
         return None
-    validations = _validate(model_bytes, program, golden_inputs, golden_outputs, recipe.seed)
-    failed = [v for v in validations if not v.passed]
-    if failed:
-        raise KitError(f"the generated AOT code differs from TFLM on the host ({failed[0].line()}); nothing was "
-                       "written", "set `runtime: tflm` in the recipe to convert without it, and report this with "
-                       "the model", code="aot-differs")
     return AotResult(program, validations)

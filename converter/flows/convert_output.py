@@ -11,6 +11,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..compare.divergence import reference_differences
 from ..compare.outputs import bit_exact, compare_outputs
 from ..emit.c_arrays import parse_c_array
 from ..errors import KitError
@@ -42,6 +43,35 @@ def validate_artifacts(model_bytes: bytes, inputs, golden, c_source: str, name: 
         "tflm_vs_litert_reference": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=True)),
         "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=False)),
     }
+
+
+INSPECTED_VECTORS = 32  # golden vectors compared operator by operator when LiteRT's outputs differ
+
+
+def check_litert_differences(validation: dict, litert_bytes: bytes, inputs: list[np.ndarray],
+                             accepted: list[str]) -> Optional[dict]:
+    """Outputs that differ from LiteRT's reference kernels must be explained (the FULLY_CONNECTED rounding
+    rule, compare/divergence.EXPLAINED_LSB) or accepted by the recipe (validation.accept_litert_differences),
+    else the conversion fails naming the first operator that parts. Returns the operator-by-operator
+    comparison for the manifest when the outputs differ, else None."""
+    outputs = validation["tflm_vs_litert_reference"]
+    if bit_exact(outputs):
+        return None
+    start = outputs.get("first_differing_vector") or 0  # every tensor of every vector is kept: at most a few
+    report = reference_differences(litert_bytes, [x[start:start + INSPECTED_VECTORS] for x in inputs])
+    blocking = [d for d in report["unexplained"] if d["op"] not in accepted]
+    if blocking:
+        first = blocking[0]
+        same = [d for d in blocking if d["op"] == first["op"]]
+        by = "in shape" if first.get("shape_mismatch") else \
+            f"by up to {max(d.get('max_lsb', 0) for d in same)} LSB"
+        raise KitError(f"LiteRT's reference kernels part from TFLM at {first['op']} (operator {first['node']}) on "
+                       f"{len(same)} of the {report['vectors']} golden vectors inspected, {by}: a difference "
+                       "nothing explains (only FULLY_CONNECTED's 1-LSB requantization rounding is, docs/validation.md)",
+                       f"find the cause (tflm-kit validate model.tflite shows every operator), or accept it in the "
+                       f"recipe: validation: {{accept_litert_differences: [{first['op']}]}}", code="litert-unexplained")
+    return {key: report[key] for key in ("kernels", "vectors", "vectors_differing", "first_divergences")} | \
+        {"first_vector_inspected": start, "accepted": sorted({d["op"] for d in report["unexplained"]})}
 
 
 def check_validation(validation: dict, out: Path) -> None:

@@ -16,6 +16,7 @@ from ..compare.golden_format import VECTORS_FILE, GoldenVectors, load_vectors, s
 from ..compare.outputs import first_mismatch
 from ..errors import CheckFailed, KitError
 from ..reports.manifest import sha256, tool_versions
+from ..system.safe_yaml import load_json_file
 from ..tflm.isolation import read_checked, run_isolated
 from .model_inputs import model_inputs
 
@@ -52,7 +53,7 @@ def record(model: Path, data: Path | None, out: Path, vectors: int, seed: int, f
     check_output_path(out, force, inputs=(Path(model),) + ((Path(data),) if data is not None else ()))
     model_bytes, info = read_checked(model)
     vector_inputs = model_inputs(info, data, vectors, seed)
-    outputs = run_isolated(model_bytes, vector_inputs.quantized, what=f"recording goldens of {model}")
+    outputs = run_isolated(model_bytes, vector_inputs.quantized, what=f"recording goldens of {model}", consistent=True)
     with staged_output(out) as staging:
         lock = save(staging, model_bytes, str(Path(model).resolve()), vector_inputs.quantized, outputs,
                     note=vector_inputs.source)
@@ -60,13 +61,7 @@ def record(model: Path, data: Path | None, out: Path, vectors: int, seed: int, f
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError):
-        raise KitError(f"{path} is not valid JSON (truncated or edited?)", RE_RECORD) from None
-    if not isinstance(value, dict):
-        raise KitError(f"{path} does not hold a JSON object", RE_RECORD)
-    return value
+    return load_json_file(path, "golden record", RE_RECORD)
 
 
 def _claim(record: dict, key: str, path: Path, kind=int):

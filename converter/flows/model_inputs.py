@@ -55,17 +55,18 @@ def _input_keys(keys: list[str], count: int, path: Path) -> list[str]:
 
 def _one_input(x: np.ndarray, tensor: TensorInfo, index: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     """(quantized, float) vectors for one model input, checked against the tensor."""
-    which = "data inputs" if count == 1 else f"data input {index}"
-    sample_shape = tuple(tensor.shape[1:])
+    which, have, contain, are = ("data inputs", "have", "contain", "are") if count == 1 else \
+        (f"data input {index}", "has", "contains", "is")
+    sample_shape = tensor.sample_shape
     if x.ndim == 0 or tuple(x.shape[1:]) != sample_shape:
-        raise KitError(f"{which} have shape {tuple(x.shape[1:])} per sample but the model takes {sample_shape}",
-                       "reshape the data to the model's input shape")
+        raise KitError(f"{which} {have} shape {tuple(x.shape[1:])} per sample but the model takes {sample_shape}",
+                       "reshape the data to the model's input shape (samples along the first axis)")
     if np.issubdtype(x.dtype, np.floating):
         if not np.isfinite(x).all():
-            raise KitError(f"{which} contain NaN or infinity", "clean the data")
+            raise KitError(f"{which} {contain} NaN or infinity", "clean the data")
         return quantize(x, tensor), x.astype(np.float32)
     if x.dtype != tensor.dtype:
-        raise KitError(f"{which} are {x.dtype} but the model input is {tensor.dtype}",
+        raise KitError(f"{which} {are} {x.dtype} but the model input is {tensor.dtype}",
                        f"give float inputs (the kit quantizes them) or {tensor.dtype} inputs")
     return x, dequantize(x, tensor)
 
@@ -91,7 +92,7 @@ def _seeded(info: ModelInfo, vectors: int, seed: int) -> VectorInputs:
     rng = np.random.default_rng(seed)
     quantized = []
     for tensor in info.inputs:  # drawn in input order from one generator
-        shape = (vectors, *tensor.shape[1:])
+        shape = (vectors, *tensor.sample_shape)
         if np.issubdtype(tensor.dtype, np.integer):
             limits = np.iinfo(tensor.dtype)
             quantized.append(rng.integers(limits.min, limits.max, shape, endpoint=True).astype(tensor.dtype))

@@ -15,17 +15,17 @@ from typing import Callable, Optional
 import yaml
 
 from ..errors import KitError
+from ..system.extras import require
 from ..optimize.cost import device_available
 from ..optimize.guards import Guards, evidence_note
 from ..optimize.pareto import fronts, plot, render_markdown
 from ..optimize.prepare import DATA, TEACHER, prepare
 from ..optimize.search import SearchPlan, run_search
 from ..optimize.space import FineTune, candidate_recipe, describe, space_for
-from ..optimize.store import FILE, SearchStore, write_atomic
+from ..optimize.store import SearchStore, write_atomic
 from ..optimize.trial import TrialResult, TrialSpec, judge_model, run_trial
 from ..recipe import load_recipe, parse_recipe
 
-OWN_FILES = (FILE, TEACHER, DATA)
 RECIPE_HEADER = "# tflm-kit optimize: trial"   # first line of best/recipe.yaml: the search wrote it
 
 
@@ -54,23 +54,13 @@ class Outcome:
     reproduced: Optional[bool]
 
 
-def _check_out(out: Path, recipe) -> None:
-    from ..system import out_lock
+def _check_out(out: Path, recipe, recipe_path: Path) -> None:
+    """The one output guard (system.outdir): no recipe input inside --out, and a folder holding files is
+    continued only when its search record (search.json) says it is a search; file names decide nothing."""
+    from ..inputs.recipe_inputs import recipe_inputs
     from ..system.outdir import check_output_path
 
-    model = (recipe.resolve(recipe.model.path),) if recipe.model.path else ()
-    if out.is_dir() and any(out.iterdir()):
-        if not any((out / name).exists() for name in OWN_FILES):
-            raise KitError(f"output directory {out} already holds files that are not a search",
-                           "choose an empty or new directory (an earlier search's directory resumes it)")
-        # an earlier search resumes in place and nothing in it is replaced, so the check for replacing a
-        # conversion (which does not know search folders) does not apply; the input check and the lock do
-        if any(out.resolve() == path.resolve() or out.resolve() in path.resolve().parents for path in model):
-            raise KitError(f"output directory {out} contains the input {model[0]}",
-                           "choose an output directory that holds none of the run's inputs")
-        out_lock.acquire(out)
-        return
-    check_output_path(out, force=True, inputs=model)
+    check_output_path(out, force=False, inputs=recipe_inputs(recipe) + (Path(recipe_path),), resumes="search")
 
 
 def _use_device(options: Options, board: dict) -> bool:
@@ -120,12 +110,17 @@ def _reference_delta(reference: Optional[TrialResult], best: TrialResult) -> str
 def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str], None] = print) -> Outcome:
     from ..flows.firmware import load_board
 
+    require("optimize", "tflm-kit optimize")
     recipe = load_recipe(recipe_path)
+    if recipe.model.is_flatbuffer:  # its levers (TF-MOT, int4 fine-tuning, distillation) train a Keras model
+        what = "a PyTorch model" if recipe.model.torch is not None else "a .tflite"
+        raise KitError(f"optimize searches levers that retrain a Keras model, and the recipe's model is {what}",
+                       "convert it (tflm-kit convert) with compress settings (int4, lut, memory_plan) instead")
     board = load_board(options.board)
     out = Path(out)
-    _check_out(out, recipe)
+    _check_out(out, recipe, recipe_path)
     device = _use_device(options, board)
-    out.mkdir(parents=True, exist_ok=True)
+    SearchStore.claim(out)  # the search record first: the folder is then recognised (and resumed) by it
     prepared = prepare(recipe, out, options.label_weight, log)
     space = space_for(prepared.model, objective=options.objective, per_channel=recipe.quantize.per_channel)
     guards = Guards.defaults(prepared.task, options.min_agreement, options.max_accuracy_drop, options.min_sqnr)

@@ -6,7 +6,6 @@ listed; the chosen cut's parts are written as two model directories `tflm-kit fi
 """
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 import time
@@ -22,7 +21,9 @@ from ..partition import channels, graph, plan, pricing, profiles, qemu, report
 from ..partition.artifacts import PartModel, arena_of, write_part_dir
 from ..partition.measure import measure_core
 from ..partition.vela import NOT_EXECUTED
+from ..system.extras import require
 from ..system.outdir import check_output_path, staged_output
+from ..system.safe_yaml import load_json_file
 from ..tflite.model import read_model
 from ..tflm.arena import ARENA_MARGIN
 from ..tflm.runners import run_tflm
@@ -70,7 +71,8 @@ def read_source(model: Path, data: Path | None, vectors: int, seed: int) -> Sour
         if not (model / "model.tflite").is_file() or not (model / "golden.npz").is_file():
             raise KitError(f"{model} has no model.tflite and golden.npz", "give a `tflm-kit convert` --out directory "
                            "or an int8 .tflite file")
-        manifest = json.loads((model / "manifest.json").read_text()) if (model / "manifest.json").is_file() else {}
+        manifest = load_json_file(model / "manifest.json", "manifest", "re-run `tflm-kit convert` for that directory") \
+            if (model / "manifest.json").is_file() else {}
         with np.load(model / "golden.npz") as golden:
             inputs = [golden[k] for k in sorted((k for k in golden.files if k.startswith("input_")),
                                                 key=lambda k: int(k.split("_")[1]))]
@@ -117,10 +119,13 @@ def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -
 def partition(request: Request, log: Callable[[str], None] = print) -> dict:  # noqa: C901 (split in issue 22 item 7)
     started = time.perf_counter()
     out = Path(request.out)
-    check_output_path(out, request.force, inputs=(Path(request.model),))
+    check_output_path(out, request.force, inputs=tuple(Path(p) for p in (request.model, request.data, request.profiles)
+                                                       if p is not None))
     known = profiles.load_profiles(request.profiles)
     devices = profiles.parse_devices(request.devices, known)
     link = profiles.parse_link(request.link, known)
+    if any(d.is_npu for d in devices):
+        require("npu", "an Ethos-U device (Arm's Vela compiler)")
     if request.pair and any(d.is_npu for d in devices):
         raise KitError("--pair runs both parts on emulated Cortex-M cores; an Ethos-U part cannot run here",
                        "drop --pair, or give two Cortex-M devices")

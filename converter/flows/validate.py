@@ -19,13 +19,16 @@ from ..errors import KitError
 from ..reports.manifest import sha256, tool_versions
 from ..tflite.model import read_graph, read_model
 from ..tflm.child import ChildCrashed, run_in_child
+from ..tflm.consistency import check_consistent
 from ..tflm.isolation import announce_runtime, model_array, read_checked
 from ..tflm.runners import dequantize, run_model, time_limit
 from .model_inputs import model_inputs
 
 # The child runs TFLM, LiteRT reference, LiteRT optimized (XNNPACK, for the outputs) and the optimized
-# kernels without XNNPACK (for the intermediates); loading TensorFlow for a float model takes longer.
+# kernels without XNNPACK (for the intermediates), after the consistency check (CONSISTENCY_RUNS: four
+# TFLM runs on two vectors); loading TensorFlow for a float model takes longer.
 RUNS_PER_VECTOR = 4
+CONSISTENCY_RUNS = 8
 FLOAT_MODEL_STARTUP_SECONDS = 180.0
 
 
@@ -50,6 +53,7 @@ def validate_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
     info, graph = read_model(model_bytes), read_graph(model_bytes)
     inputs = _arrays_list(arrays, "input")
     announce_runtime(emit, "tflm")
+    check_consistent(model_bytes, [x[:2] for x in inputs])  # a model TFLM runs on other memory: the finding
     golden = run_model(model_bytes, inputs, "tflm", keep_tensors=True)
     outputs, operators = {}, {}
     for pair, kernels in LITERT_KERNELS.items():
@@ -108,7 +112,7 @@ def validate_model(model_path: Path, data: Path | None = None, float_model: Path
                  "float_model": None if float_model is None else str(Path(float_model).resolve()),
                  "float_model_shown": None if float_model is None else str(float_model)}
     log(f"running {vector_inputs.vectors} vectors on TFLM and LiteRT in a separate process")
-    limit = time_limit(model_bytes, RUNS_PER_VECTOR * vector_inputs.vectors,
+    limit = time_limit(model_bytes, RUNS_PER_VECTOR * vector_inputs.vectors + CONSISTENCY_RUNS,
                        startup=FLOAT_MODEL_STARTUP_SECONDS if float_model is not None else None)
     try:
         report = run_in_child(validate_task, arguments, arrays, what=f"validating {model_path}",

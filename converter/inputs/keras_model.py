@@ -1,4 +1,10 @@
-"""Load the float Keras 2 model a recipe names, refusing Keras 3 models with a clear reason."""
+"""Load the float Keras model a recipe names: Keras 2 (tf_keras) or Keras 3, each by its own loader.
+
+The file's content says which Keras wrote it (metadata.json / the HDF5 attributes); the same safety
+check runs for both before anything is deserialized: no Lambda code runs and no custom class is
+imported unless the recipe trusts the file. A Keras 3 model takes every stage but TF-MOT's and the
+tf_keras-only ones (refused by stages/base.check_keras3), because TF-MOT 0.8 wraps Keras 2 layers only.
+"""
 from __future__ import annotations
 
 import tempfile
@@ -13,13 +19,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the recipe is a higher layer: a type here, not an import
     from ..recipe import Recipe
 
-KERAS3_FIX = ("TF-MOT needs a Keras 2 model: re-save it with tf_keras (TF_USE_LEGACY_KERAS=1), "
-              "or rebuild it with tf_keras layers")
+KERAS_FIX = "return a tf_keras or keras (Keras 3) Model"
 
 
 # Wrappers tf_keras writes for functional models and tf.* calls inside them: deserialized by name
 # lookup in the TensorFlow API, never from Python code stored in the file.
 _SAFE_CLASSES = frozenset({"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda", "function"})
+# Keras 3 writes each tensor of a functional graph as a `__keras_tensor__` object: plain data.
+_SAFE_CLASSES_KERAS3 = frozenset({"Functional", "Sequential", "Model", "__keras_tensor__"})
 
 
 def _objects(config) -> list[dict]:
@@ -36,8 +43,9 @@ def _objects(config) -> list[dict]:
 
 
 def _classes(config) -> list[tuple]:
-    """(class name, config, module) of every serialized object; TensorShape, TypeSpec ... are plain data."""
-    return [(node["class_name"], node.get("config"), node.get("module")) for node in _objects(config)
+    """(class name, module, registered name) of every serialized object; TensorShape, TypeSpec ... are
+    plain data."""
+    return [(node["class_name"], node.get("module"), node.get("registered_name")) for node in _objects(config)
             if isinstance(node.get("class_name"), str) and "config" in node]
 
 
@@ -48,24 +56,36 @@ def _carries_bytecode(node: dict) -> bool:
 
 
 def _code_carrier_names(config) -> set[str]:
+    """Names of the Lambda layers and other code carriers; a Keras 3 Lambda's own `__lambda__` function
+    object is named by its layer."""
+    nodes = _objects(config)
+    owned = {id(node["config"].get("function")) for node in nodes
+             if node.get("class_name") == "Lambda" and isinstance(node.get("config"), dict)}
     names = set()
-    for node in _objects(config):
-        if _carries_bytecode(node):
+    for node in nodes:
+        if _carries_bytecode(node) and id(node) not in owned:
             inner = node.get("config")
             names.add(str(inner.get("name", node.get("class_name"))) if isinstance(inner, dict)
                       else str(node.get("name", node.get("class_name"))))
     return names
 
 
-def _known_class(name: str, module) -> bool:
-    keras = tf_env.keras()
+def _known_class(name: str, module, registered, keras3: bool) -> bool:
+    keras = tf_env.keras3() if keras3 else tf_env.keras()
     # tf_keras imports any module a config names (`keras_x` becomes `tf_keras_x`): only its own count.
     if isinstance(module, str) and module not in ("keras", "tf_keras", "builtins") \
             and not module.startswith(("keras.", "tf_keras.")):
         return False  # a registered custom object from the user's own package, or any importable module
-    return name in _SAFE_CLASSES or any(
-        hasattr(namespace, name) for namespace in (keras.layers, keras.initializers, keras.regularizers,
-                                                   keras.constraints, keras.activations, keras.optimizers))
+    if keras3 and registered not in (None, name):
+        return False  # Keras 3 looks a registered name up among custom objects, not in its own API
+    namespaces = [keras.layers, keras.initializers, keras.regularizers, keras.constraints, keras.activations,
+                  keras.optimizers] + ([keras.dtype_policies] if keras3 else [])
+    return name in (_SAFE_CLASSES_KERAS3 if keras3 else _SAFE_CLASSES) or any(
+        hasattr(namespace, name) for namespace in namespaces)
+
+
+def _is_keras3(stored: StoredModel) -> bool:
+    return bool(stored.keras_version and stored.keras_version.startswith("3"))
 
 
 def check_custom_code(path: Path | StoredModel, trust_custom_code: bool) -> None:
@@ -82,23 +102,36 @@ def check_custom_code(path: Path | StoredModel, trust_custom_code: bool) -> None
                        "would run", "rebuild the model without Lambda layers, or set model.trust_custom_code: true "
                        "in the recipe if you trust where the file came from")
     found = [c for config in stored.configs for c in _classes(config)]
-    unknown = sorted({name for name, _, module in found if not _known_class(name, module)})
+    unknown = sorted({name for name, module, registered in found
+                      if not _known_class(name, module, registered, _is_keras3(stored))})
     if unknown:
         raise KitError(f"model {path} uses custom object(s) {', '.join(unknown)}, which loading would import "
                        "and run", "set model.trust_custom_code: true in the recipe if you trust where the file "
                        "came from, or rebuild it from built-in tf_keras layers (or use a model.builder)")
 
 
-def _check_keras2(model, where: str):
-    keras = tf_env.keras()
-    if not isinstance(model, keras.Model):
+def _check_keras_model(model, where: str):
+    if not isinstance(model, tf_env.keras_of(model).Model):
         module = type(model).__module__
-        raise KitError(f"{where} is a {module}.{type(model).__name__}, not a Keras 2 (tf_keras) model", KERAS3_FIX)
+        raise KitError(f"{where} is a {module}.{type(model).__name__}, not a Keras model", KERAS_FIX)
     return model
 
 
+def _load_keras3(stored: StoredModel, trust_custom_code: bool):
+    """Keras 3's loader, which picks the format by the file name: a link gives it the name the content has."""
+    keras = tf_env.keras3()
+    name = "model.keras" if stored.format is ModelFormat.KERAS_ZIP else "model.h5"
+    with tempfile.TemporaryDirectory(prefix="tflm-kit-model-") as folder:
+        link = Path(folder) / name
+        link.symlink_to(stored.path.resolve())
+        return keras.saving.load_model(link, compile=False, safe_mode=not trust_custom_code)
+
+
 def _load_by_format(stored: StoredModel, trust_custom_code: bool):
-    """Call the tf_keras loader for the format the content has, whatever the file is named."""
+    """Call the loader of the Keras that wrote the file, for the format the content has, whatever the
+    file is named."""
+    if _is_keras3(stored):  # a .keras zip or an .h5 (a SavedModel records no Keras version)
+        return _load_keras3(stored, trust_custom_code)
     keras = tf_env.keras()
     if stored.format is ModelFormat.KERAS_ZIP:
         # tf_keras opens a zip archive only under a .keras name; a link gives it one without copying.
@@ -113,22 +146,24 @@ def _load_by_format(stored: StoredModel, trust_custom_code: bool):
 
 
 def load_file_model(path: Path, trust_custom_code: bool = False):
-    """A Keras 2 model from a .keras/.h5 file or SavedModel directory; the format is read from the content.
-    This is the one door for model files: `convert` and `validate --float-model` both come through it."""
+    """A Keras model (Keras 2 or 3, as the file says) from a .keras/.h5 file or SavedModel directory; the
+    format is read from the content. This is the one door for model files: `convert` and
+    `validate --float-model` both come through it."""
     path = Path(path)
     if not path.exists():
         raise KitError(f"model {path} does not exist", "fix model.path in the recipe (relative to the recipe file)")
     stored = read_stored_model(path)
-    if stored.keras_version and stored.keras_version.startswith("3"):
-        raise KitError(f"model {path} was saved by Keras {stored.keras_version}", KERAS3_FIX)
     check_custom_code(stored, trust_custom_code)
+    loader = f"Keras {stored.keras_version}" if _is_keras3(stored) else "tf_keras"
     try:
         model = _load_by_format(stored, trust_custom_code)
+    except KitError:
+        raise
     except Exception as exc:
         reason = foreign_text(exc)
-        raise KitError(f"model {path} could not be loaded by tf_keras: {reason}",
-                       "check the file is a Keras 2 model (custom layers need model.trust_custom_code: true)") from None
-    return _check_keras2(model, f"model {path}")
+        raise KitError(f"model {path} could not be loaded by {loader}: {reason}",
+                       "check the file is a Keras model (custom layers need model.trust_custom_code: true)") from None
+    return _check_keras_model(model, f"model {path}")
 
 
 def load_model(recipe: Recipe):
@@ -137,4 +172,12 @@ def load_model(recipe: Recipe):
     if source.path is not None:
         return load_file_model(recipe.resolve(source.path), source.trust_custom_code)
     build = load_function(source.builder, recipe.base_dir, "model")
-    return _check_keras2(build(**source.builder_args), f"model builder {source.builder} returned an object that")
+    return _check_keras_model(build(**source.builder_args), f"model builder {source.builder} returned an object that")
+
+
+def input_names(model) -> tuple[str, ...]:
+    """The model's input names in model order (tf_keras: input_names; Keras 3: its input tensors' names),
+    which name the converted flatbuffer's inputs too."""
+    names = getattr(model, "input_names", None)
+    return tuple(names) if names else tuple(tensor.name for tensor in model.inputs)
+

@@ -134,29 +134,69 @@ def _read_hdf5(path: Path) -> tuple[str | None, list]:
     return version, [_json(config, path, what)]
 
 
-def _read_saved_model(path: Path) -> list:
-    """The Keras layer graph of a SavedModel: optimizer, loss and metric objects are left out, as they are
-    not the model's code and the kit loads with compile=False."""
-    metadata = path / "keras_metadata.pb"
-    if not metadata.is_file():
-        return []  # a plain SavedModel: restored as TensorFlow graphs, no Python objects are revived
-    from google.protobuf.message import DecodeError
-    from tf_keras.protobuf import saved_metadata_pb2
+# tf_keras's legacy loader (saving/legacy/saved_model/load.py) revives these object-graph nodes from the
+# JSON in their `user_object.metadata` when keras_metadata.pb is absent: SavedModels written before TF 2.5.
+KERAS_IDENTIFIERS = frozenset({"_tf_keras_input_layer", "_tf_keras_layer", "_tf_keras_metric", "_tf_keras_model",
+                               "_tf_keras_network", "_tf_keras_rnn_layer", "_tf_keras_sequential"})
+# saved_model.pb holds the graphs too: larger than a config, still far below a microcontroller model's worth.
+SAVED_MODEL_PB_LIMIT = 256 * 2**20
 
-    saved = saved_metadata_pb2.SavedMetadata()
-    try:
-        saved.ParseFromString(metadata.read_bytes())
-    except DecodeError:
-        raise _unreadable(path, ModelFormat.SAVED_MODEL.value) from None
+
+def _node_configs(nodes, path: Path) -> list:
+    """The configs of Keras object nodes (identifier, metadata JSON), metrics left out (compile=False)."""
     configs = []
-    for node in saved.nodes:
-        if not node.metadata or node.identifier == "_tf_keras_metric":
+    for identifier, metadata in nodes:
+        if not metadata or identifier == "_tf_keras_metric":
             continue
-        config = _json(node.metadata, path, ModelFormat.SAVED_MODEL.value)
+        config = _json(metadata, path, ModelFormat.SAVED_MODEL.value)
         if isinstance(config, dict):
             config.pop("training_config", None)
         configs.append(config)
     return configs
+
+
+def _legacy_metadata(path: Path) -> list[tuple[str, str]]:
+    """(identifier, metadata) of every Keras node in saved_model.pb's object graph, as tf_keras's legacy
+    reader finds them: the pre-TF-2.5 layout, where the layer configs (Lambda code included) live."""
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb = path / "saved_model.pb"
+    if pb.stat().st_size > SAVED_MODEL_PB_LIMIT:
+        raise KitError(f"model {path}: saved_model.pb is {pb.stat().st_size:,} bytes, over the "
+                       f"{SAVED_MODEL_PB_LIMIT:,} the kit reads", "re-save the model with tf_keras model.save('model.keras')")
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString(pb.read_bytes())
+    except (DecodeError, RuntimeError, ValueError):
+        raise _unreadable(path, ModelFormat.SAVED_MODEL.value) from None
+    return [(node.user_object.identifier, node.user_object.metadata)
+            for graph in saved.meta_graphs for node in graph.object_graph_def.nodes
+            if node.WhichOneof("kind") == "user_object" and node.user_object.identifier in KERAS_IDENTIFIERS]
+
+
+def _read_saved_model(path: Path) -> list:
+    """The Keras layer graph of a SavedModel: every config tf_keras may deserialize, from keras_metadata.pb
+    and from the legacy metadata inside saved_model.pb alike (whichever the loader reads: both are checked).
+    Optimizer, loss and metric objects are left out, as they are not the model's code and the kit loads with
+    compile=False."""
+    from google.protobuf.message import DecodeError
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    nodes = _legacy_metadata(path)
+    metadata = path / "keras_metadata.pb"
+    if metadata.is_file():
+        if metadata.stat().st_size > CONFIG_LIMIT:
+            raise _unreadable(path, ModelFormat.SAVED_MODEL.value)
+        saved = saved_metadata_pb2.SavedMetadata()
+        try:
+            saved.ParseFromString(metadata.read_bytes())
+        except DecodeError:
+            raise _unreadable(path, ModelFormat.SAVED_MODEL.value) from None
+        nodes += [(node.identifier, node.metadata) for node in saved.nodes]
+    elif metadata.exists():  # a folder or a FIFO where tf_keras expects the file
+        raise _unreadable(path, ModelFormat.SAVED_MODEL.value)
+    return _node_configs(nodes, path)
 
 
 def read_stored_model(path: Path) -> StoredModel:

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import KitError
 from ..inputs.npz import save_npz
 from ..recipe import Recipe
 from .guards import CLASSIFIER, task_of
@@ -80,6 +81,10 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
         teacher_out = arrays["teacher_0"]
     else:
         model = load_model(recipe)
+        if tf_env.is_keras3(model):  # the search's levers are TF-MOT's and tf_keras fine-tuning
+            raise KitError("optimize searches TF-MOT levers, which take tf_keras models only, and the model is "
+                           "a Keras 3 model", "convert it (tflm-kit convert) with compress settings (int4, lut) "
+                           "instead, or build the model with tf_keras")
         loaded = load_data(recipe, _input_shape(model))
         parts = split(loaded, recipe.seed)
         fit_data = replace(loaded, x_train=parts.x_fit, y_train=parts.y_fit, x_calibration=parts.x_calibration,

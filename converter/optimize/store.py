@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import KitError
+from ..reports.manifest import tool_versions
+from ..system.safe_yaml import load_json_file
 from .trial import CRASHED, ERROR, TrialResult
 
 FILE = "search.json"
@@ -44,15 +46,24 @@ class SearchStore:
         return self.folder / FILE
 
     @staticmethod
+    def claim(folder: Path) -> None:
+        """Mark a new search folder with its record before anything else is written there (the teacher and
+        the split data come first): an interrupted search is then recognised, and continued, by its record."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / FILE).is_file():
+            write_atomic(folder / FILE, json.dumps({"fingerprint": None, "settings": {}, "summary": {}, "trials": [],
+                                                    "tools": tool_versions()}, indent=1) + "\n")
+
+    @staticmethod
     def open(folder: Path, settings: dict) -> "SearchStore":
-        """The stored search in `folder` (resumed), or a new one."""
+        """The stored search in `folder` (resumed), or a new one (also when only claim() wrote the record)."""
         store = SearchStore(Path(folder), settings)
         if not store.path.is_file():
             return store
-        try:
-            saved = json.loads(store.path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise KitError(f"{store.path} is not readable JSON", "move it away to start a new search there") from None
+        saved = load_json_file(store.path, "search record", "move it away to start a new search there")
+        if saved.get("fingerprint") is None and not saved.get("trials"):
+            return store
         if saved.get("fingerprint") != fingerprint(settings):
             raise KitError(f"{folder} holds a search with other settings (recipe, board, guards, objective or "
                            "fine-tuning)", "use the same options to resume or extend it, or another --out")
@@ -84,7 +95,7 @@ class SearchStore:
 
     def save(self) -> None:
         content = {"fingerprint": fingerprint(self.settings), "settings": self.settings,
-                   "summary": self.summary, "trials": [t.as_dict() for t in self.trials]}
+                   "summary": self.summary, "trials": [t.as_dict() for t in self.trials], "tools": tool_versions()}
         write_atomic(self.path, json.dumps(content, indent=1, default=str) + "\n")
 
 

@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from ..errors import KitError
 from ..runtimes.boards import board_budget
+from ..system.safe_yaml import load_yaml_file
 
 MCU_CORES = ("cortex-m4", "cortex-m7")
 NPU_CORES = ("ethos-u55", "ethos-u65")
@@ -122,10 +122,9 @@ def parse_link(spec: str, profiles: dict) -> Link:
 def load_profiles(path: Path | None) -> dict:
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise KitError(f"cannot read profiles {path} ({type(exc).__name__})", "give a YAML file: name -> fields") from None
+    if not Path(path).is_file():
+        raise KitError(f"cannot read profiles {path} (no such file)", "give a YAML file: name -> fields")
+    data = load_yaml_file(Path(path), "profiles")
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise KitError(f"profiles {path} is not a mapping of name -> fields",
                        "write e.g. 'mcu1: {flash_bytes: 1048576, ram_bytes: 262144}'")

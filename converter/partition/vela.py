@@ -53,11 +53,9 @@ def _version() -> str:
 
 def compile_part(model_bytes: bytes, accelerator: str) -> VelaEstimate:
     """Run Vela on one part; KitError with Vela's last words when it cannot compile it."""
-    import importlib.util
+    from ..system.extras import require
 
-    if importlib.util.find_spec("ethosu") is None:
-        raise KitError("an Ethos-U device needs Arm's Vela compiler, which is not installed",
-                       "pip install ethos-u-vela==5.2.0")
+    require("npu", "an Ethos-U device (Arm's Vela compiler)")
     with tempfile.TemporaryDirectory(prefix="tflm-kit-vela-") as folder:
         source = Path(folder) / "part.tflite"
         source.write_bytes(model_bytes)

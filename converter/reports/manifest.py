@@ -67,6 +67,8 @@ class ConversionParts:
     float_accuracy: Optional[float]       # None: not measured (no labels, or a .tflite source)
     quantized_accuracy: Optional[float]
     source: str = "keras"                 # "tflite" when the recipe's model is a .tflite file
+    rewrites: tuple = ()                  # automatic flatbuffer fixes (flows/flatbuffer_fixes.py), as dicts
+    litert_differences: Optional[dict] = None  # where LiteRT's reference kernels part from TFLM, when they do
     aot: Optional[dict] = None            # the AOT runtime's result (flows/convert_aot.AotResult.as_dict())
     arena_figure: Optional[ArenaFigure] = None  # where arena_measured comes from (the target's, or the host's)
     arena_host: Optional[ArenaFigure] = None    # TFLM's Python runtime on this host: a labelled extra
@@ -96,6 +98,9 @@ class ConversionParts:
         if self.aot is not None:
             summary["aot_bit_exact"] = self.aot["bit_exact"]
             summary["aot_buffer_bytes"] = self.aot["buffer_bytes"]
+        extra: dict = {"rewrites": list(self.rewrites)} if self.rewrites else {}
+        if self.litert_differences is not None:
+            extra["litert_differences"] = self.litert_differences
         return {
             "name": self.name,
             "tools": tool_versions(),
@@ -112,6 +117,7 @@ class ConversionParts:
                       "reserved": self.arena_size, "margin": self.arena_margin},
             "device_check": self.device_check or {"ran": False},
             "stages": [record.as_dict() for record in self.stages],
+            **extra,
             "validation": self.validation,
             **({"aot": self.aot} if self.aot is not None else {}),
             "summary": summary,

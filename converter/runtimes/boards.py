@@ -33,7 +33,7 @@ def list_boards() -> list[str]:
 
 def load_board(board: str) -> dict:
     path = BOARDS_DIR / f"{board}.yaml"
-    if not path.is_file():
+    if board not in list_boards():  # a name, never a path: `../x` must not reach a YAML file elsewhere
         raise KitError(f"unknown board '{board}'", f"use one of: {', '.join(list_boards())}")
     profile = yaml.safe_load(path.read_text())
     profile.setdefault("template", board)

@@ -5,13 +5,14 @@ headers, so each runtime (runtimes/tflm.py, runtimes/aot.py) checks and prices t
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import KitError
+from ..recipe import C_KEYWORDS, IDENTIFIER
+from ..system.safe_yaml import load_json_file
 
 MODEL_SOURCES = ("model_data.h", "model_data.cc", "model_ops.h", "model_settings.h",
                  "golden_vectors.h", "golden_vectors.cc")
@@ -44,6 +45,12 @@ def _tensor_bytes(tensor: dict) -> int:
     return int(np.prod(tensor["shape"])) * np.dtype(tensor["type"]).itemsize
 
 
+def is_c_name(name) -> bool:
+    """A model name read back from a record (manifest, firmware record) before it reaches a file name, a
+    template or a build command: a C identifier, as the recipe requires when it is first given."""
+    return isinstance(name, str) and len(name) <= 128 and bool(IDENTIFIER.match(name)) and name not in C_KEYWORDS
+
+
 def read_model_dir(model_dir: Path, sources: tuple[str, ...] = MODEL_SOURCES) -> ModelFacts:
     """The model's facts from manifest.json; KitError when the folder is not `convert`'s output (or lacks
     the `sources` the runtime copies into a project)."""
@@ -53,7 +60,11 @@ def read_model_dir(model_dir: Path, sources: tuple[str, ...] = MODEL_SOURCES) ->
         raise KitError(f"{model_dir} is missing {', '.join(missing)}",
                        "point at the --out directory of `tflm-kit convert`")
     try:
-        manifest = json.loads((model_dir / "manifest.json").read_text())
+        manifest = load_json_file(model_dir / "manifest.json", "manifest",
+                                  "re-run `tflm-kit convert` to regenerate the model directory")
+        if not is_c_name(manifest["name"]):
+            raise KitError(f"{model_dir / 'manifest.json'} has a model name that is not a C identifier",
+                           "re-run `tflm-kit convert` to regenerate the model directory", code="manifest-name")
         model = manifest["model"]
         golden_count = int(manifest["summary"]["golden_vectors"])
         compress: dict = next((s for s in manifest.get("stages", []) if s.get("stage") == "compress"), {})

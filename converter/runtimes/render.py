@@ -22,8 +22,8 @@ from .facts import ModelFacts
 from .registry import get_runtime
 
 
-def _check_out(out: Path, force: bool) -> None:
-    check_output_path(out, force)
+def _check_out(out: Path, force: bool, model_dir: Path) -> None:
+    check_output_path(out, force, inputs=(model_dir,))
     if force and out.is_dir() and any(out.iterdir()) and not (out / RECORD_NAME).is_file():
         raise KitError(f"{out} is not a tflm-kit firmware project, refusing to replace it",
                        "choose another --out directory")
@@ -38,9 +38,9 @@ def render_project(board: str, model_dir: Path, out: Path, force: bool = False, 
     profile = load_board(board)
     chosen = get_runtime(runtime)
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
+    _check_out(out, force, model_dir)  # first: an --out that would lose the model folder is refused before it is read
     facts = chosen.facts(model_dir)
     chosen.check(profile, facts, model_dir, all_boards())
-    _check_out(out, force)
     facts = chosen.board_facts(profile, facts, model_dir, measure)
     budget = chosen.budget(profile, facts, model_dir)
     with staged_output(out) as staging:

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import KitError, foreign_text
-from .boards import RECORD_NAME, load_board
+from ..system.safe_yaml import load_json_file
+from .boards import RECORD_NAME, list_boards, load_board
+from .facts import is_c_name
 from ..system.elf_size import image_size
 from .device import DeviceRecord, device_record
 from .registry import get_runtime
@@ -54,6 +56,26 @@ def build_error(project: Path, output: str) -> KitError:
     return KitError(f"building {project} failed: {foreign_text(first)}", f"see the full output of `make -C {project}`")
 
 
+RERENDER = "re-render the project with `tflm-kit firmware --board BOARD --model-dir DIR --out FW`"
+_SAFE_FOLDER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # model_subdir: one plain folder name, or "."
+
+
+def read_record(project: Path) -> dict:
+    """The project's record, read with bounds and checked before any field reaches a path or a command:
+    the board is a known profile, the model name a C identifier, the model folder one plain name."""
+    record = load_json_file(project / RECORD_NAME, "firmware record", RERENDER)
+    board, name, subdir = record.get("board"), record.get("name"), record.get("model_subdir")
+    if not isinstance(board, str) or board not in list_boards():
+        raise KitError(f"{project / RECORD_NAME} names no known board", RERENDER, code="record-board")
+    if not is_c_name(name):
+        raise KitError(f"{project / RECORD_NAME} has a model name that is not a C identifier", RERENDER,
+                       code="record-name")
+    if not isinstance(subdir, str) or not (subdir == "." or (_SAFE_FOLDER.match(subdir) and subdir != "..")):
+        raise KitError(f"{project / RECORD_NAME} has a model folder that is not one plain folder name", RERENDER,
+                       code="record-model-dir")
+    return record
+
+
 def _run(cmd: list[str], cwd: Path, timeout: int | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, text=True, capture_output=True, timeout=timeout)
 
@@ -74,7 +96,7 @@ def build_settings(record: dict, tflm_root: str | None = None) -> list[str]:
 def build_and_run(project: Path, tflm_root: str | None = None) -> tuple[SelfTest, dict]:
     """Build a host or emulated Cortex-M project, run it, parse its self-test. Returns (result, record)."""
     project = Path(project).resolve()
-    record = json.loads((project / RECORD_NAME).read_text())
+    record = read_record(project)
     where = runs_on(record["board"])
     if where is None:
         raise KitError(f"board '{record['board']}' cannot run on this machine", "use `tflm-kit flash` on it")

@@ -38,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
+
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import KitError
 from ..progress import Sink, silent
 
 
@@ -109,6 +111,9 @@ class Stage:
     takes: ClassVar[str]                       # "keras" or "flatbuffer"
     gives: ClassVar[str]
     must_not_follow: ClassVar[tuple[str, ...]] = ()   # kinds that may not come earlier in the list
+    # None: the stage takes a Keras 3 model too; else the fix shown when one meets it (check_keras3)
+    keras3_instead: ClassVar[Optional[str]] = None
+    extra: ClassVar[Optional[str]] = None       # the pip extra the stage needs (system/extras.py), if any
 
     def transform(self, model, settings, context: StageContext) -> tuple[Any, dict]:
         raise NotImplementedError
@@ -132,10 +137,16 @@ class Stage:
                                                   seconds=round(time.perf_counter() - started, 2)))
 
 
+# What a Keras 3 model can take instead of a stage built on TF-MOT or tf_keras: the kit's own post-training levers.
+KERAS3_PTQ = ("drop the stage: a Keras 3 model takes train, quantize (int8, int16x8) and compress (int4, lut, "
+              "prune, memory_plan, strip_metadata); or build the model with tf_keras for TF-MOT")
+
+
 class KerasStage(Stage):
     """Keras model -> Keras model; the record has eval quality before/after and the weights after."""
 
     takes = gives = "keras"
+    keras3_instead = KERAS3_PTQ
 
     def run(self, model, settings, context: StageContext) -> StageResult:
         from .training import keras_quality
@@ -225,3 +236,25 @@ class OrderError(ValueError):
     def __init__(self, index: int, message: str):
         self.index = index
         super().__init__(message)
+
+
+def check_extras(kinds: list[str]) -> None:
+    """Before any work: every stage's pip extra is installed, else one line naming the pip install."""
+    from ..system.extras import require
+
+    for kind in kinds:
+        if _REGISTRY[kind].extra is not None:
+            require(_REGISTRY[kind].extra, f"stage {kind}")
+
+
+def check_keras3(model, kinds: list[str], where: str) -> None:
+    """Refuse, before any stage runs, a Keras 3 model with a stage that takes Keras 2 models only
+    (TF-MOT 0.8 wraps tf_keras layers only: prune, cluster, qat; and the stages built on tf_keras)."""
+    from ..system import tf_env
+
+    if not tf_env.is_keras3(model):
+        return
+    for kind in kinds:
+        instead = _REGISTRY[kind].keras3_instead
+        if instead is not None:
+            raise KitError(f"stage {kind} needs a Keras 2 (tf_keras) model and {where} is a Keras 3 model", instead)

@@ -45,6 +45,8 @@ class ClusterSettings(StageSettings):
 class Cluster(KerasStage):
     """At most `clusters` distinct values per kernel (per channel), fine-tuned; zeros kept on request.
     TF-MOT cannot cluster a model wrapped for quantization-aware training: cluster comes before qat."""
+    keras3_instead = ("TF-MOT clustering takes tf_keras models only: drop the stage and use compress lut: true or "
+                      "int4: true after quantize (the kit's own weight sharing), or build the model with tf_keras")
 
     name, Settings, must_not_follow = "cluster", ClusterSettings, ("qat",)
 

@@ -131,6 +131,7 @@ class Federated(KerasStage):
     """Fine-tune on partitioned data with Flower clients (simulated on Ray), optionally with DP."""
 
     name, Settings, must_not_follow = "federated", FederatedSettings, ("prune", "cluster", "qat")
+    extra = "federated"
 
     def transform(self, model, settings, context):
         return _federate(model, settings, context.data, context.seed, context.events)

@@ -45,6 +45,8 @@ def _schedule(settings: PruneSettings, end_step: int):
 class Prune(KerasStage):
     """Zero the smallest weights on a schedule while fine-tuning (or 2 of every 4 with structured_2_4).
     TF-MOT cannot prune a model wrapped for quantization-aware training: prune comes before qat."""
+    keras3_instead = ("TF-MOT pruning takes tf_keras models only: drop the stage and use compress int4: true or "
+                      "lut: true after quantize (the kit's own weight compression), or build the model with tf_keras")
 
     name, Settings, must_not_follow = "prune", PruneSettings, ("qat",)
 

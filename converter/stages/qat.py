@@ -44,6 +44,8 @@ def scheme(name: str):
 
 @register
 class Qat(KerasStage):
+    keras3_instead = ("TF-MOT quantization-aware training takes tf_keras models only: drop the stage and use "
+                      "post-training quantization (the quantize: section, int8 or int16x8), or build the model with tf_keras")
     name = "qat"
     Settings = QatSettings
 

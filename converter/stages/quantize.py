@@ -5,6 +5,8 @@ has the float model's quality (Keras) and the quantized model's (on TFLM), timed
 """
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -14,6 +16,7 @@ from ..errors import KitError, foreign_text
 from ..system import tf_env
 from ..tflite.model import read_model
 from ..inputs.dataset import input_list, sample_count, take
+from ..inputs.keras_model import input_names
 from ..tflm.runners import dequantize, quantize_inputs, run_tflm
 from .base import ConverterStage, StageContext, StageRecord, StageSettings, register
 from .training import accuracy
@@ -38,6 +41,22 @@ def calibration_inputs(data: Dataset, samples: int) -> list[np.ndarray]:
 MODE_NAMES = {"int8": "int8", "int16x8": "int16 activations, int8 weights", "float16": "float16 weights"}
 
 
+@contextlib.contextmanager
+def _converter_for(tf, model):
+    """The TFLite converter for a Keras model. A Keras 3 model is exported with batch 1, as tf_keras models
+    are traced: TensorFlow's own export of it has a dynamic batch, and its Flatten becomes SHAPE +
+    STRIDED_SLICE + PACK + RESHAPE (three more kernels in flash) instead of one RESHAPE. The inputs keep
+    their names (serving_default_<name>:0), which the runners match several inputs by."""
+    if not tf_env.is_keras3(model):
+        yield tf.lite.TFLiteConverter.from_keras_model(model)
+        return
+    specs = [tf.TensorSpec((1, *tensor.shape[1:]), tf.float32, name=name)
+             for tensor, name in zip(model.inputs, input_names(model))]
+    with tempfile.TemporaryDirectory(prefix="tflm-kit-keras3-") as folder:
+        model.export(folder, format="tf_saved_model", input_signature=specs, verbose=False)
+        yield tf.lite.TFLiteConverter.from_saved_model(folder)
+
+
 def convert(model, settings: QuantizeSettings, data: Dataset) -> bytes:
     tf = tf_env.tensorflow()
     calibration = calibration_inputs(data, settings.calibration_samples)
@@ -46,30 +65,30 @@ def convert(model, settings: QuantizeSettings, data: Dataset) -> bytes:
         for v in range(len(calibration[0])):
             sample = [x[v][np.newaxis].astype(np.float32) for x in calibration]
             # several inputs by name: the converter's calibrator feeds a list in its own order, not Keras's
-            yield sample if len(sample) == 1 else dict(zip(model.input_names, sample))
+            yield sample if len(sample) == 1 else dict(zip(input_names(model), sample))
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if settings.mode == "float16":
-        # fp16 weight storage only: the converter inserts DEQUANTIZE ops and keeps float kernels
-        converter.target_spec.supported_types = [tf.float16]
-    else:
-        converter.representative_dataset = representative_dataset
-        int16 = settings.mode == "int16x8"
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if int16
-            else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if settings.int8_io:
-            converter.inference_input_type = tf.int16 if int16 else tf.int8
-            converter.inference_output_type = tf.int16 if int16 else tf.int8
-    converter._experimental_disable_per_channel = not settings.per_channel
-    try:
-        model_bytes = bytes(converter.convert())
-    except Exception as exc:
-        reason = foreign_text(exc)
-        raise KitError(f"the TFLite converter could not make a {MODE_NAMES[settings.mode]} model: {reason}",
-                       "replace layers that have no integer TFLite kernel" if settings.mode != "float16"
-                       else "use quantize.mode: int8") from None
+    with _converter_for(tf, model) as converter:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if settings.mode == "float16":
+            # fp16 weight storage only: the converter inserts DEQUANTIZE ops and keeps float kernels
+            converter.target_spec.supported_types = [tf.float16]
+        else:
+            converter.representative_dataset = representative_dataset
+            int16 = settings.mode == "int16x8"
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if int16
+                else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if settings.int8_io:
+                converter.inference_input_type = tf.int16 if int16 else tf.int8
+                converter.inference_output_type = tf.int16 if int16 else tf.int8
+        converter._experimental_disable_per_channel = not settings.per_channel
+        try:
+            model_bytes = bytes(converter.convert())
+        except Exception as exc:
+            reason = foreign_text(exc)
+            raise KitError(f"the TFLite converter could not make a {MODE_NAMES[settings.mode]} model: {reason}",
+                           "replace layers that have no integer TFLite kernel" if settings.mode != "float16"
+                           else "use quantize.mode: int8") from None
     if settings.mode == "float16":
         check_runs_on_tflm(model_bytes, data)
     return model_bytes

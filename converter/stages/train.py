@@ -20,6 +20,7 @@ class TrainSettings(StageSettings):
 class Train(KerasStage):
     name = "train"
     Settings = TrainSettings
+    keras3_instead = None  # compile and fit with the model's own Keras (training.compile_for_training)
 
     def transform(self, model, settings: TrainSettings, context: StageContext):
         compile_for_training(model, settings.loss, settings.learning_rate)

@@ -24,7 +24,7 @@ def _outputs_probabilities(model) -> bool:
 
 
 def compile_for_training(model, loss: str, learning_rate: float):
-    keras = tf_env.keras()
+    keras = tf_env.keras_of(model)  # a Keras 3 model compiles with Keras 3's losses and optimizers
     from_logits = not _outputs_probabilities(model)
     loss_fn = {
         "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
@@ -44,7 +44,7 @@ def freeze_batch_norm(model, frozen: bool = True) -> int:
     set, so the deployed model (which folds the moving statistics into its filters) drifts away from
     the float model. Measured on the MLPerf Tiny IC ResNet-8 (docs/optimize.md).
     frozen=False makes them trainable again (for the stages after this one)."""
-    keras = tf_env.keras()
+    keras = tf_env.keras_of(model)
     count = 0
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)  # look through TF-MOT's wrappers
@@ -56,9 +56,9 @@ def freeze_batch_norm(model, frozen: bool = True) -> int:
     return count
 
 
-def epoch_reporter(stage: str, epochs: int, events: Sink):
-    """A Keras callback that sends an Epoch event (with the loss) after each epoch."""
-    keras = tf_env.keras()
+def epoch_reporter(stage: str, epochs: int, events: Sink, model=None):
+    """A Keras callback (of the model's Keras) that sends an Epoch event (with the loss) after each epoch."""
+    keras = tf_env.keras() if model is None else tf_env.keras_of(model)
 
     class EpochProgress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -73,7 +73,7 @@ def fit_arrays(model, x, y, epochs: int, batch_size: int, seed: int, callbacks=(
     """model.fit, seeded, quiet, reporting epochs; returns the loss per epoch."""
     tf_env.reseed(seed)
     history = model.fit(x, y, epochs=epochs, batch_size=batch_size,
-                        callbacks=[*callbacks, epoch_reporter(stage, epochs, events)], verbose=0, shuffle=True)
+                        callbacks=[*callbacks, epoch_reporter(stage, epochs, events, model)], verbose=0, shuffle=True)
     return [float(value) for value in history.history.get("loss", [])]
 
 

@@ -5,33 +5,35 @@ its record does not name, may hold the user's own files, which the kit never del
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import KitError
+from .safe_yaml import load_json_file
 
 # What each command leaves beside its artifacts (flows/firmware.py writes FIRMWARE_RECORD).
 CONVERT_RECORD = "manifest.json"
 GOLDEN_RECORD = "golden.json"
 VALIDATE_RECORD = "report.json"
 FIRMWARE_RECORD = ".tflm-kit-firmware.json"
+SEARCH_RECORD = "search.json"  # tflm-kit optimize: its settings' fingerprint and every trial
 PARTITION_RECORD = "partition.json"  # tflm-kit partition: lists every file it wrote, part0/ and part1/ included
 RECORD_LIMIT = 64 * 2**20  # a record is kilobytes; do not read a huge impostor into memory
 
 
 @dataclass(frozen=True)
 class KitOutput:
-    kind: str  # "conversion", "golden", "validation report", "firmware project"
+    kind: str  # "conversion", "golden", "validation report", "firmware project", "partition", "search"
     files: frozenset[str]  # paths relative to the folder, POSIX style, the record included
 
 
 def _record(path: Path) -> dict | None:
-    try:
-        if not path.is_file() or path.stat().st_size > RECORD_LIMIT:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if not path.is_file():
         return None
-    return data if isinstance(data, dict) else None
+    try:
+        return load_json_file(path, "record", "", limit=RECORD_LIMIT)
+    except KitError:
+        return None
 
 
 def _names(values) -> set[str] | None:
@@ -75,9 +77,17 @@ def _partition(folder: Path) -> KitOutput | None:
     return None if files is None else KitOutput("partition", frozenset(files | {PARTITION_RECORD}))
 
 
+def _search(folder: Path) -> KitOutput | None:
+    """A search folder is continued, never replaced: only its record is listed as the kit's."""
+    record = _record(folder / SEARCH_RECORD)
+    if record is None or "fingerprint" not in record or not isinstance(record.get("trials"), list):
+        return None
+    return KitOutput("search", frozenset({SEARCH_RECORD}))
+
+
 def recognise(folder: Path) -> KitOutput | None:
     """The kit output `folder` holds, by its record, or None."""
-    for reader in (_convert, _firmware, _golden, _validation, _partition):
+    for reader in (_convert, _firmware, _golden, _validation, _partition, _search):
         found = reader(folder)
         if found is not None:
             return found

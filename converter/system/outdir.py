@@ -37,10 +37,18 @@ def _check_not_input(out: Path, inputs: tuple[Path, ...]) -> None:
                            "builders, the recipe)")
 
 
-def _check_replaceable(out: Path, force: bool) -> None:
-    """--force replaces a previous kit output, recognised by its record, and nothing else."""
+def _check_replaceable(out: Path, force: bool, resumes: str | None = None) -> None:
+    """--force replaces a previous kit output, recognised by its record, and nothing else. A command that
+    continues its own earlier output in place (`resumes`: optimize's search) needs no --force for it."""
     if not out.is_dir() or not any(out.iterdir()):
         return
+    if resumes is not None:
+        found = kit_outputs.recognise(out)
+        if found is not None and found.kind == resumes:
+            return
+        raise KitError(f"output directory {out} already holds files that are not a {resumes} (it has no "
+                       f"{resumes} record)", f"choose an empty or new directory (an earlier {resumes}'s "
+                       "directory is continued)")
     if not force:
         raise KitError(f"output directory {out} already holds files",
                        "pass --force to replace it, or choose an empty or new directory")
@@ -55,13 +63,15 @@ def _check_replaceable(out: Path, force: bool) -> None:
                        "move those files out of it, or choose another --out directory")
 
 
-def check_output_path(out: Path, force: bool, inputs: tuple[Path, ...] = ()) -> None:
-    """Refuse an --out that would lose anything, then lock it for this run (out_lock)."""
+def check_output_path(out: Path, force: bool, inputs: tuple[Path, ...] = (), resumes: str | None = None) -> None:
+    """Refuse an --out that would lose anything, then lock it for this run (out_lock). Every command that
+    writes a folder (convert, optimize, firmware, partition, golden record, validate --out) calls this first,
+    before reading or writing anything else there: `inputs` are every file and folder the run reads."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise KitError(f"output path {out} is a file", "give a directory path with --out")
     _check_not_input(out, inputs)
-    _check_replaceable(out, force)
+    _check_replaceable(out, force, resumes)
     parent = out.resolve().parent
     while not parent.exists():
         parent = parent.parent
@@ -101,7 +111,7 @@ def staged_output(out: Path):
     staging = retired = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{out_lock.STAGING_MARK}", dir=out.parent))
         os.chmod(staging, _user_mode())
         yield staging
         if out.is_dir() and any(out.iterdir()):  # again: files may have appeared while the run worked

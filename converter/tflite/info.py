@@ -12,6 +12,13 @@ from .tflite_model import TfliteModel
 from .verify import reading
 
 
+def sample_shape_of(shape) -> tuple:
+    """One sample's shape: the tensor's less its leading batch dimension of 1. A tensor whose first
+    dimension is not 1 has no batch dimension (TFLM's own test models feed rank-1 ADD/SUB operands of
+    shape (8,)): the whole tensor is one sample, and samples are read along a new leading axis."""
+    return tuple(shape[1:]) if len(shape) and shape[0] == 1 else tuple(shape)
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
@@ -31,6 +38,10 @@ class TensorInfo:
     @property
     def nbytes(self) -> int:
         return self.elements * self.dtype.itemsize
+
+    @property
+    def sample_shape(self) -> tuple:
+        return sample_shape_of(self.shape)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "type": self.type.lower(), "shape": list(self.shape),

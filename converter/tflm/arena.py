@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ..errors import KitError
+from ..tflite.info import sample_shape_of
 from ..tflite.model import ModelInfo
 from .child import ChildCrashed, ChildEvent, run_in_child
 from .isolation import model_array
@@ -65,13 +66,15 @@ def arena_with_margin(measured: int, margin: float = ARENA_MARGIN) -> int:
 
 
 def first_sample(inputs: list[np.ndarray], info: ModelInfo) -> list[np.ndarray]:
-    """The first vector of each input (inputs[i] has shape (N, ...)), shaped as the input tensor: what
-    measure_arena runs (TFLM allocates before it reads an input, so one vector is enough)."""
-    return [x[:1].reshape(t.shape) for x, t in zip(inputs, info.inputs)]
+    """The first vector of each input (inputs[i] has shape (N, *sample shape)), as a batch of one
+    vector shaped as the input's sample (TensorInfo.sample_shape): what measure_arena runs (TFLM allocates
+    before it reads an input, so one vector is enough). Not the tensor's shape: an input without a batch
+    dimension, (8,), would read as 8 vectors."""
+    return [x[:1].reshape((1, *sample_shape_of(t.shape))) for x, t in zip(inputs, info.inputs)]
 
 
 def measure_arena(model_bytes: bytes, sample: list[np.ndarray]) -> int:
-    """sample: one vector per model input, shaped as the input tensor."""
+    """sample: one vector per model input, as (1, *sample shape) (for a batched input: its tensor shape)."""
     low, high = 0, None
     arrays = {"model": model_array(model_bytes)} | {f"input_{i}": x for i, x in enumerate(sample)}
     for _ in range(64):  # each round ends in a clean exit or one crash

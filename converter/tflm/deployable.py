@@ -8,6 +8,7 @@ import difflib
 
 from ..errors import KitError
 from ..tflite.tflite_model import TfliteModel
+from ..tflite.shapes import check_declared_shapes
 from ..tflite.verify import reading
 from .ops import CUSTOM_METHODS, RESOLVER_METHODS
 
@@ -85,6 +86,22 @@ def _check_tensor(model: TfliteModel, tensor) -> None:
                        "(e.g. Input((49, 10, 1))) and re-convert", code="dynamic-shape")
 
 
+# Multiply-accumulates per inference (runners.estimated_macs, from the declared shapes): the MLPerf Tiny models
+# need 0.3-20 million; a billion is minutes per inference on a microcontroller, and a runaway run here.
+MAC_LIMIT = 1_000_000_000
+
+
+def _check_work(model_bytes: bytes) -> None:
+    from ..tflite.model import read_graph
+    from .runners import estimated_macs
+
+    macs = estimated_macs(read_graph(model_bytes))
+    if macs > MAC_LIMIT:
+        raise KitError(f"the model declares {macs:,} multiply-accumulates per inference, over the {MAC_LIMIT:,} "
+                       "a microcontroller model can need", "re-export the model (an edited or corrupted file "
+                       "declares shapes far larger than its own)", code="too-much-work")
+
+
 def _is_quantized(model: TfliteModel, tensor) -> bool:
     quant = tensor.quantization
     return model.tensor_type(tensor) in _INTEGER_TYPES and quant is not None and quant.scale is not None \
@@ -129,6 +146,8 @@ def check_deployable(model_bytes: bytes, require_int8: bool = False) -> None:
                 float_ops[op] = float_ops.get(op, 0) + 1
     if missing:
         raise _unsupported_ops_error(missing)
+    check_declared_shapes(model)
+    _check_work(model_bytes)
     if quantized and float_ops:
         listed = ", ".join(f"{op} ({n})" for op, n in float_ops.items())
         raise KitError(f"float operators left in an int8 model: {listed}",

@@ -38,7 +38,8 @@ def smoke_task(_arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
     from ..tflite.model import read_model
 
     model_bytes = arrays["model"].tobytes()
-    zeros = [np.zeros((1, *t.shape[1:]), t.dtype) for t in read_model(model_bytes).inputs]
+    # zero-strided views: nothing is allocated for a declared shape the runtime then refuses to allocate
+    zeros = [np.broadcast_to(np.zeros((), t.dtype), (1, *t.sample_shape)) for t in read_model(model_bytes).inputs]
     for runtime in SMOKE_RUNTIMES:
         announce_runtime(emit, runtime)
         run_model(model_bytes, zeros, runtime)
@@ -89,18 +90,27 @@ def outputs_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
     """Child side: every vector through one runtime; the outputs come back as output_<j>."""
     model_bytes = arrays["model"].tobytes()
     inputs = [arrays[f"input_{i}"] for i in range(arguments["inputs"])]
+    if arguments.get("consistent"):
+        from .consistency import check_consistent
+
+        announce_runtime(emit, "tflm")
+        check_consistent(model_bytes, [x[:2] for x in inputs])
     announce_runtime(emit, arguments["runtime"])
     run = run_model(model_bytes, inputs, arguments["runtime"])
     return {}, {f"output_{j}": y for j, y in enumerate(run.outputs)}
 
 
 def run_isolated(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm", what: str = "running the model",
-                 log=None) -> list[np.ndarray]:
-    """run_model's outputs, computed in a child: a crash or a hang is a KitError, never this process's end."""
+                 log=None, consistent: bool = False) -> list[np.ndarray]:
+    """run_model's outputs, computed in a child: a crash or a hang is a KitError, never this process's end.
+    consistent: first refuse a model whose TFLM outputs depend on more than its inputs (consistency.py)."""
     arrays = {"model": model_array(model_bytes)} | {f"input_{i}": x for i, x in enumerate(inputs)}
+    extra_runs = 8 if consistent else 0  # the consistency check's four TFLM runs on two vectors
     try:
-        result = run_in_child(outputs_task, {"inputs": len(inputs), "runtime": runtime}, arrays, what=what,
-                              timeout=time_limit(model_bytes, len(inputs[0]) if inputs else 1), log=log)
+        result = run_in_child(outputs_task, {"inputs": len(inputs), "runtime": runtime, "consistent": consistent},
+                              arrays, what=what,
+                              timeout=time_limit(model_bytes, (len(inputs[0]) if inputs else 1) + extra_runs),
+                              log=log)
     except ChildCrashed as crash:
         raise crash_error(crash) from None
     return [result.arrays[f"output_{j}"] for j in range(len(result.arrays))]

@@ -155,7 +155,7 @@ def run_model(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm
                             "and outputs")
     wanted = [t for node in graph.nodes for t in node.outputs if t in graph.tensors] if keep_tensors else []
     count = len(inputs[0])
-    outputs = [np.empty((count, *t.shape[1:]) if t.shape else (count,), t.dtype) for t in info.outputs]
+    outputs = [np.empty((count, *t.sample_shape), t.dtype) for t in info.outputs]
     tensors: list | None = [] if keep_tensors else None
     with quiet_native_stderr() as printed:
         try:

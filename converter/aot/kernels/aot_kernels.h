@@ -99,6 +99,13 @@ typedef struct {
   int32_t size, in_zp, out_zp, out_mult16, out_exp, relu_mult16, relu_exp;
 } aot_hard_swish_t;
 
+/* MEAN over some axes (QuantizedMeanOrSum; scratch: one int32 sum per output). */
+typedef struct {
+  int32_t dims, size, out_size, count, in_zp, out_zp, mult, shift;
+  int32_t in_shape[AOT_MAX_DIMS], out_stride[AOT_MAX_DIMS];
+} aot_mean_t;
+
+void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_hard_swish_s8(const aot_hard_swish_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_requant_s8(const aot_requant_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_clamp_s8(const aot_clamp_t* p, const int8_t* in, int8_t* out, void* scratch);
