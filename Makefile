@@ -75,11 +75,12 @@ test-all: $(INSTALLED)
 
 # The kit against the MLPerf Tiny reference models: one `tflm-kit optimize` search per model (and the demo)
 # -> bench/optimize_runs/<model>.json -> bench/results.md, results.csv, results.png (docs/bench.md);
-# and the time to validate 1,000 KWS inputs: bench/validate_kws.md. Long: the searches build and run
+# the time to validate 1,000 KWS inputs: bench/validate_kws.md; TFLM vs AOT firmware per model: bench/aot.md. Long: the searches build and run
 # firmware under QEMU when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there.
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.validate_kws
+	$(BIN)/python -m bench.aot
 
 clean:
 	rm -rf build .pytest_cache tflm_kit.egg-info

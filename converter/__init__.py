@@ -43,8 +43,11 @@ _EXPORTS = {
     "GoldenMismatch": "flows.golden:GoldenMismatch",
     # firmware
     "render_firmware": "flows.firmware:render_firmware",
-    "list_boards": "flows.firmware:list_boards",
+    "list_boards": "runtimes.boards:list_boards",
     "flash": "flows.flash:flash",
+    "measure_bare": "runtimes.bare:measure_bare",
+    "price_all": "runtimes.registry:price_all",
+    "runtime_names": "runtimes.registry:runtime_names",
     # errors
     "KitError": "errors:KitError",
     "CheckFailed": "errors:CheckFailed",

@@ -13,7 +13,8 @@ import click
 
 from . import progress
 from .errors import CheckFailed, KitError
-from .flows.firmware import list_boards
+from .runtimes.boards import list_boards
+from .runtimes.registry import runtime_names
 from .optimize.cost import SEARCH_OBJECTIVES
 from .partition.cost import CUT_OBJECTIVES
 from .system import out_lock
@@ -139,6 +140,8 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None, devic
     click.echo(f"quality: float {done.float_quality} -> {done.mode} on TFLM {done.quantized_quality}")
     if done.deployed is not None:  # a compressed model: what the device stores, next to the uncompressed one
         click.echo(done.deployed.line())
+    for line in deployed_lines(done.manifest):
+        click.echo(line)
     click.echo(f"bit-exact on TFLM (C array vs golden): {exact.equal}/{exact.total}")
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
         result = done.validation[pair]
@@ -148,6 +151,18 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None, devic
             click.echo(f"{check['line']}   -> {out / 'aot'}/")
         sizes = done.manifest["aot"]["buffer_bytes"]
         click.echo("AOT static buffer: " + ", ".join(f"{core} {size:,} B" for core, size in sizes.items()))
+
+
+def deployed_lines(manifest: dict) -> list[str]:
+    """Each runtime's deployed flash and RAM on the target core, side by side (no toolchain needed)."""
+    from .runtimes.base import Deployed, Figure
+
+    deployed = manifest.get("runtimes_deployed") or {}
+    lines = []
+    for row in deployed.get("figures", []):
+        figure = Deployed(**{**row, "flash": Figure(**row["flash"]), "ram": Figure(**row["ram"])})
+        lines.append("deployed " + figure.line())
+    return lines + [f"deployed {note}" for note in deployed.get("notes", [])]
 
 
 @main.command()
@@ -231,13 +246,15 @@ def golden_check(golden_dir: Path, model, strict_model: bool):
 @click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Output directory of `tflm-kit convert`.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Project directory to create.")
+@click.option("--runtime", default="tflm", show_default=True, type=click.Choice(runtime_names()),
+              help="tflm: TFLM's interpreter; aot: the generated C with no interpreter.")
 @click.option("--force", is_flag=True, help="Replace --out if it is a previously rendered project.")
-def firmware(board: str, model_dir: Path, out: Path, force: bool) -> None:
+def firmware(board: str, model_dir: Path, out: Path, runtime: str, force: bool) -> None:
     """Render a firmware project for --board from a converted --model-dir."""
     from .flows.firmware import budget_lines, render_firmware
 
-    record = render_firmware(board, model_dir, out, force)
-    click.echo(f"{board} project: {out}/  (see README.md there)")
+    record = render_firmware(board, model_dir, out, force, runtime)
+    click.echo(f"{board} project ({runtime} runtime): {out}/  (see README.md there)")
     for line in budget_lines(record):
         click.echo(f"  {line}")
 
@@ -282,6 +299,8 @@ def flash(project: Path, board: str | None, tflm_root: str | None) -> None:
               help="Distillation fine-tuning epochs per candidate.")
 @click.option("--label-weight", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Weight of the labels in the fine-tuning targets (the rest: the float model's outputs).")
+@click.option("--runtime", type=click.Choice(runtime_names()), default="tflm", show_default=True,
+              help="Whose deployed cost is minimized: TFLM's interpreter or the generated C (aot).")
 @click.option("--device/--no-device", default=None, help="Build and run passing candidates on the emulated core "
               "(default: when TFLM_ROOT, the Arm toolchain and QEMU are there and the board is emulated).")
 def optimize(recipe: Path, out: Path, **settings):

@@ -92,8 +92,8 @@ def test_a_device_that_computes_other_bytes_fails_the_conversion_naming_the_vect
     """What the device check does when the device parts from TFLM on the host: golden outputs that the
     firmware cannot reproduce (one byte of vector 3 changed) fail, naming the vector and output."""
     from converter.compare.golden_format import load_vectors
-    from converter.flows.device_check import run_device_check
-    from converter.flows.firmware_checks import MODEL_SOURCES, read_model_dir
+    from converter.runtimes.device_check import run_device_check
+    from converter.runtimes.facts import MODEL_SOURCES, read_model_dir
 
     _tools()
     out, _, _ = demo_checked

@@ -65,7 +65,7 @@ def test_a_deeply_nested_search_json_is_refused_when_a_search_resumes(tmp_path):
 
 
 def test_a_manifest_with_a_huge_integer_is_refused_by_firmware(tmp_path):
-    from converter.flows.firmware_checks import MODEL_SOURCES, read_model_dir
+    from converter.runtimes.facts import MODEL_SOURCES, read_model_dir
 
     for name in MODEL_SOURCES:
         (tmp_path / name).write_text("")
@@ -244,7 +244,7 @@ def test_validate_refuses_a_dimension_mutant_before_running_it(tmp_path):
 
 
 def test_a_manifest_name_that_is_no_c_identifier_never_reaches_a_template(tmp_path):
-    from converter.flows.firmware_checks import MODEL_SOURCES
+    from converter.runtimes.facts import MODEL_SOURCES
 
     for name in MODEL_SOURCES:
         (tmp_path / name).write_text("")

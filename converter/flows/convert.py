@@ -36,7 +36,7 @@ from ..tflm.kernels import registered_variants
 from ..tflm.target_arena import ArenaFigure
 from .convert_aot import build_aot
 from .convert_output import check_and_write, check_litert_differences, validate_artifacts
-from .device_check import (DeviceCheck, model_facts, probe_arena, probe_settings, resolve_setting,
+from ..runtimes.device_check import (DeviceCheck, model_facts, probe_arena, probe_settings, resolve_setting,
                            run_device_check)
 from .flatbuffer_fixes import fold_and_prove, rewrite_note
 
@@ -202,7 +202,7 @@ def measure(model_bytes: bytes, info: ModelInfo, golden: GoldenVectors, margin: 
 
 def device_arena(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo, golden: GoldenVectors,
                  host_arena: Arena, labels) -> Arena:
-    """The golden self-test on `core` under QEMU (flows/device_check.py): bit-identical outputs or a KitError,
+    """The golden self-test on `core` under QEMU (runtimes/device_check.py): bit-identical outputs or a KitError,
     and the arena the device used, which the firmware then reserves (+ the recipe's margin)."""
     probe = probe_arena(host_arena.measured)
     probe_sources = render(recipe, model_bytes, info, Arena(probe, probe), golden, labels)
@@ -298,7 +298,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
             log: Optional[Callable[[str], None]] = None, device_check: Optional[str] = None) -> Conversion:
     """Run `recipe` into `out`. Progress goes to `events` (a progress sink); `log` is a shorthand for
     `events=progress.ConsoleSink(log)`. device_check: overrides the recipe's `device_check`
-    (auto | off | cortex-m4 | cortex-m7 | cortex-m0plus; flows/device_check.py)."""
+    (auto | off | cortex-m4 | cortex-m7 | cortex-m0plus; runtimes/device_check.py)."""
     events = events or (progress.ConsoleSink(log) if log is not None else progress.silent)
     out = Path(out)
     check_output_path(out, force, inputs=recipe.input_paths())

@@ -18,6 +18,8 @@ from ..errors import KitError
 from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..reports.convert_report import render_report
 from ..reports.deployed import DeployedComparison
+from ..runtimes.base import Figure
+from ..runtimes.registry import price_all
 from ..reports.manifest import ConversionParts, write_manifest
 from ..system.outdir import staged_output
 from ..tflm.runners import run_litert, run_tflm
@@ -107,6 +109,9 @@ def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inpu
         # a compressed model: its deployed flash and arena next to the uncompressed int8 model's (the CLI prints them)
         if deployed is not None:
             content["deployed"] = deployed.as_dict()
+        arena = content["arena"]["target"] or content["arena"]["host"] or {}
+        figures, notes = price_all(model_bytes, Figure(parts.arena_measured, arena.get("source") or "measured"))
+        content["runtimes_deployed"] = {"figures": [f.as_dict() for f in figures], "notes": notes}
         (staging / "report.md").write_text(render_report(content, stages.notes, stages.sections))
         manifest = write_manifest(staging, content)
         check_validation(parts.validation, out)

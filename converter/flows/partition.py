@@ -111,7 +111,7 @@ def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -
     names = list(info.operator_counts)
     measured = {}
     for core in sorted(cores):
-        log(f"measuring instructions per operator on {core} (QEMU {qemu.CORES[core].machine}) and the flash of its firmware")
+        log(f"measuring instructions per operator on {core} (QEMU {qemu.qemu_core(core).machine}) and the flash of its firmware")
         measured[core] = measure_core(workdir / "whole", core, workdir, tflm_root, names)
     return measured
 

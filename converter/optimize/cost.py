@@ -19,6 +19,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from ..errors import KitError
+from ..runtimes.base import Deployed, Figure
+from ..runtimes.registry import get_runtime
+from ..runtimes.render import render_project
+from ..runtimes.run import run_here
 from ..system.elf_size import image_size
 
 # What a search minimises (`tflm-kit optimize --objective`); a partition's are partition/cost.CUT_OBJECTIVES.
@@ -48,41 +53,39 @@ class DeployedCost:
         return asdict(self)
 
 
-def _footprint(model_bytes: int, operators: list[str], board: dict):
-    """The per-target code-size model's figure (tflm/footprint.py), or None when no target of the board is in it."""
-    from ..tflm import footprint
-
+def _priced(runtime: str, model: bytes, arena: Figure, board: dict) -> Optional[Deployed]:
+    """The runtime's deployed figures from its per-target code-size data, or None when there are none."""
+    chosen = get_runtime(runtime)
     for target in (board.get("code_size"), board.get("core")):
         if not target:
             continue
         try:
-            return footprint.deployed_flash(model_bytes, operators, target)
-        except Exception:  # unknown target in the data: try the next name, then give up
+            return chosen.price(model, arena, target)
+        except KitError:  # unknown target or operator in the data: try the next name, then give up
             continue
     return None
 
 
-def host_cost(manifest: dict, board: dict) -> DeployedCost:
-    """Cost from a conversion's manifest (no firmware built)."""
+def host_cost(manifest: dict, board: dict, model: bytes, runtime: str = "tflm") -> DeployedCost:
+    """Cost from a conversion's manifest and model (no firmware built), as `runtime` deploys it."""
     model_bytes = int(manifest["model"]["bytes"])
-    operators = sorted(manifest["model"]["operators"])
     arena = int(manifest["arena_bytes"])
-    found = _footprint(model_bytes, operators, board)
+    found = _priced(runtime, model, Figure(arena, "host estimate"), board)
     if found is None:
         return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate",
                             flash_estimate_bytes=model_bytes, arena_host_bytes=arena)
-    kernels = int(sum(found.kernels.values()) - found.shared)  # shared code counted once
-    return DeployedCost(model_bytes, int(found.total), "footprint data", arena, "host estimate",
-                        kernel_bytes=kernels, core_bytes=int(found.core), flash_estimate_bytes=int(found.total),
-                        arena_host_bytes=arena)
+    return DeployedCost(model_bytes, found.flash.bytes, "footprint data", found.ram.bytes, found.ram.source,
+                        kernel_bytes=found.parts["kernels"], core_bytes=found.parts["core"],
+                        flash_estimate_bytes=found.flash.bytes, arena_host_bytes=found.ram.bytes)
 
 
-def device_available(board: dict) -> Optional[str]:
-    """None when the board can be built and run here; else why not."""
+def device_available(board: dict, runtime: str = "tflm") -> Optional[str]:
+    """None when the board can be built and run here with `runtime`; else why not."""
     if board.get("runs_on") != "qemu" and board.get("name") != "cortex-m-qemu":
         return f"board {board.get('name')} is not emulated here (cortex-m-qemu is)"
-    if not os.environ.get("TFLM_ROOT"):
-        return "TFLM_ROOT is not set"
+    for setting in get_runtime(runtime).needs(board).settings:
+        if not os.environ.get(setting):
+            return f"{setting} is not set"
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
@@ -98,23 +101,19 @@ def linked_image_bytes(project: Path) -> Optional[int]:
     return None if size is None else size.flash
 
 
-def device_cost(cost: DeployedCost, model_dir: Path, board: str) -> DeployedCost:
-    """Build the firmware for the emulated board, run its self-test, and take the measured figures."""
-    from ..flows.firmware import render_firmware
-    from ..flows.flash import flash
-
+def device_cost(cost: DeployedCost, model_dir: Path, board: str, runtime: str = "tflm") -> DeployedCost:
+    """Build the firmware for the emulated board with `runtime`, run its self-test, and take the measured figures."""
     with tempfile.TemporaryDirectory(prefix="tflm-kit-optimize-fw-") as folder:
         project = Path(folder) / "fw"
-        render_firmware(board, model_dir, project, measure=False)
-        ran = flash(project)
-        device = ran.get("device")  # the firmware flow's device record, when it keeps one
-        image = getattr(device, "flash_bytes", None) or linked_image_bytes(project)
+        render_project(board, model_dir, project, runtime=runtime, measure=False)
+        ran = run_here(project)
+        image = ran.device.flash_bytes or linked_image_bytes(project)
     return replace(
         cost,
         flash_bytes=image if image is not None else cost.flash_bytes,
         flash_source="linked image" if image is not None else cost.flash_source,
-        arena_bytes=ran.get("arena_used_bytes") or cost.arena_bytes,
-        arena_source="emulated target" if ran.get("arena_used_bytes") else cost.arena_source,
-        instructions=ran.get("instructions_per_inference"),
-        device_pass=bool(ran.get("pass")),
+        arena_bytes=ran.arena_used_bytes or cost.arena_bytes,
+        arena_source="emulated target" if ran.arena_used_bytes else cost.arena_source,
+        instructions=ran.instructions_per_inference,
+        device_pass=ran.passed_all,
     )

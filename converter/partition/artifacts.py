@@ -35,7 +35,6 @@ def write_part_dir(folder: Path, part: PartModel, arena_measured: int, record: d
                    labels: list | None = None, margin: float = ARENA_MARGIN) -> None:
     """Fill `folder` (a staging folder) with the part's model, C/C++ sources, golden vectors and manifest."""
     info = part.info
-
     arena_size = arena_with_margin(arena_measured, margin)
     model_sha = sha256(part.model)
     if labels and len(labels) != info.outputs[0].elements:

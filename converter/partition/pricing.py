@@ -14,7 +14,6 @@ from .vela import VelaEstimate, compile_part
 from ..tflm.arena import ARENA_MARGIN, arena_with_margin
 
 
-
 def arena_size(measured: int) -> int:
     """kTensorArenaSize as the part's model_settings.h gets it (as convert sizes it)."""
     return arena_with_margin(measured, ARENA_MARGIN)

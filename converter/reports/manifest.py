@@ -69,7 +69,7 @@ class ConversionParts:
     source: str = "keras"                 # "tflite" when the recipe's model is a .tflite file
     arena_figure: Optional[ArenaFigure] = None  # where arena_measured comes from (the target's, or the host's)
     arena_host: Optional[ArenaFigure] = None    # TFLM's Python runtime on this host: a labelled extra
-    device_check: Optional[dict] = None         # flows/device_check.DeviceCheck.as_dict(), when it ran
+    device_check: Optional[dict] = None         # runtimes/device_check.DeviceCheck.as_dict(), when it ran
     kernels: dict = field(default_factory=dict)  # op -> type of the specialised kernel model_ops.h registers
 
     rewrites: tuple = ()                  # automatic flatbuffer fixes (flows/flatbuffer_fixes.py), as dicts

@@ -7,7 +7,7 @@ x86-64, 15,332 B on the Cortex-M4. So every figure the kit reserves or prints fo
 an ArenaFigure that says where it comes from:
 
 - "measured": `interpreter.arena_used_bytes()` printed by the golden self-test built for the core and
-  run under QEMU (flows/device_check.py): cortex-m4 (mps2-an386), cortex-m7 (mps2-an500), cortex-m0plus
+  run under QEMU (runtimes/device_check.py): cortex-m4 (mps2-an386), cortex-m7 (mps2-an500), cortex-m0plus
   (TFLM's Armv6-M build on mps2-an385);
 - "host": TFLM's Python runtime on this machine (tflm/arena.py), only as a labelled extra, or when
   nothing else is there, labelled as not the device's.

@@ -81,7 +81,7 @@ def test_the_deployed_line_labels_target_and_host_figures():
 
 
 def test_device_check_setting(monkeypatch):
-    from converter.flows import device_check
+    from converter.runtimes import device_check
 
     monkeypatch.setenv(device_check.ENV, "off")
     assert device_check.resolve_setting("auto") is None

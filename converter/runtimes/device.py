@@ -2,7 +2,7 @@
 
 Flash (text+data) and static RAM (data+bss, which holds the tensor arena) come from the linker
 via `arm-none-eabi-size`; the arena actually used and the instruction counts from the firmware's
-own output under QEMU (flows/selftest.py).
+own output under QEMU (runtimes/selftest.py).
 """
 from __future__ import annotations
 

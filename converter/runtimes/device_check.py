@@ -28,8 +28,8 @@ from ..errors import KitError
 from ..tflm import target_arena
 from ..tflm.arena import arena_with_margin
 from ..tflm.target_arena import ArenaFigure
-from .firmware import load_board
-from .firmware_checks import ModelFacts
+from .boards import load_board
+from .facts import MODEL_SOURCES, ModelFacts
 
 BOARDS = {"cortex-m4": "cortex-m-qemu", "cortex-m7": "cortex-m7-qemu", "cortex-m0plus": "cortex-m0plus-qemu"}   # emulated core -> board that runs it
 SETTINGS = ("auto", "off", *BOARDS)
@@ -126,9 +126,9 @@ def run_device_check(core: str, model_bytes: bytes, sources: dict[str, str],
                      inputs: list[np.ndarray], outputs: list[np.ndarray], facts: ModelFacts) -> DeviceCheck:
     """Build and run the golden self-test for `core` under QEMU; KitError when its outputs differ from
     `outputs` (TFLM on this host) or it fails to run. `sources`: the C artifacts with the probe arena."""
-    from .firmware import _render
-    from .firmware_checks import check_budget
-    from .flash import build_and_run
+    from .registry import get_runtime
+    from .render import _render
+    from .run import build_and_run
     from .selftest import compare_with_golden
 
     board = BOARDS[core]
@@ -141,7 +141,8 @@ def run_device_check(core: str, model_bytes: bytes, sources: dict[str, str],
             (model_dir / file_name).write_text(text)
         (model_dir / "model.tflite").write_bytes(model_bytes)
         save_vectors(model_dir / VECTORS_FILE, inputs, outputs)
-        _render(board, profile, facts, check_budget(profile, facts), model_dir, project, project)
+        tflm = get_runtime("tflm")
+        _render(board, profile, tflm, facts, tflm.budget(profile, facts, model_dir), model_dir, project, project)
         started = time.perf_counter()
         result, record = build_and_run(project)
         seconds = time.perf_counter() - started
@@ -164,7 +165,6 @@ def measure_model_dir(core: str, model_dir: Path, facts: ModelFacts) -> ArenaFig
     """The arena `core` uses for a converted model folder (`firmware --board B` for a core the conversion
     did not measure): the same golden self-test, on the folder's own sources and golden.npz."""
     from ..compare.golden_format import load_vectors
-    from .firmware_checks import MODEL_SOURCES
 
     host_bytes = int(((facts.arena or {}).get("host") or {}).get("bytes") or facts.arena_measured_bytes)
     probe = probe_arena(host_bytes)
