@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from converter.errors import KitError, foreign_text
+from converter.flows import rp2040
 from converter.flows.device import DEVICE_FILE, device_record, image_size, profile_table
 from converter.flows.firmware import RECORD_NAME, load_board
 from converter.flows.selftest import SelfTest, compare_with_golden, parse_selftest
@@ -113,6 +114,12 @@ def _run_here(project: Path, tflm_root: str | None) -> dict:
             "exit_status": exit_status, "device": device}
 
 
+def _record_device(project: Path, record: dict, summary: dict) -> dict:
+    """The project's record with its device numbers, as _run_here keeps it."""
+    (project / RECORD_NAME).write_text(json.dumps({**record, "device": asdict(summary["device"])}, indent=2) + "\n")
+    return summary
+
+
 def flash(project: Path, tflm_root: str | None = None) -> dict:
     """Run (host, QEMU) or flash (hardware) a rendered project. Returns a summary dict."""
     project = Path(project).resolve()
@@ -122,10 +129,15 @@ def flash(project: Path, tflm_root: str | None = None) -> dict:
     record = json.loads((project / RECORD_NAME).read_text())
     if runs_on(record["board"]):
         return _run_here(project, tflm_root)
+    emulator_missing = ""
+    if load_board(record["board"]).get("emulator") == "rp2040js":
+        tools, emulator_missing = rp2040.find_tools()
+        if tools is not None:  # else: flashed with picotool like any board
+            return _record_device(project, record, rp2040.run_here(project, record, tools, tflm_root))
     tool, cmd, install = _board_command(record)
     if shutil.which(tool) is None:
         return {"board": record["board"], "ran": False, "command": cmd,
-                "missing_tool": tool, "install": install}
+                "missing_tool": tool, "install": install, "emulator_missing": emulator_missing}
     done = subprocess.run(cmd, shell=True, cwd=project)
     return {"board": record["board"], "ran": True, "command": cmd,
             "pass": done.returncode == 0, "exit_status": done.returncode}
@@ -143,6 +155,9 @@ def _print_device(s: dict, project: Path) -> None:
     if device.instructions_per_inference:
         click.echo(f"  {device.instructions_per_inference:,} instructions per inference "
                    "(QEMU -icount, median over the golden vectors)")
+    if device.cycles_per_inference:
+        click.echo(f"  {device.cycles_per_inference:,} cycles per inference (emulated {device.core} on"
+                   f" {s.get('emulator')}, median over the golden vectors: an emulator estimate)")
     for row in profile_table(device):
         click.echo(row)
     click.echo(f"  recorded in {project / DEVICE_FILE}")
@@ -168,6 +183,8 @@ def flash_command(project: Path, board: str | None, tflm_root: str | None) -> No
     if not s["ran"]:
         click.echo(f"{s['missing_tool']} is not on PATH. Install it: {s['install']}")
         click.echo(f"Then run:\n  {s['command']}")
+        if s.get("emulator_missing"):
+            click.echo(f"To run it here on an emulated RP2040 instead, this machine needs: {s['emulator_missing']}")
         raise SystemExit(1)  # nothing was flashed
     if "device" in s:
         _print_device(s, Path(project).resolve())
