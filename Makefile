@@ -14,6 +14,13 @@ ifneq ($(wildcard ../shared/tflm/tensorflow/lite/micro/micro_interpreter.h),)
 export TFLM_ROOT := $(abspath ../shared/tflm)
 endif
 endif
+# CMSIS-NN sources for the AOT runtime's CMSIS-NN back-end (host checks, Cortex-M builds); users clone
+# ARM-software/CMSIS-NN and set CMSIS_NN_ROOT. Without it the AOT code is checked on its portable kernels.
+ifeq ($(origin CMSIS_NN_ROOT),undefined)
+ifneq ($(wildcard ../shared/sdk/cmsis-nn/Include/arm_nnfunctions.h),)
+export CMSIS_NN_ROOT := $(abspath ../shared/sdk/cmsis-nn)
+endif
+endif
 
 .PHONY: demo test test-fast test-slow test-all bench clean
 

@@ -29,7 +29,7 @@ _EXPORTS = {
     "GoldenMismatch": "flows.golden:GoldenMismatch",
     # firmware
     "render_firmware": "flows.firmware:render_firmware",
-    "list_boards": "flows.firmware:list_boards",
+    "list_boards": "runtimes.boards:list_boards",
     "flash": "flows.flash:flash",
     # errors
     "KitError": "errors:KitError",

@@ -139,10 +139,24 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
         from .reports.deployed import DeployedComparison
 
         click.echo(DeployedComparison(**manifest["deployed"]).line())
+    for line in deployed_lines(manifest):
+        click.echo(line)
     click.echo(f"bit-exact on TFLM (C array vs golden): {exact['equal']}/{exact['total']}")
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
         result = manifest["validation"][pair]
         click.echo(f"{pair}: {result['equal']}/{result['total']} equal, max {result['max_lsb']} LSB")
+
+
+def deployed_lines(manifest: dict) -> list[str]:
+    """Each runtime's deployed flash and RAM on the target core, side by side (no toolchain needed)."""
+    from .runtimes.base import Deployed, Figure
+
+    deployed = manifest.get("runtimes_deployed") or {}
+    lines = []
+    for row in deployed.get("figures", []):
+        figure = Deployed(**{**row, "flash": Figure(**row["flash"]), "ram": Figure(**row["ram"])})
+        lines.append("deployed " + figure.line())
+    return lines + [f"deployed {note}" for note in deployed.get("notes", [])]
 
 
 @main.command()

@@ -19,7 +19,8 @@ LAYERS = [
     {"compare"},
     {"stages", "federated"},            # federated/: the Flower/Ray machinery of stages/federated.py
     {"recipe"},
-    {"emit", "reports"},
+    {"emit", "reports", "aot"},          # aot/: the interpreter-free runtime's generator (emits C, runs TFLM)
+    {"runtimes"},                        # tflm and aot behind one interface; boards, rendering, running
     {"flows", "optimize", "partition"},  # optimize/ and partition/ drive whole conversions
     {"cli", "__main__", "pytest_plugin", "__init__"},
 ]

@@ -13,7 +13,8 @@ from converter.emit.sources import c_float
 from converter.errors import KitError
 from converter.flows.firmware import (HOST_DEFINES, RECORD_NAME, TEMPLATES_DIR, list_boards, load_board,
                                       render_firmware)
-from converter.flows.flash import build_error, compare_with_golden, parse_selftest
+from converter.runtimes.run import build_error
+from converter.runtimes.selftest import compare_with_golden, parse_selftest
 from converter.tflm.footprint import code_size_targets, deployed_flash
 from converter.tflm.ports import known_ports, load_port
 from converter.tflm.resolver_header import find_resolver_header, operators_of, resolver_methods

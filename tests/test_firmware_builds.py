@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from converter.flows.device import DEVICE_FILE
+from converter.runtimes.device import DEVICE_FILE
 from converter.flows.firmware import HOST_DEFINES, load_board, render_firmware
 from converter.flows.flash import flash
 from converter.tflm.tree import port_include_dirs

@@ -10,10 +10,11 @@ import shutil
 
 import pytest
 
-from converter.flows import rp2040
-from converter.flows.device import DEVICE_FILE
-from converter.flows.firmware import load_board, render_firmware
 from converter.flows.flash import flash
+from converter.runtimes import rp2040
+from converter.runtimes.boards import load_board
+from converter.runtimes.device import DEVICE_FILE
+from converter.runtimes.render import render_project
 
 from .conftest import REPO, run_kit
 from .firmware_tools import need_tools, sdk, tflm_root
@@ -36,7 +37,7 @@ def pico_tools(monkeypatch):
 
 def _flash_on_rp2040js(model_dir, project):
     root = tflm_root(load_board("pico")["tflm_target"])
-    render_firmware("pico", model_dir, project)
+    render_project("pico", model_dir, project)
     return flash(project, str(root))
 
 
@@ -61,7 +62,7 @@ def test_flash_names_what_the_emulator_lacks(demo_dir, tmp_path, monkeypatch):
     the user learns what running it here would take."""
     monkeypatch.setenv("TFLM_KIT_RP2040JS", str(tmp_path / "no-rp2040js"))
     monkeypatch.setenv("PATH", "/nonexistent")  # no picotool either
-    render_firmware("pico", demo_dir, tmp_path / "pico")
+    render_project("pico", demo_dir, tmp_path / "pico")
     summary = flash(tmp_path / "pico")
     assert not summary["ran"] and summary["missing_tool"] == "picotool"
     assert "rp2040js" in summary["emulator_missing"] and "npm install" in summary["emulator_missing"]

@@ -33,6 +33,8 @@ TARGETS = {
                   "-mcpu=cortex-m4+nofp -mfloat-abi=soft -mthumb"),
     "cortex-m7+fp": ("cortex_m_generic_cortex-m7+fp_default_cmsis_nn_gcc",
                      "-mcpu=cortex-m7 -mfpu=fpv5-sp-d16 -mfloat-abi=hard -mthumb"),
+    "cortex-m0plus": ("cortex_m_generic_cortex-m0plus_default_cmsis_nn_gcc",
+                      "-mcpu=cortex-m0plus -mfloat-abi=soft -mthumb"),
 }
 DEFINES = "-DTF_LITE_STATIC_MEMORY -DTF_LITE_MCU_DEBUG_LOG -DCMSIS_NN -DKERNELS_OPTIMIZED_FOR_SPEED"
 CXXFLAGS = "-Os -ffunction-sections -fdata-sections -std=c++17 -fno-rtti -fno-exceptions -fno-threadsafe-statics"

@@ -122,3 +122,16 @@ def render_all(name: str, source: str, model_bytes: bytes, model_sha256: str, in
         "golden_vectors.h": _render("golden_vectors.h.j2", **common, count=count, inputs=inputs, outputs=outputs),
         "golden_vectors.cc": _render("golden_vectors.cc.j2", **common, count=count, arrays=arrays),
     }
+
+
+def golden_vectors_c(name: str, golden_inputs: list[np.ndarray], golden_outputs: list[np.ndarray]) -> dict[str, str]:
+    """golden_vectors_c.h/.c: the golden vectors in C99 that C++ includes as well (extern "C"), for firmware
+    written in C (the interpreter-free runtime's self-test). Same bytes as golden_vectors.cc."""
+    count = len(golden_inputs[0])
+    sizes = [[int(np.asarray(x[0]).nbytes) for x in arrays] for arrays in (golden_inputs, golden_outputs)]
+    arrays = [{"symbol": f"golden_{kind}_{k}", "nbytes": nbytes, "data": c_bytes(raw_bytes(x))}
+              for kind, group, group_sizes in (("input", golden_inputs, sizes[0]), ("output", golden_outputs, sizes[1]))
+              for k, (x, nbytes) in enumerate(zip(group, group_sizes))]
+    common = {"name": name, "count": count}
+    return {"golden_vectors_c.h": _render("golden_vectors_c.h.j2", **common, inputs=sizes[0], outputs=sizes[1]),
+            "golden_vectors_c.c": _render("golden_vectors_c.c.j2", **common, arrays=arrays)}

@@ -7,7 +7,6 @@ that is checked before it replaces --out. Progress goes to `events` (converter/p
 """
 from __future__ import annotations
 
-import math
 import platform
 import time
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from ..inputs.recipe_inputs import recipe_inputs
 from ..progress import Note, Sink, phase
 from ..recipe import Recipe
 from ..reports.manifest import ConversionParts, sha256
+from ..runtimes.tflm import arena_with_margin
 from ..system import out_lock, tf_env
 from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
@@ -74,10 +74,6 @@ def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.n
     """Real inputs spread over the eval set (or the calibration set), quantized to each input's type."""
     x, source = data.spread_inputs(count)
     return quantize_inputs(x, info, data.input_names), source
-
-
-def arena_with_margin(measured: int, margin: float) -> int:
-    return int(math.ceil(measured * (1 + margin) / 16) * 16)
 
 
 def input_shapes(model) -> list[tuple]:

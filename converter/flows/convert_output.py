@@ -17,6 +17,7 @@ from ..errors import KitError
 from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..reports.convert_report import render_report
 from ..reports.deployed import compare_deployed, tensors_compressed
+from ..runtimes.registry import price_all
 from ..reports.manifest import ConversionParts, write_manifest
 from ..system.outdir import staged_output
 from ..tflite.model import ModelInfo, read_model
@@ -74,6 +75,8 @@ def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inpu
             deployed = compare_deployed(model_bytes, stages.uncompressed, parts.arena_measured, sample)
             if deployed is not None:
                 content["deployed"] = deployed.as_dict()
+        figures, notes = price_all(model_bytes, parts.arena_measured)  # every runtime, side by side
+        content["runtimes_deployed"] = {"figures": [f.as_dict() for f in figures], "notes": notes}
         (staging / "report.md").write_text(render_report(content, stages.notes, stages.sections))
         manifest = write_manifest(staging, content)
         check_validation(parts.validation, out)

@@ -1,122 +1,31 @@
-"""Render a firmware project for one board from a converted model directory.
+"""`tflm-kit firmware`: render a firmware project for one board and one runtime from a converted model.
 
-The model directory is what `tflm-kit convert` writes (docs/artifacts.md). A board is a
-data file, firmware_templates/boards/<board>.yaml, plus a template folder (the board's name,
-or the profile's `template`: cortex-m7-qemu renders cortex-m-qemu for another core); rendering
-copies the C/C++ artifacts in and fills the templates, after checking that the board's TFLM
-port can run the model and that it fits the board's flash and RAM (flows/firmware_checks.py).
+The model directory is what `tflm-kit convert` writes (docs/artifacts.md). Boards, runtimes and
+the rendering itself live in converter/runtimes/ (below flows/, optimize/ and partition/, which all
+render and price firmware): a board is a data file, firmware_templates/boards/<board>.yaml, plus a
+template folder per runtime; the runtime checks that the board can build the model and that it
+fits before anything is written.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import click
-import jinja2
-import yaml
 
 from converter.errors import KitError
-from converter.flows.firmware_checks import (MODEL_SOURCES, Budget, ModelFacts, check_budget, check_port,
-                                             read_model_dir)
-from converter.system.outdir import check_output_path, staged_output
+from converter.runtimes.boards import RECORD_NAME, TEMPLATES_DIR, list_boards, load_board
+from converter.runtimes.registry import get_runtime, runtime_names
+from converter.runtimes.render import render_project
+from converter.runtimes.tflm import HOST_DEFINES, TFLM_COMMIT
 
-__all__ = ["render_firmware", "list_boards", "load_board", "read_model_dir", "check_budget", "MODEL_SOURCES"]
-
-
-def _templates_dir() -> Path:
-    """firmware_templates/ beside the package in a checkout, inside it in an installed wheel."""
-    package = Path(__file__).resolve().parent.parent
-    beside = package.parent / "firmware_templates"
-    return beside if beside.is_dir() else package / "firmware_templates"
+__all__ = ["render_firmware", "list_boards", "load_board", "firmware_command", "budget_lines",
+           "RECORD_NAME", "TEMPLATES_DIR", "HOST_DEFINES", "TFLM_COMMIT"]
 
 
-TEMPLATES_DIR = _templates_dir()
-BOARDS_DIR = TEMPLATES_DIR / "boards"
-RECORD_NAME = ".tflm-kit-firmware.json"
-# The TFLM commit the templates were built and tested against (see converter/tflm/ops.py).
-TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"
-# Defines libtensorflow-microlite.a is compiled with on the host; TF_LITE_STATIC_MEMORY
-# changes TfLiteTensor's layout, so application code must use the same set.
-HOST_DEFINES = ("-DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON "
-                "-DKERNELS_OPTIMIZED_FOR_SPEED -DTF_LITE_USE_CTIME")
-
-# Copied beside the sources for `tflm-kit flash` to compare against; no firmware uses it.
-MODEL_EXTRAS = ("golden.npz",)
-
-
-def list_boards() -> list[str]:
-    return sorted(p.stem for p in BOARDS_DIR.glob("*.yaml"))
-
-
-def load_board(board: str) -> dict:
-    path = BOARDS_DIR / f"{board}.yaml"
-    if not path.is_file():
-        raise KitError(f"unknown board '{board}'", f"use one of: {', '.join(list_boards())}")
-    profile = yaml.safe_load(path.read_text())
-    profile.setdefault("template", board)
-    return profile
-
-
-def all_boards() -> dict[str, dict]:
-    return {name: load_board(name) for name in list_boards()}
-
-
-
-
-def _check_out(out: Path, force: bool) -> None:
-    check_output_path(out, force)
-    if force and out.is_dir() and any(out.iterdir()) and not (out / RECORD_NAME).is_file():
-        raise KitError(f"{out} is not a tflm-kit firmware project, refusing to replace it",
-                       "choose another --out directory")
-
-
-def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False) -> dict:
-    """Render the project for `board` into `out`; returns the record also saved in `out`."""
-    profile = load_board(board)
-    model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
-    facts = read_model_dir(model_dir)
-    check_port(profile, facts, all_boards())
-    budget = check_budget(profile, facts)
-    _check_out(out, force)
-    with staged_output(out) as staging:
-        record = _render(board, profile, facts, budget, model_dir, out, staging)
-    return record
-
-
-def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_dir: Path, out: Path,
-            staging: Path) -> dict:
-    """Write the project into `staging`; paths in the record name its final place `out`."""
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    dest_model = staging / profile["model_dir"]
-    info = facts.as_dict()
-    ctx = dict(info, board=profile, project=out.name, model_dir=profile["model_dir"],
-               # Headers are included relative to the source that includes them.
-               model_prefix="" if profile["model_dir"] == "." else "model/",
-               host_defines=HOST_DEFINES, tflm_commit=TFLM_COMMIT)
-    files = []
-    for template, dest in profile["files"].items():
-        target = staging / env.from_string(dest).render(ctx)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(env.get_template(f"{profile['template']}/{template}").render(ctx))
-        files.append(target.relative_to(staging).as_posix())
-    dest_model.mkdir(parents=True, exist_ok=True)
-    for name in MODEL_SOURCES + MODEL_EXTRAS:
-        if (model_dir / name).is_file():
-            target = dest_model / name
-            if target.suffix == ".cc" and profile.get("cc_suffix"):
-                target = target.with_suffix(profile["cc_suffix"])
-            shutil.copyfile(model_dir / name, target)
-            files.append(target.relative_to(staging).as_posix())
-
-    record = {"board": board, "project": str(out), "model_dir": str(model_dir),
-              "model_subdir": profile["model_dir"], "port": profile["port"], **info, **budget.as_dict(),
-              "files": sorted(files), "tflm_commit": TFLM_COMMIT}
-    (staging / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
-    return record
+def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False, runtime: str = "tflm") -> dict:
+    """Render the project for `board` and `runtime` into `out`; returns the record also saved in `out`."""
+    return render_project(board, model_dir, out, force, runtime)
 
 
 @click.command("firmware")
@@ -124,38 +33,21 @@ def _render(board: str, profile: dict, facts: ModelFacts, budget: Budget, model_
 @click.option("--model-dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Output directory of `tflm-kit convert`.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Project directory to create.")
+@click.option("--runtime", default="tflm", show_default=True, type=click.Choice(runtime_names()),
+              help="tflm: TFLM's interpreter; aot: the generated C with no interpreter.")
 @click.option("--force", is_flag=True, help="Replace --out if it is a previously rendered project.")
-def firmware_command(board: str, model_dir: Path, out: Path, force: bool) -> None:
+def firmware_command(board: str, model_dir: Path, out: Path, runtime: str, force: bool) -> None:
     """Render a firmware project for --board from a converted --model-dir."""
     try:
-        record = render_firmware(board, model_dir, out, force)
+        record = render_firmware(board, model_dir, out, force, runtime)
     except KitError as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(2) from None
-    click.echo(f"{board} project: {out}/  (see README.md there)")
+    click.echo(f"{board} project ({runtime} runtime): {out}/  (see README.md there)")
     for line in budget_lines(record):
         click.echo(f"  {line}")
 
 
 def budget_lines(record: dict) -> list[str]:
-    """Where the flash and RAM go, and for LUT models what compression costs as well as saves."""
-    lines, footprint = [], record.get("footprint")
-    if footprint:
-        kernels = footprint["total"] - footprint["model"] - footprint["core"]
-        have = f" of {record['flash_bytes']:,}" if record.get("flash_bytes") else ""
-        lines.append(f"flash {record['flash_needed_bytes']:,}{have} bytes: model {record['model_bytes']:,}"
-                     f" + TFLM kernels {kernels:,} + TFLM core {footprint['core']:,} + golden vectors"
-                     f" {record['golden_bytes']:,} + platform {record['platform_flash_bytes']:,}"
-                     f" (TFLM code measured on {footprint['target']})")
-    have = f" of {record['ram_bytes']:,}" if record.get("ram_bytes") else ""
-    lines.append(f"RAM {record['ram_needed_bytes']:,}{have} bytes: tensor arena {record['arena_bytes']:,}"
-                 f" (measured {record['arena_measured_bytes']:,} + margin) + reserve"
-                 f" {record['ram_needed_bytes'] - record['arena_bytes']:,}")
-    if record.get("lut_image_delta_bytes") is not None:
-        saved = record["uncompressed_model_bytes"] - record["model_bytes"]
-        decode = footprint["kernels"]["TFLM_DECODE"]
-        lines.append(f"LUT compression: the model is {saved:,} bytes smaller ({record['uncompressed_model_bytes']:,}"
-                     f" -> {record['model_bytes']:,}) but the DECODE kernel adds {decode:,} bytes of code: image"
-                     f" {record['lut_image_delta_bytes']:+,} bytes; the arena also holds the decoded weights (largest tensor"
-                     f" {record.get('decoded_tensor_bytes') or 0:,} bytes)")
-    return lines
+    """Where the flash and RAM go, as the project's runtime counts them."""
+    return get_runtime(record.get("runtime", "tflm")).budget_lines(record)

@@ -20,6 +20,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from ..errors import KitError
+from ..runtimes.base import Deployed
+from ..runtimes.registry import get_runtime
+from ..runtimes.render import render_project
+from ..runtimes.run import run_here
+
 OBJECTIVES = ("flash", "ram", "latency")
 
 
@@ -46,18 +52,15 @@ class DeployedCost:
         return asdict(self)
 
 
-def _footprint(model_bytes: int, operators: list[str], board: dict):
-    """The firmware helper's per-target code-size model, or None when it is not available."""
-    try:
-        from ..tflm import footprint  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+def _footprint(model_bytes: int, operators: list[str], arena: int, board: dict) -> Optional[Deployed]:
+    """The TFLM runtime's deployed flash from its per-target code-size data, or None when there is none."""
+    runtime = get_runtime("tflm")
     for target in (board.get("code_size"), board.get("core")):
         if not target:
             continue
         try:
-            return footprint.deployed_flash(model_bytes, operators, target)
-        except Exception:  # unknown target in the data: try the next name, then give up
+            return runtime.price_model(model_bytes, operators, arena, target)
+        except KitError:  # unknown target or operator in the data: try the next name, then give up
             continue
     return None
 
@@ -67,14 +70,13 @@ def host_cost(manifest: dict, board: dict) -> DeployedCost:
     model_bytes = int(manifest["model"]["bytes"])
     operators = sorted(manifest["model"]["operators"])
     arena = int(manifest["arena_bytes"])
-    found = _footprint(model_bytes, operators, board)
+    found = _footprint(model_bytes, operators, arena, board)
     if found is None:
         return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate",
                             flash_estimate_bytes=model_bytes, arena_host_bytes=arena)
-    kernels = int(sum(found.kernels.values()) - getattr(found, "shared", 0))  # shared code counted once
-    return DeployedCost(model_bytes, int(found.total), "footprint data", arena, "host estimate",
-                        kernel_bytes=kernels, core_bytes=int(found.core), flash_estimate_bytes=int(found.total),
-                        arena_host_bytes=arena)
+    return DeployedCost(model_bytes, found.flash.bytes, "footprint data", arena, "host estimate",
+                        kernel_bytes=found.parts["kernels"], core_bytes=found.parts["core"],
+                        flash_estimate_bytes=found.flash.bytes, arena_host_bytes=arena)
 
 
 def device_available(board: dict) -> Optional[str]:
@@ -104,21 +106,17 @@ def linked_image_bytes(project: Path) -> Optional[int]:
 
 def device_cost(cost: DeployedCost, model_dir: Path, board: str) -> DeployedCost:
     """Build the firmware for the emulated board, run its self-test, and take the measured figures."""
-    from ..flows.firmware import render_firmware
-    from ..flows.flash import flash
-
     with tempfile.TemporaryDirectory(prefix="tflm-kit-optimize-fw-") as folder:
         project = Path(folder) / "fw"
-        render_firmware(board, model_dir, project)
-        ran = flash(project)
-        device = ran.get("device")  # the firmware flow's device record, when it keeps one
-        image = getattr(device, "flash_bytes", None) or linked_image_bytes(project)
+        render_project(board, model_dir, project)
+        ran = run_here(project)
+        image = ran.device.flash_bytes or linked_image_bytes(project)
     return replace(
         cost,
         flash_bytes=image if image is not None else cost.flash_bytes,
         flash_source="linked image" if image is not None else cost.flash_source,
-        arena_bytes=ran.get("arena_used_bytes") or cost.arena_bytes,
-        arena_source="emulated target" if ran.get("arena_used_bytes") else cost.arena_source,
-        instructions=ran.get("instructions_per_inference"),
-        device_pass=bool(ran.get("pass")),
+        arena_bytes=ran.arena_used_bytes or cost.arena_bytes,
+        arena_source="emulated target" if ran.arena_used_bytes else cost.arena_source,
+        instructions=ran.instructions_per_inference,
+        device_pass=ran.passed_all,
     )

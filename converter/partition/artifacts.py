@@ -10,6 +10,7 @@ from ..emit.sources import render_all
 from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..reports.manifest import sha256, tool_versions, write_manifest
 from ..tflite.model import ModelInfo, read_model
+from ..runtimes.tflm import arena_with_margin
 from ..tflm.arena import measure_arena
 
 DEFAULT_ARENA_MARGIN = 0.10
@@ -36,8 +37,6 @@ def write_part_dir(folder: Path, part: PartModel, arena_measured: int, record: d
                    labels: list | None = None, margin: float = DEFAULT_ARENA_MARGIN) -> None:
     """Fill `folder` (a staging folder) with the part's model, C/C++ sources, golden vectors and manifest."""
     info = part.info
-    from ..flows.convert import arena_with_margin
-
     arena_size = arena_with_margin(arena_measured, margin)
     model_sha = sha256(part.model)
     if labels and len(labels) != info.outputs[0].elements:

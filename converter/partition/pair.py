@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import KitError, foreign_text
-from ..flows.flash import compare_with_golden, parse_selftest
+from ..runtimes.selftest import compare_with_golden, parse_selftest
 from .qemu import INSTRUCTIONS_PER_TICK, TIMEOUT_S, qemu_command
 from .profiles import FRAME_OVERHEAD_BYTES
 

@@ -5,6 +5,7 @@ from Vela's estimates for that part (vela.py), one Vela compilation per distinct
 """
 from __future__ import annotations
 
+from ..runtimes.tflm import arena_with_margin
 from . import cost as costing
 from .cost import PartCost
 from .measure import mcu_part_cost
@@ -17,8 +18,6 @@ ARENA_MARGIN = 0.10
 
 def arena_size(measured: int) -> int:
     """kTensorArenaSize as the part's model_settings.h gets it (as convert sizes it)."""
-    from ..flows.convert import arena_with_margin
-
     return arena_with_margin(measured, ARENA_MARGIN)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import KitError
+from ..runtimes.boards import board_budget
 
 MCU_CORES = ("cortex-m4", "cortex-m7")
 NPU_CORES = ("ethos-u55", "ethos-u65")
@@ -69,17 +70,6 @@ def _size(text: str, what: str) -> int:
     return int(float(m.group(1)) * {"": 1, "k": 1024, "m": 1 << 20}[m.group(2).lower()])
 
 
-def _board_profile(name: str) -> dict | None:
-    from ..flows.firmware import BOARDS_DIR
-
-    path = BOARDS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        return None
-    board = yaml.safe_load(path.read_text())
-    return {"core": str(board.get("core", "")).removesuffix("f"), "flash_bytes": board.get("flash_bytes"),
-            "ram_bytes": board.get("ram_bytes")}
-
-
 def _core(text: str) -> tuple[str, int | None]:
     core = text.lower().removesuffix("f") if text.lower() in ("cortex-m4f",) else text.lower()
     for npu in NPU_CORES:
@@ -100,7 +90,7 @@ def parse_device(spec: str, profiles: dict) -> Device:
                        "(add /FLASH/RAM such as /1M/256K for a board the kit does not know)")
     name, core_text, mhz = m.group(1), m.group(2), float(m.group(3))
     core, macs = _core(core_text)
-    fields = dict(KNOWN_DEVICES.get(name) or _board_profile(name) or {})
+    fields = dict(KNOWN_DEVICES.get(name) or board_budget(name) or {})
     fields.update(profiles.get(name) or {})
     if m.group(4):
         fields["flash_bytes"], fields["ram_bytes"] = _size(m.group(4), "flash"), _size(m.group(5), "RAM")

@@ -15,9 +15,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from ..errors import KitError, foreign_text
+from ..runtimes.boards import RECORD_NAME, load_board
+from ..runtimes.render import render_project, template_env
 
 PAIR_TEMPLATES = "cortex-m-qemu-pair"
 # -icount shift=0 runs one guest instruction per virtual ns; MPS2's SysTick counts at 25 MHz.
@@ -52,12 +52,9 @@ def missing_tools(tflm_root: str | None) -> str | None:
 
 def render_project(model_dir: Path, out: Path, main_template: str) -> Path:
     """A cortex-m-qemu project for `model_dir` whose main.cc is `main_template`, plus link.h."""
-    from ..flows.firmware import RECORD_NAME, TEMPLATES_DIR, load_board, render_firmware
-
-    render_firmware("cortex-m-qemu", model_dir, out, force=True)
+    render_project("cortex-m-qemu", model_dir, out, force=True)
     record = json.loads((out / RECORD_NAME).read_text())
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env = template_env()
     ctx = dict(record, board=load_board("cortex-m-qemu"), model_prefix="model/")
     (out / "main.cc").write_text(env.get_template(f"{PAIR_TEMPLATES}/{main_template}").render(ctx))
     (out / "link.h").write_text(env.get_template(f"{PAIR_TEMPLATES}/link.h.j2").render(ctx))

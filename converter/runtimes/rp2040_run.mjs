@@ -2,7 +2,7 @@
 //
 //   node rp2040_run.mjs <rp2040js package dir> <bootrom.bin> <firmware.uf2> <max cycles>
 //
-// Called by converter/flows/rp2040.py with an argument list. Runs until the self-test's summary
+// Called by converter/runtimes/rp2040.py with an argument list. Runs until the self-test's summary
 // line (`PASS n/n` or `FAIL ...`) and the line after it (`ARENA used ...`), an `ERROR` line, or
 // the cycle limit; then prints `RP2040JS cycles <n> stop <reason>` on stderr. The cycle count is
 // rp2040js's own (an emulator estimate, not a board's timing). Exit status: 0 when the summary

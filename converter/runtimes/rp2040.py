@@ -9,17 +9,20 @@ summary. Cycles are rp2040js's emulated Cortex-M0+ cycles: an emulator estimate,
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import KitError, foreign_text
+from .boards import RECORD_NAME
 from .device import ImageSize, device_record
+from .run import RunSummary, build_error, build_settings
 from .selftest import SelfTest, compare_with_golden, parse_selftest
 
 RP2040JS_VERSION = "1.4.1"     # the version measured here (npm, MIT)
@@ -95,15 +98,15 @@ def _cmake_error(output: str) -> str | None:
     return None
 
 
-def build(project: Path, tools: PicoTools, tflm_root: str | None) -> Path:
-    """Configure and build the project with the real pico-sdk; returns the .uf2."""
+def build(project: Path, tools: PicoTools, settings: list[str]) -> Path:
+    """Configure and build the project with the real pico-sdk (`settings`: NAME=value, e.g. TFLM_ROOT or
+    CMSIS_NN_ROOT, as the project's runtime needs them); returns the .uf2."""
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     configure = ["cmake", *generator, "-S", str(project), "-B", str(project / "build"), "-DPICO_BOARD=pico",
                  f"-DPICO_SDK_PATH={tools.pico_sdk}"]
     if tools.picotool_dir:
         configure.append(f"-Dpicotool_DIR={tools.picotool_dir}")
-    if tflm_root:
-        configure.append(f"-DTFLM_ROOT={tflm_root}")
+    configure += [f"-D{setting}" for setting in settings]
     for cmd in (configure, ["cmake", "--build", str(project / "build"), "-j2"]):
         done = subprocess.run(cmd, cwd=project, text=True, capture_output=True)
         if done.returncode != 0:
@@ -111,7 +114,6 @@ def build(project: Path, tools: PicoTools, tflm_root: str | None) -> Path:
             if (message := _cmake_error(output)) is not None:
                 raise KitError(f"configuring {project} failed: {foreign_text(message)}",
                                f"see the output of `{' '.join(configure)}`")
-            from .flash import build_error  # flash dispatches here: import at call time
             raise build_error(project, output)
     uf2 = sorted((project / "build").glob("*_fw.uf2"))
     if not uf2:
@@ -176,9 +178,11 @@ def run_uf2(uf2: Path, tools: PicoTools, max_cycles: int = MAX_CYCLES) -> Emulat
                        emulator.group(2), done.returncode)
 
 
-def run_here(project: Path, record: dict, tools: PicoTools, tflm_root: str | None) -> dict:
-    """flash's summary for a pico project built here and run on rp2040js; writes device.json."""
-    uf2 = build(project, tools, tflm_root)
+def run_here(project: Path, tools: PicoTools, tflm_root: str | None = None) -> dict:
+    """flash's summary for a pico project built here and run on rp2040js; writes device.json and the record."""
+    project = Path(project).resolve()
+    record = json.loads((project / RECORD_NAME).read_text())
+    uf2 = build(project, tools, build_settings(record, tflm_root))
     run = run_uf2(uf2, tools)
     golden = project / record["model_subdir"] / "golden.npz"
     diffs = compare_with_golden(run.selftest, golden) if golden.is_file() else ["golden.npz missing"]
@@ -192,8 +196,7 @@ def run_here(project: Path, record: dict, tools: PicoTools, tflm_root: str | Non
                    f" golden vectors (emulated Cortex-M0+ cycles: an emulator estimate, not a board's timing;"
                    f" {run.total_cycles:,} cycles for the whole run, boot included)")
     device.write(project)
-    return {"board": record["board"], "ran": True, "pass": passed, "passed": run.selftest.passed,
-            "total": run.selftest.total, "arena_used_bytes": run.selftest.arena_used,
-            "failures": run.selftest.failures, "instructions_per_inference": None, "golden_differences": diffs,
-            "exit_status": run.exit_status, "device": device, "emulator": "rp2040js", "stop": run.stop,
-            "total_cycles": run.total_cycles}
+    (project / RECORD_NAME).write_text(json.dumps({**record, "device": asdict(device)}, indent=2) + "\n")
+    summary = RunSummary(record["board"], passed, run.selftest.passed, run.selftest.total, run.selftest.arena_used,
+                         None, run.exit_status, device, run.selftest.failures, diffs)
+    return {**summary.as_dict(), "emulator": "rp2040js", "stop": run.stop, "total_cycles": run.total_cycles}

@@ -1,0 +1,73 @@
+/* tflm-kit AOT runtime: the kernel interface the generated model code calls.
+ * Two back-ends implement it: aot_kernels_portable.c (plain C99, the default) and
+ * aot_kernels_cmsis.c (direct CMSIS-NN calls, with -DAOT_CMSIS_NN). Every parameter is
+ * precomputed by the generator exactly as TFLM's Prepare computes it. */
+#ifndef AOT_KERNELS_H_
+#define AOT_KERNELS_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define AOT_ALIGN16 __attribute__((aligned(16)))
+#else
+#define AOT_ALIGN16
+#endif
+
+/* CONV_2D and DEPTHWISE_CONV_2D (NHWC input, OHWI / 1HWO filters). */
+typedef struct {
+  int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+  int32_t k_h, k_w, filter_in_c, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+  int32_t depth_mult;                      /* depthwise only */
+  int32_t input_offset, output_offset, act_min, act_max;
+  const int8_t* filter;                    /* int8, or int4 packed two per byte (low nibble first) */
+  const int32_t* bias;                     /* NULL when the operator has none */
+  const int32_t* mult;                     /* per output channel */
+  const int32_t* shift;
+} aot_conv_t;
+
+/* FULLY_CONNECTED: rows of accum_depth inputs, out_c outputs each. */
+typedef struct {
+  int32_t batches, accum_depth, out_c;
+  int32_t input_offset, filter_offset, output_offset, act_min, act_max;
+  int32_t per_channel;                     /* 0: mult[0], shift[0] for every channel */
+  const int8_t* filter;
+  const int32_t* bias;
+  const int32_t* mult;
+  const int32_t* shift;
+} aot_fc_t;
+
+/* AVERAGE_POOL_2D and MAX_POOL_2D. */
+typedef struct {
+  int32_t batches, in_h, in_w, ch, out_h, out_w, k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+  int32_t act_min, act_max;
+} aot_pool_t;
+
+/* SOFTMAX, int8 in, int8 out (zero point -128, scale 1/256). */
+typedef struct {
+  int32_t rows, depth, mult, left_shift, diff_min;
+} aot_softmax_t;
+
+#define AOT_MAX_DIMS 6
+/* ADD (and its broadcast): strides are 0 along broadcast dimensions. */
+typedef struct {
+  int32_t size, dims;                      /* dims == 0: same shape, elementwise over size */
+  int32_t out_shape[AOT_MAX_DIMS], stride1[AOT_MAX_DIMS], stride2[AOT_MAX_DIMS];
+  int32_t in1_offset, in2_offset, out_offset, left_shift;
+  int32_t m1, s1, m2, s2, mo, so;
+  int32_t act_min, act_max;
+} aot_add_t;
+
+void aot_conv_s8(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_conv_s4(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dwconv_s8(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dwconv_s4(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_fc_s8(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_fc_s4(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_avgpool_s8(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_maxpool_s8(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_softmax_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_add_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+void aot_copy(const void* from, void* to, size_t bytes);
+
+#endif /* AOT_KERNELS_H_ */

@@ -1,0 +1,167 @@
+/* tflm-kit AOT runtime: portable C99 kernels, bit-exact to TFLM's reference kernels.
+ * Compiled unless AOT_CMSIS_NN is defined. */
+#ifndef AOT_CMSIS_NN
+#include "aot_fixedpoint.h"
+#include "aot_kernels.h"
+
+void aot_add_reference_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
+void aot_softmax_reference_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out);
+
+/* Element i of a filter: int8, or int4 packed two per byte, low nibble first. */
+static inline int32_t aot_filter_at(const int8_t* f, int32_t i, int s4) {
+  if (s4) {
+    const uint8_t b = (uint8_t)f[i >> 1];
+    return (i & 1) ? (int32_t)((int8_t)b >> 4) : (int32_t)((int8_t)(uint8_t)(b << 4) >> 4);
+  }
+  return f[i];
+}
+
+static inline int8_t aot_requantize(const aot_conv_t* p, int32_t acc, int32_t ch) {
+  if (p->bias) acc += p->bias[ch];
+  acc = aot_mbqm(acc, p->mult[ch], p->shift[ch]) + p->output_offset;
+  return (int8_t)aot_clamp(acc, p->act_min, p->act_max);
+}
+
+static void aot_conv(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4) {
+  const int32_t groups = p->in_c / p->filter_in_c;
+  const int32_t per_group = p->out_c / groups;
+  int32_t b, oy, ox, oc, ky, kx, ic;
+  for (b = 0; b < p->batches; ++b)
+    for (oy = 0; oy < p->out_h; ++oy)
+      for (ox = 0; ox < p->out_w; ++ox)
+        for (oc = 0; oc < p->out_c; ++oc) {
+          const int32_t g = oc / per_group;
+          int32_t acc = 0;
+          for (ky = 0; ky < p->k_h; ++ky) {
+            const int32_t iy = oy * p->stride_h - p->pad_h + p->dil_h * ky;
+            if (iy < 0 || iy >= p->in_h) continue;
+            for (kx = 0; kx < p->k_w; ++kx) {
+              const int32_t ix = ox * p->stride_w - p->pad_w + p->dil_w * kx;
+              const int8_t* px;
+              int32_t f0;
+              if (ix < 0 || ix >= p->in_w) continue;
+              px = in + ((b * p->in_h + iy) * p->in_w + ix) * p->in_c + g * p->filter_in_c;
+              f0 = ((oc * p->k_h + ky) * p->k_w + kx) * p->filter_in_c;
+              for (ic = 0; ic < p->filter_in_c; ++ic)
+                acc += aot_filter_at(p->filter, f0 + ic, s4) * (px[ic] + p->input_offset);
+            }
+          }
+          out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] = aot_requantize(p, acc, oc);
+        }
+}
+
+static void aot_dwconv(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4) {
+  int32_t b, oy, ox, ic, m, ky, kx;
+  for (b = 0; b < p->batches; ++b)
+    for (oy = 0; oy < p->out_h; ++oy)
+      for (ox = 0; ox < p->out_w; ++ox)
+        for (ic = 0; ic < p->in_c; ++ic)
+          for (m = 0; m < p->depth_mult; ++m) {
+            const int32_t oc = m + ic * p->depth_mult;
+            int32_t acc = 0;
+            for (ky = 0; ky < p->k_h; ++ky) {
+              const int32_t iy = oy * p->stride_h - p->pad_h + p->dil_h * ky;
+              if (iy < 0 || iy >= p->in_h) continue;
+              for (kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = ox * p->stride_w - p->pad_w + p->dil_w * kx;
+                if (ix < 0 || ix >= p->in_w) continue;
+                acc += aot_filter_at(p->filter, (ky * p->k_w + kx) * p->out_c + oc, s4) *
+                       (in[((b * p->in_h + iy) * p->in_w + ix) * p->in_c + ic] + p->input_offset);
+              }
+            }
+            out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] = aot_requantize(p, acc, oc);
+          }
+}
+
+static void aot_fc(const aot_fc_t* p, const int8_t* in, int8_t* out, int s4) {
+  int32_t b, oc, d;
+  for (b = 0; b < p->batches; ++b)
+    for (oc = 0; oc < p->out_c; ++oc) {
+      const int32_t q = p->per_channel ? oc : 0;
+      int32_t acc = 0;
+      for (d = 0; d < p->accum_depth; ++d)
+        acc += (aot_filter_at(p->filter, oc * p->accum_depth + d, s4) + p->filter_offset) *
+               (in[b * p->accum_depth + d] + p->input_offset);
+      if (p->bias) acc += p->bias[oc];
+      acc = aot_mbqm(acc, p->mult[q], p->shift[q]) + p->output_offset;
+      out[b * p->out_c + oc] = (int8_t)aot_clamp(acc, p->act_min, p->act_max);
+    }
+}
+
+void aot_conv_s8(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_conv(p, in, out, 0);
+}
+void aot_conv_s4(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_conv(p, in, out, 1);
+}
+void aot_dwconv_s8(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_dwconv(p, in, out, 0);
+}
+void aot_dwconv_s4(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_dwconv(p, in, out, 1);
+}
+void aot_fc_s8(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_fc(p, in, out, 0);
+}
+void aot_fc_s4(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_fc(p, in, out, 1);
+}
+
+/* Window of output (oy, ox) clipped to the image: [*y0, *y1) x [*x0, *x1) in filter coordinates. */
+static void aot_window(const aot_pool_t* p, int32_t oy, int32_t ox, int32_t* y0, int32_t* y1, int32_t* x0,
+                       int32_t* x1) {
+  const int32_t iy = oy * p->stride_h - p->pad_h, ix = ox * p->stride_w - p->pad_w;
+  *y0 = iy < 0 ? -iy : 0;
+  *y1 = p->k_h < p->in_h - iy ? p->k_h : p->in_h - iy;
+  *x0 = ix < 0 ? -ix : 0;
+  *x1 = p->k_w < p->in_w - ix ? p->k_w : p->in_w - ix;
+}
+
+static void aot_pool(const aot_pool_t* p, const int8_t* in, int8_t* out, int average) {
+  int32_t b, oy, ox, c, y, x, y0, y1, x0, x1;
+  for (b = 0; b < p->batches; ++b)
+    for (oy = 0; oy < p->out_h; ++oy)
+      for (ox = 0; ox < p->out_w; ++ox) {
+        const int32_t iy = oy * p->stride_h - p->pad_h, ix = ox * p->stride_w - p->pad_w;
+        aot_window(p, oy, ox, &y0, &y1, &x0, &x1);
+        for (c = 0; c < p->ch; ++c) {
+          int32_t acc = average ? 0 : -128, count = 0;
+          for (y = y0; y < y1; ++y)
+            for (x = x0; x < x1; ++x) {
+              const int32_t v = in[((b * p->in_h + iy + y) * p->in_w + ix + x) * p->ch + c];
+              if (average) acc += v;
+              else acc = v > acc ? v : acc;
+              ++count;
+            }
+          if (average) {
+            if (count == 0) return;  /* TFLM's reference kernel stops here too */
+            acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+          }
+          out[((b * p->out_h + oy) * p->out_w + ox) * p->ch + c] = (int8_t)aot_clamp(acc, p->act_min, p->act_max);
+        }
+      }
+}
+
+void aot_avgpool_s8(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_pool(p, in, out, 1);
+}
+void aot_maxpool_s8(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_pool(p, in, out, 0);
+}
+void aot_softmax_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_softmax_reference_s8(p, in, out);
+}
+void aot_add_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_add_reference_s8(p, in1, in2, out);
+}
+#endif /* AOT_CMSIS_NN */

@@ -1,0 +1,113 @@
+"""TFLM's Prepare arithmetic, reproduced in Python bit for bit (quantization_util.cc, kernel_util.cc,
+padding.h). Every per-operator parameter the AOT code carries is computed here once, on the host.
+
+Why each detail matters (docs/aot.md, "Numerics"): `TfLiteRound` rounds half away from zero (Python's
+`round` rounds half to even); `QuantizeMultiplier` renormalises q == 2^31 and flushes shifts below -31;
+activation clamps divide in float32 (`f / scale` with float operands), not double. IEEE arithmetic is
+correctly rounded on the host and on the devices, so equal formulas give equal bits.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT8_MIN, INT8_MAX = -128, 127
+
+
+def round_away(x: float) -> int:
+    """TfLiteRound / std::round: half away from zero."""
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """QuantizeMultiplier(double): (multiplier in Q31, shift: positive = left)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = round_away(q * (1 << 31))
+    if q_fixed == 1 << 31:
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return q_fixed, shift
+
+
+def quantize_multiplier_greater_than_one(real: float) -> tuple[int, int]:
+    multiplier, shift = quantize_multiplier(real)
+    if shift < 0:
+        raise ValueError(f"multiplier {real} is below one")
+    return multiplier, shift
+
+
+def f32(x) -> float:
+    return float(np.float32(x))
+
+
+def activation_range(activation: int, scale: float, zero_point: int,
+                     qmin: int = INT8_MIN, qmax: int = INT8_MAX) -> tuple[int, int]:
+    """CalculateActivationRangeQuantizedImpl: NONE 0, RELU 1, RELU_N1_TO_1 2, RELU6 3 (schema's
+    ActivationFunctionType). `f / scale` is a float32 division, rounded half away from zero."""
+    def quantize(f: float) -> int:
+        return zero_point + round_away(f32(np.float32(f) / np.float32(scale)))
+
+    if activation == 1:
+        return max(qmin, quantize(0.0)), qmax
+    if activation == 3:
+        return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
+    if activation == 2:
+        return max(qmin, quantize(-1.0)), min(qmax, quantize(1.0))
+    if activation == 0:
+        return qmin, qmax
+    raise ValueError(f"fused activation {activation}")
+
+
+def out_size(padding_same: bool, image: int, filter_: int, stride: int, dilation: int = 1) -> int:
+    """ComputeOutSize."""
+    effective = (filter_ - 1) * dilation + 1
+    return (image + stride - 1) // stride if padding_same else (image + stride - effective) // stride
+
+
+def padding(stride: int, dilation: int, image: int, filter_: int, out: int) -> int:
+    """ComputePaddingWithOffset's padding (the offset half goes to the far side and is implicit)."""
+    effective = (filter_ - 1) * dilation + 1
+    total = max(0, (out - 1) * stride + effective - image)
+    return total // 2
+
+
+def conv_multipliers(input_scale: float, filter_scales, output_scale: float, channels: int):
+    """PopulateConvolutionQuantizationParams: per output channel, double throughout (a per-tensor
+    filter scale is broadcast). Also FULLY_CONNECTED's per-channel path."""
+    scales = [f32(s) for s in filter_scales]
+    pairs = [quantize_multiplier(f32(input_scale) * (scales[c] if len(scales) > 1 else scales[0]) / f32(output_scale))
+             for c in range(channels)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
+    """GetQuantizedConvolutionMultipler: the input*filter product is a float32 product (the trap)."""
+    product = f32(np.float32(input_scale) * np.float32(filter_scale))
+    return quantize_multiplier(product / f32(output_scale))
+
+
+def add_params(scale1: float, scale2: float, scale_out: float, left_shift: int = 20) -> dict:
+    """add_common.cc for int8: left shift 20, both inputs rescaled to twice the larger input scale."""
+    twice_max = 2 * float(max(f32(scale1), f32(scale2)))
+    m1, s1 = quantize_multiplier(f32(scale1) / twice_max)
+    m2, s2 = quantize_multiplier(f32(scale2) / twice_max)
+    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * f32(scale_out)))
+    return {"left_shift": left_shift, "m1": m1, "s1": s1, "m2": m2, "s2": s2, "mo": mo, "so": so}
+
+
+SOFTMAX_SCALED_DIFF_BITS = 5
+
+
+def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
+    """(input multiplier, input left shift, diff_min): PreprocessSoftmaxScaling and CalculateInputRadius
+    (double rounding build: the multiplier caps at 2^31 - 1)."""
+    bits = SOFTMAX_SCALED_DIFF_BITS
+    real = min(f32(beta) * f32(input_scale) * (1 << (31 - bits)), (1 << 31) - 1.0)
+    multiplier, left_shift = quantize_multiplier_greater_than_one(real)
+    radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << left_shift))
+    return multiplier, left_shift, -radius

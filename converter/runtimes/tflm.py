@@ -1,0 +1,195 @@
+"""The `tflm` runtime: TFLM's MicroInterpreter with the model's flatbuffer, op resolver and arena.
+
+Flash is counted as measured TFLM code (converter/tflm/footprint.py: core + the kernels of the
+model's operators) + the model + the golden vectors + the board's platform code (its OS/SDK: an
+estimate the profile states); RAM as the tensor arena + the board's RAM reserve. The board's TFLM
+port (converter/tflm/ports.py) must have every operator of the model.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import KitError
+from ..tflite.model import read_model
+from ..tflm.footprint import Footprint, deployed_flash
+from ..tflm.ports import load_port
+from .boards import RECORD_NAME
+from .base import Deployed, Figure, ProjectNeeds, check_fits
+from .facts import MODEL_SOURCES, ModelFacts, read_model_dir
+
+DECODE = "TFLM_DECODE"
+# The TFLM commit the templates were built and tested against (see converter/tflm/ops.py).
+TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"
+# Defines libtensorflow-microlite.a is compiled with on the host; TF_LITE_STATIC_MEMORY
+# changes TfLiteTensor's layout, so application code must use the same set.
+HOST_DEFINES = ("-DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON "
+                "-DKERNELS_OPTIMIZED_FOR_SPEED -DTF_LITE_USE_CTIME")
+# Copied beside the sources for `tflm-kit flash` to compare against; no firmware uses it.
+MODEL_EXTRAS = ("golden.npz",)
+# The flatbuffer's kTensorArenaSize: what was measured plus the recipe's margin, in 16-byte steps.
+ARENA_ALIGN = 16
+
+
+def arena_with_margin(measured: int, margin: float) -> int:
+    return int(math.ceil(measured * (1 + margin) / ARENA_ALIGN) * ARENA_ALIGN)
+
+
+def check_port(board: dict, facts: ModelFacts, other_boards: dict[str, dict]) -> None:
+    """KitError naming the missing operators and the alternatives when the board's TFLM port lacks some."""
+    port = load_port(board["port"])
+    missing = port.missing(facts.operators)
+    if not missing:
+        return
+    able = sorted(name for name, profile in other_boards.items()
+                  if not load_port(profile["port"]).missing(facts.operators))
+    fixes = (["an uncompressed model (convert without `compress: {lut: true}`)"] if DECODE in missing else
+             ["a model without those operators"])
+    fixes.append(f"another board: {', '.join(able)}" if able else "no bundled board has them all")
+    raise KitError(f"'{facts.name}' uses {', '.join(missing)}, which {board['name']}'s TFLM ({port.name}, "
+                   f"{port.source}) does not have", "use " + " or ".join(fixes))
+
+
+@dataclass(frozen=True)
+class TflmBudget:
+    flash_needed_bytes: int | None
+    ram_needed_bytes: int
+    flash_bytes: int | None
+    ram_bytes: int | None
+    footprint: Footprint | None       # None on the host (no flash budget)
+    platform_flash_bytes: int = 0
+    lut_image_delta_bytes: int | None = None  # LUT models: image size minus the uncompressed model's image
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_budget(board: dict, facts: ModelFacts) -> TflmBudget:
+    """Flash and RAM the firmware needs on this board; KitError when either does not fit."""
+    footprint = deployed_flash(facts.model_bytes, facts.operators, board["code_size"]) \
+        if board.get("code_size") else None
+    platform_bytes = board.get("platform_flash_bytes", 0)
+    flash_need = footprint.total + facts.golden_bytes + platform_bytes if footprint else None
+    ram_need = facts.arena_bytes + board.get("reserve_ram_bytes", 0)
+    checks = [("RAM", ram_need, board.get("ram_bytes"),
+               f"tensor arena {facts.arena_bytes} + runtime reserve {board.get('reserve_ram_bytes', 0)}")]
+    if footprint:
+        checks.insert(0, ("flash", flash_need, board.get("flash_bytes"),
+                          f"model {facts.model_bytes} + TFLM kernels {footprint.runtime - footprint.core}"
+                          f" + TFLM core {footprint.core} + golden vectors {facts.golden_bytes}"
+                          f" + platform {platform_bytes}"))
+    check_fits(facts.name, board, checks,
+               "shrink the model (prune/cluster/int8, fewer golden vectors) or pick a bigger board")
+    delta = None
+    if footprint and facts.uncompressed_model_bytes and DECODE in facts.operators:
+        plain = deployed_flash(facts.uncompressed_model_bytes, [op for op in facts.operators if op != DECODE],
+                               board["code_size"])
+        delta = footprint.total - plain.total
+    return TflmBudget(flash_needed_bytes=flash_need, ram_needed_bytes=ram_need, flash_bytes=board.get("flash_bytes"),
+                      ram_bytes=board.get("ram_bytes"), footprint=footprint, platform_flash_bytes=platform_bytes,
+                      lut_image_delta_bytes=delta)
+
+
+def budget_lines(record: dict) -> list[str]:
+    """Where the flash and RAM go, and for LUT models what compression costs as well as saves."""
+    lines, footprint = [], record.get("footprint")
+    if footprint:
+        kernels = footprint["total"] - footprint["model"] - footprint["core"]
+        have = f" of {record['flash_bytes']:,}" if record.get("flash_bytes") else ""
+        lines.append(f"flash {record['flash_needed_bytes']:,}{have} bytes: model {record['model_bytes']:,}"
+                     f" + TFLM kernels {kernels:,} + TFLM core {footprint['core']:,} + golden vectors"
+                     f" {record['golden_bytes']:,} + platform {record['platform_flash_bytes']:,}"
+                     f" (TFLM code measured on {footprint['target']})")
+    have = f" of {record['ram_bytes']:,}" if record.get("ram_bytes") else ""
+    lines.append(f"RAM {record['ram_needed_bytes']:,}{have} bytes: tensor arena {record['arena_bytes']:,}"
+                 f" (measured {record['arena_measured_bytes']:,} + margin) + reserve"
+                 f" {record['ram_needed_bytes'] - record['arena_bytes']:,}")
+    if record.get("lut_image_delta_bytes") is not None:
+        saved = record["uncompressed_model_bytes"] - record["model_bytes"]
+        decode = footprint["kernels"]["TFLM_DECODE"]
+        lines.append(f"LUT compression: the model is {saved:,} bytes smaller ({record['uncompressed_model_bytes']:,}"
+                     f" -> {record['model_bytes']:,}) but the DECODE kernel adds {decode:,} bytes of code: image"
+                     f" {record['lut_image_delta_bytes']:+,} bytes; the arena also holds the decoded weights (largest tensor"
+                     f" {record.get('decoded_tensor_bytes') or 0:,} bytes)")
+    return lines
+
+
+def price(model_bytes: int, operators: list[str], arena_bytes: int, target: str) -> Deployed:
+    """TFLM's deployed flash from the per-target code-size data; RAM: the arena TFLM's Python runtime measured
+    on this host (64-bit pointers: an upper estimate for a 32-bit core). KitError when the data has no figure."""
+    found = deployed_flash(model_bytes, operators, target)
+    kernels = int(sum(found.kernels.values()) - found.shared)  # shared code counted once
+    return Deployed("tflm", target, Figure(int(found.total), f"footprint data ({target}, TFLM kernels linked alone)"),
+                    Figure(arena_bytes, f"arena measured on host {platform.machine()}"),
+                    {"model": found.model, "kernels": kernels, "core": int(found.core)})
+
+
+class TflmRuntime:
+    """TFLM's interpreter: the flatbuffer, the generated op resolver and `kTensorArenaSize`."""
+    name = "tflm"
+    description = "TFLM MicroInterpreter (flatbuffer + op resolver + tensor arena)"
+
+    def facts(self, model_dir: Path) -> ModelFacts:
+        return read_model_dir(model_dir)
+
+    def check(self, board: dict, facts: ModelFacts, model_dir: Path, boards: dict[str, dict]) -> None:
+        check_port(board, facts, boards)
+
+    def budget(self, board: dict, facts: ModelFacts, model_dir: Path) -> TflmBudget:
+        return check_budget(board, facts)
+
+    def budget_lines(self, record: dict) -> list[str]:
+        return budget_lines(record)
+
+    def price(self, model: bytes, arena_bytes: int, target: str) -> Deployed:
+        return price(len(model), read_model(model).operators, arena_bytes, target)
+
+    def price_model(self, model_bytes: int, operators: list[str], arena_bytes: int, target: str) -> Deployed:
+        """`price` from the figures a manifest or a part already holds (no model directory needed)."""
+        return price(model_bytes, operators, arena_bytes, target)
+
+    def needs(self, board: dict) -> ProjectNeeds:
+        cortex = board.get("runs_on") == "qemu" or "arch_flags" in board
+        return ProjectNeeds(
+            sources=MODEL_SOURCES,
+            include_dirs=("$(TFLM_ROOT)", "$(TFLM_DOWNLOADS)/flatbuffers/include", "$(TFLM_DOWNLOADS)/gemmlowp",
+                          "$(TFLM_DOWNLOADS)/ruy", "$(TFLM_DOWNLOADS)/kissfft"),
+            defines=tuple((HOST_DEFINES if not cortex else
+                           "-DTF_LITE_STATIC_MEMORY -DTF_LITE_MCU_DEBUG_LOG -DCMSIS_NN -DTF_LITE_DISABLE_X86_NEON "
+                           "-DKERNELS_OPTIMIZED_FOR_SPEED").split()),
+            libraries=(f"$(TFLM_ROOT)/gen/{board.get('tflm_target', '')}/lib/libtensorflow-microlite.a",),
+            settings=("TFLM_ROOT",))
+
+    def emit(self, model_dir: Path, dest: Path, board: dict) -> list[Path]:
+        dest.mkdir(parents=True, exist_ok=True)
+        copied = []
+        for name in MODEL_SOURCES + MODEL_EXTRAS:
+            if (model_dir / name).is_file():
+                target = dest / name
+                if target.suffix == ".cc" and board.get("cc_suffix"):
+                    target = target.with_suffix(board["cc_suffix"])
+                shutil.copyfile(model_dir / name, target)
+                copied.append(target)
+        return copied
+
+    def template(self, board: dict) -> tuple[str, dict[str, str]]:
+        return board["template"], board["files"]
+
+    def context(self, board: dict, facts: ModelFacts, model_dir: Path) -> dict:
+        return {"host_defines": HOST_DEFINES, "tflm_commit": TFLM_COMMIT}
+
+    def record_extras(self) -> dict:
+        return {"tflm_commit": TFLM_COMMIT}
+
+    bare_main = ("bare/tflm.cc.j2", "bare.cc")
+    model_data_note = "the flatbuffer array g_<name>_model_data"
+
+    def model_data_bytes(self, project: Path, elf: Path) -> int:
+        from .bare import symbol_sizes
+
+        record = json.loads((project / RECORD_NAME).read_text())
+        return symbol_sizes(elf).get(f"g_{record['name']}_model_data", 0)

@@ -1,0 +1,131 @@
+"""The runtime interface (converter/runtimes/): the registry, the boards each runtime renders for, how each one
+prices a model, and the pieces the aot projects are made of (golden vectors in C, the code-size data)."""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from converter.emit.sources import golden_vectors_c
+from converter.errors import KitError
+from converter.runtimes import aot, tflm
+from converter.runtimes.base import Deployed, Figure
+from converter.runtimes.boards import TEMPLATES_DIR, all_boards, load_board
+from converter.runtimes.facts import ModelFacts
+from converter.runtimes.registry import RUNTIMES, get_runtime, runtime_names
+from converter.tflm.footprint import code_size_targets, deployed_flash
+
+FACTS = ModelFacts(name="m", model_bytes=1000, arena_bytes=2048, arena_measured_bytes=1800, input_count=1,
+                   output_count=1, golden_count=2, golden_bytes=20, operators=["CONV_2D", "SOFTMAX"])
+
+
+def test_every_runtime_is_registered_once_and_unknown_names_say_the_choices():
+    assert runtime_names() == ["tflm", "aot"]
+    assert all(get_runtime(name).name == name for name in runtime_names())
+    with pytest.raises(KitError, match="unknown runtime 'tvm'.*tflm, aot"):
+        get_runtime("tvm")
+
+
+@pytest.mark.parametrize("runtime", list(RUNTIMES))
+def test_each_board_template_of_each_runtime_exists(runtime):
+    chosen = get_runtime(runtime)
+    able = [name for name, board in all_boards().items() if runtime == "tflm" or "aot" in board]
+    assert able, f"no board renders {runtime}"
+    for name in able:
+        folder, files = chosen.template(load_board(name))
+        for template in files:
+            path = TEMPLATES_DIR / (template if "/" in template else f"{folder}/{template}")
+            assert path.is_file(), f"{name} ({runtime}): {path} missing"
+
+
+def test_aot_boards_are_host_and_the_emulated_cortex_m_cores():
+    able = sorted(name for name, board in all_boards().items() if "aot" in board)
+    assert able == ["cortex-m-qemu", "cortex-m0plus-qemu", "cortex-m7-qemu", "host"]
+    assert {load_board(b)["aot"]["kernels"] for b in able if b != "host"} == {"cmsis-nn"}
+    assert load_board("host")["aot"]["kernels"] == "portable"
+    assert load_board("cortex-m0plus-qemu")["qemu_machine"] == "mps2-an385"
+    assert "-mcpu=cortex-m0plus" in load_board("cortex-m0plus-qemu")["arch_flags"]
+
+
+def test_a_board_without_an_aot_template_is_refused_naming_the_ones_that_have_it(tmp_path):
+    with pytest.raises(KitError, match="stm32 has no project template for the aot runtime.*--runtime tflm.*host"):
+        get_runtime("aot").check(load_board("stm32"), FACTS, tmp_path, all_boards())
+
+
+def test_a_model_dir_without_the_generated_c_names_the_recipe_setting(tmp_path):
+    with pytest.raises(KitError, match="has no aot/aot_model.h.*aot runtime"):
+        aot.aot_folder(tmp_path)
+
+
+def test_aot_on_an_arm_board_needs_cmsis_nn_and_says_so():
+    needs = get_runtime("aot").needs(load_board("cortex-m-qemu"))
+    assert needs.settings == ("CMSIS_NN_ROOT",) and "-DAOT_CMSIS_NN" in needs.defines
+    assert get_runtime("aot").needs(load_board("host")).settings == ()
+    assert get_runtime("tflm").needs(load_board("host")).settings == ("TFLM_ROOT",)
+
+
+@pytest.mark.parametrize("target", code_size_targets())
+def test_tflm_price_is_the_footprint_data_with_the_kernels_shared_once(target):
+    found = deployed_flash(FACTS.model_bytes, FACTS.operators, target)
+    priced = tflm.price(FACTS.model_bytes, FACTS.operators, FACTS.arena_measured_bytes, target)
+    assert priced.flash.bytes == found.total and priced.ram.bytes == FACTS.arena_measured_bytes
+    assert sum(priced.parts.values()) == found.total
+    assert target in priced.flash.source and "host" in priced.ram.source
+
+
+def test_tflm_arena_margin_rounds_up_to_16_bytes():
+    assert tflm.arena_with_margin(1000, 0.10) == 1104
+    assert tflm.arena_with_margin(1600, 0.0) == 1600
+
+
+def test_deployed_line_says_where_each_figure_comes_from():
+    line = Deployed("aot", "cortex-m4", Figure(5000, "footprint data"), Figure(900, "planned buffer"),
+                    {"model data": 3000, "kernels": 2000}).line()
+    assert line == ("aot on cortex-m4: flash 5,000 B (model data 3,000 + kernels 2,000; footprint data), "
+                    "RAM 900 B (planned buffer)")
+
+
+def test_constant_bytes_counts_the_arrays_the_generator_writes():
+    source = ("static const int8_t aot_w3[20] AOT_ALIGN16 = {\n 1,\n};\n"
+              "static const int32_t aot_m3[5] = {\n 1,\n};\nstatic const uint8_t aot_w4[33] AOT_ALIGN16 = {0};\n")
+    assert aot.constant_bytes(source) == 32 + 20 + 48
+
+
+def test_golden_vectors_in_c_hold_the_same_bytes():
+    inputs = [np.arange(-3, 3, dtype=np.int8).reshape(2, 3), np.array([[1000], [-1]], dtype=np.int16)]
+    outputs = [np.array([[5, -5], [7, 8]], dtype=np.int8)]
+    files = golden_vectors_c("m", inputs, outputs)
+    header, source = files["golden_vectors_c.h"], files["golden_vectors_c.c"]
+    assert "#define GOLDEN_COUNT 2" in header and "#define GOLDEN_INPUT_BYTES_1 2" in header
+    assert 'extern "C"' in header and "namespace" not in header
+    arrays = dict(re.findall(r"const unsigned char (\w+)\[[^\]]*\] = \{\n(.*?)\n\};", source, re.S))
+    as_bytes = {name: bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", text)) for name, text in arrays.items()}
+    assert as_bytes == {"golden_input_0": inputs[0].tobytes(), "golden_input_1": inputs[1].astype("<i2").tobytes(),
+                        "golden_output_0": outputs[0].tobytes()}
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a host C compiler (cc)")
+def test_golden_vectors_in_c_compile_as_c99_and_as_cxx(tmp_path):
+    files = golden_vectors_c("m", [np.zeros((2, 4), np.int8)], [np.ones((2, 3), np.int8)])
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "use.c").write_text('#include "golden_vectors_c.h"\nint main(void) { return golden_output_0[5] - 1; }\n')
+    built = subprocess.run(["cc", "-std=c99", "-Wall", "-Werror", "-pedantic", "golden_vectors_c.c", "use.c", "-o", "t"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    assert subprocess.run([str(tmp_path / "t")]).returncode == 0
+
+
+def test_aot_code_size_data_names_every_kernel_the_generator_ships():
+    kernels_dir = Path(aot.__file__).resolve().parent.parent / "aot" / "kernels"
+    if not (kernels_dir / "aot_kernels.h").is_file():
+        pytest.skip("converter/aot/ (the generator) is not on this branch yet")
+    declared = set(re.findall(r"^void (aot_\w+)\(", (kernels_dir / "aot_kernels.h").read_text(), re.M))
+    tables = sorted(aot.DATA_DIR.glob("aot_code_size_*.json"))
+    assert tables, "no AOT code-size data: run tools/regen_aot_code_size.py"
+    for path in tables:
+        table = aot.code_size_table(path.stem.removeprefix("aot_code_size_"))
+        for backend, data in table["backends"].items():
+            assert set(data["kernels"]) == declared, f"{path.name} ({backend}) is stale: run tools/regen_aot_code_size.py"
