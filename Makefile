@@ -22,7 +22,7 @@ export CMSIS_NN_ROOT := $(abspath ../shared/sdk/cmsis-nn)
 endif
 endif
 
-.PHONY: demo test test-fast test-slow test-all bench clean
+.PHONY: demo lint test test-fast test-slow test-all bench clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "error: tflm-kit needs Python 3.11 (TensorFlow 2.21 + TF-MOT) — fix: run make with PYTHON=python3.11")'
@@ -36,12 +36,21 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(BIN)/tflm-kit convert models/recipes/demo.yaml --out build/digits --force
 
-test: $(INSTALLED)
+# The lint and type gate (pyproject.toml: [tool.ruff], [tool.mypy]): pyflakes, bugbear, unused arguments,
+# complexity <= 12 on the whole tree, and mypy on converter/. Seconds; runs first in test-fast and test.
+# ruff's binary beside its package (a venv that borrows another's site-packages has only a `python -m ruff`
+# wrapper in bin/, and ruff's own finder would run that wrapper again); RUFF=<path> names another.
+RUFF ?= $(shell $(BIN)/python -c 'import pathlib, ruff; print(pathlib.Path(ruff.__file__).resolve().parents[4] / "bin" / "ruff")')
+lint: $(INSTALLED)
+	$(RUFF) check converter tests bench tools
+	$(BIN)/python -m mypy
+
+test: lint
 	$(BIN)/python -m pytest
 
 # Pure logic (recipe schema, stage order, records, report, manifest shape, progress, C literals) and the
 # layer rule: no TensorFlow is imported (each test checks), a few seconds.
-test-fast: $(INSTALLED)
+test-fast: lint
 	$(BIN)/python -m pytest tests/unit tests/test_architecture.py -q
 
 test-slow: $(INSTALLED)
@@ -52,11 +61,12 @@ test-all: $(INSTALLED)
 
 # The kit against the MLPerf Tiny reference models: one `tflm-kit optimize` search per model (and the demo)
 # -> bench/optimize_runs/<model>.json -> bench/results.md, results.csv, results.png (docs/bench.md);
-# and the time to validate 1,000 KWS inputs: bench/validate_kws.md. Long: the searches build and run
+# the time to validate 1,000 KWS inputs: bench/validate_kws.md; TFLM vs AOT firmware per model: bench/aot.md. Long: the searches build and run
 # firmware under QEMU when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there.
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.validate_kws
+	$(BIN)/python -m bench.aot
 
 clean:
 	rm -rf build .pytest_cache tflm_kit.egg-info

@@ -62,7 +62,7 @@ def judge(manifest: dict, model_bytes: bytes, x_eval, y_eval, teacher) -> dict:
     from converter import deployed_flash, dequantize, output_metrics, quantize, read_model, run_tflm
 
     info = read_model(model_bytes)
-    out = run_tflm(model_bytes, info, [quantize(x_eval, info.inputs[0])])[0]
+    out = run_tflm(model_bytes, [quantize(x_eval, info.inputs[0])])[0]
     metrics = output_metrics(teacher, dequantize(out, info.outputs[0]), y_eval)
     return {"model_bytes": len(model_bytes), "agreement": metrics["top1_agreement"],
             "accuracy_float": metrics["accuracy_float"], "accuracy": metrics["accuracy_quantized"],

@@ -82,8 +82,8 @@ def row(path: Path, vectors: int = 20) -> str:
         inputs = [rng.integers(np.iinfo(t.dtype).min, np.iinfo(t.dtype).max, (vectors, *t.shape[1:]),
                                endpoint=True).astype(t.dtype) if t.dtype.kind == "i" else
                   rng.uniform(0, 1, (vectors, *t.shape[1:])).astype(t.dtype) for t in info.inputs]
-        identical = all(np.array_equal(a, b) for a, b in zip(run_tflm(model_bytes, info, inputs),
-                                                        run_tflm(planned, read_model(planned), inputs)))
+        identical = all(np.array_equal(a, b) for a, b in zip(run_tflm(model_bytes, inputs),
+                                                        run_tflm(planned, inputs)))
         outputs = f"{vectors}/{vectors} identical" if identical else "DIFFER"
     how = plan.planned.method + (" (optimal)" if plan.planned.optimal else "")
     orders, lowest = lowest_bound_any_order(model_bytes)

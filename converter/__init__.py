@@ -31,6 +31,9 @@ _EXPORTS = {
     "render_firmware": "flows.firmware:render_firmware",
     "list_boards": "runtimes.boards:list_boards",
     "flash": "flows.flash:flash",
+    "measure_bare": "runtimes.bare:measure_bare",
+    "price_all": "runtimes.registry:price_all",
+    "runtime_names": "runtimes.registry:runtime_names",
     # errors
     "KitError": "errors:KitError",
     "CheckFailed": "errors:CheckFailed",

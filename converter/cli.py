@@ -13,6 +13,8 @@ import click
 
 from . import progress
 from .errors import CheckFailed, KitError
+from .runtimes.registry import runtime_names
+from .optimize.cost import SEARCH_OBJECTIVES
 from .system import out_lock
 from .system.native_output import captured_fds
 from .system.outdir import DISK_FULL, disk_full_error
@@ -57,7 +59,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C so the same cleanup (staging folder removed) runs."""
 
 
-def _raise_terminated(signum, frame):
+def _raise_terminated(_signum, _frame):
     raise Terminated()
 
 
@@ -115,7 +117,10 @@ def main():
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output directory for the artifacts.")
 @click.option("--force", is_flag=True, help="Replace the output directory if it already holds files.")
 @click.option("--ray-address", help="Run federated stages on this Ray cluster (overrides their ray_address).")
-def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
+@click.option("--device-check", type=click.Choice(["auto", "off", "cortex-m4", "cortex-m7", "cortex-m0plus"]),
+              help="Run the golden self-test on this emulated core under QEMU before writing --out (overrides the "
+                   "recipe's device_check; auto: cortex-m4 when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there).")
+def convert(recipe: Path, out: Path, force: bool, ray_address: str | None, device_check: str | None):
     """Run RECIPE (YAML): optimize, quantize, emit and validate into --out."""
     from .flows.convert import convert as run_conversion
     from .recipe import load_recipe
@@ -124,7 +129,7 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     try:
         with quiet_console() as log:
             manifest = run_conversion(with_ray_address(load_recipe(recipe), ray_address), out, force=force,
-                                      events=progress.ConsoleSink(log))
+                                      events=progress.ConsoleSink(log), device_check=device_check)
     except KitError as error:
         _fail(error)
     except KeyboardInterrupt as interrupt:
@@ -133,7 +138,7 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     exact = manifest["validation"]["tflm_vs_c_array"]
     click.echo(f"artifacts: {out}/  (report: {out / 'report.md'})")
     click.echo(f"model: {summary['model_bytes']:,} bytes {summary['mode']}   tensor arena: {summary['tensor_arena_size']:,} bytes "
-               f"({summary['arena_measured']:,} measured on host)")
+               f"({summary['arena_measured']:,} {summary.get('arena_source', 'measured on host')} + margin)")
     click.echo(f"quality: float {summary['float_quality']} -> {summary['mode']} on TFLM {summary['quantized_quality']}")
     if "deployed" in manifest:  # a compressed model: what the device stores, next to the uncompressed one
         from .reports.deployed import DeployedComparison
@@ -145,6 +150,11 @@ def convert(recipe: Path, out: Path, force: bool, ray_address: str | None):
     for pair in ("tflm_vs_litert_reference", "tflm_vs_litert_optimized"):
         result = manifest["validation"][pair]
         click.echo(f"{pair}: {result['equal']}/{result['total']} equal, max {result['max_lsb']} LSB")
+    if "aot" in manifest:
+        for check in manifest["aot"]["validated"]:
+            click.echo(f"{check['line']}   -> {out / 'aot'}/")
+        sizes = manifest["aot"]["buffer_bytes"]
+        click.echo("AOT static buffer: " + ", ".join(f"{core} {size:,} B" for core, size in sizes.items()))
 
 
 def deployed_lines(manifest: dict) -> list[str]:
@@ -261,7 +271,7 @@ _register_firmware_commands()
 @click.option("--max-accuracy-drop", type=click.FloatRange(0, 1), help="Classifiers: accuracy drop vs float (default 0.01).")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), help="Classifiers: top-1 agreement with float (default 0.95).")
 @click.option("--min-sqnr", type=float, help="Output SQNR vs float in dB (default 20 for regression/autoencoders).")
-@click.option("--objective", type=click.Choice(["flash", "ram", "latency"]), default="flash", show_default=True)
+@click.option("--objective", type=click.Choice(SEARCH_OBJECTIVES), default="flash", show_default=True)
 @click.option("--trials", type=click.IntRange(1, 10_000), default=20, show_default=True,
               help="Trials in all, the plain int8 reference included; a larger number extends a finished search.")
 @click.option("--ray-address", help="An existing Ray cluster (auto or HOST:PORT); default: local Ray on this machine.")
@@ -271,6 +281,8 @@ _register_firmware_commands()
               help="Distillation fine-tuning epochs per candidate.")
 @click.option("--label-weight", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Weight of the labels in the fine-tuning targets (the rest: the float model's outputs).")
+@click.option("--runtime", type=click.Choice(runtime_names()), default="tflm", show_default=True,
+              help="Whose deployed cost is minimized: TFLM's interpreter or the generated C (aot).")
 @click.option("--device/--no-device", default=None, help="Build and run passing candidates on the emulated core "
               "(default: when TFLM_ROOT, the Arm toolchain and QEMU are there and the board is emulated).")
 def optimize(recipe: Path, out: Path, **settings):

@@ -13,7 +13,7 @@ import keyword
 import math
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_serializer,
                       model_validator)
@@ -23,6 +23,7 @@ from .stages.base import OrderError, check_order
 from .stages.registry import list_stages
 from .system.paths import resolve_path
 from .system.safe_yaml import load_yaml_file
+from .tflm.arena import ARENA_MARGIN
 from .stages.compress import CompressSettings
 from .stages.quantize import QuantizeSettings
 
@@ -167,7 +168,14 @@ class Recipe(_Strict):
     golden: GoldenSettings = Field(default_factory=GoldenSettings)
     seed: int = 0
     eval_samples: int = Field(2000, ge=0, le=1_000_000, description="cap on eval inputs scored on TFLM")
-    arena_margin: float = Field(0.10, ge=0.0, le=10.0, description="fraction added to the measured arena")
+    arena_margin: float = Field(ARENA_MARGIN, ge=0.0, le=10.0, description="fraction added to the measured arena")
+    runtime: Optional[Literal["tflm", "aot", "both"]] = Field(
+        None, description="runtimes to emit: tflm (MicroInterpreter), aot (the model compiled to C, docs/aot.md) "
+                          "or both; unset means both, skipping AOT with a note when the model is outside its set")
+    device_check: Literal["auto", "off", "cortex-m4", "cortex-m7", "cortex-m0plus"] = Field(
+        "auto", description="run the golden self-test on this emulated core under QEMU during convert (its outputs "
+                            "must equal TFLM's on the host; its arena goes into model_settings.h); auto: cortex-m4 "
+                            "when TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm are there")
 
     @field_validator("name")
     @classmethod

@@ -234,3 +234,49 @@ def random_inputs(model: bytes, vectors: int, seed: int) -> list[np.ndarray]:
         x[0], x[1 % vectors] = -128, 127
         inputs.append(x)
     return inputs
+
+
+def chain_model(seed: int = 0, int4: bool = False) -> bytes:
+    """A small CNN as one chain (CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED,
+    SOFTMAX): intermediate tensors the planner must place, RESHAPE as an alias."""
+    b, r = ModelBuilder(), Random(seed)
+    scales = [r.scale() for _ in range(6)]
+    x = b.activation((1, 8, 8, 3), scales[0], -128)
+
+    def weights(shape, axis=0):
+        _, data = r.filter(shape, int4)
+        return b.tensor(shape, "INT4" if int4 else "INT8", [r.scale()], 0, data, axis)
+
+    def bias(count, in_scale, w):
+        scale = float(np.float32(in_scale) * np.float32(b.model.tensors[w].quantization.scale[0]))
+        return b.tensor((count,), "INT32", [scale], 0, r.bias(count))
+
+    conv = s.Conv2DOptionsT()
+    conv.padding, conv.strideH, conv.strideW, conv.fusedActivationFunction = s.Padding.VALID, 1, 1, 1
+    conv.dilationHFactor = conv.dilationWFactor = 1
+    w1 = weights((4, 3, 3, 3))
+    c1 = b.activation((1, 6, 6, 4), scales[1], -128)
+    b.op("CONV_2D", (x, w1, bias(4, scales[0], w1)), (c1,), conv, "Conv2DOptions")
+    dw = s.DepthwiseConv2DOptionsT()
+    dw.padding, dw.strideH, dw.strideW, dw.depthMultiplier, dw.fusedActivationFunction = s.Padding.SAME, 1, 1, 2, 3
+    dw.dilationHFactor = dw.dilationWFactor = 1
+    w2 = weights((1, 3, 3, 8), axis=3)
+    c2 = b.activation((1, 6, 6, 8), scales[2], -100)
+    b.op("DEPTHWISE_CONV_2D", (c1, w2, bias(8, scales[1], w2)), (c2,), dw, "DepthwiseConv2DOptions")
+    pool = s.Pool2DOptionsT()
+    pool.padding, pool.strideH, pool.strideW, pool.filterHeight, pool.filterWidth = s.Padding.VALID, 2, 2, 2, 2
+    p = b.activation((1, 3, 3, 8), scales[2], -100)
+    b.op("MAX_POOL_2D", (c2,), (p,), pool, "Pool2DOptions")
+    shape = b.tensor((2,), "INT32", data=np.array([1, 72], "<i4").tobytes())
+    flat = b.activation((1, 72), scales[2], -100)
+    b.op("RESHAPE", (p, shape), (flat,))
+    w3 = weights((5, 72))
+    logits = b.activation((1, 5), scales[3], 7)
+    b.op("FULLY_CONNECTED", (flat, w3, bias(5, scales[2], w3)), (logits,), s.FullyConnectedOptionsT(),
+         "FullyConnectedOptions")
+    probs = b.activation((1, 5), 1 / 256, -128)
+    soft = s.SoftmaxOptionsT()
+    soft.beta = 1.0
+    b.op("SOFTMAX", (logits,), (probs,), soft, "SoftmaxOptions")
+    b.io((x,), (probs,))
+    return b.to_bytes()

@@ -10,6 +10,10 @@ import pytest
 import converter.system.tf_env  # noqa: F401  (Keras 2 before TensorFlow loads)
 
 REPO = Path(__file__).resolve().parent.parent
+# Every convert here would otherwise build and run its golden self-test under QEMU when the tools are there
+# (about 10-20 s each, docs/firmware.md): the suite converts dozens of models, so only the tests that check
+# the device check (tests/test_device_check.py) turn it on, with --device-check or this variable.
+os.environ.setdefault("TFLM_KIT_DEVICE_CHECK", "off")
 SHARED_DATA = Path(os.environ.get("TFLM_KIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -20,6 +24,15 @@ def shared_data() -> Path:
                     "(present in CI; point TFLM_KIT_SHARED_DATA at a copy to run locally)")
     os.environ["TFLM_KIT_SHARED_DATA"] = str(SHARED_DATA)
     return SHARED_DATA
+
+
+@pytest.fixture
+def tflm_root() -> Path:
+    """The TFLM tree the firmware tests build against (tests/firmware_tools.tflm_root: TFLM_ROOT, else
+    ../shared/tflm), or a skip naming what is missing."""
+    from . import firmware_tools
+
+    return firmware_tools.tflm_root()
 
 
 def tiny_classifier(input_shape=(8, 8, 4), classes=3):

@@ -1,6 +1,5 @@
 """The default recipe's artifacts: content, consistency and that the C/C++ compiles and holds the bytes."""
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from converter.tflm.runners import run_tflm
 from converter.tflite.model import read_model
 
 from .conftest import cxx
+from .firmware_tools import tflm_root
 
 EXPECTED_FILES = {"model.tflite", "model_data.h", "model_data.cc", "model_ops.h", "model_settings.h",
                   "golden_vectors.h", "golden_vectors.cc", "golden.npz", "manifest.json", "report.md"}
@@ -51,10 +51,9 @@ def test_manifest_describes_every_artifact_truthfully(demo_dir):
 def test_golden_outputs_are_what_tflm_computes(demo_dir):
     model = (demo_dir / "model.tflite").read_bytes()
     golden = np.load(demo_dir / "golden.npz")
-    info = read_model(model)
     assert golden["input_0"].dtype == np.int8 and len(golden["input_0"]) == 10
     assert len(np.unique(golden["input_0"].reshape(10, -1), axis=0)) == 10, "golden inputs should be distinct"
-    outputs = run_tflm(model, info, [golden["input_0"]])
+    outputs = run_tflm(model, [golden["input_0"]])
     assert np.array_equal(outputs[0], golden["output_0"])
 
 
@@ -64,7 +63,10 @@ def test_resolver_registers_exactly_the_model_operators(demo_dir):
     assert f"constexpr int kNumOps = {len(operators)};" in header
     assert header.count("resolver.Add") == len(operators)
     for method in ("AddConv2D", "AddDepthwiseConv2D", "AddFullyConnected", "AddSoftmax"):
-        assert f"resolver.{method}()" in header
+        assert f"resolver.{method}(" in header
+    # int8 activations and filters: the int8-only kernels (the generic ones also link float, int16, int4 paths)
+    assert "resolver.AddConv2D(tflite::Register_CONV_2D_INT8())" in header
+    assert "resolver.AddSoftmax(tflite::Register_SOFTMAX_INT8())" in header
 
 
 def test_settings_header_matches_the_model(demo_dir):
@@ -118,13 +120,9 @@ int main() {
 
 
 def tflm_include_flags() -> list[str]:
-    root = os.environ.get("TFLM_ROOT")
-    if not root:
-        pytest.skip("TFLM_ROOT is not set: compiling against TFLM headers needs a TFLM checkout "
-                    "(git clone https://github.com/tensorflow/tflite-micro, then export TFLM_ROOT=<it>)")
     from converter.tflm.tree import include_dirs
 
-    return [f"-I{path}" for path in include_dirs(Path(root))]
+    return [f"-I{path}" for path in include_dirs(tflm_root())]
 
 
 def test_ops_and_settings_headers_compile_against_tflm(demo_dir, tmp_path):

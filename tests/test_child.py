@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from converter.errors import KitError
-from converter.tflite.model import read_model
 from converter.tflm import child
 from converter.tflm.isolation import check_runs_safely, model_array, outputs_task, run_isolated
 from converter.tflm.runners import time_limit
@@ -83,7 +82,7 @@ def test_results_come_back_as_arrays():
     from converter.tflm.runners import run_tflm
 
     outputs = run_isolated(model, [x])
-    assert len(outputs) == 1 and np.array_equal(outputs[0], run_tflm(model, read_model(model), [x])[0])
+    assert len(outputs) == 1 and np.array_equal(outputs[0], run_tflm(model, [x])[0])
 
 
 def test_a_kit_bug_in_the_child_comes_back_with_its_traceback():

@@ -1,7 +1,6 @@
 """LUT compression (post-quantize `compress` step): bytes shrink, TFLM outputs stay bit-exact."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from converter.tflite.compression import lut as lut_module
 from converter.tflite.compression.plan import plan
 from converter.tflite.model import read_model
 from tests.conftest import REPO, run_kit, tiny_classifier, tiny_dataset
+from tests.firmware_tools import HOST_LIB, tflm_root
 
 
 def _clustered(model, values_per_channel: int, seed: int = 0):
@@ -64,8 +64,8 @@ def test_clustered_model_shrinks_and_stays_bit_exact(tiny):
 
     # Independently of the stage's own check: same bytes out of TFLM on every eval input.
     inputs = [quantize(data.x_eval, read_model(model_bytes).inputs[0])]
-    before = run_tflm(model_bytes, read_model(model_bytes), inputs)
-    after = run_tflm(compressed, read_model(compressed), inputs)
+    before = run_tflm(model_bytes, inputs)
+    after = run_tflm(compressed, inputs)
     assert np.array_equal(before[0], after[0])
 
 
@@ -194,16 +194,13 @@ def test_default_recipe_with_lut_shrinks_bit_exact(digits_lut):
 
 
 def test_lut_model_runs_bit_exact_in_host_firmware(digits_lut, tmp_path):
-    root = os.environ.get("TFLM_ROOT")
-    library = Path(root or ".") / "gen/linux_x86_64_default_gcc/lib/libtensorflow-microlite.a"
-    if not root or not library.is_file():
-        pytest.skip("needs TFLM_ROOT=<tflite-micro checkout> with the host microlite library built")
+    root = tflm_root(HOST_LIB)
     shutil.which("make") or pytest.skip("needs GNU make")
     from converter.flows.firmware import render_firmware
     from converter.flows.flash import flash
 
     render_firmware("host", digits_lut, tmp_path / "host")
-    summary = flash(tmp_path / "host", root)
+    summary = flash(tmp_path / "host", str(root))
     count = np.load(digits_lut / "golden.npz")["output_0"].shape[0]
     assert summary["exit_status"] == 0 and (summary["passed"], summary["total"]) == (count, count), summary
 
@@ -287,8 +284,8 @@ def test_strip_metadata_drops_what_tflm_never_reads(digits_lut, digits_stripped)
     # independently: TFLM gives the LUT-only model's bytes on every golden input
     golden = np.load(digits_stripped / "golden.npz")
     inputs = [golden[k] for k in sorted(golden.files) if k.startswith("input")]
-    assert np.array_equal(run_tflm(lut_only, read_model(lut_only), inputs)[0],
-                          run_tflm(stripped, read_model(stripped), inputs)[0])
+    assert np.array_equal(run_tflm(lut_only, inputs)[0],
+                          run_tflm(stripped, inputs)[0])
 
 
 def test_strip_metadata_without_lut_and_a_bad_strip_is_caught(tiny, monkeypatch):

@@ -1,11 +1,12 @@
 """`make demo`: models/recipes/demo.yaml ends with a compressed model (int4 filters) and `convert` prints
-its deployed flash and arena next to the uncompressed int8 model's, from the footprint data (no
-TFLM_ROOT, no cross compiler: a fresh clone)."""
+its deployed flash and arena next to the uncompressed int8 model's: flash from the footprint data with
+the specialised kernels (no TFLM_ROOT, no cross compiler: a fresh clone); the arenas here are the host's,
+labelled as not the device's (with the tools, tests/test_device_check.py: the Cortex-M4's)."""
 import json
 import re
 
 from converter.tflite.model import read_model
-from converter.tflm.footprint import deployed_flash
+from converter.tflm.footprint import model_flash
 
 from .conftest import REPO, run_kit
 
@@ -27,18 +28,20 @@ def test_demo_ends_compressed_and_prints_what_the_device_stores(tmp_path):
     assert exact["equal"] == exact["total"] == 10
 
     deployed = manifest["deployed"]
-    assert deployed["target"] == "cortex-m4" and deployed["flash_source"] == "footprint data"
-    assert deployed["flash"] == deployed_flash(len(model), operators, "cortex-m4").total
+    assert deployed["target"] == "cortex-m4" and "code-size data for cortex-m4" in deployed["flash_source"]
+    assert deployed["flash"] == model_flash(model, "cortex-m4").total  # Register_CONV_2D_INT4 & co. priced
     # int4 halves the filters and adds no kernel: the image shrinks by more than the FC filter's half
     assert deployed["flash_uncompressed"] - deployed["flash"] > 11_000
     assert deployed["arena"] == manifest["arena_bytes"]
-    # the int4 filters are unpacked into arena scratch: the arena grows, and the print says so
-    assert deployed["arena"] > deployed["arena_uncompressed"] > 0
+    # no toolchain here: the arenas are the host's (the reference kernels unpack int4 into scratch), and say so
+    assert not deployed["arena_on_device"] and manifest["arena"]["target"]["kind"] == "host"
     line = next(text for text in result.stdout.splitlines() if text.startswith("deployed"))
     numbers = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*(?= B)", line)]
     assert numbers == [deployed["flash"], deployed["arena"]], line
     assert f"{deployed['flash_uncompressed']:,} -> {deployed['flash']:,} B" in line
     assert f"arena {deployed['arena_uncompressed']:,} -> {deployed['arena']:,} B" in line
+    assert "not a device figure" in line
+    assert "NOT a device" in (out / "model_settings.h").read_text()
 
 
 def test_an_uncompressed_conversion_prints_no_comparison(demo_dir):

@@ -23,7 +23,7 @@ from converter.tflm.tree import include_dirs
 from .conftest import REPO, run_kit
 from .firmware_tools import need_tools, sdk, tflm_root
 
-RUNNABLE = ("host", "cortex-m-qemu", "cortex-m7-qemu")
+RUNNABLE = ("host", "cortex-m-qemu", "cortex-m7-qemu", "cortex-m0plus-qemu")
 
 
 @pytest.mark.parametrize("board", list_boards())
@@ -100,10 +100,12 @@ def test_render_refuses_a_model_that_does_not_fit(demo_dir, tmp_path):
 def test_flash_budget_is_measured_tflm_code_plus_model_plus_golden(demo_dir, tmp_path):
     record = render_firmware("stm32", demo_dir, tmp_path / "p")
     manifest = json.loads((demo_dir / "manifest.json").read_text())
-    footprint = deployed_flash(manifest["model"]["bytes"], manifest["model"]["operators"], "cortex-m7+fp")
+    footprint = deployed_flash(manifest["model"]["bytes"], manifest["model"]["operators"], "cortex-m7+fp",
+                               manifest["model"]["kernels"])  # the specialised kernels model_ops.h registers
     assert record["flash_needed_bytes"] == (footprint.total + record["golden_bytes"]
                                             + load_board("stm32")["platform_flash_bytes"])
-    assert set(record["footprint"]["kernels"]) == set(manifest["model"]["operators"])
+    assert {key.split("/")[0] for key in record["footprint"]["kernels"]} == set(manifest["model"]["operators"])
+    assert "CONV_2D/INT8" in record["footprint"]["kernels"]
     huge = _with_manifest(demo_dir, tmp_path, lambda m: m["model"].update(bytes=1_000_000))
     with pytest.raises(KitError, match=r"does not fit flash on stm32.*TFLM kernels \d+ \+ TFLM core \d+"):
         render_firmware("stm32", huge, tmp_path / "out")
@@ -137,8 +139,19 @@ def test_lut_model_is_refused_for_ports_without_decode(board, demo_dir, tmp_path
 # pico builds against TFLM_ROOT's Cortex-M0+ library (its pico-tflmicro fallback refuses DECODE at configure time)
 @pytest.mark.parametrize("board", ["esp-idf", "zephyr", "cortex-m-qemu", "cortex-m7-qemu", "stm32", "host", "pico"])
 def test_lut_model_renders_for_ports_with_decode(board, demo_dir, tmp_path):
+    """A port whose TFLM has the DECODE kernel takes a LUT model: the project is written whole, its flash
+    budget counts the DECODE kernel's code, and the model it carries is the converted one."""
     lut = _with_manifest(demo_dir, tmp_path, lambda m: m["model"]["operators"].update(TFLM_DECODE=1))
-    render_firmware(board, lut, tmp_path / "out")
+    out = tmp_path / "out"
+    record = render_firmware(board, lut, out)
+    assert record["port"] == load_board(board)["port"] and "TFLM_DECODE" in record["operators"]
+    assert json.loads((out / RECORD_NAME).read_text()) == record
+    assert record["files"] and all((out / name).is_file() for name in record["files"])
+    if record.get("footprint"):
+        assert record["footprint"]["kernels"].get("TFLM_DECODE", 0) > 0
+    carried = [name for name in record["files"] if name.rsplit("/", 1)[-1].startswith("model_data.")]
+    assert carried, record["files"]
+    assert (out / carried[0]).read_text() == (demo_dir / "model_data.cc").read_text()
 
 
 def test_port_operator_table_matches_the_ports_headers():

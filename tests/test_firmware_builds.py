@@ -6,7 +6,6 @@ Needs TFLM_ROOT (`make test` points it at ../shared/tflm), arm-none-eabi-gcc and
 each test skips with the reason when one is missing. Builds are cached for the session.
 """
 import json
-import shutil
 import subprocess
 
 import numpy as np
@@ -217,18 +216,16 @@ def test_code_size_data_is_what_the_tool_measures(tmp_path):
     import importlib.util
 
     from converter.tflm.footprint import code_size_table
-    from converter.tflm.resolver_header import find_resolver_header, resolver_methods
-
     root = tflm_root("cortex_m_generic_cortex-m4_default_cmsis_nn_gcc")
     need_tools("arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-size")
     spec = importlib.util.spec_from_file_location("regen_code_size", REPO / "tools/regen_code_size.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    methods = [m for m in resolver_methods(find_resolver_header(root).read_text()) if m != "AddEthosU"]
-    measured = tool.measure_target(root, "cortex-m4", methods, tmp_path, only=["AddReshape", "AddSoftmax"])
+    measured = tool.measure_target(root, "cortex-m4", tool.all_methods(root), tmp_path,
+                                   only=["AddReshape", "AddSoftmax", "AddConv2D/Register_CONV_2D_INT8"])
     committed = code_size_table("cortex-m4")
     assert measured["core_bytes"] == committed["core_bytes"]
-    for op in ("RESHAPE", "SOFTMAX"):
+    for op in ("RESHAPE", "SOFTMAX", "CONV_2D/INT8"):
         assert measured["kernels"][op]["bytes"] == committed["kernels"][op]["bytes"]
 
 

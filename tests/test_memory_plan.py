@@ -1,7 +1,6 @@
 """Offline memory plans (compress.memory_plan: offline): lifetimes as TFLM marks them, TFLM's greedy
 planner reproduced, tighter placements that never let two live tensors share a byte, the
 OfflineMemoryAllocation metadata, and TFLM running the planned model bit-exact in a smaller arena."""
-import itertools
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ from converter.inputs.dataset import Dataset
 from converter.recipe import CompressSettings, QuantizeSettings
 from converter.stages import compress as compress_stage
 from converter.stages import quantize as quantize_stage
-from converter.tflite.memory_placement import Buffer, greedy, lower_bound, lowest_fit, overlapping, tighter
 from converter.tflite.memory_plan import (ONLINE, MemoryPlan, lifetimes, plan_memory, read_offline_plan,
                                           with_offline_plan)
 from converter.tflite.model import read_model
@@ -78,50 +76,6 @@ def test_lifetimes_follow_tflm_scopes(tiny):
     assert buffers[chain[1]].size == 6 * 6 * 8
 
 
-# -- placement --------------------------------------------------------------------------------------
-def _random_buffers(rng, count: int, scopes: int = 8) -> list[Buffer]:
-    buffers = []
-    for key in range(count):
-        first = int(rng.integers(0, scopes))
-        buffers.append(Buffer(key, 16 * int(rng.integers(1, 12)), first, first + int(rng.integers(0, 4))))
-    return buffers
-
-
-def test_no_two_live_buffers_share_a_byte():
-    rng = np.random.default_rng(1)
-    for _ in range(200):
-        buffers = _random_buffers(rng, int(rng.integers(1, 14)))
-        for placement in (greedy(buffers), tighter(buffers, node_budget=2000)):
-            assert overlapping(buffers, placement.offsets) == []
-            assert all(offset % 16 == 0 for offset in placement.offsets.values())
-            assert placement.arena == max(placement.offsets[b.key] + b.size for b in buffers)
-            assert placement.arena >= lower_bound(buffers)
-        assert tighter(buffers, node_budget=2000).arena <= greedy(buffers).arena
-
-
-def test_overlap_check_catches_a_clash():
-    a, b, c = Buffer(0, 32, 0, 1), Buffer(1, 32, 1, 2), Buffer(2, 32, 2, 3)
-    assert overlapping([a, b, c], {0: 0, 1: 16, 2: 64}) == [(0, 1)]
-    assert overlapping([a, b, c], {0: 0, 1: 32, 2: 0}) == []  # a and c are never live together
-
-
-def test_exact_search_matches_every_order():
-    """Lowest-fit over all orders reaches every packing; the search must find the best of them."""
-    rng = np.random.default_rng(2)
-    for _ in range(25):
-        buffers = _random_buffers(rng, 6, scopes=4)
-        best = min(lowest_fit(list(order), "all").arena for order in itertools.permutations(buffers))
-        found = tighter(buffers)
-        assert found.arena == best and found.optimal  # finished within its budget: proven optimal
-        assert overlapping(buffers, found.offsets) == []
-
-
-def test_greedy_breaks_size_ties_last_added_first():
-    # three equal buffers; a, then b, then c added. TFLM places c first (at 0), then b, then a.
-    a, b, c = Buffer(0, 32, 0, 1), Buffer(1, 32, 1, 2), Buffer(2, 32, 0, 2)
-    assert greedy([a, b, c]).offsets == {2: 0, 1: 32, 0: 64}
-
-
 # -- metadata ---------------------------------------------------------------------------------------
 def test_metadata_round_trips_and_replaces_an_earlier_plan(tiny):
     model_bytes, _ = tiny
@@ -161,8 +115,8 @@ def test_tflm_runs_the_planned_model_bit_exact_in_the_smaller_arena(vww_like):
     # no scratch buffers here, so the arena shrinks by exactly the planned saving
     assert measure_arena(planned, sample) == online - plan.saving
     inputs = _sample(model_bytes, data, 32)
-    expected = run_tflm(model_bytes, read_model(model_bytes), inputs)
-    actual = run_tflm(planned, read_model(planned), inputs, arena_size=online - plan.saving)
+    expected = run_tflm(model_bytes, inputs)
+    actual = run_tflm(planned, inputs, arena_size=online - plan.saving)
     assert all(np.array_equal(e, a) for e, a in zip(expected, actual))
 
 
@@ -295,5 +249,5 @@ def test_mlperf_vww_arena_shrinks_by_the_planned_saving(shared_data):
     assert measure_arena(greedy_written, sample) == online
     assert measure_arena(planned, sample) == online - 18_432
     inputs = [np.random.default_rng(0).integers(-128, 128, (10, *info.inputs[0].shape[1:])).astype(np.int8)]
-    expected, actual = run_tflm(model_bytes, info, inputs), run_tflm(planned, read_model(planned), inputs)
+    expected, actual = run_tflm(model_bytes, inputs), run_tflm(planned, inputs)
     assert all(np.array_equal(e, a) for e, a in zip(expected, actual))

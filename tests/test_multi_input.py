@@ -74,7 +74,7 @@ def test_two_input_keras_model_converts_with_every_input_and_output(two_input_di
         assert np.array_equal(golden[f"input_{i}"], expected), tensor.name
     assert sorted(golden.files) == ["input_0", "input_1", "output_0", "output_1"]
     assert golden["input_1"].shape == (5, *SHAPES[0]) and golden["output_1"].shape[0] == 5
-    outputs = run_tflm(model_bytes, info, [golden["input_0"], golden["input_1"]])
+    outputs = run_tflm(model_bytes, [golden["input_0"], golden["input_1"]])
     assert all(np.array_equal(o, golden[f"output_{j}"]) for j, o in enumerate(outputs))
     manifest = json.loads((two_input_dir / "manifest.json").read_text())
     assert manifest["summary"]["bit_exact_on_tflm"]

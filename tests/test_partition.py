@@ -1,7 +1,6 @@
 """tflm-kit partition: every cut composes bit-exactly on TFLM, auto picks the measured minimum,
 the two-QEMU pair reproduces the whole model and catches a corrupted frame, bad input is refused."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ from converter.tflite.model import read_model
 from converter.tflm.runners import quantize, run_tflm
 
 from .conftest import run_kit
+from .firmware_tools import tflm_root
 
 DEVICES = "nano33:cortex-m4@64MHz,h7:cortex-m7@280MHz"
 
@@ -24,7 +24,7 @@ def _tensor(model: bytes, name: str):
 
 def _check_every_cut(model: bytes, inputs: list) -> list:
     view = plan.load(model)
-    golden = run_tflm(model, read_model(model), inputs)
+    golden = run_tflm(model, inputs)
     cuts = graph.enumerate_cuts(view)
     for cut in cuts:
         result = plan.split(model, view, cut, inputs, golden)
@@ -124,7 +124,7 @@ def test_auto_without_qemu_says_what_is_missing_and_an_explicit_cut_still_splits
 def _qemu_or_skip() -> str:
     from converter.partition.qemu import missing_tools
 
-    root = os.environ.get("TFLM_ROOT")
+    root = str(tflm_root())
     why = missing_tools(root)
     if why:
         pytest.skip(f"the two-QEMU pair needs the Arm toolchain, qemu-system-arm and TFLM_ROOT: {why}")
@@ -238,5 +238,5 @@ def test_channel_split_of_every_per_channel_conv_is_bit_exact(demo_dir):
             rewritten = split_channels(model, c.operator, first)
             counts = read_model(rewritten).operator_counts
             assert counts["CONV_2D"] == 3 and counts["CONCATENATION"] == 1
-            got = run_tflm(rewritten, read_model(rewritten), inputs)
+            got = run_tflm(rewritten, inputs)
             assert got[0].tobytes() == outputs[0].tobytes()

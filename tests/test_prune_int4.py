@@ -87,7 +87,7 @@ def sparse_bytes(data) -> bytes:
 
 def _outputs(model_bytes: bytes, x) -> np.ndarray:
     info = read_model(model_bytes)
-    return run_tflm(model_bytes, info, [quantize(x, info.inputs[0])])[0]
+    return run_tflm(model_bytes, [quantize(x, info.inputs[0])])[0]
 
 
 def test_pruned_model_shrinks_and_decodes_byte_identical_on_tflm(sparse_bytes, data):
@@ -184,19 +184,16 @@ def test_int4_stage_verifies_against_the_twin(data):
 def test_pruned_and_int4_demo_runs_bit_exact_in_host_firmware(tmp_path):
     """The default recipe with PRUNE (the 50%-sparse dense kernel) and int4 (the conv filters), built
     against TFLM at the pinned commit (TFLM_ROOT), passes its golden vectors in the host firmware."""
-    import os
     import shutil
-    from pathlib import Path
 
     import yaml
 
     from converter.flows.firmware import render_firmware
     from converter.flows.flash import flash
     from tests.conftest import REPO, run_kit
+    from tests.firmware_tools import HOST_LIB, tflm_root
 
-    root = os.environ.get("TFLM_ROOT")
-    if not root or not (Path(root) / "gen/linux_x86_64_default_gcc/lib/libtensorflow-microlite.a").is_file():
-        pytest.skip("needs TFLM_ROOT=<tflite-micro checkout> with the host microlite library built")
+    root = tflm_root(HOST_LIB)
     shutil.which("make") or pytest.skip("needs GNU make")
     recipe = yaml.safe_load((REPO / "models/recipes/default.yaml").read_text())
     for section in ("model", "data"):
@@ -210,7 +207,7 @@ def test_pruned_and_int4_demo_runs_bit_exact_in_host_firmware(tmp_path):
     record = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"][-1]
     assert {row["method"] for row in record["tensors"]} == {"prune"} and record["int4"]["tensors"]
     render_firmware("host", tmp_path / "out", tmp_path / "host")
-    summary = flash(tmp_path / "host", root)
+    summary = flash(tmp_path / "host", str(root))
     count = np.load(tmp_path / "out" / "golden.npz")["output_0"].shape[0]
     assert summary["exit_status"] == 0 and (summary["passed"], summary["total"]) == (count, count), summary
 

@@ -32,8 +32,8 @@ def test_fully_connected_rounding_modes_explain_the_difference(shared_data):
     node = graph.nodes[0]
     assert node.op == "FULLY_CONNECTED"
     x = np.random.default_rng(0).integers(-128, 128, (12, 640)).astype(np.int8)
-    tflm = tflm_tensors(model_bytes, graph, [x])
-    litert = litert_tensors(model_bytes, graph, [x], "BUILTIN_REF")
+    tflm = tflm_tensors(model_bytes, [x])
+    litert = litert_tensors(model_bytes, [x], "BUILTIN_REF")
 
     source, weights_index, bias_index = node.inputs
     output = node.outputs[0]

@@ -159,7 +159,7 @@ def test_hostile_labels_and_tensor_names_compile_to_the_same_bytes(tmp_path):
     from converter.tflite.model import read_model
 
     from .conftest import cxx
-    from .test_robustness import TINY, edited, set_tensor
+    from .test_robustness import edited, set_tensor
 
     model_bytes = edited(set_tensor(0, name=b"in\n#error from a tensor name\\"))
     info = read_model(model_bytes)

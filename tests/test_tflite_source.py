@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from converter import KitError, convert, parse_recipe, read_model, run_tflm
+from converter import KitError, convert, parse_recipe, run_tflm
 
 MODELS = {
     "kws": "keyword_spotting/kws_ref_model.tflite",
@@ -18,7 +18,7 @@ MODELS = {
     "sww": "streaming_wakeword/str_ww_ref_model.tflite",
 }
 ARTIFACTS = {"model.tflite", "model_data.h", "model_data.cc", "model_settings.h", "model_ops.h", "golden_vectors.h",
-             "golden_vectors.cc", "golden.npz", "report.md", "manifest.json"}
+             "golden_vectors.cc", "golden.npz", "report.md", "manifest.json", "aot"}  # aot/: the model compiled to C
 
 
 def _recipe(shared_data, key, tmp_path, **changes):
@@ -40,7 +40,7 @@ def _check_artifacts(out, source_bytes):
     settings = (out / "model_settings.h").read_text()
     assert f"kTensorArenaSize = {summary['tensor_arena_size']}" in settings.replace("constexpr int ", "")
     golden = np.load(out / "golden.npz")
-    outputs = run_tflm(model_bytes, read_model(model_bytes), [golden["input_0"]])
+    outputs = run_tflm(model_bytes, [golden["input_0"]])
     assert np.array_equal(outputs[0], golden["output_0"])
     assert "no float or per-stage Keras quality" in (out / "report.md").read_text()
 

@@ -7,7 +7,10 @@ the firmware's flags (-Os, -ffunction-sections, --gc-sections). It records
   core_bytes:  text+data of the program with no operator (interpreter, allocator, libc it pulls in);
   kernels:     per operator, text+data the program grows by (`bytes`), and the symbols (name, size)
                it adds that other kernels add too (`shared`: CMSIS-NN helpers, reference
-               quantization utilities), so converter/tflm/footprint.py counts those once. Needs arm-none-eabi-gcc; takes about a minute per target.
+               quantization utilities), so converter/tflm/footprint.py counts those once;
+  and the same per type-specialised registration the generated resolver uses (converter/tflm/kernels.py),
+  keyed "<OP>/<TYPE>" (e.g. "CONV_2D/INT8": `AddConv2D(tflite::Register_CONV_2D_INT8())` alone).
+Needs arm-none-eabi-gcc; takes about two minutes per target.
 
     python tools/regen_code_size.py --tflm-root ../shared/tflm
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from converter.tflm.kernels import KERNEL_HEADERS  # noqa: E402
 from converter.tflm.ops import CUSTOM_METHODS, RESOLVER_METHODS  # noqa: E402
 from converter.tflm.resolver_header import find_resolver_header, resolver_methods  # noqa: E402
 
@@ -76,6 +80,42 @@ def _measure(elf: str, cwd: Path) -> tuple[int, dict[str, int]]:
     return text + data, symbols
 
 
+def specialised(root: Path) -> list[str]:
+    """'AddConv2D/Register_CONV_2D_INT8' for every type-specialised registration TFLM declares for the
+    operators converter/tflm/kernels.py chooses them for."""
+    found = []
+    for op, header in KERNEL_HEADERS.items():
+        text = (root / "tensorflow/lite/micro/kernels" / header).read_text()
+        for name in sorted(set(re.findall(rf"TFLMRegistration\s+(Register_{op}_(?:INT8|INT4|INT16|INT8_INT16))\s*\(\s*\)",
+                                          text))):
+            found.append(f"{RESOLVER_METHODS[op]}/{name}")
+    return found
+
+
+def all_methods(root: Path) -> list[str]:
+    """Every method the tables price, in the order they are compiled (the one program's layout depends on it)."""
+    methods = [m for m in resolver_methods(find_resolver_header(root).read_text())
+               if m != "AddEthosU"]  # registers nothing in a non-Ethos-U build
+    return methods + specialised(root)
+
+
+def _symbol(method: str) -> str:
+    return method.replace("/", "_")
+
+
+def _call(method: str) -> str:
+    """AddConv2D() or AddConv2D(tflite::Register_CONV_2D_INT8())."""
+    add, _, registration = method.partition("/")
+    return f"{add}(tflite::{registration}())" if registration else f"{add}()"
+
+
+def _key(method: str, op_of: dict[str, str]) -> str:
+    """The table's key: CONV_2D, or CONV_2D/INT8 for a specialised registration."""
+    add, _, registration = method.partition("/")
+    op = op_of.get(add, add)
+    return f"{op}/{registration.removeprefix(f'Register_{op}_')}" if registration else op
+
+
 def measure_target(root: Path, core: str, methods: list[str], work: Path, only: list[str] | None = None) -> dict:
     """Measure `core` and each of `methods` (or just those in `only`; the program is the same either way)."""
     lib_dir, arch = TARGETS[core]
@@ -84,13 +124,14 @@ def measure_target(root: Path, core: str, methods: list[str], work: Path, only: 
     includes = f"-I{root} -I{downloads}/flatbuffers/include -I{downloads}/gemmlowp"
     (work / "core.cc").write_text(CORE_CC)
     (work / "ops.cc").write_text('#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"\n' + "".join(
-        f'extern "C" void Reg_{m}(void* r) {{ static_cast<tflite::MicroMutableOpResolver<1>*>(r)->{m}(); }}\n'
+        f'extern "C" void Reg_{_symbol(m)}(void* r) {{ static_cast<tflite::MicroMutableOpResolver<1>*>(r)->{_call(m)}; }}\n'
         for m in methods))
     compile_cxx = f"arm-none-eabi-g++ {arch} {CXXFLAGS} {DEFINES} {includes} -c"
     _run(f"{compile_cxx} core.cc -o core.o && {compile_cxx} ops.cc -o ops.o", work)
 
     def link(method: str | None) -> tuple[int, dict[str, int]]:
-        call = f"void Reg_{method}(void*); void RegisterSelected(void* r) {{ Reg_{method}(r); }}" if method \
+        call = f"void Reg_{_symbol(method)}(void*); void RegisterSelected(void* r) {{ Reg_{_symbol(method)}(r); }}" \
+            if method \
             else "void RegisterSelected(void* r) { (void)r; }"
         (work / "select.c").write_text(call + "\n")
         _run(f"arm-none-eabi-gcc {arch} -Os -c select.c -o select.o && arm-none-eabi-g++ {arch} -Wl,--gc-sections "
@@ -111,7 +152,7 @@ def measure_target(root: Path, core: str, methods: list[str], work: Path, only: 
     for _, added in measured.values():
         for name in added:
             users[name] = users.get(name, 0) + 1
-    kernels = {op_of.get(m, m): {"method": m, "bytes": size,
+    kernels = {_key(m, op_of): {"method": _call(m) if "/" in m else m, "bytes": size,
                                  "shared": {n: s for n, s in sorted(added.items()) if users[n] > 1}}
                for m, (size, added) in measured.items()}
     version = _run("arm-none-eabi-gcc -dumpversion", work).strip()
@@ -132,8 +173,7 @@ def main() -> None:
     parser.add_argument("--tflm-root", type=Path, default=Path("../shared/tflm"))
     parser.add_argument("--core", choices=sorted(TARGETS), action="append", help="default: every target")
     args = parser.parse_args()
-    methods = resolver_methods(find_resolver_header(args.tflm_root).read_text())
-    methods = [m for m in methods if m != "AddEthosU"]  # registers nothing in a non-Ethos-U build
+    methods = all_methods(args.tflm_root)
     for core in args.core or sorted(TARGETS):
         with tempfile.TemporaryDirectory() as work:
             record = measure_target(args.tflm_root.resolve(), core, methods, Path(work))

@@ -21,6 +21,7 @@ from converter.tflm.resolver_header import find_resolver_header, operators_of, r
 
 OUT = Path(__file__).resolve().parent.parent / "converter/tflm/data/port_ops.json"
 UPSTREAM = "tensorflow/tflite-micro @ 90b983c2 (the commit the templates name)"
+_REGISTRATION = re.compile(r"(?:TFLM|TfLite)Registration\s+(Register_[A-Z0-9_]+_(?:INT8|INT4|INT16|INT8_INT16))\s*\(\s*\)")
 _ROW = re.compile(r"^\|\s*`ports/([^`]+)`\s*\|\s*([^|]+?)\s*\|")
 
 
@@ -35,7 +36,10 @@ def port_sources(readme: Path) -> dict[str, str]:
 def describe(root: Path, source: str) -> dict:
     header = find_resolver_header(root)
     methods = resolver_methods(header.read_text())
-    return {"source": source, "header": header.relative_to(root).as_posix(), "operators": operators_of(methods)}
+    kernels = header.parent / "kernels"
+    declared = sorted({name for path in kernels.glob("*.h") for name in _REGISTRATION.findall(path.read_text())})
+    return {"source": source, "header": header.relative_to(root).as_posix(), "operators": operators_of(methods),
+            "registrations": declared}
 
 
 def main() -> None:

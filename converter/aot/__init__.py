@@ -13,6 +13,7 @@ text), program (generate, AotProgram), validate (gcc build vs TFLM), kernels/ (C
 from __future__ import annotations
 
 from .graph import NotCompilable
+from .lower import Numerics
 from .program import AotProgram, TensorSpec, generate
 
-__all__ = ["AotProgram", "NotCompilable", "TensorSpec", "generate"]
+__all__ = ["AotProgram", "NotCompilable", "Numerics", "TensorSpec", "generate"]

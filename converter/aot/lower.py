@@ -13,6 +13,12 @@ from .graph import AotGraph, Operator, refuse
 
 
 @dataclass(frozen=True)
+class Numerics:
+    """Where TFLM versions differ in Prepare arithmetic, which one the generated code follows."""
+    fc_product: str = "double"      # quant.FC_PRODUCTS: the golden interpreter's (default) or TFLM 90b983c2's
+
+
+@dataclass(frozen=True)
 class ConstArray:
     name: str
     ctype: str                      # "int8_t", "int32_t"
@@ -109,15 +115,15 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
                 (x.index,), y.index, note=f"{k_h}x{k_w}/{o.strideH} {width}")
 
 
-def lower_conv(operator: Operator, graph: AotGraph) -> Step:
+def lower_conv(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
     return _conv_common(operator, graph, depthwise=False)
 
 
-def lower_depthwise(operator: Operator, graph: AotGraph) -> Step:
+def lower_depthwise(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
     return _conv_common(operator, graph, depthwise=True)
 
 
-def lower_fully_connected(operator: Operator, graph: AotGraph) -> Step:
+def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
     _io_int8(operator, graph, 1)
     o = operator.options
     x, w, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]), graph.tensor(operator.outputs[0])
@@ -131,7 +137,7 @@ def lower_fully_connected(operator: Operator, graph: AotGraph) -> Step:
     if per_channel:
         mult, shift = quant.conv_multipliers(x.scale, w.scales, y.scale, out_c)
     else:
-        m, s = quant.fc_per_tensor_multiplier(x.scale, w.scale, y.scale)
+        m, s = quant.fc_per_tensor_multiplier(x.scale, w.scale, y.scale, numerics.fc_product)
         mult, shift = [m], [s]
     act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point)
     name = f"aot_op{operator.index}"
@@ -163,15 +169,15 @@ def _lower_pool(operator: Operator, graph: AotGraph, function: str) -> Step:
                 note=f"{o.filterHeight}x{o.filterWidth}/{o.strideH}")
 
 
-def lower_max_pool(operator: Operator, graph: AotGraph) -> Step:
+def lower_max_pool(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
     return _lower_pool(operator, graph, "aot_maxpool_s8")
 
 
-def lower_average_pool(operator: Operator, graph: AotGraph) -> Step:
+def lower_average_pool(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
     return _lower_pool(operator, graph, "aot_avgpool_s8")
 
 
-def lower_softmax(operator: Operator, graph: AotGraph) -> Step:
+def lower_softmax(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
     _io_int8(operator, graph, 1)
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(y.zero_point == -128 and np.float32(y.scale) == np.float32(1 / 256), operator, graph,
@@ -183,7 +189,7 @@ def lower_softmax(operator: Operator, graph: AotGraph) -> Step:
     return Step(operator.index, operator.kind, "aot_softmax_s8", "aot_softmax_t", fields, (), (x.index,), y.index)
 
 
-def lower_reshape(operator: Operator, graph: AotGraph) -> Step:
+def lower_reshape(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(x.type == y.type and x.nbytes == y.nbytes and not x.constant, operator, graph,
           "input and output sizes or types differ")
@@ -205,7 +211,7 @@ def _broadcast(shape1: tuple, shape2: tuple, out: tuple) -> tuple:
     return rank, list(out), strides(shape1), strides(shape2)
 
 
-def lower_add(operator: Operator, graph: AotGraph) -> Step:
+def lower_add(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
     _io_int8(operator, graph, 2)
     a, b, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
                graph.tensor(operator.outputs[0]))
@@ -240,12 +246,12 @@ LOWERINGS = {
 }
 
 
-def lower(graph: AotGraph) -> list[Step]:
+def lower(graph: AotGraph, numerics: Numerics = Numerics()) -> list[Step]:
     steps = []
     for operator in graph.operators:
         lowering = LOWERINGS.get(operator.kind)
         if lowering is None:
             raise refuse(operator, graph, f"no AOT kernel for {operator.kind} (the set: "
                                           f"{', '.join(sorted(LOWERINGS))})")
-        steps.append(lowering(operator, graph))
+        steps.append(lowering(operator, graph, numerics))
     return steps

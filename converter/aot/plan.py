@@ -50,6 +50,12 @@ class MemoryPlan:
         return "\n".join(rows + [f"buffer: {self.buffer_bytes:,} B ({self.variant})"])
 
 
+def _label(graph: AotGraph, t: int) -> str:
+    """'#12 name' with the name's first part (converters join many names with ';'), at most 48 characters."""
+    name = graph.tensor(t).name.split(";")[0]
+    return f"#{t} {name[:45] + '...' if len(name) > 48 else name}".rstrip()
+
+
 def storage_roots(graph: AotGraph, steps: list[Step]) -> dict[int, int]:
     """Tensor -> the tensor whose bytes it uses (itself, or a RESHAPE's input, transitively)."""
     root: dict[int, int] = {}
@@ -96,8 +102,7 @@ def plan_memory(graph: AotGraph, steps: list[Step], variant: str) -> MemoryPlan:
             k = b.key - SCRATCH_KEY
             what = f"scratch of operator {steps[k].op} ({steps[k].kind})"
         else:
-            aliases = [graph.tensor(t).name or f"#{t}" for t, r in root.items() if r == b.key]
-            what = " = ".join([graph.tensor(b.key).name or f"#{b.key}", *aliases])
+            what = " = ".join(_label(graph, t) for t in [b.key, *(t for t, r in root.items() if r == b.key)])
         entries.append(PlanEntry(offsets[b.key], b.size, what, b.first, b.last))
     entries.sort(key=lambda e: (e.offset, e.first))
     scratch = {b.key - SCRATCH_KEY: offsets[b.key] for b in buffers if b.key >= SCRATCH_KEY}

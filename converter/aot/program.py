@@ -9,7 +9,7 @@ from types import MappingProxyType
 from ..errors import KitError
 from . import emit
 from .graph import AotGraph, read_graph
-from .lower import Step, lower
+from .lower import Numerics, Step, lower
 from .plan import VARIANTS, MemoryPlan, plan_memory
 from .scratch import scratch_sizes
 
@@ -75,7 +75,7 @@ class AotProgram:
 
     def as_dict(self) -> dict:
         return {"inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs],
-                "buffer_bytes": {v: p.buffer_bytes for v, p in self.plans.items()},
+                "buffer_bytes_by_backend": {v: p.buffer_bytes for v, p in self.plans.items()},
                 "operators": [{"index": o.index, "kind": o.kind, "kernel": o.function} for o in self.operators]}
 
 
@@ -88,13 +88,14 @@ def _spec(graph: AotGraph, index: int) -> TensorSpec:
     return TensorSpec(t.name, t.shape, "int8", t.scale, t.zero_point)
 
 
-def generate(model: bytes) -> AotProgram:
+def generate(model: bytes, numerics: Numerics = Numerics()) -> AotProgram:
     """The model compiled to C. Raises NotCompilable (a KitError) naming an operator or type outside
-    the AOT set, with the way out (the `tflm` runtime)."""
+    the AOT set, with the way out (the `tflm` runtime). `numerics`: which TFLM version's Prepare
+    arithmetic to follow where versions differ (default: the kit's golden interpreter's)."""
     graph = read_graph(model)
+    steps: list[Step] = [scratch_sizes(step, graph) for step in lower(graph, numerics)]
     inputs = tuple(_spec(graph, t) for t in graph.inputs)
     outputs = tuple(_spec(graph, t) for t in graph.outputs)
-    steps: list[Step] = [scratch_sizes(step, graph) for step in lower(graph)]
     plans = {variant: plan_memory(graph, steps, variant) for variant in VARIANTS}
     files = {"aot_model.h": emit.header(graph, plans), "aot_model.c": emit.source(graph, steps, plans),
              **emit.kernel_sources()}

@@ -85,10 +85,22 @@ def conv_multipliers(input_scale: float, filter_scales, output_scale: float, cha
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
-    """GetQuantizedConvolutionMultipler: the input*filter product is a float32 product (the trap)."""
-    product = f32(np.float32(input_scale) * np.float32(filter_scale))
-    return quantize_multiplier(product / f32(output_scale))
+# FULLY_CONNECTED per tensor: how TFLM forms input scale x filter scale. Measured (tests/test_aot_params.py):
+# TFLM 90b983c2 (the firmware's libraries) multiplies in float32 (GetQuantizedConvolutionMultipler);
+# the tflite-micro Python interpreter the kit validates with (0.dev20261023) computes it in double, as for
+# CONV_2D. The two multipliers differ for most scale triples and flip an output byte only rarely.
+FC_PRODUCTS = ("double", "float32")
+
+
+def fc_per_tensor_multiplier(input_scale: float, filter_scale: float, output_scale: float,
+                             product: str = "double") -> tuple[int, int]:
+    """FULLY_CONNECTED's per-tensor multiplier, with the input x filter scale product in `product`."""
+    if product == "float32":
+        joint = f32(np.float32(input_scale) * np.float32(filter_scale))
+        return quantize_multiplier(joint / f32(output_scale))
+    if product != "double":
+        raise ValueError(f"product {product!r}: one of {FC_PRODUCTS}")
+    return quantize_multiplier(f32(input_scale) * f32(filter_scale) / f32(output_scale))
 
 
 def add_params(scale1: float, scale2: float, scale_out: float, left_shift: int = 20) -> dict:

@@ -57,18 +57,27 @@ class HostValidation:
     vectors: int
     identical: int
     divergence: str = ""              # the first diverging operator, when any output differs
+    golden: int = 0                   # how many of the vectors (the first ones) are the golden vectors
+    golden_identical: int = 0
 
     @property
     def passed(self) -> bool:
         return self.identical == self.vectors
 
     def line(self) -> str:
-        text = f"AOT ({self.backend}, host gcc) vs TFLM: {self.identical}/{self.vectors} bit-identical"
+        if self.golden:
+            others = self.vectors - self.golden
+            counts = f"{self.golden_identical}/{self.golden} golden vectors" + \
+                (f" + {self.identical - self.golden_identical}/{others} saturating and random inputs" if others else "")
+        else:
+            counts = f"{self.identical}/{self.vectors} inputs"
+        text = f"AOT ({self.backend}, host gcc) vs TFLM: {counts} bit-identical"
         return text + (f"; first divergence: {self.divergence}" if self.divergence else "")
 
     def as_dict(self) -> dict:
         return {"backend": self.backend, "vectors": self.vectors, "identical": self.identical,
-                "divergence": self.divergence}
+                "golden": self.golden, "golden_identical": self.golden_identical, "divergence": self.divergence,
+                "line": self.line()}
 
 
 def host_compiler() -> str:
@@ -188,9 +197,11 @@ def first_divergence(model: bytes, program: AotProgram, inputs: list[np.ndarray]
 
 
 def validate_on_host(model: bytes, program: AotProgram, inputs: list[np.ndarray],
-                     cmsis_root: Path | None = None, expected: list[np.ndarray] | None = None) -> HostValidation:
+                     cmsis_root: Path | None = None, expected: list[np.ndarray] | None = None,
+                     golden: int = 0) -> HostValidation:
     """Every vector through the host build and through TFLM (or `expected`, TFLM's outputs already
-    recorded): how many are byte-identical, and where the first difference starts."""
+    recorded): how many are byte-identical, and where the first difference starts. `golden`: how many
+    of the vectors, the first ones, are the golden vectors (counted apart in the result)."""
     if expected is None:
         from ..tflm.runners import run_model
         expected = run_model(model, inputs, "tflm").outputs
@@ -201,6 +212,6 @@ def validate_on_host(model: bytes, program: AotProgram, inputs: list[np.ndarray]
             for v in range(count)]
     backend = "cmsis-nn" if cmsis_root is not None else "portable"
     if all(same):
-        return HostValidation(backend, count, count)
+        return HostValidation(backend, count, count, "", golden, golden)
     divergence = first_divergence(model, program, inputs, same.index(False), cmsis_root)
-    return HostValidation(backend, count, sum(same), divergence)
+    return HostValidation(backend, count, sum(same), divergence, golden, sum(same[:golden]))

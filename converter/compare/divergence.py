@@ -21,11 +21,11 @@ INSPECTED_RUNTIME = {"litert_reference": "litert_reference", "litert_optimized":
 _RUNTIME_OF_KERNELS = {"BUILTIN_REF": "litert_reference", "BUILTIN_WITHOUT_DEFAULT_DELEGATES": "litert_optimized_inspectable"}
 
 
-def tflm_tensors(model_bytes: bytes, graph: Graph, inputs: list[np.ndarray]) -> list[dict[int, np.ndarray]]:
+def tflm_tensors(model_bytes: bytes, inputs: list[np.ndarray]) -> list[dict[int, np.ndarray]]:
     return run_model(model_bytes, inputs, "tflm", keep_tensors=True).tensors
 
 
-def litert_tensors(model_bytes: bytes, graph: Graph, inputs: list[np.ndarray], kernels: str) -> list[dict[int, np.ndarray]]:
+def litert_tensors(model_bytes: bytes, inputs: list[np.ndarray], kernels: str) -> list[dict[int, np.ndarray]]:
     return run_model(model_bytes, inputs, _RUNTIME_OF_KERNELS[kernels], keep_tensors=True).tensors
 
 
@@ -43,7 +43,8 @@ def first_divergence(graph: Graph, golden: dict[int, np.ndarray], other: dict[in
 
 def compare_pair(graph: Graph, golden: list[dict], other: list[dict], kernels: str) -> dict:
     """One LiteRT kernel set against TFLM: per vector the first differing node, per operator type the totals."""
-    per_vector, per_op = [], {}
+    per_vector: list = []
+    per_op: dict = {}
     op_vectors = Counter(node.op for node in graph.nodes)
     for v, (g, o) in enumerate(zip(golden, other)):
         found = first_divergence(graph, g, o)
@@ -72,10 +73,3 @@ def compare_pair(graph: Graph, golden: list[dict], other: list[dict], kernels: s
         "operators": operators,
         "first_divergences": [x for x in per_vector if x is not None],
     }
-
-
-def compare_runtimes(model_bytes: bytes, graph: Graph, inputs: list[np.ndarray]) -> dict:
-    """Per LiteRT kernel set: per vector the first differing node, and per operator type the totals."""
-    golden = tflm_tensors(model_bytes, graph, inputs)
-    return {pair: compare_pair(graph, golden, litert_tensors(model_bytes, graph, inputs, kernels), kernels)
-            for pair, kernels in LITERT_KERNELS.items()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 from .. import __version__
 from ..errors import KitError
 from ..tflite.model import TFLITE_TYPE_ENUM, ModelInfo, TensorInfo
+from ..tflm.target_arena import ArenaFigure
 from .c_arrays import c_bytes, raw_bytes
 
 _ENV = jinja2.Environment(
@@ -35,6 +37,18 @@ def resolver_ops(info: ModelInfo) -> list[dict]:
                        "replace those layers with ones TFLM supports (see converter/tflm_ops.py)")
     return [{"name": op, "count": info.operator_counts[op],
              "method": RESOLVER_METHODS.get(op) or CUSTOM_METHODS[op]} for op in info.operators]
+
+
+def render_model_ops(name: str, source: str, model_bytes: bytes, info: ModelInfo, port: str = "tflite-micro") -> str:
+    """model_ops.h for one TFLM copy: type-specialised registrations where the model's types allow and the
+    port declares them (converter/tflm/kernels.py). `firmware` re-renders it for its board's port."""
+    from ..tflm.kernels import choose_kernels
+    from ..tflm.ports import load_port
+
+    resolver_ops(info)  # KitError naming operators TFLM has no kernel for
+    ops = choose_kernels(model_bytes, info.operators, info.operator_counts, load_port(port).registrations)
+    return _render("model_ops.h.j2", name=name, source=source, ops=ops,
+                   port=None if port == "tflite-micro" else port)
 
 
 def c_float(value: float | None) -> str:
@@ -99,10 +113,46 @@ def c_string_body(text: str, what: str = "label") -> str:
                    for byte in encoded)
 
 
+def arena_comment(measured: int, margin: float, host: str, figure: ArenaFigure | None,
+                  host_figure: ArenaFigure | None) -> str:
+    """model_settings.h's note on kTensorArenaSize: which figure, from where; the host's only as a named extra."""
+    percent = round(margin * 100)
+    if figure is not None and figure.on_device:
+        lines = [f"Tensor arena: {measured} bytes {figure.source}",
+                 f"(interpreter.arena_used_bytes() of the golden self-test), plus a {percent}% margin."]
+        if host_figure is not None:
+            lines += [f"Not the host's figure: TFLM's Python runtime on {host_figure.core} used {host_figure.bytes} bytes",
+                      "(64-bit pointers, reference kernels). `tflm-kit firmware --board B` writes B's core's figure."]
+    else:
+        lines = [f"Tensor arena: {measured} bytes measured by allocating and invoking the model in TFLM's Python",
+                 f"runtime on {host} (64-bit pointers, reference kernels), plus a {percent}% margin: NOT a device",
+                 "figure (no TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm to measure the target's when this was",
+                 "converted). `tflm-kit firmware --board B` writes B's core's figure when it can measure it; else",
+                 "check interpreter.arena_used_bytes() on the device."]
+    return "\n".join(f"// {line}" for line in lines)
+
+
+_ARENA_BLOCK = re.compile(r"^// Tensor arena: .*?^constexpr int kTensorArenaSize = \d+;$", re.S | re.M)
+
+
+def with_arena(settings_text: str, measured: int, size: int, comment: str) -> str:
+    """model_settings.h with another arena figure (`firmware --board B` writes B's core's): the comment,
+    kArenaMeasuredBytes and kTensorArenaSize replaced; KitError when the text is not one the kit rendered."""
+    block = (f"{comment}\nconstexpr int kArenaMeasuredBytes = {measured};\n"
+             f"constexpr int kTensorArenaSize = {size};")
+    updated, count = _ARENA_BLOCK.subn(lambda _: block, settings_text, count=1)
+    if count != 1:
+        raise KitError("model_settings.h has no kTensorArenaSize block tflm-kit wrote",
+                       "re-run `tflm-kit convert` to regenerate the model directory")
+    return updated
+
+
 def render_all(name: str, source: str, model_bytes: bytes, model_sha256: str, info: ModelInfo,
                arena_measured: int, arena_size: int, arena_margin: float, labels: list[str] | None,
-               golden_inputs: list[np.ndarray], golden_outputs: list[np.ndarray], host: str) -> dict[str, str]:
-    """File name -> text for every C/C++ artifact."""
+               golden_inputs: list[np.ndarray], golden_outputs: list[np.ndarray], host: str,
+               arena_figure: ArenaFigure | None = None, arena_host: ArenaFigure | None = None) -> dict[str, str]:
+    """File name -> text for every C/C++ artifact. arena_figure: where arena_measured comes from (the target's,
+    measured under QEMU; None: the host's, as before); arena_host: the host's figure, named as an extra."""
     common = {"name": name, "source": source}
     inputs = [_TensorView(t) for t in info.inputs]
     outputs = [_TensorView(t) for t in info.outputs]
@@ -114,11 +164,12 @@ def render_all(name: str, source: str, model_bytes: bytes, model_sha256: str, in
     return {
         "model_data.h": _render("model_data.h.j2", **common, model_bytes=len(model_bytes), model_sha256=model_sha256),
         "model_data.cc": _render("model_data.cc.j2", **common, model_bytes=len(model_bytes), data=c_bytes(model_bytes)),
-        "model_ops.h": _render("model_ops.h.j2", **common, ops=resolver_ops(info)),
+        "model_ops.h": render_model_ops(name, source, model_bytes, info),
         "model_settings.h": _render(
             "model_settings.h.j2", **common, inputs=inputs, outputs=outputs,
             labels=[c_string_body(str(x)) for x in (labels or [])], arena_measured=arena_measured, arena_size=arena_size,
-            arena_margin_percent=round(arena_margin * 100), arena_host=host),
+            arena_margin_percent=round(arena_margin * 100),
+            arena_comment=arena_comment(arena_measured, arena_margin, host, arena_figure, arena_host)),
         "golden_vectors.h": _render("golden_vectors.h.j2", **common, count=count, inputs=inputs, outputs=outputs),
         "golden_vectors.cc": _render("golden_vectors.cc.j2", **common, count=count, arrays=arrays),
     }

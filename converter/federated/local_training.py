@@ -93,7 +93,7 @@ def train(plan: LocalPlan, exchanged: list[np.ndarray], fixed: list[np.ndarray],
     trainable = model.trainable_variables
     anchors = [tf.constant(v.numpy()) for v in trainable]
     rng = np.random.default_rng(plan.seed)
-    last_epoch = []
+    last_epoch: list = []
     for _ in range(plan.epochs):
         last_epoch = []
         order = rng.permutation(len(x))

@@ -57,7 +57,7 @@ def simulate(plan: ServerPlan, shards: list[tuple[np.ndarray, np.ndarray]]) -> F
     server_app = ServerApp()
 
     @server_app.main()
-    def main(grid, context):
+    def main(grid, _context):
         outcomes.append(run_server(grid, plan))
 
     try:

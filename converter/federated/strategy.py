@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import (DifferentialPrivacyClientSideFixedClipping, FedAdam, FedAvg, FedProx,
                                      Strategy)
@@ -62,7 +62,7 @@ class RosterSampling(FedAvg):
     fixed_denominator: float | None = None
     _sent: ArrayRecord | None = None
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid):
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid):  # noqa: ARG002 (Flower's signature)
         self._sent = arrays
         config["server-round"] = server_round
         nodes = self.roster.sample(server_round)
@@ -89,7 +89,7 @@ class RosterSampling(FedAvg):
         return ArrayRecord([(s + share * (m - s)).astype(s.dtype)
                             for s, m in zip(start, arrays.to_numpy_ndarrays())]), metrics
 
-    def configure_evaluate(self, server_round, arrays, config, grid):
+    def configure_evaluate(self, server_round, arrays, config, grid):  # noqa: ARG002 (Flower's signature)
         return []  # the server scores the global model on the held-out set itself
 
 

@@ -21,15 +21,20 @@ from ..inputs.dataset import Dataset, check_training_labels, load_data, sample_c
 from ..inputs.recipe_inputs import recipe_inputs
 from ..progress import Note, Sink, phase
 from ..recipe import Recipe
+from ..reports.deployed import DeployedComparison, compare_deployed, tensors_compressed
 from ..reports.manifest import ConversionParts, sha256
-from ..runtimes.tflm import arena_with_margin
 from ..system import out_lock, tf_env
 from ..system.outdir import check_output_path
 from ..tflite.model import ModelInfo, read_model
 from ..tflm.deployable import check_deployable
-from ..tflm.arena import measure_arena
+from ..tflm.arena import arena_with_margin, first_sample, measure_arena
+from ..tflm import target_arena
 from ..tflm.runners import quantize_inputs, run_tflm
+from .convert_aot import build_aot
+from ..tflm.kernels import registered_variants
+from ..tflm.target_arena import ArenaFigure
 from .convert_output import check_and_write, validate_artifacts
+from ..runtimes.device_check import DeviceCheck, model_facts, probe_arena, resolve_setting, run_device_check
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,11 @@ class Golden:
 
 @dataclass(frozen=True)
 class Arena:
-    measured: int
-    size: int                        # measured + margin, rounded up to 16 bytes
+    measured: int                    # bytes TFLM used on the target (figure.bytes), or on the host without one
+    size: int                        # measured + margin, rounded up to 16 bytes: kTensorArenaSize
+    figure: Optional[ArenaFigure] = None   # where `measured` comes from
+    host: Optional[ArenaFigure] = None     # TFLM's Python runtime on this host, a labelled extra
+    device: Optional[DeviceCheck] = None   # the golden self-test on the emulated core, when it ran
 
 
 def golden_inputs(data: Dataset, info: ModelInfo, count: int) -> tuple[list[np.ndarray], str]:
@@ -129,7 +137,8 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
     from ..stages.registry import get
 
     context = StageContext(loaded.data, recipe.seed, recipe.base_dir, events)
-    model, first_flatbuffer, records, notes, sections, artifacts = loaded.model, None, [], [], [], {}
+    model, first_flatbuffer, records, notes, sections = loaded.model, None, [], [], []
+    artifacts: dict[str, bytes] = {}
     if loaded.flatbuffer:
         first_flatbuffer = model
     pipeline = recipe.pipeline()
@@ -170,12 +179,44 @@ def check_model(model_bytes: bytes, recipe: Recipe, data: Dataset) -> ModelInfo:
 
 def run_golden(model_bytes: bytes, info: ModelInfo, data: Dataset, count: int) -> Golden:
     inputs, source = golden_inputs(data, info, count)
-    return Golden(inputs, run_tflm(model_bytes, info, inputs), source)
+    return Golden(inputs, run_tflm(model_bytes, inputs), source)
 
 
 def measure(model_bytes: bytes, info: ModelInfo, golden: Golden, margin: float) -> Arena:
-    measured = measure_arena(model_bytes, [x[:1].reshape(t.shape) for x, t in zip(golden.inputs, info.inputs)])
-    return Arena(measured, arena_with_margin(measured, margin))
+    """The host's arena (TFLM's Python runtime): the figure when no device check runs, labelled as the host's."""
+    measured = measure_arena(model_bytes, first_sample(golden.inputs, info))
+    figure = target_arena.host(measured, platform.machine())
+    return Arena(measured, arena_with_margin(measured, margin), figure, figure)
+
+
+def device_arena(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo, golden: Golden,
+                 host_arena: Arena, labels) -> Arena:
+    """The golden self-test on `core` under QEMU (runtimes/device_check.py): bit-identical outputs or a KitError,
+    and the arena the device used, which the firmware then reserves (+ the recipe's margin)."""
+    probe = probe_arena(host_arena.measured)
+    probe_sources = render(recipe, model_bytes, info, Arena(probe, probe), golden, labels)
+    facts = model_facts(recipe.name, model_bytes, info, len(golden.inputs[0]), probe)
+    device = run_device_check(core, recipe.name, model_bytes, probe_sources, golden.inputs, golden.outputs, facts)
+    return Arena(device.arena.bytes, arena_with_margin(device.arena.bytes, recipe.arena_margin), device.arena,
+                 host_arena.host, device)
+
+
+def deployed_comparison(recipe: Recipe, stages: StagesRun, golden: Golden, arena: Arena, labels,
+                        events: Sink) -> Optional[DeployedComparison]:
+    """A compressed model's flash and arena next to the uncompressed model's, both on the target: the
+    uncompressed model gets its own device check when the compressed one had one (its outputs are its own)."""
+    plain = stages.uncompressed
+    if plain is None or not tensors_compressed(stages.records):
+        return None
+    plain_info = read_model(plain)
+    plain_golden = Golden(golden.inputs, run_tflm(plain, plain_info, golden.inputs), golden.source)
+    plain_arena = measure(plain, plain_info, plain_golden, recipe.arena_margin)
+    if arena.device is None or arena.figure is None or arena.host is None:
+        return compare_deployed(stages.model_bytes, plain, arena.host or arena.figure, plain_arena.host)
+    with phase(events, "device", f"device check of the uncompressed model on {arena.device.core} under QEMU "
+                                 "(its arena, for the comparison)"):
+        plain_arena = device_arena(recipe, arena.device.core, plain, plain_info, plain_golden, plain_arena, labels)
+    return compare_deployed(stages.model_bytes, plain, arena.figure, plain_arena.figure, (plain_arena.host, arena.host))
 
 
 def render(recipe: Recipe, model_bytes: bytes, info: ModelInfo, arena: Arena, golden: Golden,
@@ -185,7 +226,8 @@ def render(recipe: Recipe, model_bytes: bytes, info: ModelInfo, arena: Arena, go
     return render_all(recipe.name, "model.tflite", model_bytes, sha256(model_bytes), info,
                       arena_measured=arena.measured, arena_size=arena.size, arena_margin=recipe.arena_margin,
                       labels=labels, golden_inputs=golden.inputs, golden_outputs=golden.outputs,
-                      host=platform.machine())
+                      host=platform.machine(), arena_figure=arena.figure,
+                      arena_host=arena.host if arena.figure is not arena.host else None)
 
 
 def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[str, Optional[float], Optional[float]]:
@@ -203,12 +245,14 @@ def _mode_and_accuracy(recipe: Recipe, run: StagesRun, data: Dataset) -> tuple[s
 
 @out_lock.released_after
 def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sink] = None,
-            log: Optional[Callable[[str], None]] = None) -> dict:
+            log: Optional[Callable[[str], None]] = None, device_check: Optional[str] = None) -> dict:
     """Run `recipe` into `out`; returns the manifest. Progress goes to `events` (a progress sink);
-    `log` is a shorthand for `events=progress.ConsoleSink(log)`."""
+    `log` is a shorthand for `events=progress.ConsoleSink(log)`. device_check: overrides the recipe's
+    `device_check` (auto | off | cortex-m4 | cortex-m7; runtimes/device_check.py)."""
     events = events or (progress.ConsoleSink(log) if log is not None else progress.silent)
     out = Path(out)
     check_output_path(out, force, inputs=recipe_inputs(recipe))
+    core = resolve_setting(device_check or recipe.device_check)  # before the work: a named core it cannot run fails now
     started = time.perf_counter()
     if not recipe.model.is_flatbuffer:  # a .tflite needs no TensorFlow
         tf_env.deterministic(recipe.seed)
@@ -219,22 +263,35 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     model_bytes = stages.model_bytes
     info = check_model(model_bytes, recipe, loaded.data)
 
-    with phase(events, "golden+arena", "running golden vectors on TFLM and measuring the arena"):
+    with phase(events, "golden+arena", "running golden vectors on TFLM and measuring the arena on this host"):
         golden = run_golden(model_bytes, info, loaded.data, recipe.golden.vectors)
         arena = measure(model_bytes, info, golden, recipe.arena_margin)
-        sources = render(recipe, model_bytes, info, arena, golden, loaded.data.labels)
+    if core is not None:
+        with phase(events, "device", f"device check: building the golden self-test for {core} and running it "
+                                     "under QEMU (outputs and arena)"):
+            arena = device_arena(recipe, core, model_bytes, info, golden, arena, loaded.data.labels)
+    sources = render(recipe, model_bytes, info, arena, golden, loaded.data.labels)
 
     with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):
-        validation = validate_artifacts(model_bytes, info, golden.inputs, golden.outputs, sources["model_data.cc"],
+        validation = validate_artifacts(model_bytes, golden.inputs, golden.outputs, sources["model_data.cc"],
                                         recipe.name, stages.uncompressed)
+
+    aot = None
+    if (recipe.runtime or "both") != "tflm":
+        with phase(events, "aot", "compiling the model to C (AOT runtime) and checking it bit for bit on the host"):
+            aot = build_aot(recipe, model_bytes, golden.inputs, golden.outputs, events)
 
     mode, float_accuracy, quantized_accuracy = _mode_and_accuracy(recipe, stages, loaded.data)
     parts = ConversionParts(
         name=recipe.name, recipe=recipe.model_dump(mode="json"), model_bytes=len(model_bytes),
         model_sha256=sha256(model_bytes), info=info, arena_measured=arena.measured, arena_size=arena.size,
         arena_margin=recipe.arena_margin, host=platform.machine(), stages=stages.records, validation=validation,
+        arena_figure=arena.figure, arena_host=arena.host, device_check=arena.device.as_dict() if arena.device else None,
+        kernels=registered_variants(model_bytes),
         golden_vectors=int(len(golden.inputs[0])), golden_source=golden.source, mode=mode,
         float_accuracy=float_accuracy, quantized_accuracy=quantized_accuracy,
-        source="tflite" if loaded.flatbuffer else "keras")
+        source="tflite" if loaded.flatbuffer else "keras", aot=aot.as_dict() if aot else None)
+    deployed = deployed_comparison(recipe, stages, golden, arena, loaded.data.labels, events)
     with phase(events, "write", "writing the artifacts"):
-        return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started)
+        return check_and_write(out, model_bytes, sources, golden.inputs, golden.outputs, parts, stages, started,
+                               deployed, aot_files=dict(aot.program.files) if aot else None)

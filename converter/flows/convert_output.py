@@ -16,15 +16,15 @@ from ..emit.c_arrays import parse_c_array
 from ..errors import KitError
 from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..reports.convert_report import render_report
-from ..reports.deployed import compare_deployed, tensors_compressed
+from ..reports.deployed import DeployedComparison
+from ..runtimes.base import Figure
 from ..runtimes.registry import price_all
 from ..reports.manifest import ConversionParts, write_manifest
 from ..system.outdir import staged_output
-from ..tflite.model import ModelInfo, read_model
 from ..tflm.runners import run_litert, run_tflm
 
 
-def validate_artifacts(model_bytes: bytes, info: ModelInfo, inputs, golden, c_source: str, name: str,
+def validate_artifacts(model_bytes: bytes, inputs, golden, c_source: str, name: str,
                        uncompressed: Optional[bytes] = None) -> dict:
     """TFLM on the model parsed back from the C array, and LiteRT's reference and optimized kernels,
     against the golden outputs. uncompressed: the model before the flatbuffer stages changed it; LiteRT
@@ -34,10 +34,10 @@ def validate_artifacts(model_bytes: bytes, info: ModelInfo, inputs, golden, c_so
         raise KitError("model_data.cc does not hold the same bytes as model.tflite (emitter bug)",
                        "report this with the recipe that produced it")
     litert_bytes = uncompressed or model_bytes
-    validation = {"tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, info, inputs))}
+    validation = {"tflm_vs_c_array": compare_outputs(golden, run_tflm(from_c, inputs))}
     if uncompressed is not None:
         validation["tflm_vs_tflm_uncompressed"] = compare_outputs(
-            golden, run_tflm(uncompressed, read_model(uncompressed), inputs))
+            golden, run_tflm(uncompressed, inputs))
     return validation | {
         "tflm_vs_litert_reference": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=True)),
         "tflm_vs_litert_optimized": compare_outputs(golden, run_litert(litert_bytes, inputs, reference_kernels=False)),
@@ -58,11 +58,18 @@ def check_validation(validation: dict, out: Path) -> None:
 
 
 def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inputs: list[np.ndarray],
-                    golden: list[np.ndarray], parts: ConversionParts, stages, started: float) -> dict:
+                    golden: list[np.ndarray], parts: ConversionParts, stages, started: float,
+                    deployed: Optional[DeployedComparison] = None,
+                    aot_files: Optional[dict[str, str]] = None) -> dict:
     """Write every artifact into a staging folder, check, then move it to `out`; returns the manifest.
-    `stages` (flows.convert.StagesRun) gives the stages' report notes, sections and extra files."""
+    `stages` (flows.convert.StagesRun) gives the stages' report notes, sections and extra files;
+    `aot_files` the AOT runtime's sources (already checked on the host), written to aot/."""
     with staged_output(Path(out)) as staging:
         (staging / "model.tflite").write_bytes(model_bytes)
+        if aot_files:
+            (staging / "aot").mkdir()
+            for file_name, text in aot_files.items():
+                (staging / "aot" / file_name).write_text(text)
         for file_name, text in sources.items():
             (staging / file_name).write_text(text)
         save_vectors(staging / VECTORS_FILE, inputs, golden)
@@ -70,12 +77,10 @@ def check_and_write(out: Path, model_bytes: bytes, sources: dict[str, str], inpu
             (staging / file_name).write_bytes(data)
         content = parts.content(seconds=round(time.perf_counter() - started, 1))
         # a compressed model: its deployed flash and arena next to the uncompressed int8 model's (the CLI prints them)
-        if tensors_compressed(parts.stages):
-            sample = [x[:1].reshape(t.shape) for x, t in zip(inputs, parts.info.inputs)]
-            deployed = compare_deployed(model_bytes, stages.uncompressed, parts.arena_measured, sample)
-            if deployed is not None:
-                content["deployed"] = deployed.as_dict()
-        figures, notes = price_all(model_bytes, parts.arena_measured)  # every runtime, side by side
+        if deployed is not None:
+            content["deployed"] = deployed.as_dict()
+        arena = content["arena"]["target"] or content["arena"]["host"] or {}
+        figures, notes = price_all(model_bytes, Figure(parts.arena_measured, arena.get("source") or "measured"))
         content["runtimes_deployed"] = {"figures": [f.as_dict() for f in figures], "notes": notes}
         (staging / "report.md").write_text(render_report(content, stages.notes, stages.sections))
         manifest = write_manifest(staging, content)

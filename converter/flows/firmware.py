@@ -23,9 +23,11 @@ __all__ = ["render_firmware", "list_boards", "load_board", "firmware_command", "
            "RECORD_NAME", "TEMPLATES_DIR", "HOST_DEFINES", "TFLM_COMMIT"]
 
 
-def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False, runtime: str = "tflm") -> dict:
-    """Render the project for `board` and `runtime` into `out`; returns the record also saved in `out`."""
-    return render_project(board, model_dir, out, force, runtime)
+def render_firmware(board: str, model_dir: Path, out: Path, force: bool = False, runtime: str = "tflm",
+                    measure: bool = True) -> dict:
+    """Render the project for `board` and `runtime` into `out`; returns the record also saved in `out`
+    (runtimes/render.py; measure: False keeps the conversion's arena, for callers that run the firmware)."""
+    return render_project(board, model_dir, out, force, runtime, measure)
 
 
 @click.command("firmware")

@@ -83,7 +83,7 @@ def _print_device(s: dict, project: Path) -> None:
 @click.option("--board", help="Expected board; refused if the project was rendered for another one.")
 @click.option("--tflm-root", envvar="TFLM_ROOT", help="TFLM checkout with the library built.")
 def flash_command(project: Path, board: str | None, tflm_root: str | None) -> None:
-    """Build and run (host, cortex-m-qemu, cortex-m7-qemu) or flash a rendered firmware PROJECT."""
+    """Build and run (host and the emulated Cortex-M boards) or flash a rendered firmware PROJECT (tflm or aot)."""
     try:
         record_path = Path(project) / RECORD_NAME
         if board and record_path.is_file():

@@ -43,6 +43,7 @@ class Options:
     epochs: int = 2
     label_weight: float = 0.0
     device: Optional[bool] = None    # None: build and run on the emulated core when possible
+    runtime: str = "tflm"            # whose deployed cost is minimized: tflm or aot (converter/runtimes)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _check_out(out: Path, recipe) -> None:
 
 
 def _use_device(options: Options, board: dict) -> bool:
-    why_not = device_available(board)
+    why_not = device_available(board, options.runtime)
     if options.device and why_not:
         raise KitError(f"cannot measure on the device: {why_not}", "drop --device, or install what is missing")
     if options.objective == "latency" and why_not:
@@ -132,13 +133,14 @@ def optimize(recipe_path: Path, out: Path, options: Options, log: Callable[[str]
     settings = {"recipe_name": recipe.name, "recipe": recipe.model_dump(mode="json"), "board": options.board,
                 "objective": options.objective, "guards": guards.as_dict(), "space": space.as_dict(),
                 "fine_tune": asdict(fine_tune), "label_weight": options.label_weight, "task": prepared.task,
-                "device": device}
+                # a search resumes only with the settings it started with: tflm searches keep their old keys
+                "device": device, **({"runtime": options.runtime} if options.runtime != "tflm" else {})}
     store = SearchStore.open(out, settings)
     store.summary.update({"splits": prepared.split_sizes, "split_note": prepared.split_note,
                           "float_accuracy": prepared.float_accuracy})
     template = TrialSpec(0, "", {}, str(out.resolve()), recipe, guards, fine_tune, prepared.loss,
                          prepared.selection_size, board, prepared.separate_calibration, device,
-                         options.cpus_per_trial)
+                         options.cpus_per_trial, options.runtime)
     log(f"search space: {len(space.layers)} layers ({', '.join(space.layers)}); guards: {guards.describe()}; "
         f"selection set: {prepared.selection_size} held-out inputs")
     note = evidence_note(prepared.selection_size)

@@ -24,6 +24,7 @@ from ..partition.measure import measure_core
 from ..partition.vela import NOT_EXECUTED
 from ..system.outdir import check_output_path, staged_output
 from ..tflite.model import read_model
+from ..tflm.arena import ARENA_MARGIN
 from ..tflm.runners import run_tflm
 from .model_inputs import model_inputs
 
@@ -103,17 +104,17 @@ def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -
     if missing:
         return {"skipped": missing}
     info = read_model(source.model)
-    whole = PartModel(f"{source.name}_whole", source.model, source.inputs, run_tflm(source.model, info, source.inputs))
+    whole = PartModel(f"{source.name}_whole", source.model, source.inputs, run_tflm(source.model, source.inputs))
     write_part_dir(workdir / "whole", whole, whole_arena, {"part": "whole", "cut": "none"})
     names = list(info.operator_counts)
     measured = {}
     for core in sorted(cores):
-        log(f"measuring instructions per operator on {core} (QEMU {qemu.CORES[core].machine}) and the flash of its firmware")
+        log(f"measuring instructions per operator on {core} (QEMU {qemu.qemu_core(core).machine}) and the flash of its firmware")
         measured[core] = measure_core(workdir / "whole", core, workdir, tflm_root, names)
     return measured
 
 
-def partition(request: Request, log: Callable[[str], None] = print) -> dict:
+def partition(request: Request, log: Callable[[str], None] = print) -> dict:  # noqa: C901 (split in issue 22 item 7)
     started = time.perf_counter()
     out = Path(request.out)
     check_output_path(out, request.force, inputs=(Path(request.model),))
@@ -129,7 +130,7 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
     if missing and request.cut == "auto":
         raise KitError(f"--cut auto needs instructions measured on QEMU, but {missing}",
                        "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or give --cut TENSOR")
-    golden = run_tflm(source.model, read_model(source.model), source.inputs)
+    golden = run_tflm(source.model, source.inputs)
     _check_recorded(Path(request.model), golden)
     cuts = graph.enumerate_cuts(view)
     wanted = None
@@ -187,9 +188,9 @@ def partition(request: Request, log: Callable[[str], None] = print) -> dict:
                     arena = -(-estimate.sram_bytes // 16) * 16
                     part_record |= {"vela": estimate.as_dict(), "npu_note": NOT_EXECUTED}
                 write_part_dir(staging / f"part{k}", part, arena, part_record, source.labels if k == 1 else None,
-                               pricing.ARENA_MARGIN)
+                               ARENA_MARGIN)
             if request.pair:
-                record["pair"] = report.pair_record(_run_pair(staging, devices, best, workdir, log), measured, chosen)
+                record["pair"] = report.pair_record(_run_pair(staging, devices, best, workdir, log), chosen)
             record["seconds"] = round(time.perf_counter() - started, 1)
             report.write(staging, record, costs)
     return record
@@ -233,7 +234,7 @@ def _summary(record: dict) -> list[str]:
     return lines
 
 
-def _register() -> "click.Command":
+def _register():
     import click
 
     @click.command("partition")
@@ -244,7 +245,7 @@ def _register() -> "click.Command":
     @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
     @click.option("--cut", default="auto", show_default=True,
                   help="TENSOR[,TENSOR] (names, or #index) crossing the cut, or auto: the best within budgets.")
-    @click.option("--objective", default="latency", show_default=True, type=click.Choice(costing.OBJECTIVES),
+    @click.option("--objective", default="latency", show_default=True, type=click.Choice(costing.CUT_OBJECTIVES),
                   help="What --cut auto minimises: end-to-end latency, energy, or the pipeline period (balance).")
     @click.option("--profiles", "profile_file", type=click.Path(path_type=Path),
                   help="YAML: device/link name -> fields (core, mhz, flash_bytes, ram_bytes, active_mw; "

@@ -17,11 +17,6 @@ KERAS3_FIX = ("TF-MOT needs a Keras 2 model: re-save it with tf_keras (TF_USE_LE
               "or rebuild it with tf_keras layers")
 
 
-def keras_version_of_file(path: Path) -> str | None:
-    """The Keras version that wrote a model file (read by its content), or None when it does not say."""
-    return read_stored_model(path).keras_version
-
-
 # Wrappers tf_keras writes for functional models and tf.* calls inside them: deserialized by name
 # lookup in the TensorFlow API, never from Python code stored in the file.
 _SAFE_CLASSES = frozenset({"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda", "function"})

@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 from ..errors import KitError
-from ..runtimes.base import Deployed
+from ..runtimes.base import Deployed, Figure
 from ..runtimes.registry import get_runtime
 from ..runtimes.render import render_project
 from ..runtimes.run import run_here
+from ..system.elf_size import image_size
 
-OBJECTIVES = ("flash", "ram", "latency")
+# What a search minimises (`tflm-kit optimize --objective`); a partition's are partition/cost.CUT_OBJECTIVES.
+SEARCH_OBJECTIVES = ("flash", "ram", "latency")
 
 
 @dataclass(frozen=True)
@@ -52,39 +53,39 @@ class DeployedCost:
         return asdict(self)
 
 
-def _footprint(model_bytes: int, operators: list[str], arena: int, board: dict) -> Optional[Deployed]:
-    """The TFLM runtime's deployed flash from its per-target code-size data, or None when there is none."""
-    runtime = get_runtime("tflm")
+def _priced(runtime: str, model: bytes, arena: Figure, board: dict) -> Optional[Deployed]:
+    """The runtime's deployed figures from its per-target code-size data, or None when there are none."""
+    chosen = get_runtime(runtime)
     for target in (board.get("code_size"), board.get("core")):
         if not target:
             continue
         try:
-            return runtime.price_model(model_bytes, operators, arena, target)
+            return chosen.price(model, arena, target)
         except KitError:  # unknown target or operator in the data: try the next name, then give up
             continue
     return None
 
 
-def host_cost(manifest: dict, board: dict) -> DeployedCost:
-    """Cost from a conversion's manifest (no firmware built)."""
+def host_cost(manifest: dict, board: dict, model: bytes, runtime: str = "tflm") -> DeployedCost:
+    """Cost from a conversion's manifest and model (no firmware built), as `runtime` deploys it."""
     model_bytes = int(manifest["model"]["bytes"])
-    operators = sorted(manifest["model"]["operators"])
     arena = int(manifest["arena_bytes"])
-    found = _footprint(model_bytes, operators, arena, board)
+    found = _priced(runtime, model, Figure(arena, "host estimate"), board)
     if found is None:
         return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate",
                             flash_estimate_bytes=model_bytes, arena_host_bytes=arena)
-    return DeployedCost(model_bytes, found.flash.bytes, "footprint data", arena, "host estimate",
+    return DeployedCost(model_bytes, found.flash.bytes, "footprint data", found.ram.bytes, found.ram.source,
                         kernel_bytes=found.parts["kernels"], core_bytes=found.parts["core"],
-                        flash_estimate_bytes=found.flash.bytes, arena_host_bytes=arena)
+                        flash_estimate_bytes=found.flash.bytes, arena_host_bytes=found.ram.bytes)
 
 
-def device_available(board: dict) -> Optional[str]:
-    """None when the board can be built and run here; else why not."""
+def device_available(board: dict, runtime: str = "tflm") -> Optional[str]:
+    """None when the board can be built and run here with `runtime`; else why not."""
     if board.get("runs_on") != "qemu" and board.get("name") != "cortex-m-qemu":
         return f"board {board.get('name')} is not emulated here (cortex-m-qemu is)"
-    if not os.environ.get("TFLM_ROOT"):
-        return "TFLM_ROOT is not set"
+    for setting in get_runtime(runtime).needs(board).settings:
+        if not os.environ.get(setting):
+            return f"{setting} is not set"
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size", "qemu-system-arm"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
@@ -96,19 +97,15 @@ def linked_image_bytes(project: Path) -> Optional[int]:
     elves = sorted(project.glob("*.elf"))
     if not elves:
         return None
-    sized = subprocess.run(["arm-none-eabi-size", str(elves[0])], capture_output=True, text=True)
-    lines = sized.stdout.strip().splitlines()
-    if sized.returncode != 0 or len(lines) < 2:
-        return None
-    text, data = (int(x) for x in lines[1].split()[:2])
-    return text + data
+    size = image_size(elves[0])
+    return None if size is None else size.flash
 
 
-def device_cost(cost: DeployedCost, model_dir: Path, board: str) -> DeployedCost:
-    """Build the firmware for the emulated board, run its self-test, and take the measured figures."""
+def device_cost(cost: DeployedCost, model_dir: Path, board: str, runtime: str = "tflm") -> DeployedCost:
+    """Build the firmware for the emulated board with `runtime`, run its self-test, and take the measured figures."""
     with tempfile.TemporaryDirectory(prefix="tflm-kit-optimize-fw-") as folder:
         project = Path(folder) / "fw"
-        render_project(board, model_dir, project)
+        render_project(board, model_dir, project, runtime=runtime, measure=False)
         ran = run_here(project)
         image = ran.device.flash_bytes or linked_image_bytes(project)
     return replace(

@@ -48,21 +48,12 @@ def _softmax_output(model) -> bool:
 def _teacher(model, recipe: Recipe, data, log) -> object:
     from ..stages import run_stage
 
-    try:
-        from ..stages.distill import resolve_builder
-    except ImportError:  # stages with a StageContext resolve the student builder against base_dir themselves
-        resolve_builder = None
     for stage in recipe.stages:
         if stage.kind not in TEACHER_STAGES:
             continue
         log(f"float model: {stage.kind}")
-        settings, context = stage.settings, {}
-        if resolve_builder is None:
-            context = {"base_dir": recipe.base_dir}
-        elif stage.kind == "distill":
-            settings = settings.model_copy(update={"student_builder": resolve_builder(settings.student_builder,
-                                                                                      recipe.base_dir)})
-        model = run_stage(stage.kind, model, settings, data, recipe.seed, **context).model
+        # the stage resolves a student builder against base_dir itself (StageContext)
+        model = run_stage(stage.kind, model, stage.settings, data, recipe.seed, base_dir=recipe.base_dir).model
     return model
 
 

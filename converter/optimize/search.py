@@ -49,7 +49,7 @@ def fixed_candidates(space: Space, store: SearchStore, budget: int) -> list[tupl
             wanted += [("int4", space.int4_large()), ("int4", space.int4_all())]
         wanted.append(("uniform", space.reference() | {f"clusters:{layer}": 16 for layer in space.layers}))
     done = {(t.phase, tuple(sorted(t.params.items()))) for t in store.trials}
-    unique = {}  # a small model can make two of these the same candidate: run it once
+    unique: dict = {}  # a small model can make two of these the same candidate: run it once
     for phase, params in wanted:
         unique.setdefault(tuple(sorted(params.items())), (phase, params))
     return [(phase, params) for key, (phase, params) in unique.items() if (phase, key) not in done]
@@ -154,8 +154,9 @@ def _penalty(store: SearchStore, objective: str) -> float:
     return 1e12
 
 
-def run_search(plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSpec], TrialResult],
-               log: Callable[[str], None]) -> SearchStore:
+def run_search(  # noqa: C901 (split in issue 22 item 7)
+        plan: SearchPlan, store: SearchStore, trial_fn: Callable[[TrialSpec], TrialResult],
+        log: Callable[[str], None]) -> SearchStore:
     total = plan.trials
     fixed = fixed_candidates(plan.space, store, plan.trials - 1)
     optimizer = Optimizer(plan.space, plan.objective, plan.seed, _penalty(store, plan.objective))

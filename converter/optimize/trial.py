@@ -39,6 +39,7 @@ class TrialSpec:
     cpus: int = 1                # Ray reserves this many CPUs for the trial. TensorFlow keeps its default
     # thread pools: pools of another size change float sums in fine-tuning, and the trial's model must be
     # byte-identical to what `convert` makes of the same recipe.
+    runtime: str = "tflm"        # the runtime whose deployed cost is priced and measured (converter/runtimes)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def judge_model(model_bytes: bytes, search_dir: Path, guards: Guards):
 
     x, labels, teacher = selection_arrays(search_dir)
     info = read_model(model_bytes)
-    outputs = run_tflm(model_bytes, info, [quantize(x, info.inputs[0])])
+    outputs = run_tflm(model_bytes, [quantize(x, info.inputs[0])])
     candidate = [dequantize(out, tensor) for out, tensor in zip(outputs, info.outputs)]
     return judge(guards, quality(teacher, candidate, labels))
 
@@ -107,14 +108,16 @@ def run_trial(spec: TrialSpec) -> TrialResult:
                                    spec.separate_calibration)
         recipe_path.parent.mkdir(parents=True, exist_ok=True)
         recipe_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
-        manifest = convert(parse_recipe(mapping, base_dir=recipe_path.parent), out, force=True, log=lambda _: None)
+        # no device check per trial: the search builds the firmware itself for the candidates that pass (device_cost)
+        manifest = convert(parse_recipe(mapping, base_dir=recipe_path.parent), out, force=True, log=lambda _: None,
+                           device_check="off")
         verdict = judge_model((out / "model.tflite").read_bytes(), search_dir, spec.guards)
-        cost = host_cost(manifest, spec.board)
+        cost = host_cost(manifest, spec.board, (out / "model.tflite").read_bytes(), spec.runtime)
         result.status = PASSED if verdict.passed else FAILED_GUARD
         result.reason = "; ".join(verdict.failures)
         if spec.device and verdict.passed:
             try:
-                cost = device_cost(cost, out, spec.board["name"])
+                cost = device_cost(cost, out, spec.board["name"], spec.runtime)
             except KitError as error:  # keep the host figures; a candidate that does not build cannot win
                 result.status, result.reason = FAILED_GUARD, f"firmware for the emulated core: {error}"
         if cost.device_pass is False:

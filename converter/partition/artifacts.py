@@ -10,10 +10,8 @@ from ..emit.sources import render_all
 from ..compare.golden_format import VECTORS_FILE, save_vectors
 from ..reports.manifest import sha256, tool_versions, write_manifest
 from ..tflite.model import ModelInfo, read_model
-from ..runtimes.tflm import arena_with_margin
-from ..tflm.arena import measure_arena
+from ..tflm.arena import ARENA_MARGIN, arena_with_margin, first_sample, measure_arena
 
-DEFAULT_ARENA_MARGIN = 0.10
 
 
 @dataclass(frozen=True)
@@ -30,11 +28,11 @@ class PartModel:
 
 
 def arena_of(model: bytes, info: ModelInfo, inputs: list) -> int:
-    return measure_arena(model, [x[:1].reshape(t.shape) for x, t in zip(inputs, info.inputs)])
+    return measure_arena(model, first_sample(inputs, info))
 
 
 def write_part_dir(folder: Path, part: PartModel, arena_measured: int, record: dict,
-                   labels: list | None = None, margin: float = DEFAULT_ARENA_MARGIN) -> None:
+                   labels: list | None = None, margin: float = ARENA_MARGIN) -> None:
     """Fill `folder` (a staging folder) with the part's model, C/C++ sources, golden vectors and manifest."""
     info = part.info
     arena_size = arena_with_margin(arena_measured, margin)
@@ -64,8 +62,10 @@ def write_part_dir(folder: Path, part: PartModel, arena_measured: int, record: d
 
 
 def _part_report(part: PartModel, info: ModelInfo, arena: int, arena_size: int, record: dict) -> str:
-    shapes = lambda tensors: ", ".join(f"{list(t.shape)} {t.type.lower()} (scale {t.scale}, zero point "
-                                       f"{t.zero_point})" for t in tensors)
+    def shapes(tensors) -> str:
+        return ", ".join(f"{list(t.shape)} {t.type.lower()} (scale {t.scale}, zero point {t.zero_point})"
+                         for t in tensors)
+
     return "\n".join([
         f"# {part.name}: part {record['part']} of a partitioned model",
         "",

@@ -31,6 +31,10 @@ def _per_channel(tensor) -> bool:
     return q is not None and q.scale is not None and len(q.scale) > 1
 
 
+def _nbytes(tensor) -> int:
+    return int(np.prod(tensor.shape))  # int8 activations
+
+
 def candidates(model_bytes: bytes, op_names: dict) -> list[ChannelCandidate]:
     schema = _schema()
     model = schema.ModelT.InitFromPackedBuf(bytes(model_bytes), 0)
@@ -42,8 +46,7 @@ def candidates(model_bytes: bytes, op_names: dict) -> list[ChannelCandidate]:
         source, weights, output = (main.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
         channels = int(weights.shape[0])
         if channels >= 2 and channels % 2 == 0 and _per_channel(weights):
-            nbytes = lambda t: int(np.prod(t.shape))  # int8 activations
-            found.append(ChannelCandidate(index, channels, nbytes(source), nbytes(output)))
+            found.append(ChannelCandidate(index, channels, _nbytes(source), _nbytes(output)))
     return found
 
 
@@ -126,15 +129,14 @@ def price(model_bytes: bytes, op_names: dict, inputs: list, golden: list, measur
           whole_ms: float, best_ms: float) -> list[ChannelPlan]:
     """Each candidate split at half its channels. A half's instructions are the conv's measured count
     times its share of the channels (an estimate: the kernels' work is linear in output channels)."""
-    from ..tflite.model import read_model
     from ..tflm.runners import run_tflm
 
-    plans = []
+    plans: list[ChannelPlan] = []
     if any(d.is_npu for d in devices):
         return plans
     for c in candidates(model_bytes, op_names):
         rewritten = split_channels(model_bytes, c.operator, c.channels // 2)
-        outputs = run_tflm(rewritten, read_model(rewritten), inputs)
+        outputs = run_tflm(rewritten, inputs)
         exact = all(a.tobytes() == b.tobytes() for a, b in zip(outputs, golden))
         alone = [measured[d.core].operators[c.operator].instructions / (d.mhz * 1e3) for d in devices]
         there = link.seconds(c.input_bytes) * 1e3 + alone[1] / 2 + link.seconds(c.output_bytes // 2) * 1e3

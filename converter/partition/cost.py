@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from ..errors import KitError
 from .profiles import Device, Link
 
-OBJECTIVES = ("latency", "energy", "balance")
+# What `tflm-kit partition --cut auto` minimises; a search's are optimize/cost.SEARCH_OBJECTIVES.
+CUT_OBJECTIVES = ("latency", "energy", "balance")
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ def link_cost(link: Link, payload: int) -> tuple[int, float]:
 
 def choose(costs: list[CutCost], objective: str) -> CutCost:
     """The cut minimising `objective` among those within both devices' budgets."""
-    if objective not in OBJECTIVES:
-        raise KitError(f"unknown objective '{objective}'", f"use one of {', '.join(OBJECTIVES)}")
+    if objective not in CUT_OBJECTIVES:
+        raise KitError(f"unknown objective '{objective}'", f"use one of {', '.join(CUT_OBJECTIVES)}")
     cuts = [c for c in costs if c.tensors]
     if objective == "energy" and all(c.energy_mj is None for c in cuts):
         raise KitError("--objective energy needs each device's active power", "give active_mw in --profiles "

@@ -70,7 +70,7 @@ def extract(model_bytes: bytes, operators: tuple, inputs: tuple, outputs: tuple)
         tensor.buffer = buffer_map[tensor.buffer]
         tensors.append(tensor)
     opcode_map: dict[int, int] = {}
-    operator_codes = []
+    operator_codes: list = []
     new_ops = []
     for op in chosen:
         op = copy.copy(op)

@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..system.elf_size import section_sizes
 from ..tflm.footprint import deployed_flash
 
 # partition's core names -> converter.tflm.footprint's targets (per-kernel sizes measured for those libraries)
@@ -57,8 +58,7 @@ def _symbol_bytes(elf: Path, names) -> int:
 def measure(project: Path, operators, model_bytes: int, golden_bytes: int, core: str,
             stack_bytes: int = 0x4000) -> FirmwareFootprint:
     """stack_bytes: what the board's linker script reserves (cortex-m-qemu: __stack_size = 0x4000)."""
-    sizes = subprocess.run(["arm-none-eabi-size", "-A", str(project / "fw.elf")], capture_output=True, text=True).stdout
-    sections = {f[0]: int(f[1]) for f in (line.split() for line in sizes.splitlines()) if len(f) >= 3 and f[1].isdigit()}
+    sections = section_sizes(project / "fw.elf")
     flash = sum(sections.get(s, 0) for s in (".text", ".ARM.exidx", ".ARM.extab", ".init_array", ".data"))
     ram_rest = sections.get(".data", 0) + sections.get(".bss", 0) + stack_bytes - \
         _symbol_bytes(project / "fw.elf", _NOT_REST)

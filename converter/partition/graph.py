@@ -80,7 +80,9 @@ def enumerate_cuts(view: GraphView) -> list[Cut]:
     of the execution order. Sorted by the number of operators in part 0, then by tensor."""
     producer = view.producer()
     needs = {op.index: {producer[t] for t in op.inputs if t in producer} for op in view.ops}
-    seen, frontier, heads = set(), [frozenset()], []
+    seen: set = set()
+    frontier: list = [frozenset()]
+    heads: list = []
     while frontier and len(seen) <= MAX_CUTS:
         head = frontier.pop()
         for op in view.ops:

@@ -16,7 +16,7 @@ from .cost import PartCost
 from .footprint import FirmwareFootprint
 from .footprint import measure as measure_footprint
 from .profiles import Device
-from .qemu import OperatorCost, profile_operators
+from .qemu import profile_operators
 
 
 @dataclass(frozen=True)

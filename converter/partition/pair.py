@@ -46,7 +46,7 @@ class _Relay(threading.Thread):
             self.servers.append(server)
         self.frame_bytes, self.corrupt_frame = frame_bytes, corrupt_frame
         self.forwarded, self.failure = 0, None
-        self.connections = []  # kept open until part 1 ends: QEMU drops unread input on hang-up
+        self.connections: list = []  # kept open until part 1 ends: QEMU drops unread input on hang-up
 
     def run(self) -> None:
         try:

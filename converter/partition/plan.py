@@ -51,13 +51,13 @@ def split(model_bytes: bytes, view: GraphView, cut: Cut, inputs: list, golden: l
     head = extract(model_bytes, cut.head, view.inputs, cut.tensors)
     tail = extract(model_bytes, cut.tail, cut.tensors, view.outputs)
     widened = with_extra_outputs(model_bytes, view, cut.tensors)
-    whole = run_tflm(widened, read_model(widened), inputs)
+    whole = run_tflm(widened, inputs)
     at_cut = whole[len(view.outputs):]
     if not _same(whole[:len(view.outputs)], golden):
         raise KitError("the whole model with the cut tensors as extra outputs gives different outputs",
                        "report this with the model: the kit's flatbuffer editing changed the computation")
-    head_outputs = run_tflm(head, read_model(head), inputs)
-    tail_outputs = run_tflm(tail, read_model(tail), at_cut)
+    head_outputs = run_tflm(head, inputs)
+    tail_outputs = run_tflm(tail, at_cut)
     return Split(cut, head, tail, at_cut, head_outputs, tail_outputs)
 
 

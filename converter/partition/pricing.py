@@ -5,15 +5,13 @@ from Vela's estimates for that part (vela.py), one Vela compilation per distinct
 """
 from __future__ import annotations
 
-from ..runtimes.tflm import arena_with_margin
 from . import cost as costing
 from .cost import PartCost
 from .measure import mcu_part_cost
 from .profiles import Device
 from .report import tensor_label
 from .vela import VelaEstimate, compile_part
-
-ARENA_MARGIN = 0.10
+from ..tflm.arena import ARENA_MARGIN, arena_with_margin
 
 
 def arena_size(measured: int) -> int:

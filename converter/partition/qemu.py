@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import KitError, foreign_text
 from ..runtimes.boards import RECORD_NAME, load_board
-from ..runtimes.render import render_project, template_env
+from ..runtimes import render as board_render
 
 PAIR_TEMPLATES = "cortex-m-qemu-pair"
 # -icount shift=0 runs one guest instruction per virtual ns; MPS2's SysTick counts at 25 MHz.
@@ -32,12 +32,14 @@ class QemuCore:
     arch: str
 
 
-CORES = {
-    "cortex-m4": QemuCore("mps2-an386", "cortex_m_generic_cortex-m4_default_cmsis_nn_gcc",
-                          "-mcpu=cortex-m4+nofp -mfpu=fpv4-sp-d16 -mfloat-abi=soft -mthumb -funsigned-char"),
-    "cortex-m7": QemuCore("mps2-an500", "cortex_m_generic_cortex-m7+fp_default_cmsis_nn_gcc",
-                          "-mcpu=cortex-m7 -mfpu=fpv5-sp-d16 -mfloat-abi=hard -mthumb -funsigned-char"),
-}
+# core -> the emulated board profile whose machine, TFLM library and compiler flags build it
+BOARDS = {"cortex-m4": "cortex-m-qemu", "cortex-m7": "cortex-m7-qemu"}
+
+
+def qemu_core(core: str) -> QemuCore:
+    """QEMU machine, TFLM library and -mcpu/-mfloat-abi flags of `core`, from its board profile."""
+    board = load_board(BOARDS[core])
+    return QemuCore(board["qemu_machine"], board["tflm_target"], f"{board['arch_flags']} -funsigned-char")
 
 
 def missing_tools(tflm_root: str | None) -> str | None:
@@ -52,9 +54,9 @@ def missing_tools(tflm_root: str | None) -> str | None:
 
 def render_project(model_dir: Path, out: Path, main_template: str) -> Path:
     """A cortex-m-qemu project for `model_dir` whose main.cc is `main_template`, plus link.h."""
-    render_project("cortex-m-qemu", model_dir, out, force=True)
+    board_render.render_project("cortex-m-qemu", model_dir, out, force=True, measure=False)
     record = json.loads((out / RECORD_NAME).read_text())
-    env = template_env()
+    env = board_render.template_env()
     ctx = dict(record, board=load_board("cortex-m-qemu"), model_prefix="model/")
     (out / "main.cc").write_text(env.get_template(f"{PAIR_TEMPLATES}/{main_template}").render(ctx))
     (out / "link.h").write_text(env.get_template(f"{PAIR_TEMPLATES}/link.h.j2").render(ctx))
@@ -62,7 +64,7 @@ def render_project(model_dir: Path, out: Path, main_template: str) -> Path:
 
 
 def build(project: Path, core: str, tflm_root: str) -> Path:
-    spec = CORES[core]
+    spec = qemu_core(core)
     made = subprocess.run(["make", "-s", f"TFLM_ROOT={tflm_root}", f"TFLM_TARGET={spec.tflm_target}",
                            f"ARCH={spec.arch}", "fw.elf"], cwd=project, capture_output=True, text=True)
     if made.returncode != 0:
@@ -72,7 +74,7 @@ def build(project: Path, core: str, tflm_root: str) -> Path:
 
 
 def qemu_command(elf: Path, core: str, serial: str | None = None) -> list[str]:
-    command = ["qemu-system-arm", "-M", CORES[core].machine, "-display", "none", "-monitor", "none",
+    command = ["qemu-system-arm", "-M", qemu_core(core).machine, "-display", "none", "-monitor", "none",
                "-icount", "shift=0", "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
     if serial:
         command[1:1] = ["-chardev", serial, "-serial", "chardev:link"]

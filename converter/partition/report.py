@@ -50,7 +50,7 @@ def record(source, view, cuts, splits, costs, chosen, devices, link, request, me
     }
 
 
-def pair_record(result, measured, chosen) -> dict:
+def pair_record(result, chosen) -> dict:
     summed = [p["instructions"] for p in chosen.as_dict()["parts"]] if chosen else [None, None]
     return {"pass": result.ok, "passed": result.passed, "total": result.total, "errors": result.errors,
             "golden_differences": result.golden_differences, "link_bytes_relayed": result.link_bytes,

@@ -25,9 +25,7 @@ def render_report(manifest: dict, notes: list[str] | None = None, sections: list
         f"# {manifest['name']}: tflm-kit conversion report",
         "",
         f"- Model: **{summary['model_bytes']:,} bytes** {summary['mode']} flatbuffer; operators: {', '.join(summary['operators'])}",
-        f"- Tensor arena: **{summary['tensor_arena_size']:,} bytes** in `kTensorArenaSize` "
-        f"({summary['arena_measured']:,} B measured on the host with TFLM + {summary['arena_margin_percent']}% margin; "
-        "an upper estimate for a 32-bit MCU)",
+        _arena_line(manifest),
         quality,
         f"- Golden vectors: {summary['golden_vectors']} ({summary['golden_source']})",
         "",
@@ -47,4 +45,37 @@ def render_report(manifest: dict, notes: list[str] | None = None, sections: list
         lines.append(_pair_line(name, result))
     lines += ["", "LiteRT's kernels are not the device's: a difference there is reported, not hidden. "
               "`tflm_vs_c_array` runs the model parsed back from `model_data.cc` and must be bit-exact.", ""]
-    return "\n".join(lines + list(sections or []))
+    return "\n".join(lines + _aot_lines(manifest.get("aot")) + list(sections or []))
+
+
+def _aot_lines(aot: dict | None) -> list[str]:
+    """The AOT runtime's section: host validation per back-end, the static buffer per core, the plan."""
+    if aot is None:
+        return []
+    lines = ["## AOT runtime (the model compiled to C, no interpreter: `aot/`, docs/aot.md)", "",
+             "| back-end | golden vectors identical | saturating and random inputs identical | first divergence |",
+             "|---|---|---|---|"]
+    for v in aot["validated"]:
+        lines.append(f"| {v['backend']} (host gcc) | {v['golden_identical']}/{v['golden']} | "
+                     f"{v['identical'] - v['golden_identical']}/{v['vectors'] - v['golden']} | {v['divergence'] or '—'} |")
+    lines += ["", "Static RAM buffer (activations + kernel scratch; inputs and outputs are the caller's arrays): " +
+              ", ".join(f"{core} {size:,} B" for core, size in aot["buffer_bytes"].items()), "",
+              "| offset | bytes | tensor |", "|---|---|---|"]
+    lines += [f"| {e['offset']} | {e['bytes']} | {e['tensor']} |" for e in aot["plan_host"]]
+    return lines + [""]
+
+
+def _arena_line(manifest: dict) -> str:
+    """kTensorArenaSize, the figure it comes from with its source, the host's figure only as a labelled extra."""
+    summary, arena = manifest["summary"], manifest.get("arena") or {}
+    source = summary.get("arena_source") or "measured on the host with TFLM's Python runtime"
+    line = (f"- Tensor arena: **{summary['tensor_arena_size']:,} bytes** in `kTensorArenaSize` "
+            f"({summary['arena_measured']:,} B {source} + {summary['arena_margin_percent']}% margin)")
+    host, target = arena.get("host"), arena.get("target")
+    if host and target and host != target:
+        line += f"; host {host['core']} (TFLM's Python runtime, not the device's): {host['bytes']:,} B"
+    check = manifest.get("device_check") or {}
+    if check.get("core"):
+        line += (f"\n- Device check: the golden self-test on {check['core']} under QEMU gave the golden outputs bit "
+                 f"for bit ({check['vectors']} vectors; build + run {check['seconds']} s)")
+    return line

@@ -3,22 +3,22 @@
 The flatbuffer is not what the MCU stores: LUT compression adds TFLM's DECODE kernel (on the
 Cortex-M4 its code outweighs what a small model saves), and DECODE or int4 unpacking take arena.
 So a conversion whose compress stage changed the model records both models' deployed flash (from
-the per-target code-size data of converter/tflm/footprint.py: flatbuffer + kernels + TFLM core,
-no TFLM_ROOT or cross compiler needed) and both arenas (TFLM's Python runtime on this host: an
-estimate for a 32-bit MCU), and `convert` prints them side by side.
+the per-target code-size data of converter/tflm/footprint.py, with the type-specialised kernels the
+generated resolver registers: flatbuffer + kernels + TFLM core, no TFLM_ROOT or cross compiler
+needed) and both models' arenas on the target (converter/tflm/target_arena.py: measured on the
+emulated core by the device check), each labelled with its source. The host's arenas (TFLM's
+Python runtime, 64-bit, reference kernels: they unpack int4 filters into scratch, CMSIS-NN does
+not) are only a labelled extra, or, when nothing could measure the target, the figure, labelled as
+not the device's.
 """
 from __future__ import annotations
 
-import platform
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-import numpy as np
-
 from ..errors import KitError
-from ..tflite.model import read_model
-from ..tflm.arena import measure_arena
-from ..tflm.footprint import deployed_flash
+from ..tflm.footprint import model_flash
+from ..tflm.target_arena import ArenaFigure
 
 TARGET = "cortex-m4"
 
@@ -26,21 +26,29 @@ TARGET = "cortex-m4"
 @dataclass(frozen=True)
 class DeployedComparison:
     target: str
-    flash_source: str          # "footprint data"
+    flash_source: str          # "TFLM code-size data for cortex-m4 (specialised kernels)"
     flash_uncompressed: int    # bytes: flatbuffer + kernels + core
     flash: int
-    arena_source: str          # "host <machine>": TFLM's Python runtime, 64-bit pointers
-    arena_uncompressed: int    # bytes measured, before the recipe's margin
+    arena_source: str          # ArenaFigure.source of both arenas ("measured on cortex-m4 under QEMU (...)")
+    arena_uncompressed: int    # bytes used, before the recipe's margin
     arena: int
+    arena_on_device: bool = True
+    host: Optional[str] = None                   # the host's machine, when its figures are an extra
+    arena_host_uncompressed: Optional[int] = None
+    arena_host: Optional[int] = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def line(self) -> str:
-        return (f"deployed, uncompressed -> compressed ({self.target}, {self.flash_source}): flash "
-                f"{self.flash_uncompressed:,} -> {self.flash:,} B ({self.flash - self.flash_uncompressed:+,}), "
-                f"arena {self.arena_uncompressed:,} -> {self.arena:,} B ({self.arena - self.arena_uncompressed:+,}, "
-                f"{self.arena_source})")
+        text = (f"deployed, uncompressed -> compressed ({self.target}): flash "
+                f"{self.flash_uncompressed:,} -> {self.flash:,} B ({self.flash - self.flash_uncompressed:+,}; "
+                f"{self.flash_source}), arena {self.arena_uncompressed:,} -> {self.arena:,} B "
+                f"({self.arena - self.arena_uncompressed:+,}; {self.arena_source})")
+        if self.host and self.arena_host is not None and self.arena_host_uncompressed is not None:
+            text += (f"; host {self.host}, not the device's: {self.arena_host_uncompressed:,} -> "
+                     f"{self.arena_host:,} B")
+        return text
 
 
 def tensors_compressed(records) -> bool:
@@ -51,17 +59,20 @@ def tensors_compressed(records) -> bool:
                for record in records)
 
 
-def compare_deployed(model_bytes: bytes, uncompressed: Optional[bytes], arena_measured: int,
-                     sample: list[np.ndarray], target: str = TARGET) -> Optional[DeployedComparison]:
+def compare_deployed(model_bytes: bytes, uncompressed: Optional[bytes], arena: ArenaFigure,
+                     arena_uncompressed: ArenaFigure, host: Optional[tuple[ArenaFigure, ArenaFigure]] = None,
+                     target: str = TARGET) -> Optional[DeployedComparison]:
     """Both models' deployed flash and arena; None when there is no uncompressed model, or when the
     code-size data has no figure for one of the operators (e.g. a custom operator): then there is no
-    honest total."""
+    honest total. host: (uncompressed, compressed) host figures, shown as an extra when the arenas are the target's."""
     if uncompressed is None:
         return None
     try:
-        flash = deployed_flash(len(model_bytes), read_model(model_bytes).operators, target).total
-        flash_uncompressed = deployed_flash(len(uncompressed), read_model(uncompressed).operators, target).total
+        flash, flash_uncompressed = model_flash(model_bytes, target).total, model_flash(uncompressed, target).total
     except KitError:
         return None
-    return DeployedComparison(target, "footprint data", flash_uncompressed, flash, f"host {platform.machine()}",
-                              measure_arena(uncompressed, sample), arena_measured)
+    extra = host if host is not None and arena.on_device else None
+    return DeployedComparison(
+        target, f"TFLM code-size data for {target}, specialised kernels", flash_uncompressed, flash, arena.source,
+        arena_uncompressed.bytes, arena.bytes, arena.on_device, extra[0].core if extra else None,
+        extra[0].bytes if extra else None, extra[1].bytes if extra else None)

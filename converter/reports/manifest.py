@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Optional
@@ -12,6 +12,7 @@ from typing import Optional
 from ..compare.outputs import bit_exact
 from ..stages.base import StageRecord
 from ..tflite.model import ModelInfo
+from ..tflm.target_arena import ArenaFigure
 
 TOOLS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "tflite-micro", "ai-edge-litert", "numpy")
 
@@ -33,8 +34,10 @@ def tool_versions() -> dict:
 
 
 def describe_files(folder: Path) -> list[dict]:
-    return [{"file": path.name, "bytes": path.stat().st_size, "sha256": sha256(path.read_bytes())}
-            for path in sorted(folder.iterdir()) if path.is_file() and path.name != "manifest.json"]
+    """Every file the run wrote, sub-folders (the AOT sources in aot/) included, by POSIX relative path."""
+    files = sorted((path.relative_to(folder).as_posix(), path) for path in folder.rglob("*") if path.is_file())
+    return [{"file": name, "bytes": path.stat().st_size, "sha256": sha256(path.read_bytes())}
+            for name, path in files if name != "manifest.json"]
 
 
 def write_manifest(folder: Path, content: dict) -> dict:
@@ -64,12 +67,24 @@ class ConversionParts:
     float_accuracy: Optional[float]       # None: not measured (no labels, or a .tflite source)
     quantized_accuracy: Optional[float]
     source: str = "keras"                 # "tflite" when the recipe's model is a .tflite file
+    aot: Optional[dict] = None            # the AOT runtime's result (flows/convert_aot.AotResult.as_dict())
+    arena_figure: Optional[ArenaFigure] = None  # where arena_measured comes from (the target's, or the host's)
+    arena_host: Optional[ArenaFigure] = None    # TFLM's Python runtime on this host: a labelled extra
+    device_check: Optional[dict] = None         # runtimes/device_check.DeviceCheck.as_dict(), when it ran
+    kernels: dict = field(default_factory=dict)  # op -> type of the specialised kernel model_ops.h registers
+
+    def _arena_note(self) -> str:
+        if self.arena_figure is not None and self.arena_figure.on_device:
+            return f"{self.arena_figure.source}: interpreter.arena_used_bytes() of the golden self-test"
+        return (f"measured with TFLM's Python runtime on {self.host} (64-bit pointers, reference kernels): not a "
+                "device figure; a device check (TFLM_ROOT, arm-none-eabi-gcc, qemu-system-arm) measures the target's")
 
     def content(self, seconds: Optional[float] = None) -> dict:
         summary = {
             "model_bytes": self.model_bytes, "operators": list(self.info.operators),
             "arena_measured": self.arena_measured, "tensor_arena_size": self.arena_size,
             "arena_margin_percent": round(self.arena_margin * 100),
+            "arena_source": self.arena_figure.source if self.arena_figure else f"host {self.host}",
             "float_quality": _percent(self.float_accuracy), "quantized_quality": _percent(self.quantized_accuracy),
             "mode": self.mode, "golden_vectors": self.golden_vectors, "golden_source": self.golden_source,
             "bit_exact_on_tflm": bit_exact(self.validation["tflm_vs_c_array"]),
@@ -78,20 +93,27 @@ class ConversionParts:
             summary["source"] = self.source
         if any(record.details.get("trained_federated") for record in self.stages):
             summary["trained_federated"] = True
+        if self.aot is not None:
+            summary["aot_bit_exact"] = self.aot["bit_exact"]
+            summary["aot_buffer_bytes"] = self.aot["buffer_bytes"]
         return {
             "name": self.name,
             "tools": tool_versions(),
             "recipe": self.recipe,
             "model": {"bytes": self.model_bytes, "sha256": self.model_sha256,
-                      "operators": self.info.operator_counts,
+                      "operators": self.info.operator_counts, "kernels": self.kernels,
                       "inputs": [t.as_dict() for t in self.info.inputs],
                       "outputs": [t.as_dict() for t in self.info.outputs]},
             "arena_bytes": self.arena_measured,
             "tensor_arena_size": self.arena_size,
-            "arena_note": f"measured with TFLM's Python runtime on {self.host} (64-bit pointers): "
-                          "an upper estimate for 32-bit MCUs, before optimized-kernel scratch buffers",
+            "arena_note": self._arena_note(),
+            "arena": {"target": self.arena_figure.as_dict() if self.arena_figure else None,
+                      "host": self.arena_host.as_dict() if self.arena_host else None,
+                      "reserved": self.arena_size, "margin": self.arena_margin},
+            "device_check": self.device_check or {"ran": False},
             "stages": [record.as_dict() for record in self.stages],
             "validation": self.validation,
+            **({"aot": self.aot} if self.aot is not None else {}),
             "summary": summary,
             "seconds": seconds,
         }

@@ -20,12 +20,14 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from typing_extensions import override
+
 import numpy as np
 
 from ..compare.golden_format import VECTORS_FILE
 from ..emit.sources import golden_vectors_c
 from ..errors import KitError
-from .base import Deployed, Figure, ProjectNeeds, check_fits
+from .base import Deployed, Figure, ProjectNeeds, Runtime, check_fits
 from .facts import ModelFacts, read_model_dir
 
 AOT_FOLDER = "aot"
@@ -135,30 +137,31 @@ class AotBudget:
         return asdict(self)
 
 
-class AotRuntime:
+class AotRuntime(Runtime):
     """Generated C, no interpreter: one entry point, one static buffer, CMSIS-NN or portable kernels."""
     name = "aot"
     description = "interpreter-free generated C (converter/aot), CMSIS-NN or portable kernels"
 
+    @override
     def facts(self, model_dir: Path) -> ModelFacts:
         facts = read_model_dir(model_dir, sources=(VECTORS_FILE, "model.tflite"))
         aot_folder(model_dir)
         return facts
 
+    @override
     def check(self, board: dict, facts: ModelFacts, model_dir: Path, boards: dict[str, dict]) -> None:
         if "aot" not in board:
             able = sorted(name for name, profile in boards.items() if "aot" in profile)
             raise KitError(f"board {board['name']} has no project template for the aot runtime",
                            f"use --runtime tflm, or one of these boards: {', '.join(able)}")
 
+    @override
     def budget(self, board: dict, facts: ModelFacts, model_dir: Path) -> AotBudget:
         core, kernels = aot_core(board), board["aot"].get("kernels", "portable")
         buffer = buffer_bytes(model_dir, core)
         deployed = None
-        # `aot: code_size:` names the nearest core with AOT code-size data when the board's own has none
-        code_size = board["aot"].get("code_size", board.get("code_size"))
-        if code_size:
-            deployed = price((Path(model_dir) / "model.tflite").read_bytes(), core, code_size, kernels)
+        if board.get("code_size"):
+            deployed = price((Path(model_dir) / "model.tflite").read_bytes(), core, board["code_size"], kernels)
         platform_bytes = board.get("platform_flash_bytes", 0)
         flash_need = deployed.flash.bytes + facts.golden_bytes + platform_bytes if deployed else None
         ram_need = buffer + board.get("reserve_ram_bytes", 0)
@@ -172,6 +175,7 @@ class AotRuntime:
         return AotBudget(flash_need, ram_need, board.get("flash_bytes"), board.get("ram_bytes"), buffer,
                          deployed.as_dict() if deployed else None, platform_bytes, kernels)
 
+    @override
     def budget_lines(self, record: dict) -> list[str]:
         lines = []
         deployed = record.get("deployed")
@@ -187,11 +191,13 @@ class AotRuntime:
                      f" {record['ram_needed_bytes'] - record['buffer_bytes']:,}; kernels: {record['kernels']}")
         return lines
 
-    def price(self, model: bytes, arena_bytes: int, target: str) -> Deployed:
-        """On `target` with the back-end its boards build (CMSIS-NN on Arm cores); the arena is TFLM's, unused."""
+    @override
+    def price(self, model: bytes, arena: Figure, target: str) -> Deployed:
+        """On `target` with the back-end its boards build (CMSIS-NN on Arm cores); `arena` (TFLM's) is not used."""
         table = code_size_table(target)
         return price(model, table["aot_core"], target, table["default_backend"])
 
+    @override
     def needs(self, board: dict) -> ProjectNeeds:
         cmsis = board.get("aot", {}).get("kernels") == "cmsis-nn"
         return ProjectNeeds(
@@ -202,7 +208,12 @@ class AotRuntime:
             libraries=("$(CMSIS_NN_ROOT)/Source/**/*.c (minus f16/f32)",) if cmsis else (),
             settings=("CMSIS_NN_ROOT",) if cmsis else ())
 
-    def emit(self, model_dir: Path, dest: Path, board: dict) -> list[Path]:
+    @override
+    def board_facts(self, board: dict, facts: ModelFacts, model_dir: Path, measure: bool) -> ModelFacts:
+        return facts  # the buffer is planned per core at generation (budget reads it)
+
+    @override
+    def emit(self, model_dir: Path, dest: Path, board: dict, facts: ModelFacts) -> list[Path]:
         """The aot/ folder as convert wrote it, golden.npz, and the golden vectors in C."""
         source, target = aot_folder(model_dir), dest / AOT_FOLDER
         target.mkdir(parents=True, exist_ok=True)
@@ -222,18 +233,22 @@ class AotRuntime:
             copied.append(dest / file_name)
         return copied
 
+    @override
     def template(self, board: dict) -> tuple[str, dict[str, str]]:
         return board["aot"]["template"], board["aot"]["files"]
 
+    @override
     def context(self, board: dict, facts: ModelFacts, model_dir: Path) -> dict:
         return {"aot_kernels": board["aot"].get("kernels", "portable")}
 
+    @override
     def record_extras(self) -> dict:
         return {}
 
     bare_main = ("bare/aot.c.j2", "bare.c")
     model_data_note = "read-only data defined by the aot/ folder's objects (weights, biases, parameter tables)"
 
+    @override
     def model_data_bytes(self, project: Path, elf: Path) -> int:
         from .bare import symbol_sizes
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import KitError, foreign_text
 from .boards import RECORD_NAME, load_board
-from .device import image_size
+from ..system.elf_size import image_size
 from .registry import get_runtime
 from .render import template_env
 from .run import build_settings

@@ -10,6 +10,7 @@ branches on its name:
 - `price`: the deployed flash and RAM of a model on a target (a code-size data name: cortex-m4,
   cortex-m7+fp, cortex-m0plus), each figure saying where it comes from, with no toolchain;
 - `needs`: what a firmware project needs (sources, include dirs, defines, libraries, settings);
+- `board_facts`: the facts as this board's core sees them (TFLM: the arena measured on that core);
 - `emit`: copy the model's sources into a project;
 - `template`: the board's template folder and files for this runtime.
 
@@ -61,8 +62,11 @@ class ProjectNeeds:
 
 class Budget(Protocol):
     """Flash and RAM a rendered project needs on its board (each runtime has its own breakdown)."""
-    flash_needed_bytes: int | None
-    ram_needed_bytes: int
+    @property
+    def flash_needed_bytes(self) -> int | None: ...
+
+    @property
+    def ram_needed_bytes(self) -> int: ...
 
     def as_dict(self) -> dict: ...
 
@@ -79,11 +83,13 @@ class Runtime(Protocol):
 
     def budget_lines(self, record: dict) -> list[str]: ...
 
-    def price(self, model: bytes, arena_bytes: int, target: str) -> Deployed: ...
+    def price(self, model: bytes, arena: Figure, target: str) -> Deployed: ...
 
     def needs(self, board: dict) -> ProjectNeeds: ...
 
-    def emit(self, model_dir: Path, dest: Path, board: dict) -> list[Path]: ...
+    def board_facts(self, board: dict, facts: ModelFacts, model_dir: Path, measure: bool) -> ModelFacts: ...
+
+    def emit(self, model_dir: Path, dest: Path, board: dict, facts: ModelFacts) -> list[Path]: ...
 
     def template(self, board: dict) -> tuple[str, dict[str, str]]: ...
 

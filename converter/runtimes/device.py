@@ -7,41 +7,13 @@ own output under QEMU (flows/selftest.py).
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..system.elf_size import ImageSize
 from .selftest import SelfTest
 
 DEVICE_FILE = "device.json"
-
-
-@dataclass(frozen=True)
-class ImageSize:
-    text: int
-    data: int
-    bss: int
-
-    @property
-    def flash(self) -> int:
-        return self.text + self.data
-
-    @property
-    def static_ram(self) -> int:
-        return self.data + self.bss
-
-
-def image_size(elf: Path, size_tool: str = "arm-none-eabi-size") -> ImageSize | None:
-    """text/data/bss of a linked image (Berkeley format); None when the tool is missing or fails."""
-    try:
-        done = subprocess.run([size_tool, str(elf)], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = done.stdout.splitlines()
-    if done.returncode != 0 or len(lines) < 2:
-        return None
-    text, data, bss = (int(x) for x in lines[1].split()[:3])
-    return ImageSize(text, data, bss)
 
 
 @dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import KitError
 from .aot import AotRuntime
-from .base import Deployed, Runtime
+from .base import Deployed, Figure, Runtime
 from .tflm import TflmRuntime
 
 RUNTIMES: dict[str, Runtime] = {"tflm": TflmRuntime(), "aot": AotRuntime()}
@@ -21,13 +21,13 @@ def get_runtime(name: str) -> Runtime:
     return RUNTIMES[name]
 
 
-def price_all(model: bytes, arena_bytes: int, target: str = DEPLOYED_TARGET) -> tuple[list[Deployed], list[str]]:
-    """Every runtime's deployed figures for `model` on `target`, side by side, and a note for each runtime that
-    cannot price it (an operator outside its set, no code-size data for the target)."""
+def price_all(model: bytes, arena: Figure, target: str = DEPLOYED_TARGET) -> tuple[list[Deployed], list[str]]:
+    """Every runtime's deployed figures for `model` on `target` (`arena`: TFLM's, with its source), side by side,
+    and a note for each runtime that cannot price it (an operator outside its set, no code-size data for the target)."""
     figures, notes = [], []
     for name, runtime in RUNTIMES.items():
         try:
-            figures.append(runtime.price(model, arena_bytes, target))
+            figures.append(runtime.price(model, arena, target))
         except KitError as error:
             notes.append(f"{name}: no deployed figure on {target} ({error.problem})")
     return figures, notes

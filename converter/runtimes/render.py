@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 
 from ..errors import KitError
+from ..system import out_lock
 from ..system.outdir import check_output_path, staged_output
 from .base import Budget, Runtime
 from .boards import RECORD_NAME, TEMPLATES_DIR, all_boards, load_board
@@ -28,15 +29,20 @@ def _check_out(out: Path, force: bool) -> None:
                        "choose another --out directory")
 
 
-def render_project(board: str, model_dir: Path, out: Path, force: bool = False, runtime: str = "tflm") -> dict:
-    """Render the project for `board` and `runtime` into `out`; returns the record also saved in `out`."""
+@out_lock.released_after  # the arena measurement or the budget may fail after --out was checked and locked
+def render_project(board: str, model_dir: Path, out: Path, force: bool = False, runtime: str = "tflm",
+                   measure: bool = True) -> dict:
+    """Render the project for `board` and `runtime` into `out`; returns the record also saved in `out`.
+    measure: the runtime may measure what the board's core needs now (TFLM: its arena under QEMU, when the
+    conversion did not measure that core); False for callers that run the firmware themselves."""
     profile = load_board(board)
     chosen = get_runtime(runtime)
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
     facts = chosen.facts(model_dir)
     chosen.check(profile, facts, model_dir, all_boards())
-    budget = chosen.budget(profile, facts, model_dir)
     _check_out(out, force)
+    facts = chosen.board_facts(profile, facts, model_dir, measure)
+    budget = chosen.budget(profile, facts, model_dir)
     with staged_output(out) as staging:
         record = _render(board, profile, chosen, facts, budget, model_dir, out, staging)
     return record
@@ -64,7 +70,7 @@ def _render(board: str, profile: dict, runtime: Runtime, facts: ModelFacts, budg
         # a name with a folder (cortex-m-qemu/startup.c.j2) is shared with another template folder
         target.write_text(env.get_template(template if "/" in template else f"{folder}/{template}").render(ctx))
         files.append(target.relative_to(staging).as_posix())
-    for copied in runtime.emit(model_dir, staging / profile["model_dir"], profile):
+    for copied in runtime.emit(model_dir, staging / profile["model_dir"], profile, facts):
         files.append(copied.relative_to(staging).as_posix())
 
     record = {"board": board, "project": str(out), "model_dir": str(model_dir),

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from ..errors import KitError, foreign_text
 from .boards import RECORD_NAME, load_board
-from .device import DeviceRecord, device_record, image_size
+from ..system.elf_size import image_size
+from .device import DeviceRecord, device_record
 from .registry import get_runtime
 from .selftest import SelfTest, compare_with_golden, parse_selftest
 

@@ -56,7 +56,8 @@ class SelfTest:
 
 def parse_selftest(text: str) -> SelfTest:
     """Parse what the firmware's main.cc prints; tolerant of \\r\\n and interleaved logs."""
-    result, chunks = SelfTest(log=text), {}
+    result = SelfTest(log=text)
+    chunks: dict[tuple[int, int], dict[int, bytes]] = {}
     for line in (raw.strip() for raw in text.splitlines()):
         if m := _OUT.match(line):
             v, j, offset = (int(g) for g in m.groups()[:3])

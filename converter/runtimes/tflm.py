@@ -8,18 +8,18 @@ port (converter/tflm/ports.py) must have every operator of the model.
 from __future__ import annotations
 
 import json
-import math
-import platform
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from typing_extensions import override
 
 from ..errors import KitError
 from ..tflite.model import read_model
-from ..tflm.footprint import Footprint, deployed_flash
+from ..tflm.footprint import Footprint, deployed_flash, model_flash
 from ..tflm.ports import load_port
 from .boards import RECORD_NAME
-from .base import Deployed, Figure, ProjectNeeds, check_fits
+from .base import Deployed, Figure, ProjectNeeds, Runtime, check_fits
 from .facts import MODEL_SOURCES, ModelFacts, read_model_dir
 
 DECODE = "TFLM_DECODE"
@@ -31,12 +31,13 @@ HOST_DEFINES = ("-DTF_LITE_STATIC_MEMORY -DTF_LITE_DISABLE_X86_NEON "
                 "-DKERNELS_OPTIMIZED_FOR_SPEED -DTF_LITE_USE_CTIME")
 # Copied beside the sources for `tflm-kit flash` to compare against; no firmware uses it.
 MODEL_EXTRAS = ("golden.npz",)
-# The flatbuffer's kTensorArenaSize: what was measured plus the recipe's margin, in 16-byte steps.
-ARENA_ALIGN = 16
 
 
-def arena_with_margin(measured: int, margin: float) -> int:
-    return int(math.ceil(measured * (1 + margin) / ARENA_ALIGN) * ARENA_ALIGN)
+def _port_variants(board: dict, facts: ModelFacts) -> dict[str, str]:
+    """The specialised kernels the board's TFLM copy declares (the others are priced as generic)."""
+    declared = load_port(board["port"]).registrations
+    return {op: v for op, v in facts.kernel_variants.items()
+            if declared is None or f"Register_{op}_{v}" in declared}
 
 
 def check_port(board: dict, facts: ModelFacts, other_boards: dict[str, dict]) -> None:
@@ -70,8 +71,8 @@ class TflmBudget:
 
 def check_budget(board: dict, facts: ModelFacts) -> TflmBudget:
     """Flash and RAM the firmware needs on this board; KitError when either does not fit."""
-    footprint = deployed_flash(facts.model_bytes, facts.operators, board["code_size"]) \
-        if board.get("code_size") else None
+    footprint = deployed_flash(facts.model_bytes, facts.operators, board["code_size"],
+                               _port_variants(board, facts)) if board.get("code_size") else None
     platform_bytes = board.get("platform_flash_bytes", 0)
     flash_need = footprint.total + facts.golden_bytes + platform_bytes if footprint else None
     ram_need = facts.arena_bytes + board.get("reserve_ram_bytes", 0)
@@ -106,7 +107,7 @@ def budget_lines(record: dict) -> list[str]:
                      f" (TFLM code measured on {footprint['target']})")
     have = f" of {record['ram_bytes']:,}" if record.get("ram_bytes") else ""
     lines.append(f"RAM {record['ram_needed_bytes']:,}{have} bytes: tensor arena {record['arena_bytes']:,}"
-                 f" (measured {record['arena_measured_bytes']:,} + margin) + reserve"
+                 f" ({record['arena_measured_bytes']:,} + margin; {record.get('arena_source') or 'measured'}) + reserve"
                  f" {record['ram_needed_bytes'] - record['arena_bytes']:,}")
     if record.get("lut_image_delta_bytes") is not None:
         saved = record["uncompressed_model_bytes"] - record["model_bytes"]
@@ -118,40 +119,106 @@ def budget_lines(record: dict) -> list[str]:
     return lines
 
 
-def price(model_bytes: int, operators: list[str], arena_bytes: int, target: str) -> Deployed:
-    """TFLM's deployed flash from the per-target code-size data; RAM: the arena TFLM's Python runtime measured
-    on this host (64-bit pointers: an upper estimate for a 32-bit core). KitError when the data has no figure."""
-    found = deployed_flash(model_bytes, operators, target)
+def board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: bool = True) -> ModelFacts:
+    """The facts with the arena of the board's core: the conversion's when it measured that core, else
+    measured now when this machine can and TFLM_KIT_DEVICE_CHECK is not off (runtimes/device_check.py), else
+    the conversion's figure, labelled with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
+    from ..tflm.target_arena import ArenaFigure, arena_core, with_margin
+
+    figures = {kind: ArenaFigure.from_dict(d) for kind, d in facts.arena.items()
+               if kind in ("target", "host") and isinstance(d, dict)}
+    target, host = figures.get("target"), figures.get("host")
+    if profile.get("runs_on") == "host":
+        figure, note = host or target, ""
+    else:
+        core, note = arena_core(profile["core"])
+        figure = target if target is not None and target.on_device and target.core == core else None
+        if figure is None and measure:
+            figure = _measure_core(core, facts, model_dir)
+        if figure is None and target is not None:
+            figure = target
+            note = (f"{core} could not be measured here (device check tools missing): the figure is "
+                    f"{target.source}" if target.on_device else f"{target.source}")
+    if figure is None:
+        return facts
+    source = figure.source + (f"; {note}" if note else "")
+    if figure.bytes == facts.arena_measured_bytes:  # the conversion's own figure: keep its reservation
+        return replace(facts, arena_source=source)
+    return replace(facts, arena_measured_bytes=figure.bytes, arena_bytes=with_margin(figure.bytes, facts.arena_margin),
+                   arena_source=source)
+
+
+def _measure_core(core: str, facts: ModelFacts, model_dir: Path):
+    """The core's arena measured under QEMU now, or None when this machine cannot (or the folder lacks model.tflite)."""
+    from .device_check import BOARDS, measure_model_dir, missing_tools, switched_off
+
+    if core not in BOARDS or switched_off() or missing_tools(core) or not (model_dir / "model.tflite").is_file():
+        return None
+    return measure_model_dir(core, model_dir, facts)
+
+
+def _settings_for_board(facts: ModelFacts, dest_model: Path) -> None:
+    """model_settings.h with the board's arena figure and its source."""
+    from ..emit.sources import with_arena
+
+    settings = dest_model / "model_settings.h"
+    if not settings.is_file():
+        return
+    comment = "\n".join(f"// {line}" for line in (
+        f"Tensor arena: {facts.arena_measured_bytes} bytes {facts.arena_source},",
+        f"plus a {facts.arena_margin:.0%} margin (written by `tflm-kit firmware` for this board's core).",))
+    settings.write_text(with_arena(settings.read_text(), facts.arena_measured_bytes, facts.arena_bytes, comment))
+
+
+def _resolver_for_port(port: str, facts: ModelFacts, model_dir: Path, dest_model: Path) -> None:
+    """model_ops.h again for the board's TFLM copy when it lacks a type-specialised registration the
+    converted one uses (Arduino's copy has no _INT4 kernels): the generic kernel there instead."""
+    from ..emit.sources import render_model_ops
+
+    tflite = model_dir / "model.tflite"
+    if port == "tflite-micro" or not tflite.is_file() or not (dest_model / "model_ops.h").is_file():
+        return
+    model_bytes = tflite.read_bytes()
+    (dest_model / "model_ops.h").write_text(
+        render_model_ops(facts.name, "model.tflite", model_bytes, read_model(model_bytes), port))
+
+
+def price(model: bytes, arena: Figure, target: str) -> Deployed:
+    """TFLM's deployed flash from the per-target code-size data with the type-specialised kernels the generated
+    resolver registers (tflm/footprint.model_flash); RAM: the arena figure given, with its own source. KitError
+    when the data has no figure for the target or an operator."""
+    found = model_flash(model, target)
     kernels = int(sum(found.kernels.values()) - found.shared)  # shared code counted once
     return Deployed("tflm", target, Figure(int(found.total), f"footprint data ({target}, TFLM kernels linked alone)"),
-                    Figure(arena_bytes, f"arena measured on host {platform.machine()}"),
-                    {"model": found.model, "kernels": kernels, "core": int(found.core)})
+                    arena, {"model": found.model, "kernels": kernels, "core": int(found.core)})
 
 
-class TflmRuntime:
+class TflmRuntime(Runtime):
     """TFLM's interpreter: the flatbuffer, the generated op resolver and `kTensorArenaSize`."""
     name = "tflm"
     description = "TFLM MicroInterpreter (flatbuffer + op resolver + tensor arena)"
 
+    @override
     def facts(self, model_dir: Path) -> ModelFacts:
         return read_model_dir(model_dir)
 
+    @override
     def check(self, board: dict, facts: ModelFacts, model_dir: Path, boards: dict[str, dict]) -> None:
         check_port(board, facts, boards)
 
+    @override
     def budget(self, board: dict, facts: ModelFacts, model_dir: Path) -> TflmBudget:
         return check_budget(board, facts)
 
+    @override
     def budget_lines(self, record: dict) -> list[str]:
         return budget_lines(record)
 
-    def price(self, model: bytes, arena_bytes: int, target: str) -> Deployed:
-        return price(len(model), read_model(model).operators, arena_bytes, target)
+    @override
+    def price(self, model: bytes, arena: Figure, target: str) -> Deployed:
+        return price(model, arena, target)
 
-    def price_model(self, model_bytes: int, operators: list[str], arena_bytes: int, target: str) -> Deployed:
-        """`price` from the figures a manifest or a part already holds (no model directory needed)."""
-        return price(model_bytes, operators, arena_bytes, target)
-
+    @override
     def needs(self, board: dict) -> ProjectNeeds:
         cortex = board.get("runs_on") == "qemu" or "arch_flags" in board
         return ProjectNeeds(
@@ -164,7 +231,12 @@ class TflmRuntime:
             libraries=(f"$(TFLM_ROOT)/gen/{board.get('tflm_target', '')}/lib/libtensorflow-microlite.a",),
             settings=("TFLM_ROOT",))
 
-    def emit(self, model_dir: Path, dest: Path, board: dict) -> list[Path]:
+    @override
+    def board_facts(self, board: dict, facts: ModelFacts, model_dir: Path, measure: bool) -> ModelFacts:
+        return board_arena(board, facts, model_dir, measure)
+
+    @override
+    def emit(self, model_dir: Path, dest: Path, board: dict, facts: ModelFacts) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         copied = []
         for name in MODEL_SOURCES + MODEL_EXTRAS:
@@ -174,20 +246,26 @@ class TflmRuntime:
                     target = target.with_suffix(board["cc_suffix"])
                 shutil.copyfile(model_dir / name, target)
                 copied.append(target)
+        _resolver_for_port(board["port"], facts, model_dir, dest)
+        _settings_for_board(facts, dest)
         return copied
 
+    @override
     def template(self, board: dict) -> tuple[str, dict[str, str]]:
         return board["template"], board["files"]
 
+    @override
     def context(self, board: dict, facts: ModelFacts, model_dir: Path) -> dict:
         return {"host_defines": HOST_DEFINES, "tflm_commit": TFLM_COMMIT}
 
+    @override
     def record_extras(self) -> dict:
         return {"tflm_commit": TFLM_COMMIT}
 
     bare_main = ("bare/tflm.cc.j2", "bare.cc")
     model_data_note = "the flatbuffer array g_<name>_model_data"
 
+    @override
     def model_data_bytes(self, project: Path, elf: Path) -> int:
         from .bare import symbol_sizes
 

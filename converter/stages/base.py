@@ -113,15 +113,15 @@ class Stage:
     def transform(self, model, settings, context: StageContext) -> tuple[Any, dict]:
         raise NotImplementedError
 
-    def report_note(self, record: StageRecord) -> str:
+    def report_note(self, record: StageRecord) -> str:  # noqa: ARG002 (a hook: stages override it)
         """The 'notes' cell of this stage's row in report.md."""
         return ""
 
-    def report_section(self, record: StageRecord) -> list[str]:
+    def report_section(self, record: StageRecord) -> list[str]:  # noqa: ARG002 (a hook: stages override it)
         """Extra report.md lines after the tables (e.g. a per-round table), when a row is not enough."""
         return []
 
-    def artifacts(self, record: StageRecord) -> dict[str, bytes]:
+    def artifacts(self, record: StageRecord) -> dict[str, bytes]:  # noqa: ARG002 (a hook: stages override it)
         """Extra files this stage adds to the output folder (e.g. a plot), by file name."""
         return {}
 

@@ -187,7 +187,7 @@ def _run_both(first: bytes, second: bytes, data: Dataset, samples: int) -> tuple
     info = read_model(first)
     x, _ = data.spread_inputs(samples)
     inputs = quantize_inputs(x, info, data.input_names)
-    return run_tflm(first, info, inputs), run_tflm(second, read_model(second), inputs)
+    return run_tflm(first, inputs), run_tflm(second, inputs)
 
 
 def verify_identical(reference: bytes, compressed: bytes, data: Dataset, samples: int, what: str) -> dict:

@@ -80,7 +80,7 @@ def check_runs_on_tflm(model_bytes: bytes, data: Dataset) -> None:
     kernel takes int8/int16/uint8 inputs only (dequantize_common.cc), so fp16 weights do not load."""
     info = read_model(model_bytes)
     try:
-        run_tflm(model_bytes, info, quantize_inputs(take(data.x_calibration, slice(None, 1)), info,
+        run_tflm(model_bytes, quantize_inputs(take(data.x_calibration, slice(None, 1)), info,
                                                     data.input_names))
     except KitError as exc:
         raise KitError(f"TFLM cannot run the float16 model ({exc.problem[:220]})",
@@ -96,7 +96,7 @@ def tflite_quality(model_bytes: bytes, data: Dataset) -> dict:
     if len(info.outputs) != 1:
         return {}
     count = sample_count(data.x_eval)
-    outputs = run_tflm(model_bytes, info, quantize_inputs(data.x_eval, info, data.input_names))
+    outputs = run_tflm(model_bytes, quantize_inputs(data.x_eval, info, data.input_names))
     score = accuracy(dequantize(outputs[0], info.outputs[0]).reshape(count, -1), data.y_eval[:count])
     return {} if score is None else {"eval_accuracy": round(score, 5), "eval_samples": count, "runtime": "tflm"}
 

@@ -62,7 +62,7 @@ def _byte_length(model: TfliteModel, tensor) -> int:
     return int(np.prod(model.shape(tensor), dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
-def lifetimes(model: TfliteModel) -> list[Buffer]:
+def lifetimes(model: TfliteModel) -> list[Buffer]:  # noqa: C901 (one walk over the graph; to split)
     """The tensors TFLM plans in the arena, with their aligned sizes and lifetimes (scopes)."""
     if len(model.subgraphs) != 1:
         raise NotPlannable(f"the model has {len(model.subgraphs)} subgraphs; only single-subgraph models "

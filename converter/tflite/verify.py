@@ -18,7 +18,7 @@ from .schema import NUMPY_TYPES, SCHEMA_VERSION, schema
 ITEMSIZES = {getattr(schema.TensorType, name): np.dtype(t).itemsize for name, t in NUMPY_TYPES.items()}
 
 
-def verified_root(model_bytes: bytes):
+def verified_root(model_bytes: bytes):  # noqa: C901 (one check per flatbuffer field; to split)
     """The generated reader's root after structural checks, so no runtime sees a file that lies about itself."""
     if len(model_bytes) == 0:
         raise KitError("the model file is empty", "give a .tflite file written by the TFLite converter",

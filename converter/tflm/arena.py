@@ -7,9 +7,12 @@ search resumes in a new child from where it stopped.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import KitError
+from ..tflite.model import ModelInfo
 from .child import ChildCrashed, ChildEvent, run_in_child
 from .isolation import model_array
 from .runners import RuntimeFailed, run_model, time_limit
@@ -51,14 +54,30 @@ def probe_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
     return {"low": low, "high": high}, {}
 
 
+# What the kit adds to the measured arena for kTensorArenaSize: convert's default (a recipe's arena_margin),
+# and what a partition's parts get.
+ARENA_MARGIN = 0.10
+
+
+def arena_with_margin(measured: int, margin: float = ARENA_MARGIN) -> int:
+    """The measured arena plus `margin`, rounded up to TFLM's 16-byte alignment."""
+    return int(math.ceil(measured * (1 + margin) / 16) * 16)
+
+
+def first_sample(inputs: list[np.ndarray], info: ModelInfo) -> list[np.ndarray]:
+    """The first vector of each input (inputs[i] has shape (N, ...)), shaped as the input tensor: what
+    measure_arena runs (TFLM allocates before it reads an input, so one vector is enough)."""
+    return [x[:1].reshape(t.shape) for x, t in zip(inputs, info.inputs)]
+
+
 def measure_arena(model_bytes: bytes, sample: list[np.ndarray]) -> int:
     """sample: one vector per model input, shaped as the input tensor."""
     low, high = 0, None
     arrays = {"model": model_array(model_bytes)} | {f"input_{i}": x for i, x in enumerate(sample)}
     for _ in range(64):  # each round ends in a clean exit or one crash
-        tried = []
+        tried: list[int] = []
 
-        def follow(event: ChildEvent) -> None:
+        def follow(event: ChildEvent, tried: list = tried) -> None:
             nonlocal low, high
             if event.kind == "probe":
                 tried.append(event.data["size"])

@@ -2,11 +2,14 @@
 
 Public API (used by `firmware`'s budget check, the optimizer and the partitioner):
 
-    deployed_flash(model_bytes_len, operators, target="cortex-m4") -> Footprint
+    deployed_flash(model_bytes_len, operators, target="cortex-m4", variants=None) -> Footprint
         model_bytes_len: len() of the .tflite flatbuffer linked into flash;
         operators: operator names as the model's OperatorCodes name them (schema BuiltinOperator
             names such as "CONV_2D", or custom codes such as "TFLM_DECODE"); repeats are ignored;
-        target: one of code_size_targets() ("cortex-m4", "cortex-m7+fp").
+        target: one of code_size_targets() ("cortex-m0plus", "cortex-m4", "cortex-m7+fp");
+        variants: operator -> type suffix of the specialised registration the generated resolver
+            uses (tflm/kernels.registered_variants: {"CONV_2D": "INT8"}), priced from the
+            "<OP>/<TYPE>" entries; an operator without one is priced as TFLM's generic kernel.
         Returns Footprint(target, model, kernels={op: bytes}, shared, core, total) where
         total = model + sum(kernels) - shared + core. KitError for an unknown target or operator.
     code_size_targets() -> list[str]
@@ -47,6 +50,22 @@ class Footprint:
         return self.total - self.model
 
 
+def _entry(op: str, variants: dict[str, str], table: dict) -> str:
+    """The table key an operator is priced by: its specialised registration's when measured, else its own."""
+    key = f"{op}/{variants[op]}" if variants.get(op) else op
+    return key if key in table["kernels"] else op
+
+
+def model_flash(model_bytes: bytes, target: str = "cortex-m4", port: str = "tflite-micro") -> Footprint:
+    """deployed_flash of a flatbuffer with the kernels the generated resolver registers for `port`."""
+    from ..tflite.info import read_model
+    from .kernels import registered_variants
+    from .ports import load_port
+
+    return deployed_flash(len(model_bytes), read_model(model_bytes).operators, target,
+                          registered_variants(model_bytes, load_port(port).registrations))
+
+
 def code_size_targets() -> list[str]:
     return sorted(p.stem.removeprefix("code_size_") for p in DATA_DIR.glob("code_size_*.json"))
 
@@ -61,9 +80,10 @@ def code_size_table(target: str) -> dict:
     return json.loads(path.read_text())
 
 
-def deployed_flash(model_bytes_len: int, operators: Iterable[str], target: str = "cortex-m4") -> Footprint:
+def deployed_flash(model_bytes_len: int, operators: Iterable[str], target: str = "cortex-m4",
+                   variants: dict[str, str] | None = None) -> Footprint:
     table = code_size_table(target)
-    ops = list(dict.fromkeys(operators))
+    ops = [_entry(op, variants or {}, table) for op in dict.fromkeys(operators)]
     unknown = [op for op in ops if op not in table["kernels"]]
     if unknown:
         raise KitError(f"no code-size measurement of operator(s) {', '.join(unknown)} for {target}",

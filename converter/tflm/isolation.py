@@ -33,7 +33,7 @@ def announce_runtime(emit, runtime: str) -> None:
     emit("progress", f"running {name}", runtime=runtime, runtime_name=name)
 
 
-def smoke_task(arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
+def smoke_task(_arguments: dict, arrays: dict, emit) -> tuple[dict, dict]:
     """Child side: one invoke with zero inputs on each runtime the kit uses."""
     from ..tflite.model import read_model
 
@@ -60,7 +60,7 @@ def check_runs_safely(model_bytes: bytes, timeout: float | None = None) -> None:
         raise crash_error(crash) from None
 
 
-def open_untrusted(model_path: Path, log=lambda message: None) -> tuple:
+def open_untrusted(model_path: Path, log=lambda _message: None) -> tuple:
     """Read a .tflite from anywhere: structure, deployability and one run in a child, before this
     process lets a runtime near it. Returns (model bytes, ModelInfo)."""
     model_bytes, info = read_checked(model_path)

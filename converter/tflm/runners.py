@@ -156,7 +156,7 @@ def run_model(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm
     wanted = [t for node in graph.nodes for t in node.outputs if t in graph.tensors] if keep_tensors else []
     count = len(inputs[0])
     outputs = [np.empty((count, *t.shape[1:]) if t.shape else (count,), t.dtype) for t in info.outputs]
-    tensors = [] if keep_tensors else None
+    tensors: list | None = [] if keep_tensors else None
     with quiet_native_stderr() as printed:
         try:
             session = _TflmSession(model_bytes, info, arena_size or default_arena(model_bytes, graph), keep_tensors) \
@@ -223,7 +223,7 @@ def time_limit(model_bytes: bytes, invokes: int, startup: float | None = None) -
     return (STARTUP_SECONDS if startup is None else startup) + invokes * per_invoke
 
 
-def run_tflm(model_bytes: bytes, info: ModelInfo, inputs: list[np.ndarray], arena_size: int | None = None) -> list[np.ndarray]:
+def run_tflm(model_bytes: bytes, inputs: list[np.ndarray], arena_size: int | None = None) -> list[np.ndarray]:
     """Outputs for N vectors: inputs[i] has shape (N, ...) in the model's input type."""
     return run_model(model_bytes, inputs, "tflm", arena_size=arena_size).outputs
 

@@ -39,7 +39,9 @@ def test_record_dict_order_is_the_manifest_order():
 def test_manifest_content_shape():
     content = _parts().content(seconds=3.5)
     assert list(content) == ["name", "tools", "recipe", "model", "arena_bytes", "tensor_arena_size", "arena_note",
-                             "stages", "validation", "summary", "seconds"]
+                             "arena", "device_check", "stages", "validation", "summary", "seconds"]
+    # no figure given: the arena is described as the host's, never as a device's
+    assert "not a device figure" in content["arena_note"] and content["device_check"] == {"ran": False}
     summary = content["summary"]
     assert summary["float_quality"] == "90.00%" and summary["quantized_quality"] == "87.50%"
     assert summary["bit_exact_on_tflm"] is True and "source" not in summary

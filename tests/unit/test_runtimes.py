@@ -15,7 +15,7 @@ from converter.runtimes.base import Deployed, Figure
 from converter.runtimes.boards import TEMPLATES_DIR, all_boards, load_board
 from converter.runtimes.facts import ModelFacts
 from converter.runtimes.registry import RUNTIMES, get_runtime, runtime_names
-from converter.tflm.footprint import code_size_targets, deployed_flash
+from converter.tflm.footprint import code_size_targets, model_flash
 
 FACTS = ModelFacts(name="m", model_bytes=1000, arena_bytes=2048, arena_measured_bytes=1800, input_count=1,
                    output_count=1, golden_count=2, golden_bytes=20, operators=["CONV_2D", "SOFTMAX"])
@@ -84,16 +84,11 @@ def test_aot_on_an_arm_board_needs_cmsis_nn_and_says_so():
 
 @pytest.mark.parametrize("target", code_size_targets())
 def test_tflm_price_is_the_footprint_data_with_the_kernels_shared_once(target):
-    found = deployed_flash(FACTS.model_bytes, FACTS.operators, target)
-    priced = tflm.price(FACTS.model_bytes, FACTS.operators, FACTS.arena_measured_bytes, target)
-    assert priced.flash.bytes == found.total and priced.ram.bytes == FACTS.arena_measured_bytes
-    assert sum(priced.parts.values()) == found.total
-    assert target in priced.flash.source and "host" in priced.ram.source
-
-
-def test_tflm_arena_margin_rounds_up_to_16_bytes():
-    assert tflm.arena_with_margin(1000, 0.10) == 1104
-    assert tflm.arena_with_margin(1600, 0.0) == 1600
+    model = _small_model()
+    found = model_flash(model, target)
+    priced = tflm.price(model, Figure(1800, "measured on cortex-m4 under QEMU"), target)
+    assert priced.flash.bytes == found.total and priced.ram == Figure(1800, "measured on cortex-m4 under QEMU")
+    assert sum(priced.parts.values()) == found.total and target in priced.flash.source
 
 
 def test_deployed_line_says_where_each_figure_comes_from():
@@ -145,3 +140,34 @@ def test_aot_code_size_data_names_every_kernel_the_generator_ships():
         table = aot.code_size_table(path.stem.removeprefix("aot_code_size_"))
         for backend, data in table["backends"].items():
             assert set(data["kernels"]) == declared, f"{path.name} ({backend}) is stale: run tools/regen_aot_code_size.py"
+
+
+def _small_model() -> bytes:
+    from tests.aot_models import random_model
+
+    return random_model(["CONV_2D", "FULLY_CONNECTED", "SOFTMAX"], 3, 5)
+
+
+def test_optimize_prices_a_candidate_through_the_runtime_it_asks_for():
+    from converter.optimize.cost import host_cost
+    from converter.tflite.model import read_model
+
+    model = _small_model()
+    operators = read_model(model).operators
+    manifest = {"model": {"bytes": len(model), "operators": {op: 1 for op in operators}}, "arena_bytes": 4096}
+    board = load_board("cortex-m-qemu")
+    tflm_cost, aot_cost = host_cost(manifest, board, model, "tflm"), host_cost(manifest, board, model, "aot")
+    assert tflm_cost.flash_bytes == model_flash(model, "cortex-m4").total
+    assert tflm_cost.arena_bytes == 4096 and tflm_cost.arena_source == "host estimate"
+    expected = get_runtime("aot").price(model, Figure(4096, "host estimate"), "cortex-m4")
+    assert aot_cost.flash_bytes == expected.flash.bytes < tflm_cost.flash_bytes
+    assert aot_cost.arena_bytes == expected.ram.bytes and "planned" in aot_cost.arena_source
+
+
+def test_price_all_gives_every_runtime_side_by_side_or_says_why_not():
+    from converter.runtimes.registry import price_all
+
+    figures, notes = price_all(_small_model(), Figure(4096, "host"), "cortex-m4")
+    assert [f.runtime for f in figures] == ["tflm", "aot"] and notes == []
+    figures, notes = price_all(_small_model(), Figure(4096, "host"), "riscv32")
+    assert figures == [] and len(notes) == 2 and all("no deployed figure on riscv32" in n for n in notes)

@@ -1,0 +1,99 @@
+"""convert's AOT phase: the validated model compiled to C (converter/aot) and proven bit for bit on the
+host before anything is written.
+
+The recipe's `runtime` decides: `tflm` skips it; `aot` or `both` set explicitly make it required (a
+model outside the AOT operator set, or no C compiler, is a one-line error and nothing is written); left
+at its default (`both`), AOT is skipped with one printed line saying why. Never C that silently differs:
+the generated code is built with the host compiler and must give TFLM's golden outputs (plus saturating
+and random inputs, run on TFLM here) byte for byte, on the portable kernels and, when CMSIS_NN_ROOT names
+a CMSIS-NN clone, on CMSIS-NN's C path too."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import KitError
+from ..progress import Note, Sink
+from ..recipe import Recipe
+
+FOLDER = "aot"          # inside --out
+EXTRA_VECTORS = 6       # saturating (-128, 127, 0) and random inputs beyond the golden vectors
+CORES = ("host", "cortex-m0plus", "cortex-m4", "cortex-m7", "cortex-m55")
+
+
+@dataclass(frozen=True)
+class AotResult:
+    program: object                 # converter.aot.AotProgram
+    validations: tuple              # converter.aot.validate.HostValidation per back-end
+
+    def as_dict(self) -> dict:
+        plan = self.program.plan("host")
+        return {**self.program.as_dict(), "folder": FOLDER, "validated": [v.as_dict() for v in self.validations],
+                "bit_exact": all(v.passed for v in self.validations),
+                "buffer_bytes": {core: self.program.buffer_bytes(core) for core in CORES},
+                "plan_host": [{"offset": e.offset, "bytes": e.size, "tensor": e.what} for e in plan.entries]}
+
+    def lines(self) -> list[str]:
+        sizes = ", ".join(f"{core} {self.program.buffer_bytes(core):,} B" for core in CORES)
+        return [v.line() for v in self.validations] + [f"AOT static buffer: {sizes}"]
+
+
+def cmsis_root() -> Optional[Path]:
+    root = os.environ.get("CMSIS_NN_ROOT")
+    if root and (Path(root) / "Include" / "arm_nnfunctions.h").is_file():
+        return Path(root)
+    return None
+
+
+def _extra_inputs(golden_inputs: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    extra = []
+    for x in golden_inputs:
+        block = rng.integers(-128, 128, (EXTRA_VECTORS, *x.shape[1:])).astype(np.int8)
+        block[0], block[1], block[2] = -128, 127, 0
+        extra.append(block)
+    return extra
+
+
+def _validate(model_bytes: bytes, program, golden_inputs, golden_outputs, seed: int) -> tuple:
+    from ..aot.validate import validate_on_host
+
+    extra = _extra_inputs(golden_inputs, seed)
+    inputs = [np.concatenate([g.astype(np.int8), e]) for g, e in zip(golden_inputs, extra)]
+    from ..tflm.runners import run_tflm
+    from ..tflite.model import read_model
+
+    extra_out = run_tflm(model_bytes, read_model(model_bytes), extra)
+    expected = [np.concatenate([g, e]) for g, e in zip(golden_outputs, extra_out)]
+    backends = [None] + ([cmsis_root()] if cmsis_root() else [])
+    golden = len(golden_inputs[0])
+    return tuple(validate_on_host(model_bytes, program, inputs, root, expected, golden) for root in backends)
+
+
+def build_aot(recipe: Recipe, model_bytes: bytes, golden_inputs, golden_outputs, events: Sink) -> Optional[AotResult]:
+    """The AOT program and its host validation, or None when AOT is skipped (and the line saying why)."""
+    from ..aot import generate
+    from ..aot.validate import host_compiler
+
+    runtime, explicit = recipe.runtime or "both", recipe.runtime is not None
+    if runtime == "tflm":
+        return None
+    try:
+        program = generate(model_bytes)
+        host_compiler()
+    except KitError as reason:
+        if explicit:
+            raise
+        events(Note(f"AOT runtime skipped: {reason}"))
+        return None
+    validations = _validate(model_bytes, program, golden_inputs, golden_outputs, recipe.seed)
+    failed = [v for v in validations if not v.passed]
+    if failed:
+        raise KitError(f"the generated AOT code differs from TFLM on the host ({failed[0].line()}); nothing was "
+                       "written", "set `runtime: tflm` in the recipe to convert without it, and report this with "
+                       "the model", code="aot-differs")
+    return AotResult(program, validations)
