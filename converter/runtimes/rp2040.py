@@ -89,7 +89,7 @@ def _cmake_error(output: str) -> str | None:
     lines = output.splitlines()
     for k, line in enumerate(lines):
         if line.startswith("CMake Error"):
-            body = []
+            body: list[str] = []
             for text in lines[k + 1:]:
                 if body and not text.strip():
                     break
