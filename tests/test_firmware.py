@@ -185,7 +185,10 @@ def test_pico_project_builds_only_what_it_links_and_can_print(demo_dir, tmp_path
     record = render_firmware("pico", demo_dir, tmp_path / "pico")
     cmake = (tmp_path / "pico/CMakeLists.txt").read_text()
     readme = (tmp_path / "pico/README.md").read_text()
-    assert "pico-tflmicro EXCLUDE_FROM_ALL)" in cmake
+    assert "pico-tflmicro EXCLUDE_FROM_ALL)" in cmake   # the fallback without a TFLM tree
+    # first choice: the TFLM the kit validates with, its Cortex-M0+ library, and MicroPrintf routed to stdio
+    assert "gen/${TFLM_TARGET}/lib/libtensorflow-microlite.a" in cmake and "TFLM_KIT_DEBUG_LOG_CALLBACK" in cmake
+    assert "TFLM_ROOT" in readme and "rp2040js" in readme
     assert f"pico_enable_stdio_uart({record['name']}_fw 1)" in cmake and "lib/tinyusb" in cmake
     assert "git clone --recurse-submodules https://github.com/raspberrypi/pico-sdk" in readme
     assert "picotool" in readme and "--build build -j4" in readme
