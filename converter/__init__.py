@@ -95,6 +95,11 @@ _EXPORTS = {
     "FEW_SELECTION_INPUTS": "optimize.guards:FEW_SELECTION_INPUTS",
     "describe_candidate": "optimize.space:describe",
     "cluster_counts": "optimize.space:cluster_counts",
+    # the AOT runtime: the model compiled to C (docs/aot.md)
+    "generate_aot": "aot.program:generate",
+    "AotProgram": "aot.program:AotProgram",
+    "AotNumerics": "aot.lower:Numerics",
+    "validate_aot_on_host": "aot.validate:validate_on_host",
     # federated fine-tuning
     "DpSettings": "federated.settings:DpSettings",
     "write_federated_plot": "federated.presentation:write_accuracy_plot",

@@ -112,7 +112,8 @@ def add_conv(b: ModelBuilder, r: Random, depthwise: bool = False) -> tuple[int, 
     per_channel = r.rng.random() < 0.6
     f_scales = [r.scale(ties) for _ in range(out_c if per_channel else 1)]
     if r.rng.random() < 0.1:   # extreme shifts: a multiplier far above one, or one flushed to zero
-        out_s = in_s * f_scales[0] * r.choice((1e-4, 1e12))
+        # (TFLM refuses clamps that overflow int32: 6 / out_s must fit, so out_s stays above 1e-8)
+        out_s = max(in_s * f_scales[0] * r.choice((1e-2, 1e12)), 1e-8)
     f_shape = (1, k_h, k_w, out_c) if depthwise else (out_c, k_h, k_w, in_c)
     _, f_bytes = r.filter(f_shape, int4)
     x = b.activation((1, in_h, in_w, in_c), in_s, r.zero_point())
@@ -208,10 +209,85 @@ def add_reshape(b: ModelBuilder, r: Random) -> tuple[int, int]:
     return x, y
 
 
+def _shape(r: Random, rank: int | None = None) -> tuple:
+    return (1, *(r.int(1, 5) for _ in range(rank if rank is not None else r.int(1, 3))))
+
+
+def add_unary(b: ModelBuilder, r: Random, kind: str) -> tuple[int, int]:
+    """RELU, RELU6, QUANTIZE (int8 -> int8) or LOGISTIC on a random shape and quantization."""
+    shape = _shape(r)
+    in_s = r.scale(r.rng.random() < 0.25)
+    zp = r.zero_point()
+    if kind == "RELU6":   # TFLM refuses a 6.0 outside the int8 range
+        in_s, zp = max(in_s, 6.0 / 100), min(zp, 27)
+    x = b.activation(shape, in_s, zp)
+    if kind == "RELU6":
+        y = b.activation(shape, in_s, b.model.tensors[x].quantization.zeroPoint[0])
+    elif kind == "LOGISTIC":
+        y = b.activation(shape, 1 / 256, -128)
+    elif kind == "TANH":
+        y = b.activation(shape, 1 / 128, 0)
+    elif kind == "HARD_SWISH":   # TFLM needs the output multiplier at most one: out scale >= in scale / 128
+        y = b.activation(shape, in_s * r.choice((1 / 64, 0.5, 1.0, 3.0)), r.zero_point())
+    else:
+        y = b.activation(shape, r.scale(r.rng.random() < 0.25), r.zero_point())
+    b.op(kind, (x,), (y,))
+    return x, y
+
+
+def add_mul(b: ModelBuilder, r: Random) -> tuple[tuple[int, int], int]:
+    shape = _shape(r, r.int(1, 3))
+    other = shape
+    if r.rng.random() < 0.5:
+        other = tuple(1 if r.rng.random() < 0.5 else d for d in shape)
+    first, second = (shape, other) if r.rng.random() < 0.5 else (other, shape)
+    a = b.activation(first, r.scale(), r.zero_point())
+    c = b.activation(second, r.scale(), r.zero_point())
+    y = b.activation(shape, r.scale() * r.choice((0.01, 0.1, 1.0)), r.zero_point())
+    o = s.MulOptionsT()
+    o.fusedActivationFunction = r.choice(ACTIVATIONS)
+    b.op("MUL", (a, c), (y,), o, "MulOptions")
+    return (a, c), y
+
+
+def add_pad(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    shape = _shape(r, r.int(1, 3))
+    pads = [[0, 0]] + [[r.int(0, 2), r.int(0, 2)] for _ in shape[1:]]
+    scale, zp = r.scale(), r.zero_point()
+    x = b.activation(shape, scale, zp)
+    p = b.tensor((len(shape), 2), "INT32", data=np.array(pads, "<i4").tobytes())
+    y = b.activation(tuple(d + a + c for d, (a, c) in zip(shape, pads)), scale, zp)
+    b.op("PAD", (x, p), (y,))
+    return x, y
+
+
+def add_concatenation(b: ModelBuilder, r: Random) -> tuple[tuple, int]:
+    rank = r.int(2, 4)
+    base = list(_shape(r, rank - 1))
+    axis = r.int(1, rank - 1)
+    scale, zp = r.scale(), r.zero_point()
+    parts = []
+    for _ in range(r.int(1, 3)):
+        shape = list(base)
+        shape[axis] = r.int(1, 4)
+        parts.append(b.activation(tuple(shape), scale, zp))
+    out_shape = list(base)
+    out_shape[axis] = sum(b.model.tensors[t].shape[axis] for t in parts)
+    y = b.activation(tuple(out_shape), scale, zp)
+    o = s.ConcatenationOptionsT()
+    o.axis = axis if r.rng.random() < 0.5 else axis - rank
+    b.op("CONCATENATION", parts, (y,), o, "ConcatenationOptions")
+    return tuple(parts), y
+
+
 ADDERS = {"CONV_2D": lambda b, r: add_conv(b, r), "DEPTHWISE_CONV_2D": lambda b, r: add_conv(b, r, True),
           "FULLY_CONNECTED": add_fully_connected, "AVERAGE_POOL_2D": lambda b, r: add_pool(b, r, True),
           "MAX_POOL_2D": lambda b, r: add_pool(b, r, False), "SOFTMAX": add_softmax, "ADD": add_add,
-          "RESHAPE": add_reshape}
+          "RESHAPE": add_reshape, "RELU": lambda b, r: add_unary(b, r, "RELU"),
+          "RELU6": lambda b, r: add_unary(b, r, "RELU6"), "QUANTIZE": lambda b, r: add_unary(b, r, "QUANTIZE"),
+          "LOGISTIC": lambda b, r: add_unary(b, r, "LOGISTIC"), "TANH": lambda b, r: add_unary(b, r, "TANH"),
+          "HARD_SWISH": lambda b, r: add_unary(b, r, "HARD_SWISH"), "MUL": add_mul, "PAD": add_pad,
+          "CONCATENATION": add_concatenation}
 
 
 def random_model(kinds, count: int, seed: int) -> bytes:

@@ -31,7 +31,7 @@ def _check(seed: int, kinds: list[str], count: int, vectors: int, cmsis: Path | 
     assert result.passed, f"seed {seed}: {result.line()}"
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(2))
 def test_every_operator_bit_identical_to_tflm_portable(seed):
     _check(seed, KINDS, 32, 6, None)
 

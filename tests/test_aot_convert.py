@@ -84,6 +84,6 @@ def test_no_compiler_is_one_line_or_a_skip(tmp_path, monkeypatch):
 
 
 def test_the_manifest_is_json_and_names_every_operator(tmp_path):
-    manifest = convert(_recipe(tmp_path, random_model(["ADD", "SOFTMAX"], 2, 4)), tmp_path / "out")
+    convert(_recipe(tmp_path, random_model(["ADD", "SOFTMAX"], 2, 4)), tmp_path / "out")
     written = json.loads((tmp_path / "out/manifest.json").read_text())
     assert [o["kind"] for o in written["aot"]["operators"]] == ["ADD", "SOFTMAX"]

@@ -43,6 +43,12 @@ def test_demo_ends_compressed_and_prints_what_the_device_stores(tmp_path):
     assert "not a device figure" in line
     assert "NOT a device" in (out / "model_settings.h").read_text()
 
+    # the AOT runtime (docs/aot.md): the model compiled to C, its golden vectors byte-identical on the host
+    portable = manifest["aot"]["validated"][0]
+    assert portable["backend"] == "portable" and portable["golden_identical"] == portable["golden"] == 10
+    assert manifest["aot"]["bit_exact"] and (out / "aot" / "aot_model.h").exists()
+    assert "AOT (portable, host gcc) vs TFLM: 10/10 golden vectors" in result.stdout
+
 
 def test_an_uncompressed_conversion_prints_no_comparison(demo_dir):
     manifest = json.loads((demo_dir / "manifest.json").read_text())

@@ -12,7 +12,7 @@ from .graph import AotGraph, Tensor
 from .lower import ConstArray, Step
 from .plan import VARIANTS, Location, MemoryPlan
 
-KERNEL_FILES = ("aot_kernels.h", "aot_fixedpoint.h", "aot_kernels_common.c", "aot_kernels_portable.c",
+KERNEL_FILES = ("aot_kernels.h", "aot_fixedpoint.h", "aot_reference.h", "aot_kernels_common.c", "aot_kernels_portable.c",
                 "aot_kernels_cmsis.c")
 # The preprocessor test selecting each variant, in the order the #if chain checks them.
 VARIANT_TESTS = {"cmsis-mve": "defined(AOT_CMSIS_NN) && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)",
@@ -99,6 +99,10 @@ def _call(step: Step, k: int, graph: AotGraph) -> str:
         return f"    /* operator {step.op}: RESHAPE, an alias (no code) */"
     args = ", ".join(f"(const int8_t*)AOT_T{t}" if not graph.tensor(t).constant else f"(const int8_t*)aot_w{t}"
                      for t in step.reads)
+    if step.note == "array":   # CONCATENATION: the inputs as one array of pointers
+        return f"    {{\n        const int8_t* const ins[] = {{{args}}};\n" \
+               f"        {step.function}(&aot_op{step.op}, ins, AOT_T{step.writes}, AOT_S{k});\n    }}\n" \
+               f"    AOT_TRACE_OP({step.op}, AOT_T{step.writes}, {graph.tensor(step.writes).nbytes});"
     return f"    {step.function}(&aot_op{step.op}, {args}, AOT_T{step.writes}, AOT_S{k});\n" \
            f"    AOT_TRACE_OP({step.op}, AOT_T{step.writes}, {graph.tensor(step.writes).nbytes});"
 
@@ -155,7 +159,8 @@ int aot_model_invoke(const void* const inputs[], void* const outputs[]);
 
 def source(graph: AotGraph, steps: list[Step], plans: dict[str, MemoryPlan]) -> str:
     constants = sorted({t for s in steps for name, value in s.fields
-                        if isinstance(value, str) and value.startswith("aot_w") for t in [int(value[5:])]})
+                        if isinstance(value, str) and value.startswith("aot_w") for t in [int(value[5:])]} |
+                       {t for s in steps for t in s.reads if graph.tensor(t).constant})
     weights = {f"aot_w{t}": "int8_t" if graph.tensor(t).type in ("INT8", "INT4") else "int32_t" for t in constants}
     ins = ", ".join(str(graph.tensor(t).nbytes) for t in graph.inputs)
     outs = ", ".join(str(graph.tensor(t).nbytes) for t in graph.outputs)

@@ -4,6 +4,7 @@ implement bit-exactly (anything else is refused with the way out: the `tflm` run
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class Operator:
     kind: str
     inputs: tuple                   # tensor indices; -1 for an omitted optional input
     outputs: tuple
-    options: object = None          # the schema's builtin options object (read only)
+    options: Any = None             # the schema's builtin options object (read only)
 
 
 @dataclass(frozen=True)

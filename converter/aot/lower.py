@@ -4,6 +4,7 @@ activation tensors it reads and writes. One lowering function per operator kind 
 operator or type outside the set is refused (graph.refuse), never lowered approximately."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,9 @@ from .graph import AotGraph, Operator, refuse
 class Numerics:
     """Where TFLM versions differ in Prepare arithmetic, which one the generated code follows."""
     fc_product: str = "double"      # quant.FC_PRODUCTS: the golden interpreter's (default) or TFLM 90b983c2's
+
+
+DEFAULT_NUMERICS = Numerics()
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def _i32(values) -> bytes:
     return np.asarray(values, "<i4").tobytes()
 
 
-def _weights(graph: AotGraph, index: int) -> str:
+def _weights(index: int) -> str:
     return f"aot_w{index}" if index >= 0 else "NULL"
 
 
@@ -53,10 +57,13 @@ def _need(cond: bool, operator: Operator, graph: AotGraph, why: str) -> None:
         raise refuse(operator, graph, why)
 
 
-def _io_int8(operator: Operator, graph: AotGraph, count: int) -> None:
-    for t in operator.inputs[:count] + operator.outputs:
+def _io_int8(operator: Operator, graph: AotGraph, count: int, constants: bool = False) -> None:
+    """The first `count` inputs and every output are int8 activations quantized per tensor (constant
+    int8 inputs allowed when `constants`)."""
+    for position, t in enumerate(operator.inputs[:count] + operator.outputs):
         tensor = graph.tensor(t)
-        _need(tensor.type == "INT8" and not tensor.constant, operator, graph,
+        constant_ok = constants and position < count
+        _need(tensor.type == "INT8" and (constant_ok or not tensor.constant), operator, graph,
               f"tensor '{tensor.name}' is {tensor.type.lower()}{' constant' if tensor.constant else ''}; "
               "the AOT kernels take int8 activations")
         _need(len(tensor.scales) == 1, operator, graph, f"activation '{tensor.name}' is not quantized per tensor")
@@ -103,8 +110,8 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
               ("pad_w", quant.padding(o.strideW, o.dilationWFactor, in_w, k_w, out_w)),
               ("depth_mult", o.depthMultiplier if depthwise else 1),
               ("input_offset", -x.zero_point), ("output_offset", y.zero_point),
-              ("act_min", act[0]), ("act_max", act[1]), ("filter", _weights(graph, w.index)),
-              ("bias", _weights(graph, bias)), ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
+              ("act_min", act[0]), ("act_max", act[1]), ("filter", _weights(w.index)),
+              ("bias", _weights(bias)), ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
     if depthwise:
         _need(out_c == in_c * o.depthMultiplier and w.shape[3] == out_c, operator, graph, "channel counts disagree")
     else:
@@ -115,15 +122,15 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
                 (x.index,), y.index, note=f"{k_h}x{k_w}/{o.strideH} {width}")
 
 
-def lower_conv(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_conv(operator: Operator, graph: AotGraph) -> Step:
     return _conv_common(operator, graph, depthwise=False)
 
 
-def lower_depthwise(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_depthwise(operator: Operator, graph: AotGraph) -> Step:
     return _conv_common(operator, graph, depthwise=True)
 
 
-def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numerics = DEFAULT_NUMERICS) -> Step:
     _io_int8(operator, graph, 1)
     o = operator.options
     x, w, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]), graph.tensor(operator.outputs[0])
@@ -131,7 +138,7 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
     bias = _bias_ok(operator, graph)
     _need(len(w.shape) == 2, operator, graph, "the filter is not 2-D")
     out_c, depth = w.shape
-    _need(y.shape and y.shape[-1] == out_c and x.elements % depth == 0, operator, graph, "shapes disagree")
+    _need(bool(y.shape) and y.shape[-1] == out_c and x.elements % depth == 0, operator, graph, "shapes disagree")
     per_channel = len(w.scales) > 1
     _need(not (per_channel and width == "s4"), operator, graph, "TFLM takes int4 FULLY_CONNECTED filters per tensor only")
     if per_channel:
@@ -144,7 +151,7 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
     fields = (("batches", y.elements // out_c), ("accum_depth", depth), ("out_c", out_c),
               ("input_offset", -x.zero_point), ("filter_offset", -w.zero_point), ("output_offset", y.zero_point),
               ("act_min", act[0]), ("act_max", act[1]), ("per_channel", int(per_channel)),
-              ("filter", _weights(graph, w.index)), ("bias", _weights(graph, bias)),
+              ("filter", _weights(w.index)), ("bias", _weights(bias)),
               ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
     return Step(operator.index, operator.kind, f"aot_fc_{width}", "aot_fc_t", fields,
                 (ConstArray(f"{name}_mult", "int32_t", _i32(mult)), ConstArray(f"{name}_shift", "int32_t", _i32(shift))),
@@ -169,15 +176,15 @@ def _lower_pool(operator: Operator, graph: AotGraph, function: str) -> Step:
                 note=f"{o.filterHeight}x{o.filterWidth}/{o.strideH}")
 
 
-def lower_max_pool(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_max_pool(operator: Operator, graph: AotGraph) -> Step:
     return _lower_pool(operator, graph, "aot_maxpool_s8")
 
 
-def lower_average_pool(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_average_pool(operator: Operator, graph: AotGraph) -> Step:
     return _lower_pool(operator, graph, "aot_avgpool_s8")
 
 
-def lower_softmax(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_softmax(operator: Operator, graph: AotGraph) -> Step:
     _io_int8(operator, graph, 1)
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(y.zero_point == -128 and np.float32(y.scale) == np.float32(1 / 256), operator, graph,
@@ -189,7 +196,7 @@ def lower_softmax(operator: Operator, graph: AotGraph, numerics: Numerics) -> St
     return Step(operator.index, operator.kind, "aot_softmax_s8", "aot_softmax_t", fields, (), (x.index,), y.index)
 
 
-def lower_reshape(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
+def lower_reshape(operator: Operator, graph: AotGraph) -> Step:
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(x.type == y.type and x.nbytes == y.nbytes and not x.constant, operator, graph,
           "input and output sizes or types differ")
@@ -211,8 +218,8 @@ def _broadcast(shape1: tuple, shape2: tuple, out: tuple) -> tuple:
     return rank, list(out), strides(shape1), strides(shape2)
 
 
-def lower_add(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
-    _io_int8(operator, graph, 2)
+def lower_add(operator: Operator, graph: AotGraph) -> Step:
+    _io_int8(operator, graph, 2, constants=True)
     a, b, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
                graph.tensor(operator.outputs[0]))
     _need(len(y.shape) <= 6, operator, graph, "more than 6 dimensions")
@@ -234,7 +241,133 @@ def lower_add(operator: Operator, graph: AotGraph, numerics: Numerics) -> Step:
                 note="elementwise" if same else "broadcast")
 
 
+def _size(operator: Operator, graph: AotGraph) -> int:
+    return graph.tensor(operator.outputs[0]).elements
+
+
+def lower_requantize(operator: Operator, graph: AotGraph) -> Step:
+    """QUANTIZE int8 -> int8 (Requantize) and RELU (CalculateReluOpData): both rescale by in/out scale."""
+    _io_int8(operator, graph, 1)
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    mult, shift = quant.quantize_multiplier(quant.f32(x.scale) / quant.f32(y.scale))
+    low, high = (quant.activation_range(1, y.scale, y.zero_point) if operator.kind == "RELU" else (-128, 127))
+    fields = (("size", _size(operator, graph)), ("in_zp", x.zero_point), ("out_zp", y.zero_point), ("mult", mult),
+              ("shift", shift), ("act_min", low), ("act_max", high))
+    return Step(operator.index, operator.kind, "aot_requant_s8", "aot_requant_t", fields, (), (x.index,), y.index)
+
+
+def lower_relu6(operator: Operator, graph: AotGraph) -> Step:
+    """RELU6 (Relu6Prepare): clamps to [zero point, FloatToQuantizedType(6)] of the input, no rescale."""
+    _io_int8(operator, graph, 1)
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    six = x.zero_point + quant.round_away(quant.f32(np.float32(6.0) / np.float32(x.scale)))
+    _need(-128 <= six <= 127, operator, graph, "6.0 is outside the input's int8 range (TFLM refuses it too)")
+    fields = (("size", _size(operator, graph)), ("lo", x.zero_point), ("hi", six))
+    return Step(operator.index, operator.kind, "aot_clamp_s8", "aot_clamp_t", fields, (), (x.index,), y.index)
+
+
+def lower_mul(operator: Operator, graph: AotGraph) -> Step:
+    """MUL (CalculateOpDataMul): one multiplier s1 * s2 / s_out in double."""
+    _io_int8(operator, graph, 2, constants=True)
+    a, b, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
+               graph.tensor(operator.outputs[0]))
+    _need(len(y.shape) <= 4, operator, graph, "more than 4 dimensions (TFLM's broadcast MUL takes 4)")
+    mult, shift = quant.quantize_multiplier(quant.f32(a.scale) * quant.f32(b.scale) / quant.f32(y.scale))
+    act = quant.activation_range(operator.options.fusedActivationFunction, y.scale, y.zero_point)
+    same = a.shape == b.shape == y.shape
+    dims, shape, s1, s2 = (0, [0] * 6, [0] * 6, [0] * 6) if same else _broadcast(a.shape, b.shape, y.shape)
+    fields = (("size", y.elements), ("dims", dims), ("out_shape", _c_array(shape)), ("stride1", _c_array(s1)),
+              ("stride2", _c_array(s2)), ("in1_offset", -a.zero_point), ("in2_offset", -b.zero_point),
+              ("out_offset", y.zero_point), ("mult", mult), ("shift", shift), ("act_min", act[0]), ("act_max", act[1]))
+    return Step(operator.index, operator.kind, "aot_mul_s8", "aot_mul_t", fields, (), (a.index, b.index), y.index,
+                note="elementwise" if same else "broadcast")
+
+
+def _c_array(values) -> str:
+    values = list(values) + [0] * (6 - len(values))
+    return "{" + ", ".join(str(int(v)) for v in values) + "}"
+
+
+def lower_pad(operator: Operator, graph: AotGraph) -> Step:
+    """PAD with constant paddings: the pad value is the output zero point (TFLM's int8 PAD)."""
+    _io_int8(operator, graph, 1)
+    x, pads, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
+                  graph.tensor(operator.outputs[0]))
+    _need(pads.constant and len(x.shape) <= 6, operator, graph, "the paddings are not constant")
+    _need(x.scales == y.scales and x.zero_point == y.zero_point, operator, graph, "input and output quantization differ")
+    before = np.frombuffer(pads.data, "<i4" if pads.type == "INT32" else "<i8").reshape(-1, 2)[:, 0]
+    fields = (("dims", len(y.shape)), ("size", y.elements), ("out_shape", _c_array(y.shape)),
+              ("in_shape", _c_array(x.shape)), ("before", _c_array(before)), ("pad_value", y.zero_point))
+    return Step(operator.index, operator.kind, "aot_pad_s8", "aot_pad_t", fields, (), (x.index,), y.index)
+
+
+def lower_concatenation(operator: Operator, graph: AotGraph) -> Step:
+    """CONCATENATION of int8 tensors with the output's quantization: row-wise copies."""
+    count = len(operator.inputs)
+    _io_int8(operator, graph, count, constants=True)
+    y = graph.tensor(operator.outputs[0])
+    ins = [graph.tensor(t) for t in operator.inputs]
+    _need(all(t.scales == y.scales and t.zero_point == y.zero_point for t in ins), operator, graph,
+          "an input's quantization differs from the output's")
+    _need(operator.options.fusedActivationFunction == 0, operator, graph, "a fused activation")
+    axis = operator.options.axis % len(y.shape)
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    sizes = [t.elements // outer for t in ins]
+    name = f"aot_op{operator.index}_sizes"
+    fields = (("count", count), ("outer", outer), ("sizes", name))
+    return Step(operator.index, operator.kind, "aot_concat_s8", "aot_concat_t", fields,
+                (ConstArray(name, "int32_t", _i32(sizes)),), tuple(t.index for t in ins), y.index, note="array")
+
+
+def lower_logistic(operator: Operator, graph: AotGraph) -> Step:
+    """LOGISTIC and TANH int8 (CalculateArithmeticOpDataLogistic, Tanh's Prepare): input in Q4.27;
+    output zero point -128 (LOGISTIC) or 0 (TANH)."""
+    _io_int8(operator, graph, 1)
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    tanh = operator.kind == "TANH"
+    _need(y.zero_point == (0 if tanh else -128), operator, graph,
+          f"the output zero point is not {0 if tanh else -128}")
+    q, left_shift = math.frexp(quant.f32(x.scale) * float(1 << 27))
+    mult = quant.round_away(q * (1 << 31))
+    _need(mult < 1 << 31, operator, graph, "the input scale's multiplier overflows (TFLM's would too)")
+    radius = math.floor(1.0 * 15 * (1 << 27) / (1 << left_shift)) if left_shift >= 0 else \
+        math.floor(1.0 * 15 * (1 << 27) * (1 << -left_shift))
+    fields = (("size", _size(operator, graph)), ("in_zp", x.zero_point), ("radius", radius), ("mult", mult),
+              ("left_shift", left_shift))
+    return Step(operator.index, operator.kind, "aot_tanh_s8" if tanh else "aot_logistic_s8", "aot_logistic_t", fields,
+                (), (x.index,), y.index)
+
+
+def _int16_multiplier(multiplier: int) -> int:
+    """DownScaleInt32ToInt16Multiplier."""
+    return 32767 if multiplier >= (1 << 31) - 1 - (1 << 15) else (multiplier + (1 << 15)) >> 16
+
+
+def lower_hard_swish(operator: Operator, graph: AotGraph) -> Step:
+    """HARD_SWISH int8 (HardSwishPrepare): float32 scale ratios, int16 fixed-point multipliers."""
+    _io_int8(operator, graph, 1)
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    hires = np.float32(1.0 / 128.0) * np.float32(x.scale)
+    out_mult, out_exp = quant.quantize_multiplier(float(np.float32(hires / np.float32(y.scale))))
+    _need(out_exp <= 0, operator, graph, "the output multiplier is above one (TFLM refuses it too)")
+    relu_mult, relu_exp = quant.quantize_multiplier(float(np.float32(hires / np.float32(3.0 / 32768.0))))
+    fields = (("size", _size(operator, graph)), ("in_zp", x.zero_point), ("out_zp", y.zero_point),
+              ("out_mult16", _int16_multiplier(out_mult)), ("out_exp", out_exp),
+              ("relu_mult16", _int16_multiplier(relu_mult)), ("relu_exp", relu_exp))
+    return Step(operator.index, operator.kind, "aot_hard_swish_s8", "aot_hard_swish_t", fields, (), (x.index,),
+                y.index)
+
+
 LOWERINGS = {
+    "HARD_SWISH": lower_hard_swish,
+    "QUANTIZE": lower_requantize,
+    "RELU": lower_requantize,
+    "RELU6": lower_relu6,
+    "MUL": lower_mul,
+    "PAD": lower_pad,
+    "CONCATENATION": lower_concatenation,
+    "LOGISTIC": lower_logistic,
+    "TANH": lower_logistic,
     "CONV_2D": lower_conv,
     "DEPTHWISE_CONV_2D": lower_depthwise,
     "FULLY_CONNECTED": lower_fully_connected,
@@ -246,12 +379,14 @@ LOWERINGS = {
 }
 
 
-def lower(graph: AotGraph, numerics: Numerics = Numerics()) -> list[Step]:
+def lower(graph: AotGraph, numerics: Numerics = DEFAULT_NUMERICS) -> list[Step]:
     steps = []
     for operator in graph.operators:
         lowering = LOWERINGS.get(operator.kind)
         if lowering is None:
             raise refuse(operator, graph, f"no AOT kernel for {operator.kind} (the set: "
                                           f"{', '.join(sorted(LOWERINGS))})")
-        steps.append(lowering(operator, graph, numerics))
+        # only FULLY_CONNECTED's Prepare arithmetic differs between TFLM versions (Numerics)
+        steps.append(lower_fully_connected(operator, graph, numerics) if lowering is lower_fully_connected
+                     else lowering(operator, graph))
     return steps

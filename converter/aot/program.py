@@ -9,7 +9,7 @@ from types import MappingProxyType
 from ..errors import KitError
 from . import emit
 from .graph import AotGraph, read_graph
-from .lower import Numerics, Step, lower
+from .lower import DEFAULT_NUMERICS, Numerics, Step, lower
 from .plan import VARIANTS, MemoryPlan, plan_memory
 from .scratch import scratch_sizes
 
@@ -88,12 +88,12 @@ def _spec(graph: AotGraph, index: int) -> TensorSpec:
     return TensorSpec(t.name, t.shape, "int8", t.scale, t.zero_point)
 
 
-def generate(model: bytes, numerics: Numerics = Numerics()) -> AotProgram:
+def generate(model: bytes, numerics: Numerics = DEFAULT_NUMERICS) -> AotProgram:
     """The model compiled to C. Raises NotCompilable (a KitError) naming an operator or type outside
     the AOT set, with the way out (the `tflm` runtime). `numerics`: which TFLM version's Prepare
     arithmetic to follow where versions differ (default: the kit's golden interpreter's)."""
     graph = read_graph(model)
-    steps: list[Step] = [scratch_sizes(step, graph) for step in lower(graph, numerics)]
+    steps: list[Step] = [scratch_sizes(step) for step in lower(graph, numerics)]
     inputs = tuple(_spec(graph, t) for t in graph.inputs)
     outputs = tuple(_spec(graph, t) for t in graph.outputs)
     plans = {variant: plan_memory(graph, steps, variant) for variant in VARIANTS}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .graph import AotGraph
 from .lower import Step
 
 CH_IN_BLOCK_MVE = 124
@@ -102,7 +101,7 @@ def fc_scratch(p: dict, s4: bool) -> dict[str, int]:
     return {"cmsis-c": 0, "cmsis-dsp": 0, "cmsis-mve": 0 if s4 else 4 * p["out_c"]}
 
 
-def avgpool_scratch(p: dict, s4: bool) -> dict[str, int]:
+def avgpool_scratch(p: dict, _s4: bool) -> dict[str, int]:
     """arm_avgpool_s8_get_buffer_size: one int32 per channel on DSP."""
     return {"cmsis-c": 0, "cmsis-dsp": 4 * p["ch"], "cmsis-mve": 0}
 
@@ -111,7 +110,7 @@ SCRATCH = {"aot_conv": conv_scratch, "aot_dwconv": dwconv_scratch, "aot_fc": fc_
            "aot_avgpool": avgpool_scratch}
 
 
-def scratch_sizes(step: Step, graph: AotGraph) -> Step:
+def scratch_sizes(step: Step) -> Step:
     """The step with its scratch bytes for every variant filled in."""
     sizes = {"portable": 0, "cmsis-c": 0, "cmsis-dsp": 0, "cmsis-mve": 0}
     if step.function is not None:

@@ -209,7 +209,7 @@ def deployed_comparison(recipe: Recipe, stages: StagesRun, golden: Golden, arena
     if plain is None or not tensors_compressed(stages.records):
         return None
     plain_info = read_model(plain)
-    plain_golden = Golden(golden.inputs, run_tflm(plain, plain_info, golden.inputs), golden.source)
+    plain_golden = Golden(golden.inputs, run_tflm(plain, golden.inputs), golden.source)
     plain_arena = measure(plain, plain_info, plain_golden, recipe.arena_margin)
     if arena.device is None or arena.figure is None or arena.host is None:
         return compare_deployed(stages.model_bytes, plain, arena.host or arena.figure, plain_arena.host)

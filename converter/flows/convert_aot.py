@@ -16,6 +16,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..aot import AotProgram
+from ..aot.validate import HostValidation
 from ..errors import KitError
 from ..progress import Note, Sink
 from ..recipe import Recipe
@@ -27,8 +29,8 @@ CORES = ("host", "cortex-m0plus", "cortex-m4", "cortex-m7", "cortex-m55")
 
 @dataclass(frozen=True)
 class AotResult:
-    program: object                 # converter.aot.AotProgram
-    validations: tuple              # converter.aot.validate.HostValidation per back-end
+    program: AotProgram
+    validations: tuple[HostValidation, ...]     # one per back-end checked
 
     def as_dict(self) -> dict:
         plan = self.program.plan("host")
@@ -59,15 +61,15 @@ def _extra_inputs(golden_inputs: list[np.ndarray], seed: int) -> list[np.ndarray
     return extra
 
 
-def _validate(model_bytes: bytes, program, golden_inputs, golden_outputs, seed: int) -> tuple:
+def _validate(model_bytes: bytes, program: AotProgram, golden_inputs, golden_outputs,
+              seed: int) -> tuple[HostValidation, ...]:
     from ..aot.validate import validate_on_host
 
     extra = _extra_inputs(golden_inputs, seed)
     inputs = [np.concatenate([g.astype(np.int8), e]) for g, e in zip(golden_inputs, extra)]
     from ..tflm.runners import run_tflm
-    from ..tflite.model import read_model
 
-    extra_out = run_tflm(model_bytes, read_model(model_bytes), extra)
+    extra_out = run_tflm(model_bytes, extra)
     expected = [np.concatenate([g, e]) for g, e in zip(golden_outputs, extra_out)]
     backends = [None] + ([cmsis_root()] if cmsis_root() else [])
     golden = len(golden_inputs[0])

@@ -56,19 +56,25 @@ static inline int32_t aot_exp_quarter(int32_t a) {
   return constant_term + aot_srdhm(constant_term, x + poly);
 }
 
-/* exp(a) for a <= 0 given in Q5.26; Q0.31 result. */
-static inline int32_t aot_exp_negative(int32_t a) {
+/* exp(a) for a <= 0 given with `integer_bits` integer bits (1..5); Q0.31 result. */
+static inline int32_t aot_exp_negative_bits(int32_t a, int integer_bits) {
   static const int32_t multipliers[7] = {1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242};
-  const int32_t one_quarter = 1 << 24;
+  const int fractional_bits = 31 - integer_bits;
+  const int32_t one_quarter = (int32_t)1 << (fractional_bits - 2);
   const int32_t mask = one_quarter - 1;
   const int32_t a_mod = (a & mask) - one_quarter;
-  int32_t result = aot_exp_quarter(aot_sat_shl(a_mod, 5));
+  int32_t result = aot_exp_quarter(aot_sat_shl(a_mod, integer_bits));
   const int32_t remainder = a_mod - a;
   int k;
-  for (k = 0; k < 7; ++k) {
-    if (remainder & (1 << (24 + k))) result = aot_srdhm(result, multipliers[k]);
+  for (k = 0; k < 7 && k - 2 < integer_bits; ++k) {  /* exponents -2 .. integer_bits - 1 */
+    if (remainder & ((int32_t)1 << (fractional_bits - 2 + k))) result = aot_srdhm(result, multipliers[k]);
   }
   return a == 0 ? INT32_MAX : result;
+}
+
+/* exp(a) for a <= 0 given in Q5.26 (softmax); Q0.31 result. */
+static inline int32_t aot_exp_negative(int32_t a) {
+  return aot_exp_negative_bits(a, 5);
 }
 
 /* 1 / (1 + x) for x in [0, 1), Q0.31 in and out (Newton-Raphson in Q2.29). */
@@ -97,6 +103,35 @@ static inline int32_t aot_reciprocal(int32_t x, int x_integer_digits, int* num_b
   *num_bits_over_unit = x_integer_digits - headroom_plus_one;
   shifted_minus_one = (int32_t)(((uint32_t)x << headroom_plus_one) - ((uint32_t)1 << 31));
   return aot_one_over_one_plus_x(shifted_minus_one);
+}
+
+/* (1 - x) / (1 + x) for x in [0, 1), Q0.31 in and out (Newton-Raphson in Q2.29). */
+static inline int32_t aot_one_minus_x_over_one_plus_x(int32_t a) {
+  const int64_t sum = (int64_t)a + INT32_MAX;
+  const int32_t half_denominator = (int32_t)((sum + (sum >= 0 ? 1 : -1)) / 2);
+  int32_t x = 1515870810 + aot_srdhm(half_denominator, -1010580540);
+  int i;
+  for (i = 0; i < 3; ++i) {
+    const int32_t one_minus = (1 << 29) - aot_srdhm(half_denominator, x);
+    x = x + aot_sat_shl(aot_srdhm(x, one_minus), 2);
+  }
+  return aot_sat_shl(x - (1 << 29), 2);
+}
+
+/* gemmlowp's tanh for a in Q4.27; Q0.31 result. */
+static inline int32_t aot_tanh_q4(int32_t a) {
+  int32_t t;
+  if (a == 0) return 0;
+  t = aot_one_minus_x_over_one_plus_x(aot_exp_negative_bits(a < 0 ? a : -a, 5));  /* exp(2 * -|a|) */
+  return a < 0 ? -t : t;
+}
+
+/* gemmlowp's logistic for a in Q4.27; Q0.31 result. */
+static inline int32_t aot_logistic_q4(int32_t a) {
+  int32_t positive;
+  if (a == 0) return 1 << 30;
+  positive = aot_one_over_one_plus_x(aot_exp_negative_bits(a > 0 ? -a : a, 4));
+  return a > 0 ? positive : INT32_MAX - positive;
 }
 
 static inline int32_t aot_clamp(int32_t v, int32_t lo, int32_t hi) {

@@ -58,6 +58,56 @@ typedef struct {
   int32_t act_min, act_max;
 } aot_add_t;
 
+/* RELU and QUANTIZE (int8 -> int8): out = out_zp + x*(in_scale/out_scale), clamped. */
+typedef struct {
+  int32_t size, in_zp, out_zp, mult, shift, act_min, act_max;
+} aot_requant_t;
+
+/* RELU6 (TFLM clamps in the input's quantization: no rescale). */
+typedef struct {
+  int32_t size, lo, hi;
+} aot_clamp_t;
+
+/* MUL (elementwise or broadcast; strides as aot_add_t). */
+typedef struct {
+  int32_t size, dims;
+  int32_t out_shape[AOT_MAX_DIMS], stride1[AOT_MAX_DIMS], stride2[AOT_MAX_DIMS];
+  int32_t in1_offset, in2_offset, out_offset, mult, shift, act_min, act_max;
+} aot_mul_t;
+
+/* PAD: output element at index i (per dimension) reads input i - before, or pad_value outside. */
+typedef struct {
+  int32_t dims, size;
+  int32_t out_shape[AOT_MAX_DIMS], in_shape[AOT_MAX_DIMS], before[AOT_MAX_DIMS];
+  int32_t pad_value;
+} aot_pad_t;
+
+/* CONCATENATION: `outer` rows; each input contributes sizes[k] contiguous bytes per row. */
+typedef struct {
+  int32_t count, outer;
+  const int32_t* sizes;
+} aot_concat_t;
+
+/* LOGISTIC int8 (output zero point -128, scale 1/256) and TANH int8 (zero point 0, scale 1/128), gemmlowp
+ * fixed point on the input in Q4.27. */
+typedef struct {
+  int32_t size, in_zp, radius, mult, left_shift;
+} aot_logistic_t;
+
+/* HARD_SWISH int8: TFLM's 16-bit fixed-point reference (HardSwishParams). */
+typedef struct {
+  int32_t size, in_zp, out_zp, out_mult16, out_exp, relu_mult16, relu_exp;
+} aot_hard_swish_t;
+
+void aot_hard_swish_s8(const aot_hard_swish_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_requant_s8(const aot_requant_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_clamp_s8(const aot_clamp_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_mul_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+void aot_pad_s8(const aot_pad_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_concat_s8(const aot_concat_t* p, const int8_t* const* ins, int8_t* out, void* scratch);
+void aot_logistic_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_tanh_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, void* scratch);
+
 void aot_conv_s8(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_conv_s4(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_dwconv_s8(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);

@@ -6,6 +6,8 @@
 #include "aot_kernels.h"
 
 void aot_add_reference_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
+void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4);
+void aot_mul_reference_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 
 static cmsis_nn_dims aot_dims(int32_t n, int32_t h, int32_t w, int32_t c) {
   cmsis_nn_dims d;
@@ -88,7 +90,13 @@ void aot_dwconv_s8(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scr
   aot_cmsis_dwconv(p, in, out, scratch, 0);
 }
 void aot_dwconv_s4(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch) {
-  aot_cmsis_dwconv(p, in, out, scratch, 1);
+  /* CMSIS-NN's generic int4 depthwise kernel (the wrapper's path unless depth multiplier 1, one batch,
+   * no dilation) gives other bytes than TFLM's reference kernel for odd channel counts (measured:
+   * tests/test_aot.py); only its optimized path is used, the rest runs TFLM's reference arithmetic. */
+  if (p->depth_mult == 1 && p->batches == 1 && p->dil_h == 1 && p->dil_w == 1)
+    aot_cmsis_dwconv(p, in, out, scratch, 1);
+  else
+    aot_dwconv_reference(p, in, out, 1);
 }
 
 static void aot_cmsis_fc(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch, int s4) {
@@ -174,5 +182,15 @@ void aot_add_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t
   }
   (void)arm_elementwise_add_s8(in1, in2, p->in1_offset, p->m1, p->s1, p->in2_offset, p->m2, p->s2, p->left_shift, out,
                                p->out_offset, p->mo, p->so, p->act_min, p->act_max, p->size);
+}
+
+void aot_mul_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch;
+  if (p->dims != 0) { /* broadcast: TFLM's cmsis_nn MUL uses its reference code too */
+    aot_mul_reference_s8(p, in1, in2, out);
+    return;
+  }
+  (void)arm_elementwise_mul_s8(in1, in2, p->in1_offset, p->in2_offset, out, p->out_offset, p->mult, p->shift,
+                               p->act_min, p->act_max, p->size);
 }
 #endif /* AOT_CMSIS_NN */

@@ -1,6 +1,33 @@
 /* tflm-kit AOT runtime: pieces both back-ends use (copies, broadcast ADD, softmax). */
 #include "aot_fixedpoint.h"
 #include "aot_kernels.h"
+#include "aot_reference.h"
+
+void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4);
+
+/* TFLM's reference DEPTHWISE_CONV_2D (int8 or packed int4 filters). */
+void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4) {
+  int32_t b, oy, ox, ic, m, ky, kx;
+  for (b = 0; b < p->batches; ++b)
+    for (oy = 0; oy < p->out_h; ++oy)
+      for (ox = 0; ox < p->out_w; ++ox)
+        for (ic = 0; ic < p->in_c; ++ic)
+          for (m = 0; m < p->depth_mult; ++m) {
+            const int32_t oc = m + ic * p->depth_mult;
+            int32_t acc = 0;
+            for (ky = 0; ky < p->k_h; ++ky) {
+              const int32_t iy = oy * p->stride_h - p->pad_h + p->dil_h * ky;
+              if (iy < 0 || iy >= p->in_h) continue;
+              for (kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = ox * p->stride_w - p->pad_w + p->dil_w * kx;
+                if (ix < 0 || ix >= p->in_w) continue;
+                acc += aot_filter_at(p->filter, (ky * p->k_w + kx) * p->out_c + oc, s4) *
+                       (in[((b * p->in_h + iy) * p->in_w + ix) * p->in_c + ic] + p->input_offset);
+              }
+            }
+            out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] = aot_requantize(p, acc, oc);
+          }
+}
 
 void aot_copy(const void* from, void* to, size_t bytes) {
   const uint8_t* src = (const uint8_t*)from;
@@ -67,5 +94,148 @@ void aot_softmax_reference_s8(const aot_softmax_t* p, const int8_t* in, int8_t* 
         orow[c] = -128;
       }
     }
+  }
+}
+
+/* The broadcast index walk of ADD, shared with MUL: offsets into in1 and in2 of output element i. */
+static void aot_broadcast_next(int32_t dims, const int32_t* shape, int32_t* index) {
+  int32_t d;
+  for (d = dims - 1; d >= 0; --d) {
+    if (++index[d] < shape[d]) break;
+    index[d] = 0;
+  }
+}
+
+static int8_t aot_mul_one(const aot_mul_t* p, int8_t a, int8_t b) {
+  const int32_t product = (p->in1_offset + a) * (p->in2_offset + b);
+  return (int8_t)aot_clamp(p->out_offset + aot_mbqm(product, p->mult, p->shift), p->act_min, p->act_max);
+}
+
+/* TFLM's reference int8 MUL, elementwise or broadcast. */
+void aot_mul_reference_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out) {
+  int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
+  int32_t i, d;
+  if (p->dims == 0) {
+    for (i = 0; i < p->size; ++i) out[i] = aot_mul_one(p, in1[i], in2[i]);
+    return;
+  }
+  for (i = 0; i < p->size; ++i) {
+    int32_t o1 = 0, o2 = 0;
+    for (d = 0; d < p->dims; ++d) {
+      o1 += index[d] * p->stride1[d];
+      o2 += index[d] * p->stride2[d];
+    }
+    out[i] = aot_mul_one(p, in1[o1], in2[o2]);
+    aot_broadcast_next(p->dims, p->out_shape, index);
+  }
+}
+
+void aot_requant_s8(const aot_requant_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i)
+    out[i] = (int8_t)aot_clamp(p->out_zp + aot_mbqm(in[i] - p->in_zp, p->mult, p->shift), p->act_min, p->act_max);
+}
+
+void aot_clamp_s8(const aot_clamp_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) out[i] = (int8_t)aot_clamp(in[i], p->lo, p->hi);
+}
+
+void aot_pad_s8(const aot_pad_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
+  int32_t i, d;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    int32_t offset = 0, inside = 1;
+    for (d = 0; d < p->dims; ++d) {
+      const int32_t at = index[d] - p->before[d];
+      if (at < 0 || at >= p->in_shape[d]) inside = 0;
+      offset = offset * p->in_shape[d] + at;
+    }
+    out[i] = inside ? in[offset] : (int8_t)p->pad_value;
+    aot_broadcast_next(p->dims, p->out_shape, index);
+  }
+}
+
+void aot_concat_s8(const aot_concat_t* p, const int8_t* const* ins, int8_t* out, void* scratch) {
+  int32_t row, k, j;
+  (void)scratch;
+  for (row = 0; row < p->outer; ++row)
+    for (k = 0; k < p->count; ++k) {
+      const int8_t* from = ins[k] + row * p->sizes[k];
+      for (j = 0; j < p->sizes[k]; ++j) *out++ = from[j];
+    }
+}
+
+/* TFLM's reference int8 LOGISTIC. */
+void aot_logistic_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t x = (int32_t)in[i] - p->in_zp;
+    if (x <= -p->radius) {
+      out[i] = -128;
+    } else if (x >= p->radius) {
+      out[i] = 127;
+    } else {
+      const int32_t q4 = aot_mbqm(x, p->mult, p->left_shift);
+      const int32_t q23 = aot_rdpot(aot_logistic_q4(q4), 23) - 128;
+      out[i] = (int8_t)aot_clamp(q23, -128, 127);
+    }
+  }
+}
+
+/* TFLM's reference int8 TANH. */
+void aot_tanh_s8(const aot_logistic_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    const int32_t x = (int32_t)in[i] - p->in_zp;
+    if (x <= -p->radius) {
+      out[i] = -128;
+    } else if (x >= p->radius) {
+      out[i] = 127;
+    } else {
+      const int32_t q4 = aot_mbqm(x, p->mult, p->left_shift);
+      out[i] = (int8_t)aot_clamp(aot_rdpot(aot_tanh_q4(q4), 24), -128, 127);
+    }
+  }
+}
+
+/* 16-bit gemmlowp pieces of TFLM's reference HARD_SWISH. */
+static int16_t aot_srdhm16(int16_t a, int16_t b) {
+  const int32_t ab = (int32_t)a * (int32_t)b;
+  if (a == b && a == INT16_MIN) return INT16_MAX;
+  return (int16_t)((ab + (ab >= 0 ? (1 << 14) : (1 - (1 << 14)))) / (1 << 15));
+}
+
+static int16_t aot_sdhm16(int16_t a, int16_t b) {  /* no rounding */
+  if (a == b && a == INT16_MIN) return INT16_MAX;
+  return (int16_t)(((int32_t)a * (int32_t)b) / (1 << 15));
+}
+
+static int16_t aot_sat_shl16(int16_t v, int amount) {
+  const int64_t r = (int64_t)v * ((int64_t)1 << amount);
+  return (int16_t)(r > INT16_MAX ? INT16_MAX : (r < INT16_MIN ? INT16_MIN : r));
+}
+
+void aot_hard_swish_s8(const aot_hard_swish_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    const int16_t x = (int16_t)(in[i] - p->in_zp);
+    const int16_t hires = (int16_t)(x * (1 << 7));
+    const int16_t preshift = aot_srdhm16(hires, (int16_t)p->out_mult16);
+    int16_t relu = hires, value;
+    if (p->relu_exp > 0) relu = aot_sat_shl16(relu, p->relu_exp - 1);
+    relu = aot_srdhm16(relu, (int16_t)p->relu_mult16);
+    if (p->relu_exp > 0) relu = aot_sat_shl16(relu, 1);
+    if (p->relu_exp < 0) relu = (int16_t)aot_rdpot(relu, -p->relu_exp);
+    relu = (int16_t)((relu + (1 << 15)) >> 1);
+    value = (int16_t)aot_rdpot(aot_sdhm16(relu, preshift), -p->out_exp);
+    value = (int16_t)(value + p->out_zp);
+    out[i] = (int8_t)aot_clamp(value, -128, 127);
   }
 }

@@ -3,24 +3,12 @@
 #ifndef AOT_CMSIS_NN
 #include "aot_fixedpoint.h"
 #include "aot_kernels.h"
+#include "aot_reference.h"
 
 void aot_add_reference_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 void aot_softmax_reference_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out);
-
-/* Element i of a filter: int8, or int4 packed two per byte, low nibble first. */
-static inline int32_t aot_filter_at(const int8_t* f, int32_t i, int s4) {
-  if (s4) {
-    const uint8_t b = (uint8_t)f[i >> 1];
-    return (i & 1) ? (int32_t)((int8_t)b >> 4) : (int32_t)((int8_t)(uint8_t)(b << 4) >> 4);
-  }
-  return f[i];
-}
-
-static inline int8_t aot_requantize(const aot_conv_t* p, int32_t acc, int32_t ch) {
-  if (p->bias) acc += p->bias[ch];
-  acc = aot_mbqm(acc, p->mult[ch], p->shift[ch]) + p->output_offset;
-  return (int8_t)aot_clamp(acc, p->act_min, p->act_max);
-}
+void aot_mul_reference_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
+void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4);
 
 static void aot_conv(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4) {
   const int32_t groups = p->in_c / p->filter_in_c;
@@ -50,29 +38,6 @@ static void aot_conv(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4)
         }
 }
 
-static void aot_dwconv(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4) {
-  int32_t b, oy, ox, ic, m, ky, kx;
-  for (b = 0; b < p->batches; ++b)
-    for (oy = 0; oy < p->out_h; ++oy)
-      for (ox = 0; ox < p->out_w; ++ox)
-        for (ic = 0; ic < p->in_c; ++ic)
-          for (m = 0; m < p->depth_mult; ++m) {
-            const int32_t oc = m + ic * p->depth_mult;
-            int32_t acc = 0;
-            for (ky = 0; ky < p->k_h; ++ky) {
-              const int32_t iy = oy * p->stride_h - p->pad_h + p->dil_h * ky;
-              if (iy < 0 || iy >= p->in_h) continue;
-              for (kx = 0; kx < p->k_w; ++kx) {
-                const int32_t ix = ox * p->stride_w - p->pad_w + p->dil_w * kx;
-                if (ix < 0 || ix >= p->in_w) continue;
-                acc += aot_filter_at(p->filter, (ky * p->k_w + kx) * p->out_c + oc, s4) *
-                       (in[((b * p->in_h + iy) * p->in_w + ix) * p->in_c + ic] + p->input_offset);
-              }
-            }
-            out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] = aot_requantize(p, acc, oc);
-          }
-}
-
 static void aot_fc(const aot_fc_t* p, const int8_t* in, int8_t* out, int s4) {
   int32_t b, oc, d;
   for (b = 0; b < p->batches; ++b)
@@ -98,11 +63,11 @@ void aot_conv_s4(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scrat
 }
 void aot_dwconv_s8(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch) {
   (void)scratch;
-  aot_dwconv(p, in, out, 0);
+  aot_dwconv_reference(p, in, out, 0);
 }
 void aot_dwconv_s4(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch) {
   (void)scratch;
-  aot_dwconv(p, in, out, 1);
+  aot_dwconv_reference(p, in, out, 1);
 }
 void aot_fc_s8(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch) {
   (void)scratch;
@@ -163,5 +128,9 @@ void aot_softmax_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out, void*
 void aot_add_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
   (void)scratch;
   aot_add_reference_s8(p, in1, in2, out);
+}
+void aot_mul_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_mul_reference_s8(p, in1, in2, out);
 }
 #endif /* AOT_CMSIS_NN */
