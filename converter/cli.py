@@ -264,7 +264,7 @@ def firmware(board: str, model_dir: Path, out: Path, runtime: str, force: bool) 
 @click.option("--board", help="Expected board; refused if the project was rendered for another one.")
 @click.option("--tflm-root", envvar="TFLM_ROOT", help="TFLM checkout with the library built.")
 def flash(project: Path, board: str | None, tflm_root: str | None) -> None:
-    """Build and run (host, cortex-m-qemu, cortex-m7-qemu) or flash a rendered firmware PROJECT."""
+    """Build and run (host, the emulated Cortex-M boards, pico on rp2040js) or flash a rendered firmware PROJECT (tflm or aot)."""
     from .flows import flash as flashing
 
     flashing.check_rendered_for(project, board)
@@ -272,6 +272,8 @@ def flash(project: Path, board: str | None, tflm_root: str | None) -> None:
     if not s["ran"]:
         click.echo(f"{s['missing_tool']} is not on PATH. Install it: {s['install']}")
         click.echo(f"Then run:\n  {s['command']}")
+        if s.get("emulator_missing"):
+            click.echo(f"To run it here on an emulated RP2040 instead, this machine needs: {s['emulator_missing']}")
         sys.exit(1)  # nothing was flashed
     if "device" in s:
         for line in flashing.device_lines(s, Path(project).resolve()):

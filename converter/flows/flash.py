@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 from converter.errors import KitError
+from converter.runtimes import rp2040
 from converter.runtimes.boards import RECORD_NAME, list_boards, load_board
 from converter.runtimes.device import DEVICE_FILE, profile_table
 from converter.runtimes.run import read_record, run_here, runs_on
@@ -77,10 +78,15 @@ def flash(project: Path, tflm_root: str | None = None) -> dict:
     record = read_record(project)
     if runs_on(record["board"]):
         return run_here(project, tflm_root).as_dict()
+    emulator_missing = ""
+    if load_board(record["board"]).get("emulator") == "rp2040js":
+        tools, emulator_missing = rp2040.find_tools()
+        if tools is not None:  # else: flashed with picotool like any board
+            return rp2040.run_here(project, tools, tflm_root)
     tool, cmd, install, steps = _board_command(record, project)
     if shutil.which(tool) is None:
         return {"board": record["board"], "ran": False, "command": cmd,
-                "missing_tool": tool, "install": install}
+                "missing_tool": tool, "install": install, "emulator_missing": emulator_missing}
     status = _run_steps(steps, project, install)
     return {"board": record["board"], "ran": True, "command": cmd, "pass": status == 0, "exit_status": status}
 
@@ -98,6 +104,9 @@ def device_lines(s: dict, project: Path) -> list[str]:
     if device.instructions_per_inference:
         lines.append(f"  {device.instructions_per_inference:,} instructions per inference "
                      "(QEMU -icount, median over the golden vectors)")
+    if device.cycles_per_inference:
+        lines.append(f"  {device.cycles_per_inference:,} cycles per inference (emulated {device.core} on"
+                     f" {s.get('emulator')}, median over the golden vectors: an emulator estimate)")
     lines += profile_table(device)
     lines.append(f"  recorded in {project / DEVICE_FILE}")
     return lines

@@ -36,12 +36,14 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 REGEN = "python tools/regen_aot_code_size.py"
 # the generator's names for the cores (AotProgram.buffer_bytes); a board's `core` maps onto them
 AOT_CORES = {"x86_64": "host", "host": "host", "cortex-m0plus": "cortex-m0plus", "cortex-m4": "cortex-m4",
-             "cortex-m7": "cortex-m7"}
+             "cortex-m7": "cortex-m7", "xtensa": "xtensa"}
 _BUFFER = re.compile(r"#define\s+AOT_MODEL_BUFFER_BYTES\s+\(?(\d+)u?\)?")
 
 
 def aot_core(board: dict) -> str:
-    core = str(board.get("core", ""))
+    """The generator's core for a board: its `aot: core:` when the profile names one (cortex-m4f boards plan
+    as cortex-m4, ESP32's Xtensa as xtensa: portable kernels), else its `core`."""
+    core = str(board.get("aot", {}).get("core") or board.get("core", ""))
     if core not in AOT_CORES:
         raise KitError(f"the aot runtime has no buffer plan for core '{core}' ({board['name']})",
                        f"use a board whose core is one of {', '.join(sorted(set(AOT_CORES.values())))}")

@@ -29,6 +29,7 @@ class DeviceRecord:
     static_ram_bytes: int | None = None     # data + bss (includes the tensor arena)
     image: dict | None = None               # text, data, bss
     instructions_per_inference: int | None = None
+    cycles_per_inference: int | None = None  # boards run on a cycle-counting emulator (pico on rp2040js)
     profile: list[dict] = field(default_factory=list)       # per operator of one inference
     profile_by_operator: dict[str, int] = field(default_factory=dict)
     flash_estimate_bytes: int | None = None  # what `firmware` budgeted (TFLM + model + golden + platform)

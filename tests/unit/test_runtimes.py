@@ -40,18 +40,34 @@ def test_each_board_template_of_each_runtime_exists(runtime):
             assert path.is_file(), f"{name} ({runtime}): {path} missing"
 
 
-def test_aot_boards_are_host_and_the_emulated_cortex_m_cores():
-    able = sorted(name for name, board in all_boards().items() if "aot" in board)
-    assert able == ["cortex-m-qemu", "cortex-m0plus-qemu", "cortex-m7-qemu", "host"]
-    assert {load_board(b)["aot"]["kernels"] for b in able if b != "host"} == {"cmsis-nn"}
-    assert load_board("host")["aot"]["kernels"] == "portable"
+def test_every_board_renders_the_aot_runtime_with_cmsis_nn_on_arm_where_its_build_can_reach_it():
+    boards = all_boards()
+    assert all("aot" in board for board in boards.values())
+    portable = sorted(name for name, board in boards.items() if board["aot"]["kernels"] == "portable")
+    # host and ESP32 (Xtensa): no CMSIS-NN; Arduino's builder cannot reach a CMSIS_NN_ROOT (nor, yet, PlatformIO's)
+    assert portable == ["arduino", "esp-idf", "host", "platformio"]
+    assert {boards[name]["aot"]["kernels"] for name in boards if name not in portable} == {"cmsis-nn"}
     assert load_board("cortex-m0plus-qemu")["qemu_machine"] == "mps2-an385"
     assert "-mcpu=cortex-m0plus" in load_board("cortex-m0plus-qemu")["arch_flags"]
+    # every board's core has a buffer plan (cortex-m4f boards plan as cortex-m4, the ESP32-S3 as xtensa)
+    assert {aot.aot_core(board) for board in boards.values()} <= set(aot.AOT_CORES.values())
+    assert aot.aot_core(load_board("esp-idf")) == "xtensa" and aot.aot_core(load_board("zephyr")) == "cortex-m4"
 
 
 def test_a_board_without_an_aot_template_is_refused_naming_the_ones_that_have_it(tmp_path):
+    bare = {key: value for key, value in load_board("stm32").items() if key != "aot"}
     with pytest.raises(KitError, match="stm32 has no project template for the aot runtime.*--runtime tflm.*host"):
-        get_runtime("aot").check(load_board("stm32"), FACTS, tmp_path, all_boards())
+        get_runtime("aot").check(bare, FACTS, tmp_path, all_boards())
+
+
+@pytest.mark.parametrize("board", ["arduino", "platformio"])
+def test_aot_needs_no_tflm_port_so_a_port_gap_refuses_only_tflm(board, tmp_path):
+    """Arduino_TensorFlowLite (2023) lacks DECODE, BATCH_MATMUL, ...: `firmware --runtime tflm` refuses such a
+    model on its boards; the aot runtime compiles the model itself (its generator names what it cannot)."""
+    gap = ModelFacts(**{**FACTS.__dict__, "operators": ["CONV_2D", "BATCH_MATMUL"]})
+    with pytest.raises(KitError, match="BATCH_MATMUL"):
+        get_runtime("tflm").check(load_board(board), gap, tmp_path, all_boards())
+    get_runtime("aot").check(load_board(board), gap, tmp_path, all_boards())
 
 
 def test_a_model_dir_without_the_generated_c_names_the_recipe_setting(tmp_path):
