@@ -174,3 +174,78 @@ def _encode_forced(model: bytes, widths: dict, rng) -> tuple[bytes, dict]:
         chosen.candidates[(0, c.tensor)] = c
     return encode(model, chosen), {"lut": len(chosen.lut), "prune": len(chosen.prune),
                                    "bits": sorted({c.bits for c in chosen.lut})}
+
+
+def sparse_clustered_model(seed: int = 0) -> bytes:
+    """An uncompressed int8 model the kit's own `compress` stage (lut: true, prune: true) encodes both ways:
+    CONV_2D 3x3x3 -> 16 with per-channel filters of at most 4 values (LUT, 2-bit indices, 16 tables) and a
+    FULLY_CONNECTED 576 -> 10 whose filter is 90% zeros over ~200 distinct values (PRUNE)."""
+    b, r = ModelBuilder(), Random(seed)
+    x = b.activation((1, 8, 8, 3), 1 / 128, 0)
+    palettes = [r.rng.choice(np.arange(-127, 128), 4, replace=False) for _ in range(16)]
+    conv_w = np.stack([r.rng.choice(p, (3, 3, 3)) for p in palettes]).astype(np.int8)
+    conv_scales = [float(np.float32(10 ** r.rng.uniform(-3, -2))) for _ in range(16)]
+    w1 = b.tensor((16, 3, 3, 3), "INT8", conv_scales, 0, conv_w.tobytes(), axis=0)
+    b1 = b.tensor((16,), "INT32", [float(np.float32(1 / 128) * np.float32(s)) for s in conv_scales], 0,
+                  r.rng.integers(-2000, 2000, 16).astype("<i4").tobytes())
+    c1 = b.activation((1, 6, 6, 16), 0.02, -128)
+    conv = s.Conv2DOptionsT()
+    conv.padding, conv.strideH, conv.strideW, conv.fusedActivationFunction = s.Padding.VALID, 1, 1, 1
+    conv.dilationHFactor = conv.dilationWFactor = 1
+    b.op("CONV_2D", (x, w1, b1), (c1,), conv, "Conv2DOptions")
+    flat = b.activation((1, 576), 0.02, -128)
+    b.op("RESHAPE", (c1, b.tensor((2,), "INT32", data=np.array([1, 576], "<i4").tobytes())), (flat,))
+    fc_w = r.rng.integers(-127, 128, (10, 576))
+    fc_w[r.rng.random(fc_w.shape) < 0.9] = 0
+    w2 = b.tensor((10, 576), "INT8", 0.004, 0, fc_w.astype(np.int8).tobytes())
+    b2 = b.tensor((10,), "INT32", float(np.float32(0.02) * np.float32(0.004)),
+                  0, r.rng.integers(-500, 500, 10).astype("<i4").tobytes())
+    y = b.activation((1, 10), 0.05, 3)
+    fc = s.FullyConnectedOptionsT()
+    b.op("FULLY_CONNECTED", (flat, w2, b2), (y,), fc, "FullyConnectedOptions")
+    b.io((x,), (y,))
+    return b.to_bytes()
+
+
+def float_io_model(seed: int, count: int = 4) -> bytes:
+    """Float interfaces (int8_io: false): float32 -> QUANTIZE -> int8 -> DEQUANTIZE -> float32, an int8 input
+    dequantized, and an int16 input dequantized; random scales (powers of two too) and zero points."""
+    b, r = ModelBuilder(), Random(seed)
+    for i in range(count):
+        shape = (1, r.int(1, 5), r.int(1, 7))
+        scale, zp = r.scale(r.rng.random() < 0.4), r.zero_point()
+        kind = i % 3
+        x = b.tensor(shape, "FLOAT32") if kind == 0 else \
+            b.tensor(shape, "INT16" if kind == 2 else "INT8", scale, 0 if kind == 2 else zp)
+        middle = x
+        if kind == 0:
+            middle = b.activation(shape, scale, zp)
+            b.op("QUANTIZE", (x,), (middle,))
+        y = b.tensor(shape, "FLOAT32")
+        b.op("DEQUANTIZE", (middle,), (y,))
+        b.io((x,), (y,))
+    return b.to_bytes()
+
+
+def typed_inputs(model: bytes, vectors: int, seed: int) -> list[np.ndarray]:
+    """Inputs of each input's type: integers over their whole range (the extremes first); floats around the
+    quantized range, with exact rounding ties (x = (n + 1/2) * scale) and values far outside it."""
+    from converter.tflite.model import read_model
+
+    rng = np.random.default_rng(seed)
+    parsed = TfliteModel.from_bytes(model)
+    inputs = []
+    for t, index in zip(read_model(model).inputs, parsed.subgraph.inputs):
+        shape = (vectors, *t.shape)
+        if np.issubdtype(t.dtype, np.integer):
+            info = np.iinfo(t.dtype)
+            x = rng.integers(info.min, info.max + 1, shape).astype(t.dtype)
+            x[0], x[1 % vectors] = info.min, info.max
+        else:
+            consumer = parsed.subgraph.operators[parsed.consumers(int(index), 0)[0][0]]
+            scale = float(parsed.subgraph.tensors[consumer.outputs[0]].quantization.scale[0])
+            ties = (rng.integers(-140, 140, shape) + 0.5) * np.float32(scale)
+            x = np.where(rng.random(shape) < 0.5, ties, rng.uniform(-300, 300, shape) * scale).astype(np.float32)
+            x[0] = 0.0
+        inputs.append(x)
+    return inputs

@@ -1,6 +1,7 @@
 """LUT- and PRUNE-compressed models (the kit's `compress` stage: TFLM_DECODE operators) through the AOT runtime:
 the tensors stay compressed in the generated C and are decoded into the buffer before use; every output byte
-must equal TFLM's (its DECODE kernel). tests/aot_compressed.py writes the models."""
+must equal TFLM's (its DECODE kernel). Also the float interfaces (QUANTIZE float32 -> int8, DEQUANTIZE ->
+float32), which share the kernel file. tests/aot_compressed.py writes the models."""
 import shutil
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from converter.aot import generate
 from converter.aot.validate import validate_on_host
 from converter.errors import KitError
-from tests.aot_compressed import clustered_model, compress_all, decoder_model
+from tests.aot_compressed import clustered_model, compress_all, decoder_model, float_io_model, typed_inputs
 from tests.aot_models import random_inputs
 from tests.test_aot import cmsis_root
 
@@ -115,3 +116,36 @@ def test_an_encoding_without_a_decoder_is_refused_with_the_way_out():
         generate(parsed.to_bytes())
     text = str(error.value)
     assert "TFLM_DECODE" in text and "Huffman" in text and "runtime: tflm" in text
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_float_interfaces_quantize_and_dequantize_bit_identical(seed):
+    """int8_io: false models: QUANTIZE float32 -> int8 at the input, DEQUANTIZE int8/int16 -> float32 at the
+    output, float bytes identical to TFLM's on rounding ties and saturating inputs."""
+    model = float_io_model(seed, 6)
+    program = generate(model)
+    assert {t.dtype for t in program.inputs} == {"float32", "int8", "int16"}
+    assert {t.dtype for t in program.outputs} == {"float32"}
+    result = validate_on_host(model, program, typed_inputs(model, 4, seed))
+    assert result.passed, result.line()
+
+
+@pytest.mark.parametrize("sabotage", [
+    ("if (q - whole >= 0.5f) r += 1;", "if (q - whole > 0.5f) r += 1;"),   # ties rounded toward zero
+    ("p->scale * (float)((int32_t)in[i] - p->zero_point)",
+     "(p->scale * (float)in[i] - p->scale * (float)p->zero_point)"),    # two roundings
+])
+def test_a_wrong_float_conversion_fails(monkeypatch, sabotage):
+    from converter.aot import emit
+
+    original = emit.kernel_sources
+
+    def broken() -> dict[str, str]:
+        files = dict(original())
+        assert sabotage[0] in files["aot_kernels_decode.c"]
+        files["aot_kernels_decode.c"] = files["aot_kernels_decode.c"].replace(sabotage[0], sabotage[1])
+        return files
+
+    monkeypatch.setattr(emit, "kernel_sources", broken)
+    model = float_io_model(0, 6)
+    assert not validate_on_host(model, generate(model), typed_inputs(model, 4, 0)).passed

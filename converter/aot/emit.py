@@ -126,7 +126,11 @@ def header(graph: AotGraph, plans: dict[str, MemoryPlan]) -> str:
         rows = []
         for i, t in enumerate(tensors):
             shape = ", ".join(str(d) for d in t.shape)
-            rows.append(f"/* {kind} {i}: '{t.name}' int8 [{shape}], scale {t.scale!r}, zero point {t.zero_point} */")
+            if not t.scales:   # float32 (QUANTIZE in / DEQUANTIZE out): no quantization to state
+                rows.append(f"/* {kind} {i}: '{t.name}' {t.type.lower()} [{shape}] */")
+                continue
+            rows.append(f"/* {kind} {i}: '{t.name}' {t.type.lower()} [{shape}], scale {t.scale!r}, "
+                        f"zero point {t.zero_point} */")
             rows.append(f"#define AOT_MODEL_{kind.upper()}{i}_SCALE {float(np.float32(t.scale))!r}f")
             rows.append(f"#define AOT_MODEL_{kind.upper()}{i}_ZERO_POINT {t.zero_point}")
         return "\n".join(rows)
@@ -153,7 +157,7 @@ extern "C" {{
 
 extern const size_t aot_model_input_bytes[AOT_MODEL_INPUT_COUNT];
 extern const size_t aot_model_output_bytes[AOT_MODEL_OUTPUT_COUNT];
-/* Runs the model once: inputs[i] and outputs[j] point to int8 arrays of the sizes above. 0 = ok. */
+/* Runs the model once: inputs[i] and outputs[j] point to arrays of the types and byte sizes above. 0 = ok. */
 int aot_model_invoke(const void* const inputs[], void* const outputs[]);
 
 #ifdef __cplusplus

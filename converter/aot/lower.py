@@ -267,6 +267,37 @@ def lower_requantize(operator: Operator, graph: AotGraph) -> Step:
     return Step(operator.index, operator.kind, "aot_requant_s8", "aot_requant_t", fields, (), (x.index,), y.index)
 
 
+def _c_float(value: float) -> str:
+    """A float32 as an exact C99 hexadecimal literal."""
+    return f"{float(np.float32(value)).hex()}f"
+
+
+def lower_dequantize(operator: Operator, graph: AotGraph) -> Step:
+    """DEQUANTIZE int8/int16 -> float32 (reference Dequantize): float(double(scale) * (x - zp)). The kernel
+    multiplies in float32: x - zp fits 17 bits and the scale 24, so the product is exact in double and TFLM's
+    one rounding to float equals float32's correctly rounded product (IEEE, no flush to zero)."""
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    _need(x.type in ("INT8", "INT16") and not x.constant and len(x.scales) == 1 and y.type == "FLOAT32", operator,
+          graph, "DEQUANTIZE takes an int8 or int16 activation quantized per tensor to float32")
+    fields = (("size", x.elements), ("zero_point", x.zero_point), ("scale", _c_float(x.scale)))
+    width = "s16" if x.type == "INT16" else "s8"
+    return Step(operator.index, operator.kind, f"aot_dequantize_{width}", "aot_dequantize_t", fields, (), (x.index,),
+                y.index, note=f"{x.type.lower()} -> float32")
+
+
+def lower_quantize(operator: Operator, graph: AotGraph) -> Step:
+    """QUANTIZE: int8 -> int8 (Requantize), or float32 -> int8 (AffineQuantize: round(x / float(scale)) in
+    float32, half away from zero, + zp, clamped; |x / scale| >= 2^31 saturates as on Cortex-M)."""
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    if x.type != "FLOAT32":
+        return lower_requantize(operator, graph)
+    _need(not x.constant and y.type == "INT8" and len(y.scales) == 1, operator, graph,
+          "QUANTIZE from float32 takes an activation to int8 quantized per tensor")
+    fields = (("size", x.elements), ("zero_point", y.zero_point), ("scale", _c_float(y.scale)))
+    return Step(operator.index, operator.kind, "aot_quantize_f32", "aot_dequantize_t", fields, (), (x.index,),
+                y.index, note="float32 -> int8")
+
+
 def lower_relu6(operator: Operator, graph: AotGraph) -> Step:
     """RELU6 (Relu6Prepare): clamps to [zero point, FloatToQuantizedType(6)] of the input, no rescale."""
     _io_int8(operator, graph, 1)
@@ -402,7 +433,8 @@ def lower_hard_swish(operator: Operator, graph: AotGraph) -> Step:
 LOWERINGS = {
     "MEAN": lower_mean,
     "HARD_SWISH": lower_hard_swish,
-    "QUANTIZE": lower_requantize,
+    "QUANTIZE": lower_quantize,
+    "DEQUANTIZE": lower_dequantize,
     "RELU": lower_requantize,
     "RELU6": lower_relu6,
     "MUL": lower_mul,

@@ -142,6 +142,16 @@ typedef struct {
   const int8_t* zero_points;                               /* one per channel (int8), else one 0 */
 } aot_prune_t;
 
+/* DEQUANTIZE (int8/int16 -> float32) and QUANTIZE (float32 -> int8): the float arrays are read and written
+ * byte-wise (no alignment assumed). */
+typedef struct {
+  int32_t size, zero_point;
+  float scale;
+} aot_dequantize_t;
+
+void aot_dequantize_s8(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dequantize_s16(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_quantize_f32(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_decode_lut(const aot_lut_t* p, int8_t* out, void* scratch);
 void aot_decode_prune(const aot_prune_t* p, int8_t* out, void* scratch);
 

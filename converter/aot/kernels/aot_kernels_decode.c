@@ -39,3 +39,61 @@ void aot_decode_prune(const aot_prune_t* p, int8_t* out, void* scratch) {
     }
   }
 }
+
+/* DEQUANTIZE: TFLM computes float(double(scale) * (x - zp)); x - zp has at most 17 bits and the scale 24, so
+ * the double product is exact and its one rounding to float is float32's correctly rounded product. */
+typedef union {
+  float f;
+  uint8_t b[4];
+} aot_float_bytes;
+
+static void aot_put_float(int8_t* out, float value) {
+  aot_float_bytes u;
+  int k;
+  u.f = value;
+  for (k = 0; k < 4; ++k) out[k] = (int8_t)u.b[k];
+}
+
+void aot_dequantize_s8(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) aot_put_float(out + 4 * i, p->scale * (float)((int32_t)in[i] - p->zero_point));
+}
+
+void aot_dequantize_s16(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  const uint8_t* bytes = (const uint8_t*)in;
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    const int16_t x = (int16_t)(uint16_t)(bytes[2 * i] | (bytes[2 * i + 1] << 8));  /* little-endian */
+    aot_put_float(out + 4 * i, p->scale * (float)((int32_t)x - p->zero_point));
+  }
+}
+
+/* QUANTIZE float32 -> int8 (AffineQuantize): round(x / scale) half away from zero (std::round on a float,
+ * without libm: below 2^23 the fraction x - trunc(x) is exact), + zero point, clamped to int8. */
+void aot_quantize_f32(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i, k;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) {
+    aot_float_bytes u;
+    float q;
+    int32_t r;
+    for (k = 0; k < 4; ++k) u.b[k] = (uint8_t)in[4 * i + k];
+    q = u.f / p->scale;
+    if (!(q > -2147483648.0f)) {
+      r = INT32_MIN;                          /* and NaN: x86's conversion gives the same */
+    } else if (q >= 2147483648.0f) {
+      r = INT32_MAX;                          /* Cortex-M's conversions saturate */
+    } else if (q > -8388608.0f && q < 8388608.0f) {
+      const float whole = (float)(int32_t)q;
+      r = (int32_t)q;
+      if (q - whole >= 0.5f) r += 1;
+      if (q - whole <= -0.5f) r -= 1;
+    } else {
+      r = (int32_t)q;                         /* already an integer */
+    }
+    r = (r > INT32_MAX - 128 || r < INT32_MIN + 128) ? (r < 0 ? -128 : 127) : r + p->zero_point;
+    out[i] = (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+  }
+}
