@@ -105,7 +105,7 @@ def test_aot_firmware_is_bit_identical_to_tflm(model, board, model_dirs, cmsis_n
         assert record["kernels"] == "cmsis-nn" and (tmp_path / "fw" / "build/model/aot").is_dir()
 
 
-@pytest.mark.parametrize("board", ["host", "cortex-m-qemu"])
+@pytest.mark.parametrize("board", [pytest.param("host", marks=pytest.mark.slow), "cortex-m-qemu"])
 def test_lut_and_prune_compressed_model_is_bit_identical_on_the_device(board, model_dirs, cmsis_nn, tmp_path):
     """A model whose weights the compress stage stored as LUT and PRUNE (TFLM runs them through DECODE): the
     AOT firmware keeps them compressed, decodes them before use and passes every golden vector."""
