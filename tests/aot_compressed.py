@@ -136,6 +136,8 @@ def decoder_model(seed: int, count: int = 8) -> tuple[bytes, dict]:
     for _ in range(count):
         shape = tuple(r.int(1, 7) for _ in range(r.int(1, 4)))
         axis = r.choice((None, 0, len(shape) - 1))
+        if axis is not None and shape[axis] == 1:
+            axis = None   # one scale on another axis than 0: TFLM's DECODE refuses it (and so does the AOT)
         channels = 1 if axis is None else shape[axis]
         bits = r.int(1, 7)
         zeros = [r.zero_point() for _ in range(channels)]

@@ -3,40 +3,50 @@
  * values are copied byte for byte (elem_bytes each, little-endian as in the flatbuffer). */
 #include "aot_kernels.h"
 
+/* Element i's index: bits [i*bits, (i+1)*bits) of the indices, most significant bit first (at most 14 bits
+ * from the byte holding the first one: two bytes, the array ends with a zero byte). */
+static uint32_t aot_lut_index(const uint8_t* indices, uint32_t at, uint32_t bits) {
+  const uint8_t* two = indices + (at >> 3);
+  return ((((uint32_t)two[0] << 8) | two[1]) >> (16u - (at & 7u) - bits)) & ((1u << bits) - 1u);
+}
+
 void aot_decode_lut(const aot_lut_t* p, int8_t* out, void* scratch) {
-  const uint32_t bits = (uint32_t)p->bits, mask = (1u << bits) - 1u;
-  const int32_t size = p->elem_bytes;
-  int32_t i, b, channel = 0, k = 0;
-  uint32_t at = 0;  /* bit position of element i's index */
+  const uint32_t bits = (uint32_t)p->bits, size = (uint32_t)p->elem_bytes;
+  const uint32_t table_bytes = (uint32_t)p->stride * size;
+  int32_t i, j;
+  uint32_t at = 0, b, channel = 0;
   (void)scratch;
-  for (i = 0; i < p->count; ++i, at += bits) {
-    const uint8_t* two = p->indices + (at >> 3);
-    const uint32_t index = ((((uint32_t)two[0] << 8) | two[1]) >> (16u - (at & 7u) - bits)) & mask;
-    const uint8_t* value = p->table + ((uint32_t)channel * (uint32_t)p->stride + index) * (uint32_t)size;
-    for (b = 0; b < size; ++b) *out++ = (int8_t)value[b];
-    if (++k == p->run) {
-      k = 0;
-      if (++channel == p->channels) channel = 0;
+  /* runs of `run` elements share a table: the next channel's (wrapping after the last) */
+  for (i = 0; i < p->count; i += p->run) {
+    const uint8_t* table = p->table + channel * table_bytes;
+    if (size == 1) {
+      for (j = 0; j < p->run; ++j, at += bits) *out++ = (int8_t)table[aot_lut_index(p->indices, at, bits)];
+    } else {
+      for (j = 0; j < p->run; ++j, at += bits) {
+        const uint8_t* value = table + aot_lut_index(p->indices, at, bits) * size;
+        for (b = 0; b < size; ++b) *out++ = (int8_t)value[b];
+      }
     }
+    if (++channel == (uint32_t)p->channels) channel = 0;
   }
 }
 
 void aot_decode_prune(const aot_prune_t* p, int8_t* out, void* scratch) {
   const uint8_t* value = p->values;
   const int32_t size = p->elem_bytes;
-  int32_t i, b, channel = 0, k = 0;
+  int32_t i, j, b, channel = 0;
   (void)scratch;
-  for (i = 0; i < p->count; ++i) {
-    if ((p->mask[i >> 3] >> (7 - (i & 7))) & 1) {
-      for (b = 0; b < size; ++b) *out++ = (int8_t)*value++;
-    } else {
-      *out++ = p->zero_points[channel];  /* int8, or 0 then 0 bytes for wider types (zero point 0) */
-      for (b = 1; b < size; ++b) *out++ = 0;
+  for (i = 0; i < p->count; i += p->run) {
+    const int8_t zero = p->zero_points[channel];  /* int8; wider types have zero point 0 */
+    for (j = i; j < i + p->run; ++j) {
+      if ((p->mask[j >> 3] >> (7 - (j & 7))) & 1) {
+        for (b = 0; b < size; ++b) *out++ = (int8_t)*value++;
+      } else {
+        *out++ = zero;
+        for (b = 1; b < size; ++b) *out++ = 0;
+      }
     }
-    if (++k == p->run) {
-      k = 0;
-      if (++channel == p->channels) channel = 0;
-    }
+    if (++channel == p->channels) channel = 0;
   }
 }
 
