@@ -55,15 +55,19 @@ def model_dirs(tmp_path_factory):
             folder = tmp_path_factory.mktemp(name)
             if name == "demo":
                 recipe = REPO / "models/recipes/demo.yaml"
-            elif name == "lutprune":   # the kit's compress stage writes one LUT and one PRUNE tensor (DECODE)
-                from .aot_compressed import sparse_clustered_model
+            elif name in ("lutprune", "floatio"):
+                # lutprune: the kit's compress stage writes one LUT and one PRUNE tensor (DECODE);
+                # floatio: float32 in (QUANTIZE) and out (DEQUANTIZE), int8 and int16 inputs dequantized
+                from .aot_compressed import float_io_model, sparse_clustered_model
 
-                (folder / "model.tflite").write_bytes(sparse_clustered_model())
+                (folder / "model.tflite").write_bytes(sparse_clustered_model() if name == "lutprune"
+                                                      else float_io_model(0, 3))
                 recipe = folder / "recipe.yaml"
                 recipe.write_text(yaml.safe_dump({
-                    "name": "lutprune", "model": {"path": str(folder / "model.tflite")},
+                    "name": name, "model": {"path": str(folder / "model.tflite")},
                     "data": {"random": {"samples": 8, "low": -1.0, "high": 1.0}},
-                    "compress": {"lut": True, "prune": True}, "golden": {"vectors": GOLDEN_VECTORS}}))
+                    **({"compress": {"lut": True, "prune": True}} if name == "lutprune" else {}),
+                    "golden": {"vectors": GOLDEN_VECTORS}}))
             else:
                 shared = os.environ.get("TFLM_KIT_SHARED_DATA") or str(REPO.parent / "shared" / "data")
                 source = os.path.join(shared, "mlperf_tiny", MLPERF[name])
@@ -116,6 +120,15 @@ def test_lut_and_prune_compressed_model_is_bit_identical_on_the_device(board, mo
     source = (model_dir / "aot" / "aot_model.c").read_text()
     assert "aot_decode_lut(" in source and "aot_decode_prune(" in source
     record, ran = _run(board, model_dir, tmp_path / "fw")
+    assert ran["pass"] and ran["passed"] == ran["total"] == GOLDEN_VECTORS, ran["failures"] + ran["golden_differences"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["cortex-m-qemu", "cortex-m7-qemu"])
+def test_float_interfaces_are_bit_identical_on_the_device(board, model_dirs, cmsis_nn, tmp_path):
+    """QUANTIZE float32 -> int8 and DEQUANTIZE -> float32 (int8_io: false) on the emulated Cortex-M4 (soft float)
+    and Cortex-M7 (single-precision FPU): the float outputs' bytes equal TFLM's on the host."""
+    record, ran = _run(board, model_dirs("floatio"), tmp_path / "fw")
     assert ran["pass"] and ran["passed"] == ran["total"] == GOLDEN_VECTORS, ran["failures"] + ran["golden_differences"]
 
 
