@@ -163,8 +163,8 @@ def _settings_for_board(facts: ModelFacts, dest_model: Path) -> None:
     from ..emit.sources import with_arena
 
     settings = dest_model / "model_settings.h"
-    if not settings.is_file():
-        return
+    if not settings.is_file() or "#define TFLM_KIT_ARENA_PROBE" in settings.read_text():
+        return  # the device check's probe build keeps its generous arena and the define that searches the smallest
     comment = "\n".join(f"// {line}" for line in (
         f"Tensor arena: {facts.arena_measured_bytes} bytes {facts.arena_source},",
         f"plus a {facts.arena_margin:.0%} margin (written by `tflm-kit firmware` for this board's core).",))
