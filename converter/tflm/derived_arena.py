@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..tflite.memory_placement import Buffer, align, greedy
+from . import target_arena
 from ..tflite.schema import NUMPY_TYPES
 from ..tflite.tflite_model import TfliteModel
 
@@ -51,7 +52,8 @@ PARAMS = {"CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4), "FULLY_CONNECTED": (
           "AVERAGE_POOL_2D": (40, 4), "MAX_POOL_2D": (40, 4), "SOFTMAX": (4, 4), "RESHAPE": (36, 4)}
 # the CMSIS-NN kernel's OpData (allocated in Init, 16-byte aligned); RESHAPE and DECODE have no Init
 OP_DATA = {"CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD": 60, "AVERAGE_POOL_2D": 36,
-           "MAX_POOL_2D": 36, "SOFTMAX": 64, "RESHAPE": 0, "DECODE": 0}
+           "MAX_POOL_2D": 36, "SOFTMAX": 64, "RESHAPE": 0, "TFLM_DECODE": 0,
+           "QUANTIZE": 32, "DEQUANTIZE": 32}     # the reference kernels' OpDataQuantizeReference, DequantizeOpData
 DECODE_STATE_LUT = 36                # sizeof(DecodeStateLut), one per DECODE output
 DSP_CORES = ("cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33", "cortex-m55", "cortex-m85")
 
@@ -218,7 +220,7 @@ def _prepare(model: TfliteModel, op, name: str, dsp: bool) -> _Prepare:  # noqa:
     if name == "AVERAGE_POOL_2D":
         depth = model.shape(model.tensors[output])[-1]
         return _Prepare((), (4 * depth,) if dsp else (), 2 * temp(inputs[0], output))
-    if name in ("MAX_POOL_2D", "SOFTMAX", "RESHAPE"):
+    if name in ("MAX_POOL_2D", "SOFTMAX", "RESHAPE", "QUANTIZE", "DEQUANTIZE"):
         return _Prepare((), (), temp(inputs[0], output))
     if name == "ADD":
         return _Prepare((), (), temp(inputs[0], inputs[1], output))
@@ -301,3 +303,12 @@ def derive(model_bytes: bytes, core: str = "cortex-m4") -> ArenaDerivation:
     _io_tensors(arena, model, model.subgraph.outputs if model.subgraph.outputs is not None else [])
     return ArenaDerivation(core, plan, arena.tail, arena.peak, dict(arena.pieces),
                            tuple(size for _, size in scratch))
+
+
+def derived_figure(model_bytes: bytes, core: str = target_arena.DEFAULT_CORE) -> target_arena.ArenaFigure | None:
+    """The smallest arena the model needs on `core`, as a labelled figure; None when the derivation does not
+    model something in it (the caller keeps the host's figure, labelled as not the device's)."""
+    try:
+        return target_arena.derived(derive(model_bytes, core).needed, core)
+    except (ValueError, IndexError):  # NotDerivable, or a tensor shape a kernel's rule does not expect
+        return None
