@@ -211,12 +211,12 @@ def _prepare(model: TfliteModel, op, name: str, dsp: bool) -> _Prepare:  # noqa:
         q = model.tensors[inputs[1]].quantization
         per_channel = q is not None and q.scale is not None and len(q.scale) > 1
         out_c = model.shape(model.tensors[output])[-1]
-        scratch = ()
+        requests: tuple[int, ...] = ()
         accum = model.shape(model.tensors[inputs[1]])[-1]
         if model.tensor_type(model.tensors[inputs[0]]) == "INT8" and model.tensor_type(model.tensors[inputs[1]]) != "INT4" \
                 and len(model.shape(model.tensors[output])) > 2 and accum % 4 == 0 and not per_channel:
-            scratch = (out_c * 4 * 2,)   # the 1x1-conv path's per-channel quantization (its own buffer is 0 on gcc)
-        return _Prepare(_per_channel(out_c) if per_channel else (), scratch, temp(inputs[0], inputs[1], bias, output))
+            requests = (out_c * 4 * 2,)  # the 1x1-conv path's per-channel quantization (its own buffer is 0 on gcc)
+        return _Prepare(_per_channel(out_c) if per_channel else (), requests, temp(inputs[0], inputs[1], bias, output))
     if name == "AVERAGE_POOL_2D":
         depth = model.shape(model.tensors[output])[-1]
         return _Prepare((), (4 * depth,) if dsp else (), 2 * temp(inputs[0], output))
