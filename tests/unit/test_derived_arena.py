@@ -87,3 +87,33 @@ def test_the_derived_figure_says_it_is_derived_and_for_which_core():
     assert figure == ArenaFigure(1920, "cortex-m0plus", "derived",
                                  "derived for Cortex-M0+ (32-bit) from the model's plan, not measured")
     assert figure.on_device
+
+
+def test_firmware_for_a_core_neither_measured_nor_derived_derives_it(tmp_path, monkeypatch):
+    """A conversion derived the Cortex-M4's arena; `firmware --board` for an Armv6-M board (pico) without QEMU
+    derives the Cortex-M0+'s from model.tflite (plain-C CMSIS-NN: the 5x5 depthwise asks for no buffer)."""
+    from converter.runtimes.facts import ModelFacts
+    from converter.runtimes.tflm import board_arena
+
+    monkeypatch.setenv("TFLM_KIT_DEVICE_CHECK", "off")
+    model = _dw_model(5)
+    (tmp_path / "model.tflite").write_bytes(model)
+    m4 = da.derived_figure(model, "cortex-m4")
+    facts = ModelFacts(name="m", model_bytes=len(model), arena_bytes=m4.bytes + 16, arena_measured_bytes=m4.bytes,
+                       input_count=1, output_count=1, golden_count=1, golden_bytes=0, arena_source=m4.source,
+                       arena={"target": m4.as_dict(), "host": None})
+    same = board_arena({"core": "cortex-m4"}, facts, tmp_path)
+    assert same.arena_measured_bytes == m4.bytes and same.arena_source == m4.source
+    m0 = board_arena({"core": "cortex-m0plus"}, facts, tmp_path)
+    expected = da.derive(model, "cortex-m0plus").needed
+    assert m0.arena_measured_bytes == expected < m4.bytes   # no 200-byte im2col buffer without DSP
+    assert m0.arena_source == "derived for Cortex-M0+ (32-bit) from the model's plan, not measured"
+
+
+def test_model_settings_names_a_derived_arena_and_the_hosts_as_an_extra():
+    from converter.emit.sources import arena_comment
+    from converter.tflm.target_arena import derived, host
+
+    text = arena_comment(15344, 0.1, "x86_64", derived(15344, "cortex-m4"), host(27856, "x86_64"))
+    assert "15344 bytes derived for Cortex-M4 (32-bit) from the model's plan, not measured" in text
+    assert "Not the host's figure" in text and "27856" in text and "NOT a device" not in text
