@@ -8,11 +8,12 @@ slow tier here: the MLPerf Tiny reference models and random models of every mode
 Cortex-M4, the Cortex-M7 and Armv6-M (the M0+ library on mps2-an385). Needs TFLM_ROOT, arm-none-eabi-gcc and
 qemu-system-arm (each test skips saying which is missing); docs/firmware.md has the table.
 """
+import numpy as np
 import pytest
 
 from converter.tflm.derived_arena import derive
 
-from .aot_models import chain_model, random_model
+from .aot_models import ModelBuilder, chain_model, random_model, s
 from .firmware_tools import need_tools, tflm_root
 
 LIBRARIES = {"cortex-m4": "cortex_m_generic_cortex-m4_default_cmsis_nn_gcc",
@@ -48,6 +49,24 @@ def measure(core: str, model_bytes: bytes) -> tuple[int, int]:
     return check.arena.bytes, check.arena_used
 
 
+def lut_model() -> bytes:
+    """A FULLY_CONNECTED whose 64x256 filter takes 5 values, LUT-compressed by TFLM's compressor: a TFLM_DECODE
+    node (its state in the persistent section) and the decoded filter planned in the arena."""
+    from converter.tflite.compression import lut
+    from converter.tflite.compression.plan import plan
+
+    b, rng = ModelBuilder(), np.random.default_rng(0)
+    x = b.activation((1, 256), 0.05, -3)
+    w = b.tensor((64, 256), "INT8", [0.01], 0,
+                 rng.choice(np.array([-90, -20, 0, 40, 100], np.int8), (64, 256)).tobytes())
+    bias = b.tensor((64,), "INT32", [0.0005], 0, rng.integers(-500, 500, 64).astype("<i4").tobytes())
+    y = b.activation((1, 64), 0.2, 5)
+    b.op("FULLY_CONNECTED", (x, w, bias), (y,), s.FullyConnectedOptionsT(), "FullyConnectedOptions")
+    b.io((x,), (y,))
+    model = b.to_bytes()
+    return lut.compress_bytes(model, plan(model, lut=True).lut)
+
+
 def _same(core: str, model_bytes: bytes) -> None:
     derived = derive(model_bytes, core)
     assert (derived.needed, derived.used) == measure(core, model_bytes), derived
@@ -59,11 +78,12 @@ def test_mlperf_reference_models_on_the_cortex_m4(name, shared_data):
     _same("cortex-m4", (shared_data / "mlperf_tiny" / MLPERF[name]).read_bytes())
 
 
-@pytest.mark.slow  # three QEMU builds and runs per core
+@pytest.mark.slow  # four QEMU builds and runs per core
 @pytest.mark.parametrize("core", list(LIBRARIES))
 def test_random_models_of_every_modelled_operator(core):
     """Random shapes, strides, padding, dilation, int4 and per-channel filters (tests/aot_models.py): the
     scratch rules per core (DSP or plain C) and the temporaries of every kernel's Prepare."""
     _same(core, chain_model(0, int4=True))
+    _same(core, lut_model())
     for seed in (0, 1):
         _same(core, random_model(KINDS, 16, seed))
