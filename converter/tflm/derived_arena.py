@@ -249,6 +249,16 @@ def _planned_buffers(model: TfliteModel, scratch: list[tuple[int, int]]) -> list
     return buffers + [Buffer(count + k, align(size), op + 1, op + 1) for k, (op, size) in enumerate(scratch)]
 
 
+def _offline_offsets(model_bytes: bytes, tensors: int) -> dict[int, int]:
+    """The tensors a model's OfflineMemoryAllocation places itself (tensor -> offset; -1 entries are online)."""
+    from ..tflite.memory_plan import read_offline_plan
+
+    offsets = read_offline_plan(model_bytes) or []
+    if offsets and len(offsets) != tensors:
+        raise NotDerivable(f"the offline memory plan has {len(offsets)} entries for {tensors} tensors")
+    return {t: offset for t, offset in enumerate(offsets) if offset >= 0}
+
+
 def _io_tensors(arena: _Arena, model: TfliteModel, indices) -> None:
     """AllocateTensors' TfLiteTensor* array (16-byte aligned) and one persistent TfLiteTensor per input/output."""
     indices = [int(t) for t in indices]
@@ -298,7 +308,7 @@ def derive(model_bytes: bytes, core: str = "cortex-m4") -> ArenaDerivation:
     planning = SCRATCH_REQUEST * (len(scratch) + MAX_SCRATCH_PER_OP) + POINTER * len(model.subgraphs) \
         + ALLOCATION_INFO * (len(model.tensors) + len(scratch))
     arena.reach(align(planning) + PLANNER_PER_BUFFER * len(buffers) + (align(arena.tail) - arena.tail))
-    plan = greedy(buffers).arena
+    plan = greedy(buffers, _offline_offsets(model_bytes, len(model.tensors))).arena
     _io_tensors(arena, model, model.subgraph.inputs if model.subgraph.inputs is not None else [])
     _io_tensors(arena, model, model.subgraph.outputs if model.subgraph.outputs is not None else [])
     return ArenaDerivation(core, plan, arena.tail, arena.peak, dict(arena.pieces),

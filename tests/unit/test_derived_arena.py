@@ -117,3 +117,14 @@ def test_model_settings_names_a_derived_arena_and_the_hosts_as_an_extra():
     text = arena_comment(15344, 0.1, "x86_64", derived(15344, "cortex-m4"), host(27856, "x86_64"))
     assert "15344 bytes derived for Cortex-M4 (32-bit) from the model's plan, not measured" in text
     assert "Not the host's figure" in text and "27856" in text and "NOT a device" not in text
+
+
+def test_offline_planned_tensors_keep_their_offsets_and_the_rest_fit_around_them():
+    """TFLM's greedy planner places a model's OfflineMemoryAllocation offsets first, then the online buffers
+    (here a scratch buffer) largest first at the lowest offset that fits."""
+    from converter.tflite.memory_placement import Buffer, greedy
+
+    a, b, scratch = Buffer(0, 64, 0, 1), Buffer(1, 32, 1, 2), Buffer(2, 48, 2, 2)
+    plan = greedy([a, b, scratch], fixed={0: 0, 1: 64})
+    assert plan.offsets == {0: 0, 1: 64, 2: 0} and plan.arena == 96
+    assert greedy([a, b, scratch], fixed={0: 32, 1: 96}).offsets == {0: 32, 1: 96, 2: 0}  # below a fixed one
