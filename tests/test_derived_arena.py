@@ -87,3 +87,13 @@ def test_random_models_of_every_modelled_operator(core):
     _same(core, lut_model())
     for seed in (0, 1):
         _same(core, random_model(KINDS, 16, seed))
+
+
+@pytest.mark.slow  # one QEMU build and run
+def test_an_offline_memory_plan_is_placed_first(shared_data):
+    """The MLPerf VWW model with the kit's offline plan (55,296 B of tensors instead of TFLM's 73,728 B): TFLM
+    places the planned tensors at their offsets and fits the scratch buffers around them."""
+    from converter.tflite.memory_plan import plan_memory, with_offline_plan
+
+    model = (shared_data / "mlperf_tiny" / MLPERF["VWW"]).read_bytes()
+    _same("cortex-m4", with_offline_plan(model, plan_memory(model).offsets()))
