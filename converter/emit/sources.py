@@ -119,8 +119,8 @@ def arena_comment(measured: int, margin: float, host: str, figure: ArenaFigure |
     percent = round(margin * 100)
     if figure is not None and figure.kind == "derived":
         lines = [f"Tensor arena: {measured} bytes {figure.source}: TFLM's AllocateTensors replayed",
-                 "with 32-bit structs, CMSIS-NN's scratch and its greedy plan (no toolchain or QEMU to measure it",
-                 f"when this was converted), plus a {percent}% margin."]
+                 "with 32-bit structs, CMSIS-NN's scratch and its greedy plan (the device check, which measures it",
+                 f"under QEMU, did not run when this was converted), plus a {percent}% margin."]
         if host_figure is not None:
             lines += [f"Not the host's figure: TFLM's Python runtime on {host_figure.core} used {host_figure.bytes} bytes",
                       "(64-bit pointers, reference kernels). `tflm-kit firmware --board B` writes B's core's figure."]
