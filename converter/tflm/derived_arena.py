@@ -55,7 +55,8 @@ OP_DATA = {"CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD":
            "MAX_POOL_2D": 36, "SOFTMAX": 64, "RESHAPE": 0, "TFLM_DECODE": 0,
            "QUANTIZE": 32, "DEQUANTIZE": 32}     # the reference kernels' OpDataQuantizeReference, DequantizeOpData
 DECODE_STATE_LUT = 36                # sizeof(DecodeStateLut), one per DECODE output
-DSP_CORES = ("cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33", "cortex-m55", "cortex-m85")
+DSP_CORES = ("cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33")
+MVE_CORES = ("cortex-m55", "cortex-m85")
 
 
 class NotDerivable(ValueError):
@@ -271,33 +272,51 @@ def _io_tensors(arena: _Arena, model: TfliteModel, indices) -> None:
             arena.persistent("input/output TfLiteTensors", zero_points)
 
 
-def derive(model_bytes: bytes, core: str = "cortex-m4") -> ArenaDerivation:
-    """AllocateTensors() replayed for `core` (CMSIS-NN with DSP on Cortex-M4/M7, its plain C path on Armv6-M);
-    NotDerivable when the model has an operator or layout the replay does not model."""
-    model = TfliteModel.from_bytes(model_bytes)
-    dsp = core in DSP_CORES
-    arena = _Arena()
-    for size in ALLOCATORS:                       # MicroInterpreter's constructor and StartModelAllocation
+def _before_prepare(arena: _Arena, model: TfliteModel, names: list[str]) -> None:
+    """The persistent allocations up to the kernels' Prepare: the interpreter's constructor, StartModelAllocation,
+    the builtin options each parser allocates, and each kernel's Init (its OpData)."""
+    for size in ALLOCATORS:
         arena.persistent("allocator objects", size)
     arena.persistent("subgraph allocations", SUBGRAPH_ALLOCATIONS * len(model.subgraphs))
     arena.persistent("TfLiteEvalTensors", EVAL_TENSOR * len(model.tensors))
     arena.persistent("node and registration array", NODE_AND_REGISTRATION * len(model.operators))
-    names = [model.operator_name(op) for op in model.operators]
-    for name in names:                            # the builtin options each parser allocates
+    for name in names:
         if name in PARAMS:
             arena.persistent("builtin options", *PARAMS[name])
-    for name in names:                            # each kernel's Init
+    for name in names:
         if name not in OP_DATA:
             raise NotDerivable(f"operator {name} is not modelled (its CMSIS-NN kernel's OpData)")
         if OP_DATA[name]:
             arena.persistent("kernel OpData", OP_DATA[name], ALIGNMENT)
+
+
+def _prepare_all(arena: _Arena, model: TfliteModel, names: list[str], dsp: bool) -> list[tuple[int, int]]:
+    """Each kernel's Prepare in order: its persistent allocations, the non-persistent high point it reaches (the
+    scratch requests so far + its temporaries), its scratch requests ((operator, bytes), in request order)."""
     scratch: list[tuple[int, int]] = []
     for index, (op, name) in enumerate(zip(model.operators, names)):
+        if name not in ("TFLM_DECODE", "QUANTIZE", "DEQUANTIZE") and \
+                model.tensor_type(model.tensors[int(op.inputs[0])]) != "INT8":
+            raise NotDerivable(f"{name} with {model.tensor_type(model.tensors[int(op.inputs[0])])} input: only "
+                               "int8 kernels' buffers are modelled")
         prepared = _prepare(model, op, name, dsp)
         for kind, size, alignment in prepared.persistent:
             arena.persistent(kind, size, alignment)
         arena.reach(SCRATCH_REQUEST * (len(scratch) + MAX_SCRATCH_PER_OP) + prepared.temps)
         scratch += [(index, size) for size in prepared.scratch]
+    return scratch
+
+
+def derive(model_bytes: bytes, core: str = "cortex-m4") -> ArenaDerivation:
+    """AllocateTensors() replayed for `core` (CMSIS-NN with DSP on Cortex-M4/M7, its plain C path on Armv6-M);
+    NotDerivable when the model has an operator or layout the replay does not model."""
+    if core in MVE_CORES:
+        raise NotDerivable(f"{core} runs CMSIS-NN's MVE kernels, whose buffers are not modelled")
+    model = TfliteModel.from_bytes(model_bytes)
+    names = [model.operator_name(op) for op in model.operators]
+    arena = _Arena()
+    _before_prepare(arena, model, names)
+    scratch = _prepare_all(arena, model, names, core in DSP_CORES)
     if scratch:
         arena.persistent("scratch buffer handles", SCRATCH_HANDLE * len(scratch))
     for tensor in model.tensors:                  # variable tensors live in the persistent section
