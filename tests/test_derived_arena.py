@@ -67,6 +67,20 @@ def lut_model() -> bytes:
     return lut.compress_bytes(model, plan(model, lut=True).lut)
 
 
+def float_io_model() -> bytes:
+    """Float in and out: QUANTIZE -> FULLY_CONNECTED -> DEQUANTIZE (the reference kernels' OpData)."""
+    b, rng = ModelBuilder(), np.random.default_rng(0)
+    x, q = b.tensor((1, 32), "FLOAT32"), b.activation((1, 32), 0.05, -3)
+    b.op("QUANTIZE", (x,), (q,))
+    w = b.tensor((16, 32), "INT8", [0.01], 0, rng.integers(-100, 100, (16, 32)).astype(np.int8).tobytes())
+    bias = b.tensor((16,), "INT32", [0.0005], 0, rng.integers(-500, 500, 16).astype("<i4").tobytes())
+    y, z = b.activation((1, 16), 0.2, 5), b.tensor((1, 16), "FLOAT32")
+    b.op("FULLY_CONNECTED", (q, w, bias), (y,), s.FullyConnectedOptionsT(), "FullyConnectedOptions")
+    b.op("DEQUANTIZE", (y,), (z,))
+    b.io((x,), (z,))
+    return b.to_bytes()
+
+
 def _same(core: str, model_bytes: bytes) -> None:
     derived = derive(model_bytes, core)
     assert (derived.needed, derived.used) == measure(core, model_bytes), derived
@@ -78,13 +92,14 @@ def test_mlperf_reference_models_on_the_cortex_m4(name, shared_data):
     _same("cortex-m4", (shared_data / "mlperf_tiny" / MLPERF[name]).read_bytes())
 
 
-@pytest.mark.slow  # four QEMU builds and runs per core
+@pytest.mark.slow  # five QEMU builds and runs per core
 @pytest.mark.parametrize("core", list(LIBRARIES))
 def test_random_models_of_every_modelled_operator(core):
     """Random shapes, strides, padding, dilation, int4 and per-channel filters (tests/aot_models.py): the
     scratch rules per core (DSP or plain C) and the temporaries of every kernel's Prepare."""
     _same(core, chain_model(0, int4=True))
     _same(core, lut_model())
+    _same(core, float_io_model())
     for seed in (0, 1):
         _same(core, random_model(KINDS, 16, seed))
 
