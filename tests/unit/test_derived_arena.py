@@ -128,3 +128,22 @@ def test_offline_planned_tensors_keep_their_offsets_and_the_rest_fit_around_them
     plan = greedy([a, b, scratch], fixed={0: 0, 1: 64})
     assert plan.offsets == {0: 0, 1: 64, 2: 0} and plan.arena == 96
     assert greedy([a, b, scratch], fixed={0: 32, 1: 96}).offsets == {0: 32, 1: 96, 2: 0}  # below a fixed one
+
+
+def test_the_device_checks_probe_build_keeps_its_probe(tmp_path):
+    """The tflm runtime rewrites model_settings.h with the board's arena; the device check's probe build must keep
+    its generous arena and TFLM_KIT_ARENA_PROBE, else the check reports arena_used_bytes() instead of the smallest
+    arena that invokes (the MLPerf AD model: 2,580 B used, 3,024 B needed)."""
+    from converter.emit.sources import with_arena
+    from converter.runtimes.device_check import probe_settings
+    from converter.runtimes.facts import ModelFacts
+    from converter.runtimes.tflm import _settings_for_board
+
+    plain = with_arena("// Tensor arena: x\nconstexpr int kArenaMeasuredBytes = 1;\nconstexpr int kTensorArenaSize = 2;\n",
+                       1, 2, "// Tensor arena: 1 bytes")
+    probe = probe_settings(plain, 70000)
+    (tmp_path / "model_settings.h").write_text(probe)
+    facts = ModelFacts(name="m", model_bytes=1, arena_bytes=70000, arena_measured_bytes=70000, input_count=1,
+                       output_count=1, golden_count=1, golden_bytes=0, arena_source="probe")
+    _settings_for_board(facts, tmp_path)
+    assert (tmp_path / "model_settings.h").read_text() == probe and "#define TFLM_KIT_ARENA_PROBE 1" in probe
