@@ -60,8 +60,9 @@ class Compress(FlatbufferStage):
         return record.details.report_note()
 
 
-def enabled(settings: CompressSettings, rows: tuple[Compressor, ...] = COMPRESSORS) -> list[Compressor]:
-    return [row for row in rows if row.enabled(settings)]
+def enabled(settings: CompressSettings, rows: tuple[Compressor, ...] | None = None) -> list[Compressor]:
+    """The rows that are on, in table order (default: the dispatch table, read when called)."""
+    return [row for row in (COMPRESSORS if rows is None else rows) if row.enabled(settings)]
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def apply_compressors(model_bytes: bytes, settings: CompressSettings, data: Data
 def _decode_encodings(base: bytes, settings: CompressSettings,
                       encodings: list[TensorEncoding]) -> tuple[bytes, Plan, tuple, str | None]:
     """The DECODE encodings where the model shrinks: (model, plan kept, plan rejected, why nothing was kept)."""
-    chosen = plan_encodings(base, settings, encodings)
+    chosen = plan_encodings(base, settings, tuple(encodings))
     if not chosen.choices:
         methods = "/".join(row.label for row in encodings) or "LUT"
         return base, chosen, (), f"no tensor qualified for {methods} compression"
@@ -136,7 +137,8 @@ def _decode_encodings(base: bytes, settings: CompressSettings,
     return base, Plan(skipped=chosen.skipped), tuple(chosen.choices), note
 
 
-def plan_encodings(model_bytes: bytes, settings: CompressSettings, rows=COMPRESSORS) -> Plan:
+def plan_encodings(model_bytes: bytes, settings: CompressSettings,
+                   rows: tuple[Compressor, ...] | None = None) -> Plan:
     """Each tensor given to the enabled DECODE encoding that stores it smallest (empty when none is on)."""
     encodings = [row for row in enabled(settings, rows) if isinstance(row, TensorEncoding)]
     return plan(model_bytes, {row.name: row.planner(settings) for row in encodings}) if encodings else Plan()
