@@ -13,6 +13,9 @@ The model in and out is the .tflite flatbuffer (bytes). The work lives in conver
   plan tighter than TFLM's greedy planner, kept only when TFLM's measured arena shrinks with it.
 Then TFLM runs the new and the reference model over real inputs, and the stage fails unless every
 output byte is identical (the pipeline checks the golden vectors again).
+
+Each method is a row of stages/compressors.COMPRESSORS (its settings, how it encodes, its typed record);
+this module dispatches on the table and proves the result. Adding a method: docs/compression.md.
 """
 from __future__ import annotations
 
