@@ -54,19 +54,3 @@ def test_an_uncompressed_conversion_prints_no_comparison(demo_dir):
     manifest = json.loads((demo_dir / "manifest.json").read_text())
     assert "compress" not in [record["stage"] for record in manifest["stages"]]
     assert "deployed" not in manifest
-
-
-def test_only_a_compress_stage_that_changed_tensors_asks_for_the_comparison():
-    from converter.reports.deployed import tensors_compressed
-    from converter.stages.base import StageRecord
-    from converter.stages.compressors import CompressRecord, Int4, Int4Record, Lut, StepOutcome
-    from converter.tflite.strip import StripResult
-    from tests.unit.test_compress_notes import int4_choice, lut_choice
-
-    stripped = StepOutcome("strip", StripResult({}, 0), "stripped")
-    strip_only = StageRecord("compress", {}, CompressRecord(9, 8, (Int4().outcome(Int4Record()),), (stripped,)))
-    lut = StageRecord("compress", {}, CompressRecord(9, 8, encoded=((Lut(), (lut_choice(3, 4),)),)))
-    int4 = StageRecord("compress", {}, CompressRecord(9, 8, (Int4().outcome(Int4Record((int4_choice(5),))),)))
-    train = StageRecord("train", {}, {"tensors": [{"tensor": 1}]})
-    assert not tensors_compressed([train, strip_only])
-    assert tensors_compressed([train, lut]) and tensors_compressed([int4])

@@ -62,3 +62,16 @@ def test_record_keys_are_in_the_manifest_order():
     unchanged = CompressRecord(1000, 1000, note="why")
     assert list(unchanged.as_dict()) == ["bytes_before", "bytes_after", "tensors", "skipped", "verification", "note"]
     assert StageRecord("compress", {}, unchanged).as_dict()["note"] == "why"
+
+
+def test_only_a_compress_stage_that_changed_tensors_asks_for_the_comparison():
+    """Stripping or a memory plan changes no kernel: no deployed comparison; DECODE or int4 tensors do."""
+    from converter.reports.deployed import tensors_compressed
+
+    stripped = StepOutcome("strip", StripResult({}, 0), "stripped")
+    strip_only = StageRecord("compress", {}, CompressRecord(9, 8, (Int4().outcome(Int4Record()),), (stripped,)))
+    lut = StageRecord("compress", {}, CompressRecord(9, 8, encoded=((Lut(), (lut_choice(3, 4),)),)))
+    int4 = StageRecord("compress", {}, CompressRecord(9, 8, (Int4().outcome(Int4Record((int4_choice(5),), {}, 0.9)),)))
+    train = StageRecord("train", {}, {"tensors": [{"tensor": 1}]})
+    assert not tensors_compressed([train, strip_only])
+    assert tensors_compressed([train, lut]) and tensors_compressed([int4])
