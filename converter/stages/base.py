@@ -25,7 +25,7 @@ Writing a stage (e.g. stages/federated.py) is one file plus one line in stages/r
             return new_model, {"rounds": settings.rounds}   # details: JSON-ready
 
         def report_note(self, record) -> str:   # optional: the 'notes' cell of report.md
-            return f"{record.details['rounds']} rounds"
+            return f"{record.details_dict()['rounds']} rounds"
 
 The base class runs `transform`, measures quality before and after and the weights, times it, and
 builds the `StageRecord`: no stage assembles its own record. Stage modules import TensorFlow only
@@ -73,8 +73,8 @@ class StageRecord:
 
     kind: str
     settings: dict
-    # a JSON-ready dict (most stages, for now), or a typed record with as_dict() (Details: compress)
-    details: Any = field(default_factory=dict)
+    # a JSON-ready dict (most stages, for now), or a typed record with as_dict() (compress: CompressRecord)
+    details: dict | Details = field(default_factory=dict)
     quality_before: Optional[dict] = None    # None: the stage does not score the model
     quality_after: Optional[dict] = None
     layers: Optional[list] = None            # per-layer weight statistics after a Keras stage
@@ -89,9 +89,12 @@ class StageRecord:
     def get(self, key: str, default=None):
         return self.as_dict().get(key, default)
 
+    def details_dict(self) -> dict:
+        """The details as the manifest holds them (a typed record's as_dict())."""
+        return self.details if isinstance(self.details, dict) else self.details.as_dict()
+
     def as_dict(self) -> dict:
-        details = self.details if isinstance(self.details, dict) else self.details.as_dict()
-        out = {"stage": self.kind, "settings": self.settings, **details}
+        out = {"stage": self.kind, "settings": self.settings, **self.details_dict()}
         if self.quality_before is not None:
             out |= {"quality_before": self.quality_before, "quality_after": self.quality_after}
         if self.layers is not None:
