@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from ..errors import foreign_text
 from ..progress import Sink, Trial, notes
-from .space import SENSITIVITY_CLUSTERS, Space, cluster_counts, describe
+from .space import SENSITIVITY_CLUSTERS, Lever, Space, cluster_counts, describe
 from .store import SearchStore, comparable_key, search_value
 from .trial import CRASHED, ERROR, TrialResult, TrialSpec
 
@@ -48,7 +48,7 @@ def fixed_candidates(space: Space, store: SearchStore, budget: int) -> list[tupl
     elif budget >= 1:
         if space.int4:  # packed int4 needs no DECODE kernel: the lever that can shrink the deployed image
             wanted += [("int4", space.int4_large()), ("int4", space.int4_all())]
-        wanted.append(("uniform", space.reference() | {f"clusters:{layer}": 16 for layer in space.layers}))
+        wanted.append(("uniform", space.reference() | {Lever("clusters", layer).param: 16 for layer in space.layers}))
     done = {(t.phase, tuple(sorted(t.params.items()))) for t in store.trials}
     unique: dict = {}  # a small model can make two of these the same candidate: run it once
     for phase, params in wanted:
@@ -63,7 +63,7 @@ def greedy_candidate(space: Space, store: SearchStore) -> Optional[dict]:
         return None
     safe = {layer for t in sensitivity if t.passed
             for layer, count in cluster_counts(t.params).items() if count}
-    return space.reference() | {f"clusters:{layer}": SENSITIVITY_CLUSTERS if layer in safe else 16
+    return space.reference() | {Lever("clusters", layer).param: SENSITIVITY_CLUSTERS if layer in safe else 16
                                 for layer in space.layers}
 
 

@@ -15,6 +15,7 @@ so it is a fixed setting (one choice), not a dimension to search.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, Optional, cast
 
 from ..recipe import Recipe
 from ..stages.compress import CompressSettings
@@ -23,6 +24,34 @@ CLUSTER_CHOICES = (0, 2, 4, 8, 16)
 SPARSITY_CHOICES = (0.0, 0.5, 0.7, 0.9)
 SENSITIVITY_CLUSTERS = 4
 MIN_LAYER_WEIGHTS = 64     # smaller kernels cannot save enough to pay for a DECODE operator
+
+
+LeverKind = Literal["clusters", "sparsity", "int4", "memory_plan"]
+
+
+@dataclass(frozen=True)
+class Lever:
+    """One searched choice, typed. `param` is how Optuna and search.json spell it ('clusters:<layer>',
+    'sparsity', 'int4:<layer>', 'memory_plan'; 'int4' alone: the whole-model switch of earlier searches);
+    `parse` is the one place that spelling is read."""
+
+    kind: LeverKind
+    layer: Optional[str] = None
+
+    @property
+    def param(self) -> str:
+        return self.kind if self.layer is None else f"{self.kind}:{self.layer}"
+
+    @classmethod
+    def parse(cls, param: str) -> "Lever":
+        kind, _, layer = param.partition(":")
+        # as search.json holds it: an unknown kind is not refused here (its choices default to cluster counts)
+        return cls(cast(LeverKind, kind), layer or None)
+
+    @property
+    def choices(self) -> tuple:
+        return {"sparsity": SPARSITY_CHOICES, "int4": (False, True), "memory_plan": (True,)}.get(self.kind,
+                                                                                                CLUSTER_CHOICES)
 
 
 @dataclass(frozen=True)
@@ -44,15 +73,16 @@ class Space:
     memory_plan: bool = False               # every candidate gets an offline memory plan (objective ram);
     #                                         keep it the last field and pass it by name
 
+    def levers(self) -> list[Lever]:
+        return [Lever("clusters", layer) for layer in self.layers] + ([Lever("sparsity")] if self.prune else []) + \
+            [Lever("int4", layer) for layer in (self.int4_layers() if self.int4 else ())] + \
+            ([Lever("memory_plan")] if self.memory_plan else [])
+
     def parameter_names(self) -> list[str]:
-        return [f"clusters:{layer}" for layer in self.layers] + (["sparsity"] if self.prune else []) + \
-            [f"int4:{layer}" for layer in (self.int4_layers() if self.int4 else ())] + \
-            (["memory_plan"] if self.memory_plan else [])
+        return [lever.param for lever in self.levers()]
 
     def choices(self, name: str) -> tuple:
-        if name.startswith("int4:"):
-            return (False, True)
-        return {"sparsity": SPARSITY_CHOICES, "int4": (False, True), "memory_plan": (True,)}.get(name, CLUSTER_CHOICES)
+        return Lever.parse(name).choices
 
     def reference(self) -> dict:
         """Nothing compressed: post-training quantization of the float model (metadata stripped)."""
@@ -60,20 +90,20 @@ class Space:
 
     def only(self, layer: str, clusters: int = SENSITIVITY_CLUSTERS) -> dict:
         """One layer compressed, for its sensitivity."""
-        return self.reference() | {f"clusters:{layer}": clusters}
+        return self.reference() | {Lever("clusters", layer).param: clusters}
 
     def int4_layers(self) -> tuple[str, ...]:
         return tuple(layer for layer in self.layers if not self.int4_candidates or layer in self.int4_candidates)
 
     def int4_all(self) -> dict:
         """Every eligible layer's filter as packed int4 (no LUT, so no DECODE kernel)."""
-        return self.reference() | {f"int4:{layer}": True for layer in self.int4_layers()}
+        return self.reference() | {Lever("int4", layer).param: True for layer in self.int4_layers()}
 
     def int4_large(self) -> dict:
         """Packed int4 for the layers holding more than their share of the weights (most of the
         bytes); the small, often sensitive, first and last layers stay int8."""
         share = sum(self.layer_weights.values()) / max(len(self.layers), 1)
-        return self.reference() | {f"int4:{layer}": True for layer in self.int4_layers()
+        return self.reference() | {Lever("int4", layer).param: True for layer in self.int4_layers()
                                    if self.layer_weights.get(layer, 0) >= share}
 
     def as_dict(self) -> dict:
@@ -119,7 +149,7 @@ def _int4_eligible(model, layers: tuple[str, ...], per_channel: bool = True) -> 
 @dataclass(frozen=True)
 class Candidate:
     """A trial's choices, typed. `params` (flat names: 'clusters:<layer>', 'sparsity', 'int4:<layer>',
-    'memory_plan') is how Optuna and search.json spell them; `from_params` is the one place they are read."""
+    'memory_plan') is how Optuna and search.json spell them; `from_params` reads them through `Lever.parse`."""
 
     clusters: dict[str, int]                 # layer -> cluster count (0: unclustered), in the space's order
     sparsity: float = 0.0
@@ -129,8 +159,9 @@ class Candidate:
 
     @classmethod
     def from_params(cls, params: dict) -> "Candidate":
-        clusters = {name.split(":", 1)[1]: int(value) for name, value in params.items() if name.startswith("clusters:")}
-        chosen = tuple(name.split(":", 1)[1] for name, value in params.items() if name.startswith("int4:") and value)
+        levers = [(Lever.parse(name), value) for name, value in params.items()]
+        clusters = {lever.layer: int(value) for lever, value in levers if lever.kind == "clusters" and lever.layer}
+        chosen = tuple(lever.layer for lever, value in levers if lever.kind == "int4" and lever.layer and value)
         return cls(clusters, float(params.get("sparsity", 0.0)), chosen, bool(params.get("int4")),
                    bool(params.get("memory_plan")))
 

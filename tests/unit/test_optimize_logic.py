@@ -117,3 +117,16 @@ def test_a_candidates_flat_params_are_read_in_one_place():
     assert candidate.int4_chosen == ("conv", "logits") and candidate.int4_layers == ["conv"]  # logits keeps its LUT
     assert describe(params) == "logits:4 sparsity 0.5 conv:int4"
     assert Candidate.from_params({}) == Candidate({})
+
+
+def test_a_lever_is_spelled_and_parsed_in_one_place():
+    from converter.optimize.space import CLUSTER_CHOICES, SPARSITY_CHOICES, Lever, Space
+
+    space = Space(("conv", "logits"), prune=True, int4=True, int4_candidates=("conv",), memory_plan=True)
+    assert space.parameter_names() == ["clusters:conv", "clusters:logits", "sparsity", "int4:conv", "memory_plan"]
+    assert [Lever.parse(name) for name in space.parameter_names()] == space.levers()
+    assert Lever.parse("clusters:a:b") == Lever("clusters", "a:b") and Lever("int4").param == "int4"
+    assert [space.choices(name) for name in space.parameter_names()] == [
+        CLUSTER_CHOICES, CLUSTER_CHOICES, SPARSITY_CHOICES, (False, True), (True,)]
+    assert space.int4_all() == space.reference() | {"int4:conv": True}
+    assert space.only("logits", 4) == space.reference() | {"clusters:logits": 4}
