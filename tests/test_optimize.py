@@ -391,3 +391,15 @@ def test_fine_tuning_keeps_the_float_models_batch_norm_statistics(kind):
         moved[frozen] = max(float(np.abs(a - b).max()) for a, b in zip(after.get_weights(), before))
         assert after.trainable  # later stages train BN as usual
     assert moved[True] == 0.0 and moved[False] > 1e-3
+
+
+def test_a_tflite_recipe_is_refused_in_one_line_it_holds_no_float_model(tmp_path):
+    """A .tflite has no float model to judge candidates against: one line, nothing left behind."""
+    from converter.flows.optimize import Options, optimize
+
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"name": "t", "model": {"path": str(REPO / "tests/data/two_inputs.tflite")},
+                                                     "data": {"random": {}}}))
+    with pytest.raises(KitError) as error:
+        optimize(tmp_path / "t.yaml", tmp_path / "search", Options(board="cortex-m-qemu", device=False))
+    assert "a .tflite holds none" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "search").exists()

@@ -117,3 +117,34 @@ def test_a_candidates_flat_params_are_read_in_one_place():
     assert candidate.int4_chosen == ("conv", "logits") and candidate.int4_layers == ["conv"]  # logits keeps its LUT
     assert describe(params) == "logits:4 sparsity 0.5 conv:int4"
     assert Candidate.from_params({}) == Candidate({})
+
+
+def test_a_flatbuffer_space_searches_int4_and_decode_switches_never_clusters():
+    """A model the kit cannot retrain (Keras 3, PyTorch): its space has no cluster or sparsity lever; the
+    sensitivity, greedy and small-budget candidates use int4 per filter and the LUT/PRUNE switch instead,
+    and Keras spaces keep the fingerprint they had (no new keys in as_dict)."""
+    from converter.optimize.search import fixed_candidates, greedy_candidate
+    from converter.optimize.space import FLATBUFFER, Space, touched_layers
+    from converter.optimize.store import SearchStore
+    from converter.optimize.trial import PASSED, TrialResult
+
+    space = Space(("f/a", "f/b"), {"f/a": 100, "f/b": 900}, int4=True, base=FLATBUFFER, lut=True,
+                  left_out=("clusters: no",))
+    assert space.parameter_names() == ["lut", "int4:f/a", "int4:f/b"]
+    assert space.reference() == {"lut": False, "int4:f/a": False, "int4:f/b": False}
+    assert space.only("f/b") == space.reference() | {"int4:f/b": True}
+    store = SearchStore(folder=None, settings={})
+    small = fixed_candidates(space, store, budget=2)
+    assert [phase for phase, _ in small] == ["reference", "int4", "int4", "uniform"]
+    assert small[1][1]["int4:f/b"] and not small[1][1]["int4:f/a"] and small[3][1]["lut"]
+    assert [phase for phase, _ in fixed_candidates(space, store, budget=4)] == ["reference", "sensitivity", "sensitivity"]
+    store.trials = [TrialResult(1, "sensitivity", space.only("f/a"), PASSED),
+                    TrialResult(2, "sensitivity", space.only("f/b"), "failed guard")]
+    assert touched_layers(space.only("f/a")) == ["f/a"]
+    assert greedy_candidate(space, store) == {"lut": True, "int4:f/a": True, "int4:f/b": False}
+    searched, left_out = space.levers()
+    assert any("int4" in lever for lever in searched) and not any("clusters" in lever for lever in searched)
+    assert left_out == ["clusters: no"] and space.as_dict()["base"] == FLATBUFFER
+    keras = Space(("a",), {"a": 100})
+    assert set(keras.as_dict()) == {"layers", "layer_weights", "prune", "int4", "choices"}
+    assert keras.parameter_names() == ["clusters:a"] and keras.uniform() == {"clusters:a": 16}
