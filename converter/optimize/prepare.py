@@ -74,12 +74,12 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
     time, reused when a search resumes."""
     from ..system import tf_env
 
-    tf_env.reseed(recipe.seed)
     teacher_path, base_path, data_path = folder / TEACHER, folder / BASE, folder / DATA
     if data_path.is_file() and (teacher_path.is_file() or base_path.is_file()):
         found = teacher_path if teacher_path.is_file() else base_path
         log(f"resuming: reusing {found} and {data_path}")
         arrays, note, sizes = _saved_arrays(data_path)
+        tf_env.reseed(recipe.seed)
         model = tf_env.keras().models.load_model(teacher_path, compile=False) if found == teacher_path \
             else base_path.read_bytes()
         base = KERAS if found == teacher_path else FLATBUFFER
@@ -131,8 +131,9 @@ def _first_preparation(recipe: Recipe, folder: Path, label_weight: float, log: C
     from ..stages.training import predict
     from ..system import tf_env
 
-    if recipe.model.torch is not None:
+    if recipe.model.torch is not None:  # seeded in the child (TensorFlow is not imported for it)
         return _torch_base(recipe, folder, log)
+    tf_env.reseed(recipe.seed)
     model = load_model(recipe.model, recipe.base_dir)
     if tf_env.is_keras3(model):  # TF-MOT and tf_keras fine-tuning cannot take it: the flatbuffer levers
         # a TF-MOT stage the recipe asks for is refused in one line, as convert refuses it
