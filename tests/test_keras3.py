@@ -158,6 +158,14 @@ def test_optimize_searches_a_keras3_models_flatbuffer_levers(tmp_path):
     assert exact["equal"] == exact["total"] == 10
     assert yaml.safe_load((out / "best/recipe.yaml").read_text())["model"]["path"] == "../base.tflite"
     assert "Left out: clusters and sparsity" in (out / "search.md").read_text()
+    # a resumed search reads what the model was from its files (no retraining, no Keras model loaded)
+    from converter.optimize.prepare import prepare
+    from converter.recipe import load_recipe
+
+    resumed = prepare(load_recipe(REPO / "models/recipes/keras3_digits.yaml"), out, 0.0, lambda _: None)
+    assert (resumed.base, resumed.what, resumed.model) == ("flatbuffer", "a Keras 3 model",
+                                                           (out / "base.tflite").read_bytes())
+    assert resumed.split_note == search["summary"]["split_note"]
 
 
 def test_optimize_refuses_a_tf_mot_stage_forced_on_a_keras3_model_in_one_line(tmp_path):

@@ -83,7 +83,7 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
         model = tf_env.keras().models.load_model(teacher_path, compile=False) if found == teacher_path \
             else base_path.read_bytes()
         base = KERAS if found == teacher_path else FLATBUFFER
-        what = str(arrays.get("model_kind", RETRAINABLE))
+        what = _text(arrays.get("model_kind", RETRAINABLE))
     elif recipe.model.torch is None and recipe.model.is_flatbuffer:
         raise KitError("optimize judges candidates against the float model, and a .tflite holds none",
                        "give the recipe the float model (Keras or PyTorch), or convert the .tflite with compress "
@@ -91,7 +91,7 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
     else:
         model, arrays, note, sizes = _first_preparation(recipe, folder, label_weight, log)
         base = KERAS if teacher_path.is_file() else FLATBUFFER
-        what = str(arrays.get("model_kind", RETRAINABLE))
+        what = _text(arrays.get("model_kind", RETRAINABLE))
     selection, labels, teacher_out = arrays["x_test"], arrays.get("y_test"), arrays["teacher_0"]
     task = task_of(teacher_out, labels, selection)
     accuracy = None
@@ -101,11 +101,16 @@ def prepare(recipe: Recipe, folder: Path, label_weight: float, log: Callable[[st
                     "x_calibration" in arrays, sizes, note, accuracy, model, base, what)
 
 
+def _text(value) -> str:
+    """A string saved in data.npz (save_npz stores it as a 1-element array) as the string it was."""
+    return str(np.asarray(value).reshape(-1)[0])
+
+
 def _saved_arrays(data_path: Path) -> tuple[dict, str, dict]:
     """A resumed search's arrays, the split's note and its sizes."""
     with np.load(data_path) as saved:
         arrays = {k: saved[k] for k in saved.files}
-    note = str(arrays["split_note"]) if "split_note" in arrays else ""
+    note = _text(arrays["split_note"]) if "split_note" in arrays else ""
     sizes = {"fit": len(arrays["x_train"]), "calibration": len(arrays.get("x_calibration", arrays["x_train"])),
              "selection": len(arrays["x_test"]), "labeled_selection": arrays.get("y_test") is not None}
     return arrays, note, sizes
