@@ -169,9 +169,10 @@ def flatbuffer_space(model_bytes: bytes, what: str, objective: str = "flash") ->
     from ..tflite.compression.plan import plan
 
     _, filters = int4.requantize(model_bytes)
-    names = [c.name for c in filters if c.bytes_before >= MIN_LAYER_WEIGHTS]
-    # compress.int4_layers matches by substring: a name inside another filter's name cannot be chosen alone
-    layers = tuple(n for n in names if sum(n in other for other in names) == 1)
+    every = [c.name for c in filters]
+    named = {c.name: short_name(c.name, every) for c in filters if c.bytes_before >= MIN_LAYER_WEIGHTS}
+    names = list(named)
+    layers = tuple(short for short in named.values() if short is not None)
     left_out = [f"clusters and sparsity per layer, int4 fine-tuning: TF-MOT and the tf_keras fine-tuning stages "
                 f"retrain tf_keras models only, and this is {what}"]
     if len(layers) < len(names):
@@ -184,10 +185,22 @@ def flatbuffer_space(model_bytes: bytes, what: str, objective: str = "flash") ->
         left_out.append("LUT/PRUNE: no tensor of the int8 model has few enough distinct values or zeros to shrink")
     if objective != "ram":
         left_out.append("offline memory plan: only with --objective ram (it changes no flash)")
-    weights = {c.name: c.bytes_before for c in filters if c.name in layers}
+    weights = {named[c.name]: c.bytes_before for c in filters if named.get(c.name) is not None}
     return Space(layers, weights, int4=int4_available() and bool(layers),
                  memory_plan=objective == "ram" and memory_plan_available(), base=FLATBUFFER,
                  lut=bool(encodings), left_out=tuple(left_out))
+
+
+def short_name(name: str, every: list[str]) -> Optional[str]:
+    """The shortest trailing '/'-part of a filter tensor's name found in no other filter's name (what
+    compress.int4_layers matches, by substring): 'conv_1/convolution', 'torch.nn.modules.conv.Conv2d_7;'.
+    None when even the whole name is part of another's (it cannot be chosen alone)."""
+    parts = name.split("/")
+    for start in range(len(parts) - 1, -1, -1):
+        suffix = "/".join(parts[start:])
+        if sum(suffix in other for other in every) == 1:
+            return suffix
+    return None
 
 
 def _int4_eligible(model, layers: tuple[str, ...], per_channel: bool = True) -> tuple[str, ...]:

@@ -148,3 +148,15 @@ def test_a_flatbuffer_space_searches_int4_and_decode_switches_never_clusters():
     keras = Space(("a",), {"a": 100})
     assert set(keras.as_dict()) == {"layers", "layer_weights", "prune", "int4", "choices"}
     assert keras.parameter_names() == ["clusters:a"] and keras.uniform() == {"clusters:a": 16}
+
+
+def test_a_filter_is_named_by_the_shortest_suffix_no_other_filter_holds():
+    """compress.int4_layers matches by substring: the short name must pick exactly its own filter."""
+    from converter.optimize.space import short_name
+
+    every = ["m/conv_1/convolution", "m/pointwise_1/convolution", "m/logits_1/MatMul", "w/Conv2d_1;", "w/Conv2d_10;",
+             "a/b", "a/b/c/a/b"]
+    assert short_name("m/conv_1/convolution", every) == "conv_1/convolution"
+    assert short_name("m/logits_1/MatMul", every) == "MatMul"
+    assert short_name("w/Conv2d_1;", every) == "Conv2d_1;"
+    assert short_name("a/b", every) is None   # inside another filter's name: cannot be chosen alone
