@@ -154,8 +154,8 @@ def space_for(model, objective: str = "flash", per_channel: bool = True) -> Spac
     rows = [row for row in weight_stats(model) if row["weights"] >= MIN_LAYER_WEIGHTS]
     layers = tuple(row["layer"] for row in rows)
     eligible = _int4_eligible(model, layers, per_channel)
-    left_out = [f"int4 for {len(layers) - len(eligible)} layer(s) (Dense layers quantized per channel: TFLM's "
-                "FULLY_CONNECTED takes int4 filters per tensor only)"] if len(eligible) < len(layers) else []
+    left_out = [f"int4 for {len(layers) - len(eligible)} layer(s) whose filter TFLM cannot take packed (e.g. Dense "
+                "quantized per channel: FULLY_CONNECTED takes int4 per tensor only)"] if len(eligible) < len(layers) else []
     return Space(layers, {row["layer"]: row["weights"] for row in rows}, prune_encoder_available(),
                  int4_available() and bool(eligible), eligible,
                  memory_plan=objective == "ram" and memory_plan_available(), left_out=tuple(left_out))
