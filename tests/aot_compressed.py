@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
 
-from converter.stages.compress import encode
+from converter.stages.compressors import Lut, Prune
 from converter.tflite.compression.candidates import find_candidates
 from converter.tflite.compression.lut import LutChoice, index_bits, layout
 from converter.tflite.compression.plan import Plan
@@ -43,6 +43,15 @@ class Clustered(Random):
         span = self.choice((1 << 8, 1 << 14, 1 << 20))
         return self._draw(self._palette(-span, span), (count,)).astype("<i4").tobytes()
 
+
+
+def encode(model: bytes, chosen: Plan) -> bytes:
+    """LUT tensors through TFLM's compressor, then PRUNE tensors through the kit's encoder: the compress
+    stage's own rows (stages/compressors.py), in its order."""
+    for row in (Lut(), Prune()):
+        if chosen.of(row.name):
+            model = row.encode(model, chosen.of(row.name), chosen)
+    return model
 
 def add_constant_add(b: ModelBuilder, r: Random) -> tuple[int, int]:
     """ADD of an activation and a constant int8 operand (a DECODE output read as an activation)."""
@@ -86,20 +95,20 @@ def compress_all(model: bytes, seed: int, lut: float = 0.5) -> tuple[bytes, dict
     rng = np.random.default_rng(seed)
     parsed = TfliteModel.from_bytes(model)
     candidates, _ = find_candidates(parsed)
-    chosen = Plan()
+    chosen = Plan({"lut": [], "prune": []})
     for c in candidates:
         quant = parsed.subgraph.tensors[c.tensor].quantization
         if c.channels == 1 and quant is not None and quant.quantizedDimension:
             continue   # one scale on axis 3 (a depthwise filter): TFLM's DECODE refuses any axis but 0 there
         choice = _lut_choice(c) if rng.random() < lut else None
         if choice is not None:
-            chosen.lut.append(choice)
+            chosen.chosen["lut"].append(choice)
         else:
-            chosen.prune.append(PruneChoice(c.subgraph, c.tensor, c.name, c.array.shape, (), int(kept_mask(c).sum()),
+            chosen.chosen["prune"].append(PruneChoice(c.subgraph, c.tensor, c.name, c.array.shape, (), int(kept_mask(c).sum()),
                                             c.nbytes, 0))
         chosen.candidates[(c.subgraph, c.tensor)] = c
-    chosen.lut += _int32_luts(model, rng)
-    return encode(model, chosen), {"lut": len(chosen.lut), "prune": len(chosen.prune)}
+    chosen.chosen["lut"] += _int32_luts(model, rng)
+    return encode(model, chosen), {"lut": len(chosen.chosen["lut"]), "prune": len(chosen.chosen["prune"])}
 
 
 def _int32_luts(model: bytes, rng) -> list[LutChoice]:
@@ -163,19 +172,19 @@ def decoder_model(seed: int, count: int = 8) -> tuple[bytes, dict]:
 
 def _encode_forced(model: bytes, widths: dict, rng) -> tuple[bytes, dict]:
     candidates, _ = find_candidates(TfliteModel.from_bytes(model))
-    chosen = Plan()
+    chosen = Plan({"lut": [], "prune": []})
     for c in candidates:
         found = layout(c.array, c.channels, c.axis)
         if found is not None and rng.random() < 0.6:
             bits = max(widths[c.tensor], index_bits(found[2]))
-            chosen.lut.append(LutChoice(0, c.tensor, c.name, c.array.shape, (), 0, found[2], found[0], bits,
+            chosen.chosen["lut"].append(LutChoice(0, c.tensor, c.name, c.array.shape, (), 0, found[2], found[0], bits,
                                         c.nbytes, 0))
         else:
-            chosen.prune.append(PruneChoice(0, c.tensor, c.name, c.array.shape, (), int(kept_mask(c).sum()),
+            chosen.chosen["prune"].append(PruneChoice(0, c.tensor, c.name, c.array.shape, (), int(kept_mask(c).sum()),
                                             c.nbytes, 0))
         chosen.candidates[(0, c.tensor)] = c
-    return encode(model, chosen), {"lut": len(chosen.lut), "prune": len(chosen.prune),
-                                   "bits": sorted({c.bits for c in chosen.lut})}
+    return encode(model, chosen), {"lut": len(chosen.chosen["lut"]), "prune": len(chosen.chosen["prune"]),
+                                   "bits": sorted({c.bits for c in chosen.chosen["lut"]})}
 
 
 def sparse_clustered_model(seed: int = 0) -> bytes:
