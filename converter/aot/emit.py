@@ -10,6 +10,7 @@ import numpy as np
 from ..emit.c_arrays import c_bytes
 from .graph import AotGraph, Tensor
 from .lower import ConstArray, Step
+from .inplace import row_sliced
 from .plan import VARIANTS, Location, MemoryPlan
 
 KERNEL_FILES = ("aot_kernels.h", "aot_fixedpoint.h", "aot_reference.h", "aot_kernels_common.c", "aot_kernels_portable.c",
@@ -56,10 +57,21 @@ def _field(value, weights: dict[str, str]) -> str:
     return str(value)
 
 
-def _params(step: Step, weights: dict[str, str]) -> str:
+def _params(step: Step, weights: dict[str, str], suffix: str = "") -> str:
     body = ",\n".join(f"    .{name} = {_field(value, weights)}" for name, value in step.fields)
-    return f"/* operator {step.op}: {step.kind} {step.note} */\n" \
-           f"static const {step.struct} aot_op{step.op} = {{\n{body}\n}};"
+    return f"/* operator {step.op}: {step.kind} {step.note}{' (one output row)' if suffix else ''} */\n" \
+           f"static const {step.struct} aot_op{step.op}{suffix} = {{\n{body}\n}};"
+
+
+def _row_params(step: Step, weights: dict[str, str]) -> str:
+    """The parameters of one output row of a row-sliced 1x1 convolution (inplace.row_sliced)."""
+    one_row = tuple((name, 1 if name in ("in_h", "out_h") else value) for name, value in step.fields)
+    return _params(Step(step.op, step.kind, step.function, step.struct, one_row, note=step.note), weights, "_row")
+
+
+def _sliced(steps: list[Step], plans: dict[str, MemoryPlan]) -> set[int]:
+    """Steps the generated code calls one output row at a time: 1x1 convolutions some plan overlaps."""
+    return {o.step for plan in plans.values() for o in plan.overlaps if row_sliced(steps[o.step])}
 
 
 def _pointer(location: Location, const: bool) -> str:
@@ -92,7 +104,20 @@ def _location_macros(graph: AotGraph, steps: list[Step], plans: dict[str, Memory
     return "\n".join(blocks) + "\n#endif"
 
 
-def _call(step: Step, k: int, graph: AotGraph) -> str:
+def _row_loop(step: Step, k: int, graph: AotGraph) -> str:
+    """A 1x1 convolution called once per output row, so that its output can be written behind its reads
+    (CMSIS-NN's 1x1 kernel reads every input pixel again for each pair of output channels)."""
+    p = dict(step.fields)
+    x, y = step.reads[0], step.writes
+    return f"    {{\n        int32_t row;\n        for (row = 0; row < {p['out_h']}; ++row)\n" \
+           f"            {step.function}(&aot_op{step.op}_row, (const int8_t*)AOT_T{x} + row * {p['in_w'] * p['in_c']}, " \
+           f"AOT_T{y} + row * {p['out_w'] * p['out_c']}, AOT_S{k});\n    }}\n" \
+           f"    AOT_TRACE_OP({step.op}, AOT_T{y}, {graph.tensor(y).nbytes});"
+
+
+def _call(step: Step, k: int, graph: AotGraph, sliced: frozenset = frozenset()) -> str:
+    if k in sliced:
+        return _row_loop(step, k, graph)
     if step.function is None:
         if step.writes in graph.outputs:
             return f"    aot_copy(AOT_T{step.reads[0]}, AOT_T{step.writes}, {graph.tensor(step.writes).nbytes});"
@@ -164,6 +189,7 @@ def source(graph: AotGraph, steps: list[Step], plans: dict[str, MemoryPlan]) -> 
     weights = {f"aot_w{t}": "int8_t" if graph.tensor(t).type in ("INT8", "INT4") else "int32_t" for t in constants}
     ins = ", ".join(str(graph.tensor(t).nbytes) for t in graph.inputs)
     outs = ", ".join(str(graph.tensor(t).nbytes) for t in graph.outputs)
+    sliced = _sliced(steps, plans)
     early = [f"    aot_copy(inputs[{graph.inputs.index(t)}], outputs[{j}], {graph.tensor(t).nbytes});"
              for j, t in enumerate(graph.outputs) if t in graph.inputs]
     parts = [
@@ -179,9 +205,10 @@ def source(graph: AotGraph, steps: list[Step], plans: dict[str, MemoryPlan]) -> 
         *[_constant(graph.tensor(t)) for t in constants],
         *[_array(a) for s in steps for a in s.arrays],
         *[_params(s, weights) for s in steps if s.struct],
+        *[_row_params(steps[k], weights) for k in sorted(sliced)],
         _location_macros(graph, steps, plans),
         "int aot_model_invoke(const void* const inputs[], void* const outputs[]) {\n" +
-        "\n".join(early + [_call(s, k, graph) for k, s in enumerate(steps)]) +
+        "\n".join(early + [_call(s, k, graph, frozenset(sliced)) for k, s in enumerate(steps)]) +
         "\n    (void)inputs;\n    (void)outputs;\n    return 0;\n}",
     ]
     return "\n\n".join(parts) + "\n"
