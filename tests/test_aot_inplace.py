@@ -5,7 +5,6 @@ portable kernels and on CMSIS-NN's C path: every output byte must match TFLM's. 
 close (one output pixel less than the rule allows) must fail, so the check can fail. The Cortex-M4/M7 builds
 run in tests/test_aot_firmware.py (the MLPerf models' plans overlap there)."""
 import shutil
-from dataclasses import replace
 
 import pytest
 
