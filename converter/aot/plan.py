@@ -165,13 +165,24 @@ class _Groups:
         return _Groups(anchor, rel)
 
 
-def _arena(groups: _Groups, sizes: dict, spans: dict, scratch: list[Buffer]) -> int:
-    return _lowest_fit(sorted(groups.blocks(sizes, spans, scratch), key=BLOCK_ORDERS[0]))[1]
+def _best_fit(blocks: list[_Block]) -> tuple[dict[int, int], int]:
+    """The smallest of the lowest-fit placements in each of BLOCK_ORDERS."""
+    return min((_lowest_fit(sorted(blocks, key=order)) for order in BLOCK_ORDERS), key=lambda p: p[1])
 
 
-def _choose(candidates: list[Overlap], sizes: dict, spans: dict, scratch: list[Buffer]) -> tuple[_Groups, list]:
+# How a candidate overlap is judged: the lowest-fit in the first order, or the best of all orders. Neither
+# wins everywhere (the acceptance is greedy), so both are run and the smaller final plan kept.
+EVALUATORS = (lambda blocks: _lowest_fit(sorted(blocks, key=BLOCK_ORDERS[0])), _best_fit)
+
+
+def _choose(candidates: list[Overlap], sizes: dict, spans: dict, scratch: list[Buffer], evaluate
+            ) -> tuple[_Groups, list]:
     """Overlaps accepted one by one, in step order, while the plan does not grow; again over the ones left
     until none is accepted (one overlap may pay only once another is in: a residual block's ADD)."""
+
+    def _arena(groups: _Groups, sizes: dict, spans: dict, scratch: list[Buffer]) -> int:
+        return evaluate(groups.blocks(sizes, spans, scratch))[1]
+
     groups = _Groups({t: t for t in spans}, {t: 0 for t in spans})
     accepted: list[Overlap] = []
     best, left = _arena(groups, sizes, spans, scratch), list(candidates)
@@ -211,10 +222,13 @@ def _place(graph: AotGraph, steps: list[Step], variant: str, options: PlanOption
     found = candidates(graph, steps, variant, options, root, spans) if options.any else []
     if not found:
         return plain
-    groups, accepted = _choose(found, sizes, spans, scratch)
-    blocks = groups.blocks(sizes, spans, scratch)
-    offsets, arena = min((_lowest_fit(sorted(blocks, key=order)) for order in BLOCK_ORDERS), key=lambda p: p[1])
-    return (offsets, arena, accepted, plain[1]) if accepted and arena < plain[1] else plain
+    best = plain
+    for evaluate in EVALUATORS:
+        groups, accepted = _choose(found, sizes, spans, scratch, evaluate)
+        offsets, arena = _best_fit(groups.blocks(sizes, spans, scratch))
+        if accepted and arena < best[1]:
+            best = (offsets, arena, accepted, plain[1])
+    return best
 
 
 def check_plan(graph: AotGraph, steps: list[Step], plan: MemoryPlan) -> list[str]:
