@@ -224,11 +224,36 @@ def _place(graph: AotGraph, steps: list[Step], variant: str, options: PlanOption
         return plain
     best = plain
     for evaluate in EVALUATORS:
-        groups, accepted = _choose(found, sizes, spans, scratch, evaluate)
+        _, accepted = _choose(found, sizes, spans, scratch, evaluate)
+        groups, accepted = _without_idle_slices(accepted, sizes, spans, scratch)
         offsets, arena = _best_fit(groups.blocks(sizes, spans, scratch))
         if accepted and arena < best[1]:
             best = (offsets, arena, accepted, plain[1])
     return best
+
+
+def _grouped(overlaps: list[Overlap], sizes: dict, spans: dict) -> _Groups:
+    """The groups these overlaps make (each merge was valid with more members, so it is with fewer)."""
+    groups, done = _Groups({t: t for t in spans}, {t: 0 for t in spans}), set[tuple[int, int]]()
+    for o in overlaps:
+        merged = groups.merge(o, sizes, spans, done)
+        assert merged is not None, o
+        groups = merged
+        done.add((o.source, o.target))
+    return groups
+
+
+def _without_idle_slices(accepted: list[Overlap], sizes: dict, spans: dict,
+                         scratch: list[Buffer]) -> tuple[_Groups, list[Overlap]]:
+    """The accepted overlaps without the row-sliced 1x1 convolutions that do not lower the buffer (their
+    slices only cost instructions), last ones first."""
+    arena = _best_fit(_grouped(accepted, sizes, spans).blocks(sizes, spans, scratch))[1]
+    for o in reversed(list(accepted)):
+        if o.rows:
+            fewer = [a for a in accepted if a != o]
+            if _best_fit(_grouped(fewer, sizes, spans).blocks(sizes, spans, scratch))[1] <= arena:
+                accepted = fewer
+    return _grouped(accepted, sizes, spans), accepted
 
 
 def check_plan(graph: AotGraph, steps: list[Step], plan: MemoryPlan) -> list[str]:
@@ -250,7 +275,7 @@ def check_plan(graph: AotGraph, steps: list[Step], plan: MemoryPlan) -> list[str
         step = steps[o.step]
         need = 0 if step.function == "aot_add_s8" else None
         if need is None:
-            flight = in_flight(step, plan.variant, DEFAULT_PLAN)
+            flight = o.rows * dict(step.fields)["out_w"] if o.rows else in_flight(step, plan.variant, DEFAULT_PLAN)
             need = window_delta(dict(step.fields), flight) if flight else None
         actual = rects[o.source][0] - rects[o.target][0]
         if need is None or actual < need or spans[o.source][1] != o.step or spans[o.target][0] != o.step:
