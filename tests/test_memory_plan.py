@@ -17,6 +17,7 @@ from converter.tflite.model import read_model
 from converter.tflite.tflite_model import TfliteModel
 from converter.tflm import offline_plan as offline_plan_module
 from converter.tflm.arena import measure_arena
+from converter.tflm.derived_arena import derive
 from converter.tflm.runners import quantize, run_tflm
 from tests.conftest import tiny_classifier, tiny_dataset
 
@@ -230,7 +231,11 @@ def test_convert_writes_the_plan_and_sizes_the_arena_from_it(vww_like, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     record = manifest["stages"][-1]["memory_plan"]
-    assert record["kept"] and manifest["arena_bytes"] == record["arena_with_plan"] < record["arena_without_plan"]
+    # the plan is kept on the host's measurement; the reservation is the Cortex-M4's, derived with the plan
+    assert record["kept"] and manifest["arena"]["host"]["bytes"] == record["arena_with_plan"] < record["arena_without_plan"]
+    planned = (tmp_path / "out" / "model.tflite").read_bytes()
+    assert manifest["arena"]["target"]["kind"] == "derived"
+    assert manifest["arena_bytes"] == derive(planned, "cortex-m4").needed < derive(model_bytes, "cortex-m4").needed
     assert read_offline_plan((tmp_path / "out" / "model.tflite").read_bytes()) is not None
     assert "offline memory plan: tensors 4,608 -> 3,456 B" in (tmp_path / "out" / "report.md").read_text()
 

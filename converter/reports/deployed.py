@@ -6,9 +6,10 @@ So a conversion whose compress stage changed the model records both models' depl
 the per-target code-size data of converter/tflm/footprint.py, with the type-specialised kernels the
 generated resolver registers: flatbuffer + kernels + TFLM core, no TFLM_ROOT or cross compiler
 needed) and both models' arenas on the target (converter/tflm/target_arena.py: measured on the
-emulated core by the device check), each labelled with its source. The host's arenas (TFLM's
+emulated core by the device check, or derived for the Cortex-M4 from the model's plan when it cannot
+run: converter/tflm/derived_arena.py), each labelled with its source. The host's arenas (TFLM's
 Python runtime, 64-bit, reference kernels: they unpack int4 filters into scratch, CMSIS-NN does
-not) are only a labelled extra, or, when nothing could measure the target, the figure, labelled as
+not) are only a labelled extra, or, for a model the derivation does not model, the figure, labelled as
 not the device's.
 """
 from __future__ import annotations
