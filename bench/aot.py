@@ -27,8 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from converter import convert, flash, load_recipe, measure_bare, parse_recipe, render_firmware
-from converter.aot import NO_INPLACE, generate
+from converter import AOT_NO_INPLACE, convert, flash, generate_aot, load_recipe, measure_bare, parse_recipe, render_firmware
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -89,7 +88,7 @@ def ram_without_inplace(model: Path, work: Path) -> int:
     shutil.rmtree(plain, ignore_errors=True)
     shutil.copytree(model, plain)
     shutil.rmtree(plain / "aot")
-    generate((model / "model.tflite").read_bytes(), plan=NO_INPLACE).write(plain / "aot")
+    generate_aot((model / "model.tflite").read_bytes(), plan=AOT_NO_INPLACE).write(plain / "aot")
     project = work / f"{model.name}-aot-no-inplace"
     render_firmware(BOARD, plain, project, force=True, runtime="aot")
     return measure_bare(project).static_ram_bytes
