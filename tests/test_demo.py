@@ -62,15 +62,3 @@ def test_an_uncompressed_conversion_prints_no_comparison(demo_dir):
     manifest = json.loads((demo_dir / "manifest.json").read_text())
     assert "compress" not in [record["stage"] for record in manifest["stages"]]
     assert "deployed" not in manifest
-
-
-def test_only_a_compress_stage_that_changed_tensors_asks_for_the_comparison():
-    from converter.reports.deployed import tensors_compressed
-    from converter.stages.base import StageRecord
-
-    strip_only = StageRecord("compress", {}, {"tensors": [], "int4": {}, "strip": {"bytes_saved": {}}})
-    lut = StageRecord("compress", {}, {"tensors": [{"tensor": 3}]})
-    int4 = StageRecord("compress", {}, {"tensors": [], "int4": {"tensors": [{"tensor": 5}]}})
-    train = StageRecord("train", {}, {"tensors": [{"tensor": 1}]})
-    assert not tensors_compressed([train, strip_only])
-    assert tensors_compressed([train, lut]) and tensors_compressed([int4])

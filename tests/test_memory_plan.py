@@ -126,11 +126,11 @@ def test_compress_stage_keeps_a_plan_that_shrinks_the_arena(vww_like):
     model_bytes, data = vww_like
     result = run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline",
                                                               verify_samples=32), data)
-    record = result.record.details["memory_plan"]
+    record = result.record["memory_plan"]
     assert record["kept"] and record["plan"]["planned_bytes"] == VWW_LIKE_BEST
     assert record["arena_with_plan"] == record["arena_without_plan"] - (VWW_LIKE_GREEDY - VWW_LIKE_BEST)
     assert read_offline_plan(result.model) is not None
-    verification = result.record.details["verification"]
+    verification = result.record["verification"]
     assert verification["equal"] == verification["total"] == 32
     assert "offline memory plan: tensors 4,608 -> 3,456 B" in compress_stage.Compress().report_note(result.record)
 
@@ -139,7 +139,7 @@ def test_no_plan_when_greedy_is_already_optimal(tiny):
     model_bytes, data = tiny
     result = run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline"), data)
     assert result.model == model_bytes
-    record = result.record.details["memory_plan"]
+    record = result.record["memory_plan"]
     assert not record["kept"] and "already the lower bound" in record["note"]
     assert record["arena_with_plan"] is None  # nothing to measure
     assert "already the lower bound" in compress_stage.Compress().report_note(result.record)
@@ -150,7 +150,7 @@ def test_no_plan_when_the_measured_arena_does_not_shrink(vww_like, monkeypatch):
     model_bytes, data = vww_like
     monkeypatch.setattr(offline_plan_module, "measure_arena", lambda model, sample: 9000)
     result = run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline"), data)
-    record = result.record.details["memory_plan"]
+    record = result.record["memory_plan"]
     assert result.model == model_bytes and not record["kept"]
     assert "TFLM's arena does not shrink (9,000 -> 9,000 B" in record["note"]
 

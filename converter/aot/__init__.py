@@ -8,8 +8,10 @@ bit-identical to TFLM's (docs/aot.md).
     generate(model_bytes, plan=NO_INPLACE)   # the plan without in-place execution (PlanOptions)
 
 Modules: graph (the model, typed; the op-set check), quant (TFLM's Prepare arithmetic), lower (one
-kernel call per operator), scratch (kernel scratch per back-end), inplace (which outputs may share the
-bytes of an input that dies there), plan (the static buffer), emit (C text), program (generate, AotProgram), validate (gcc build vs TFLM), kernels/ (C, package data).
+kernel call per operator), decode (TFLM_DECODE's LUT and PRUNE tensors, decoded into the buffer), scratch
+(kernel scratch per back-end), inplace (which outputs may share the bytes of an input that dies there), plan
+(the static buffer), emit (C text), program (generate, AotProgram), validate (gcc build vs TFLM), kernels/ (C,
+package data).
 """
 from __future__ import annotations
 

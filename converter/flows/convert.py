@@ -139,8 +139,9 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
         if isinstance(stage, ConverterStage):
             model = first_flatbuffer = fix_flatbuffer(model, recipe, loaded.data, rewrites, events)
             if model is not result.model:  # scored again: the converter's own output runs wrongly on TFLM
-                details = record.details | ({"tflite_bytes": len(model), "tflite_bytes_before_rewrite":
-                                             record.details["tflite_bytes"]} if "tflite_bytes" in record.details else {})
+                details = record.details_dict()
+                details = details | ({"tflite_bytes": len(model), "tflite_bytes_before_rewrite":
+                                      details["tflite_bytes"]} if "tflite_bytes" in details else {})
                 record = replace(record, details=details, quality_after=stage.flatbuffer_quality(model, context))
         records.append(record)
         notes.append(stage.report_note(record))

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from ..errors import KitError
+from ..stages.compressors import CompressRecord
 from ..tflm.footprint import model_flash
 from ..tflm.target_arena import ArenaFigure
 
@@ -55,9 +56,7 @@ class DeployedComparison:
 def tensors_compressed(records) -> bool:
     """Whether a compress stage stored a tensor differently (LUT, PRUNE, int4), not only dropped metadata
     (stripping alone changes neither kernels nor arena: no comparison, and no second arena measurement)."""
-    return any(record.kind == "compress" and (record.details.get("tensors")
-                                              or (record.details.get("int4") or {}).get("tensors"))
-               for record in records)
+    return any(isinstance(record.details, CompressRecord) and record.details.tensors_changed for record in records)
 
 
 def compare_deployed(model_bytes: bytes, uncompressed: Optional[bytes], arena: ArenaFigure,

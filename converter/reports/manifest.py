@@ -99,7 +99,7 @@ class ConversionParts:
         }
         if self.source != "keras":
             summary["source"] = self.source
-        if any(record.details.get("trained_federated") for record in self.stages):
+        if any(record.get("trained_federated") for record in self.stages):
             summary["trained_federated"] = True
         if self.aot is not None:
             summary["aot_bit_exact"] = self.aot["bit_exact"]
