@@ -110,6 +110,8 @@ _EXPORTS = {
     "generate_aot": "aot.program:generate",
     "AotProgram": "aot.program:AotProgram",
     "AotNumerics": "aot.lower:Numerics",
+    "AotPlanOptions": "aot.inplace:PlanOptions",
+    "AOT_NO_INPLACE": "aot.inplace:NO_INPLACE",
     "validate_aot_on_host": "aot.validate:validate_on_host",
     # federated fine-tuning
     "DpSettings": "federated.settings:DpSettings",

@@ -5,16 +5,19 @@ bit-identical to TFLM's (docs/aot.md).
     program.write(folder)               # aot_model.h, aot_model.c, the kernels
     program.buffer_bytes("cortex-m4")   # the static RAM buffer for that core
     print(program.memory_plan())        # offset, size, tensor
+    generate(model_bytes, plan=NO_INPLACE)   # the plan without in-place execution (PlanOptions)
 
 Modules: graph (the model, typed; the op-set check), quant (TFLM's Prepare arithmetic), lower (one
 kernel call per operator), decode (TFLM_DECODE's LUT and PRUNE tensors, decoded into the buffer), scratch
-(kernel scratch per back-end), plan (the static buffer), emit (C text), program (generate, AotProgram),
-validate (gcc build vs TFLM), kernels/ (C, package data).
+(kernel scratch per back-end), inplace (which outputs may share the bytes of an input that dies there), plan
+(the static buffer), emit (C text), program (generate, AotProgram), validate (gcc build vs TFLM), kernels/ (C,
+package data).
 """
 from __future__ import annotations
 
 from .graph import NotCompilable
+from .inplace import NO_INPLACE, PlanOptions
 from .lower import Numerics
 from .program import AotProgram, TensorSpec, generate
 
-__all__ = ["AotProgram", "NotCompilable", "Numerics", "TensorSpec", "generate"]
+__all__ = ["NO_INPLACE", "AotProgram", "NotCompilable", "Numerics", "PlanOptions", "TensorSpec", "generate"]

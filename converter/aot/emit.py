@@ -59,10 +59,26 @@ def _field(value, weights: dict[str, str]) -> str:
     return str(value)
 
 
-def _params(step: Step, weights: dict[str, str]) -> str:
+def _params(step: Step, weights: dict[str, str], suffix: str = "") -> str:
     body = ",\n".join(f"    .{name} = {_field(value, weights)}" for name, value in step.fields)
     return f"/* operator {step.op}: {step.kind} {step.note} */\n" \
-           f"static const {step.struct} aot_op{step.op}{step.tag} = {{\n{body}\n}};"
+           f"static const {step.struct} aot_op{step.op}{step.tag}{suffix} = {{\n{body}\n}};"
+
+
+def _row_params(step: Step, weights: dict[str, str], rows: int) -> str:
+    """The parameters of one slice of `rows` output rows of a row-sliced 1x1 convolution (inplace.row_sliced),
+    and of the last, shorter one."""
+    out_h = dict(step.fields)["out_h"]
+    parts = [("_row", rows)] + ([("_tail", out_h % rows)] if out_h % rows else [])
+    return "\n\n".join(_params(Step(step.op, step.kind, step.function, step.struct,
+                                     tuple((n, h if n in ("in_h", "out_h") else v) for n, v in step.fields),
+                                     note=f"{step.note}, {h} output rows"), weights, suffix)
+                        for suffix, h in parts)
+
+
+def _sliced(plans: dict[str, MemoryPlan]) -> dict[int, int]:
+    """Step -> output rows per call, for the 1x1 convolutions some plan overlaps (every plan slices alike)."""
+    return {o.step: o.rows for plan in plans.values() for o in plan.overlaps if o.rows}
 
 
 def _pointer(location: Location, const: bool) -> str:
@@ -95,7 +111,26 @@ def _location_macros(graph: AotGraph, steps: list[Step], plans: dict[str, Memory
     return "\n".join(blocks) + "\n#endif"
 
 
-def _call(step: Step, k: int, graph: AotGraph) -> str:
+def _row_loop(step: Step, k: int, graph: AotGraph, rows: int) -> str:
+    """A 1x1 convolution called on slices of rows, so that its output can be written behind its reads
+    (CMSIS-NN's 1x1 kernel reads every input pixel again for each pair of output channels)."""
+    p = dict(step.fields)
+    x, y = step.reads[0], step.writes
+    whole = p["out_h"] // rows * rows
+
+    def call(suffix: str, row: str) -> str:
+        return f"{step.function}(&aot_op{step.op}{suffix}, (const int8_t*)AOT_T{x} + {row} * {p['in_w'] * p['in_c']}, " \
+               f"AOT_T{y} + {row} * {p['out_w'] * p['out_c']}, AOT_S{k});"
+
+    tail = f"\n    {call('_tail', str(whole))}" if whole < p["out_h"] else ""
+    return f"    {{\n        int32_t row;\n        for (row = 0; row < {whole}; row += {rows})\n" \
+           f"            {call('_row', 'row')}\n    }}{tail}\n" \
+           f"    AOT_TRACE_OP({step.op}, AOT_T{y}, {graph.tensor(y).nbytes});"
+
+
+def _call(step: Step, k: int, graph: AotGraph, sliced: dict[int, int]) -> str:
+    if k in sliced:
+        return _row_loop(step, k, graph, sliced[k])
     if step.function is None:
         if step.writes in graph.outputs:
             return f"    aot_copy(AOT_T{step.reads[0]}, AOT_T{step.writes}, {graph.tensor(step.writes).nbytes});"
@@ -174,6 +209,7 @@ def source(graph: AotGraph, steps: list[Step], plans: dict[str, MemoryPlan]) -> 
     weights = {f"aot_w{t}": "int8_t" if graph.tensor(t).type in ("INT8", "INT4") else "int32_t" for t in constants}
     ins = ", ".join(str(graph.tensor(t).nbytes) for t in graph.inputs)
     outs = ", ".join(str(graph.tensor(t).nbytes) for t in graph.outputs)
+    sliced = _sliced(plans)
     early = [f"    aot_copy(inputs[{graph.inputs.index(t)}], outputs[{j}], {graph.tensor(t).nbytes});"
              for j, t in enumerate(graph.outputs) if t in graph.inputs]
     parts = [
@@ -190,8 +226,9 @@ def source(graph: AotGraph, steps: list[Step], plans: dict[str, MemoryPlan]) -> 
         *[_array(a) for s in steps for a in s.arrays],
         _location_macros(graph, steps, plans),   # before the parameters: decoded weights' addresses (AOT_T<n>)
         *[_params(s, weights) for s in steps if s.struct],
+        *[_row_params(steps[k], weights, rows) for k, rows in sorted(sliced.items())],
         "int aot_model_invoke(const void* const inputs[], void* const outputs[]) {\n" +
-        "\n".join(early + [_call(s, k, graph) for k, s in enumerate(steps)]) +
+        "\n".join(early + [_call(s, k, graph, sliced) for k, s in enumerate(steps)]) +
         "\n    (void)inputs;\n    (void)outputs;\n    return 0;\n}",
     ]
     return "\n\n".join(parts) + "\n"

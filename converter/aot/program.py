@@ -10,6 +10,7 @@ from ..errors import KitError
 from . import emit
 from .graph import AotGraph, read_graph
 from .lower import DEFAULT_NUMERICS, Numerics, Step, lower
+from .inplace import DEFAULT_PLAN, PlanOptions
 from .plan import VARIANTS, MemoryPlan, plan_memory
 from .scratch import scratch_sizes
 
@@ -76,6 +77,7 @@ class AotProgram:
     def as_dict(self) -> dict:
         return {"inputs": [t.as_dict() for t in self.inputs], "outputs": [t.as_dict() for t in self.outputs],
                 "buffer_bytes_by_backend": {v: p.buffer_bytes for v, p in self.plans.items()},
+                "buffer_bytes_without_inplace": {v: p.baseline_bytes for v, p in self.plans.items()},
                 "operators": [{"index": o.index, "kind": o.kind, "kernel": o.function} for o in self.operators]}
 
 
@@ -92,15 +94,16 @@ def _spec(graph: AotGraph, index: int) -> TensorSpec:
     return TensorSpec(t.name, t.shape, IO_TYPES[t.type], t.scale if t.scales else 0.0, t.zero_point)
 
 
-def generate(model: bytes, numerics: Numerics = DEFAULT_NUMERICS) -> AotProgram:
+def generate(model: bytes, numerics: Numerics = DEFAULT_NUMERICS, plan: PlanOptions = DEFAULT_PLAN) -> AotProgram:
     """The model compiled to C. Raises NotCompilable (a KitError) naming an operator or type outside
     the AOT set, with the way out (the `tflm` runtime). `numerics`: which TFLM version's Prepare
-    arithmetic to follow where versions differ (default: the kit's golden interpreter's)."""
+    arithmetic to follow where versions differ (default: the kit's golden interpreter's). `plan`: the
+    in-place execution the buffer plan may use (default: every proven one; NO_INPLACE: none)."""
     graph = read_graph(model)
     steps: list[Step] = [scratch_sizes(step) for step in lower(graph, numerics)]
     inputs = tuple(_spec(graph, t) for t in graph.inputs)
     outputs = tuple(_spec(graph, t) for t in graph.outputs)
-    plans = {variant: plan_memory(graph, steps, variant) for variant in VARIANTS}
+    plans = {variant: plan_memory(graph, steps, variant, plan) for variant in VARIANTS}
     files = {"aot_model.h": emit.header(graph, plans), "aot_model.c": emit.source(graph, steps, plans),
              **emit.kernel_sources()}
     return AotProgram(MappingProxyType(files), inputs, outputs, MappingProxyType(plans),

@@ -60,7 +60,7 @@ def test_fc_per_tensor_product_follows_the_chosen_tflm():
 
 
 def test_plan_aliases_reshape_and_never_overlaps_live_tensors():
-    from converter.aot import generate
+    from converter.aot import NO_INPLACE, generate
     from converter.aot.graph import read_graph
     from converter.aot.lower import lower
     from converter.aot.plan import storage_roots
@@ -68,13 +68,14 @@ def test_plan_aliases_reshape_and_never_overlaps_live_tensors():
     from tests.aot_models import chain_model
 
     model = chain_model(5)
-    program = generate(model)
+    program = generate(model, plan=NO_INPLACE)   # in-place overlaps: tests/unit/test_aot_inplace.py
     graph = read_graph(model)
     steps = [scratch_sizes(s) for s in lower(graph)]
     reshape = next(s for s in steps if s.kind == "RESHAPE")
     assert storage_roots(graph, steps)[reshape.writes] == reshape.reads[0]
     for variant, plan in program.plans.items():
         assert plan.locations[reshape.writes] == plan.locations[reshape.reads[0]]
+        assert not plan.overlaps
         entries = plan.entries
         for i, a in enumerate(entries):
             for b in entries[i + 1:]:
