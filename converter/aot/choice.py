@@ -8,7 +8,8 @@ The generator knows every shape, so it makes the same test here, with the wrappe
 at the commit TFLM pins), and the generated code calls that kernel's entry point (aot_kernels.h, e.g.
 `aot_conv_s8_1x1_fast`): only the kernels the model uses are linked, and each layer runs the very function
 TFLM runs. The same split is made where the kit's back-end itself dispatched at run time (FULLY_CONNECTED
-per tensor or per channel, ADD/MUL elementwise or broadcast). The portable back-end maps every entry
+per tensor or per channel, ADD/MUL elementwise or broadcast), and one size/speed trade is made per layer
+(a SOFTMAX of a few logits: SMALL_SOFTMAX_ELEMENTS). The portable back-end maps every entry
 point onto its one generic kernel. On MVE, where the wrappers route some shapes differently, the CMSIS-NN
 back-end's entry point calls the wrapper (aot_kernels_cmsis.c). tests/test_aot_cmsis.py runs the wrappers
 themselves on random shapes and checks they choose the kernel chosen here."""
@@ -66,6 +67,18 @@ def fc_kernel(p: dict, s4: bool) -> str | None:
     return "per_channel" if p["per_channel"] else "per_tensor"
 
 
+# SOFTMAX over at most this many elements runs the kit's fixed-point kernel (TFLM's reference arithmetic, the
+# portable back-end's) instead of CMSIS-NN's arm_softmax_s8: 3,024 B less flash on the Cortex-M4 (demo, bare
+# program) for about 232 more instructions per element (measured: 10 logits, +2,320 of 2.52 M), which stays
+# within what TFLM's interpreter spends per inference on every bench model (bench/aot.md). Same bytes: both
+# are bit-exact to TFLM's reference softmax (tests/test_aot.py, tests/test_aot_firmware.py).
+SMALL_SOFTMAX_ELEMENTS = 16
+
+
+def softmax_kernel(p: dict, _s4: bool) -> str | None:
+    return "small" if p["rows"] * p["depth"] <= SMALL_SOFTMAX_ELEMENTS else None
+
+
 def elementwise_kernel(p: dict, _s4: bool) -> str:
     return "broadcast" if p["dims"] != 0 else "elementwise"
 
@@ -73,7 +86,7 @@ def elementwise_kernel(p: dict, _s4: bool) -> str:
 # kernel family (the lowering's function without its width) -> the entry point's suffix for a layer
 CHOICES: dict[str, Callable[[dict, bool], str | None]] = {
     "aot_conv": conv_kernel, "aot_dwconv": dwconv_kernel, "aot_fc": fc_kernel,
-    "aot_add": elementwise_kernel, "aot_mul": elementwise_kernel}
+    "aot_add": elementwise_kernel, "aot_mul": elementwise_kernel, "aot_softmax": softmax_kernel}
 
 
 def choose_kernel(step: Step) -> Step:

@@ -149,5 +149,7 @@ void aot_add_s8_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t*
 void aot_add_s8_broadcast(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
 void aot_mul_s8_elementwise(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
 void aot_mul_s8_broadcast(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+/* A softmax of a few logits: the kit's fixed-point kernel on every back-end (smaller than CMSIS-NN's). */
+void aot_softmax_s8_small(const aot_softmax_t* p, const int8_t* in, int8_t* out, void* scratch);
 
 #endif /* AOT_KERNELS_H_ */

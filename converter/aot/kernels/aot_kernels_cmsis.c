@@ -12,6 +12,7 @@
 void aot_add_reference_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
 void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4);
 void aot_mul_reference_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out);
+void aot_softmax_reference_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out);
 
 static cmsis_nn_dims aot_dims(int32_t n, int32_t h, int32_t w, int32_t c) {
   cmsis_nn_dims d;
@@ -216,6 +217,10 @@ void aot_maxpool_s8(const aot_pool_t* p, const int8_t* in, int8_t* out, void* sc
 void aot_softmax_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out, void* scratch) {
   (void)scratch;
   arm_softmax_s8(in, p->rows, p->depth, p->mult, p->left_shift, p->diff_min, out);
+}
+void aot_softmax_s8_small(const aot_softmax_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch; /* converter/aot/choice.py: a few logits, where CMSIS-NN's 3.7 KB kernel does not pay */
+  aot_softmax_reference_s8(p, in, out);
 }
 
 void aot_add_s8_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {

@@ -152,6 +152,7 @@ AOT_PORTABLE_AS(aot_dwconv_s4_opt, aot_conv_t, aot_dwconv_s4)
 AOT_PORTABLE_AS(aot_dwconv_s4_generic, aot_conv_t, aot_dwconv_s4)
 AOT_PORTABLE_AS(aot_fc_s8_per_tensor, aot_fc_t, aot_fc_s8)
 AOT_PORTABLE_AS(aot_fc_s8_per_channel, aot_fc_t, aot_fc_s8)
+AOT_PORTABLE_AS(aot_softmax_s8_small, aot_softmax_t, aot_softmax_s8)
 void aot_add_s8_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
   aot_add_s8(p, in1, in2, out, scratch);
 }
