@@ -16,7 +16,7 @@ from converter.runtimes.boards import load_board
 from converter.runtimes.device import DEVICE_FILE
 from converter.runtimes.render import render_project
 
-from .conftest import REPO, run_kit
+from .conftest import run_kit
 from .firmware_tools import need_tools, sdk, tflm_root
 
 
@@ -75,10 +75,23 @@ def test_runner_refuses_a_file_that_is_not_uf2(pico_tools, tmp_path):
         rp2040.run_uf2(bogus, pico_tools)
 
 
-@pytest.mark.slow
-def test_pico_runs_kws_on_an_emulated_rp2040(pico_tools, shared_data, tmp_path):
-    out = tmp_path / "kws"
-    converted = run_kit("convert", REPO / "models/recipes/mlperf_kws.yaml", "--out", out)
+def test_pico_runs_kws_with_both_runtimes_on_an_emulated_rp2040(pico_tools, shared_data, tmp_path, monkeypatch):
+    """MLPerf Tiny KWS (its reference int8 .tflite, random inputs) on the same emulated RP2040 twice: TFLM built
+    against TFLM_ROOT's Cortex-M0+ library and the AOT C with CMSIS-NN's plain C paths, both PASS bit-identical."""
+    import yaml
+
+    monkeypatch.setenv("CMSIS_NN_ROOT", str(sdk("cmsis-nn")))
+    recipe = tmp_path / "kws.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "ref_kws", "model": {"path": str(shared_data / "mlperf_tiny/keyword_spotting/kws_ref_model.tflite")},
+        "data": {"random": {"samples": 8, "low": -1.0, "high": 1.0}}, "golden": {"vectors": 3}}))
+    converted = run_kit("convert", recipe, "--out", tmp_path / "kws")
     assert converted.returncode == 0, converted.stderr[-3000:]
-    summary = _flash_on_rp2040js(out, tmp_path / "pico")
-    assert summary["pass"] and summary["passed"] == summary["total"] > 0, summary["failures"]
+    tflm = _flash_on_rp2040js(tmp_path / "kws", tmp_path / "pico")
+    render_project("pico", tmp_path / "kws", tmp_path / "pico-aot", runtime="aot")
+    aot = flash(tmp_path / "pico-aot")
+    for summary in (tflm, aot):
+        assert summary["emulator"] == "rp2040js" and summary["stop"] == "selftest"
+        assert summary["pass"] and summary["passed"] == summary["total"] == 3, summary["failures"]
+    cycles = [json.loads((tmp_path / p / DEVICE_FILE).read_text())["cycles_per_inference"] for p in ("pico", "pico-aot")]
+    assert all(c > 0 for c in cycles)
