@@ -65,14 +65,16 @@ class Measured:
         return self.flash_bare - self.model_data
 
 
-def model_dir(name: str, work: Path, shared: Path) -> Path:
-    out = work / name
+def model_dir(name: str, work: Path, shared: Path, lut: bool = True) -> Path:
+    """The converted model; MLPerf models with the compress stage's default LUT (VWW and AD get TFLM_DECODE)
+    unless `lut` is off."""
+    out = work / (name if lut else f"{name}-nolut")
     if name == "demo":
         recipe = load_recipe(REPO / "models/recipes/demo.yaml")
     else:
         recipe = parse_recipe({"name": f"ref_{name}", "model": {"path": str(shared / "mlperf_tiny" / MLPERF[name])},
                                "data": {"random": {"samples": 12, "low": -1.0, "high": 1.0}},
-                               "compress": {"strip_metadata": True, "lut": False}, "golden": {"vectors": 5}}, base_dir=work)
+                               "compress": {"strip_metadata": True, "lut": lut}, "golden": {"vectors": 5}}, base_dir=work)
     convert(recipe, out, force=True)
     return out
 
@@ -139,6 +141,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated: " + ",".join(MODELS))
     parser.add_argument("--out", default=str(REPO / "build" / "bench-aot"))
+    parser.add_argument("--no-lut", action="store_true", help="MLPerf models without LUT compression (no DECODE)")
     args = parser.parse_args(argv)
     for setting in ("TFLM_ROOT", "CMSIS_NN_ROOT", "TFLM_KIT_SHARED_DATA"):
         if not os.environ.get(setting):
@@ -152,10 +155,10 @@ def main(argv=None) -> int:
     os.environ["TFLM_KIT_DEVICE_CHECK"] = "off"
     started, rows = time.perf_counter(), {}
     for key in keys:
-        folder = model_dir(key, work, shared)
+        folder = model_dir(key, work, shared, lut=not args.no_lut)
         rows[key] = {runtime: measure(folder, runtime, work) for runtime in ("tflm", "aot")}
         print(f"{key}: " + ", ".join(f"{r} {m.passed}/{m.total} program {m.flash_bare:,} B" for r, m in rows[key].items()))
-    command = "python -m bench.aot" + (f" --only {args.only}" if args.only else "")
+    command = "python -m bench.aot" + (f" --only {args.only}" if args.only else "") + (" --no-lut" if args.no_lut else "")
     (BENCH / "aot.md").write_text(render(rows, command, time.perf_counter() - started))
     with open(BENCH / "aot.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -51,7 +51,8 @@ def main(argv: list[str]) -> int:
                 compressed, record = model_bytes, {}
             else:
                 settings = CompressSettings(verify_samples=args.samples, **options)
-                compressed, record, _ = compress_model(model_bytes, settings, data)
+                compressed, typed, _ = compress_model(model_bytes, settings, data)
+                record = typed.as_dict()  # as manifest.json holds it
         except KitError as error:
             print(f"| {label} | — | — | — | fails: {error.problem} | | |")
             continue

@@ -78,6 +78,7 @@ _EXPORTS = {
     "CompressSettings": "stages.compress:CompressSettings",
     "Int4FineTuneSettings": "stages.int4_finetune:Int4FineTuneSettings",
     "compress_model": "stages.compress:compress_model",
+    "CompressRecord": "stages.compressors:CompressRecord",
     "strip_metadata": "tflite.strip:strip",
     # the flatbuffer and the runtimes
     "read_model": "tflite.info:read_model",

@@ -5,7 +5,8 @@ Relative paths in a recipe are relative to the recipe file, so a recipe and its
 model travel together (system/paths.py). The `stages:` entries are the registered
 stages (stages/registry.py); their order is checked on load (stages/base.check_order).
 The run is `Recipe.pipeline()`: Keras stages, quantize, flatbuffer stages, compress;
-a .tflite model skips the first two.
+a .tflite model skips the first two. quantize and compress are the recipe's own sections, never
+`stages:` entries (one spelling each).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pydantic import (BaseModel, Field, ValidationError, create_model, field_val
 
 from .errors import KitError
 from .stages.base import OrderError, check_order
-from .stages.registry import list_stages
+from .stages.registry import list_stages, stages
 from .system.paths import resolve_path
 from .inputs.builders import builder_file
 from .inputs.dataset import DataSpec
@@ -80,6 +81,7 @@ def _stage_entry_model() -> type[BaseModel]:
 
 
 STAGE_KINDS = tuple(list_stages())
+SECTION_KINDS = tuple(name for name, stage in stages().items() if stage.section)   # quantize, compress
 Stage = _stage_entry_model()
 
 
@@ -155,6 +157,19 @@ class Recipe(_Strict):
                            "see the recipe reference in README.md")
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_are_not_entries(cls, data):
+        """quantize and compress are the recipe's own sections: one spelling, so a `stages:` entry naming one
+        is refused with the move that fixes it (rather than as an unknown stage)."""
+        entries = data.get("stages") if isinstance(data, dict) else None
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            kind = next((key for key in entry if key in SECTION_KINDS), None) if isinstance(entry, dict) else None
+            if kind is not None:
+                raise KitError(f"recipe field 'stages[{index}]' = '{kind}': {kind} is the recipe's '{kind}:' section, "
+                               "not a stages entry", f"move its settings to a top-level '{kind}:' section")
+        return data
+
     @field_validator("seed")
     @classmethod
     def _seed_range(cls, seed: int) -> int:
@@ -228,9 +243,6 @@ class Recipe(_Strict):
         if self.model.is_flatbuffer and "quantize" in self.model_fields_set:
             raise KitError("recipe field 'quantize' is set, but the model is a .tflite, which is already converted",
                            "remove the quantize section (or start from the Keras model)")
-        if self.compress is not None and "compress" in kinds:
-            raise KitError("recipe gives compress twice (the 'compress' section and in 'stages')",
-                           "keep one of them")
 
 
 def _first_non_finite(node, where: tuple):

@@ -55,6 +55,19 @@ def model_dirs(tmp_path_factory):
             folder = tmp_path_factory.mktemp(name)
             if name == "demo":
                 recipe = REPO / "models/recipes/demo.yaml"
+            elif name in ("lutprune", "floatio"):
+                # lutprune: the kit's compress stage writes one LUT and one PRUNE tensor (DECODE);
+                # floatio: float32 in (QUANTIZE) and out (DEQUANTIZE), int8 and int16 inputs dequantized
+                from .aot_compressed import float_io_model, sparse_clustered_model
+
+                (folder / "model.tflite").write_bytes(sparse_clustered_model() if name == "lutprune"
+                                                      else float_io_model(0, 3))
+                recipe = folder / "recipe.yaml"
+                recipe.write_text(yaml.safe_dump({
+                    "name": name, "model": {"path": str(folder / "model.tflite")},
+                    "data": {"random": {"samples": 8, "low": -1.0, "high": 1.0}},
+                    **({"compress": {"lut": True, "prune": True}} if name == "lutprune" else {}),
+                    "golden": {"vectors": GOLDEN_VECTORS}}))
             else:
                 shared = os.environ.get("TFLM_KIT_SHARED_DATA") or str(REPO.parent / "shared" / "data")
                 source = os.path.join(shared, "mlperf_tiny", MLPERF[name])
@@ -65,7 +78,7 @@ def model_dirs(tmp_path_factory):
                 recipe.write_text(yaml.safe_dump({
                     "name": f"ref_{name}", "model": {"path": source},
                     "data": {"random": {"samples": 8, "low": -1.0, "high": 1.0}},
-                    "compress": {"strip_metadata": True, "lut": False}, "golden": {"vectors": GOLDEN_VECTORS}}))
+                    "compress": {"strip_metadata": True}, "golden": {"vectors": GOLDEN_VECTORS}}))
             result = run_kit("convert", recipe, "--out", folder / name)
             assert result.returncode == 0, result.stderr[-3000:]
             assert (folder / name / "aot" / "aot_model.h").is_file(), "convert wrote no aot/ (runtime: both)"
@@ -93,6 +106,29 @@ def test_aot_firmware_is_bit_identical_to_tflm(model, board, model_dirs, cmsis_n
         assert device["flash_bytes"] > 0 and device["instructions_per_inference"] > 0
         assert device["static_ram_bytes"] >= record["buffer_bytes"]
         assert record["kernels"] == "cmsis-nn" and (tmp_path / "fw" / "build/model/aot").is_dir()
+
+
+@pytest.mark.parametrize("board", [pytest.param("host", marks=pytest.mark.slow), "cortex-m-qemu"])
+def test_lut_and_prune_compressed_model_is_bit_identical_on_the_device(board, model_dirs, cmsis_nn, tmp_path):
+    """A model whose weights the compress stage stored as LUT and PRUNE (TFLM runs them through DECODE): the
+    AOT firmware keeps them compressed, decodes them before use and passes every golden vector."""
+    model_dir = model_dirs("lutprune")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    compress = next(s for s in manifest["stages"] if s["stage"] == "compress")
+    assert compress["decode_operators"] == 2, compress
+    source = (model_dir / "aot" / "aot_model.c").read_text()
+    assert "aot_decode_lut(" in source and "aot_decode_prune(" in source
+    record, ran = _run(board, model_dir, tmp_path / "fw")
+    assert ran["pass"] and ran["passed"] == ran["total"] == GOLDEN_VECTORS, ran["failures"] + ran["golden_differences"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["cortex-m-qemu", "cortex-m7-qemu"])
+def test_float_interfaces_are_bit_identical_on_the_device(board, model_dirs, cmsis_nn, tmp_path):
+    """QUANTIZE float32 -> int8 and DEQUANTIZE -> float32 (int8_io: false) on the emulated Cortex-M4 (soft float)
+    and Cortex-M7 (single-precision FPU): the float outputs' bytes equal TFLM's on the host."""
+    record, ran = _run(board, model_dirs("floatio"), tmp_path / "fw")
+    assert ran["pass"] and ran["passed"] == ran["total"] == GOLDEN_VECTORS, ran["failures"] + ran["golden_differences"]
 
 
 def test_a_changed_golden_byte_fails_the_aot_self_test(model_dirs, tmp_path):

@@ -19,7 +19,7 @@ EXPECTED_FILES = {"model.tflite", "model_data.h", "model_data.cc", "model_ops.h"
 # the AOT runtime's sources (docs/aot.md), in aot/: default.yaml's model is inside its operator set
 AOT_FILES = {f"aot/{name}" for name in ("aot_model.h", "aot_model.c", "aot_kernels.h", "aot_fixedpoint.h",
                                          "aot_reference.h", "aot_kernels_common.c", "aot_kernels_portable.c",
-                                         "aot_kernels_cmsis.c")}
+                                         "aot_kernels_cmsis.c", "aot_kernels_decode.c")}
 
 
 def test_c_array_round_trip():

@@ -13,10 +13,10 @@ from converter import CompressSettings, QuantizeSettings
 from converter.recipe import parse_recipe
 from converter.tflm.runners import quantize, run_tflm
 from converter.stages import compress as compress_stage
+from converter.stages import compressors
 from converter.stages import run_stage
 from converter.stages import quantize as quantize_stage
 from converter.tflite.compression import lut as lut_module
-from converter.tflite.compression.plan import plan
 from converter.tflite.model import read_model
 from tests.conftest import REPO, run_kit, tiny_classifier, tiny_dataset
 from tests.firmware_tools import HOST_LIB, tflm_root
@@ -77,7 +77,7 @@ def test_planned_sizes_match_tflm_compressor(tiny):
 
     _, data = tiny
     model_bytes = _quantized(_clustered(tiny_classifier(), 3, seed=1), data)
-    choices = plan(model_bytes).lut
+    choices = compress_stage.plan_encodings(model_bytes, CompressSettings()).of("lut")
     assert choices
     editable = model_editor.read(model_bytes)
     for choice in choices:
@@ -297,7 +297,7 @@ def test_strip_metadata_without_lut_and_a_bad_strip_is_caught(tiny, monkeypatch)
     assert result.record["verification"]["equal"] == result.record["verification"]["total"] > 0
 
     from tflite_micro.tensorflow.lite.micro.compression import model_editor
-    real = compress_stage.strip
+    real = compressors.strip
 
     def scale_dropped(model_bytes):
         # a strip that changes something TFLM does read: the output zero point
@@ -307,6 +307,6 @@ def test_strip_metadata_without_lut_and_a_bad_strip_is_caught(tiny, monkeypatch)
         output.quantization.zero_points = [output.quantization.zero_points[0] + 7]
         return bytes(edited.build()), record
 
-    monkeypatch.setattr(compress_stage, "strip", scale_dropped)
+    monkeypatch.setattr(compressors, "strip", scale_dropped)
     with pytest.raises(KitError, match="stripped model differs"):
         run_stage("compress", model_bytes, CompressSettings(lut=False, strip_metadata=True), data)

@@ -4,7 +4,9 @@
 before anything is written: its outputs must equal TFLM-on-host's, and the arena it used is the one
 model_settings.h reserves (+ the recipe's margin). The CI check: on the demo and the MLPerf IC model the
 reserved arena is >= the arena the target used and <= used + margin + 16 B, and the rendered board
-project passes its self-test under QEMU with exactly that reservation.
+project passes its self-test under QEMU with exactly that reservation; without the device check the
+reservation is the Cortex-M4 arena derived from the model (converter/tflm/derived_arena.py), equal to
+what QEMU measures.
 
 Needs TFLM_ROOT, arm-none-eabi-gcc and qemu-system-arm (each test skips saying which is missing).
 """
@@ -17,6 +19,7 @@ import pytest
 from converter.errors import KitError
 from converter.flows.firmware import render_firmware
 from converter.flows.flash import flash
+from converter.tflm.derived_arena import derive
 
 from .conftest import REPO, run_kit
 from .firmware_tools import need_tools, tflm_root
@@ -73,19 +76,30 @@ def test_demo_reserves_the_cortex_m4_arena_and_prints_its_source(demo_checked, t
     project = tmp_path / "fw"
     render_firmware("cortex-m-qemu", out, project)
     _check_reservation(project, target["bytes"], manifest["arena"]["margin"], _tools())
+    # what a fresh clone writes without the tools, derived from the model, is what QEMU measured, to the byte
+    derived = derive((out / "model.tflite").read_bytes(), "cortex-m4")
+    assert (derived.needed, derived.used) == (target["bytes"], manifest["device_check"]["arena_used_bytes"])
 
 
-def test_ic_board_project_reserves_the_arena_firmware_measures_for_its_core(ic_dir, tmp_path, monkeypatch):
-    """ic_dir was converted without the device check (host figure): `firmware --board` measures the M4's now."""
+def test_ic_reserves_the_derived_arena_which_is_what_the_cortex_m4_needs(ic_dir, tmp_path):
+    """ic_dir was converted without the device check (the suite turns it off): model_settings.h reserves the
+    Cortex-M4 arena derived from the model; QEMU measures the same smallest arena, and the board project passes
+    its self-test with the reservation (>= the measured need, <= it + margin + 16 B)."""
+    from converter.runtimes.device_check import measure_model_dir
+    from converter.runtimes.facts import read_model_dir
+
     root = _tools()
-    monkeypatch.setenv("TFLM_KIT_DEVICE_CHECK", "auto")  # the suite turns QEMU runs off elsewhere
     manifest = json.loads((ic_dir / "manifest.json").read_text())
-    assert manifest["arena"]["target"]["kind"] == "host"
+    target = manifest["arena"]["target"]
+    assert target["kind"] == "derived" and target["core"] == "cortex-m4"
+    assert target["bytes"] < manifest["arena"]["host"]["bytes"]
+    assert "derived for Cortex-M4 (32-bit)" in (ic_dir / "model_settings.h").read_text()
+    measured = measure_model_dir("cortex-m4", ic_dir, read_model_dir(ic_dir))
+    assert measured.kind == "measured" and measured.bytes == target["bytes"]
     project = tmp_path / "fw"
     record = render_firmware("cortex-m-qemu", ic_dir, project)
-    assert "measured on cortex-m4 under QEMU" in record["arena_source"]
-    assert record["arena_measured_bytes"] < manifest["arena"]["host"]["bytes"]
-    _check_reservation(project, record["arena_measured_bytes"], manifest["arena"]["margin"], root)
+    assert record["arena_source"].startswith("derived for Cortex-M4")
+    _check_reservation(project, measured.bytes, manifest["arena"]["margin"], root)
 
 
 def test_a_device_that_computes_other_bytes_fails_the_conversion_naming_the_vector(demo_checked):

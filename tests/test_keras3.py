@@ -2,12 +2,14 @@
 builder returning a Keras 3 model convert by post-training quantization (int8, int16x8), take the
 flatbuffer stages, validate bit for bit and run in firmware; TF-MOT stages are refused for them in one
 line naming what works instead (on the command line: tests/test_bad_inputs.py); a Keras 3 Lambda is
-refused before loading, as for Keras 2."""
+refused before loading, as for Keras 2. `optimize` searches the flatbuffer-level levers of a Keras 3 model
+(int4 per filter after quantization, LUT/PRUNE, memory plan) and refuses a TF-MOT stage forced on it."""
 import json
 import zipfile
 
 import numpy as np
 import pytest
+import yaml
 
 from converter.errors import KitError
 from converter.flows.convert import convert
@@ -133,11 +135,49 @@ def test_the_keras3_recipe_runs_in_firmware(board, keras3_digits, tmp_path):
     assert (summary["passed"], summary["total"]) == (count, count) and summary["golden_differences"] == []
 
 
-def test_optimize_refuses_a_keras3_model_in_one_line(tmp_path):
-    """optimize's levers are TF-MOT's and tf_keras fine-tuning: refused before any trial runs."""
+def test_optimize_searches_a_keras3_models_flatbuffer_levers(tmp_path):
+    """optimize on the Keras 3 recipe: its int8 model made once (base.tflite, no teacher to retrain), the
+    levers it can take named in one line with those left out, 2 trials (plain int8, int4 on the largest
+    filter) judged against the float Keras 3 model, and the winner rebuilt bit-exact on TFLM."""
+    out = tmp_path / "search"
+    result = run_kit("optimize", REPO / "models/recipes/keras3_digits.yaml", "--board", "cortex-m-qemu", "--out", out,
+                     "--trials", 2, "--workers", 1, "--no-device")
+    assert result.returncode == 0, result.stderr[-3000:]
+    levers = [line for line in (result.stdout + result.stderr).splitlines() if "levers for a Keras 3 model" in line]
+    assert len(levers) == 1 and "packed int4 per filter" in levers[0] and "left out: clusters and sparsity" in levers[0]
+    search = json.loads((out / "search.json").read_text())
+    assert search["settings"]["space"]["base"] == "flatbuffer"
+    assert not any(name.startswith(("clusters:", "sparsity")) for name in search["settings"]["space"]["choices"])
+    assert (out / "base.tflite").is_file() and not (out / "teacher.h5").exists()
+    trials = search["trials"]
+    assert [t["phase"] for t in trials] == ["reference", "int4"] and all(t["status"] == "passed" for t in trials)
+    assert trials[1]["cost"]["model_bytes"] < trials[0]["cost"]["model_bytes"]
+    assert search["summary"]["float_accuracy"] > 0.8 and search["summary"]["best_reproduced_bit_exact"] is True
+    manifest = json.loads((out / "best/manifest.json").read_text())
+    exact = manifest["validation"]["tflm_vs_c_array"]
+    assert exact["equal"] == exact["total"] == 10
+    assert yaml.safe_load((out / "best/recipe.yaml").read_text())["model"]["path"] == "../base.tflite"
+    assert "Left out: clusters and sparsity" in (out / "search.md").read_text()
+    # a resumed search reads what the model was from its files (no retraining, no Keras model loaded)
+    from converter.optimize.prepare import prepare
+    from converter.recipe import load_recipe
+
+    resumed = prepare(load_recipe(REPO / "models/recipes/keras3_digits.yaml"), out, 0.0, lambda _: None)
+    assert (resumed.base, resumed.what, resumed.model) == ("flatbuffer", "a Keras 3 model",
+                                                           (out / "base.tflite").read_bytes())
+    assert resumed.split_note == search["summary"]["split_note"]
+
+
+def test_optimize_refuses_a_tf_mot_stage_forced_on_a_keras3_model_in_one_line(tmp_path):
+    """A Keras 3 recipe that asks for a TF-MOT stage: refused as convert refuses it, before any trial,
+    and the search folder it would have made is taken back."""
     from converter.flows.optimize import Options, optimize
 
+    path = saved_keras3(tmp_path)
+    (tmp_path / "k3.yaml").write_text(yaml.safe_dump({"name": "k3", "model": {"path": path.name},
+                                                      "data": {"random": {}}, "stages": [{"cluster": {}}]}))
     with pytest.raises(KitError) as error:
-        optimize(REPO / "models/recipes/keras3_digits.yaml", tmp_path / "search", Options(board="cortex-m-qemu"))
-    assert "the model is a Keras 3 model" in str(error.value) and "\n" not in str(error.value)
-    assert not (tmp_path / "search" / "search.json").exists()
+        optimize(tmp_path / "k3.yaml", tmp_path / "search", Options(board="cortex-m-qemu", device=False))
+    text = str(error.value)
+    assert "stage cluster needs a Keras 2 (tf_keras) model" in text and registered()["cluster"].keras3_instead in text
+    assert "\n" not in text and not (tmp_path / "search").exists()

@@ -17,6 +17,7 @@ from converter.tflite.model import read_model
 from converter.tflite.tflite_model import TfliteModel
 from converter.tflm import offline_plan as offline_plan_module
 from converter.tflm.arena import measure_arena
+from converter.tflm.derived_arena import derive
 from converter.tflm.runners import quantize, run_tflm
 from tests.conftest import tiny_classifier, tiny_dataset
 
@@ -125,11 +126,11 @@ def test_compress_stage_keeps_a_plan_that_shrinks_the_arena(vww_like):
     model_bytes, data = vww_like
     result = run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline",
                                                               verify_samples=32), data)
-    record = result.record.details["memory_plan"]
+    record = result.record["memory_plan"]
     assert record["kept"] and record["plan"]["planned_bytes"] == VWW_LIKE_BEST
     assert record["arena_with_plan"] == record["arena_without_plan"] - (VWW_LIKE_GREEDY - VWW_LIKE_BEST)
     assert read_offline_plan(result.model) is not None
-    verification = result.record.details["verification"]
+    verification = result.record["verification"]
     assert verification["equal"] == verification["total"] == 32
     assert "offline memory plan: tensors 4,608 -> 3,456 B" in compress_stage.Compress().report_note(result.record)
 
@@ -138,7 +139,7 @@ def test_no_plan_when_greedy_is_already_optimal(tiny):
     model_bytes, data = tiny
     result = run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline"), data)
     assert result.model == model_bytes
-    record = result.record.details["memory_plan"]
+    record = result.record["memory_plan"]
     assert not record["kept"] and "already the lower bound" in record["note"]
     assert record["arena_with_plan"] is None  # nothing to measure
     assert "already the lower bound" in compress_stage.Compress().report_note(result.record)
@@ -149,7 +150,7 @@ def test_no_plan_when_the_measured_arena_does_not_shrink(vww_like, monkeypatch):
     model_bytes, data = vww_like
     monkeypatch.setattr(offline_plan_module, "measure_arena", lambda model, sample: 9000)
     result = run_stage("compress", model_bytes, CompressSettings(lut=False, memory_plan="offline"), data)
-    record = result.record.details["memory_plan"]
+    record = result.record["memory_plan"]
     assert result.model == model_bytes and not record["kept"]
     assert "TFLM's arena does not shrink (9,000 -> 9,000 B" in record["note"]
 
@@ -230,7 +231,11 @@ def test_convert_writes_the_plan_and_sizes_the_arena_from_it(vww_like, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     record = manifest["stages"][-1]["memory_plan"]
-    assert record["kept"] and manifest["arena_bytes"] == record["arena_with_plan"] < record["arena_without_plan"]
+    # the plan is kept on the host's measurement; the reservation is the Cortex-M4's, derived with the plan
+    assert record["kept"] and manifest["arena"]["host"]["bytes"] == record["arena_with_plan"] < record["arena_without_plan"]
+    planned = (tmp_path / "out" / "model.tflite").read_bytes()
+    assert manifest["arena"]["target"]["kind"] == "derived"
+    assert manifest["arena_bytes"] == derive(planned, "cortex-m4").needed < derive(model_bytes, "cortex-m4").needed
     assert read_offline_plan((tmp_path / "out" / "model.tflite").read_bytes()) is not None
     assert "offline memory plan: tensors 4,608 -> 3,456 B" in (tmp_path / "out" / "report.md").read_text()
 

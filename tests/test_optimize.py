@@ -391,3 +391,34 @@ def test_fine_tuning_keeps_the_float_models_batch_norm_statistics(kind):
         moved[frozen] = max(float(np.abs(a - b).max()) for a, b in zip(after.get_weights(), before))
         assert after.trainable  # later stages train BN as usual
     assert moved[True] == 0.0 and moved[False] > 1e-3
+
+
+def test_a_tflite_recipe_is_refused_in_one_line_it_holds_no_float_model(tmp_path):
+    """A .tflite has no float model to judge candidates against: one line, nothing left behind."""
+    from converter.flows.optimize import Options, optimize
+
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump({"name": "t", "model": {"path": str(REPO / "tests/data/two_inputs.tflite")},
+                                                     "data": {"random": {}}}))
+    with pytest.raises(KitError) as error:
+        optimize(tmp_path / "t.yaml", tmp_path / "search", Options(board="cortex-m-qemu", device=False))
+    assert "a .tflite holds none" in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "search").exists()
+
+
+def test_flatbuffer_candidates_are_compress_only_recipes_on_the_int8_base(tmp_path):
+    """A Keras 3 or PyTorch model's candidate: base.tflite plus compress (no stage retrains, no quantize
+    section), int4 only on the chosen filters, LUT and PRUNE together when the encodings are on."""
+    from converter.optimize.space import FLATBUFFER, candidate_recipe
+    from converter.recipe import load_recipe, parse_recipe
+
+    base = load_recipe(REPO / "models/recipes/keras3_digits.yaml")
+    space = Space(("conv_1/convolution", "MatMul"), {"conv_1/convolution": 72, "MatMul": 7840}, int4=True,
+                  base=FLATBUFFER, lut=True)
+    mapping = candidate_recipe(base, space.greedy({"MatMul"}), FineTune(), "mse", 50, space_base=FLATBUFFER)
+    parsed = parse_recipe(mapping, base_dir=tmp_path)
+    assert parsed.model.path == "../base.tflite" and "quantize" not in mapping
+    assert [kind for kind, _ in parsed.pipeline()] == ["compress"]
+    assert parsed.compress.lut and parsed.compress.prune and parsed.compress.int4_layers == ["MatMul"]
+    reference = parse_recipe(candidate_recipe(base, space.reference(), FineTune(), "mse", 50, space_base=FLATBUFFER),
+                             base_dir=tmp_path)
+    assert not reference.compress.lut and not reference.compress.int4 and reference.compress.strip_metadata

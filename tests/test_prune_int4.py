@@ -6,11 +6,11 @@ import pytest
 from converter.errors import KitError
 from converter import CompressSettings, QuantizeSettings
 from converter.stages import compress as compress_stage
+from converter.stages import compressors
 from converter.stages import run_stage
 from converter.stages import quantize as quantize_stage
 from converter.tflite.compression import int4, prune
 from converter.tflite.compression.candidates import Candidate
-from converter.tflite.compression.plan import plan
 from converter.tflite.model import read_model
 from converter.tflite.tflite_model import TfliteModel
 from converter.tflm.arena import measure_arena
@@ -112,7 +112,7 @@ def test_a_wrong_bitmask_is_caught(sparse_bytes, data, monkeypatch):
         encoded, ancillary = real(candidate)
         return bytes([encoded[0] ^ 0x80]) + encoded[1:], ancillary
 
-    monkeypatch.setattr(compress_stage, "encode_prune", flipped)
+    monkeypatch.setattr(compressors, "encode_prune", flipped)
     with pytest.raises(KitError, match="PRUNE-encoded model differs"):
         run_stage("compress", sparse_bytes, CompressSettings(lut=False, prune=True), data)
 
@@ -125,8 +125,8 @@ def test_prune_and_lut_each_take_the_tensors_they_store_smaller(data):
     conv.weights[0].assign(np.linspace(-0.3, 0.3, 2)[rng.integers(0, 2, conv.weights[0].shape)].astype(np.float32))
     _sparse(keras_only(hidden), 0.9)
     model_bytes = quantize_stage.convert(model, QuantizeSettings(per_channel=False), data)
-    chosen = plan(model_bytes, lut=True, prune=True)
-    methods = {c.name.split("/")[1]: ("lut" if c in chosen.lut else "prune") for c in chosen.choices}
+    chosen = compress_stage.plan_encodings(model_bytes, CompressSettings(prune=True))
+    methods = {c.name.split("/")[1]: ("lut" if c in chosen.of("lut") else "prune") for c in chosen.choices}
     assert methods["conv"] == "lut" and methods["hidden"] == "prune"
     result = run_stage("compress", model_bytes, CompressSettings(prune=True), data)
     assert len(result.model) < len(model_bytes)

@@ -12,9 +12,11 @@ import sys
 
 import numpy as np
 import pytest
+import yaml
 
 from converter.errors import KitError
 from converter.flows.convert import convert
+from converter.progress import describe
 from converter.recipe import parse_recipe
 
 from .conftest import REPO, run_kit
@@ -160,3 +162,32 @@ def test_an_exported_program_converts_when_trusted(tmp_path):
     assert manifest["summary"]["source"] == "torch"
     assert manifest["validation"]["tflm_vs_c_array"]["equal"] == manifest["validation"]["tflm_vs_c_array"]["total"]
     assert [list(t["shape"]) for t in manifest["model"]["inputs"]] == [[1, 6, 5, 3]]
+
+
+@pytest.mark.slow  # the torch child (export, PT2E, convert) plus two trials: 95 s on the loaded machine
+def test_optimize_searches_a_torch_models_flatbuffer_levers(tmp_path):
+    """optimize on a PyTorch recipe: litert-torch's int8 model made once in the child (base.tflite), whose
+    float module also gives the reference outputs the guards compare with; int4 per filter, no retraining
+    lever (one line says so); the winner rebuilt bit-exact on TFLM."""
+    need_torch()
+    from converter.flows.optimize import Options, optimize
+
+    recipe = {"name": "convnet", "data": {"random": {"samples": 96}}, "golden": {"vectors": 4},
+              "model": {"torch": {"builder": f"{REPO / 'tests/torch_models.py'}:small_convnet",
+                                  "input_shape": [8, 8, 3], "calibration_samples": 48}}}
+    (tmp_path / "convnet.yaml").write_text(yaml.safe_dump(recipe))
+    lines = []
+    outcome = optimize(tmp_path / "convnet.yaml", tmp_path / "search",
+                       Options(board="cortex-m-qemu", trials=2, workers=1, device=False),
+                       events=lambda event: lines.append(describe(event)))
+    levers = [line for line in lines if line.startswith("levers for a PyTorch model")]
+    assert len(levers) == 1 and "packed int4 per filter (2 of 2" in levers[0] and "left out: clusters" in levers[0]
+    store = outcome.store
+    assert store.settings["space"]["base"] == "flatbuffer" and (tmp_path / "search/base.tflite").is_file()
+    assert [t.phase for t in store.trials] == ["reference", "int4"]
+    with np.load(tmp_path / "search/data.npz") as data:  # the float module's outputs, from the child
+        assert data["teacher_0"].shape == (len(data["x_test"]), 4)
+    assert store.trials[0].passed and store.trials[0].metrics["top1_agreement"] >= 0.95
+    assert outcome.reproduced is True
+    exact = json.loads((tmp_path / "search/best/manifest.json").read_text())["validation"]["tflm_vs_c_array"]
+    assert exact["equal"] == exact["total"] == 4

@@ -19,3 +19,12 @@ def channel_mixer():
 
 def failing():
     raise ValueError("the builder failed on purpose")
+
+
+def small_convnet():
+    """(N, 3, 8, 8) -> (N, 4): two convolutions big enough for int4 (216 and 1,152 weights), pooled, a
+    linear head; seeded by the kit's child, untrained (the search judges agreement with it)."""
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(16, 4))

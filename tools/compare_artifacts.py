@@ -3,7 +3,8 @@
     python tools/compare_artifacts.py build/before build/after
 
 manifest.json is compared without any timing field (and without report.md's hash, which prints the
-stage seconds); report.md without the stage seconds column. Exit 0 when everything else is identical.
+stage seconds); report.md without the stage seconds column and the device check's "build + run N s".
+Subfolders (aot/) are compared file by file too. Exit 0 when everything else is identical.
 """
 from __future__ import annotations
 
@@ -28,13 +29,16 @@ def same(name: str, first: bytes, second: bytes) -> bool:
     if name == "manifest.json":
         return without_timings(json.loads(first)) == without_timings(json.loads(second))
     if name == "report.md":
-        untimed = [re.sub(r"^\| (\w+) \| [0-9.]+ \|", r"| \1 | - |", text.decode(), flags=re.M) for text in (first, second)]
+        untimed = [re.sub(r"build \+ run [0-9.]+ s", "build + run - s",
+                          re.sub(r"^\| (\w+) \| [0-9.]+ \|", r"| \1 | - |", text.decode(), flags=re.M))
+                   for text in (first, second)]
         return untimed[0] == untimed[1]
     return first == second
 
 
 def main(before: Path, after: Path) -> int:
-    names = sorted({p.name for p in before.iterdir()} | {p.name for p in after.iterdir()})
+    names = sorted({p.relative_to(before) for p in before.rglob("*") if p.is_file()} |
+                   {p.relative_to(after) for p in after.rglob("*") if p.is_file()})
     failed = 0
     for name in names:
         if not (before / name).is_file() or not (after / name).is_file():
@@ -42,7 +46,7 @@ def main(before: Path, after: Path) -> int:
             failed += 1
             continue
         first, second = (before / name).read_bytes(), (after / name).read_bytes()
-        verdict = same(name, first, second)
+        verdict = same(name.name, first, second)
         failed += not verdict
         print(f"{'same' if verdict else 'DIFFERENT':10} {name}  {hashlib.sha256(second).hexdigest()[:16]}")
     print("identical apart from timings" if not failed else f"{failed} file(s) differ")

@@ -7,8 +7,9 @@ bit-identical to TFLM's (docs/aot.md).
     print(program.memory_plan())        # offset, size, tensor
 
 Modules: graph (the model, typed; the op-set check), quant (TFLM's Prepare arithmetic), lower (one
-kernel call per operator), scratch (kernel scratch per back-end), plan (the static buffer), emit (C
-text), program (generate, AotProgram), validate (gcc build vs TFLM), kernels/ (C, package data).
+kernel call per operator), decode (TFLM_DECODE's LUT and PRUNE tensors, decoded into the buffer), scratch
+(kernel scratch per back-end), plan (the static buffer), emit (C text), program (generate, AotProgram),
+validate (gcc build vs TFLM), kernels/ (C, package data).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from .lower import ConstArray, Step
 from .plan import VARIANTS, Location, MemoryPlan
 
 KERNEL_FILES = ("aot_kernels.h", "aot_fixedpoint.h", "aot_reference.h", "aot_kernels_common.c", "aot_kernels_portable.c",
-                "aot_kernels_cmsis.c")
+                "aot_kernels_cmsis.c", "aot_kernels_decode.c")
 # The preprocessor test selecting each variant, in the order the #if chain checks them.
 VARIANT_TESTS = {"cmsis-mve": "defined(AOT_CMSIS_NN) && defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)",
                  "cmsis-dsp": "defined(AOT_CMSIS_NN) && defined(__ARM_FEATURE_DSP) && (__ARM_FEATURE_DSP == 1)",
@@ -45,8 +45,11 @@ def _constant(tensor: Tensor) -> str:
            f"static const {ctype} {name}[{len(values)}] AOT_ALIGN16 = {{\n{_decimal(values)}\n}};"
 
 
+ARRAY_DTYPES = {"int32_t": "<i4", "uint8_t": "u1", "int8_t": "i1"}
+
+
 def _array(array: ConstArray) -> str:
-    values = np.frombuffer(array.values, "<i4")
+    values = np.frombuffer(array.values, ARRAY_DTYPES[array.ctype])
     return f"static const {array.ctype} {array.name}[{len(values)}] = {{\n{_decimal(values)}\n}};"
 
 
@@ -59,7 +62,7 @@ def _field(value, weights: dict[str, str]) -> str:
 def _params(step: Step, weights: dict[str, str]) -> str:
     body = ",\n".join(f"    .{name} = {_field(value, weights)}" for name, value in step.fields)
     return f"/* operator {step.op}: {step.kind} {step.note} */\n" \
-           f"static const {step.struct} aot_op{step.op} = {{\n{body}\n}};"
+           f"static const {step.struct} aot_op{step.op}{step.tag} = {{\n{body}\n}};"
 
 
 def _pointer(location: Location, const: bool) -> str:
@@ -103,7 +106,10 @@ def _call(step: Step, k: int, graph: AotGraph) -> str:
         return f"    {{\n        const int8_t* const ins[] = {{{args}}};\n" \
                f"        {step.function}(&aot_op{step.op}, ins, AOT_T{step.writes}, AOT_S{k});\n    }}\n" \
                f"    AOT_TRACE_OP({step.op}, AOT_T{step.writes}, {graph.tensor(step.writes).nbytes});"
-    return f"    {step.function}(&aot_op{step.op}, {args}, AOT_T{step.writes}, AOT_S{k});\n" \
+    call = ", ".join([f"&aot_op{step.op}{step.tag}", *([args] if args else []), f"AOT_T{step.writes}", f"AOT_S{k}"])
+    if step.kind == "TFLM_DECODE":   # a decoded weight, not an operator output TFLM's trace compares
+        return f"    {step.function}({call});"
+    return f"    {step.function}({call});\n" \
            f"    AOT_TRACE_OP({step.op}, AOT_T{step.writes}, {graph.tensor(step.writes).nbytes});"
 
 
@@ -120,7 +126,11 @@ def header(graph: AotGraph, plans: dict[str, MemoryPlan]) -> str:
         rows = []
         for i, t in enumerate(tensors):
             shape = ", ".join(str(d) for d in t.shape)
-            rows.append(f"/* {kind} {i}: '{t.name}' int8 [{shape}], scale {t.scale!r}, zero point {t.zero_point} */")
+            if not t.scales:   # float32 (QUANTIZE in / DEQUANTIZE out): no quantization to state
+                rows.append(f"/* {kind} {i}: '{t.name}' {t.type.lower()} [{shape}] */")
+                continue
+            rows.append(f"/* {kind} {i}: '{t.name}' {t.type.lower()} [{shape}], scale {t.scale!r}, "
+                        f"zero point {t.zero_point} */")
             rows.append(f"#define AOT_MODEL_{kind.upper()}{i}_SCALE {float(np.float32(t.scale))!r}f")
             rows.append(f"#define AOT_MODEL_{kind.upper()}{i}_ZERO_POINT {t.zero_point}")
         return "\n".join(rows)
@@ -147,7 +157,7 @@ extern "C" {{
 
 extern const size_t aot_model_input_bytes[AOT_MODEL_INPUT_COUNT];
 extern const size_t aot_model_output_bytes[AOT_MODEL_OUTPUT_COUNT];
-/* Runs the model once: inputs[i] and outputs[j] point to int8 arrays of the sizes above. 0 = ok. */
+/* Runs the model once: inputs[i] and outputs[j] point to arrays of the types and byte sizes above. 0 = ok. */
 int aot_model_invoke(const void* const inputs[], void* const outputs[]);
 
 #ifdef __cplusplus
@@ -178,8 +188,8 @@ def source(graph: AotGraph, steps: list[Step], plans: dict[str, MemoryPlan]) -> 
         "static int8_t aot_buffer[AOT_MODEL_BUFFER_BYTES > 0 ? AOT_MODEL_BUFFER_BYTES : 1] AOT_ALIGN16;",
         *[_constant(graph.tensor(t)) for t in constants],
         *[_array(a) for s in steps for a in s.arrays],
+        _location_macros(graph, steps, plans),   # before the parameters: decoded weights' addresses (AOT_T<n>)
         *[_params(s, weights) for s in steps if s.struct],
-        _location_macros(graph, steps, plans),
         "int aot_model_invoke(const void* const inputs[], void* const outputs[]) {\n" +
         "\n".join(early + [_call(s, k, graph) for k, s in enumerate(steps)]) +
         "\n    (void)inputs;\n    (void)outputs;\n    return 0;\n}",

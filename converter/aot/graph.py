@@ -3,12 +3,13 @@ the kit's one flatbuffer reader, and the check that every operator and type is o
 implement bit-exactly (anything else is refused with the way out: the `tflm` runtime)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..errors import KitError
+from ..tflite.schema import DECODE_OP
 from ..tflite.tflite_model import TfliteModel
 
 WAY_OUT = "set `runtime: tflm` in the recipe (TFLM's interpreter runs every operator the kit converts)"
@@ -28,6 +29,8 @@ class Tensor:
     scales: tuple = ()              # one per tensor, or one per channel
     zero_points: tuple = ()
     data: bytes | None = None       # constants only
+    axis: int = 0                   # the quantized dimension (per-channel quantization)
+    decoded: bool = False           # a TFLM_DECODE output: constant values the generated code decodes into the buffer
 
     @property
     def scale(self) -> float:
@@ -77,8 +80,9 @@ def _tensor(model: TfliteModel, index: int, tensor) -> Tensor:
     quant = tensor.quantization
     scales = tuple(float(s) for s in quant.scale) if quant is not None and quant.scale is not None else ()
     zeros = tuple(int(z) for z in quant.zeroPoint) if quant is not None and quant.zeroPoint is not None else ()
+    axis = int(quant.quantizedDimension or 0) if quant is not None else 0
     return Tensor(index, model.tensor_name(tensor), model.tensor_type(tensor), model.shape(tensor),
-                  scales, zeros, model.data(tensor))
+                  scales, zeros, model.data(tensor), axis)
 
 
 def read_graph(model_bytes: bytes) -> AotGraph:
@@ -91,6 +95,9 @@ def read_graph(model_bytes: bytes) -> AotGraph:
     operators = tuple(Operator(i, model.operator_name(op), tuple(int(t) for t in op.inputs),
                                tuple(int(t) for t in op.outputs), op.builtinOptions)
                       for i, op in enumerate(model.operators))
+    for op in operators:   # decode.py writes these into the buffer before their consumer runs
+        if op.kind == DECODE_OP:
+            tensors.update({t: replace(tensors[t], decoded=True) for t in op.outputs})
     subgraph = model.subgraph
     return AotGraph(tensors, operators, tuple(int(t) for t in subgraph.inputs),
                     tuple(int(t) for t in subgraph.outputs))

@@ -5,7 +5,7 @@ operator or type outside the set is refused (graph.refuse), never lowered approx
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,14 +42,25 @@ class Step:
     writes: int = -1
     scratch: dict = field(default_factory=dict)   # back-end variant -> bytes
     note: str = ""                  # one line for the plan printout
+    tag: str = ""                   # parameter struct aot_op<op><tag>: several steps of one operator (DECODE)
+    keeps: tuple = ()               # decoded tensors the kernel reads through its parameter struct (live here)
 
 
 def _i32(values) -> bytes:
     return np.asarray(values, "<i4").tobytes()
 
 
-def _weights(index: int) -> str:
+def _weights(graph: AotGraph, index: int) -> str:
+    """The C expression of a constant operand: its array, or its decoded bytes in the buffer (decode.py)."""
+    if index >= 0 and graph.tensor(index).decoded:
+        ctype = "int32_t" if graph.tensor(index).type == "INT32" else "int8_t"
+        return f"(const {ctype}*)AOT_T{index}"
     return f"aot_w{index}" if index >= 0 else "NULL"
+
+
+def _fixed(tensor) -> bool:
+    """A constant operand: stored as is, or compressed and decoded before use (TFLM_DECODE)."""
+    return tensor.constant or tensor.decoded
 
 
 def _need(cond: bool, operator: Operator, graph: AotGraph, why: str) -> None:
@@ -71,7 +82,7 @@ def _io_int8(operator: Operator, graph: AotGraph, count: int, constants: bool = 
 
 def _filter_ok(operator: Operator, graph: AotGraph, index: int) -> str:
     tensor = graph.tensor(index)
-    _need(tensor.constant and tensor.type in ("INT8", "INT4"), operator, graph,
+    _need(_fixed(tensor) and tensor.type in ("INT8", "INT4"), operator, graph,
           f"filter '{tensor.name}' is {tensor.type.lower()}; int8 or packed int4 constant filters only")
     _need(all(z == 0 for z in tensor.zero_points), operator, graph, "filter zero points are not 0")
     return "s4" if tensor.type == "INT4" else "s8"
@@ -81,7 +92,7 @@ def _bias_ok(operator: Operator, graph: AotGraph) -> int:
     index = operator.inputs[2] if len(operator.inputs) > 2 else -1
     if index >= 0:
         tensor = graph.tensor(index)
-        _need(tensor.constant and tensor.type == "INT32", operator, graph, "the bias is not a constant int32 tensor")
+        _need(_fixed(tensor) and tensor.type == "INT32", operator, graph, "the bias is not a constant int32 tensor")
     return index
 
 
@@ -110,8 +121,8 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
               ("pad_w", quant.padding(o.strideW, o.dilationWFactor, in_w, k_w, out_w)),
               ("depth_mult", o.depthMultiplier if depthwise else 1),
               ("input_offset", -x.zero_point), ("output_offset", y.zero_point),
-              ("act_min", act[0]), ("act_max", act[1]), ("filter", _weights(w.index)),
-              ("bias", _weights(bias)), ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
+              ("act_min", act[0]), ("act_max", act[1]), ("filter", _weights(graph, w.index)),
+              ("bias", _weights(graph, bias)), ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
     if depthwise:
         _need(out_c == in_c * o.depthMultiplier and w.shape[3] == out_c, operator, graph, "channel counts disagree")
     else:
@@ -151,7 +162,7 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
     fields = (("batches", y.elements // out_c), ("accum_depth", depth), ("out_c", out_c),
               ("input_offset", -x.zero_point), ("filter_offset", -w.zero_point), ("output_offset", y.zero_point),
               ("act_min", act[0]), ("act_max", act[1]), ("per_channel", int(per_channel)),
-              ("filter", _weights(w.index)), ("bias", _weights(bias)),
+              ("filter", _weights(graph, w.index)), ("bias", _weights(graph, bias)),
               ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
     return Step(operator.index, operator.kind, f"aot_fc_{width}", "aot_fc_t", fields,
                 (ConstArray(f"{name}_mult", "int32_t", _i32(mult)), ConstArray(f"{name}_shift", "int32_t", _i32(shift))),
@@ -254,6 +265,37 @@ def lower_requantize(operator: Operator, graph: AotGraph) -> Step:
     fields = (("size", _size(operator, graph)), ("in_zp", x.zero_point), ("out_zp", y.zero_point), ("mult", mult),
               ("shift", shift), ("act_min", low), ("act_max", high))
     return Step(operator.index, operator.kind, "aot_requant_s8", "aot_requant_t", fields, (), (x.index,), y.index)
+
+
+def _c_float(value: float) -> str:
+    """A float32 as an exact C99 hexadecimal literal."""
+    return f"{float(np.float32(value)).hex()}f"
+
+
+def lower_dequantize(operator: Operator, graph: AotGraph) -> Step:
+    """DEQUANTIZE int8/int16 -> float32 (reference Dequantize): float(double(scale) * (x - zp)). The kernel
+    multiplies in float32: x - zp fits 17 bits and the scale 24, so the product is exact in double and TFLM's
+    one rounding to float equals float32's correctly rounded product (IEEE, no flush to zero)."""
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    _need(x.type in ("INT8", "INT16") and not x.constant and len(x.scales) == 1 and y.type == "FLOAT32", operator,
+          graph, "DEQUANTIZE takes an int8 or int16 activation quantized per tensor to float32")
+    fields = (("size", x.elements), ("zero_point", x.zero_point), ("scale", _c_float(x.scale)))
+    width = "s16" if x.type == "INT16" else "s8"
+    return Step(operator.index, operator.kind, f"aot_dequantize_{width}", "aot_dequantize_t", fields, (), (x.index,),
+                y.index, note=f"{x.type.lower()} -> float32")
+
+
+def lower_quantize(operator: Operator, graph: AotGraph) -> Step:
+    """QUANTIZE: int8 -> int8 (Requantize), or float32 -> int8 (AffineQuantize: round(x / float(scale)) in
+    float32, half away from zero, + zp, clamped; |x / scale| >= 2^31 saturates as on Cortex-M)."""
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    if x.type != "FLOAT32":
+        return lower_requantize(operator, graph)
+    _need(not x.constant and y.type == "INT8" and len(y.scales) == 1, operator, graph,
+          "QUANTIZE from float32 takes an activation to int8 quantized per tensor")
+    fields = (("size", x.elements), ("zero_point", y.zero_point), ("scale", _c_float(y.scale)))
+    return Step(operator.index, operator.kind, "aot_quantize_f32", "aot_dequantize_t", fields, (), (x.index,),
+                y.index, note="float32 -> int8")
 
 
 def lower_relu6(operator: Operator, graph: AotGraph) -> Step:
@@ -391,7 +433,8 @@ def lower_hard_swish(operator: Operator, graph: AotGraph) -> Step:
 LOWERINGS = {
     "MEAN": lower_mean,
     "HARD_SWISH": lower_hard_swish,
-    "QUANTIZE": lower_requantize,
+    "QUANTIZE": lower_quantize,
+    "DEQUANTIZE": lower_dequantize,
     "RELU": lower_requantize,
     "RELU6": lower_relu6,
     "MUL": lower_mul,
@@ -411,13 +454,20 @@ LOWERINGS = {
 
 
 def lower(graph: AotGraph, numerics: Numerics = DEFAULT_NUMERICS) -> list[Step]:
-    steps = []
+    from .decode import lower_decode    # decode.py builds on this module's Step
+
+    steps: list[Step] = []
     for operator in graph.operators:
+        if operator.kind == "TFLM_DECODE":
+            steps += lower_decode(operator, graph)
+            continue
         lowering = LOWERINGS.get(operator.kind)
         if lowering is None:
             raise refuse(operator, graph, f"no AOT kernel for {operator.kind} (the set: "
                                           f"{', '.join(sorted(LOWERINGS))})")
         # only FULLY_CONNECTED's Prepare arithmetic differs between TFLM versions (Numerics)
-        steps.append(lower_fully_connected(operator, graph, numerics) if lowering is lower_fully_connected
-                     else lowering(operator, graph))
+        step = lower_fully_connected(operator, graph, numerics) if lowering is lower_fully_connected \
+            else lowering(operator, graph)
+        keeps = tuple(t for t in operator.inputs if t >= 0 and graph.tensor(t).decoded and t not in step.reads)
+        steps.append(replace(step, keeps=keeps) if keeps else step)
     return steps

@@ -69,7 +69,7 @@ def storage_roots(graph: AotGraph, steps: list[Step]) -> dict[int, int]:
 def _lifetimes(graph: AotGraph, steps: list[Step], root: dict[int, int]) -> dict[int, list[int]]:
     span: dict[int, list[int]] = {}
     for position, step in enumerate(steps):
-        for t in (*step.reads, step.writes):
+        for t in (*step.reads, *step.keeps, step.writes):   # keeps: decoded weights (decode.py)
             r = root.get(t, t)
             if r in graph.inputs or r in graph.outputs or graph.tensor(r).constant:
                 continue

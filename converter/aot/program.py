@@ -27,7 +27,7 @@ CORE_VARIANTS = {"host": "portable", "x86_64": "portable", "riscv": "portable", 
 class TensorSpec:
     name: str
     shape: tuple
-    dtype: str                  # "int8"
+    dtype: str                  # "int8", "int16" or "float32" (numpy names)
     scale: float
     zero_point: int
 
@@ -80,13 +80,17 @@ class AotProgram:
                 "operators": [{"index": o.index, "kind": o.kind, "kernel": o.function} for o in self.operators]}
 
 
+IO_TYPES = {"INT8": "int8", "INT16": "int16", "FLOAT32": "float32"}
+
+
 def _spec(graph: AotGraph, index: int) -> TensorSpec:
+    """An input or output: int8 (or int16) quantized, or float32 (QUANTIZE in, DEQUANTIZE out: int8_io false)."""
     t = graph.tensor(index)
-    if t.type != "INT8":
+    if t.type not in IO_TYPES:
         from .graph import WAY_OUT, NotCompilable
-        raise NotCompilable(f"model input/output '{t.name}' is {t.type.lower()}; the AOT runtime takes int8 "
-                            "inputs and outputs", WAY_OUT, code="aot-unsupported")
-    return TensorSpec(t.name, t.shape, "int8", t.scale, t.zero_point)
+        raise NotCompilable(f"model input/output '{t.name}' is {t.type.lower()}; the AOT runtime takes int8, int16 "
+                            "or float32 inputs and outputs", WAY_OUT, code="aot-unsupported")
+    return TensorSpec(t.name, t.shape, IO_TYPES[t.type], t.scale if t.scales else 0.0, t.zero_point)
 
 
 def generate(model: bytes, numerics: Numerics = DEFAULT_NUMERICS) -> AotProgram:

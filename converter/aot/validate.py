@@ -148,15 +148,16 @@ def build_host(program: AotProgram, folder: Path, cmsis_root: Path | None = None
 
 
 def run_host(binary: Path, program: AotProgram, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Outputs for N vectors (inputs[i]: shape (N, ...) int8), from the compiled program."""
+    """Outputs for N vectors (inputs[i]: shape (N, ...) in the input's type), from the compiled program."""
     count = len(inputs[0])
-    stdin = b"".join(np.ascontiguousarray(x[v]).astype(np.int8).tobytes() for v in range(count) for x in inputs)
-    raw = np.frombuffer(_run([str(binary)], "running the AOT host build", stdin), np.int8)
-    sizes = [int(np.prod(t.shape)) for t in program.outputs]
-    per_vector = raw.reshape(count, sum(sizes))
+    stdin = b"".join(np.ascontiguousarray(x[v]).astype(spec.dtype).tobytes()
+                     for v in range(count) for x, spec in zip(inputs, program.inputs))
+    raw = _run([str(binary)], "running the AOT host build", stdin)
+    sizes = [int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in program.outputs]
+    per_vector = np.frombuffer(raw, np.uint8).reshape(count, sum(sizes))
     bounds = np.cumsum([0, *sizes])
-    return [per_vector[:, bounds[j]:bounds[j + 1]].reshape(count, *program.outputs[j].shape[1:])
-            for j in range(len(sizes))]
+    return [np.ascontiguousarray(per_vector[:, bounds[j]:bounds[j + 1]]).view(spec.dtype)
+            .reshape(count, *spec.shape[1:]) for j, spec in enumerate(program.outputs)]
 
 
 def _traces(raw: bytes, program: AotProgram) -> dict[int, bytes]:
@@ -181,13 +182,13 @@ def first_divergence(model: bytes, program: AotProgram, inputs: list[np.ndarray]
     tflm = run_model(model, one, "tflm", keep_tensors=True).tensors[0]
     with tempfile.TemporaryDirectory(prefix="tflm-kit-aot-trace-") as folder:
         binary = build_host(program, Path(folder), cmsis_root, trace=True)
-        stdin = b"".join(np.ascontiguousarray(x[0]).astype(np.int8).tobytes() for x in one)
+        stdin = b"".join(np.ascontiguousarray(x[0]).astype(spec.dtype).tobytes() for x, spec in zip(one, program.inputs))
         raw = subprocess.run([str(binary)], input=stdin, capture_output=True, timeout=600).stdout
     ours = _traces(raw, program)
     for call in program.operators:
         if call.function is None or call.index not in ours:
             continue
-        theirs = np.asarray(tflm[call.output]).astype(np.int8).tobytes()
+        theirs = np.asarray(tflm[call.output]).tobytes()
         mine = ours[call.index]
         if mine != theirs:
             differ = sum(a != b for a, b in zip(mine, theirs))
@@ -208,8 +209,8 @@ def validate_on_host(model: bytes, program: AotProgram, inputs: list[np.ndarray]
     with tempfile.TemporaryDirectory(prefix="tflm-kit-aot-") as folder:
         outputs = run_host(build_host(program, Path(folder), cmsis_root), program, inputs)
     count = len(inputs[0])
-    same = [all(np.array_equal(o[v].reshape(-1), np.asarray(e[v]).reshape(-1)) for o, e in zip(outputs, expected))
-            for v in range(count)]
+    same = [all(o[v].tobytes() == np.asarray(e[v], o.dtype).tobytes() for o, e in zip(outputs, expected))
+            for v in range(count)]   # bytes: float outputs' -0.0 and NaN compare as TFLM wrote them
     backend = "cmsis-nn" if cmsis_root is not None else "portable"
     if all(same):
         return HostValidation(backend, count, count, "", golden, golden)

@@ -117,7 +117,14 @@ def arena_comment(measured: int, margin: float, host: str, figure: ArenaFigure |
                   host_figure: ArenaFigure | None) -> str:
     """model_settings.h's note on kTensorArenaSize: which figure, from where; the host's only as a named extra."""
     percent = round(margin * 100)
-    if figure is not None and figure.on_device:
+    if figure is not None and figure.kind == "derived":
+        lines = [f"Tensor arena: {measured} bytes {figure.source}: TFLM's AllocateTensors replayed",
+                 "with 32-bit structs, CMSIS-NN's scratch and its greedy plan (the device check, which measures it",
+                 f"under QEMU, did not run when this was converted), plus a {percent}% margin."]
+        if host_figure is not None:
+            lines += [f"Not the host's figure: TFLM's Python runtime on {host_figure.core} used {host_figure.bytes} bytes",
+                      "(64-bit pointers, reference kernels). `tflm-kit firmware --board B` writes B's core's figure."]
+    elif figure is not None and figure.on_device:
         lines = [f"Tensor arena: {measured} bytes {figure.source}",
                  f"(the smallest arena that allocates and invokes it there), plus a {percent}% margin."]
         if host_figure is not None:

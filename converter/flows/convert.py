@@ -33,6 +33,7 @@ from ..tflm import target_arena
 from ..tflm.arena import arena_with_margin, first_sample, measure_arena
 from ..tflm.runners import quantize_inputs, run_tflm
 from ..tflm.kernels import registered_variants
+from ..tflm.derived_arena import derived_figure
 from ..tflm.target_arena import ArenaFigure
 from .convert_aot import build_aot
 from .convert_output import check_and_write, check_litert_differences, validate_artifacts
@@ -138,8 +139,9 @@ def run_stages(recipe: Recipe, loaded: Loaded, events: Sink) -> StagesRun:
         if isinstance(stage, ConverterStage):
             model = first_flatbuffer = fix_flatbuffer(model, recipe, loaded.data, rewrites, events)
             if model is not result.model:  # scored again: the converter's own output runs wrongly on TFLM
-                details = record.details | ({"tflite_bytes": len(model), "tflite_bytes_before_rewrite":
-                                             record.details["tflite_bytes"]} if "tflite_bytes" in record.details else {})
+                details = record.details_dict()
+                details = details | ({"tflite_bytes": len(model), "tflite_bytes_before_rewrite":
+                                      details["tflite_bytes"]} if "tflite_bytes" in details else {})
                 record = replace(record, details=details, quality_after=stage.flatbuffer_quality(model, context))
         records.append(record)
         notes.append(stage.report_note(record))
@@ -200,6 +202,16 @@ def measure(model_bytes: bytes, info: ModelInfo, golden: GoldenVectors, margin: 
     return Arena(measured, arena_with_margin(measured, margin), figure, figure)
 
 
+def derived_arena(model_bytes: bytes, host_arena: Arena, margin: float) -> Arena:
+    """Without a device check: the Cortex-M4's arena derived from the model (tflm/derived_arena.py), the host's
+    kept as a labelled extra; the host's figure (labelled as not the device's) only for a model the derivation
+    does not model."""
+    figure = derived_figure(model_bytes)
+    if figure is None:
+        return host_arena
+    return Arena(figure.bytes, arena_with_margin(figure.bytes, margin), figure, host_arena.host)
+
+
 def device_arena(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo, golden: GoldenVectors,
                  host_arena: Arena, labels) -> Arena:
     """The golden self-test on `core` under QEMU (runtimes/device_check.py): bit-identical outputs or a KitError,
@@ -223,6 +235,11 @@ def deployed_comparison(recipe: Recipe, stages: StagesRun, golden: GoldenVectors
     plain_info = read_model(plain)
     plain_golden = GoldenVectors(golden.inputs, run_tflm(plain, golden.inputs), golden.source)
     plain_arena = measure(plain, plain_info, plain_golden, recipe.arena_margin)
+    if arena.device is None and arena.figure is not None and arena.figure.kind == "derived":
+        plain_derived = derived_arena(plain, plain_arena, recipe.arena_margin).figure
+        if plain_derived is not None and plain_derived.kind == "derived":
+            return compare_deployed(stages.model_bytes, plain, arena.figure, plain_derived,
+                                    (plain_arena.host, arena.host) if plain_arena.host and arena.host else None)
     if arena.device is None or arena.figure is None or arena.host is None:
         return compare_deployed(stages.model_bytes, plain, arena.host or arena.figure, plain_arena.host)
     with phase(events, "device", f"device check of the uncompressed model on {arena.device.core} under QEMU "
@@ -321,6 +338,8 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
         with phase(events, "device", f"device check: building the golden self-test for {core} and running it "
                                      "under QEMU (outputs and arena)"):
             arena = device_arena(recipe, core, model_bytes, info, golden, arena, loaded.data.labels)
+    else:
+        arena = derived_arena(model_bytes, arena, recipe.arena_margin)
     sources = render(recipe, model_bytes, info, arena, golden, loaded.data.labels)
 
     with phase(events, "validate", "validating bit for bit: TFLM vs the C array, LiteRT reference and optimized kernels"):

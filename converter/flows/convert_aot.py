@@ -53,11 +53,20 @@ def cmsis_root() -> Optional[Path]:
 
 
 def _extra_inputs(golden_inputs: list[np.ndarray], seed: int) -> list[np.ndarray]:
+    """Saturating, zero and random inputs of each input's type (float inputs: the golden range, widened)."""
     rng = np.random.default_rng(seed)
     extra = []
     for x in golden_inputs:
-        block = rng.integers(-128, 128, (EXTRA_VECTORS, *x.shape[1:])).astype(np.int8)
-        block[0], block[1], block[2] = -128, 127, 0
+        shape = (EXTRA_VECTORS, *x.shape[1:])
+        if np.issubdtype(x.dtype, np.floating):
+            low, high = float(np.min(x)), float(np.max(x))
+            span = max(high - low, 1e-3)
+            block = rng.uniform(low - span, high + span, shape).astype(x.dtype)
+            block[0], block[1], block[2] = low - span, high + span, 0
+        else:
+            info = np.iinfo(x.dtype)
+            block = rng.integers(info.min, info.max + 1, shape).astype(x.dtype)
+            block[0], block[1], block[2] = info.min, info.max, 0
         extra.append(block)
     return extra
 
@@ -67,7 +76,7 @@ def _validate(model_bytes: bytes, program: AotProgram, golden_inputs, golden_out
     from ..aot.validate import validate_on_host
 
     extra = _extra_inputs(golden_inputs, seed)
-    inputs = [np.concatenate([g.astype(np.int8), e]) for g, e in zip(golden_inputs, extra)]
+    inputs = [np.concatenate([g, e]) for g, e in zip(golden_inputs, extra)]
     from ..tflm.runners import run_tflm
 
     extra_out = run_tflm(model_bytes, extra)

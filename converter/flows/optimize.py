@@ -2,7 +2,8 @@
 
 RECIPE's data is split (fine-tuning/calibration vs a held-out selection set); its train/distill
 stages make the float model, the teacher every candidate is judged against; trials (Ray tasks) try
-per-layer cluster counts stored as LUT indices, fine-tuned by distillation from the teacher; the
+per-layer cluster counts stored as LUT indices, fine-tuned by distillation from the teacher (or, for a
+model the kit cannot retrain, Keras 3 or PyTorch, the flatbuffer-level levers on its int8 model); the
 winner is rebuilt by the convert flow into DIR/best/ with DIR/best/recipe.yaml; every trial and the
 Pareto fronts go to DIR/search.{json,md,png}.
 """
@@ -20,9 +21,10 @@ from ..system.extras import require
 from ..optimize.cost import device_available
 from ..optimize.guards import Guards, evidence_note
 from ..optimize.pareto import fronts, plot, render_markdown
-from ..optimize.prepare import DATA, TEACHER, prepare
+from ..optimize.prepare import DATA, Prepared, prepare
 from ..optimize.search import SearchPlan, run_search
-from ..optimize.space import FineTune, candidate_recipe, describe, space_for
+from ..optimize.space import (BASE_MODEL, FLATBUFFER, FineTune, Space, candidate_recipe, describe,
+                              flatbuffer_space, space_for)
 from ..optimize.store import SearchStore, write_atomic
 from ..optimize.trial import TrialResult, TrialSpec, judge_model, run_trial
 from ..recipe import load_recipe, parse_recipe
@@ -79,7 +81,8 @@ def _rebuild_best(store: SearchStore, best: TrialResult, template: TrialSpec, ou
     from .convert import convert
 
     mapping = candidate_recipe(template.base_recipe, best.params, template.fine_tune, template.loss,
-                               template.selection_size, template.separate_calibration)
+                               template.selection_size, template.separate_calibration,
+                               space_base=template.space_base)
     folder = out / "best"
     log(f"rebuilding the best candidate (trial {best.number}) with the convert flow into {folder}")
     previous = folder / "recipe.yaml"
@@ -88,13 +91,28 @@ def _rebuild_best(store: SearchStore, best: TrialResult, template: TrialSpec, ou
     # parsed as if it sat in trials/: the same ../ paths, and an --out that holds none of its inputs
     manifest = convert(parse_recipe(mapping, base_dir=out / "trials"), folder, force=True, log=log).manifest
     header = (f"{RECIPE_HEADER} {best.number} of the search in {out.name}/ ({describe(best.params)}).\n"
-              f"# Rebuild: tflm-kit convert {folder.name}/recipe.yaml --out OUT (needs ../{TEACHER}, ../{DATA}).\n")
+              f"# Rebuild: tflm-kit convert {folder.name}/recipe.yaml --out OUT "
+              f"(needs ../{BASE_MODEL[template.space_base]}, ../{DATA}).\n")
     (folder / "recipe.yaml").write_text(header + yaml.safe_dump(mapping, sort_keys=False))
     same = manifest["model"]["sha256"] == best.model_sha256
     if not same:  # not bit-identical to the trial: judge the rebuilt model itself
         verdict = judge_model((folder / "model.tflite").read_bytes(), out, template.guards)
         store.summary["best_rebuilt_verdict"] = {"passed": verdict.passed, "failures": verdict.failures}
     return same
+
+
+def search_space(prepared: Prepared, recipe, objective: str) -> Space:
+    """The levers the prepared model can take: the Keras ones for a teacher the kit retrains, else those
+    of its int8 flatbuffer (what the model is decides, see optimize/prepare.py)."""
+    if prepared.base == FLATBUFFER:
+        return flatbuffer_space(prepared.model, prepared.what, objective)
+    return space_for(prepared.model, objective=objective, per_channel=recipe.quantize.per_channel)
+
+
+def levers_line(what: str, searched: list[str], left_out: list[str]) -> str:
+    """The one line at the start of a search: which levers it searches for this model, which it leaves out."""
+    return (f"levers for {what}: {'; '.join(searched) or 'none but plain int8'}"
+            + (f" -- left out: {'; '.join(left_out)}" if left_out else ""))
 
 
 def _reference_delta(reference: Optional[TrialResult], best: TrialResult) -> str:
@@ -114,10 +132,6 @@ def optimize(recipe_path: Path, out: Path, options: Options, events: Sink = sile
 
     require("optimize", "tflm-kit optimize")
     recipe = load_recipe(recipe_path)
-    if recipe.model.is_flatbuffer:  # its levers (TF-MOT, int4 fine-tuning, distillation) train a Keras model
-        what = "a PyTorch model" if recipe.model.torch is not None else "a .tflite"
-        raise KitError(f"optimize searches levers that retrain a Keras model, and the recipe's model is {what}",
-                       "convert it (tflm-kit convert) with compress settings (int4, lut, memory_plan) instead")
     board = load_board(options.board)
     out = Path(out)
     _check_out(out, recipe, recipe_path)
@@ -125,10 +139,10 @@ def optimize(recipe_path: Path, out: Path, options: Options, events: Sink = sile
     claim = SearchStore.claim(out)  # the search record first: the folder is then recognised (and resumed) by it
     try:
         prepared = prepare(recipe, out, options.label_weight, log)
-    except KitError:  # refused before anything but the record was written (a Keras 3 model): leave no trace
-        claim.release_if_untouched()
+    except KitError:  # refused before anything but the record was written (a .tflite, a Keras 3 model with a
+        claim.release_if_untouched()  # TF-MOT stage): leave no trace
         raise
-    space = space_for(prepared.model, objective=options.objective, per_channel=recipe.quantize.per_channel)
+    space = search_space(prepared, recipe, options.objective)
     guards = Guards.defaults(prepared.task, options.min_agreement, options.max_accuracy_drop, options.min_sqnr)
     fine_tune = FineTune(epochs=options.epochs)
     settings = {"recipe_name": recipe.name, "recipe": recipe.model_dump(mode="json"), "board": options.board,
@@ -141,7 +155,10 @@ def optimize(recipe_path: Path, out: Path, options: Options, events: Sink = sile
                           "float_accuracy": prepared.float_accuracy})
     template = TrialSpec(0, "", {}, str(out.resolve()), recipe, guards, fine_tune, prepared.loss,
                          prepared.selection_size, board, prepared.separate_calibration, device,
-                         options.cpus_per_trial, options.runtime)
+                         options.cpus_per_trial, options.runtime, space.base)
+    searched, left_out = space.lever_lines()
+    store.summary["levers"] = {"model": prepared.what, "searched": searched, "left_out": left_out}
+    log(levers_line(prepared.what, searched, left_out))
     log(f"search space: {len(space.layers)} layers ({', '.join(space.layers)}); guards: {guards.describe()}; "
         f"selection set: {prepared.selection_size} held-out inputs")
     note = evidence_note(prepared.selection_size)

@@ -6,8 +6,9 @@ Each figure says where it comes from, because the cheap figures are proxies:
   the flatbuffer alone, marked as an estimate (it misses that DECODE's code can outweigh what LUT
   compression saves). When the firmware is built and run on the emulated core, the linked image's
   text + data replaces it;
-- RAM: the arena TFLM's Python runtime needs on this 64-bit host (an estimate), or the arena the
-  firmware reports on the emulated 32-bit core;
+- RAM: the conversion's arena (derived for the Cortex-M4 from the model, or TFLM's Python runtime's on this
+  64-bit host for a model the derivation does not model: an estimate), or the arena the firmware reports on
+  the emulated 32-bit core;
 - latency: instructions per inference on the emulated core, when it ran.
 """
 from __future__ import annotations
@@ -70,9 +71,11 @@ def host_cost(manifest: dict, board: dict, model: bytes, runtime: str = "tflm") 
     """Cost from a conversion's manifest and model (no firmware built), as `runtime` deploys it."""
     model_bytes = int(manifest["model"]["bytes"])
     arena = int(manifest["arena_bytes"])
-    found = _priced(runtime, model, Figure(arena, "host estimate"), board)
+    # the conversion's figure says where it comes from (derived for the Cortex-M4 without a device check)
+    source = ((manifest.get("arena") or {}).get("target") or {}).get("source") or "host estimate"
+    found = _priced(runtime, model, Figure(arena, source), board)
     if found is None:
-        return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, "host estimate",
+        return DeployedCost(model_bytes, model_bytes, "flatbuffer only (estimate)", arena, source,
                             flash_estimate_bytes=model_bytes, arena_host_bytes=arena)
     return DeployedCost(model_bytes, found.flash.bytes, "footprint data", found.ram.bytes, found.ram.source,
                         kernel_bytes=found.parts["kernels"], core_bytes=found.parts["core"],

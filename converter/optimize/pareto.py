@@ -61,6 +61,10 @@ def render_markdown(store: SearchStore, best: Optional[TrialResult], front: dict
              f"Objective: smallest {settings['objective']} whose candidate holds every guard against the float "
              f"model on {summary.get('splits', {}).get('selection', '?')} held-out inputs. Guards: "
              f"{Guards(**settings['guards']).describe()}. Splits: {summary.get('split_note', '')}.", ""]
+    levers = summary.get("levers")
+    if levers:
+        lines += [f"Levers for {levers['model']}: {'; '.join(levers['searched']) or 'none but plain int8'}."
+                  + (f" Left out: {'; '.join(levers['left_out'])}." if levers["left_out"] else ""), ""]
     if summary.get("float_accuracy") is not None:
         lines += [f"Float model accuracy on the selection set: {summary['float_accuracy']:.2%}.", ""]
     if best is not None:

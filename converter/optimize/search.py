@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 from ..errors import foreign_text
 from ..progress import Sink, Trial, notes
-from .space import SENSITIVITY_CLUSTERS, Space, cluster_counts, describe
+from .space import Space, describe, touched_layers
 from .store import SearchStore, comparable_key, search_value
 from .trial import CRASHED, ERROR, TrialResult, TrialSpec
 
@@ -48,7 +48,9 @@ def fixed_candidates(space: Space, store: SearchStore, budget: int) -> list[tupl
     elif budget >= 1:
         if space.int4:  # packed int4 needs no DECODE kernel: the lever that can shrink the deployed image
             wanted += [("int4", space.int4_large()), ("int4", space.int4_all())]
-        wanted.append(("uniform", space.reference() | {f"clusters:{layer}": 16 for layer in space.layers}))
+        uniform = space.uniform()
+        if uniform is not None:
+            wanted.append(("uniform", uniform))
     done = {(t.phase, tuple(sorted(t.params.items()))) for t in store.trials}
     unique: dict = {}  # a small model can make two of these the same candidate: run it once
     for phase, params in wanted:
@@ -57,14 +59,13 @@ def fixed_candidates(space: Space, store: SearchStore, budget: int) -> list[tupl
 
 
 def greedy_candidate(space: Space, store: SearchStore) -> Optional[dict]:
-    """From finished sensitivity trials: layers that kept quality alone at 4 clusters get 4, others 16."""
+    """From finished sensitivity trials: layers that kept quality alone at 4 clusters get 4, others 16
+    (on a flatbuffer base: the layers that kept it alone as int4 are packed, see Space.greedy)."""
     sensitivity = store.done_phase("sensitivity")
     if len(sensitivity) < len(space.layers) or store.done_phase("greedy"):
         return None
-    safe = {layer for t in sensitivity if t.passed
-            for layer, count in cluster_counts(t.params).items() if count}
-    return space.reference() | {f"clusters:{layer}": SENSITIVITY_CLUSTERS if layer in safe else 16
-                                for layer in space.layers}
+    safe = {layer for t in sensitivity if t.passed for layer in touched_layers(t.params)}
+    return space.greedy(safe)
 
 
 class Optimizer:

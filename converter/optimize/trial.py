@@ -40,6 +40,7 @@ class TrialSpec:
     # thread pools: pools of another size change float sums in fine-tuning, and the trial's model must be
     # byte-identical to what `convert` makes of the same recipe.
     runtime: str = "tflm"        # the runtime whose deployed cost is priced and measured (converter/runtimes)
+    space_base: str = "keras"    # what candidates start from: the float teacher or the int8 base (space.BASE_MODEL)
 
 
 @dataclass
@@ -105,7 +106,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     result = TrialResult(spec.number, spec.phase, spec.params, ERROR)
     try:
         mapping = candidate_recipe(spec.base_recipe, spec.params, spec.fine_tune, spec.loss, spec.selection_size,
-                                   spec.separate_calibration)
+                                   spec.separate_calibration, space_base=spec.space_base)
         recipe_path.parent.mkdir(parents=True, exist_ok=True)
         recipe_path.write_text(yaml.safe_dump(mapping, sort_keys=False))
         # no device check per trial: the search builds the firmware itself for the candidates that pass (device_cost)

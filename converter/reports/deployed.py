@@ -6,9 +6,10 @@ So a conversion whose compress stage changed the model records both models' depl
 the per-target code-size data of converter/tflm/footprint.py, with the type-specialised kernels the
 generated resolver registers: flatbuffer + kernels + TFLM core, no TFLM_ROOT or cross compiler
 needed) and both models' arenas on the target (converter/tflm/target_arena.py: measured on the
-emulated core by the device check), each labelled with its source. The host's arenas (TFLM's
+emulated core by the device check, or derived for the Cortex-M4 from the model's plan when it cannot
+run: converter/tflm/derived_arena.py), each labelled with its source. The host's arenas (TFLM's
 Python runtime, 64-bit, reference kernels: they unpack int4 filters into scratch, CMSIS-NN does
-not) are only a labelled extra, or, when nothing could measure the target, the figure, labelled as
+not) are only a labelled extra, or, for a model the derivation does not model, the figure, labelled as
 not the device's.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 from ..errors import KitError
+from ..stages.compressors import CompressRecord
 from ..tflm.footprint import model_flash
 from ..tflm.target_arena import ArenaFigure
 
@@ -54,9 +56,7 @@ class DeployedComparison:
 def tensors_compressed(records) -> bool:
     """Whether a compress stage stored a tensor differently (LUT, PRUNE, int4), not only dropped metadata
     (stripping alone changes neither kernels nor arena: no comparison, and no second arena measurement)."""
-    return any(record.kind == "compress" and (record.details.get("tensors")
-                                              or (record.details.get("int4") or {}).get("tensors"))
-               for record in records)
+    return any(isinstance(record.details, CompressRecord) and record.details.tensors_changed for record in records)
 
 
 def compare_deployed(model_bytes: bytes, uncompressed: Optional[bytes], arena: ArenaFigure,

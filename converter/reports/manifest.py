@@ -77,6 +77,10 @@ class ConversionParts:
     aot: Optional[dict] = None            # the AOT runtime's result (flows/convert_aot.AotResult.as_dict())
 
     def _arena_note(self) -> str:
+        if self.arena_figure is not None and self.arena_figure.kind == "derived":
+            return (f"{self.arena_figure.source}: the smallest arena (a multiple of 16) TFLM's allocator needs there, "
+                    "from AllocateTensors replayed with 32-bit structs, CMSIS-NN's scratch and the greedy plan "
+                    "(tflm/derived_arena.py); a device check (TFLM_ROOT, arm-none-eabi-gcc, qemu-system-arm) measures it")
         if self.arena_figure is not None and self.arena_figure.on_device:
             return (f"{self.arena_figure.source}: the smallest arena (a multiple of 16) that allocates and invokes the "
                     "model there (arena_used_bytes() misses what kernels take while they prepare)")
@@ -95,7 +99,7 @@ class ConversionParts:
         }
         if self.source != "keras":
             summary["source"] = self.source
-        if any(record.details.get("trained_federated") for record in self.stages):
+        if any(record.get("trained_federated") for record in self.stages):
             summary["trained_federated"] = True
         if self.aot is not None:
             summary["aot_bit_exact"] = self.aot["bit_exact"]

@@ -121,9 +121,9 @@ def budget_lines(record: dict) -> list[str]:
 
 
 def board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: bool = True) -> ModelFacts:
-    """The facts with the arena of the board's core: the conversion's when it measured that core, else
-    measured now when this machine can and TFLM_KIT_DEVICE_CHECK is not off (runtimes/device_check.py), else
-    the conversion's figure, labelled with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
+    """The facts with the arena of the board's core: the conversion's when it measured (or derived) that core,
+    else measured now when this machine can and TFLM_KIT_DEVICE_CHECK is not off (runtimes/device_check.py), else
+    derived for that core from the model (tflm/derived_arena.py), else the conversion's figure, labelled with what it is. The host board reserves the host's figure (its firmware runs TFLM's x86-64 build)."""
     from ..tflm.arena import arena_with_margin
     from ..tflm.target_arena import ArenaFigure, arena_core
 
@@ -137,6 +137,8 @@ def board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: bool
         figure = target if target is not None and target.on_device and target.core == core else None
         if figure is None and measure:
             figure = _measure_core(core, facts, model_dir)
+        if figure is None:
+            figure = _derive_core(core, model_dir)
         if figure is None and target is not None:
             figure = target
             note = f"{core} not measured here, so {target.core}'s figure" if target.on_device else ""
@@ -147,6 +149,14 @@ def board_arena(profile: dict, facts: ModelFacts, model_dir: Path, measure: bool
         return replace(facts, arena_source=source)
     return replace(facts, arena_measured_bytes=figure.bytes, arena_bytes=arena_with_margin(figure.bytes, facts.arena_margin),
                    arena_source=source)
+
+
+def _derive_core(core: str, model_dir: Path):
+    """The core's arena derived from the folder's model.tflite (tflm/derived_arena.py), or None."""
+    from ..tflm.derived_arena import derived_figure
+
+    tflite = model_dir / "model.tflite"
+    return derived_figure(tflite.read_bytes(), core) if tflite.is_file() else None
 
 
 def _measure_core(core: str, facts: ModelFacts, model_dir: Path):
@@ -163,8 +173,8 @@ def _settings_for_board(facts: ModelFacts, dest_model: Path) -> None:
     from ..emit.sources import with_arena
 
     settings = dest_model / "model_settings.h"
-    if not settings.is_file():
-        return
+    if not settings.is_file() or "#define TFLM_KIT_ARENA_PROBE" in settings.read_text():
+        return  # the device check's probe build keeps its generous arena and the define that searches the smallest
     comment = "\n".join(f"// {line}" for line in (
         f"Tensor arena: {facts.arena_measured_bytes} bytes {facts.arena_source},",
         f"plus a {facts.arena_margin:.0%} margin (written by `tflm-kit firmware` for this board's core).",))

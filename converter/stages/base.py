@@ -25,7 +25,7 @@ Writing a stage (e.g. stages/federated.py) is one file plus one line in stages/r
             return new_model, {"rounds": settings.rounds}   # details: JSON-ready
 
         def report_note(self, record) -> str:   # optional: the 'notes' cell of report.md
-            return f"{record.details['rounds']} rounds"
+            return f"{record.details_dict()['rounds']} rounds"
 
 The base class runs `transform`, measures quality before and after and the weights, times it, and
 builds the `StageRecord`: no stage assembles its own record. Stage modules import TensorFlow only
@@ -36,7 +36,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, Protocol
 
 
 from pydantic import BaseModel, ConfigDict
@@ -61,13 +61,20 @@ class StageContext:
     events: Sink = silent            # progress (epochs, trials) goes here
 
 
+class Details(Protocol):
+    """A stage's typed details (compress: stages/compressors.CompressRecord); JSON only at write time."""
+
+    def as_dict(self) -> dict: ...
+
+
 @dataclass(frozen=True)
 class StageRecord:
     """What one stage did, as the manifest and the report show it."""
 
     kind: str
     settings: dict
-    details: dict = field(default_factory=dict)
+    # a JSON-ready dict (most stages, for now), or a typed record with as_dict() (compress: CompressRecord)
+    details: dict | Details = field(default_factory=dict)
     quality_before: Optional[dict] = None    # None: the stage does not score the model
     quality_after: Optional[dict] = None
     layers: Optional[list] = None            # per-layer weight statistics after a Keras stage
@@ -82,8 +89,12 @@ class StageRecord:
     def get(self, key: str, default=None):
         return self.as_dict().get(key, default)
 
+    def details_dict(self) -> dict:
+        """The details as the manifest holds them (a typed record's as_dict())."""
+        return self.details if isinstance(self.details, dict) else self.details.as_dict()
+
     def as_dict(self) -> dict:
-        out = {"stage": self.kind, "settings": self.settings, **self.details}
+        out = {"stage": self.kind, "settings": self.settings, **self.details_dict()}
         if self.quality_before is not None:
             out |= {"quality_before": self.quality_before, "quality_after": self.quality_after}
         if self.layers is not None:
@@ -111,6 +122,8 @@ class Stage:
     takes: ClassVar[str]                       # "keras" or "flatbuffer"
     gives: ClassVar[str]
     must_not_follow: ClassVar[tuple[str, ...]] = ()   # kinds that may not come earlier in the list
+    # True: the recipe's own top-level section (`quantize:`, `compress:`), never a `stages:` entry (one spelling)
+    section: ClassVar[bool] = False
     # None: the stage takes a Keras 3 model too; else the fix shown when one meets it (check_keras3)
     keras3_instead: ClassVar[Optional[str]] = None
     extra: ClassVar[Optional[str]] = None       # the pip extra the stage needs (system/extras.py), if any
@@ -187,6 +200,7 @@ class ConverterStage(Stage):
     """Keras model -> flatbuffer; quality is the float model's (Keras) and the flatbuffer's (TFLM)."""
 
     takes, gives = "keras", "flatbuffer"
+    section = True
 
     def flatbuffer_quality(self, model_bytes: bytes, context: StageContext) -> dict:
         raise NotImplementedError
@@ -214,7 +228,8 @@ class FlatbufferStage(Stage):
 
     takes = gives = "flatbuffer"
 
-    def transform_with_reference(self, model_bytes: bytes, settings, context: StageContext) -> tuple[bytes, dict, bytes]:
+    def transform_with_reference(self, model_bytes: bytes, settings,
+                                 context: StageContext) -> tuple[bytes, dict | Details, bytes]:
         """(new model, details, the model TFLM must match byte for byte): the input model, unless the stage
         is lossy and names another (compress with int4: the int8 model with the same 4-bit levels)."""
         new_bytes, details = self.transform(model_bytes, settings, context)
@@ -254,7 +269,7 @@ def check_order(kinds: list[str], source: str = "keras") -> None:
         if source == "flatbuffer" and stage.takes != "flatbuffer":
             raise OrderError(index, f"{kind} works on a Keras model, and the model is a .tflite "
                                     "(only flatbuffer stages such as compress can run on it)")
-        if stage.gives == "flatbuffer" and stage.takes == "keras":
+        if stage.section:
             raise OrderError(index, f"{kind} is not a list stage (it is the recipe's '{kind}:' section)")
         if stage.takes == "keras" and any(stages[k].takes == "flatbuffer" for k in seen):
             raise OrderError(index, f"{kind} works on a Keras model and comes after a flatbuffer stage "

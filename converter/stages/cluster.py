@@ -56,8 +56,9 @@ class Cluster(KerasStage):
     def report_note(self, record: StageRecord) -> str:
         worst = max((row["max_unique_per_channel"] for row in record.layers or []), default=0)
         note = f"≤ {worst} distinct values per channel"
-        if record.details.get("notes"):
-            note += (f"; {len(record.details['notes'])} layer(s) left as they were "
+        notes = record.details_dict().get("notes")
+        if notes:
+            note += (f"; {len(notes)} layer(s) left as they were "
                      "(no more weights per channel than clusters)")
         return note
 

@@ -104,7 +104,7 @@ class Int4FineTune(KerasStage):
         return _fine_tune(model, settings, context)
 
     def report_note(self, record) -> str:
-        return f"{len(record.details['layers'])} filter(s) on the 4-bit grid"
+        return f"{len(record.details_dict()['layers'])} filter(s) on the 4-bit grid"
 
 
 def _fine_tune(model, settings: Int4FineTuneSettings, context: StageContext):

@@ -138,5 +138,6 @@ class Quantize(ConverterStage):
         return tflite_quality(model_bytes, context.data)
 
     def report_note(self, record: StageRecord) -> str:
-        return f"{record.details['tflite_bytes']:,} B, {record.details['calibration_samples_used']} calibration samples"
+        details = record.details_dict()
+        return f"{details['tflite_bytes']:,} B, {details['calibration_samples_used']} calibration samples"
 

@@ -21,8 +21,9 @@ def stages() -> dict[str, Stage]:
 
 
 def list_stages() -> dict[str, Stage]:
-    """The stages a recipe's `stages:` list may name (all but the converter, which has its own section)."""
-    return {name: stage for name, stage in stages().items() if not (stage.takes == "keras" and stage.gives == "flatbuffer")}
+    """The stages a recipe's `stages:` list may name: all but those that are the recipe's own sections
+    (quantize, compress)."""
+    return {name: stage for name, stage in stages().items() if not stage.section}
 
 
 def get(name: str) -> Stage:

@@ -90,9 +90,15 @@ def _insert(placed: list[tuple[int, Buffer]], offset: int, buffer: Buffer) -> No
     placed.insert(at, (offset, buffer))
 
 
-def lowest_fit(order: list[Buffer], method: str, best_fit: bool = False) -> Placement:
+def lowest_fit(order: list[Buffer], method: str, best_fit: bool = False,
+               preplaced: tuple[tuple[int, Buffer], ...] = ()) -> Placement:
+    """`order` placed one by one at the lowest (or best) fitting offset, around the `preplaced` (offset, buffer)."""
     placed: list[tuple[int, Buffer]] = []
     offsets, arena = {}, 0
+    for offset, buffer in preplaced:
+        _insert(placed, offset, buffer)
+        offsets[buffer.key] = offset
+        arena = max(arena, offset + buffer.size)
     for buffer in order:
         offset = _fit(buffer, placed, best_fit)
         _insert(placed, offset, buffer)
@@ -101,12 +107,17 @@ def lowest_fit(order: list[Buffer], method: str, best_fit: bool = False) -> Plac
     return Placement(offsets, arena, method)
 
 
-def greedy(buffers: list[Buffer]) -> Placement:
+def greedy(buffers: list[Buffer], fixed: dict[int, int] | None = None) -> Placement:
     """TFLM's own plan for these buffers (given in the order TFLM adds them: by tensor index).
 
     TFLM copies the buffers it plans into its sort array from the back, then sorts that array by
-    size with a stable bubble sort: buffers of equal size go in reverse order of addition."""
-    return lowest_fit(sorted(reversed(buffers), key=lambda b: -b.size), "tflm-greedy")
+    size with a stable bubble sort: buffers of equal size go in reverse order of addition. `fixed`:
+    the offsets of offline-planned buffers (a model's OfflineMemoryAllocation), which TFLM places first,
+    in the order added, and fits the others around."""
+    fixed = fixed or {}
+    online = [b for b in buffers if b.key not in fixed]
+    return lowest_fit(sorted(reversed(online), key=lambda b: -b.size), "tflm-greedy",
+                      preplaced=tuple((fixed[b.key], b) for b in buffers if b.key in fixed))
 
 
 ORDERS = {

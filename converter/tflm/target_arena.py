@@ -9,8 +9,12 @@ an ArenaFigure that says where it comes from:
 - "measured": `interpreter.arena_used_bytes()` printed by the golden self-test built for the core and
   run under QEMU (runtimes/device_check.py): cortex-m4 (mps2-an386), cortex-m7 (mps2-an500), cortex-m0plus
   (TFLM's Armv6-M build on mps2-an385);
+- "derived": what TFLM's allocator needs on the core, derived from the model without a toolchain or emulator
+  (tflm/derived_arena.py: AllocateTensors replayed with 32-bit structs, CMSIS-NN's scratch, the greedy plan);
+  what `convert` writes when the device check cannot run (or is off), and what `firmware --board B` writes
+  for a core it can neither take from the conversion nor measure;
 - "host": TFLM's Python runtime on this machine (tflm/arena.py), only as a labelled extra, or when
-  nothing else is there, labelled as not the device's.
+  nothing else is there (a model the derivation does not model), labelled as not the device's.
 
 A board whose core the kit cannot emulate (an Xtensa ESP32-S3, a Cortex-M4F with a different TFLM
 port) takes the figure of the closest emulated core, labelled so (`arena_core`).
@@ -32,7 +36,7 @@ class ArenaFigure:
     """Bytes of tensor arena TFLM used (before any margin), on `core`, and how that is known."""
     bytes: int
     core: str        # "cortex-m4", "cortex-m7", or the host's machine ("x86_64")
-    kind: str        # "measured" (on the core under QEMU) | "host" (TFLM's Python runtime here)
+    kind: str        # "measured" (on the core under QEMU) | "derived" (from the model) | "host" (TFLM's Python runtime here)
     source: str      # for people: "measured on cortex-m4 under QEMU (mps2-an386)"
 
     @property
@@ -50,6 +54,15 @@ class ArenaFigure:
 def measured(bytes_used: int, core: str) -> ArenaFigure:
     return ArenaFigure(bytes_used, core, "measured",
                        f"measured on {core} under QEMU ({QEMU_MACHINES.get(core, 'emulated')})")
+
+
+CORE_NAMES = {"cortex-m4": "Cortex-M4", "cortex-m4f": "Cortex-M4F", "cortex-m7": "Cortex-M7",
+              "cortex-m0plus": "Cortex-M0+", "cortex-m33": "Cortex-M33", "cortex-m55": "Cortex-M55"}
+
+
+def derived(bytes_needed: int, core: str) -> ArenaFigure:
+    return ArenaFigure(bytes_needed, core, "derived",
+                       f"derived for {CORE_NAMES.get(core, core)} (32-bit) from the model's plan, not measured")
 
 
 def host(bytes_used: int, machine: str) -> ArenaFigure:

@@ -116,12 +116,15 @@ def test_a_torch_recipe_without_its_extra_refuses(tmp_path):
     assert not out.exists()
 
 
-def test_optimize_refuses_a_pytorch_recipe_in_one_line(tmp_path):
-    from converter.flows.optimize import Options, optimize
-
+def test_optimize_on_a_torch_recipe_without_its_extra_refuses(tmp_path):
+    """optimize takes PyTorch recipes (tests/test_torch.py): without torch it refuses as convert does, in one
+    line, before the search folder is kept."""
+    (tmp_path / "net.py").write_text("def build():\n    raise AssertionError('must not run')\n")
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(
         {"name": "pt", "model": {"torch": {"builder": "net.py:build", "input_shape": [4, 4, 1]}},
          "data": {"random": {}}}))
-    with pytest.raises(KitError, match="the recipe's model is a PyTorch model — fix: convert it"):
-        optimize(tmp_path / "recipe.yaml", tmp_path / "search", Options(board="cortex-m-qemu"))
-    assert not (tmp_path / "search").exists()
+    out = tmp_path / "search"
+    result = run_cli_without(("torch", "litert_torch"), "optimize", tmp_path / "recipe.yaml", "--board",
+                             "cortex-m-qemu", "--out", out, "--no-device")
+    assert "needs torch, litert_torch" in _one_line_refusal(result, "torch")
+    assert not out.exists()

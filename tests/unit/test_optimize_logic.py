@@ -117,3 +117,57 @@ def test_a_candidates_flat_params_are_read_in_one_place():
     assert candidate.int4_chosen == ("conv", "logits") and candidate.int4_layers == ["conv"]  # logits keeps its LUT
     assert describe(params) == "logits:4 sparsity 0.5 conv:int4"
     assert Candidate.from_params({}) == Candidate({})
+
+
+def test_a_lever_is_spelled_and_parsed_in_one_place():
+    from converter.optimize.space import CLUSTER_CHOICES, SPARSITY_CHOICES, Lever, Space
+
+    space = Space(("conv", "logits"), prune=True, int4=True, int4_candidates=("conv",), memory_plan=True)
+    assert space.parameter_names() == ["clusters:conv", "clusters:logits", "sparsity", "int4:conv", "memory_plan"]
+    assert [Lever.parse(name) for name in space.parameter_names()] == space.levers()
+    assert Lever.parse("clusters:a:b") == Lever("clusters", "a:b") and Lever("int4").param == "int4"
+    assert [space.choices(name) for name in space.parameter_names()] == [
+        CLUSTER_CHOICES, CLUSTER_CHOICES, SPARSITY_CHOICES, (False, True), (True,)]
+    assert space.int4_all() == space.reference() | {"int4:conv": True}
+    assert space.only("logits", 4) == space.reference() | {"clusters:logits": 4}
+def test_a_flatbuffer_space_searches_int4_and_decode_switches_never_clusters():
+    """A model the kit cannot retrain (Keras 3, PyTorch): its space has no cluster or sparsity lever; the
+    sensitivity, greedy and small-budget candidates use int4 per filter and the LUT/PRUNE switch instead,
+    and Keras spaces keep the fingerprint they had (no new keys in as_dict)."""
+    from converter.optimize.search import fixed_candidates, greedy_candidate
+    from converter.optimize.space import FLATBUFFER, Space, touched_layers
+    from converter.optimize.store import SearchStore
+    from converter.optimize.trial import PASSED, TrialResult
+
+    space = Space(("f/a", "f/b"), {"f/a": 100, "f/b": 900}, int4=True, base=FLATBUFFER, lut=True,
+                  left_out=("clusters: no",))
+    assert space.parameter_names() == ["lut", "int4:f/a", "int4:f/b"]
+    assert space.reference() == {"lut": False, "int4:f/a": False, "int4:f/b": False}
+    assert space.only("f/b") == space.reference() | {"int4:f/b": True}
+    store = SearchStore(folder=None, settings={})
+    small = fixed_candidates(space, store, budget=2)
+    assert [phase for phase, _ in small] == ["reference", "int4", "int4", "uniform"]
+    assert small[1][1]["int4:f/b"] and not small[1][1]["int4:f/a"] and small[3][1]["lut"]
+    assert [phase for phase, _ in fixed_candidates(space, store, budget=4)] == ["reference", "sensitivity", "sensitivity"]
+    store.trials = [TrialResult(1, "sensitivity", space.only("f/a"), PASSED),
+                    TrialResult(2, "sensitivity", space.only("f/b"), "failed guard")]
+    assert touched_layers(space.only("f/a")) == ["f/a"]
+    assert greedy_candidate(space, store) == {"lut": True, "int4:f/a": True, "int4:f/b": False}
+    searched, left_out = space.lever_lines()
+    assert any("int4" in lever for lever in searched) and not any("clusters" in lever for lever in searched)
+    assert left_out == ["clusters: no"] and space.as_dict()["base"] == FLATBUFFER
+    keras = Space(("a",), {"a": 100})
+    assert set(keras.as_dict()) == {"layers", "layer_weights", "prune", "int4", "choices"}
+    assert keras.parameter_names() == ["clusters:a"] and keras.uniform() == {"clusters:a": 16}
+
+
+def test_a_filter_is_named_by_the_shortest_suffix_no_other_filter_holds():
+    """compress.int4_layers matches by substring: the short name must pick exactly its own filter."""
+    from converter.optimize.space import short_name
+
+    every = ["m/conv_1/convolution", "m/pointwise_1/convolution", "m/logits_1/MatMul", "w/Conv2d_1;", "w/Conv2d_10;",
+             "a/b", "a/b/c/a/b"]
+    assert short_name("m/conv_1/convolution", every) == "conv_1/convolution"
+    assert short_name("m/logits_1/MatMul", every) == "MatMul"
+    assert short_name("w/Conv2d_1;", every) == "Conv2d_1;"
+    assert short_name("a/b", every) is None   # inside another filter's name: cannot be chosen alone

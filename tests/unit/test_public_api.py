@@ -30,8 +30,10 @@ def test_every_public_name_points_at_a_definition():
         assert path.exists(), f"{name}: no module {module}"
         if attribute:
             tree = ast.parse(path.read_text())
-            defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-            defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets
+            # module level, and in a module-level `if`/`else` (a runtime definition beside its TYPE_CHECKING view)
+            body = tree.body + [n for b in tree.body if isinstance(b, ast.If) for n in b.body + b.orelse]
+            defined = {n.name for n in body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            defined |= {t.id for n in body if isinstance(n, ast.Assign) for t in n.targets
                         if isinstance(t, ast.Name)}
             assert attribute in defined, f"{name}: {module} defines no {attribute}"
     assert set(converter.__all__) == {"__version__", *converter._EXPORTS}

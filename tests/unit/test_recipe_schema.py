@@ -16,8 +16,8 @@ def load(**changes):
 
 def test_every_registered_list_stage_is_a_recipe_key():
     kinds = set(list_stages())
-    assert {"train", "prune", "cluster", "qat", "distill", "compress"} <= kinds
-    assert "quantize" not in kinds  # the converter has its own section
+    assert {"train", "prune", "cluster", "qat", "distill"} <= kinds
+    assert not {"quantize", "compress"} & kinds  # the recipe's own sections (one spelling each)
     entry_fields = set(Recipe.model_fields["stages"].annotation.__args__[0].model_fields)
     assert entry_fields == kinds
 
@@ -43,7 +43,6 @@ def test_allowed_orders_load(order):
 @pytest.mark.parametrize("order, index, words", [
     (["qat", "prune"], 1, "prune comes after qat; prune must come before qat"),
     (["train", "qat", "cluster"], 2, "cluster comes after qat"),
-    (["compress", "prune"], 1, "flatbuffer stages run after quantize"),
 ])
 def test_bad_orders_name_the_stage(order, index, words):
     with pytest.raises(KitError) as error:
@@ -53,14 +52,16 @@ def test_bad_orders_name_the_stage(order, index, words):
 
 
 def test_check_order_is_pure():
-    check_order(["train", "prune", "compress"])
+    check_order(["train", "prune"])
     with pytest.raises(OrderError) as error:
         check_order(["train"], source="flatbuffer")
     assert error.value.index == 0
+    with pytest.raises(OrderError, match="compress is not a list stage"):
+        check_order(["train", "compress"])
 
 
 def test_pipeline_puts_quantize_between_keras_and_flatbuffer_stages():
-    recipe = load(stages=[{"train": {}}, {"compress": {}}, ])
+    recipe = load(stages=[{"train": {}}], compress={})
     assert [name for name, _ in recipe.pipeline()] == ["train", "quantize", "compress"]
     recipe = load(stages=[{"prune": {}}], compress={"lut": True})
     assert [name for name, _ in recipe.pipeline()] == ["prune", "quantize", "compress"]
@@ -76,9 +77,14 @@ def test_tflite_source_runs_flatbuffer_stages_only():
         parse_recipe({**TFLITE, "quantize": {"mode": "int8"}})
 
 
-def test_compress_given_twice_is_refused():
-    with pytest.raises(KitError, match="compress twice"):
-        load(stages=[{"compress": {}}], compress={})
+@pytest.mark.parametrize("kind", ["compress", "quantize"])
+def test_a_section_as_a_stages_entry_is_refused_naming_the_move(kind):
+    """One spelling: compress and quantize are the recipe's own sections, never `stages:` entries."""
+    for recipe in ({"stages": [{"train": {}}, {kind: {}}]}, {"stages": [{"train": {}}, {kind: {}}], kind: {}}):
+        with pytest.raises(KitError) as error:
+            load(**recipe)
+        assert str(error.value) == (f"recipe field 'stages[1]' = '{kind}': {kind} is the recipe's '{kind}:' section, "
+                                    f"not a stages entry — fix: move its settings to a top-level '{kind}:' section")
 
 
 def test_manifest_dump_of_a_stage_is_what_the_recipe_says():

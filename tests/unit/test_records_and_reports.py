@@ -65,6 +65,9 @@ def test_report_takes_each_stages_own_note():
 def test_cluster_and_compress_notes():
     cluster = StageRecord("cluster", {}, {"notes": ["a"]}, {}, {}, [{"max_unique_per_channel": 16}], 0.5)
     assert get("cluster").report_note(cluster).startswith("≤ 16 distinct values per channel; 1 layer(s)")
-    compress = StageRecord("compress", {}, {"bytes_before": 3000, "bytes_after": 2000,
-                                            "tensors": [{"index_bits": 4}, {"index_bits": 3}]})
+    from converter.stages.compressors import CompressRecord, Lut
+    from tests.unit.test_compress_notes import lut_choice
+
+    compress = StageRecord("compress", {}, CompressRecord(3000, 2000, encoded=((Lut(), (lut_choice(1, 4),
+                                                                                        lut_choice(2, 3))),)))
     assert get("compress").report_note(compress) == "2 tensors LUT-compressed (3/4-bit indices), model 3,000 → 2,000 B"

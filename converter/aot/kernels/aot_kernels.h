@@ -152,4 +152,32 @@ void aot_mul_s8_broadcast(const aot_mul_t* p, const int8_t* in1, const int8_t* i
 /* A softmax of a few logits: the kit's fixed-point kernel on every back-end (smaller than CMSIS-NN's). */
 void aot_softmax_s8_small(const aot_softmax_t* p, const int8_t* in, int8_t* out, void* scratch);
 
+/* TFLM_DECODE (aot_kernels_decode.c): a compressed constant decoded into the buffer before its consumer.
+ * Element i uses table (or zero point) c, which advances every `run` elements and wraps after `channels`. */
+typedef struct {
+  int32_t count, channels, run, elem_bytes, bits, stride;  /* LUT: bits-wide indices, MSB first */
+  const uint8_t* indices;                                  /* packed, plus one zero byte */
+  const uint8_t* table;                                    /* channels tables of stride entries */
+} aot_lut_t;
+
+typedef struct {
+  int32_t count, channels, run, elem_bytes;                /* PRUNE: one bit per element, MSB first */
+  const uint8_t* mask;
+  const uint8_t* values;                                   /* the kept elements, in order */
+  const int8_t* zero_points;                               /* one per channel (int8), else one 0 */
+} aot_prune_t;
+
+/* DEQUANTIZE (int8/int16 -> float32) and QUANTIZE (float32 -> int8): the float arrays are read and written
+ * byte-wise (no alignment assumed). */
+typedef struct {
+  int32_t size, zero_point;
+  float scale;
+} aot_dequantize_t;
+
+void aot_dequantize_s8(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dequantize_s16(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_quantize_f32(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_decode_lut(const aot_lut_t* p, int8_t* out, void* scratch);
+void aot_decode_prune(const aot_prune_t* p, int8_t* out, void* scratch);
+
 #endif /* AOT_KERNELS_H_ */

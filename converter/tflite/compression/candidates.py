@@ -43,10 +43,27 @@ def _quantization(tensor) -> tuple[int, int | None, tuple]:
     return count, axis, zeros or (0,)
 
 
-def find_candidates(model: TfliteModel) -> tuple[list[Candidate], list[dict]]:
+@dataclass(frozen=True)
+class SkippedTensor:
+    """A constant INT8 tensor no encoding stores, and why (the record's `skipped` rows)."""
+
+    subgraph: int
+    tensor: int
+    name: str
+    bytes: int
+    unique_values: int
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"subgraph": self.subgraph, "tensor": self.tensor, "name": self.name, "bytes": self.bytes,
+                "unique_values": self.unique_values, "reason": self.reason}
+
+
+def find_candidates(model: TfliteModel) -> tuple[list[Candidate], list[SkippedTensor]]:
     """Every constant INT8 tensor: as a Candidate, or in `skipped` with the reason."""
     users = model.buffer_users()
-    found, skipped = [], []
+    found: list[Candidate] = []
+    skipped: list[SkippedTensor] = []
     for s, subgraph in enumerate(model.subgraphs):
         for t, tensor in enumerate(subgraph.tensors or []):
             if model.tensor_type(tensor) != "INT8" or (array := model.constant(tensor)) is None:
@@ -68,6 +85,5 @@ def find_candidates(model: TfliteModel) -> tuple[list[Candidate], list[dict]]:
     return found, skipped
 
 
-def skip_row(subgraph: int, tensor: int, name: str, array: np.ndarray, reason: str) -> dict:
-    return {"subgraph": subgraph, "tensor": tensor, "name": name, "bytes": int(array.nbytes),
-            "unique_values": int(len(np.unique(array))), "reason": reason}
+def skip_row(subgraph: int, tensor: int, name: str, array: np.ndarray, reason: str) -> SkippedTensor:
+    return SkippedTensor(subgraph, tensor, name, int(array.nbytes), int(len(np.unique(array))), reason)

@@ -1,0 +1,114 @@
+"""The Cortex-M arena derived from the model (converter/tflm/derived_arena.py) against QEMU's measurement.
+
+The measurement is the device check's: the model's cortex-m-qemu (or M7, M0+) golden self-test built against
+TFLM_ROOT's CMSIS-NN library, whose probe build prints the smallest arena (a multiple of 16) that allocates and
+invokes, and arena_used_bytes(). The derivation must give both, to the byte. The default tier compares the
+demo and the MLPerf IC model (tests/test_device_check.py, where they are converted and measured anyway); the
+slow tier here: the MLPerf Tiny reference models and random models of every modelled operator, on the
+Cortex-M4, the Cortex-M7 and Armv6-M (the M0+ library on mps2-an385). Needs TFLM_ROOT, arm-none-eabi-gcc and
+qemu-system-arm (each test skips saying which is missing); docs/firmware.md has the table.
+"""
+import numpy as np
+import pytest
+
+from converter.tflm.derived_arena import derive
+
+from .aot_models import ModelBuilder, chain_model, random_model, s
+from .firmware_tools import need_tools, tflm_root
+
+LIBRARIES = {"cortex-m4": "cortex_m_generic_cortex-m4_default_cmsis_nn_gcc",
+             "cortex-m7": "cortex_m_generic_cortex-m7+fp_default_cmsis_nn_gcc",
+             "cortex-m0plus": "cortex_m_generic_cortex-m0plus_default_cmsis_nn_gcc"}
+MLPERF = {"IC": "image_classification/pretrainedResnet_quant.tflite",
+          "KWS": "keyword_spotting/kws_ref_model.tflite",
+          "VWW": "visual_wake_words/vww_96_int8.tflite",
+          "AD": "anomaly_detection/ad01_int8.tflite",
+          "SWW": "streaming_wakeword/str_ww_ref_model.tflite"}
+KINDS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD",
+         "RESHAPE"]
+
+
+def measure(core: str, model_bytes: bytes) -> tuple[int, int]:
+    """(smallest arena that allocates and invokes, arena_used_bytes()) of the model on `core` under QEMU."""
+    from converter.emit.sources import render_all
+    from converter.flows.model_inputs import model_inputs
+    from converter.runtimes.device_check import model_facts, probe_settings, run_device_check
+    from converter.tflite.info import read_model
+    from converter.tflm.isolation import run_isolated
+
+    tflm_root(LIBRARIES[core])
+    need_tools("make", "arm-none-eabi-gcc", "qemu-system-arm")
+    info = read_model(model_bytes)
+    inputs = model_inputs(info, None, 1, 0).quantized
+    outputs = run_isolated(model_bytes, inputs, what="the golden outputs", consistent=False)
+    probe = 2 * derive(model_bytes, core).needed + 65536
+    sources = render_all("m", "model.tflite", model_bytes, "-", info, probe, probe, 0.0, None, inputs, outputs,
+                         "x86_64")
+    sources["model_settings.h"] = probe_settings(sources["model_settings.h"], probe)
+    check = run_device_check(core, model_bytes, sources, inputs, outputs, model_facts("m", model_bytes, info, 1, probe))
+    return check.arena.bytes, check.arena_used
+
+
+def lut_model() -> bytes:
+    """A FULLY_CONNECTED whose 64x256 filter takes 5 values, LUT-compressed by TFLM's compressor: a TFLM_DECODE
+    node (its state in the persistent section) and the decoded filter planned in the arena."""
+    from converter.tflite.compression import lut
+    from converter.tflite.compression.plan import plan
+
+    b, rng = ModelBuilder(), np.random.default_rng(0)
+    x = b.activation((1, 256), 0.05, -3)
+    w = b.tensor((64, 256), "INT8", [0.01], 0,
+                 rng.choice(np.array([-90, -20, 0, 40, 100], np.int8), (64, 256)).tobytes())
+    bias = b.tensor((64,), "INT32", [0.0005], 0, rng.integers(-500, 500, 64).astype("<i4").tobytes())
+    y = b.activation((1, 64), 0.2, 5)
+    b.op("FULLY_CONNECTED", (x, w, bias), (y,), s.FullyConnectedOptionsT(), "FullyConnectedOptions")
+    b.io((x,), (y,))
+    model = b.to_bytes()
+    return lut.compress_bytes(model, plan(model, lut=True).lut)
+
+
+def float_io_model() -> bytes:
+    """Float in and out: QUANTIZE -> FULLY_CONNECTED -> DEQUANTIZE (the reference kernels' OpData)."""
+    b, rng = ModelBuilder(), np.random.default_rng(0)
+    x, q = b.tensor((1, 32), "FLOAT32"), b.activation((1, 32), 0.05, -3)
+    b.op("QUANTIZE", (x,), (q,))
+    w = b.tensor((16, 32), "INT8", [0.01], 0, rng.integers(-100, 100, (16, 32)).astype(np.int8).tobytes())
+    bias = b.tensor((16,), "INT32", [0.0005], 0, rng.integers(-500, 500, 16).astype("<i4").tobytes())
+    y, z = b.activation((1, 16), 0.2, 5), b.tensor((1, 16), "FLOAT32")
+    b.op("FULLY_CONNECTED", (q, w, bias), (y,), s.FullyConnectedOptionsT(), "FullyConnectedOptions")
+    b.op("DEQUANTIZE", (y,), (z,))
+    b.io((x,), (z,))
+    return b.to_bytes()
+
+
+def _same(core: str, model_bytes: bytes) -> None:
+    derived = derive(model_bytes, core)
+    assert (derived.needed, derived.used) == measure(core, model_bytes), derived
+
+
+@pytest.mark.slow  # one QEMU build and run per model, about 10 s each
+@pytest.mark.parametrize("name", list(MLPERF))
+def test_mlperf_reference_models_on_the_cortex_m4(name, shared_data):
+    _same("cortex-m4", (shared_data / "mlperf_tiny" / MLPERF[name]).read_bytes())
+
+
+@pytest.mark.slow  # five QEMU builds and runs per core
+@pytest.mark.parametrize("core", list(LIBRARIES))
+def test_random_models_of_every_modelled_operator(core):
+    """Random shapes, strides, padding, dilation, int4 and per-channel filters (tests/aot_models.py): the
+    scratch rules per core (DSP or plain C) and the temporaries of every kernel's Prepare."""
+    _same(core, chain_model(0, int4=True))
+    _same(core, lut_model())
+    _same(core, float_io_model())
+    for seed in (0, 1):
+        _same(core, random_model(KINDS, 16, seed))
+
+
+@pytest.mark.slow  # one QEMU build and run
+def test_an_offline_memory_plan_is_placed_first(shared_data):
+    """The MLPerf VWW model with the kit's offline plan (55,296 B of tensors instead of TFLM's 73,728 B): TFLM
+    places the planned tensors at their offsets and fits the scratch buffers around them."""
+    from converter.tflite.memory_plan import plan_memory, with_offline_plan
+
+    model = (shared_data / "mlperf_tiny" / MLPERF["VWW"]).read_bytes()
+    _same("cortex-m4", with_offline_plan(model, plan_memory(model).offsets()))
