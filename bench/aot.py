@@ -121,7 +121,8 @@ def render(rows: dict[str, dict[str, Measured]], command: str, seconds: float) -
              f"in {seconds:.0f} s: each model's `cortex-m-qemu` project rendered with `--runtime tflm` and "
              "`--runtime aot`, built with arm-none-eabi-gcc "
              f"{subprocess.run(['arm-none-eabi-gcc', '-dumpversion'], capture_output=True, text=True).stdout.strip()} "
-             "(-Os, --gc-sections; TFLM: the prebuilt CMSIS-NN library; AOT: direct CMSIS-NN calls) and run on "
+             "(-Os, --gc-sections; TFLM: the prebuilt CMSIS-NN library; AOT: CMSIS-NN at -O2, each layer calling the "
+             "kernel CMSIS-NN's wrapper would choose, a softmax of <= 16 logits on the kit's kernel) and run on "
              "QEMU mps2-an386. Models: `make demo`'s recipe (int4 filters) and the MLPerf Tiny reference int8 "
              "`.tflite` files (random inputs).", "",
              "- *flash*: text+data of the self-test image (golden vectors, printf); *program*: the same project "

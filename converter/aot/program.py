@@ -9,6 +9,7 @@ from types import MappingProxyType
 from ..errors import KitError
 from . import emit
 from .graph import AotGraph, read_graph
+from .choice import choose_kernel
 from .lower import DEFAULT_NUMERICS, Numerics, Step, lower
 from .inplace import DEFAULT_PLAN, PlanOptions
 from .plan import VARIANTS, MemoryPlan, plan_memory
@@ -100,7 +101,7 @@ def generate(model: bytes, numerics: Numerics = DEFAULT_NUMERICS, plan: PlanOpti
     arithmetic to follow where versions differ (default: the kit's golden interpreter's). `plan`: the
     in-place execution the buffer plan may use (default: every proven one; NO_INPLACE: none)."""
     graph = read_graph(model)
-    steps: list[Step] = [scratch_sizes(step) for step in lower(graph, numerics)]
+    steps: list[Step] = [choose_kernel(scratch_sizes(step)) for step in lower(graph, numerics)]
     inputs = tuple(_spec(graph, t) for t in graph.inputs)
     outputs = tuple(_spec(graph, t) for t in graph.outputs)
     plans = {variant: plan_memory(graph, steps, variant, plan) for variant in VARIANTS}

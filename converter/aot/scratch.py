@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .choice import is_1_x_n, is_1x1, is_1x1_fast, is_dw_3x3
 from .lower import Step
 
 CH_IN_BLOCK_MVE = 124
@@ -17,16 +18,6 @@ DW_ONE_IN_CH_THRESHOLDS = (1, 8)       # gcc, Arm Compiler 6
 
 def _f(step: Step) -> dict:
     return dict(step.fields)
-
-
-def _is_1x1(p: dict) -> bool:
-    return p["pad_w"] == 0 and p["pad_h"] == 0 and p["k_w"] == 1 and p["k_h"] == 1 and p["dil_w"] == 1 \
-        and p["dil_h"] == 1 and p["in_c"] == p["filter_in_c"]
-
-
-def _is_1_x_n(p: dict) -> bool:
-    return p["in_h"] == 1 and p["dil_w"] == 1 and p["k_h"] == 1 and (p["stride_w"] * p["in_c"]) % 4 == 0 \
-        and p["in_c"] == p["filter_in_c"]
 
 
 def _im2col(p: dict, s4: bool) -> int:
@@ -59,11 +50,11 @@ def _one_x_n_mve(p: dict, s4: bool) -> int:
 
 def conv_scratch(p: dict, s4: bool) -> dict[str, int]:
     """arm_convolve_wrapper_s8/_s4_get_buffer_size per variant."""
-    if _is_1x1(p):
-        fast = p["stride_w"] == 1 and p["stride_h"] == 1
+    if is_1x1(p):
+        fast = is_1x1_fast(p)
         dsp = 0 if s4 or not fast else 2 * p["in_c"] * 2      # Arm Compiler 6's size (gcc: 0)
         return {"cmsis-c": 0, "cmsis-dsp": dsp, "cmsis-mve": 0}
-    one_x_n = _is_1_x_n(p)
+    one_x_n = is_1_x_n(p)
     plain = _im2col(p, s4)
     mve = _one_x_n_mve(p, s4) if one_x_n else _im2col_mve(p)
     return {"cmsis-c": plain, "cmsis-dsp": plain, "cmsis-mve": mve}
@@ -83,7 +74,7 @@ def dwconv_scratch(p: dict, s4: bool) -> dict[str, int]:
     if s4:
         return {"cmsis-c": _dw_opt_dsp(p) if opt else 0, "cmsis-dsp": _dw_opt_dsp(p) if opt else 0,
                 "cmsis-mve": _dw_opt_mve(p) if opt else 0}
-    three = p["k_w"] == 3 and p["k_h"] == 3 and p["pad_h"] <= 1 and p["pad_w"] <= 1
+    three = is_dw_3x3(p)
     dsp = _dw_opt_dsp(p) if opt and not three else 0
     mve = _dw_opt_mve(p) if opt else 0
     if p["in_c"] == 1 and p["out_c"] > min(DW_ONE_IN_CH_THRESHOLDS):

@@ -246,7 +246,7 @@ class AotRuntime(Runtime):
         return {}
 
     bare_main = ("bare/aot.c.j2", "bare.c")
-    model_data_note = "read-only data defined by the aot/ folder's objects (weights, biases, parameter tables)"
+    model_data_note = "read-only data defined by aot_model.o (weights, biases, parameter tables)"
 
     @override
     def model_data_bytes(self, project: Path, elf: Path) -> int:
@@ -254,6 +254,6 @@ class AotRuntime(Runtime):
 
         linked = symbol_sizes(elf)  # the linker script puts .rodata in .text: nm calls it t there
         ours: set[str] = set()
-        for obj in (project / "build").rglob("aot/*.o"):
+        for obj in (project / "build").rglob("aot/aot_model.o"):  # not the kernels' own tables
             ours |= set(symbol_sizes(obj, "rRdD"))
         return sum(size for name, size in linked.items() if name in ours)

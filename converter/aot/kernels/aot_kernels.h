@@ -127,6 +127,31 @@ void aot_softmax_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out, void*
 void aot_add_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
 void aot_copy(const void* from, void* to, size_t bytes);
 
+/* Each layer's kernel as the generator chose it (converter/aot/choice.py) with the conditions CMSIS-NN's
+ * wrappers test at run time: the CMSIS-NN back-end calls that one function, so only the kernels a model
+ * uses are linked; the portable back-end runs its one generic kernel for each. */
+void aot_conv_s8_1x1_fast(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_conv_s8_1x1(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_conv_s8_1xn(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_conv_s8_generic(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_conv_s4_1x1_fast(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_conv_s4_1x1(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_conv_s4_1xn(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_conv_s4_generic(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dwconv_s8_3x3(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dwconv_s8_opt(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dwconv_s8_generic(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dwconv_s4_opt(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dwconv_s4_generic(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_fc_s8_per_tensor(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_fc_s8_per_channel(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_add_s8_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+void aot_add_s8_broadcast(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+void aot_mul_s8_elementwise(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+void aot_mul_s8_broadcast(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+/* A softmax of a few logits: the kit's fixed-point kernel on every back-end (smaller than CMSIS-NN's). */
+void aot_softmax_s8_small(const aot_softmax_t* p, const int8_t* in, int8_t* out, void* scratch);
+
 /* TFLM_DECODE (aot_kernels_decode.c): a compressed constant decoded into the buffer before its consumer.
  * Element i uses table (or zero point) c, which advances every `run` elements and wraps after `channels`. */
 typedef struct {

@@ -133,4 +133,36 @@ void aot_mul_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t
   (void)scratch;
   aot_mul_reference_s8(p, in1, in2, out);
 }
+/* The per-layer entry points the generator chooses for CMSIS-NN (aot_kernels.h): here every one runs the
+ * same generic kernel, so a generated model builds on either back-end. */
+#define AOT_PORTABLE_AS(name, type, generic) \
+  void name(const type* p, const int8_t* in, int8_t* out, void* scratch) { generic(p, in, out, scratch); }
+AOT_PORTABLE_AS(aot_conv_s8_1x1_fast, aot_conv_t, aot_conv_s8)
+AOT_PORTABLE_AS(aot_conv_s8_1x1, aot_conv_t, aot_conv_s8)
+AOT_PORTABLE_AS(aot_conv_s8_1xn, aot_conv_t, aot_conv_s8)
+AOT_PORTABLE_AS(aot_conv_s8_generic, aot_conv_t, aot_conv_s8)
+AOT_PORTABLE_AS(aot_conv_s4_1x1_fast, aot_conv_t, aot_conv_s4)
+AOT_PORTABLE_AS(aot_conv_s4_1x1, aot_conv_t, aot_conv_s4)
+AOT_PORTABLE_AS(aot_conv_s4_1xn, aot_conv_t, aot_conv_s4)
+AOT_PORTABLE_AS(aot_conv_s4_generic, aot_conv_t, aot_conv_s4)
+AOT_PORTABLE_AS(aot_dwconv_s8_3x3, aot_conv_t, aot_dwconv_s8)
+AOT_PORTABLE_AS(aot_dwconv_s8_opt, aot_conv_t, aot_dwconv_s8)
+AOT_PORTABLE_AS(aot_dwconv_s8_generic, aot_conv_t, aot_dwconv_s8)
+AOT_PORTABLE_AS(aot_dwconv_s4_opt, aot_conv_t, aot_dwconv_s4)
+AOT_PORTABLE_AS(aot_dwconv_s4_generic, aot_conv_t, aot_dwconv_s4)
+AOT_PORTABLE_AS(aot_fc_s8_per_tensor, aot_fc_t, aot_fc_s8)
+AOT_PORTABLE_AS(aot_fc_s8_per_channel, aot_fc_t, aot_fc_s8)
+AOT_PORTABLE_AS(aot_softmax_s8_small, aot_softmax_t, aot_softmax_s8)
+void aot_add_s8_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  aot_add_s8(p, in1, in2, out, scratch);
+}
+void aot_add_s8_broadcast(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  aot_add_s8(p, in1, in2, out, scratch);
+}
+void aot_mul_s8_elementwise(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  aot_mul_s8(p, in1, in2, out, scratch);
+}
+void aot_mul_s8_broadcast(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  aot_mul_s8(p, in1, in2, out, scratch);
+}
 #endif /* AOT_CMSIS_NN */
