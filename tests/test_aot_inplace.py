@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from converter.aot import NO_INPLACE, generate
+from converter.aot import NO_INPLACE, PlanOptions, generate
 from converter.aot import inplace as inplace_rules
 from converter.aot.validate import validate_on_host
 from tests.aot_chain_models import chain
@@ -18,6 +18,10 @@ from tests.test_aot import cmsis_root
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
                                 reason="needs a host C compiler (gcc) to build the AOT code")
 
+# every in-place change, 1x1 slicing included (off by default: it costs instructions); the default plan runs in
+# tests/test_aot_firmware.py
+ALL = PlanOptions(slice_pointwise=True)
+
 
 def _overlapping(program) -> int:
     return sum(len(p.overlaps) for p in program.plans.values())
@@ -26,7 +30,7 @@ def _overlapping(program) -> int:
 @pytest.mark.parametrize("seed", range(3))
 def test_chains_planned_in_place_are_bit_identical_to_tflm(seed):
     model = chain(seed)
-    program = generate(model)
+    program = generate(model, plan=ALL)
     without = generate(model, plan=NO_INPLACE)
     assert _overlapping(program) > 0, program.memory_plan()
     for variant, plan in program.plans.items():
@@ -46,7 +50,7 @@ def test_naive_in_place_convolution_fails(monkeypatch):
     monkeypatch.setattr(planner, "check_plan", lambda *args: [])
     for seed, kind in ((0, "CONV_2D"), (5, "DEPTHWISE_CONV_2D")):   # chains whose naive plan overlaps such a layer
         model = chain(seed)
-        result = validate_on_host(model, generate(model), random_inputs(model, 3, seed))
+        result = validate_on_host(model, generate(model, plan=ALL), random_inputs(model, 3, seed))
         assert not result.passed and kind in result.divergence, result.line()
 
 
@@ -54,7 +58,7 @@ def test_naive_in_place_convolution_fails(monkeypatch):
 @pytest.mark.parametrize("seed", range(10, 40))
 def test_many_chains(seed):
     model = chain(seed, layers=10)
-    program = generate(model)
+    program = generate(model, plan=ALL)
     for root in (None, cmsis_root()):
         result = validate_on_host(model, program, random_inputs(model, 4, seed), cmsis_root=root)
         assert result.passed, f"seed {seed}: {result.line()}"

@@ -20,6 +20,8 @@ For a streaming kernel that may hold `in_flight` output pixels at once, writing 
 input bytes below the lowest window start of the pixels from P - in_flight + 1 on (`window_delta`)."""
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,11 +86,17 @@ def row_sliced(step: Step, pixels: int = PIXELS_PER_CALL) -> bool:
             and p["out_h"] > rows_per_call(step, pixels))
 
 
+def kernel_family(function: str) -> str:
+    """`aot_conv` of `aot_conv_s8` and of the entry point choice.py picks for a layer (`aot_conv_s8_1x1_fast`):
+    the rules follow the kernel family; its width and the chosen kernel are read from the step's fields."""
+    return re.sub(r"_(s4|s8|s16|f32)(_.*)?$", "", function)
+
+
 def in_flight(step: Step, variant: str, options: PlanOptions) -> int | None:
     """Output pixels the kernel may write before it has read all their windows; None: it does not stream."""
     if variant not in STREAMING_VARIANTS or step.function is None:
         return None
-    family = step.function.rpartition("_")[0]
+    family = kernel_family(step.function)
     if family not in ("aot_conv", "aot_dwconv") or _fields(step)["batches"] != 1:
         return None
     p = _fields(step)
@@ -140,7 +148,7 @@ def candidates(graph: AotGraph, steps: list[Step], variant: str, options: PlanOp
         y = step.writes
         if step.function is None or y not in spans:
             continue
-        if step.function == "aot_add_s8" and step.note == "elementwise" and options.inplace_add:
+        if kernel_family(step.function) == "aot_add" and step.note == "elementwise" and options.inplace_add:
             for x in dict.fromkeys(step.reads):
                 r = _dies_here(graph, x, k, root, spans)
                 if r is not None and graph.tensor(r).nbytes == graph.tensor(y).nbytes:

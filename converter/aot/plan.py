@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..tflite.memory_placement import Buffer, align, greedy, tighter
 from .graph import AotGraph
-from .inplace import DEFAULT_PLAN, Overlap, PlanOptions, candidates, in_flight, window_delta
+from .inplace import DEFAULT_PLAN, Overlap, PlanOptions, candidates, in_flight, kernel_family, window_delta
 from .lower import Step
 
 # Back-end variants, each with its own scratch sizes: the portable kernels (no scratch), CMSIS-NN's
@@ -273,7 +273,7 @@ def check_plan(graph: AotGraph, steps: list[Step], plan: MemoryPlan) -> list[str
                 wrong.append(f"#{a} and #{b} share bytes while both live")
     for o in plan.overlaps:
         step = steps[o.step]
-        need = 0 if step.function == "aot_add_s8" else None
+        need = 0 if step.function is not None and kernel_family(step.function) == "aot_add" else None
         if need is None:
             flight = o.rows * dict(step.fields)["out_w"] if o.rows else in_flight(step, plan.variant, DEFAULT_PLAN)
             need = window_delta(dict(step.fields), flight) if flight else None

@@ -7,13 +7,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from converter.aot import NO_INPLACE, generate
+from converter.aot import NO_INPLACE, PlanOptions, generate
 from converter.aot.graph import read_graph
 from converter.aot.inplace import ALIGNMENT, window_delta
 from converter.aot.lower import lower
 from converter.aot.plan import Location, check_plan
 from converter.aot.scratch import scratch_sizes
 from tests.aot_chain_models import chain
+
+# every in-place change, 1x1 slicing included (off by default: it costs instructions); the default plan runs in
+# tests/test_aot_firmware.py
+ALL = PlanOptions(slice_pointwise=True)
 
 
 def _exact_need(p: dict, depthwise: bool) -> int:
@@ -74,7 +78,7 @@ def _steps(model: bytes):
 def test_chain_plans_overlap_only_where_allowed_and_never_grow(seed):
     model = chain(seed)
     graph, steps = _steps(model)
-    program, without = generate(model), generate(model, plan=NO_INPLACE)
+    program, without = generate(model, plan=ALL), generate(model, plan=NO_INPLACE)
     for variant, plan in program.plans.items():
         assert check_plan(graph, steps, plan) == [], (variant, plan.table())
         assert plan.buffer_bytes <= plan.baseline_bytes == without.plans[variant].buffer_bytes
@@ -88,7 +92,7 @@ def test_chain_plans_overlap_only_where_allowed_and_never_grow(seed):
 def test_check_plan_names_an_overlap_closer_than_its_rule():
     model = chain(2)
     graph, steps = _steps(model)
-    plan = generate(model).plans["portable"]
+    plan = generate(model, plan=ALL).plans["portable"]
     o = next(o for o in plan.overlaps if o.delta > 0)
     moved = dict(plan.locations)
     moved[o.target] = Location("buffer", plan.locations[o.target].index + ALIGNMENT)
