@@ -1,0 +1,144 @@
+"""`tflm-kit optimize --runtime aot` winners against TFLM's plain int8 model: bench/optimize_aot.{md,json}.
+
+Issue 23's goal: on the MLPerf Tiny models, with every guard held on the held-out split, the deployed image of
+the AOT winner (the program without self-test, golden vectors or stdio: runtimes/bare.py `measure_bare`) is
+<= 0.30x TFLM's image of the plain int8 model of the same recipe (the search's trial 0). For one finished
+optimize run this renders four cortex-m-qemu projects from the run's own trial folders (plain int8 and the
+winner, each with `--runtime tflm` and `--runtime aot`), runs each self-test on QEMU (PASS n/n, instructions)
+and links each without its self-test (bench/aot.py's `measure`, the same measurement as bench/aot.md). The
+run's search.json (with the command and wall time) is kept as bench/optimize_runs/<key>_aot.json; the guards
+are read from it. Measurements of earlier keys stay in bench/optimize_aot.json, so models are added one by one:
+
+    python -m bench.optimize_aot --key kws --run build/bench-optimize/kws-aot --wall-seconds S \
+        --command "python -P -m converter optimize ..."
+
+Needs TFLM_ROOT, CMSIS_NN_ROOT, arm-none-eabi-gcc and qemu-system-arm.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .aot import Measured, measure
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+GOAL = 0.30                      # AOT winner's program / TFLM's program of the plain int8 model
+RESULTS = BENCH / "optimize_aot.json"
+PAIRS = (("plain", "tflm"), ("plain", "aot"), ("winner", "tflm"), ("winner", "aot"))
+
+
+def measure_run(search: dict, run: Path, work: Path) -> dict:
+    """The four programs of one optimize run (plain int8 and the winner, each runtime), and its guards."""
+    best = search["summary"].get("best_trial")
+    if best is None:
+        raise SystemExit(f"error: no trial of {run} passed the guards — fix: run optimize with more trials")
+    trials = {t["number"]: t for t in search["trials"]}
+    folders = {"plain": run / "trials" / "0000", "winner": run / "trials" / f"{best:04d}"}
+    rows = {f"{which}/{runtime}": measure(folders[which], runtime, work).__dict__ for which, runtime in PAIRS}
+    return {"best_trial": best, "winner": trials[best]["params"], "metrics": trials[best]["metrics"],
+            "plain_metrics": trials[0]["metrics"], "guards": search["settings"]["guards"],
+            "splits": search["summary"]["splits"], "bit_exact": search["summary"].get("best_reproduced_bit_exact"),
+            "trials": len(trials), "passed": sum(t["status"] == "passed" for t in trials.values()),
+            "search_cost": {n: trials[n]["cost"] for n in (0, best)}, "bench": search.get("bench", {}),
+            "measured": rows}
+
+
+def _describe(params: dict) -> str:
+    from converter import describe_candidate
+    return describe_candidate(params)
+
+
+def _pct(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def render(results: dict, seconds: float) -> str:
+    lines = ["# `optimize --runtime aot`: the winner's program against TFLM's plain int8 model", "",
+             f"Measured by `python -m bench.optimize_aot` on this machine ({time.strftime('%Y-%m-%d')}, "
+             f"{seconds:.0f} s for the last model): the optimize run's own trial folders (trial 0 = plain int8, "
+             "the winner = the smallest AOT-priced candidate holding every guard on the held-out split) rendered "
+             "for cortex-m-qemu with each runtime, the self-test run on QEMU mps2-an386 (Cortex-M4), then linked "
+             "without self-test, golden vectors or stdio (`measure_bare`, as bench/aot.md). *program*: text+data "
+             "of that link; *model data*: the model's constant data in it (nm); *code*: the rest; *RAM*: as "
+             "bench/aot.md (TFLM: the arena the Cortex-M4 used).", "",
+             "| model | candidate | runtime | PASS | program B | code B | model data B | RAM B | instructions |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for key, r in results.items():
+        for name, m in r["measured"].items():
+            got = Measured(**m)
+            which, runtime = name.split("/")
+            label = "plain int8 (trial 0)" if which == "plain" else f"winner (trial {r['best_trial']})"
+            lines.append(f"| {key} | {label} | {runtime} | {got.passed}/{got.total} | {got.flash_bare:,} | "
+                         f"{got.code:,} | {got.model_data:,} | {got.ram:,} | {got.instructions or 0:,} |")
+    lines += ["", f"## Against issue 23's goal (AOT winner program <= {GOAL:.2f}x TFLM's plain int8 program)", "",
+              "| model | winner | ratio | goal | agreement (>= guard) | accuracy winner / float | held-out inputs |",
+              "|---|---|---:|---|---|---|---:|"]
+    for key, r in results.items():
+        tflm, aot = Measured(**r["measured"]["plain/tflm"]), Measured(**r["measured"]["winner/aot"])
+        ratio, g, met = aot.flash_bare / tflm.flash_bare, r["guards"], r["metrics"]
+        verdict = "met" if ratio <= GOAL else f"**not met: {aot.flash_bare - GOAL * tflm.flash_bare:,.0f} B over**"
+        lines.append(f"| {key} | {_describe(r['winner'])} | {ratio:.3f}x | {verdict} | "
+                     f"{_pct(met.get('top1_agreement'))} (>= {_pct(g.get('min_agreement'))}) | "
+                     f"{_pct(met.get('accuracy_quantized'))} / {_pct(met.get('accuracy_float'))} "
+                     f"(drop <= {100 * g.get('max_accuracy_drop', 0):.0f} pt) | {r['splits']['selection']} |")
+    for key, r in results.items():
+        lines += ["", *why(key, r)]
+    return "\n".join(lines) + "\n"
+
+
+def why(key: str, r: dict) -> list[str]:
+    """Where the winner's program goes (code vs the model's data) and what the goal would need: computed."""
+    tflm, aot = Measured(**r["measured"]["plain/tflm"]), Measured(**r["measured"]["winner/aot"])
+    plain_aot, bench = Measured(**r["measured"]["plain/aot"]), r["bench"]
+    budget = GOAL * tflm.flash_bare
+    wall = f"{bench['wall_seconds']:.0f} s wall" if bench.get("wall_seconds") else "wall time not recorded"
+    return [f"### {key}", "",
+            f"    {bench.get('command', '')}", "",
+            f"{r['trials']} trials ({r['passed']} passed the guards), {wall}; the run is "
+            f"bench/optimize_runs/{key}_aot.json; winner rebuilt from best/recipe.yaml bit-exact: {r['bit_exact']}. "
+            f"TFLM's plain int8 program is {tflm.flash_bare:,} B ({tflm.code:,} B code + {tflm.model_data:,} B "
+            f"flatbuffer); the goal allows {budget:,.0f} B. The AOT runtime alone (plain int8) gives "
+            f"{plain_aot.flash_bare:,} B ({plain_aot.flash_bare / tflm.flash_bare:.3f}x); the winner "
+            f"{aot.flash_bare:,} B ({aot.flash_bare / tflm.flash_bare:.3f}x): {aot.code:,} B code + "
+            f"{aot.model_data:,} B model data ({100 * aot.model_data / aot.flash_bare:.0f}% of the program). "
+            + (f"With this code the goal needs model data <= {budget - aot.code:,.0f} B, "
+               f"{aot.model_data / max(budget - aot.code, 1):.2f}x less than the winner's: once the code is "
+               "this small the weights dominate, and the search found no candidate holding the guards with "
+               "fewer bytes of them." if aot.flash_bare > budget else
+               f"Met with {budget - aot.flash_bare:,.0f} B to spare.")]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--key", required=True, help="the model's name in the tables (kws, ic, ...)")
+    parser.add_argument("--run", required=True, help="the folder `tflm-kit optimize --runtime aot --out` wrote")
+    parser.add_argument("--command", default="", help="the optimize command, kept with the run")
+    parser.add_argument("--wall-seconds", type=float, default=None, help="the optimize run's wall time")
+    parser.add_argument("--out", default=str(REPO / "build" / "bench-optimize-aot"))
+    args = parser.parse_args(argv)
+    for setting in ("TFLM_ROOT", "CMSIS_NN_ROOT"):
+        if not os.environ.get(setting):
+            raise SystemExit(f"error: {setting} is not set — fix: export it (make bench sets it from ../shared)")
+    run, work = Path(args.run).resolve(), Path(args.out).resolve() / args.key
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    os.environ.setdefault("CMSIS_NN_CACHE", str(work.parent / "cmsis-nn"))
+    started = time.perf_counter()
+    search = json.loads((run / "search.json").read_text())
+    search["bench"] = {"command": args.command, "wall_seconds": args.wall_seconds, "workers": 1}
+    (BENCH / "optimize_runs" / f"{args.key}_aot.json").write_text(json.dumps(search, indent=1) + "\n")
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results[args.key] = measure_run(search, run, work)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    (BENCH / "optimize_aot.md").write_text(render(results, time.perf_counter() - started))
+    print(f"wrote {BENCH / 'optimize_aot.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
