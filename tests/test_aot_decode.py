@@ -115,6 +115,30 @@ def test_compressed_tensors_stay_compressed_and_decode_into_the_plan():
     assert any(".filter = (const int8_t*)AOT_T" in line for line in source.splitlines())
 
 
+@pytest.mark.parametrize("zero_point", [0, 3])
+def test_prune_per_channel_with_one_zero_point_is_broadcast_as_tflm_does(zero_point):
+    """Per-channel int8 weights may carry one zero point for all their scales (the converter's space saving;
+    `optimize` trial 7 of bench/optimize_aot.md's KWS run had such a PRUNE filter): TFLM's allocator copies
+    zero_point[0] to every channel, so the decoded bytes use it everywhere. The AOT generator refused it."""
+    from tests.aot_compressed import _encode_forced
+    from tests.aot_models import ModelBuilder
+
+    b, rng = ModelBuilder(), np.random.default_rng(7)
+    x, y = b.activation((1, 2), 0.5, 0), b.activation((1, 2), 0.5, 0)
+    b.op("RELU", (x,), (y,))
+    b.io((x,), (y,))
+    values = rng.integers(-127, 128, (4, 6))
+    values[rng.random(values.shape) < 0.7] = zero_point
+    t = b.tensor((4, 6), "INT8", [0.01, 0.02, 0.03, 0.04], zero_point, values.astype(np.int8).tobytes())
+    out = b.activation((1, 24), 1.0, 0)
+    b.op("RESHAPE", (t, b.tensor((2,), "INT32", data=np.array([1, 24], "<i4").tobytes())), (out,))
+    b.io((), (out,))
+    b.model.subgraph.tensors[t].quantization.zeroPoint = [zero_point]   # 4 scales, 1 zero point
+    model, counts = _encode_forced(b.to_bytes(), {t: 1}, np.random.default_rng(4))  # draws 0.94 >= 0.6: PRUNE
+    assert counts["prune"] == 1
+    _passes(model, 0, vectors=1)
+
+
 def test_an_encoding_without_a_decoder_is_refused_with_the_way_out():
     """A Huffman-encoded tensor (DCM type 1) is outside the AOT set: one line naming it and `runtime: tflm`."""
     from converter.tflite.tflite_model import TfliteModel

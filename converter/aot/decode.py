@@ -62,7 +62,9 @@ def _prune(operator: Operator, graph: AotGraph, encoded: Tensor, dcm: bytes, y: 
     channels, run = _channels(operator, graph, y)
     size = ELEMENT_BYTES[y.type]
     per_channel = channels > 1 and y.type == "INT8"
-    zeros = list(y.zero_points[:channels]) if per_channel else [y.zero_points[0] if y.zero_points else 0]
+    zeros = [y.zero_points[0] if y.zero_points else 0]
+    if per_channel:   # one zero point for all scales: TFLM's allocator copies zero_point[0] to every channel
+        zeros = list(y.zero_points) if len(y.zero_points) == channels else zeros * channels
     if y.type != "INT8" and y.scales and zeros[0] != 0:
         raise refuse(operator, graph, f"'{y.name}' is {y.type.lower()} with a non-zero zero point (TFLM refuses it)")
     if y.type != "INT8":
