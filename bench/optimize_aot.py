@@ -29,6 +29,16 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 GOAL = 0.30                      # AOT winner's program / TFLM's program of the plain int8 model
 RESULTS = BENCH / "optimize_aot.json"
+# what a run's numbers need said beside them (no figures here: those are measured)
+NOTES = {"kws": "Trial 7's 'flatbuffer only (estimate)' is the AOT generator refusing a PRUNE filter with one "
+                "zero point for its 64 scales (TFLM broadcasts it); fixed after this run (converter/aot/decode.py, "
+                "tests/test_aot_decode.py::test_prune_per_channel_with_one_zero_point_is_broadcast_as_tflm_does), "
+                "and the trial failed its guards either way. Trial 3 (16 clusters per channel) stored no LUT: the "
+                "compress stage keeps a LUT only when the flatbuffer shrinks, and TFLM_DECODE's operators and "
+                "tensor metadata outweigh the 4-bit indices there, although the AOT runtime stores none of that "
+                "metadata. Under TFLM the search's winner was trial 2 (int4 on every filter, bench/optimize_kws.md); "
+                "under AOT the code of the 4-bit depthwise kernels outweighs what the 4-bit depthwise filters save (trials 1 "
+                "and 2 in the table), so trial 1 wins."}
 PAIRS = (("plain", "tflm"), ("plain", "aot"), ("winner", "tflm"), ("winner", "aot"))
 
 
@@ -45,7 +55,19 @@ def measure_run(search: dict, run: Path, work: Path) -> dict:
             "splits": search["summary"]["splits"], "bit_exact": search["summary"].get("best_reproduced_bit_exact"),
             "trials": len(trials), "passed": sum(t["status"] == "passed" for t in trials.values()),
             "search_cost": {n: trials[n]["cost"] for n in (0, best)}, "bench": search.get("bench", {}),
-            "measured": rows}
+            "search": trial_rows(search), "measured": rows}
+
+
+def trial_rows(search: dict) -> list[dict]:
+    """Each trial as the search priced it (self-test image under the AOT runtime when built, else its estimate)."""
+    rows = []
+    for t in search["trials"]:
+        cost, metrics = t.get("cost") or {}, t.get("metrics") or {}
+        rows.append({"number": t["number"], "settings": _describe(t["params"]), "status": t["status"],
+                     "agreement": metrics.get("top1_agreement"), "accuracy": metrics.get("accuracy_quantized"),
+                     "model_bytes": cost.get("model_bytes"), "flash_bytes": cost.get("flash_bytes"),
+                     "flash_source": cost.get("flash_source"), "instructions": cost.get("instructions")})
+    return rows
 
 
 def _describe(params: dict) -> str:
@@ -57,10 +79,10 @@ def _pct(value) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
-def render(results: dict, seconds: float) -> str:
+def render(results: dict) -> str:
     lines = ["# `optimize --runtime aot`: the winner's program against TFLM's plain int8 model", "",
-             f"Measured by `python -m bench.optimize_aot` on this machine ({time.strftime('%Y-%m-%d')}, "
-             f"{seconds:.0f} s for the last model): the optimize run's own trial folders (trial 0 = plain int8, "
+             "Measured by `python -m bench.optimize_aot` on this machine (dates and seconds per model below): "
+             "the optimize run's own trial folders (trial 0 = plain int8, "
              "the winner = the smallest AOT-priced candidate holding every guard on the held-out split) rendered "
              "for cortex-m-qemu with each runtime, the self-test run on QEMU mps2-an386 (Cortex-M4), then linked "
              "without self-test, golden vectors or stdio (`measure_bare`, as bench/aot.md). *program*: text+data "
@@ -87,8 +109,24 @@ def render(results: dict, seconds: float) -> str:
                      f"{_pct(met.get('accuracy_quantized'))} / {_pct(met.get('accuracy_float'))} "
                      f"(drop <= {100 * g.get('max_accuracy_drop', 0):.0f} pt) | {r['splits']['selection']} |")
     for key, r in results.items():
-        lines += ["", *why(key, r)]
+        lines += ["", *why(key, r), "", *search_table(r)]
     return "\n".join(lines) + "\n"
+
+
+def _n(value) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def search_table(r: dict) -> list[str]:
+    """The run's trials as `optimize --runtime aot` ranked them (flash: the AOT self-test image, golden vectors
+    included, when the trial was built and run; failing trials are not built and keep the AOT price)."""
+    lines = ["| trial | settings | status | agreement | accuracy | model B | flash B (search) | flash from | "
+             "instructions |", "|---|---|---|---:|---:|---:|---:|---|---:|"]
+    for t in r.get("search", []):
+        lines.append(f"| {t['number']} | {t['settings']} | {t['status']} | {_pct(t['agreement'])} | "
+                     f"{_pct(t['accuracy'])} | {_n(t['model_bytes'])} | {_n(t['flash_bytes'])} | "
+                     f"{t['flash_source'] or '—'} | {_n(t['instructions'])} |")
+    return lines
 
 
 def why(key: str, r: dict) -> list[str]:
@@ -99,7 +137,8 @@ def why(key: str, r: dict) -> list[str]:
     wall = f"{bench['wall_seconds']:.0f} s wall" if bench.get("wall_seconds") else "wall time not recorded"
     return [f"### {key}", "",
             f"    {bench.get('command', '')}", "",
-            f"{r['trials']} trials ({r['passed']} passed the guards), {wall}; the run is "
+            f"{r['trials']} trials ({r['passed']} passed the guards), {wall}; measured {r.get('measured_on', '—')}; "
+            f"the run is "
             f"bench/optimize_runs/{key}_aot.json; winner rebuilt from best/recipe.yaml bit-exact: {r['bit_exact']}. "
             f"TFLM's plain int8 program is {tflm.flash_bare:,} B ({tflm.code:,} B code + {tflm.model_data:,} B "
             f"flatbuffer); the goal allows {budget:,.0f} B. The AOT runtime alone (plain int8) gives "
@@ -110,17 +149,27 @@ def why(key: str, r: dict) -> list[str]:
                f"{aot.model_data / max(budget - aot.code, 1):.2f}x less than the winner's: once the code is "
                "this small the weights dominate, and the search found no candidate holding the guards with "
                "fewer bytes of them." if aot.flash_bare > budget else
-               f"Met with {budget - aot.flash_bare:,.0f} B to spare.")]
+               f"Met with {budget - aot.flash_bare:,.0f} B to spare.")] + ([] if key not in NOTES else ["", NOTES[key]])
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--key", required=True, help="the model's name in the tables (kws, ic, ...)")
-    parser.add_argument("--run", required=True, help="the folder `tflm-kit optimize --runtime aot --out` wrote")
+    parser.add_argument("--key", help="the model's name in the tables (kws, ic, ...)")
+    parser.add_argument("--run", help="the folder `tflm-kit optimize --runtime aot --out` wrote")
     parser.add_argument("--command", default="", help="the optimize command, kept with the run")
     parser.add_argument("--wall-seconds", type=float, default=None, help="the optimize run's wall time")
     parser.add_argument("--out", default=str(REPO / "build" / "bench-optimize-aot"))
+    parser.add_argument("--render-only", action="store_true", help="re-render the tables from the stored runs")
     args = parser.parse_args(argv)
+    if args.render_only:
+        results = json.loads(RESULTS.read_text())
+        for key in results:
+            results[key]["search"] = trial_rows(json.loads((BENCH / "optimize_runs" / f"{key}_aot.json").read_text()))
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        (BENCH / "optimize_aot.md").write_text(render(results))
+        return 0
+    if not (args.key and args.run):
+        raise SystemExit("error: --key and --run are needed to measure a run — fix: name both, or --render-only")
     for setting in ("TFLM_ROOT", "CMSIS_NN_ROOT"):
         if not os.environ.get(setting):
             raise SystemExit(f"error: {setting} is not set — fix: export it (make bench sets it from ../shared)")
@@ -134,8 +183,9 @@ def main(argv=None) -> int:
     (BENCH / "optimize_runs" / f"{args.key}_aot.json").write_text(json.dumps(search, indent=1) + "\n")
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results[args.key] = measure_run(search, run, work)
+    results[args.key]["measured_on"] = f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s"
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    (BENCH / "optimize_aot.md").write_text(render(results, time.perf_counter() - started))
+    (BENCH / "optimize_aot.md").write_text(render(results))
     print(f"wrote {BENCH / 'optimize_aot.md'}")
     return 0
 

@@ -18,7 +18,7 @@ def _result(winner_program: int, winner_data: int) -> dict:
 
 
 def test_goal_met_or_the_distance_stated():
-    text = optimize_aot.render({"kws": _result(29_000, 17_000), "ic": _result(40_000, 30_000)}, 1.0)
+    text = optimize_aot.render({"kws": _result(29_000, 17_000), "ic": _result(40_000, 30_000)})
     assert "| kws | conv2d:int4 | 0.290x | met |" in text
     assert "| ic | conv2d:int4 | 0.400x | **not met: 10,000 B over** |" in text
     assert "97.2% (>= 95.0%)" in text and "10/10" in text
