@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+from ..aot.graph import NotCompilable
 from ..errors import KitError
 from ..runtimes.base import Deployed, Figure
 from ..runtimes.registry import get_runtime
@@ -55,13 +56,17 @@ class DeployedCost:
 
 
 def _priced(runtime: str, model: bytes, arena: Figure, board: dict) -> Optional[Deployed]:
-    """The runtime's deployed figures from its per-target code-size data, or None when there are none."""
+    """The runtime's deployed figures from its per-target code-size data, or None when there are none. A model
+    the runtime cannot run at all (an operator outside the AOT set) is an error: priced by its flatbuffer alone
+    it would look smaller than every candidate the runtime can deploy."""
     chosen = get_runtime(runtime)
     for target in (board.get("code_size"), board.get("core")):
         if not target:
             continue
         try:
             return chosen.price(model, arena, target)
+        except NotCompilable:
+            raise
         except KitError:  # unknown target or operator in the data: try the next name, then give up
             continue
     return None

@@ -171,3 +171,21 @@ def test_price_all_gives_every_runtime_side_by_side_or_says_why_not():
     assert [f.runtime for f in figures] == ["tflm", "aot"] and notes == []
     figures, notes = price_all(_small_model(), Figure(4096, "host"), "riscv32")
     assert figures == [] and len(notes) == 2 and all("no deployed figure on riscv32" in n for n in notes)
+
+
+def test_optimize_refuses_to_price_a_candidate_the_runtime_cannot_run():
+    """A candidate with an operator outside the AOT set was priced by its flatbuffer alone ("flatbuffer only
+    (estimate)", smaller than every real AOT price) under `optimize --runtime aot` without --device, so it could
+    win a search the AOT runtime cannot deploy; now the trial fails with the operator named."""
+    from converter.errors import KitError
+    from converter.optimize.cost import host_cost
+    from tests.aot_models import ModelBuilder
+
+    b = ModelBuilder()
+    x, y = b.activation((1, 4), 0.5, 0), b.activation((1, 4), 0.5, 0)
+    b.op("LEAKY_RELU", (x,), (y,))
+    b.io((x,), (y,))
+    model = b.to_bytes()
+    manifest = {"model": {"bytes": len(model), "operators": {"LEAKY_RELU": 1}}, "arena_bytes": 64}
+    with pytest.raises(KitError, match="LEAKY_RELU"):
+        host_cost(manifest, load_board("cortex-m-qemu"), model, "aot")
