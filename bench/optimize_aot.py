@@ -45,7 +45,13 @@ NOTES = {"kws": "Trial 7's 'flatbuffer only (estimate)' is the AOT generator ref
                "although it failed) stay above 0.30x: what is left of the ResNet-8's program is its weights. "
                "Reaching the goal on IC needs a candidate with roughly half the model data that holds the guards "
                "(quantization-aware fine-tuning over more epochs than the search's 2, or more trials), not "
-               "smaller code. Every IC trial was priced from the AOT code-size data (none refused)."}
+               "smaller code. Every IC trial was priced from the AOT code-size data (none refused).",
+         "ad": "The autoencoder is ten FULLY_CONNECTED layers: its program is its weights, and the AOT runtime's "
+               "code is a rounding error beside them. The held-out inputs are not ToyADMOS sounds (no such data "
+               "here: log-mel vectors of Speech Commands clips, bench/mlperf_models.py), and no clustered or "
+               "sparse candidate kept the SQNR guard on them, so plain int8 wins; the LUT candidate linked above "
+               "(16 clusters per layer, which failed the guard) shows what the AOT decoder would deliver, at the "
+               "cost of the decoded filters in RAM and the decoding in instructions."}
 PAIRS = (("plain", "tflm"), ("plain", "aot"), ("winner", "tflm"), ("winner", "aot"))
 
 
@@ -174,7 +180,7 @@ def why(key: str, r: dict) -> list[str]:
             f"{aot.model_data:,} B model data ({100 * aot.model_data / aot.flash_bare:.0f}% of the program). "
             + (f"With this code the goal needs model data <= {budget - aot.code:,.0f} B, "
                f"{aot.model_data / max(budget - aot.code, 1):.2f}x less than the winner's: once the code is "
-               "this small the weights dominate, and the search found no candidate holding the guards with "
+               f"this small the weights dominate, and none of the {r['trials']} trials held the guards with "
                "fewer bytes of them." if aot.flash_bare > budget else
                f"Met with {budget - aot.flash_bare:,.0f} B to spare.")
             + "".join(f" {name.split('/')[0].capitalize()}, which failed a guard, would give "
