@@ -52,6 +52,11 @@ NOTES = {"kws": "Trial 7's 'flatbuffer only (estimate)' is the AOT generator ref
                 "candidates that held the guards stored fewer LUTs than asked (the compress stage keeps a LUT only "
                 "where the flatbuffer shrinks, TFLM_DECODE's metadata included, which the AOT runtime never "
                 "stores), and none came below it.",
+         "vww": "Run with the bench's VWW settings (--epochs 1 --min-agreement 0.98, bench/mlperf_models.py): the "
+                "2-trial command extended to 4 (the same command with --trials 4; wall time is the sum). The "
+                "held-out inputs are not VWW images (none here: CIFAR-10 photos resized to 96x96, unlabeled), so "
+                "the guards are agreement with the float model and SQNR only. The winner holds the agreement "
+                "guard exactly at its threshold.",
          "ad": "The autoencoder is ten FULLY_CONNECTED layers: its program is its weights, and the AOT runtime's "
                "code is a rounding error beside them. The held-out inputs are not ToyADMOS sounds (no such data "
                "here: log-mel vectors of Speech Commands clips, bench/mlperf_models.py), and no clustered or "
