@@ -55,8 +55,8 @@ NOTES = {"kws": "Trial 7's 'flatbuffer only (estimate)' is the AOT generator ref
          "vww": "Run with the bench's VWW settings (--epochs 1 --min-agreement 0.98, bench/mlperf_models.py): the "
                 "2-trial command extended to 4 (the same command with --trials 4; wall time is the sum). The "
                 "held-out inputs are not VWW images (none here: CIFAR-10 photos resized to 96x96, unlabeled), so "
-                "the guards are agreement with the float model and SQNR only. The winner holds the agreement "
-                "guard exactly at its threshold.",
+                "the one guard is top-1 agreement with the float model. The winner holds it "
+                "exactly at its threshold.",
          "ad": "The autoencoder is ten FULLY_CONNECTED layers: its program is its weights, and the AOT runtime's "
                "code is a rounding error beside them. The held-out inputs are not ToyADMOS sounds (no such data "
                "here: log-mel vectors of Speech Commands clips, bench/mlperf_models.py), and no clustered or "
