@@ -83,6 +83,17 @@ def demo_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def make_demo_run(tmp_path_factory):
+    """`make demo`'s conversion (models/recipes/demo.yaml, int4 filters) as a fresh clone runs it (no TFLM_ROOT),
+    once for the session: (its --out folder, the finished process). tests/test_demo.py checks what it prints;
+    tests/test_aot_firmware.py deploys it."""
+    out = tmp_path_factory.mktemp("make_demo") / "digits"
+    result = run_kit("convert", REPO / "models/recipes/demo.yaml", "--out", out, env={"TFLM_ROOT": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.fixture(scope="session")
 def ic_dir(shared_data, tmp_path_factory) -> Path:
     """The MLPerf Tiny IC ResNet-8, converted once with PTQ calibrated on real CIFAR-10."""
     out = tmp_path_factory.mktemp("ic") / "mlperf_ic"

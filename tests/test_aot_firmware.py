@@ -46,9 +46,9 @@ def cmsis_nn(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    """name -> converted model directory, converted on first use."""
-    made = {}
+def model_dirs(tmp_path_factory, make_demo_run):
+    """name -> converted model directory, converted on first use (the demo: `make demo`'s own conversion)."""
+    made = {"demo": make_demo_run[0]}
 
     def get(name):
         if name not in made:

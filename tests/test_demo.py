@@ -10,13 +10,10 @@ from converter.tflite.model import read_model
 from converter.tflm.derived_arena import derive
 from converter.tflm.footprint import model_flash
 
-from .conftest import REPO, run_kit
 
 
-def test_demo_ends_compressed_and_prints_what_the_device_stores(tmp_path):
-    out = tmp_path / "digits"
-    result = run_kit("convert", REPO / "models/recipes/demo.yaml", "--out", out, env={"TFLM_ROOT": ""})
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_demo_ends_compressed_and_prints_what_the_device_stores(make_demo_run):
+    out, result = make_demo_run
     manifest = json.loads((out / "manifest.json").read_text())
     assert [record["stage"] for record in manifest["stages"]] == ["train", "quantize", "compress"]
     compress = manifest["stages"][-1]

@@ -75,23 +75,36 @@ def test_runner_refuses_a_file_that_is_not_uf2(pico_tools, tmp_path):
         rp2040.run_uf2(bogus, pico_tools)
 
 
-def test_pico_runs_kws_with_both_runtimes_on_an_emulated_rp2040(pico_tools, shared_data, tmp_path, monkeypatch):
-    """MLPerf Tiny KWS (its reference int8 .tflite, random inputs) on the same emulated RP2040 twice: TFLM built
-    against TFLM_ROOT's Cortex-M0+ library and the AOT C with CMSIS-NN's plain C paths, both PASS bit-identical."""
+@pytest.fixture(scope="module")
+def ref_kws(shared_data, tmp_path_factory):
+    """MLPerf Tiny KWS, its reference int8 .tflite (random inputs, 3 golden vectors), converted once."""
     import yaml
 
-    monkeypatch.setenv("CMSIS_NN_ROOT", str(sdk("cmsis-nn")))
-    recipe = tmp_path / "kws.yaml"
+    folder = tmp_path_factory.mktemp("ref_kws")
+    recipe = folder / "kws.yaml"
     recipe.write_text(yaml.safe_dump({
         "name": "ref_kws", "model": {"path": str(shared_data / "mlperf_tiny/keyword_spotting/kws_ref_model.tflite")},
         "data": {"random": {"samples": 8, "low": -1.0, "high": 1.0}}, "golden": {"vectors": 3}}))
-    converted = run_kit("convert", recipe, "--out", tmp_path / "kws")
+    converted = run_kit("convert", recipe, "--out", folder / "kws")
     assert converted.returncode == 0, converted.stderr[-3000:]
-    tflm = _flash_on_rp2040js(tmp_path / "kws", tmp_path / "pico")
-    render_project("pico", tmp_path / "kws", tmp_path / "pico-aot", runtime="aot")
-    aot = flash(tmp_path / "pico-aot")
-    for summary in (tflm, aot):
-        assert summary["emulator"] == "rp2040js" and summary["stop"] == "selftest"
-        assert summary["pass"] and summary["passed"] == summary["total"] == 3, summary["failures"]
-    cycles = [json.loads((tmp_path / p / DEVICE_FILE).read_text())["cycles_per_inference"] for p in ("pico", "pico-aot")]
-    assert all(c > 0 for c in cycles)
+    return folder / "kws"
+
+
+def _passed_on_rp2040js(summary: dict, project) -> None:
+    assert summary["emulator"] == "rp2040js" and summary["stop"] == "selftest"
+    assert summary["pass"] and summary["passed"] == summary["total"] == 3, summary["failures"]
+    assert json.loads((project / DEVICE_FILE).read_text())["cycles_per_inference"] > 0
+
+
+def test_pico_runs_kws_with_the_aot_runtime_on_an_emulated_rp2040(pico_tools, ref_kws, tmp_path, monkeypatch):
+    """MLPerf Tiny KWS on the emulated RP2040: the AOT C with CMSIS-NN's plain C paths, PASS bit-identical (the demo
+    runs both runtimes there in the default tier; KWS's TFLM build is the slow test below)."""
+    monkeypatch.setenv("CMSIS_NN_ROOT", str(sdk("cmsis-nn")))
+    render_project("pico", ref_kws, tmp_path / "pico-aot", runtime="aot")
+    _passed_on_rp2040js(flash(tmp_path / "pico-aot"), tmp_path / "pico-aot")
+
+
+@pytest.mark.slow
+def test_pico_runs_kws_with_tflm_on_an_emulated_rp2040(pico_tools, ref_kws, tmp_path):
+    """The same KWS model through TFLM_ROOT's Cortex-M0+ library on the same emulated board."""
+    _passed_on_rp2040js(_flash_on_rp2040js(ref_kws, tmp_path / "pico"), tmp_path / "pico")

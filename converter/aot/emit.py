@@ -225,7 +225,7 @@ def source(graph: AotGraph, steps: list[Step], plans: dict[str, MemoryPlan]) -> 
         *[_constant(graph.tensor(t)) for t in constants],
         *[_array(a) for s in steps for a in s.arrays],
         _location_macros(graph, steps, plans),   # before the parameters: decoded weights' addresses (AOT_T<n>)
-        *[_params(s, weights) for s in steps if s.struct],
+        *[_params(s, weights) for k, s in enumerate(steps) if s.struct and k not in sliced],  # sliced: per row
         *[_row_params(steps[k], weights, rows) for k, rows in sorted(sliced.items())],
         "int aot_model_invoke(const void* const inputs[], void* const outputs[]) {\n" +
         "\n".join(early + [_call(s, k, graph, sliced) for k, s in enumerate(steps)]) +
