@@ -59,8 +59,12 @@ lint: $(INSTALLED)
 	$(RUFF) check converter tests bench tools
 	$(BIN)/python -m mypy
 
+# Two workers, one test file each at a time (--dist loadfile keeps a file's module fixtures in one worker):
+# most tests wait on one compiler, QEMU or TensorFlow process, so two cores run about two at once.
+# TEST_JOBS=0 runs them in this process.
+TEST_JOBS ?= 2
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile)
 
 # Pure logic (recipe schema, stage order, records, report, manifest shape, progress, C literals) and the
 # layer rule: no TensorFlow is imported (each test checks), a few seconds.
