@@ -373,3 +373,18 @@ def chain_model(seed: int = 0, int4: bool = False) -> bytes:
     b.op("SOFTMAX", (logits,), (probs,), soft, "SoftmaxOptions")
     b.io((x,), (probs,))
     return b.to_bytes()
+
+
+def break_maxpool_kernel(monkeypatch) -> None:
+    """A plausible kernel bug for the checks that must fail: the portable max pool takes the minimum."""
+    from converter.aot import emit
+
+    original = emit.kernel_sources
+
+    def broken() -> dict[str, str]:
+        files = dict(original())
+        files["aot_kernels_portable.c"] = files["aot_kernels_portable.c"].replace(
+            "else acc = v > acc ? v : acc;", "else acc = (count == 0 || v < acc) ? v : acc;")
+        return files
+
+    monkeypatch.setattr(emit, "kernel_sources", broken)

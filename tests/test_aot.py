@@ -13,7 +13,7 @@ import pytest
 
 from converter.aot import generate
 from converter.aot.validate import validate_on_host
-from tests.aot_models import ADDERS, random_inputs, random_model
+from tests.aot_models import ADDERS, break_maxpool_kernel, random_inputs, random_model
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
                                 reason="needs a host C compiler (gcc) to build the AOT code")
@@ -52,17 +52,7 @@ def test_fuzz_many_seeds(seed):
 def test_a_wrong_kernel_is_caught_and_named(monkeypatch):
     """The check can fail: with the max-pool kernel taking the minimum, the validation fails and the
     trace build names that operator (not the convolution before it)."""
-    from converter.aot import emit
-
-    original = emit.kernel_sources
-
-    def broken() -> dict[str, str]:
-        files = dict(original())
-        files["aot_kernels_portable.c"] = files["aot_kernels_portable.c"].replace(
-            "else acc = v > acc ? v : acc;", "else acc = (count == 0 || v < acc) ? v : acc;")
-        return files
-
-    monkeypatch.setattr(emit, "kernel_sources", broken)
+    break_maxpool_kernel(monkeypatch)
     model = random_model(["CONV_2D", "MAX_POOL_2D"], 2, 7)
     result = validate_on_host(model, generate(model), random_inputs(model, 3, 7))
     assert not result.passed

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from converter import KitError, convert, parse_recipe
-from tests.aot_models import ModelBuilder, chain_model, random_model
+from tests.aot_models import ModelBuilder, break_maxpool_kernel, chain_model, random_model
 
 from .conftest import run_kit
 
@@ -89,17 +89,7 @@ def test_no_compiler_is_one_line_or_a_skip(tmp_path, monkeypatch):
 def test_code_that_differs_from_tflm_is_never_written(tmp_path, monkeypatch):
     """A kernel bug (max-pool taking the minimum): `runtime: aot` fails naming the operator and writes
     nothing; left at its default, the conversion goes on without aot/ and says why."""
-    from converter.aot import emit
-
-    original = emit.kernel_sources
-
-    def broken() -> dict[str, str]:
-        files = dict(original())
-        files["aot_kernels_portable.c"] = files["aot_kernels_portable.c"].replace(
-            "else acc = v > acc ? v : acc;", "else acc = (count == 0 || v < acc) ? v : acc;")
-        return files
-
-    monkeypatch.setattr(emit, "kernel_sources", broken)
+    break_maxpool_kernel(monkeypatch)
     monkeypatch.delenv("CMSIS_NN_ROOT", raising=False)
     model = chain_model(2)
     with pytest.raises(KitError, match="MAX_POOL_2D") as error:

@@ -45,25 +45,40 @@ static int8_t aot_add_one(const aot_add_t* p, int8_t a, int8_t b) {
   return (int8_t)aot_clamp(out, p->act_min, p->act_max);
 }
 
+/* The broadcast walk of ADD and MUL (aot_broadcast_next: PAD too): the offsets into in1 and in2 of the output element
+   at `index`, then the next index in row-major order. */
+static void aot_broadcast_offsets(int32_t dims, const int32_t* index, const int32_t* stride1, const int32_t* stride2,
+                                  int32_t* o1, int32_t* o2) {
+  int32_t d;
+  *o1 = 0;
+  *o2 = 0;
+  for (d = 0; d < dims; ++d) {
+    *o1 += index[d] * stride1[d];
+    *o2 += index[d] * stride2[d];
+  }
+}
+
+static void aot_broadcast_next(int32_t dims, const int32_t* shape, int32_t* index) {
+  int32_t d;
+  for (d = dims - 1; d >= 0; --d) {
+    if (++index[d] < shape[d]) break;
+    index[d] = 0;
+  }
+}
+
 /* TFLM's reference ADD, elementwise or broadcast over up to six dimensions. */
 void aot_add_reference_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out) {
   int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
-  int32_t i, d;
+  int32_t i;
   if (p->dims == 0) {
     for (i = 0; i < p->size; ++i) out[i] = aot_add_one(p, in1[i], in2[i]);
     return;
   }
   for (i = 0; i < p->size; ++i) {
-    int32_t o1 = 0, o2 = 0;
-    for (d = 0; d < p->dims; ++d) {
-      o1 += index[d] * p->stride1[d];
-      o2 += index[d] * p->stride2[d];
-    }
+    int32_t o1, o2;
+    aot_broadcast_offsets(p->dims, index, p->stride1, p->stride2, &o1, &o2);
     out[i] = aot_add_one(p, in1[o1], in2[o2]);
-    for (d = p->dims - 1; d >= 0; --d) {
-      if (++index[d] < p->out_shape[d]) break;
-      index[d] = 0;
-    }
+    aot_broadcast_next(p->dims, p->out_shape, index);
   }
 }
 
@@ -97,15 +112,6 @@ void aot_softmax_reference_s8(const aot_softmax_t* p, const int8_t* in, int8_t* 
   }
 }
 
-/* The broadcast index walk of ADD, shared with MUL: offsets into in1 and in2 of output element i. */
-static void aot_broadcast_next(int32_t dims, const int32_t* shape, int32_t* index) {
-  int32_t d;
-  for (d = dims - 1; d >= 0; --d) {
-    if (++index[d] < shape[d]) break;
-    index[d] = 0;
-  }
-}
-
 static int8_t aot_mul_one(const aot_mul_t* p, int8_t a, int8_t b) {
   const int32_t product = (p->in1_offset + a) * (p->in2_offset + b);
   return (int8_t)aot_clamp(p->out_offset + aot_mbqm(product, p->mult, p->shift), p->act_min, p->act_max);
@@ -114,17 +120,14 @@ static int8_t aot_mul_one(const aot_mul_t* p, int8_t a, int8_t b) {
 /* TFLM's reference int8 MUL, elementwise or broadcast. */
 void aot_mul_reference_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t* out) {
   int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
-  int32_t i, d;
+  int32_t i;
   if (p->dims == 0) {
     for (i = 0; i < p->size; ++i) out[i] = aot_mul_one(p, in1[i], in2[i]);
     return;
   }
   for (i = 0; i < p->size; ++i) {
-    int32_t o1 = 0, o2 = 0;
-    for (d = 0; d < p->dims; ++d) {
-      o1 += index[d] * p->stride1[d];
-      o2 += index[d] * p->stride2[d];
-    }
+    int32_t o1, o2;
+    aot_broadcast_offsets(p->dims, index, p->stride1, p->stride2, &o1, &o2);
     out[i] = aot_mul_one(p, in1[o1], in2[o2]);
     aot_broadcast_next(p->dims, p->out_shape, index);
   }
