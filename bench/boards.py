@@ -311,9 +311,9 @@ def header(command: str, seconds: float, rp2040js: str) -> str:
             "MLPerf Tiny KWS reference int8 `.tflite` (random inputs, as bench/aot.py converts it, no LUT). "
             f"arm-none-eabi-gcc {_version(['arm-none-eabi-gcc', '-dumpversion'])}, host gcc "
             f"{_version(['gcc', '-dumpversion'])}; TFLM: TFLM_ROOT's prebuilt libraries (Cortex-M4, Cortex-M7+FP, "
-            "Cortex-M0+); AOT: the generated C with CMSIS-NN from CMSIS_NN_ROOT (QEMU boards: CMSIS-NN at -O2, as "
-            "TFLM's Makefile builds it; pico, stm32, zephyr: -Os, as their CMake files do) or the kit's portable "
-            f"kernels (arduino, platformio, esp-idf); pico: pico-sdk 2.2.0 Release, rp2040js {rp2040js or '-'}. "
+            "Cortex-M0+); AOT: the generated C at -Os with CMSIS-NN from CMSIS_NN_ROOT (QEMU boards, pico, stm32: "
+            "CMSIS-NN at -O2, as TFLM's Makefile builds it; zephyr's compile check: -Os, Zephyr's default) or the "
+            f"kit's portable kernels (arduino, platformio, esp-idf); pico: pico-sdk 2.2.0 Release, rp2040js {rp2040js or '-'}. "
             "Each row says what this machine did with the board (docs/boards.md).")
 
 
