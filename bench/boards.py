@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -100,8 +101,10 @@ class Case:
         return Row(self.key, self.board, self.runtime, check, **values)
 
     def render(self) -> tuple[Path, dict]:
+        """A fresh project in the bench's own folder (`firmware` refuses to replace one a build has written to)."""
         project = self.work / f"{self.key}-{self.board}-{self.runtime}"
-        return project, render_firmware(self.board, self.model, project, force=True, runtime=self.runtime)
+        shutil.rmtree(project, ignore_errors=True)
+        return project, render_firmware(self.board, self.model, project, runtime=self.runtime)
 
 
 def _sizes(image) -> dict:
@@ -167,6 +170,15 @@ def measure_stm32(case: Case) -> Row:
                     **(_sizes(size) if size else {}), arena=f"{arena:,}" if arena else "")
 
 
+def _objects(project: Path) -> Path:
+    """A fresh folder beside the project for its objects (the project holds only what `firmware` wrote, so a
+    second run may replace it)."""
+    folder = project.with_name(f"{project.name}-objects")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
 def _compile(tool: Toolchain, compiler: str, source: Path, out: Path, options: list[str]) -> Path:
     done = subprocess.run([compiler, *tool.flags, *CFLAGS, *options, "-c", str(source), "-o", str(out)],
                           capture_output=True, text=True)
@@ -204,9 +216,10 @@ def measure_aot_objects(case: Case) -> Row:
     if record.get("kernels") == "cmsis-nn":
         options += ["-DAOT_CMSIS_NN", f"-I{Path(os.environ['CMSIS_NN_ROOT']) / 'Include'}"]
         archives.append(str(cmsis_nn_archive(tool, case.work)))
-    objects = [_compile(tool, tool.cc, project / rel, project / f"{Path(rel).stem}.o", options) for rel in sources]
+    folder = _objects(project)
+    objects = [_compile(tool, tool.cc, project / rel, folder / f"{Path(rel).stem}.o", options) for rel in sources]
     total = sum(s.flash for s in (image_size(o, tool.size) for o in objects) if s)
-    kept = project / "aot_kept.o"
+    kept = folder / "aot_kept.o"
     subprocess.run([tool.ld, "-r", "--gc-sections", "-e", "aot_model_invoke", *map(str, objects), *archives,
                     "-o", str(kept)], check=True, capture_output=True)
     size = image_size(kept, tool.size)
@@ -225,7 +238,7 @@ def measure_tflm_objects(case: Case) -> Row:
         return case.row(f"refused by `firmware`: {refused.problem}")
     source = next(project / rel for rel in record["files"]
                   if Path(rel).name.startswith("model_data") and rel.endswith((".cc", ".cpp")))
-    obj = _compile(tool, tool.cxx, source, project / "model_data.o", ["-std=c++17", f"-I{source.parent}"])
+    obj = _compile(tool, tool.cxx, source, _objects(project) / "model_data.o", ["-std=c++17", f"-I{source.parent}"])
     size = image_size(obj, tool.size)
     return case.row("compiled (model data only)", kind=FLATBUFFER, **(_sizes(size) if size else {}),
                     arena=f"{record['arena_bytes']:,}",
@@ -239,10 +252,9 @@ BOARDS = tuple(MEASURE)
 
 def measure(case: Case) -> Row:
     """The board's measurement; a failure becomes the row's check (one board does not stop the others)."""
-    if case.board in COMPILED and case.runtime == "tflm":
-        return measure_tflm_objects(case)
+    how = measure_tflm_objects if case.board in COMPILED and case.runtime == "tflm" else MEASURE[case.board]
     try:
-        return MEASURE[case.board](case)
+        return how(case)
     except (KitError, subprocess.CalledProcessError) as failed:
         return case.row(f"failed: {str(failed)[:300]}")
 
