@@ -170,7 +170,7 @@ def test_a_corrupted_frame_is_detected_not_computed_on(demo_split, tmp_path):
 
     out, _ = demo_split
     root = _qemu_or_skip()
-    elves = [qemu.build(qemu.render_project(out / f"part{k}", tmp_path / f"fw{k}", f"part{k}_main.cc.j2"), core, root)
+    elves = [qemu.build(qemu.render_project(out / f"part{k}", tmp_path / f"fw{k}", f"part{k}"), core, root)
              for k, core in enumerate(("cortex-m4", "cortex-m7"))]
     payload = read_model((out / "part0" / "model.tflite").read_bytes()).outputs[0].nbytes
     result = run_pair(tuple(elves), ("cortex-m4", "cortex-m7"), payload, out / "part1" / "golden.npz", corrupt_frame=1)

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .cost import PartCost
+from .cost import PartCost, PartMemory
 from .footprint import FirmwareFootprint
 from .footprint import measure as measure_footprint
 from .profiles import Device
 from .qemu import profile_operators
+
+# The runtime of the profiling firmware the per-operator instructions and the firmware's flash are measured on.
+MEASURED_RUNTIME = "tflm"
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,22 @@ def measure_core(whole_dir: Path, core: str, workdir: Path, tflm_root: str, oper
     return CoreMeasurement(core, tuple(costs), total, footprint)
 
 
-def mcu_part_cost(device: Device, measured: CoreMeasurement, model_bytes: int, operators, operator_names,
-                  arena_size: int, receive_bytes: int = 0) -> PartCost:
+def measured_memory(measured: CoreMeasurement, model_bytes: int, operator_names, arena_size: int) -> PartMemory:
+    """TFLM's figures for a part, from the whole model's firmware measured on the core (footprint.py): the model,
+    its kernels and TFLM's core from the per-kernel data, the rest of the firmware measured; RAM: the arena + the
+    firmware's other RAM and stack."""
+    footprint = measured.footprint
+    return PartMemory(MEASURED_RUNTIME, footprint.part_flash(model_bytes, operator_names),
+                      arena_size + footprint.ram_rest_bytes,
+                      f"{footprint.target}: TFLM arena measured + 10% + the firmware's other RAM, measured")
+
+
+def mcu_part_cost(device: Device, measured: CoreMeasurement, operators, memory: PartMemory,
+                  model_bytes: int, receive_bytes: int = 0) -> PartCost:
     instructions = measured.instructions(operators)
     return PartCost(
         device=device.name, operators=len(operators), model_bytes=model_bytes,
-        flash_bytes=measured.footprint.part_flash(model_bytes, operator_names),
-        ram_bytes=arena_size + measured.footprint.ram_rest_bytes + receive_bytes,
+        flash_bytes=memory.flash_bytes, ram_bytes=memory.ram_bytes + receive_bytes,
         instructions=instructions, cycles=instructions, ms=instructions / (device.mhz * 1e3),
-        flash_budget=device.flash_bytes, ram_budget=device.ram_bytes)
+        flash_budget=device.flash_bytes, ram_budget=device.ram_bytes, runtime=memory.runtime,
+        memory_source=memory.source)

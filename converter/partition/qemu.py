@@ -18,6 +18,8 @@ from pathlib import Path
 from ..errors import KitError, foreign_text
 from ..runtimes.boards import RECORD_NAME, load_board
 from ..runtimes import render as board_render
+from ..runtimes.registry import get_runtime
+from ..runtimes.run import build_settings
 
 PAIR_TEMPLATES = "cortex-m-qemu-pair"
 # -icount shift=0 runs one guest instruction per virtual ns; MPS2's SysTick counts at 25 MHz.
@@ -52,21 +54,37 @@ def missing_tools(tflm_root: str | None) -> str | None:
     return None
 
 
-def render_project(model_dir: Path, out: Path, main_template: str) -> Path:
-    """A cortex-m-qemu project for `model_dir` whose main.cc is `main_template`, plus link.h."""
-    board_render.render_project("cortex-m-qemu", model_dir, out, force=True, measure=False)
+def pair_template(runtime: str, role: str) -> tuple[str, str]:
+    """The template that replaces the runtime's main for `role` (part0, part1, profile) and the file it writes:
+    the cortex-m-qemu board's main template for that runtime, prefixed with the role (TFLM: part0_main.cc.j2
+    over main.cc; the interpreter-free runtime: part0_main.c.j2 over main.c)."""
+    _, files = get_runtime(runtime).template(load_board("cortex-m-qemu"))
+    template, main = next((t, d) for t, d in files.items() if Path(d).stem == "main")
+    return f"{PAIR_TEMPLATES}/{role}_{Path(template).name}", main
+
+
+def render_project(model_dir: Path, out: Path, role: str, runtime: str = "tflm") -> Path:
+    """A cortex-m-qemu project for `model_dir` with `runtime`, whose main is the pair template of `role`, plus link.h."""
+    board_render.render_project("cortex-m-qemu", model_dir, out, force=True, runtime=runtime, measure=False)
     record = json.loads((out / RECORD_NAME).read_text())
     env = board_render.template_env()
-    ctx = dict(record, board=load_board("cortex-m-qemu"), model_prefix="model/")
-    (out / "main.cc").write_text(env.get_template(f"{PAIR_TEMPLATES}/{main_template}").render(ctx))
+    board = load_board("cortex-m-qemu")
+    chosen = get_runtime(runtime)
+    ctx = dict(record, board=board, model_prefix="model/",
+               **chosen.context(board, chosen.facts(Path(model_dir)), Path(model_dir)))
+    template, main = pair_template(runtime, role)
+    (out / main).write_text(env.get_template(template).render(ctx))
     (out / "link.h").write_text(env.get_template(f"{PAIR_TEMPLATES}/link.h.j2").render(ctx))
     return out
 
 
-def build(project: Path, core: str, tflm_root: str) -> Path:
+def build(project: Path, core: str, tflm_root: str | None) -> Path:
+    """Build the rendered project for `core` (the cortex-m-qemu project with that core's flags and TFLM library,
+    which an interpreter-free project ignores) with the settings its runtime reads (TFLM_ROOT, CMSIS_NN_ROOT)."""
     spec = qemu_core(core)
-    made = subprocess.run(["make", "-s", f"TFLM_ROOT={tflm_root}", f"TFLM_TARGET={spec.tflm_target}",
-                           f"ARCH={spec.arch}", "fw.elf"], cwd=project, capture_output=True, text=True)
+    settings = build_settings(json.loads((project / RECORD_NAME).read_text()), tflm_root)
+    made = subprocess.run(["make", "-s", *settings, f"TFLM_TARGET={spec.tflm_target}", f"ARCH={spec.arch}", "fw.elf"],
+                          cwd=project, capture_output=True, text=True)
     if made.returncode != 0:
         tail = foreign_text(made.stderr or made.stdout, tail=True)
         raise KitError(f"building {project} for {core} failed: {tail}", f"run make -C {project} to see why")
@@ -100,7 +118,7 @@ class OperatorCost:
 
 def profile_operators(model_dir: Path, core: str, workdir: Path, tflm_root: str) -> tuple[list[OperatorCost], int]:
     """Instructions per operator (and for the whole Invoke) of the model in `model_dir` on `core`."""
-    project = render_project(model_dir, workdir / f"profile-{core}", "profile_main.cc.j2")
+    project = render_project(model_dir, workdir / f"profile-{core}", "profile")
     text = run(build(project, core, tflm_root), core)
     per_op: dict[int, list[int]] = {}
     names: dict[int, str] = {}

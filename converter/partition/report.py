@@ -12,8 +12,11 @@ METHOD = ("instructions: each operator's instructions measured once per core on 
           "Cortex-M4, mps2-an500 for Cortex-M7; -icount shift=0, SysTick at 25 MHz = 40 instructions per tick; "
           "median over the golden vectors) and summed over a part's operators, plus the interpreter's "
           "per-Invoke overhead; ms = instructions / clock (one instruction per cycle assumed: no wait states, "
-          "no dual issue); flash: per core after this sentence; RAM = measured arena + 10% + the "
-          "firmware's other RAM and 16 KB stack (+ the receive buffer on part 1); link = (cut bytes + 12 B "
+          "no dual issue; the instructions are TFLM's with every runtime: --pair measures the parts' own); "
+          "flash: per core after this sentence; RAM (tflm runtime) = measured arena + 10% + the firmware's other "
+          "RAM and 16 KB stack; with another runtime flash and RAM are that runtime's price on the core's code-size "
+          "data (aot: its kernels, constant arrays and planned buffer) + the board profile's platform flash and "
+          "stack reserve (each part's memory_source says which); + the receive buffer on part 1; link = (cut bytes + 12 B "
           "frame) / link rate (UART 8N1: baud / 10 bytes/s)")
 
 
@@ -54,7 +57,10 @@ def pair_record(result, chosen) -> dict:
     summed = [p["instructions"] for p in chosen.as_dict()["parts"]] if chosen else [None, None]
     return {"pass": result.ok, "passed": result.passed, "total": result.total, "errors": result.errors,
             "golden_differences": result.golden_differences, "link_bytes_relayed": result.link_bytes,
-            "instructions_measured": list(result.instructions), "instructions_summed": summed}
+            "instructions_measured": list(result.instructions), "instructions_summed": summed,
+            "images": [None if size is None else {"text": size.text, "data": size.data, "bss": size.bss,
+                                                  "flash": size.flash, "static_ram": size.static_ram}
+                       for size in result.images]}
 
 
 def _row(c: dict) -> str:
@@ -89,13 +95,20 @@ def render(rec: dict) -> str:
                       f"({fastest['latency_ms']:.2f} ms, the input sent over the link when it is the second device): "
                       "splitting pays when the model does not fit one device or the link is fast"]
     lines += [f"- Valid cuts: {len(rec['cuts'])}; {rec['bit_exact']} ({rec['golden_source']}).",
-              "- part0/ and part1/ hold the chosen cut's model directories (`tflm-kit firmware --model-dir`)."]
+              f"- Runtime: **{rec.get('runtime', 'tflm')}**. part0/ and part1/ hold the chosen cut's model directories "
+              f"(`tflm-kit firmware --runtime {rec.get('runtime', 'tflm')} --model-dir`)."]
+    if chosen:
+        lines += [f"- Part {k} on {p['device']}: flash {p['flash_bytes']:,} B, RAM {p['ram_bytes']:,} B with the "
+                  f"{p['runtime']} runtime ({p['memory_source']})" for k, p in enumerate(chosen["parts"])]
     if "pair" in rec:
         p = rec["pair"]
         lines += [f"- Two-QEMU pair ({d0['core']} → {d1['core']}, UART frames with length + CRC-32): "
                   f"**{'PASS' if p['pass'] else 'FAIL'} {p['passed']}/{p['total']}** bit-identical to the whole model; "
                   f"{p['link_bytes_relayed']:,} B relayed; instructions per inference measured "
                   f"{p['instructions_measured']} vs summed per operator {p['instructions_summed']}"]
+        lines += [f"- Part {k}'s pair firmware ({rec.get('runtime', 'tflm')} runtime, self-test and link included), "
+                  f"measured with arm-none-eabi-size: program {image['flash']:,} B, static RAM {image['static_ram']:,} B"
+                  for k, image in enumerate(p.get("images") or []) if image]
     if rec.get("channel_partitioning"):
         lines += ["", "## Channel partitioning (priced, not emitted)", "",
                   f"One CONV_2D's output channels split in halves: {d0['name']} computes one, {d1['name']} the other "
@@ -118,7 +131,8 @@ def render(rec: dict) -> str:
         lines += ["", f"Costs not measured: {rec['costs_skipped']}.", ""]
         return "\n".join(lines)
     lines += ["", "## Every cut", "",
-              f"Part cells: flash B / RAM B / instructions / ms. Budgets: {d0['name']} {d0['flash_bytes']:,} B flash, "
+              f"Part cells: flash B / RAM B ({rec.get('runtime', 'tflm')} runtime) / instructions (TFLM's, per operator) "
+              f"/ ms. Budgets: {d0['name']} {d0['flash_bytes']:,} B flash, "
               f"{d0['ram_bytes']:,} B RAM; {d1['name']} {d1['flash_bytes']:,} B flash, {d1['ram_bytes']:,} B RAM.", "",
               "| cut | tensors crossing | link B | link ms | part 0 | part 1 | latency ms | period ms | energy mJ | fits |",
               "|---|---|---|---|---|---|---|---|---|---|"]
