@@ -23,6 +23,7 @@ from ..partition.artifacts import PartModel, arena_of, write_part_dir
 from ..partition.measure import MEASURED_RUNTIME, measure_core
 from ..aot.graph import NotCompilable
 from ..runtimes.base import ModelSources, Runtime
+from ..runtimes.boards import load_board
 from ..runtimes.registry import get_runtime
 from ..partition.vela import NOT_EXECUTED
 from ..system.elf_size import image_size
@@ -285,7 +286,7 @@ def _run_pair(staging: Path, devices, best, workdir: Path, log, runtime: Runtime
     from ..partition.pair import run_pair
 
     tflm_root = qemu.tflm_root_from_env()
-    missing = qemu.missing_tools(tflm_root)
+    missing = qemu.missing_tools(tflm_root, "TFLM_ROOT" in runtime.needs(load_board(qemu.BOARDS["cortex-m4"])).settings)
     if missing:
         raise KitError(f"--pair runs both parts on QEMU, but {missing}",
                        "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or drop --pair")
@@ -318,8 +319,8 @@ def summary_lines(record: dict) -> list[str]:
         lines.append(f"costs not measured: {record['costs_skipped']}")
     if "pair" in record:
         pair = record["pair"]
-        lines.append(f"pair on two QEMU ({record['runtime']} runtime): {'PASS' if pair['pass'] else 'FAIL'} "
-                     f"{pair['passed']}/{pair['total']}")
+        lines.append(f"pair on two QEMU: {'PASS' if pair['pass'] else 'FAIL'} {pair['passed']}/{pair['total']} "
+                     f"({record['runtime']} runtime)")
         lines += [f"  part {k} firmware (measured, arm-none-eabi-size): program {image['flash']:,} B, static RAM "
                   f"{image['static_ram']:,} B" for k, image in enumerate(pair.get("images") or []) if image]
         lines += [f"  {line}" for line in pair["errors"] + pair["golden_differences"]]

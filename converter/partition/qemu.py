@@ -44,9 +44,10 @@ def qemu_core(core: str) -> QemuCore:
     return QemuCore(board["qemu_machine"], board["tflm_target"], f"{board['arch_flags']} -funsigned-char")
 
 
-def missing_tools(tflm_root: str | None) -> str | None:
-    """Why QEMU firmware cannot be built and run here, or None when it can."""
-    if not tflm_root:
+def missing_tools(tflm_root: str | None, needs_tflm: bool = True) -> str | None:
+    """Why QEMU firmware cannot be built and run here, or None when it can (needs_tflm: False for a runtime whose
+    firmware does not link TFLM's library, the interpreter-free one)."""
+    if needs_tflm and not tflm_root:
         return "TFLM_ROOT is not set (a TFLM tree with the cortex_m_generic libraries built)"
     for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
         if shutil.which(tool) is None:
@@ -83,8 +84,11 @@ def build(project: Path, core: str, tflm_root: str | None) -> Path:
     which an interpreter-free project ignores) with the settings its runtime reads (TFLM_ROOT, CMSIS_NN_ROOT)."""
     spec = qemu_core(core)
     settings = build_settings(json.loads((project / RECORD_NAME).read_text()), tflm_root)
-    made = subprocess.run(["make", "-s", *settings, f"TFLM_TARGET={spec.tflm_target}", f"ARCH={spec.arch}", "fw.elf"],
-                          cwd=project, capture_output=True, text=True)
+    # CMSIS-NN compiled once per core (an AOT project's archive; its Makefile names the folder after the board's
+    # core, cortex-m4, whatever ARCH says): one folder per core built here, under CMSIS_NN_CACHE when it is set
+    cmsis_cache = Path(os.environ.get("CMSIS_NN_CACHE") or project / "build" / "cmsis-nn") / core
+    made = subprocess.run(["make", "-s", *settings, f"TFLM_TARGET={spec.tflm_target}", f"ARCH={spec.arch}",
+                           f"CMSIS_NN_CACHE={cmsis_cache}", "fw.elf"], cwd=project, capture_output=True, text=True)
     if made.returncode != 0:
         tail = foreign_text(made.stderr or made.stdout, tail=True)
         raise KitError(f"building {project} for {core} failed: {tail}", f"run make -C {project} to see why")
