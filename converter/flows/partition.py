@@ -165,8 +165,8 @@ def _partition(request: Request, devices, link, runtime: Runtime, source: Source
             chosen = costs[cuts.index(wanted)] if wanted is not None else costing.choose(costs, request.objective)
         index = cuts.index(wanted) if wanted is not None else [c.tensors for c in costs].index(chosen.tensors)
         best = splits[index]
-        record = report.record(source, view, cuts, splits, costs, chosen, devices, link, request, measured)
-        record["runtime"] = runtime.name
+        record = report.record(source, view, cuts, splits, costs, chosen, devices, link, request, measured,
+                               runtime.name)
         if costs:
             record["channel_partitioning"] = _channel_plans(source, view, golden, measured, devices, link, costs, chosen)
         if any(d.is_npu for d in devices):

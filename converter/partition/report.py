@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..reports.manifest import tool_versions
 from .graph import GraphView
+from .measure import MEASURED_RUNTIME
 
 METHOD = ("instructions: each operator's instructions measured once per core on QEMU (mps2-an386 for "
           "Cortex-M4, mps2-an500 for Cortex-M7; -icount shift=0, SysTick at 25 MHz = 40 instructions per tick; "
@@ -27,7 +28,7 @@ def tensor_label(view: GraphView, tensor: int) -> str:
     return f"t{tensor}({op}#{producer})"
 
 
-def record(source, view, cuts, splits, costs, chosen, devices, link, request, measured) -> dict:
+def record(source, view, cuts, splits, costs, chosen, devices, link, request, measured, runtime: str) -> dict:
     skipped = measured.get("skipped") if isinstance(measured, dict) else None
     return {
         "name": source.name,
@@ -46,7 +47,10 @@ def record(source, view, cuts, splits, costs, chosen, devices, link, request, me
         "costs": [c.as_dict() for c in costs],
         "costs_skipped": skipped,
         "method": METHOD,
-        "flash_method": None if skipped else {core: m.footprint.method for core, m in measured.items()},
+        "flash_method": None if skipped else {core: m.footprint.method if runtime == MEASURED_RUNTIME else
+                                              f"the {runtime} runtime's: each part's memory_source"
+                                              for core, m in measured.items()},
+        "runtime": runtime,
         "chosen": None if chosen is None else chosen.as_dict(),
         "operator_instructions": {} if skipped else
         {core: [asdict(op) for op in m.operators] for core, m in measured.items()},
