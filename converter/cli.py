@@ -349,7 +349,7 @@ def partition(model, devices, link_spec, out, cut, objective, profile_file, data
                                    seed, pair, force, runtime)
     record = partitioning.partition(request, events=progress.ConsoleSink(lambda m: click.echo(f"[tflm-kit] {m}", err=True)))
     click.echo(f"artifacts: {out}/  (report: {Path(out) / 'report.md'}; firmware: tflm-kit firmware "
-               f"--model-dir {Path(out) / 'part0'} and part1)")
+               f"{'' if runtime == 'tflm' else f'--runtime {runtime} '}--model-dir {Path(out) / 'part0'} and part1)")
     for line in partitioning.summary_lines(record):
         click.echo(line)
     if "pair" in record and not record["pair"]["pass"]:
