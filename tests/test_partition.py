@@ -291,6 +291,17 @@ def test_a_part_the_aot_generator_cannot_compile_is_one_line_and_writes_nothing(
     assert done.returncode == 0, done.stderr[-2000:]  # the way out works
 
 
+def test_an_aot_pair_without_cmsis_nn_is_refused_before_any_work(demo_dir, tmp_path):
+    need_tools("arm-none-eabi-gcc", "qemu-system-arm", "make")
+    out = tmp_path / "out"
+    result = run_kit("partition", demo_dir, "--devices", DEVICES, "--link", "uart:921600", "--out", out, "--pair",
+                     "--runtime", "aot", env={"CMSIS_NN_ROOT": "", "TFLM_ROOT": ""})
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "--pair builds the aot runtime's firmware, but CMSIS_NN_ROOT is not set" in lines[0] and "drop --pair" in lines[0]
+    assert not out.exists() and "[tflm-kit]" not in result.stderr  # refused before splitting anything
+
+
 def test_cli_bad_cuts_and_budgets_write_nothing(demo_dir, tmp_path):
     out = tmp_path / "out"
     cases = [(["--cut", "no_such_tensor"], "unknown tensor 'no_such_tensor'"),

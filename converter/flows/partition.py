@@ -24,6 +24,7 @@ from ..partition.measure import MEASURED_RUNTIME, measure_core
 from ..aot.graph import NotCompilable
 from ..runtimes.base import ModelSources, Runtime
 from ..runtimes.boards import load_board
+from ..runtimes.run import build_settings
 from ..runtimes.registry import get_runtime
 from ..partition.vela import NOT_EXECUTED
 from ..system.elf_size import image_size
@@ -136,6 +137,8 @@ def partition(request: Request, events: Sink = silent) -> dict:
         raise KitError(f"--runtime {runtime.name} compiles each part for a Cortex-M core, but an Ethos-U part is "
                        "Vela's command stream, which TFLM's ethos-u operator runs", "use --runtime tflm with an "
                        "Ethos-U device")
+    if request.pair:
+        _check_pair_tools(runtime)
     source = read_source(request.model, request.data, request.vectors, request.seed)
     with _way_out(runtime):
         return _partition(request, devices, link, runtime, source, log, started, out)
@@ -282,14 +285,26 @@ def _write_parts(staging: Path, source: Source, view, best, arenas: tuple, golde
                        ARENA_MARGIN, sources)
 
 
-def _run_pair(staging: Path, devices, best, workdir: Path, log, runtime: Runtime):
-    from ..partition.pair import run_pair
-
+def _check_pair_tools(runtime: Runtime) -> str | None:
+    """Before any work: --pair needs the Arm toolchain, QEMU and the settings the runtime's build reads (TFLM:
+    TFLM_ROOT; AOT: CMSIS_NN_ROOT). Returns TFLM_ROOT (None when unset and not needed)."""
     tflm_root = qemu.tflm_root_from_env()
     missing = qemu.missing_tools(tflm_root, "TFLM_ROOT" in runtime.needs(load_board(qemu.BOARDS["cortex-m4"])).settings)
     if missing:
         raise KitError(f"--pair runs both parts on QEMU, but {missing}",
                        "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or drop --pair")
+    try:
+        build_settings({"board": qemu.BOARDS["cortex-m4"], "runtime": runtime.name}, tflm_root)
+    except KitError as error:
+        raise KitError(f"--pair builds the {runtime.name} runtime's firmware, but {error.problem}",
+                       f"{error.fix}, or drop --pair") from None
+    return tflm_root
+
+
+def _run_pair(staging: Path, devices, best, workdir: Path, log, runtime: Runtime):
+    from ..partition.pair import run_pair
+
+    tflm_root = _check_pair_tools(runtime)
     elves = []
     for k in (0, 1):
         log(f"building part {k}'s firmware ({runtime.name} runtime) for {devices[k].core}")
