@@ -20,7 +20,7 @@ from ..progress import Sink, notes, silent
 from ..partition import cost as costing
 from ..partition import channels, graph, plan, pricing, profiles, qemu, report
 from ..partition.artifacts import PartModel, arena_of, write_part_dir
-from ..partition.measure import MEASURED_RUNTIME, measure_core
+from ..partition.measure import measure_core
 from ..aot.graph import NotCompilable
 from ..runtimes.base import ModelSources, Runtime
 from ..runtimes.boards import load_board
@@ -35,6 +35,9 @@ from ..tflite.model import read_model
 from ..tflm.arena import ARENA_MARGIN
 from ..tflm.runners import run_tflm
 from .model_inputs import model_inputs
+
+NPU_RUNTIME = "tflm"    # an Ethos-U part is Vela's command stream, run by TFLM's ethos-u operator
+
 
 @dataclass(frozen=True)
 class Request:
@@ -105,22 +108,26 @@ def _check_recorded(model: Path, golden: list) -> None:
                        "re-run `tflm-kit convert` for that directory")
 
 
-def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -> dict:
-    """core -> CoreMeasurement, or {"skipped": reason} when QEMU/TFLM are missing here."""
+def _measure(source: Source, view, whole_arena: int, cores: set, workdir: Path, log, runtime: Runtime) -> dict:
+    """core -> CoreMeasurement of the whole model's firmware with `runtime`, or {"skipped": reason} when the tools
+    are missing here."""
     if not cores:
         return {}
-    tflm_root = qemu.tflm_root_from_env()
-    missing = qemu.missing_tools(tflm_root)
+    missing = _missing_firmware_tools(runtime)
     if missing:
         return {"skipped": missing}
     info = read_model(source.model)
     whole = PartModel(f"{source.name}_whole", source.model, source.inputs, run_tflm(source.model, source.inputs))
-    write_part_dir(workdir / "whole", whole, whole_arena, {"part": "whole", "cut": "none"})
+    write_part_dir(workdir / "whole", whole, whole_arena, {"part": "whole", "cut": "none"},
+                   runtime=(runtime.name, runtime.model_sources(whole.model, whole.inputs, whole.outputs)))
     names = list(info.operator_counts)
+    kinds = [op.name for op in sorted(view.ops, key=lambda op: op.index)]
     measured = {}
     for core in sorted(cores):
-        log(f"measuring instructions per operator on {core} (QEMU {qemu.qemu_core(core).machine}) and the flash of its firmware")
-        measured[core] = measure_core(workdir / "whole", core, workdir, tflm_root, names)
+        log(f"measuring instructions per operator of the {runtime.name} firmware on {core} "
+            f"(QEMU {qemu.qemu_core(core).machine})")
+        measured[core] = measure_core(workdir / "whole", core, workdir, qemu.tflm_root_from_env(), names,
+                                      runtime.name, kinds)
     return measured
 
 
@@ -133,7 +140,7 @@ def partition(request: Request, events: Sink = silent) -> dict:
                                                        if p is not None))
     devices, link = _devices_and_link(request)
     runtime = get_runtime(request.runtime)
-    if runtime.name != MEASURED_RUNTIME and any(d.is_npu for d in devices):
+    if runtime.name != NPU_RUNTIME and any(d.is_npu for d in devices):
         raise KitError(f"--runtime {runtime.name} compiles each part for a Cortex-M core, but an Ethos-U part is "
                        "Vela's command stream, which TFLM's ethos-u operator runs", "use --runtime tflm with an "
                        "Ethos-U device")
@@ -146,7 +153,7 @@ def partition(request: Request, events: Sink = silent) -> dict:
 
 def _partition(request: Request, devices, link, runtime: Runtime, source: Source, log, started: float, out: Path) -> dict:
     view = plan.load(source.model)
-    _check_measurable(request, devices)
+    _check_measurable(request, devices, runtime)
     golden = run_tflm(source.model, source.inputs)
     _check_recorded(Path(request.model), golden)
     cuts, wanted = _cuts(request, view)
@@ -160,7 +167,7 @@ def _partition(request: Request, devices, link, runtime: Runtime, source: Source
     vela = pricing.VelaCache()
     with tempfile.TemporaryDirectory(prefix="tflm-kit-partition-") as folder:
         workdir = Path(folder)
-        measured = _measure(source, whole_arena, {d.core for d in devices if not d.is_npu}, workdir, log)
+        measured = _measure(source, view, whole_arena, {d.core for d in devices if not d.is_npu}, workdir, log, runtime)
         if "skipped" in measured:  # an explicit --cut: the parts are written, their costs are not measured
             costs, chosen = [], None
         else:
@@ -206,12 +213,12 @@ def _devices_and_link(request: Request) -> tuple:
     return devices, link
 
 
-def _check_measurable(request: Request, devices) -> None:
-    """--cut auto needs every Cortex-M part's instructions measured on QEMU here."""
-    missing = qemu.missing_tools(qemu.tflm_root_from_env()) if any(not d.is_npu for d in devices) else None
+def _check_measurable(request: Request, devices, runtime: Runtime) -> None:
+    """--cut auto needs every Cortex-M part's instructions measured on QEMU here, with the runtime's firmware."""
+    missing = _missing_firmware_tools(runtime) if any(not d.is_npu for d in devices) else None
     if missing and request.cut == "auto":
         raise KitError(f"--cut auto needs instructions measured on QEMU, but {missing}",
-                       "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or give --cut TENSOR")
+                       f"{_tools_fix(runtime)}, or give --cut TENSOR")
 
 
 def _cuts(request: Request, view) -> tuple[list, object]:
@@ -285,26 +292,39 @@ def _write_parts(staging: Path, source: Source, view, best, arenas: tuple, golde
                        ARENA_MARGIN, sources)
 
 
-def _check_pair_tools(runtime: Runtime) -> str | None:
-    """Before any work: --pair needs the Arm toolchain, QEMU and the settings the runtime's build reads (TFLM:
-    TFLM_ROOT; AOT: CMSIS_NN_ROOT). Returns TFLM_ROOT (None when unset and not needed)."""
+def _missing_firmware_tools(runtime: Runtime) -> str | None:
+    """Why the runtime's Cortex-M firmware cannot be built and run on QEMU here (None: it can): the Arm toolchain,
+    QEMU and the settings the runtime's build reads (TFLM: TFLM_ROOT; AOT: CMSIS_NN_ROOT)."""
     tflm_root = qemu.tflm_root_from_env()
-    missing = qemu.missing_tools(tflm_root, "TFLM_ROOT" in runtime.needs(load_board(qemu.BOARDS["cortex-m4"])).settings)
+    settings = runtime.needs(load_board(qemu.BOARDS["cortex-m4"])).settings
+    missing = qemu.missing_tools(tflm_root, "TFLM_ROOT" in settings)
     if missing:
-        raise KitError(f"--pair runs both parts on QEMU, but {missing}",
-                       "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or drop --pair")
+        return missing
     try:
         build_settings({"board": qemu.BOARDS["cortex-m4"], "runtime": runtime.name}, tflm_root)
     except KitError as error:
-        raise KitError(f"--pair builds the {runtime.name} runtime's firmware, but {error.problem}",
-                       f"{error.fix}, or drop --pair") from None
-    return tflm_root
+        return error.problem
+    return None
+
+
+def _tools_fix(runtime: Runtime) -> str:
+    settings = runtime.needs(load_board(qemu.BOARDS["cortex-m4"])).settings
+    return "install gcc-arm-none-eabi and qemu-system-arm" + (f" and set {' and '.join(settings)}" if settings else "")
+
+
+def _check_pair_tools(runtime: Runtime) -> None:
+    """Before any work: --pair builds both parts' firmware with the runtime and runs them on QEMU."""
+    missing = _missing_firmware_tools(runtime)
+    if missing:
+        raise KitError(f"--pair runs both parts' {runtime.name} firmware on QEMU, but {missing}",
+                       f"{_tools_fix(runtime)}, or drop --pair")
 
 
 def _run_pair(staging: Path, devices, best, workdir: Path, log, runtime: Runtime):
     from ..partition.pair import run_pair
 
-    tflm_root = _check_pair_tools(runtime)
+    _check_pair_tools(runtime)
+    tflm_root = qemu.tflm_root_from_env()
     elves = []
     for k in (0, 1):
         log(f"building part {k}'s firmware ({runtime.name} runtime) for {devices[k].core}")

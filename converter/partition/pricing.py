@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from . import cost as costing
 from .cost import PartCost, PartMemory
-from .measure import MEASURED_RUNTIME, CoreMeasurement, mcu_part_cost, measured_memory
+from .measure import FOOTPRINT_RUNTIME, CoreMeasurement, mcu_part_cost, measured_memory
 from .profiles import Device
 from .qemu import BOARDS
 from .report import tensor_label
@@ -39,17 +39,17 @@ class VelaCache:
 
 def deployed_ram(runtime: Runtime, model: bytes, arena: int, core: str) -> int:
     """The static RAM the runtime needs for `model` on `core` (TFLM: the arena given; AOT: its planned buffer)."""
-    if runtime.name == MEASURED_RUNTIME:
+    if runtime.name == FOOTPRINT_RUNTIME:
         return arena_size(arena)
     return runtime.price(model, Figure(arena_size(arena), ARENA_SOURCE), load_board(BOARDS[core])["code_size"]).ram.bytes
 
 
 def runtime_memory(runtime: Runtime, measured: CoreMeasurement, model: bytes, operator_names, arena: int) -> PartMemory:
-    """A part's flash and RAM with `runtime`: the runtime the firmware was measured with (TFLM) from that
-    measurement; any other from its own price on the core's code-size data (runtimes/: AOT's kernels and
+    """A part's flash and RAM with `runtime`: TFLM's from the measurement of its profiling firmware (footprint.py);
+    any other from its own price on the core's code-size data (runtimes/: AOT's kernels and
     constant arrays, its planned buffer) plus the allowance the core's board profile makes for the rest of the
     firmware (startup, main, libc; the stack), as `tflm-kit firmware` budgets it."""
-    if runtime.name == MEASURED_RUNTIME:
+    if measured.footprint is not None and measured.runtime == runtime.name:
         return measured_memory(measured, len(model), operator_names, arena_size(arena))
     board = load_board(BOARDS[measured.core])
     deployed = runtime.price(model, Figure(arena_size(arena), ARENA_SOURCE), board["code_size"])

@@ -79,15 +79,16 @@ def render_project(model_dir: Path, out: Path, role: str, runtime: str = "tflm")
     return out
 
 
-def build(project: Path, core: str, tflm_root: str | None) -> Path:
+def build(project: Path, core: str, tflm_root: str | None, defines: tuple[str, ...] = ()) -> Path:
     """Build the rendered project for `core` (the cortex-m-qemu project with that core's flags and TFLM library,
-    which an interpreter-free project ignores) with the settings its runtime reads (TFLM_ROOT, CMSIS_NN_ROOT)."""
+    which an interpreter-free project ignores) with the settings its runtime reads (TFLM_ROOT, CMSIS_NN_ROOT);
+    `defines` (-DNAME) go to every compilation with the core's flags."""
     spec = qemu_core(core)
     settings = build_settings(json.loads((project / RECORD_NAME).read_text()), tflm_root)
     # CMSIS-NN compiled once per core (an AOT project's archive; its Makefile names the folder after the board's
     # core, cortex-m4, whatever ARCH says): one folder per core built here, under CMSIS_NN_CACHE when it is set
     cmsis_cache = Path(os.environ.get("CMSIS_NN_CACHE") or project / "build" / "cmsis-nn") / core
-    made = subprocess.run(["make", "-s", *settings, f"TFLM_TARGET={spec.tflm_target}", f"ARCH={spec.arch}",
+    made = subprocess.run(["make", "-s", *settings, f"TFLM_TARGET={spec.tflm_target}", f"ARCH={' '.join((spec.arch, *defines))}",
                            f"CMSIS_NN_CACHE={cmsis_cache}", "fw.elf"], cwd=project, capture_output=True, text=True)
     if made.returncode != 0:
         tail = foreign_text(made.stderr or made.stdout, tail=True)
@@ -120,10 +121,18 @@ class OperatorCost:
     instructions: int     # median over the golden vectors
 
 
-def profile_operators(model_dir: Path, core: str, workdir: Path, tflm_root: str) -> tuple[list[OperatorCost], int]:
-    """Instructions per operator (and for the whole Invoke) of the model in `model_dir` on `core`."""
-    project = render_project(model_dir, workdir / f"profile-{core}", "profile")
-    text = run(build(project, core, tflm_root), core)
+# The profile build's hook: the interpreter-free code calls aot_trace() after every operator (TFLM's profile
+# attaches a MicroProfiler instead and ignores it).
+PROFILE_DEFINES = ("-DAOT_TRACE",)
+
+
+def profile_operators(model_dir: Path, core: str, workdir: Path, tflm_root: str | None, runtime: str = "tflm",
+                      kinds: list[str] | None = None) -> tuple[list[OperatorCost], int]:
+    """Instructions per operator (and for the whole invoke) of the model in `model_dir` on `core` with `runtime`.
+    kinds: every operator's kind by index; an operator that runs no code of its own (the generated code's RESHAPE
+    alias; a DECODE, counted with the operator it decodes for) then counts 0."""
+    project = render_project(model_dir, workdir / f"profile-{core}", "profile", runtime)
+    text = run(build(project, core, tflm_root, PROFILE_DEFINES), core)
     per_op: dict[int, list[int]] = {}
     names: dict[int, str] = {}
     totals = []
@@ -134,10 +143,13 @@ def profile_operators(model_dir: Path, core: str, workdir: Path, tflm_root: str)
             names[int(fields[2])] = fields[3]
         elif len(fields) == 3 and fields[0] == "TICKS":
             totals.append(int(fields[2]))
-    if not per_op or "PASS" not in text:
+    if not totals or "PASS" not in text or (kinds is None and not per_op):
         raise KitError(f"profiling the model on QEMU ({core}) failed: {foreign_text(text, tail=True)}",
                        f"run {project} by hand: make TFLM_ROOT=... && make run")
-    costs = [OperatorCost(i, names[i], int(statistics.median(t)) * INSTRUCTIONS_PER_TICK) for i, t in sorted(per_op.items())]
+    indices = range(len(kinds)) if kinds is not None else sorted(per_op)
+    costs = [OperatorCost(i, kinds[i] if kinds is not None else names[i],
+                          int(statistics.median(per_op[i])) * INSTRUCTIONS_PER_TICK if i in per_op else 0)
+             for i in indices]
     return costs, int(statistics.median(totals)) * INSTRUCTIONS_PER_TICK
 
 

@@ -7,18 +7,17 @@ from pathlib import Path
 
 from ..reports.manifest import tool_versions
 from .graph import GraphView
-from .measure import MEASURED_RUNTIME
 
-METHOD = ("instructions: each operator's instructions measured once per core on QEMU (mps2-an386 for "
-          "Cortex-M4, mps2-an500 for Cortex-M7; -icount shift=0, SysTick at 25 MHz = 40 instructions per tick; "
-          "median over the golden vectors) and summed over a part's operators, plus the interpreter's "
-          "per-Invoke overhead; ms = instructions / clock (one instruction per cycle assumed: no wait states, "
-          "no dual issue; the instructions are TFLM's with every runtime: --pair measures the parts' own); "
-          "flash: per core after this sentence; RAM (tflm runtime) = measured arena + 10% + the firmware's other "
-          "RAM and 16 KB stack; with another runtime flash and RAM are that runtime's price on the core's code-size "
-          "data (aot: its kernels, constant arrays and planned buffer) + the board profile's platform flash and "
-          "stack reserve (each part's memory_source says which); + the receive buffer on part 1; link = (cut bytes + 12 B "
-          "frame) / link rate (UART 8N1: baud / 10 bytes/s)")
+METHOD = ("instructions: each operator's instructions measured once per core on QEMU with the chosen runtime's "
+          "firmware of the whole model (mps2-an386 for Cortex-M4, mps2-an500 for Cortex-M7; -icount shift=0, SysTick "
+          "at 25 MHz = 40 instructions per tick; median over the golden vectors; tflm: TFLM's profiler, aot: the "
+          "generated code's aot_trace hook after every operator, a RESHAPE alias 0) and summed over a part's "
+          "operators, plus the per-invoke overhead (TFLM: the interpreter's); ms = instructions / clock (one "
+          "instruction per cycle assumed: no wait states, no dual issue); flash: per core after this sentence; "
+          "RAM (tflm) = measured arena + 10% + the firmware's other RAM and 16 KB stack; with another runtime flash and "
+          "RAM are that runtime's price on the core's code-size data (aot: its kernels, constant arrays and planned "
+          "buffer) + the board profile's platform flash and stack reserve (each part's memory_source says which); "
+          "+ the receive buffer on part 1; link = (cut bytes + 12 B frame) / link rate (UART 8N1: baud / 10 bytes/s)")
 
 
 def tensor_label(view: GraphView, tensor: int) -> str:
@@ -47,7 +46,7 @@ def record(source, view, cuts, splits, costs, chosen, devices, link, request, me
         "costs": [c.as_dict() for c in costs],
         "costs_skipped": skipped,
         "method": METHOD,
-        "flash_method": None if skipped else {core: m.footprint.method if runtime == MEASURED_RUNTIME else
+        "flash_method": None if skipped else {core: m.footprint.method if m.footprint else
                                               f"the {runtime} runtime's: each part's memory_source"
                                               for core, m in measured.items()},
         "runtime": runtime,
@@ -135,8 +134,8 @@ def render(rec: dict) -> str:
         lines += ["", f"Costs not measured: {rec['costs_skipped']}.", ""]
         return "\n".join(lines)
     lines += ["", "## Every cut", "",
-              f"Part cells: flash B / RAM B ({rec.get('runtime', 'tflm')} runtime) / instructions (TFLM's, per operator) "
-              f"/ ms. Budgets: {d0['name']} {d0['flash_bytes']:,} B flash, "
+              f"Part cells: flash B / RAM B / instructions / ms, all for the {rec.get('runtime', 'tflm')} runtime. "
+              f"Budgets: {d0['name']} {d0['flash_bytes']:,} B flash, "
               f"{d0['ram_bytes']:,} B RAM; {d1['name']} {d1['flash_bytes']:,} B flash, {d1['ram_bytes']:,} B RAM.", "",
               "| cut | tensors crossing | link B | link ms | part 0 | part 1 | latency ms | period ms | energy mJ | fits |",
               "|---|---|---|---|---|---|---|---|---|---|"]
