@@ -248,7 +248,7 @@ def _precheck(cuts: list, splits: list, arenas: list, devices, runtime: Runtime)
     planned buffer) alone."""
     def need(device, model: bytes, arena: int, receive: int) -> tuple[int, int]:
         return (0, 0) if device.is_npu else \
-            (len(model), pricing.deployed_ram(runtime, model, arena, device.core) + receive)
+            (len(model), pricing.deployed_ram(runtime, model, arena, device.core, receive > 0) + receive)
 
     costing.precheck([f"cut {k}" for k in range(len(cuts))],
                      [(need(devices[0], s.head, a0, 0), need(devices[1], s.tail, a1, s.link_bytes))

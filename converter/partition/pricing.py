@@ -14,6 +14,7 @@ from .report import tensor_label
 from .vela import VelaEstimate, compile_part
 from ..runtimes.base import Figure, Runtime
 from ..runtimes.boards import load_board
+from ..tflite.model import read_model
 from ..tflm.arena import ARENA_MARGIN, arena_with_margin
 
 ARENA_SOURCE = "TFLM arena measured on the host + 10%"
@@ -37,26 +38,40 @@ class VelaCache:
         return self.estimates[key]
 
 
-def deployed_ram(runtime: Runtime, model: bytes, arena: int, core: str) -> int:
-    """The static RAM the runtime needs for `model` on `core` (TFLM: the arena given; AOT: its planned buffer)."""
+def io_bytes(model: bytes, received: bool) -> int:
+    """The part's input and output arrays, which a runtime whose buffer holds only intermediate tensors (AOT: the
+    caller's arrays) leaves to the application; the inputs of a part fed by the link are its receive buffer,
+    counted as such."""
+    info = read_model(model)
+    return sum(t.nbytes for t in info.outputs) + (0 if received else sum(t.nbytes for t in info.inputs))
+
+
+def deployed_ram(runtime: Runtime, model: bytes, arena: int, core: str, received: bool = False) -> int:
+    """The static RAM the runtime needs for `model` on `core` (TFLM: the arena given, inputs and outputs inside;
+    AOT: its planned buffer and the part's input/output arrays)."""
     if runtime.name == FOOTPRINT_RUNTIME:
         return arena_size(arena)
-    return runtime.price(model, Figure(arena_size(arena), ARENA_SOURCE), load_board(BOARDS[core])["code_size"]).ram.bytes
+    code_size = load_board(BOARDS[core])["code_size"]
+    return runtime.price(model, Figure(arena_size(arena), ARENA_SOURCE), code_size).ram.bytes + io_bytes(model, received)
 
 
-def runtime_memory(runtime: Runtime, measured: CoreMeasurement, model: bytes, operator_names, arena: int) -> PartMemory:
+def runtime_memory(runtime: Runtime, measured: CoreMeasurement, model: bytes, operator_names, arena: int,
+                   received: bool = False) -> PartMemory:
     """A part's flash and RAM with `runtime`: TFLM's from the measurement of its profiling firmware (footprint.py);
     any other from its own price on the core's code-size data (runtimes/: AOT's kernels and
     constant arrays, its planned buffer) plus the allowance the core's board profile makes for the rest of the
-    firmware (startup, main, libc; the stack), as `tflm-kit firmware` budgets it."""
+    firmware (startup, main, libc; the stack), as `tflm-kit firmware` budgets it, and the part's input/output
+    arrays (io_bytes)."""
     if measured.footprint is not None and measured.runtime == runtime.name:
         return measured_memory(measured, len(model), operator_names, arena_size(arena))
     board = load_board(BOARDS[measured.core])
     deployed = runtime.price(model, Figure(arena_size(arena), ARENA_SOURCE), board["code_size"])
+    arrays = io_bytes(model, received)
     return PartMemory(runtime.name, deployed.flash.bytes + board["platform_flash_bytes"],
-                      deployed.ram.bytes + board["reserve_ram_bytes"],
+                      deployed.ram.bytes + arrays + board["reserve_ram_bytes"],
                       f"{deployed.flash.source} + platform {board['platform_flash_bytes']:,} B ({board['name']} profile); "
-                      f"RAM: {deployed.ram.source} + reserve {board['reserve_ram_bytes']:,} B (stack, profile)")
+                      f"RAM: {deployed.ram.source} + input/output arrays {arrays:,} B + reserve "
+                      f"{board['reserve_ram_bytes']:,} B (stack, profile)")
 
 
 def npu_part_cost(device: Device, estimate: VelaEstimate, operators: int, receive_bytes: int = 0) -> PartCost:
@@ -76,7 +91,7 @@ def _part(device, measured, vela, model, operators, names, arena, runtime, recei
             if estimate.cpu_operators else []
         return npu_part_cost(device, estimate, len(operators), receive_bytes), notes
     core = measured[device.core]
-    memory = runtime_memory(runtime, core, model, [names[i] for i in operators], arena)
+    memory = runtime_memory(runtime, core, model, [names[i] for i in operators], arena, receive_bytes > 0)
     return mcu_part_cost(device, core, operators, memory, len(model), receive_bytes), []
 
 
