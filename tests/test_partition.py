@@ -251,6 +251,24 @@ def test_a_broken_aot_tail_is_reported_by_the_pair(aot_split, tmp_path):
     assert "PASS 10/10" in result.logs[0]  # the head was fine: the mismatch is the tail's
 
 
+@pytest.mark.slow  # 14 s, mostly partition's own TFLM checks of every cut; the pair's failure test is default
+def test_a_part_whose_generated_code_differs_on_the_host_is_refused_and_nothing_written(demo_dir, tmp_path,
+                                                                                       monkeypatch):
+    """The host check before anything is written: the portable max pool broken, the tail (MAX_POOL_2D onwards) differs."""
+    from converter.flows.partition import Request, partition
+
+    from .aot_models import break_maxpool_kernel
+
+    break_maxpool_kernel(monkeypatch)
+    monkeypatch.setenv("TFLM_ROOT", "")      # an explicit cut, nothing measured: the host check alone
+    monkeypatch.delenv("CMSIS_NN_ROOT", raising=False)   # the portable kernels are the broken ones
+    out = tmp_path / "out"
+    with pytest.raises(KitError) as refused:  # cut 0: part 0 is the first conv, part 1 holds the max pool
+        partition(Request(demo_dir, DEVICES, "uart:921600", out, cut="#10", runtime="aot"))
+    assert refused.value.code == "aot-differs" and "--runtime tflm" in refused.value.fix
+    assert not out.exists()
+
+
 def test_aot_costs_are_the_generated_codes_not_tflms_arena(demo_dir):
     """Under --runtime aot a part's RAM is the buffer the generator planned (+ the board's stack reserve), its flash
     the AOT price: never TFLM's arena."""

@@ -276,7 +276,8 @@ class AotRuntime(Runtime):
         failed = [v for v in checked if not v.passed]
         if failed:
             raise KitError(f"the generated AOT code differs from TFLM on the host ({failed[0].line()})",
-                           "use the tflm runtime for this model, and report this with the model", code="aot-differs")
+                           "use the tflm runtime for this model (--runtime tflm), and report this with the model",
+                           code="aot-differs")
         return ModelSources({f"{AOT_FOLDER}/{name}": text for name, text in program.files.items()},
                             {**program.as_dict(), "folder": AOT_FOLDER, "validated": [v.as_dict() for v in checked],
                              "bit_exact": True,
