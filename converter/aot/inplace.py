@@ -146,8 +146,8 @@ def candidates(graph: AotGraph, steps: list[Step], variant: str, options: PlanOp
     found = []
     for k, step in enumerate(steps):
         y = step.writes
-        if step.function is None or y not in spans:
-            continue
+        if step.function is None or y not in spans or "_s16" in step.function:
+            continue     # int16 layers: the rules above are proven for the int8 kernels' byte layout only
         if kernel_family(step.function) == "aot_add" and step.note == "elementwise" and options.inplace_add:
             for x in dict.fromkeys(step.reads):
                 r = _dies_here(graph, x, k, root, spans)

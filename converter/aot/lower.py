@@ -53,7 +53,7 @@ def _i32(values) -> bytes:
 def _weights(graph: AotGraph, index: int) -> str:
     """The C expression of a constant operand: its array, or its decoded bytes in the buffer (decode.py)."""
     if index >= 0 and graph.tensor(index).decoded:
-        ctype = "int32_t" if graph.tensor(index).type == "INT32" else "int8_t"
+        ctype = "int32_t" if graph.tensor(index).type in ("INT32", "INT64") else "int8_t"   # int64: cast back in C
         return f"(const {ctype}*)AOT_T{index}"
     return f"aot_w{index}" if index >= 0 else "NULL"
 
@@ -80,6 +80,27 @@ def _io_int8(operator: Operator, graph: AotGraph, count: int, constants: bool = 
         _need(len(tensor.scales) == 1, operator, graph, f"activation '{tensor.name}' is not quantized per tensor")
 
 
+def _io_width(operator: Operator, graph: AotGraph, count: int) -> str:
+    """"s8" or "s16": the first `count` inputs and every output are activations of one type, int8 (as
+    _io_int8) or int16 with zero point 0 (int16x8; TFLM's cmsis_nn kernels require it at Prepare)."""
+    first = graph.tensor(operator.inputs[0])
+    if first.type != "INT16":
+        _io_int8(operator, graph, count)
+        return "s8"
+    for t in operator.inputs[:count] + operator.outputs:
+        tensor = graph.tensor(t)
+        _need(tensor.type == "INT16" and not tensor.constant and len(tensor.scales) == 1, operator, graph,
+              f"tensor '{tensor.name}' is {tensor.type.lower()}; an int16 layer takes int16 activations quantized per "
+              "tensor")
+        _need(tensor.zero_point == 0, operator, graph, f"int16 activation '{tensor.name}' has zero point "
+              f"{tensor.zero_point} (TFLM's int16 kernels require 0)")
+    return "s16"
+
+
+def _range(width: str) -> tuple[int, int]:
+    return (quant.INT16_MIN, quant.INT16_MAX) if width == "s16" else (quant.INT8_MIN, quant.INT8_MAX)
+
+
 def _filter_ok(operator: Operator, graph: AotGraph, index: int) -> str:
     tensor = graph.tensor(index)
     _need(_fixed(tensor) and tensor.type in ("INT8", "INT4"), operator, graph,
@@ -88,20 +109,28 @@ def _filter_ok(operator: Operator, graph: AotGraph, index: int) -> str:
     return "s4" if tensor.type == "INT4" else "s8"
 
 
-def _bias_ok(operator: Operator, graph: AotGraph) -> int:
+def _bias_ok(operator: Operator, graph: AotGraph, act: str = "s8") -> int:
+    """The bias tensor (-1: none): int32 for int8 layers, int64 for int16 ones (the 16x8 scheme's)."""
     index = operator.inputs[2] if len(operator.inputs) > 2 else -1
     if index >= 0:
         tensor = graph.tensor(index)
-        _need(_fixed(tensor) and tensor.type == "INT32", operator, graph, "the bias is not a constant int32 tensor")
+        want = "INT64" if act == "s16" else "INT32"
+        _need(_fixed(tensor) and tensor.type == want, operator, graph,
+              f"the bias is not a constant {want.lower()} tensor (int16 layers: int64, int8 layers: int32)")
     return index
 
 
 def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
-    _io_int8(operator, graph, 1)
+    act = _io_width(operator, graph, 1)
     o = operator.options
     x, w, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]), graph.tensor(operator.outputs[0])
     width = _filter_ok(operator, graph, w.index)
-    bias = _bias_ok(operator, graph)
+    bias = _bias_ok(operator, graph, act)
+    if act == "s16":
+        _need(width == "s8", operator, graph, "int16 activations take int8 filters only")
+        _need(depthwise or x.shape[-1] == w.shape[-1], operator, graph,
+              "a grouped int16 convolution (CMSIS-NN's arm_convolve_s16 has no groups)")
+        width = "s16"
     _need(len(x.shape) == 4 and len(w.shape) == 4 and len(y.shape) == 4, operator, graph, "not rank 4")
     batches, in_h, in_w, in_c = x.shape
     _, out_h, out_w, out_c = y.shape
@@ -111,7 +140,7 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
           out_w == quant.out_size(same, in_w, k_w, o.strideW, o.dilationWFactor), operator, graph,
           "the output shape does not follow from the padding")
     mult, shift = quant.conv_multipliers(x.scale, w.scales, y.scale, out_c)
-    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point)
+    clamp = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point, *_range(act))
     name = f"aot_op{operator.index}"
     fields = (("batches", batches), ("in_h", in_h), ("in_w", in_w), ("in_c", in_c), ("out_h", out_h),
               ("out_w", out_w), ("out_c", out_c), ("k_h", k_h), ("k_w", k_w),
@@ -121,7 +150,7 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
               ("pad_w", quant.padding(o.strideW, o.dilationWFactor, in_w, k_w, out_w)),
               ("depth_mult", o.depthMultiplier if depthwise else 1),
               ("input_offset", -x.zero_point), ("output_offset", y.zero_point),
-              ("act_min", act[0]), ("act_max", act[1]), ("filter", _weights(graph, w.index)),
+              ("act_min", clamp[0]), ("act_max", clamp[1]), ("filter", _weights(graph, w.index)),
               ("bias", _weights(graph, bias)), ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
     if depthwise:
         _need(out_c == in_c * o.depthMultiplier and w.shape[3] == out_c, operator, graph, "channel counts disagree")
@@ -142,11 +171,14 @@ def lower_depthwise(operator: Operator, graph: AotGraph) -> Step:
 
 
 def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numerics = DEFAULT_NUMERICS) -> Step:
-    _io_int8(operator, graph, 1)
+    act_width = _io_width(operator, graph, 1)
     o = operator.options
     x, w, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]), graph.tensor(operator.outputs[0])
     width = _filter_ok(operator, graph, w.index)
-    bias = _bias_ok(operator, graph)
+    bias = _bias_ok(operator, graph, act_width)
+    if act_width == "s16":
+        _need(width == "s8", operator, graph, "int16 activations take int8 filters only")
+        width = "s16"
     _need(len(w.shape) == 2, operator, graph, "the filter is not 2-D")
     out_c, depth = w.shape
     _need(bool(y.shape) and y.shape[-1] == out_c and x.elements % depth == 0, operator, graph, "shapes disagree")
@@ -157,7 +189,7 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
     else:
         m, s = quant.fc_per_tensor_multiplier(x.scale, w.scale, y.scale, numerics.fc_product)
         mult, shift = [m], [s]
-    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point)
+    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point, *_range(act_width))
     name = f"aot_op{operator.index}"
     fields = (("batches", y.elements // out_c), ("accum_depth", depth), ("out_c", out_c),
               ("input_offset", -x.zero_point), ("filter_offset", -w.zero_point), ("output_offset", y.zero_point),
@@ -170,33 +202,53 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
 
 
 def _lower_pool(operator: Operator, graph: AotGraph, function: str) -> Step:
-    _io_int8(operator, graph, 1)
+    width = _io_width(operator, graph, 1)
     o = operator.options
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(len(x.shape) == 4 and x.scales == y.scales and x.zero_points == y.zero_points, operator, graph,
           "input and output quantization differ")
     batches, in_h, in_w, ch = x.shape
     _, out_h, out_w, _ = y.shape
-    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point)
+    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point, *_range(width))
     fields = (("batches", batches), ("in_h", in_h), ("in_w", in_w), ("ch", ch), ("out_h", out_h), ("out_w", out_w),
               ("k_h", o.filterHeight), ("k_w", o.filterWidth), ("stride_h", o.strideH), ("stride_w", o.strideW),
               ("pad_h", quant.padding(o.strideH, 1, in_h, o.filterHeight, out_h)),
               ("pad_w", quant.padding(o.strideW, 1, in_w, o.filterWidth, out_w)),
               ("act_min", act[0]), ("act_max", act[1]))
-    return Step(operator.index, operator.kind, function, "aot_pool_t", fields, (), (x.index,), y.index,
+    return Step(operator.index, operator.kind, f"{function}_{width}", "aot_pool_t", fields, (), (x.index,), y.index,
                 note=f"{o.filterHeight}x{o.filterWidth}/{o.strideH}")
 
 
 def lower_max_pool(operator: Operator, graph: AotGraph) -> Step:
-    return _lower_pool(operator, graph, "aot_maxpool_s8")
+    return _lower_pool(operator, graph, "aot_maxpool")
 
 
 def lower_average_pool(operator: Operator, graph: AotGraph) -> Step:
-    return _lower_pool(operator, graph, "aot_avgpool_s8")
+    return _lower_pool(operator, graph, "aot_avgpool")
+
+
+SOFTMAX16_TABLES = ("aot_softmax16_exp_lut", "aot_softmax16_one_by_one_lut")
+
+
+def _lower_softmax16(operator: Operator, graph: AotGraph) -> Step:
+    """SOFTMAX int16 (CalculateSoftmaxParams): both zero points 0, output scale 1/32768 within TFLM's
+    tolerance; TFLM's two 513-entry tables (quant.softmax16_tables), one copy per model."""
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    _need(abs(np.float32(y.scale) - np.float32(1 / 32768)) <= np.float32(0.001 / 32768), operator, graph,
+          "the int16 output is not quantized with scale 1/32768")
+    mult, left_shift = quant.softmax16_params(operator.options.beta, x.scale)
+    depth = x.shape[-1]
+    tables = quant.softmax16_tables()
+    fields = (("rows", x.elements // depth), ("depth", depth), ("mult", mult), ("left_shift", left_shift),
+              ("exp_lut", SOFTMAX16_TABLES[0]), ("one_by_one_lut", SOFTMAX16_TABLES[1]))
+    arrays = tuple(ConstArray(name, "int16_t", np.asarray(t, "<i2").tobytes()) for name, t in zip(SOFTMAX16_TABLES, tables))
+    return Step(operator.index, operator.kind, "aot_softmax_s16", "aot_softmax16_t", fields, arrays, (x.index,),
+                y.index, note="int16")
 
 
 def lower_softmax(operator: Operator, graph: AotGraph) -> Step:
-    _io_int8(operator, graph, 1)
+    if _io_width(operator, graph, 1) == "s16":
+        return _lower_softmax16(operator, graph)
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(y.zero_point == -128 and np.float32(y.scale) == np.float32(1 / 256), operator, graph,
           "the output is not quantized with zero point -128 and scale 1/256")
@@ -291,11 +343,12 @@ def lower_quantize(operator: Operator, graph: AotGraph) -> Step:
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     if x.type != "FLOAT32":
         return lower_requantize(operator, graph)
-    _need(not x.constant and y.type == "INT8" and len(y.scales) == 1, operator, graph,
-          "QUANTIZE from float32 takes an activation to int8 quantized per tensor")
+    _need(not x.constant and y.type in ("INT8", "INT16") and len(y.scales) == 1, operator, graph,
+          "QUANTIZE from float32 takes an activation to int8 or int16 quantized per tensor")
     fields = (("size", x.elements), ("zero_point", y.zero_point), ("scale", _c_float(y.scale)))
-    return Step(operator.index, operator.kind, "aot_quantize_f32", "aot_dequantize_t", fields, (), (x.index,),
-                y.index, note="float32 -> int8")
+    function = "aot_quantize_f32_s16" if y.type == "INT16" else "aot_quantize_f32"
+    return Step(operator.index, operator.kind, function, "aot_dequantize_t", fields, (), (x.index,),
+                y.index, note=f"float32 -> {y.type.lower()}")
 
 
 def lower_relu6(operator: Operator, graph: AotGraph) -> Step:

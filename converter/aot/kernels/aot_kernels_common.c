@@ -4,6 +4,7 @@
 #include "aot_reference.h"
 
 void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4);
+void aot_fc_reference_s16(const aot_fc_t* p, const int16_t* in, int16_t* out);
 
 /* TFLM's reference DEPTHWISE_CONV_2D (int8 or packed int4 filters). */
 void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4) {
@@ -263,4 +264,30 @@ void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scrat
     const int32_t v = aot_mbqm(sums[i] - p->in_zp * p->count, p->mult, p->shift) + p->out_zp;
     out[i] = (int8_t)aot_clamp(v, -128, 127);
   }
+}
+
+/* int16x8 FULLY_CONNECTED, TFLM's reference (FullyConnected / FullyConnectedPerChannel with int64 biases):
+ * int64 accumulator, the 64-bit MultiplyByQuantizedMultiplier. Per channel the filter offset is not applied
+ * (TFLM's per-channel reference ignores it; it is 0). Both back-ends run it per channel: TFLM's cmsis_nn
+ * FULLY_CONNECTED refuses int16 per channel at Prepare, CMSIS-NN has no such kernel. */
+void aot_fc_reference_s16(const aot_fc_t* p, const int16_t* in, int16_t* out) {
+  const int64_t* bias = (const int64_t*)(const void*)p->bias;
+  int32_t b, oc, d;
+  for (b = 0; b < p->batches; ++b)
+    for (oc = 0; oc < p->out_c; ++oc) {
+      const int32_t q = p->per_channel ? oc : 0;
+      const int32_t filter_offset = p->per_channel ? 0 : p->filter_offset;
+      int64_t acc = 0;
+      for (d = 0; d < p->accum_depth; ++d)
+        acc += (int64_t)((p->filter[oc * p->accum_depth + d] + filter_offset) *
+                         ((int32_t)in[b * p->accum_depth + d] + p->input_offset));
+      if (bias) acc += bias[oc];
+      out[b * p->out_c + oc] =
+          (int16_t)aot_clamp(aot_mbqm64(acc, p->mult[q], p->shift[q]) + p->output_offset, p->act_min, p->act_max);
+    }
+}
+
+void aot_fc_s16_per_channel(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_fc_reference_s16(p, (const int16_t*)(const void*)in, (int16_t*)(void*)out);
 }
