@@ -140,7 +140,7 @@ void aot_copy(const void* from, void* to, size_t bytes);
  * what TFLM's cmsis_nn kernels call for int16: arm_convolve_wrapper_s16 (= arm_convolve_s16),
  * arm_depthwise_conv_s16, arm_fully_connected_s16 (per tensor; TFLM's cmsis_nn FULLY_CONNECTED refuses
  * int16 per channel, so that one runs TFLM's reference arithmetic on every back-end), arm_max_pool_s16,
- * arm_avgpool_s16, arm_softmax_s16. */
+ * arm_avgpool_s16. SOFTMAX runs TFLM's reference arithmetic on both (aot_kernels_common.c says why). */
 void aot_conv_s16(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_dwconv_s16(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_fc_s16_per_tensor(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch);

@@ -308,12 +308,4 @@ void aot_maxpool_s16(const aot_pool_t* p, const int8_t* in, int8_t* out, void* s
   (void)arm_max_pool_s16(&a.ctx, &a.pp, &a.in, (const int16_t*)(const void*)in, &a.f, &a.out, (int16_t*)(void*)out);
 }
 
-void aot_softmax_s16(const aot_softmax16_t* p, const int8_t* in, int8_t* out, void* scratch) {
-  cmsis_nn_softmax_lut_s16 luts;
-  (void)scratch;
-  luts.exp_lut = p->exp_lut;
-  luts.one_by_one_lut = p->one_by_one_lut;
-  (void)arm_softmax_s16((const int16_t*)(const void*)in, p->rows, p->depth, p->mult, p->left_shift, &luts,
-                        (int16_t*)(void*)out);
-}
 #endif /* AOT_CMSIS_NN */

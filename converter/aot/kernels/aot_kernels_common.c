@@ -291,3 +291,50 @@ void aot_fc_s16_per_channel(const aot_fc_t* p, const int8_t* in, int8_t* out, vo
   (void)scratch;
   aot_fc_reference_s16(p, (const int16_t*)(const void*)in, (int16_t*)(void*)out);
 }
+
+/* LUTLookup: 9 bits index the table, 7 interpolate. */
+static int16_t aot_lut16(int16_t value, const int16_t* lut) {
+  const uint16_t index = (uint16_t)(256 + (value >> 7));
+  const int16_t offset = (int16_t)(value & 0x7f);
+  const int16_t base = lut[index];
+  const int16_t slope = (int16_t)(lut[index + 1] - lut[index]);
+  const int32_t delta = (slope * offset + 64) >> 7;
+  return (int16_t)(base + delta);
+}
+
+static int16_t aot_sat16(int32_t v) {
+  return (int16_t)aot_clamp(v, -32768, 32767);
+}
+
+/* reference_ops::SoftmaxInt16: exp and 1/(1+x) through the tables, exps cached in the output row. Both
+ * back-ends run it: CMSIS-NN's arm_softmax_s16 (TFLM's cmsis_nn SOFTMAX for int16) does not clamp its result,
+ * so a probability that rounds to 1.0 (32768) wraps to -32768 (measured: a one-element row, or one logit far
+ * above the others), where TFLM's reference kernel, the golden vectors' runtime, gives 32767. */
+void aot_softmax_s16(const aot_softmax16_t* p, const int8_t* in8, int8_t* out8, void* scratch) {
+  const int16_t* in = (const int16_t*)(const void*)in8;
+  int16_t* out = (int16_t*)(void*)out8;
+  int32_t r, c;
+  (void)scratch;
+  for (r = 0; r < p->rows; ++r) {
+    const int16_t* row = in + r * p->depth;
+    int16_t* exps = out + r * p->depth;
+    int32_t max_in_row = -32768, sum = 0, shifted, right_shift;
+    int headroom = 0;
+    int16_t reciprocal;
+    for (c = 0; c < p->depth; ++c) max_in_row = row[c] > max_in_row ? row[c] : max_in_row;
+    for (c = 0; c < p->depth; ++c) {
+      const int32_t scaled = aot_mbqm((int32_t)row[c] - max_in_row, p->mult, p->left_shift);
+      exps[c] = aot_lut16(aot_sat16(scaled + 32767), p->exp_lut);
+      sum += exps[c];
+    }
+    while (headroom < 32 && !(((uint32_t)sum << headroom) & 0x80000000u)) ++headroom;  /* CountLeadingZeros */
+    shifted = (int32_t)((((int64_t)sum << (headroom - 1)) + (1 << 13)) >> 14);
+    reciprocal = aot_lut16(aot_sat16(shifted - ((1 << 15) + (1 << 16))), p->one_by_one_lut);
+    right_shift = 31 - headroom;
+    for (c = 0; c < p->depth; ++c) {
+      const int64_t round = (int64_t)1 << (right_shift - 1);
+      const int32_t result = (int32_t)(((int64_t)exps[c] * (int64_t)reciprocal + round) >> right_shift);
+      exps[c] = (int16_t)aot_clamp(result, 0, 32767);
+    }
+  }
+}

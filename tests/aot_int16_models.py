@@ -1,0 +1,182 @@
+"""Tiny int16x8 flatbuffer models for the AOT runtime's int16 tests: int16 activations (zero point 0, as
+TFLite's 16x8 scheme and TFLM's int16 kernels require), int8 filters quantized per channel or per tensor,
+int64 biases. Each operator is independent (its own input and output), several per model, random shapes,
+scales (powers of two for rounding ties), fused activations, and biases large enough to need 64 bits."""
+from __future__ import annotations
+
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
+
+from tests.aot_models import ACTIVATIONS, ModelBuilder, Random, _out_size
+
+
+def _act(b: ModelBuilder, shape, scale) -> int:
+    return b.tensor(shape, "INT16", scale, 0)
+
+
+def _scale(r: Random, ties: bool) -> float:
+    """int16 activations have 256x finer steps than int8 ones."""
+    return r.scale(ties) / 256
+
+
+def _bias(r: Random, count: int) -> bytes:
+    span = r.choice((1 << 10, 1 << 24, 1 << 30))
+    return r.rng.integers(-span, span, count).astype("<i8").tobytes()
+
+
+def _out_scale(out_s: float, in_s: float, f_scales) -> float:
+    """At most half the input x filter scale's output multiplier, so the requantized accumulator (at most
+    2^28.8 from the products plus 2^30 of bias) stays below 2^30: CMSIS-NN's arm_nn_requantize_s64 keeps
+    twice the result in an int32 before its last rounding shift and wraps from 2^30 on, where TFLM's
+    reference wraps from 2^31 (TFLM assumes results that fit; measured: with multipliers near 1 and
+    saturated inputs the two give opposite signs). Real 16x8 models stay far below."""
+    return max(out_s, 2 * in_s * max(f_scales))
+
+
+def add_conv16(b: ModelBuilder, r: Random, depthwise: bool = False) -> tuple[int, int]:
+    ties = r.rng.random() < 0.25
+    in_c = r.int(1, 7)
+    mult = r.int(1, 3) if depthwise else 1
+    out_c = in_c * mult if depthwise else r.int(1, 9)
+    k_h, k_w, stride, dil = r.int(1, 4), r.int(1, 4), r.int(1, 3), r.choice((1, 1, 2))
+    same = r.rng.random() < 0.5
+    in_h, in_w = r.int(max(1, (k_h - 1) * dil + 1), 9), r.int(max(1, (k_w - 1) * dil + 1), 9)
+    out_h, out_w = _out_size(same, in_h, k_h, stride, dil), _out_size(same, in_w, k_w, stride, dil)
+    in_s, out_s = _scale(r, ties), _scale(r, ties)
+    per_channel = r.rng.random() < 0.7
+    f_scales = [r.scale(ties) for _ in range(out_c if per_channel else 1)]
+    out_s = _out_scale(out_s, in_s, f_scales)
+    f_shape = (1, k_h, k_w, out_c) if depthwise else (out_c, k_h, k_w, in_c)
+    _, f_bytes = r.filter(f_shape, False)
+    x = _act(b, (1, in_h, in_w, in_c), in_s)
+    w = b.tensor(f_shape, "INT8", f_scales, 0, f_bytes, axis=3 if depthwise else 0)
+    bias_scales = [np.float32(in_s) * np.float32(f) for f in f_scales]
+    with_bias = depthwise or r.rng.random() < 0.9    # TFLM's DEPTHWISE_CONV_2D needs one (see aot_models)
+    bias = b.tensor((out_c,), "INT64", bias_scales, 0, _bias(r, out_c)) if with_bias else -1
+    y = _act(b, (1, out_h, out_w, out_c), out_s)
+    if depthwise:
+        o = s.DepthwiseConv2DOptionsT()
+        o.depthMultiplier = mult
+        kind, otype = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
+    else:
+        o, kind, otype = s.Conv2DOptionsT(), "CONV_2D", "Conv2DOptions"
+    o.padding = s.Padding.SAME if same else s.Padding.VALID
+    o.strideH = o.strideW = stride
+    o.dilationHFactor = o.dilationWFactor = dil
+    o.fusedActivationFunction = r.choice(ACTIVATIONS)
+    b.op(kind, (x, w, bias), (y,), o, otype)
+    return x, y
+
+
+def add_fully_connected16(b: ModelBuilder, r: Random, per_channel: bool | None = None) -> tuple[int, int]:
+    ties = r.rng.random() < 0.25
+    per_channel = r.rng.random() < 0.5 if per_channel is None else per_channel
+    depth, out_c, batches = r.int(1, 37), r.int(1, 12), r.int(1, 3)
+    in_s, out_s = _scale(r, ties), _scale(r, ties)
+    f_scales = [r.scale(ties) for _ in range(out_c if per_channel else 1)]
+    out_s = _out_scale(out_s, in_s, f_scales)
+    _, f_bytes = r.filter((out_c, depth), False)
+    x = _act(b, (1, batches, depth), in_s)
+    w = b.tensor((out_c, depth), "INT8", f_scales, 0, f_bytes)
+    bias_scales = [np.float32(in_s) * np.float32(f) for f in f_scales]
+    bias = b.tensor((out_c,), "INT64", bias_scales, 0, _bias(r, out_c)) if r.rng.random() < 0.9 else -1
+    y = _act(b, (1, batches, out_c), out_s)
+    o = s.FullyConnectedOptionsT()
+    o.keepNumDims = True
+    o.fusedActivationFunction = r.choice(ACTIVATIONS)
+    b.op("FULLY_CONNECTED", (x, w, bias), (y,), o, "FullyConnectedOptions")
+    return x, y
+
+
+def add_pool16(b: ModelBuilder, r: Random, average: bool) -> tuple[int, int]:
+    ch, k_h, k_w, stride = r.int(1, 7), r.int(1, 4), r.int(1, 4), r.int(1, 3)
+    same = r.rng.random() < 0.5
+    in_h, in_w = r.int(k_h, 9), r.int(k_w, 9)
+    scale = _scale(r, False)
+    x = _act(b, (1, in_h, in_w, ch), scale)
+    y = _act(b, (1, _out_size(same, in_h, k_h, stride), _out_size(same, in_w, k_w, stride), ch), scale)
+    o = s.Pool2DOptionsT()
+    o.padding = s.Padding.SAME if same else s.Padding.VALID
+    o.strideH = o.strideW = stride
+    o.filterHeight, o.filterWidth = k_h, k_w
+    o.fusedActivationFunction = r.choice(ACTIVATIONS)
+    b.op("AVERAGE_POOL_2D" if average else "MAX_POOL_2D", (x,), (y,), o, "Pool2DOptions")
+    return x, y
+
+
+def add_softmax16(b: ModelBuilder, r: Random, rows: int | None = None, depth: int | None = None,
+                  scale: float | None = None) -> tuple[int, int]:
+    rows, depth = rows or r.int(1, 3), depth or r.int(1, 20)
+    x = _act(b, (1, rows, depth), scale or r.choice((_scale(r, False), _scale(r, True), 10 / 65535, 1e-3)))
+    y = _act(b, (1, rows, depth), 1 / 32768)
+    o = s.SoftmaxOptionsT()
+    o.beta = r.choice((1.0, 1.0, 0.5, 2.0))
+    b.op("SOFTMAX", (x,), (y,), o, "SoftmaxOptions")
+    return x, y
+
+
+def add_reshape16(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    """A RESHAPE to a model output: the generated code copies the int16 bytes."""
+    n = r.int(1, 5)
+    scale = _scale(r, False)
+    x, y = _act(b, (1, 2, n), scale), _act(b, (1, 2 * n), scale)
+    shape = b.tensor((2,), "INT32", data=np.asarray([1, 2 * n], "<i4").tobytes())
+    o = s.ReshapeOptionsT()
+    o.newShape = [1, 2 * n]
+    b.op("RESHAPE", (x, shape), (y,), o, "ReshapeOptions")
+    return x, y
+
+
+ADDERS16 = {"CONV_2D": lambda b, r: add_conv16(b, r), "DEPTHWISE_CONV_2D": lambda b, r: add_conv16(b, r, True),
+            "FULLY_CONNECTED": add_fully_connected16, "AVERAGE_POOL_2D": lambda b, r: add_pool16(b, r, True),
+            "MAX_POOL_2D": lambda b, r: add_pool16(b, r, False), "SOFTMAX": add_softmax16,
+            "RESHAPE": add_reshape16}
+
+
+def random_model16(kinds, count: int, seed: int) -> bytes:
+    b, r = ModelBuilder(), Random(seed)
+    for i in range(count):
+        ins, out = ADDERS16[kinds[i % len(kinds)]](b, r)
+        b.io(ins if isinstance(ins, tuple) else (ins,), (out,))
+    return b.to_bytes()
+
+
+def random_inputs16(model: bytes, vectors: int, seed: int) -> list[np.ndarray]:
+    """Random int16 inputs; the first vectors saturate (all -32768, all 32767), the next use a small range
+    (where most layers do not clamp)."""
+    from converter.tflite.model import read_model
+
+    rng = np.random.default_rng(seed)
+    inputs = []
+    for t in read_model(model).inputs:
+        x = rng.integers(-32768, 32768, (vectors, *t.shape)).astype(np.int16)
+        x[0], x[1 % vectors] = -32768, 32767
+        x[2 % vectors] = rng.integers(-600, 600, t.shape)
+        inputs.append(x)
+    return inputs
+
+
+def softmax_sweep_model() -> bytes:
+    """One SOFTMAX over rows of 64 int16 values with the scale that maps the full input span onto the exp
+    table's [-10, 0] (multiplier 1): every table entry and interpolation step is reached (softmax_sweep)."""
+    b, r = ModelBuilder(), Random(0)
+    x, y = add_softmax16(b, r, rows=1, depth=64, scale=10 / 65535)
+    b.model.subgraph.operators[-1].builtinOptions.beta = 1.0
+    b.io((x,), (y,))
+    return b.to_bytes()
+
+
+def softmax_sweep(vectors: int = 1040) -> np.ndarray:
+    """Rows whose maximum is 32767 and whose other values step through every difference 0..-65535 (1024 rows
+    of 63 values, strided so that the exp table's 512 segments and every 7-bit interpolation offset occur),
+    plus rows that make the sum of exps land across the 1/(1+x) table."""
+    rng = np.random.default_rng(1)
+    diffs = np.arange(65536, dtype=np.int64)
+    rows = []
+    for start in range(vectors):
+        row = np.full(64, 32767, np.int64)
+        row[1:] = 32767 - diffs[(start + 1024 * np.arange(63)) % 65536]
+        if start % 3 == 1:      # few large exps: sums from one to a few units
+            row[1:] = np.where(rng.random(63) < 0.9, -32768, row[1:])
+        rows.append(row)
+    return np.asarray(rows, np.int16).reshape(vectors, 1, 1, 64)
