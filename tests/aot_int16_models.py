@@ -115,6 +115,22 @@ def add_softmax16(b: ModelBuilder, r: Random, rows: int | None = None, depth: in
     return x, y
 
 
+def add_add16(b: ModelBuilder, r: Random) -> tuple[tuple[int, int], int]:
+    """ADD of two int16 tensors, same shape or broadcast (up to 4 dimensions, TFLM's BroadcastAdd4DSlow)."""
+    ties = r.rng.random() < 0.25
+    shape = (1, *(r.int(1, 5) for _ in range(r.int(1, 3))))
+    other = shape
+    if r.rng.random() < 0.5:
+        other = tuple(1 if r.rng.random() < 0.5 else d for d in shape)[r.int(0, len(shape) - 1):]
+    first, second = (shape, other) if r.rng.random() < 0.5 else (other, shape)
+    a, c = _act(b, first, _scale(r, ties)), _act(b, second, _scale(r, ties))
+    y = _act(b, shape, _scale(r, ties))
+    o = s.AddOptionsT()
+    o.fusedActivationFunction = r.choice(ACTIVATIONS)
+    b.op("ADD", (a, c), (y,), o, "AddOptions")
+    return (a, c), y
+
+
 def add_reshape16(b: ModelBuilder, r: Random) -> tuple[int, int]:
     """A RESHAPE to a model output: the generated code copies the int16 bytes."""
     n = r.int(1, 5)
@@ -130,7 +146,7 @@ def add_reshape16(b: ModelBuilder, r: Random) -> tuple[int, int]:
 ADDERS16 = {"CONV_2D": lambda b, r: add_conv16(b, r), "DEPTHWISE_CONV_2D": lambda b, r: add_conv16(b, r, True),
             "FULLY_CONNECTED": add_fully_connected16, "AVERAGE_POOL_2D": lambda b, r: add_pool16(b, r, True),
             "MAX_POOL_2D": lambda b, r: add_pool16(b, r, False), "SOFTMAX": add_softmax16,
-            "RESHAPE": add_reshape16}
+            "ADD": add_add16, "RESHAPE": add_reshape16}
 
 
 def random_model16(kinds, count: int, seed: int) -> bytes:

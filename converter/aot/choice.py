@@ -90,9 +90,9 @@ CHOICES: dict[str, Callable[[dict, bool], str | None]] = {
 
 
 # int16 layers: TFLM's cmsis_nn kernels call one CMSIS-NN function per operator (arm_convolve_wrapper_s16 is
-# arm_convolve_s16 on every core); only FULLY_CONNECTED splits (per tensor: arm_fully_connected_s16, per channel:
-# TFLM's reference arithmetic, as TFLM's cmsis_nn kernel has no int16 per-channel path).
-CHOICES_S16: dict[str, Callable[[dict, bool], str | None]] = {"aot_fc": fc_kernel}
+# arm_convolve_s16 on every core); FULLY_CONNECTED splits (per tensor: arm_fully_connected_s16, per channel:
+# TFLM's reference arithmetic, as TFLM's cmsis_nn kernel has no int16 per-channel path), and ADD as for int8.
+CHOICES_S16: dict[str, Callable[[dict, bool], str | None]] = {"aot_fc": fc_kernel, "aot_add": elementwise_kernel}
 
 
 def choose_kernel(step: Step) -> Step:

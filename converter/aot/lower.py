@@ -282,12 +282,17 @@ def _broadcast(shape1: tuple, shape2: tuple, out: tuple) -> tuple:
 
 
 def lower_add(operator: Operator, graph: AotGraph) -> Step:
-    _io_int8(operator, graph, 2, constants=True)
+    """ADD (CalculateOpDataAdd): int8 with left shift 20 (constant operands allowed), int16 activations with
+    left shift 15."""
+    width = _io_width(operator, graph, 2) if graph.tensor(operator.inputs[0]).type == "INT16" else "s8"
+    if width == "s8":
+        _io_int8(operator, graph, 2, constants=True)
     a, b, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
                graph.tensor(operator.outputs[0]))
-    _need(len(y.shape) <= 6, operator, graph, "more than 6 dimensions")
-    p = quant.add_params(a.scale, b.scale, y.scale)
-    act = quant.activation_range(operator.options.fusedActivationFunction, y.scale, y.zero_point)
+    _need(len(y.shape) <= (4 if width == "s16" else 6), operator, graph,
+          "more than 6 dimensions (int16: 4, TFLM's BroadcastAdd4DSlow)")
+    p = quant.add_params(a.scale, b.scale, y.scale, 15 if width == "s16" else 20)
+    act = quant.activation_range(operator.options.fusedActivationFunction, y.scale, y.zero_point, *_range(width))
     same = a.shape == b.shape == y.shape
     dims, shape, s1, s2 = (0, [0] * 6, [0] * 6, [0] * 6) if same else _broadcast(a.shape, b.shape, y.shape)
     pad = [0] * (6 - len(shape))
@@ -300,8 +305,8 @@ def lower_add(operator: Operator, graph: AotGraph) -> Step:
               ("out_offset", y.zero_point), ("left_shift", p["left_shift"]), ("m1", p["m1"]), ("s1", p["s1"]),
               ("m2", p["m2"]), ("s2", p["s2"]), ("mo", p["mo"]), ("so", p["so"]),
               ("act_min", act[0]), ("act_max", act[1]))
-    return Step(operator.index, operator.kind, "aot_add_s8", "aot_add_t", fields, (), (a.index, b.index), y.index,
-                note="elementwise" if same else "broadcast")
+    return Step(operator.index, operator.kind, f"aot_add_{width}", "aot_add_t", fields, (), (a.index, b.index),
+                y.index, note="elementwise" if same else "broadcast")
 
 
 def _size(operator: Operator, graph: AotGraph) -> int:

@@ -140,13 +140,15 @@ void aot_copy(const void* from, void* to, size_t bytes);
  * what TFLM's cmsis_nn kernels call for int16: arm_convolve_wrapper_s16 (= arm_convolve_s16),
  * arm_depthwise_conv_s16, arm_fully_connected_s16 (per tensor; TFLM's cmsis_nn FULLY_CONNECTED refuses
  * int16 per channel, so that one runs TFLM's reference arithmetic on every back-end), arm_max_pool_s16,
- * arm_avgpool_s16. SOFTMAX runs TFLM's reference arithmetic on both (aot_kernels_common.c says why). */
+ * arm_avgpool_s16, arm_elementwise_add_s16 (broadcast: TFLM's reference code, as for int8). SOFTMAX runs TFLM's reference arithmetic on both (aot_kernels_common.c says why). */
 void aot_conv_s16(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_dwconv_s16(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_fc_s16_per_tensor(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_fc_s16_per_channel(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_avgpool_s16(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_maxpool_s16(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_add_s16_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+void aot_add_s16_broadcast(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
 void aot_softmax_s16(const aot_softmax16_t* p, const int8_t* in, int8_t* out, void* scratch);
 
 /* Each layer's kernel as the generator chose it (converter/aot/choice.py) with the conditions CMSIS-NN's

@@ -297,6 +297,13 @@ void aot_fc_s16_per_tensor(const aot_fc_t* p, const int8_t* in, int8_t* out, voi
                                 (const int64_t*)(const void*)p->bias, &a.out, (int16_t*)(void*)out);
 }
 
+void aot_add_s16_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch;
+  (void)arm_elementwise_add_s16((const int16_t*)(const void*)in1, (const int16_t*)(const void*)in2, p->in1_offset, p->m1,
+                                p->s1, p->in2_offset, p->m2, p->s2, p->left_shift, (int16_t*)(void*)out, p->out_offset,
+                                p->mo, p->so, p->act_min, p->act_max, p->size);
+}
+
 void aot_avgpool_s16(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch) {
   aot_pool_args_t a;
   aot_pool_args(p, scratch, &a);

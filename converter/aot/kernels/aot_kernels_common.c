@@ -5,6 +5,7 @@
 
 void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4);
 void aot_fc_reference_s16(const aot_fc_t* p, const int16_t* in, int16_t* out);
+void aot_add_reference_s16(const aot_add_t* p, const int16_t* in1, const int16_t* in2, int16_t* out);
 
 /* TFLM's reference DEPTHWISE_CONV_2D (int8 or packed int4 filters). */
 void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4) {
@@ -111,6 +112,35 @@ void aot_softmax_reference_s8(const aot_softmax_t* p, const int8_t* in, int8_t* 
       }
     }
   }
+}
+
+static int16_t aot_add_one_s16(const aot_add_t* p, int16_t a, int16_t b) {
+  const int32_t x1 = (int32_t)((uint32_t)(p->in1_offset + a) << p->left_shift);
+  const int32_t x2 = (int32_t)((uint32_t)(p->in2_offset + b) << p->left_shift);
+  const int32_t sum = aot_mbqm_small(x1, p->m1, p->s1) + aot_mbqm_small(x2, p->m2, p->s2);
+  return (int16_t)aot_clamp(aot_mbqm_small(sum, p->mo, p->so) + p->out_offset, p->act_min, p->act_max);
+}
+
+/* TFLM's reference int16 ADD (AddGeneralParamScale: the int8 arithmetic with left shift 15), elementwise or
+ * broadcast (BroadcastAdd4DSlow). */
+void aot_add_reference_s16(const aot_add_t* p, const int16_t* in1, const int16_t* in2, int16_t* out) {
+  int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
+  int32_t i;
+  if (p->dims == 0) {
+    for (i = 0; i < p->size; ++i) out[i] = aot_add_one_s16(p, in1[i], in2[i]);
+    return;
+  }
+  for (i = 0; i < p->size; ++i) {
+    int32_t o1, o2;
+    aot_broadcast_offsets(p->dims, index, p->stride1, p->stride2, &o1, &o2);
+    out[i] = aot_add_one_s16(p, in1[o1], in2[o2]);
+    aot_broadcast_next(p->dims, p->out_shape, index);
+  }
+}
+
+void aot_add_s16_broadcast(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch; /* TFLM's cmsis_nn ADD broadcasts on its reference code too */
+  aot_add_reference_s16(p, (const int16_t*)(const void*)in1, (const int16_t*)(const void*)in2, (int16_t*)(void*)out);
 }
 
 static int8_t aot_mul_one(const aot_mul_t* p, int8_t a, int8_t b) {

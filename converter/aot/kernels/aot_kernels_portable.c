@@ -230,6 +230,12 @@ void aot_dwconv_s16(const aot_conv_t* p, const int8_t* in8, int8_t* out8, void* 
           }
 }
 
+void aot_add_reference_s16(const aot_add_t* p, const int16_t* in1, const int16_t* in2, int16_t* out);
+void aot_add_s16_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_add_reference_s16(p, (const int16_t*)(const void*)in1, (const int16_t*)(const void*)in2, (int16_t*)(void*)out);
+}
+
 void aot_fc_s16_per_tensor(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch) {
   (void)scratch;
   aot_fc_reference_s16(p, (const int16_t*)(const void*)in, (int16_t*)(void*)out);
