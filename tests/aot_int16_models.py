@@ -24,6 +24,14 @@ def _bias(r: Random, count: int) -> bytes:
     return r.rng.integers(-span, span, count).astype("<i8").tobytes()
 
 
+def _calibrated(r: Random, out_s: float, in_s: float, f_scales, products: int) -> float:
+    """Mostly an output scale a calibration would give (|x| ~ 1,000 inputs, products of int8 filters: outputs
+    that do not clamp, so an LSB shows), else the random one; never above _out_scale's bound."""
+    if r.rng.random() < 0.7:
+        out_s = in_s * max(f_scales) * np.sqrt(products) * 127 * 1024 / 32767 * r.rng.uniform(0.5, 2)
+    return _out_scale(float(out_s), in_s, f_scales)
+
+
 def _out_scale(out_s: float, in_s: float, f_scales) -> float:
     """At most half the input x filter scale's output multiplier, so the requantized accumulator (at most
     2^28.8 from the products plus 2^30 of bias) stays below 2^30: CMSIS-NN's arm_nn_requantize_s64 keeps
@@ -45,7 +53,7 @@ def add_conv16(b: ModelBuilder, r: Random, depthwise: bool = False) -> tuple[int
     in_s, out_s = _scale(r, ties), _scale(r, ties)
     per_channel = r.rng.random() < 0.7
     f_scales = [r.scale(ties) for _ in range(out_c if per_channel else 1)]
-    out_s = _out_scale(out_s, in_s, f_scales)
+    out_s = _calibrated(r, out_s, in_s, f_scales, k_h * k_w * (1 if depthwise else in_c))
     f_shape = (1, k_h, k_w, out_c) if depthwise else (out_c, k_h, k_w, in_c)
     _, f_bytes = r.filter(f_shape, False)
     x = _act(b, (1, in_h, in_w, in_c), in_s)
@@ -74,7 +82,7 @@ def add_fully_connected16(b: ModelBuilder, r: Random, per_channel: bool | None =
     depth, out_c, batches = r.int(1, 37), r.int(1, 12), r.int(1, 3)
     in_s, out_s = _scale(r, ties), _scale(r, ties)
     f_scales = [r.scale(ties) for _ in range(out_c if per_channel else 1)]
-    out_s = _out_scale(out_s, in_s, f_scales)
+    out_s = _calibrated(r, out_s, in_s, f_scales, depth)
     _, f_bytes = r.filter((out_c, depth), False)
     x = _act(b, (1, batches, depth), in_s)
     w = b.tensor((out_c, depth), "INT8", f_scales, 0, f_bytes)
@@ -158,16 +166,18 @@ def random_model16(kinds, count: int, seed: int) -> bytes:
 
 
 def random_inputs16(model: bytes, vectors: int, seed: int) -> list[np.ndarray]:
-    """Random int16 inputs; the first vectors saturate (all -32768, all 32767), the next use a small range
-    (where most layers do not clamp)."""
+    """Random int16 inputs: the first two saturate (all -32768, all 32767), then full-range vectors alternate with
+    small-range ones (|x| < 256 or 2048), where most layers' outputs do not clamp and an LSB shows."""
     from converter.tflite.model import read_model
 
     rng = np.random.default_rng(seed)
     inputs = []
     for t in read_model(model).inputs:
         x = rng.integers(-32768, 32768, (vectors, *t.shape)).astype(np.int16)
+        for v in range(2, vectors, 2):
+            span = (256, 2048)[(v // 2) % 2]
+            x[v] = rng.integers(-span, span, t.shape)
         x[0], x[1 % vectors] = -32768, 32767
-        x[2 % vectors] = rng.integers(-600, 600, t.shape)
         inputs.append(x)
     return inputs
 
@@ -182,17 +192,23 @@ def softmax_sweep_model() -> bytes:
     return b.to_bytes()
 
 
-def softmax_sweep(vectors: int = 1040) -> np.ndarray:
-    """Rows whose maximum is 32767 and whose other values step through every difference 0..-65535 (1024 rows
-    of 63 values, strided so that the exp table's 512 segments and every 7-bit interpolation offset occur),
-    plus rows that make the sum of exps land across the 1/(1+x) table."""
+def softmax_sweep() -> np.ndarray:
+    """1,552 rows of 64 that reach all 512 segments of both tables (counted with the reference arithmetic while
+    writing this): 1,040 rows whose maximum is 32767 and whose other values take each difference 0..-65519 once
+    (every third row mostly at -32768 instead: sums of a few large exps), then 512 rows of the maximum plus one
+    value placed so that the sum of the two exps lands in each of the 1/(1+x) table's segments in turn."""
     rng = np.random.default_rng(1)
     diffs = np.arange(65536, dtype=np.int64)
     rows = []
-    for start in range(vectors):
+    for start in range(1040):
         row = np.full(64, 32767, np.int64)
-        row[1:] = 32767 - diffs[(start + 1024 * np.arange(63)) % 65536]
-        if start % 3 == 1:      # few large exps: sums from one to a few units
+        row[1:] = 32767 - diffs[start + 1040 * np.arange(63)]          # each of 0..65519 once
+        if start % 3 == 1:
             row[1:] = np.where(rng.random(63) < 0.9, -32768, row[1:])
         rows.append(row)
-    return np.asarray(rows, np.int16).reshape(vectors, 1, 1, 64)
+    for j in range(512):     # x = exp(-10 d / 65535): the second exp, relative to the first
+        d = min(65535, round(-np.log((j + 0.5) / 512) * 65535 / 10))
+        row = np.full(64, -32768, np.int64)
+        row[0], row[1] = 32767, 32767 - d
+        rows.append(row)
+    return np.asarray(rows, np.int16).reshape(len(rows), 1, 1, 64)

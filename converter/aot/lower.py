@@ -68,15 +68,21 @@ def _need(cond: bool, operator: Operator, graph: AotGraph, why: str) -> None:
         raise refuse(operator, graph, why)
 
 
+# the operators with int16x8 kernels (int16 activations, int8 filters, int64 biases), named in refusals
+INT16_OPERATORS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
+                   "RESHAPE", "SOFTMAX", "DEQUANTIZE", "QUANTIZE from float32")
+
+
 def _io_int8(operator: Operator, graph: AotGraph, count: int, constants: bool = False) -> None:
     """The first `count` inputs and every output are int8 activations quantized per tensor (constant
     int8 inputs allowed when `constants`)."""
     for position, t in enumerate(operator.inputs[:count] + operator.outputs):
         tensor = graph.tensor(t)
         constant_ok = constants and position < count
+        int16 = f" (int16 activations: {', '.join(INT16_OPERATORS)})" if tensor.type == "INT16" else ""
         _need(tensor.type == "INT8" and (constant_ok or not tensor.constant), operator, graph,
               f"tensor '{tensor.name}' is {tensor.type.lower()}{' constant' if tensor.constant else ''}; "
-              "the AOT kernels take int8 activations")
+              f"the AOT kernels of {operator.kind} take int8 activations{int16}")
         _need(len(tensor.scales) == 1, operator, graph, f"activation '{tensor.name}' is not quantized per tensor")
 
 
