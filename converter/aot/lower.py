@@ -240,7 +240,7 @@ def _lower_softmax16(operator: Operator, graph: AotGraph) -> Step:
     """SOFTMAX int16 (CalculateSoftmaxParams): both zero points 0, output scale 1/32768 within TFLM's
     tolerance; TFLM's two 513-entry tables (quant.softmax16_tables), one copy per model."""
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
-    _need(abs(np.float32(y.scale) - np.float32(1 / 32768)) <= np.float32(0.001 / 32768), operator, graph,
+    _need(bool(abs(np.float32(y.scale) - np.float32(1 / 32768)) <= np.float32(0.001 / 32768)), operator, graph,
           "the int16 output is not quantized with scale 1/32768")
     mult, left_shift = quant.softmax16_params(operator.options.beta, x.scale)
     depth = x.shape[-1]
