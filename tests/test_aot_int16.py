@@ -216,3 +216,39 @@ def test_int16x8_aot_firmware_passes_the_golden_vectors_on_cortex_m(converted16,
     render_firmware(board, converted16, tmp_path / "fw", runtime="aot")
     ran = flash(tmp_path / "fw")
     assert ran["pass"] and ran["passed"] == ran["total"] == 6, ran["failures"] + ran["golden_differences"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["cortex-m-qemu", "cortex-m7-qemu"])
+def test_tflm_on_cortex_m_builds_the_same_softmax_tables(board, tmp_path, monkeypatch):
+    """TFLM's own firmware builds the tables on the device in Prepare (newlib's expf; soft float on the
+    Cortex-M4, the FPU on the Cortex-M7): on the sweep, which reads all 513 entries of both tables, it gives the
+    golden (host) bytes, as the AOT firmware with the host-computed tables does. About 40 s per core."""
+    from converter.flows.convert import convert
+    from converter.flows.firmware import render_firmware
+    from converter.flows.flash import flash
+    from converter.recipe import parse_recipe
+    from converter.aot.graph import read_graph
+    from tests.firmware_tools import need_tools, sdk
+
+    need_tools("make", "arm-none-eabi-gcc", "qemu-system-arm")
+    monkeypatch.setenv("CMSIS_NN_ROOT", os.environ.get("CMSIS_NN_ROOT") or str(sdk("cmsis-nn")))
+    model = softmax_sweep_model()
+    (tmp_path / "m.tflite").write_bytes(model)
+    graph = read_graph(model)
+    scale = np.float32(graph.tensor(graph.inputs[0]).scale)
+    rows = softmax_sweep().reshape(-1, 1, 64)
+    x = (rows.astype(np.float32) * scale).astype(np.float32)     # quantizes back to exactly the sweep
+    labels = np.zeros(len(x), np.int64)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=labels, x_test=x, y_test=labels)
+    # LiteRT's reference SOFTMAX parts from TFLM by 1 LSB on one of these rows (not the runtime under test)
+    recipe = parse_recipe({"name": "sweep", "model": {"path": "m.tflite"}, "data": {"npz": "d.npz"},
+                           "golden": {"vectors": len(x)}, "validation": {"accept_litert_differences": ["SOFTMAX"]}},
+                          base_dir=tmp_path)
+    convert(recipe, tmp_path / "out", log=lambda _: None)
+    with np.load(tmp_path / "out" / "golden.npz") as golden:
+        assert (golden["input_0"].reshape(-1, 64) == rows.reshape(-1, 64)).all()
+    for runtime in ("tflm", "aot"):
+        render_firmware(board, tmp_path / "out", tmp_path / runtime, runtime=runtime)
+        ran = flash(tmp_path / runtime)
+        assert ran["pass"] and ran["passed"] == ran["total"] == len(x), (runtime, ran["failures"][:3])
