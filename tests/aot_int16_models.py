@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
 
+from tests.aot_chain_models import LAYERS, Chain
 from tests.aot_models import ACTIVATIONS, ModelBuilder, Random, _out_size
 
 
@@ -131,8 +132,9 @@ def add_add16(b: ModelBuilder, r: Random) -> tuple[tuple[int, int], int]:
     if r.rng.random() < 0.5:
         other = tuple(1 if r.rng.random() < 0.5 else d for d in shape)[r.int(0, len(shape) - 1):]
     first, second = (shape, other) if r.rng.random() < 0.5 else (other, shape)
-    a, c = _act(b, first, _scale(r, ties)), _act(b, second, _scale(r, ties))
-    y = _act(b, shape, _scale(r, ties))
+    s1, s2 = _scale(r, ties), _scale(r, ties)
+    a, c = _act(b, first, s1), _act(b, second, s2)
+    y = _act(b, shape, max(_scale(r, ties), max(s1, s2) / 8192))   # the output rescale below one (TFLM aborts else)
     o = s.AddOptionsT()
     o.fusedActivationFunction = r.choice(ACTIVATIONS)
     b.op("ADD", (a, c), (y,), o, "AddOptions")
@@ -212,3 +214,62 @@ def softmax_sweep() -> np.ndarray:
         row[0], row[1] = 32767, 32767 - d
         rows.append(row)
     return np.asarray(rows, np.int16).reshape(len(rows), 1, 1, 64)
+
+
+class Chain16(Chain):
+    """tests/aot_chain_models.Chain with int16 activations (zero point 0), int8 filters, int64 biases and output
+    scales calibrated as _calibrated does, so the plan's overlaps are checked on bytes that do not all clamp."""
+
+    def __init__(self, seed: int, shape: tuple):
+        self.b, self.r = ModelBuilder(), Random(seed)
+        self.scale, self.zp = _scale(self.r, False), 0
+        self.x = _act(self.b, shape, self.scale)
+        self.input, self.shape = self.x, shape
+
+    def _next(self, shape) -> int:
+        self.scale = _scale(self.r, False)
+        return _act(self.b, shape, self.scale)
+
+    def conv(self, out_c: int, k: int, stride: int, same: bool, depthwise: bool = False, x: int | None = None,
+             shape: tuple | None = None) -> tuple[int, tuple]:
+        x, shape = (self.x, self.shape) if x is None else (x, shape)
+        _, h, w, c = shape
+        in_scale = float(self.b.model.tensors[x].quantization.scale[0])
+        f_shape = (1, k, k, out_c) if depthwise else (out_c, k, k, c)
+        f_scales = [self.r.scale() for _ in range(out_c)]
+        _, data = self.r.filter(f_shape, False)
+        wt = self.b.tensor(f_shape, "INT8", f_scales, 0, data, axis=3 if depthwise else 0)
+        bias = self.b.tensor((out_c,), "INT64", [np.float32(in_scale) * np.float32(f) for f in f_scales], 0,
+                             _bias(self.r, out_c), axis=0)
+        out_shape = (1, _out_size(same, h, k, stride), _out_size(same, w, k, stride), out_c)
+        self.scale = _calibrated(self.r, self.r.scale(), in_scale, f_scales, k * k * (1 if depthwise else c))
+        y = _act(self.b, out_shape, self.scale)
+        o = s.DepthwiseConv2DOptionsT() if depthwise else s.Conv2DOptionsT()
+        if depthwise:
+            o.depthMultiplier = out_c // c
+        o.padding = s.Padding.SAME if same else s.Padding.VALID
+        o.strideH = o.strideW = stride
+        o.dilationHFactor = o.dilationWFactor = 1
+        o.fusedActivationFunction = self.r.choice((0, 1, 3))
+        self.b.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", (x, wt, bias), (y,), o,
+                  "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
+        return y, out_shape
+
+
+    def add(self, a: int, c: int, shape: tuple) -> int:
+        """ADD with an output scale at least the larger input's (below it by 2^15 / 2, TFLM's Prepare aborts:
+        the output rescale must be below one)."""
+        scales = [float(self.b.model.tensors[t].quantization.scale[0]) for t in (a, c)]
+        y = super().add(a, c, shape)
+        self.scale = max(scales) * float(self.r.rng.uniform(1, 3))
+        self.b.model.tensors[y].quantization.scale = [np.float32(self.scale)]
+        return y
+
+
+def chain16(seed: int, layers: int = 8) -> bytes:
+    """A chain of int16 layers (depthwise, 3x3, 1x1, residual ADD, RESHAPE) whose plan overlaps them."""
+    r = Random(seed)
+    c = Chain16(seed, (1, r.int(5, 14), r.int(5, 14), r.int(1, 8)))
+    for i in range(layers):
+        c.layer(LAYERS[(i + seed) % len(LAYERS)] if i % 3 else c.r.choice(LAYERS))
+    return c.finish()

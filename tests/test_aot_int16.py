@@ -20,7 +20,8 @@ from converter.aot import emit
 from converter.aot.quant import softmax16_tables
 from converter.aot.validate import validate_on_host
 from converter.errors import KitError
-from tests.aot_int16_models import ADDERS16, random_inputs16, random_model16, softmax_sweep, softmax_sweep_model
+from tests.aot_int16_models import (ADDERS16, chain16, random_inputs16, random_model16, softmax_sweep,
+                                    softmax_sweep_model)
 from tests.aot_models import ModelBuilder
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
@@ -139,6 +140,38 @@ def test_a_broken_int16_kernel_is_caught_and_named(monkeypatch):
     model = random_model16(["CONV_2D", "MAX_POOL_2D"], 2, 5)
     result = validate_on_host(model, generate(model), random_inputs16(model, 4, 5))
     assert not result.passed and "operator 0 CONV_2D (aot_conv_s16)" in result.divergence
+
+
+@pytest.mark.parametrize("seed", [1, 5])
+def test_int16_chains_planned_in_place_are_bit_identical(seed):
+    """int16 chains (tests/aot_int16_models.chain16) whose plan puts convolution, depthwise and ADD outputs over
+    their dying inputs at twice the int8 distances (2-byte elements), on both back-ends."""
+    from converter.aot import NO_INPLACE
+
+    model = chain16(seed)
+    program, without = generate(model), generate(model, plan=NO_INPLACE)
+    assert len(program.plans["cmsis-dsp"].overlaps) >= 5
+    assert program.buffer_bytes("cortex-m4") < without.buffer_bytes("cortex-m4")
+    for root in (None, cmsis_root()):
+        result = validate_on_host(model, program, random_inputs16(model, 4, seed), cmsis_root=root)
+        assert result.passed, f"seed {seed} ({'CMSIS-NN' if root else 'portable'}): {result.line()}"
+
+
+def test_int16_overlap_at_the_int8_distance_fails(monkeypatch):
+    """The element width is what keeps int16 overlaps right: planned at the int8 (byte) distance, a convolution and
+    a depthwise convolution of these chains read bytes they already overwrote."""
+    from converter.aot import inplace
+    from converter.aot import plan as planner
+
+    def width_blind(step, flight):
+        return inplace.window_delta(dict(step.fields), flight)
+
+    monkeypatch.setattr(inplace, "step_delta", width_blind)
+    monkeypatch.setattr(planner, "step_delta", width_blind)
+    for seed, kind in ((3, "CONV_2D (aot_conv_s16)"), (5, "DEPTHWISE_CONV_2D (aot_dwconv_s16)")):
+        model = chain16(seed)
+        result = validate_on_host(model, generate(model), random_inputs16(model, 3, seed))
+        assert not result.passed and kind in result.divergence, result.line()
 
 
 def _one_op_model(kind: str, bias_type: str = "INT64", groups: int = 1) -> bytes:

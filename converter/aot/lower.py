@@ -298,6 +298,7 @@ def lower_add(operator: Operator, graph: AotGraph) -> Step:
     _need(len(y.shape) <= (4 if width == "s16" else 6), operator, graph,
           "more than 6 dimensions (int16: 4, TFLM's BroadcastAdd4DSlow)")
     p = quant.add_params(a.scale, b.scale, y.scale, 15 if width == "s16" else 20)
+    _need(p["so"] <= 0, operator, graph, "the output rescale is not below one (TFLM's Prepare aborts on it too)")
     act = quant.activation_range(operator.options.fusedActivationFunction, y.scale, y.zero_point, *_range(width))
     same = a.shape == b.shape == y.shape
     dims, shape, s1, s2 = (0, [0] * 6, [0] * 6, [0] * 6) if same else _broadcast(a.shape, b.shape, y.shape)
