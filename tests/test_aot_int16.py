@@ -174,6 +174,30 @@ def test_int16_overlap_at_the_int8_distance_fails(monkeypatch):
         assert not result.passed and kind in result.divergence, result.line()
 
 
+def test_float_interface_into_int16_is_bit_identical():
+    """int8_io: false on an int16x8 model: float32 -> QUANTIZE -> int16 -> DEQUANTIZE -> float32, on rounding
+    ties ((n + 1/2) * scale), values far outside the int16 range (saturating) and random ones."""
+    from tests.aot_compressed import typed_inputs
+    from tests.aot_models import Random
+
+    b, r = ModelBuilder(), Random(4)
+    for _ in range(3):
+        shape = (1, r.int(1, 5), r.int(1, 7))
+        x, y = b.tensor(shape, "FLOAT32"), b.tensor(shape, "FLOAT32")
+        middle = b.tensor(shape, "INT16", r.scale(r.rng.random() < 0.5) / 256, 0)
+        b.op("QUANTIZE", (x,), (middle,))
+        b.op("DEQUANTIZE", (middle,), (y,))
+        b.io((x,), (y,))
+    model = b.to_bytes()
+    inputs = typed_inputs(model, 8, 4)
+    for x in inputs:
+        x[1] *= 1000.0             # far beyond +-32767 steps: saturates
+    program = generate(model)
+    assert [o.function for o in program.operators][:2] == ["aot_quantize_f32_s16", "aot_dequantize_s16"]
+    result = validate_on_host(model, program, inputs)
+    assert result.passed, result.line()
+
+
 def _one_op_model(kind: str, bias_type: str = "INT64", groups: int = 1) -> bytes:
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
 
