@@ -154,6 +154,8 @@ def run_model(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm
                             "the kit runs models with at least one of each", "re-export the model with its inputs "
                             "and outputs")
     wanted = [t for node in graph.nodes for t in node.outputs if t in graph.tensors] if keep_tensors else []
+    if keep_tensors and runtime == "tflm":
+        model_bytes = _without_offline_plan(model_bytes)
     count = len(inputs[0])
     outputs = [np.empty((count, *t.sample_shape), t.dtype) for t in info.outputs]
     tensors: list | None = [] if keep_tensors else None
@@ -176,6 +178,17 @@ def run_model(model_bytes: bytes, inputs: list[np.ndarray], runtime: str = "tflm
     if failure is not None:
         raise failure from None
     return RuntimeRun(runtime, outputs, tensors)
+
+
+def _without_offline_plan(model_bytes: bytes) -> bytes:
+    """The model with every tensor planned online. TFLM's kPreserveAllTensors mode keeps every tensor
+    alive for the whole run, which an offline plan's shared offsets cannot honour: AllocateTensors fails
+    (seen on a MobileNet-like model planned by tflite/memory_plan.py). Placement does not change a
+    tensor's values, so the intermediates are read with the plan set aside."""
+    from ..tflite.memory_plan import ONLINE, read_offline_plan, with_offline_plan
+
+    offsets = read_offline_plan(model_bytes)
+    return model_bytes if offsets is None else with_offline_plan(model_bytes, [ONLINE] * len(offsets))
 
 
 def _refusal(runtime: str, exc: Exception, printed: str) -> RuntimeFailed:
