@@ -309,3 +309,31 @@ def test_tflm_on_cortex_m_builds_the_same_softmax_tables(board, tmp_path, monkey
         render_firmware(board, tmp_path / "out", tmp_path / runtime, runtime=runtime)
         ran = flash(tmp_path / runtime)
         assert ran["pass"] and ran["passed"] == ran["total"] == len(x), (runtime, ran["failures"][:3])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ic", "kws"])
+def test_mlperf_models_as_int16x8_run_on_the_cortex_m4(name, shared_data, tmp_path, monkeypatch):
+    """The MLPerf Tiny IC (ADD, AVERAGE_POOL_2D) and KWS (DEPTHWISE_CONV_2D) recipes converted as int16x8 with
+    runtime: aot: bit-identical on the host and 10/10 in the Cortex-M4 firmware (TFLM's own Cortex-M build fails to
+    prepare their per-channel int16 FULLY_CONNECTED). About 1 min each."""
+    import yaml
+
+    from converter.flows.firmware import render_firmware
+    from converter.flows.flash import flash
+    from tests.conftest import run_kit
+    from tests.firmware_tools import need_tools, sdk
+
+    need_tools("make", "arm-none-eabi-gcc", "qemu-system-arm")
+    monkeypatch.setenv("CMSIS_NN_ROOT", os.environ.get("CMSIS_NN_ROOT") or str(sdk("cmsis-nn")))
+    recipe = yaml.safe_load((REPO / f"models/recipes/mlperf_{name}.yaml").read_text())
+    recipe["quantize"] = {**recipe.get("quantize", {}), "mode": "int16x8", "calibration_samples": 100}
+    recipe.update(runtime="aot", name=f"mlperf_{name}16")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run_kit("convert", tmp_path / "recipe.yaml", "--out", tmp_path / "out", "--device-check", "off")
+    assert result.returncode == 0, result.stderr[-3000:]
+    aot = json.loads((tmp_path / "out" / "manifest.json").read_text())["aot"]
+    assert aot["bit_exact"] and {"aot_conv_s16", "aot_fc_s16_per_channel"} <= {o["kernel"] for o in aot["operators"]}
+    render_firmware("cortex-m-qemu", tmp_path / "out", tmp_path / "fw", runtime="aot")
+    ran = flash(tmp_path / "fw")
+    assert ran["pass"] and ran["passed"] == ran["total"] == 10, ran["failures"]
