@@ -86,12 +86,13 @@ def _io_int8(operator: Operator, graph: AotGraph, count: int, constants: bool = 
         _need(len(tensor.scales) == 1, operator, graph, f"activation '{tensor.name}' is not quantized per tensor")
 
 
-def _io_width(operator: Operator, graph: AotGraph, count: int) -> str:
+def _io_width(operator: Operator, graph: AotGraph, count: int, constants: bool = False) -> str:
     """"s8" or "s16": the first `count` inputs and every output are activations of one type, int8 (as
-    _io_int8) or int16 with zero point 0 (int16x8; TFLM's cmsis_nn kernels require it at Prepare)."""
+    _io_int8, `constants` included) or int16 with zero point 0 (int16x8; TFLM's cmsis_nn kernels require it at
+    Prepare; no constant int16 operands)."""
     first = graph.tensor(operator.inputs[0])
     if first.type != "INT16":
-        _io_int8(operator, graph, count)
+        _io_int8(operator, graph, count, constants)
         return "s8"
     for t in operator.inputs[:count] + operator.outputs:
         tensor = graph.tensor(t)
@@ -115,6 +116,14 @@ def _filter_ok(operator: Operator, graph: AotGraph, index: int) -> str:
     return "s4" if tensor.type == "INT4" else "s8"
 
 
+def _int16_filter(operator: Operator, graph: AotGraph, act: str, width: str) -> str:
+    """The kernel width: the filter's (s8, s4) for int8 activations; s16 for int16 ones, which take int8 filters."""
+    if act != "s16":
+        return width
+    _need(width == "s8", operator, graph, "int16 activations take int8 filters only")
+    return "s16"
+
+
 def _bias_ok(operator: Operator, graph: AotGraph, act: str = "s8") -> int:
     """The bias tensor (-1: none): int32 for int8 layers, int64 for int16 ones (the 16x8 scheme's)."""
     index = operator.inputs[2] if len(operator.inputs) > 2 else -1
@@ -130,13 +139,10 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
     act = _io_width(operator, graph, 1)
     o = operator.options
     x, w, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]), graph.tensor(operator.outputs[0])
-    width = _filter_ok(operator, graph, w.index)
+    width = _int16_filter(operator, graph, act, _filter_ok(operator, graph, w.index))
     bias = _bias_ok(operator, graph, act)
-    if act == "s16":
-        _need(width == "s8", operator, graph, "int16 activations take int8 filters only")
-        _need(depthwise or x.shape[-1] == w.shape[-1], operator, graph,
-              "a grouped int16 convolution (CMSIS-NN's arm_convolve_s16 has no groups)")
-        width = "s16"
+    _need(act == "s8" or depthwise or x.shape[-1] == w.shape[-1], operator, graph,
+          "a grouped int16 convolution (CMSIS-NN's arm_convolve_s16 has no groups)")
     _need(len(x.shape) == 4 and len(w.shape) == 4 and len(y.shape) == 4, operator, graph, "not rank 4")
     batches, in_h, in_w, in_c = x.shape
     _, out_h, out_w, out_c = y.shape
@@ -180,11 +186,8 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
     act_width = _io_width(operator, graph, 1)
     o = operator.options
     x, w, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]), graph.tensor(operator.outputs[0])
-    width = _filter_ok(operator, graph, w.index)
+    width = _int16_filter(operator, graph, act_width, _filter_ok(operator, graph, w.index))
     bias = _bias_ok(operator, graph, act_width)
-    if act_width == "s16":
-        _need(width == "s8", operator, graph, "int16 activations take int8 filters only")
-        width = "s16"
     _need(len(w.shape) == 2, operator, graph, "the filter is not 2-D")
     out_c, depth = w.shape
     _need(bool(y.shape) and y.shape[-1] == out_c and x.elements % depth == 0, operator, graph, "shapes disagree")
@@ -290,9 +293,7 @@ def _broadcast(shape1: tuple, shape2: tuple, out: tuple) -> tuple:
 def lower_add(operator: Operator, graph: AotGraph) -> Step:
     """ADD (CalculateOpDataAdd): int8 with left shift 20 (constant operands allowed), int16 activations with
     left shift 15."""
-    width = _io_width(operator, graph, 2) if graph.tensor(operator.inputs[0]).type == "INT16" else "s8"
-    if width == "s8":
-        _io_int8(operator, graph, 2, constants=True)
+    width = _io_width(operator, graph, 2, constants=True)
     a, b, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
                graph.tensor(operator.outputs[0]))
     _need(len(y.shape) <= (4 if width == "s16" else 6), operator, graph,
