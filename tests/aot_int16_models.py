@@ -141,6 +141,23 @@ def add_add16(b: ModelBuilder, r: Random) -> tuple[tuple[int, int], int]:
     return (a, c), y
 
 
+def add_mean16(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    """MEAN of an int16 tensor over constant axes (negative ones too), kept dims or not, same or new scale."""
+    shape = (1, *(r.int(1, 5) for _ in range(r.int(1, 2))))
+    axes = sorted({r.int(1, len(shape) - 1) for _ in range(r.int(1, 2))}) if len(shape) > 1 else [0]
+    keep = r.rng.random() < 0.5
+    out_shape = tuple((1 if d in axes else n) for d, n in enumerate(shape) if keep or d not in axes)
+    scale = _scale(r, False)
+    x = _act(b, shape, scale)
+    a = b.tensor((len(axes),), "INT32", data=np.array([d if r.rng.random() < 0.7 else d - len(shape) for d in axes],
+                                                       "<i4").tobytes())
+    y = _act(b, out_shape, scale if r.rng.random() < 0.4 else _scale(r, r.rng.random() < 0.3))
+    o = s.ReducerOptionsT()
+    o.keepDims = keep
+    b.op("MEAN", (x, a), (y,), o, "ReducerOptions")
+    return x, y
+
+
 def add_reshape16(b: ModelBuilder, r: Random) -> tuple[int, int]:
     """A RESHAPE to a model output: the generated code copies the int16 bytes."""
     n = r.int(1, 5)
@@ -156,7 +173,7 @@ def add_reshape16(b: ModelBuilder, r: Random) -> tuple[int, int]:
 ADDERS16 = {"CONV_2D": lambda b, r: add_conv16(b, r), "DEPTHWISE_CONV_2D": lambda b, r: add_conv16(b, r, True),
             "FULLY_CONNECTED": add_fully_connected16, "AVERAGE_POOL_2D": lambda b, r: add_pool16(b, r, True),
             "MAX_POOL_2D": lambda b, r: add_pool16(b, r, False), "SOFTMAX": add_softmax16,
-            "ADD": add_add16, "RESHAPE": add_reshape16}
+            "ADD": add_add16, "MEAN": add_mean16, "RESHAPE": add_reshape16}
 
 
 def random_model16(kinds, count: int, seed: int) -> bytes:

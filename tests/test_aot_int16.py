@@ -35,7 +35,7 @@ def cmsis_root() -> Path | None:
     return Path(root) if (Path(root) / "Include" / "arm_nnfunctions.h").exists() else None
 
 
-def _check(seed: int, cmsis: Path | None, count: int = 24) -> None:
+def _check(seed: int, cmsis: Path | None, count: int = 27) -> None:
     model = random_model16(KINDS, count, seed)
     result = validate_on_host(model, generate(model), random_inputs16(model, 6, seed), cmsis_root=cmsis)
     assert result.passed, f"seed {seed}: {result.line()}"

@@ -70,7 +70,7 @@ def _need(cond: bool, operator: Operator, graph: AotGraph, why: str) -> None:
 
 # the operators with int16x8 kernels (int16 activations, int8 filters, int64 biases), named in refusals
 INT16_OPERATORS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
-                   "RESHAPE", "SOFTMAX", "DEQUANTIZE", "QUANTIZE from float32")
+                   "MEAN", "RESHAPE", "SOFTMAX", "DEQUANTIZE", "QUANTIZE from float32")
 
 
 def _io_int8(operator: Operator, graph: AotGraph, count: int, constants: bool = False) -> None:
@@ -453,10 +453,10 @@ def _mean_multiplier(multiplier: int, shift: int, count: int) -> tuple[int, int]
 
 
 def lower_mean(operator: Operator, graph: AotGraph) -> Step:
-    """MEAN int8 over constant axes: TFLM's QuantizedMeanOrSum, also when input and output share their
+    """MEAN int8 or int16 over constant axes: TFLM's QuantizedMeanOrSum, also when input and output share their
     quantization (measured: the Python interpreter and TFLM 90b983c2 both rescale; a plain integer mean
     differs), one int32 sum per output in scratch."""
-    _io_int8(operator, graph, 1)
+    width = _io_width(operator, graph, 1)
     x, axes, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
                   graph.tensor(operator.outputs[0]))
     _need(axes.constant and 0 < len(x.shape) <= 6, operator, graph, "the axes are not constant")
@@ -472,7 +472,7 @@ def lower_mean(operator: Operator, graph: AotGraph) -> Step:
               ("in_zp", x.zero_point), ("out_zp", y.zero_point), ("mult", mult),
               ("shift", shift), ("in_shape", _c_array(x.shape)), ("out_stride", _c_array(strides)))
     scratch = 4 * y.elements
-    return Step(operator.index, operator.kind, "aot_mean_s8", "aot_mean_t", fields, (), (x.index,), y.index,
+    return Step(operator.index, operator.kind, f"aot_mean_{width}", "aot_mean_t", fields, (), (x.index,), y.index,
                 scratch={v: scratch for v in ("portable", "cmsis-c", "cmsis-dsp", "cmsis-mve")})
 
 

@@ -114,6 +114,7 @@ typedef struct {
 } aot_mean_t;
 
 void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_mean_s16(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_hard_swish_s8(const aot_hard_swish_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_requant_s8(const aot_requant_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_clamp_s8(const aot_clamp_t* p, const int8_t* in, int8_t* out, void* scratch);

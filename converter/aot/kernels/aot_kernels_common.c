@@ -274,17 +274,16 @@ void aot_hard_swish_s8(const aot_hard_swish_t* p, const int8_t* in, int8_t* out,
   }
 }
 
-/* TFLM's reference int8 MEAN (QuantizedMeanOrSum): sums per output in scratch, then one rescale with
- * 1/count folded into the multiplier. */
-void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch) {
-  int32_t* sums = (int32_t*)scratch;
+/* TFLM's reference MEAN (QuantizedMeanOrSum<int8_t or int16_t, int32_t>): sums per output in scratch, then one
+ * rescale with 1/count folded into the multiplier, clamped to the type's range. */
+static void aot_mean(const aot_mean_t* p, const void* in, int s16, void* out, int32_t* sums) {
   int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
   int32_t i, d;
   for (i = 0; i < p->out_size; ++i) sums[i] = 0;
   for (i = 0; i < p->size; ++i) {
     int32_t o = 0;
     for (d = 0; d < p->dims; ++d) o += index[d] * p->out_stride[d];
-    sums[o] += in[i];
+    sums[o] += s16 ? ((const int16_t*)in)[i] : ((const int8_t*)in)[i];
     for (d = p->dims - 1; d >= 0; --d) {
       if (++index[d] < p->in_shape[d]) break;
       index[d] = 0;
@@ -292,8 +291,19 @@ void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scrat
   }
   for (i = 0; i < p->out_size; ++i) {
     const int32_t v = aot_mbqm(sums[i] - p->in_zp * p->count, p->mult, p->shift) + p->out_zp;
-    out[i] = (int8_t)aot_clamp(v, -128, 127);
+    if (s16)
+      ((int16_t*)out)[i] = (int16_t)aot_clamp(v, -32768, 32767);
+    else
+      ((int8_t*)out)[i] = (int8_t)aot_clamp(v, -128, 127);
   }
+}
+
+void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  aot_mean(p, in, 0, out, (int32_t*)scratch);
+}
+
+void aot_mean_s16(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  aot_mean(p, in, 1, out, (int32_t*)scratch);
 }
 
 /* int16x8 FULLY_CONNECTED, TFLM's reference (FullyConnected / FullyConnectedPerChannel with int64 biases):
