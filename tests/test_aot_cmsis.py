@@ -126,7 +126,7 @@ def test_int16_scratch_sizes_match_cmsis_nn(probe):
     out = subprocess.run([str(probe)], input=lines, capture_output=True, text=True, check=True).stdout.splitlines()
     for (kind, p), line in zip(cases, out, strict=True):
         theirs = dict(zip(("cmsis-c", "cmsis-dsp", "cmsis-mve"), (int(v) for v in line.split())))
-        ours = (scratch.conv_scratch_s16 if kind == 3 else scratch.avgpool_scratch_s16)(p, False)
+        ours = scratch.SCRATCH_S16["aot_conv" if kind == 3 else "aot_avgpool"](p, False)
         assert ours == theirs, (kind, p, ours, theirs)
 
 

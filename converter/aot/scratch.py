@@ -104,13 +104,9 @@ def conv_scratch_s16(p: dict, _s4: bool) -> dict[str, int]:
     return {"cmsis-c": 2 * cols * 2, "cmsis-dsp": 2 * cols * 2, "cmsis-mve": 4 * ((cols + 7) // 8) * 8 * 2}
 
 
-def avgpool_scratch_s16(p: dict, _s4: bool) -> dict[str, int]:
-    """arm_avgpool_s16_get_buffer_size: one int32 per channel on DSP (none on plain C and MVE)."""
-    return {"cmsis-c": 0, "cmsis-dsp": 4 * p["ch"], "cmsis-mve": 0}
-
-
-# int16: arm_depthwise_conv_s16, arm_fully_connected_s16, arm_max_pool_s16 and arm_softmax_s16 need none
-SCRATCH_S16 = {"aot_conv": conv_scratch_s16, "aot_avgpool": avgpool_scratch_s16}
+# int16: arm_avgpool_s16_get_buffer_size is arm_avgpool_s8's (one int32 per channel on DSP); arm_depthwise_conv_s16,
+# arm_fully_connected_s16, arm_max_pool_s16, arm_elementwise_add_s16 and the reference SOFTMAX need none
+SCRATCH_S16 = {"aot_conv": conv_scratch_s16, "aot_avgpool": avgpool_scratch}
 
 SCRATCH = {"aot_conv": conv_scratch, "aot_dwconv": dwconv_scratch, "aot_fc": fc_scratch,
            "aot_avgpool": avgpool_scratch}
