@@ -337,3 +337,36 @@ def test_mlperf_models_as_int16x8_run_on_the_cortex_m4(name, shared_data, tmp_pa
     render_firmware("cortex-m-qemu", tmp_path / "out", tmp_path / "fw", runtime="aot")
     ran = flash(tmp_path / "fw")
     assert ran["pass"] and ran["passed"] == ran["total"] == 10, ran["failures"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["cortex-m-qemu", "cortex-m7-qemu"])
+def test_int16_fuzz_model_on_cortex_m(board, tmp_path, monkeypatch):
+    """The host builds run CMSIS-NN's plain C paths; this runs its DSP paths of every int16 kernel (convolution,
+    depthwise, per-tensor FULLY_CONNECTED, pools, ADD) on the emulated cores: a 27-operator fuzz model converted
+    by the kit (golden inputs: random_inputs16's integers, given as floats), AOT firmware, every vector identical.
+    About 30 s per core."""
+    from converter.flows.convert import convert
+    from converter.flows.firmware import render_firmware
+    from converter.flows.flash import flash
+    from converter.recipe import parse_recipe
+    from converter.aot.graph import read_graph
+    from tests.firmware_tools import need_tools, sdk
+
+    need_tools("make", "arm-none-eabi-gcc", "qemu-system-arm")
+    monkeypatch.setenv("CMSIS_NN_ROOT", os.environ.get("CMSIS_NN_ROOT") or str(sdk("cmsis-nn")))
+    model = random_model16(KINDS, 27, 11)
+    (tmp_path / "m.tflite").write_bytes(model)
+    graph = read_graph(model)
+    arrays = {}
+    for i, (t, q) in enumerate(zip(graph.inputs, random_inputs16(model, 8, 11))):
+        x = (q[:, 0].astype(np.float32) * np.float32(graph.tensor(t).scale)).astype(np.float32)
+        arrays[f"x_train_{i}"] = arrays[f"x_test_{i}"] = x
+    labels = np.zeros(8, np.int64)
+    np.savez(tmp_path / "d.npz", y_train=labels, y_test=labels, **arrays)
+    recipe = parse_recipe({"name": "fuzz16", "model": {"path": "m.tflite"}, "data": {"npz": "d.npz"},
+                           "golden": {"vectors": 8}, "runtime": "aot"}, base_dir=tmp_path)
+    convert(recipe, tmp_path / "out", log=lambda _: None)
+    render_firmware(board, tmp_path / "out", tmp_path / "fw", runtime="aot")
+    ran = flash(tmp_path / "fw")
+    assert ran["pass"] and ran["passed"] == ran["total"] == 8, ran["failures"][:3]
