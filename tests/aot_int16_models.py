@@ -233,6 +233,9 @@ def softmax_sweep() -> np.ndarray:
     return np.asarray(rows, np.int16).reshape(len(rows), 1, 1, 64)
 
 
+LAYERS16 = ("dw", "conv", "pool", "pw", "res", "dw", "pw")
+
+
 class Chain16(Chain):
     """tests/aot_chain_models.Chain with int16 activations (zero point 0), int8 filters, int64 biases and output
     scales calibrated as _calibrated does, so the plan's overlaps are checked on bytes that do not all clamp."""
@@ -273,6 +276,23 @@ class Chain16(Chain):
         return y, out_shape
 
 
+    def layer(self, kind: str) -> None:
+        """Chain.layer, plus "pool": a MAX_POOL_2D or AVERAGE_POOL_2D (2x2 stride 2, or 3x3 stride 1 SAME)."""
+        if kind != "pool":
+            super().layer(kind)
+            return
+        _, h, w, c = self.shape
+        k, stride, same = (2, 2, False) if min(h, w) >= 4 and self.r.rng.random() < 0.5 else (3, 1, True)
+        out_shape = (1, _out_size(same, h, k, stride), _out_size(same, w, k, stride), c)
+        y = _act(self.b, out_shape, self.scale)      # pools keep their input's quantization
+        o = s.Pool2DOptionsT()
+        o.padding = s.Padding.SAME if same else s.Padding.VALID
+        o.strideH = o.strideW = stride
+        o.filterHeight = o.filterWidth = k
+        o.fusedActivationFunction = self.r.choice((0, 1))
+        self.b.op(self.r.choice(("MAX_POOL_2D", "AVERAGE_POOL_2D")), (self.x,), (y,), o, "Pool2DOptions")
+        self.x, self.shape = y, out_shape
+
     def add(self, a: int, c: int, shape: tuple) -> int:
         """ADD with an output scale at least the larger input's (below it by 2^15 / 2, TFLM's Prepare aborts:
         the output rescale must be below one)."""
@@ -284,9 +304,9 @@ class Chain16(Chain):
 
 
 def chain16(seed: int, layers: int = 8) -> bytes:
-    """A chain of int16 layers (depthwise, 3x3, 1x1, residual ADD, RESHAPE) whose plan overlaps them."""
+    """A chain of int16 layers (depthwise, 3x3, 1x1, pools, residual ADD, RESHAPE) whose plan overlaps them."""
     r = Random(seed)
     c = Chain16(seed, (1, r.int(5, 14), r.int(5, 14), r.int(1, 8)))
     for i in range(layers):
-        c.layer(LAYERS[(i + seed) % len(LAYERS)] if i % 3 else c.r.choice(LAYERS))
+        c.layer(LAYERS16[(i + seed) % len(LAYERS16)] if i % 3 else c.r.choice(LAYERS16))
     return c.finish()

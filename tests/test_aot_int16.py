@@ -142,10 +142,10 @@ def test_a_broken_int16_kernel_is_caught_and_named(monkeypatch):
     assert not result.passed and "operator 0 CONV_2D (aot_conv_s16)" in result.divergence
 
 
-@pytest.mark.parametrize("seed", [1, 5])
+@pytest.mark.parametrize("seed", [1, 7])
 def test_int16_chains_planned_in_place_are_bit_identical(seed):
-    """int16 chains (tests/aot_int16_models.chain16) whose plan puts convolution, depthwise and ADD outputs over
-    their dying inputs at twice the int8 distances (2-byte elements), on both back-ends."""
+    """int16 chains (tests/aot_int16_models.chain16) whose plan puts convolution, depthwise, pool and ADD outputs
+    over their dying inputs at twice the int8 distances (2-byte elements), on both back-ends."""
     from converter.aot import NO_INPLACE
 
     model = chain16(seed)
@@ -158,17 +158,14 @@ def test_int16_chains_planned_in_place_are_bit_identical(seed):
 
 
 def test_int16_overlap_at_the_int8_distance_fails(monkeypatch):
-    """The element width is what keeps int16 overlaps right: planned at the int8 (byte) distance, a convolution and
-    a depthwise convolution of these chains read bytes they already overwrote."""
+    """The element width is what keeps int16 overlaps right: planned at the int8 (byte) distance, a convolution, a
+    depthwise convolution and both pools of these chains read bytes they already overwrote."""
     from converter.aot import inplace
-    from converter.aot import plan as planner
 
-    def width_blind(step, flight):
-        return inplace.window_delta(dict(step.fields), flight)
-
-    monkeypatch.setattr(inplace, "step_delta", width_blind)
-    monkeypatch.setattr(planner, "step_delta", width_blind)
-    for seed, kind in ((3, "CONV_2D (aot_conv_s16)"), (5, "DEPTHWISE_CONV_2D (aot_dwconv_s16)")):
+    real = inplace.window_delta
+    monkeypatch.setattr(inplace, "window_delta", lambda p, flight, element=1: real(p, flight))
+    for seed, kind in ((1, "MAX_POOL_2D (aot_maxpool_s16)"), (3, "DEPTHWISE_CONV_2D (aot_dwconv_s16)"),
+                       (7, "CONV_2D (aot_conv_s16)"), (8, "AVERAGE_POOL_2D (aot_avgpool_s16)")):
         model = chain16(seed)
         result = validate_on_host(model, generate(model), random_inputs16(model, 3, seed))
         assert not result.passed and kind in result.divergence, result.line()

@@ -20,8 +20,10 @@ int16 layers (2 bytes per element, `element_bytes`): same-shape ADD in place (`a
 two elements of each input, then writes those two; the portable reference element by element); DEPTHWISE_CONV_2D
 (`arm_depthwise_conv_s16`: output pixel after output pixel, each channel from its own window; the portable
 reference alike); CONV_2D (`arm_convolve_s16`: two pixels im2col'ed, then both written, for every filter size,
-1x1 included; the portable reference pixel by pixel). MVE's `arm_convolve_s16` works four pixels at a time:
-no overlap there, as for int8.
+1x1 included; the portable reference pixel by pixel); MAX_POOL_2D and AVERAGE_POOL_2D (`arm_max_pool_s16`
+builds each output pixel in place from its window, then clamps the whole output, which reads only itself;
+`arm_avgpool_s16` sums a pixel's window into scratch, then writes that pixel; the portable loop pixel by pixel).
+MVE's `arm_convolve_s16` works four pixels at a time: no overlap there, as for int8.
 
 For a streaming kernel that may hold `in_flight` output pixels at once, writing pixel P may clobber only
 input bytes below the lowest window start of the pixels from P - in_flight + 1 on (`window_delta`)."""
@@ -52,14 +54,15 @@ class PlanOptions:
     overlap_conv: bool = True          # CONV_2D the same
     slice_pointwise: bool = False      # and 1x1 stride-1 CONV_2D, called in slices of rows (costs instructions)
     pixels_per_call: int = PIXELS_PER_CALL   # the least output pixels per slice (rows_per_call)
+    overlap_pool: bool = True          # int16 MAX_POOL_2D / AVERAGE_POOL_2D the same
 
     @property
     def any(self) -> bool:
-        return self.inplace_add or self.overlap_depthwise or self.overlap_conv
+        return self.inplace_add or self.overlap_depthwise or self.overlap_conv or self.overlap_pool
 
 
 DEFAULT_PLAN = PlanOptions()
-NO_INPLACE = PlanOptions(False, False, False, False)
+NO_INPLACE = PlanOptions(False, False, False, False, overlap_pool=False)
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,10 @@ def in_flight(step: Step, variant: str, options: PlanOptions) -> int | None:
     if variant not in STREAMING_VARIANTS or step.function is None:
         return None
     family = kernel_family(step.function)
-    if family not in ("aot_conv", "aot_dwconv") or _fields(step)["batches"] != 1:
+    if family not in ("aot_conv", "aot_dwconv", "aot_maxpool", "aot_avgpool") or _fields(step)["batches"] != 1:
         return None
+    if family in ("aot_maxpool", "aot_avgpool"):   # int16 only: the int8 pools' access order is not read here
+        return IN_FLIGHT if options.overlap_pool and element_bytes(step) == 2 else None
     p = _fields(step)
     if family == "aot_dwconv":
         return IN_FLIGHT if options.overlap_depthwise else None
@@ -130,8 +135,11 @@ def in_flight(step: Step, variant: str, options: PlanOptions) -> int | None:
 
 
 def step_delta(step: Step, in_flight: int) -> int:
-    """window_delta for the step's element width."""
-    return window_delta(_fields(step), in_flight, element_bytes(step))
+    """window_delta for the step's element width (a pool's `ch` is its input and output depth)."""
+    p = _fields(step)
+    if "ch" in p:
+        p = dict(p, in_c=p["ch"], out_c=p["ch"])
+    return window_delta(p, in_flight, element_bytes(step))
 
 
 def window_delta(p: dict, in_flight: int, element: int = 1) -> int:
