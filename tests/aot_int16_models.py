@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
 
-from tests.aot_chain_models import LAYERS, Chain
+from tests.aot_chain_models import Chain
 from tests.aot_models import ACTIVATIONS, ModelBuilder, Random, _out_size
 
 
