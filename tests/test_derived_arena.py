@@ -13,7 +13,7 @@ import pytest
 
 from converter.tflm.derived_arena import derive
 
-from .aot_models import ModelBuilder, chain_model, random_model, s
+from .aot_models import ADDERS, ModelBuilder, Random, _shape, chain_model, s
 from .firmware_tools import need_tools, tflm_root
 
 LIBRARIES = {"cortex-m4": "cortex_m_generic_cortex-m4_default_cmsis_nn_gcc",
@@ -26,6 +26,56 @@ MLPERF = {"IC": "image_classification/pretrainedResnet_quant.tflite",
           "SWW": "streaming_wakeword/str_ww_ref_model.tflite"}
 KINDS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD",
          "RESHAPE"]
+# operators user models have beyond the CMSIS-NN core set (mostly TFLM's reference kernels), each proven here
+MORE_KINDS = ["MEAN", "PAD", "MUL", "CONCATENATION", "LOGISTIC", "TANH", "RELU", "RELU6", "HARD_SWISH", "QUANTIZE",
+              "LEAKY_RELU", "STRIDED_SLICE", "TRANSPOSE"]
+
+
+def add_leaky_relu(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    shape = _shape(r)
+    x = b.activation(shape, r.scale(), r.zero_point())
+    y = b.activation(shape, r.scale(), r.zero_point())
+    o = s.LeakyReluOptionsT()
+    o.alpha = float(r.choice((0.01, 0.1, 0.2, 0.3)))
+    b.op("LEAKY_RELU", (x,), (y,), o, "LeakyReluOptions")
+    return x, y
+
+
+def add_strided_slice(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    """A constant begin/end/strides slice (TFLM's kernel takes at most four dimensions), no masks."""
+    shape = _shape(r, r.int(1, 3))
+    begin = [r.int(0, d - 1) for d in shape]
+    end = [r.int(a + 1, d) for a, d in zip(begin, shape)]
+    strides = [r.int(1, 2) for _ in shape]
+    scale, zp = r.scale(), r.zero_point()
+    x = b.activation(shape, scale, zp)
+    consts = [b.tensor((len(shape),), "INT32", data=np.array(v, "<i4").tobytes()) for v in (begin, end, strides)]
+    y = b.activation(tuple(-(-(e - a) // k) for a, e, k in zip(begin, end, strides)), scale, zp)
+    b.op("STRIDED_SLICE", (x, *consts), (y,), s.StridedSliceOptionsT(), "StridedSliceOptions")
+    return x, y
+
+
+def add_transpose(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    shape = _shape(r, 3)
+    perm = [int(v) for v in r.rng.permutation(len(shape))]
+    scale, zp = r.scale(), r.zero_point()
+    x = b.activation(shape, scale, zp)
+    p = b.tensor((len(shape),), "INT32", data=np.array(perm, "<i4").tobytes())
+    y = b.activation(tuple(shape[k] for k in perm), scale, zp)
+    b.op("TRANSPOSE", (x, p), (y,), s.TransposeOptionsT(), "TransposeOptions")
+    return x, y
+
+
+BUILDERS = {**ADDERS, "LEAKY_RELU": add_leaky_relu, "STRIDED_SLICE": add_strided_slice, "TRANSPOSE": add_transpose}
+
+
+def random_model(kinds, count: int, seed: int) -> bytes:
+    """tests/aot_models.random_model with this file's builders too: `count` independent operators."""
+    b, r = ModelBuilder(), Random(seed)
+    for i in range(count):
+        ins, out = BUILDERS[kinds[i % len(kinds)]](b, r)
+        b.io(ins if isinstance(ins, tuple) else (ins,), (out,))
+    return b.to_bytes()
 
 
 def measure(core: str, model_bytes: bytes) -> tuple[int, int]:
@@ -112,3 +162,36 @@ def test_an_offline_memory_plan_is_placed_first(shared_data):
 
     model = (shared_data / "mlperf_tiny" / MLPERF["VWW"]).read_bytes()
     _same("cortex-m4", with_offline_plan(model, plan_memory(model).offsets()))
+
+
+def test_a_random_model_of_the_other_modelled_operators_on_the_cortex_m4():
+    """One QEMU build and run (about 10 s): every operator of MORE_KINDS, random shapes and quantization."""
+    _same("cortex-m4", random_model(MORE_KINDS, len(MORE_KINDS), 0))
+
+
+@pytest.mark.slow  # three QEMU builds and runs per core
+@pytest.mark.parametrize("core", list(LIBRARIES))
+def test_random_models_of_the_other_modelled_operators(core):
+    for seed in (1, 2, 3):
+        _same(core, random_model(MORE_KINDS, 3 * len(MORE_KINDS), seed))
+
+
+@pytest.mark.slow  # TensorFlow's converter, then two QEMU builds and runs per core
+@pytest.mark.parametrize("core", ["cortex-m4", "cortex-m0plus"])
+def test_a_keras_model_with_global_average_pooling(core):
+    """Keras's GlobalAveragePooling2D converts to MEAN (reduce.cc's OpDataReduce, its three scratch requests and
+    six temporaries): the MobileNet-like model of tests/test_memory_plan.py, as converted and with the kit's
+    offline plan."""
+    from converter import QuantizeSettings
+    from converter.inputs.dataset import Dataset
+    from converter.stages import quantize as quantize_stage
+    from converter.tflite.memory_plan import plan_memory, with_offline_plan
+
+    from .test_memory_plan import _mobilenet_like
+
+    x = np.random.default_rng(0).uniform(0, 1, (64, 24, 24, 3)).astype(np.float32)
+    data = Dataset(x_train=x, y_train=np.zeros(64, int), x_calibration=x, x_eval=x[:8], y_eval=np.zeros(8, int),
+                   labels=["a", "b"])
+    model = quantize_stage.convert(_mobilenet_like(), QuantizeSettings(), data)
+    _same(core, model)
+    _same(core, with_offline_plan(model, plan_memory(model).offsets()))
