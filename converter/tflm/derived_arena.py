@@ -3,7 +3,8 @@
 When the device check cannot run (no TFLM_ROOT, arm-none-eabi-gcc or qemu-system-arm, or `device_check: off`),
 the firmware still reserves the target's arena, not the x86-64 host's: this module replays what TFLM 90b983c2's
 MicroInterpreter::AllocateTensors() does in the arena, for the cortex_m_generic build with the CMSIS-NN kernels
-(the libraries TFLM_ROOT holds), with the struct sizes of a 32-bit build:
+(the libraries TFLM_ROOT holds; the operators CMSIS-NN has no kernel for, MEAN, LOGISTIC, TANH, ..., run TFLM's
+reference kernels, modelled from their sources), with the struct sizes of a 32-bit build:
 
 - the arena is one buffer: the persistent section grows down from its end (SingleArenaBufferAllocator::
   AllocatePersistentBuffer aligns each allocation down: `tail = align_up(tail + size, alignment)`); the
@@ -216,11 +217,9 @@ def _mean_scratch(model: TfliteModel, inputs: list[int], output: int) -> tuple[i
 # the temp TfLiteTensors each kernel's Prepare allocates (input indices, output), repeats included: the reference
 # kernels' *_common.cc / CMSIS-NN's *.cc at TFLM 90b983c2
 _TEMPS = {
-    "MAX_POOL_2D": lambda i, o: (i[0], o), "SOFTMAX": lambda i, o: (i[0], o), "RESHAPE": lambda i, o: (i[0], o),
-    "QUANTIZE": lambda i, o: (i[0], o), "DEQUANTIZE": lambda i, o: (i[0], o),
-    "LOGISTIC": lambda i, o: (i[0], o), "RELU": lambda i, o: (i[0], o), "HARD_SWISH": lambda i, o: (i[0], o),
-    "LEAKY_RELU": lambda i, o: (i[0], o),
-    "RELU6": lambda i, o: (i[0],),                       # Relu6Prepare reads the input's quantization only
+    **dict.fromkeys(("MAX_POOL_2D", "SOFTMAX", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "RELU", "HARD_SWISH",
+                     "LEAKY_RELU"), lambda i, o: (i[0], o)),
+    "RELU6": lambda i, _: (i[0],),                       # Relu6Prepare reads the input's quantization only
     "TANH": lambda i, o: (i[0], i[0], o),                # TanhPrepare's input, then CalculateArithmeticOpData's
     "ADD": lambda i, o: (i[0], i[1], o), "MUL": lambda i, o: (i[0], i[1], o),
     "PAD": lambda i, o: (*i, o),                         # input, paddings (and PADV2's constant), output
@@ -234,7 +233,8 @@ _SCRATCH = {"MEAN": _mean_scratch}
 
 
 def _prepare(model: TfliteModel, op, name: str, dsp: bool) -> _Prepare:  # noqa: C901 (one table of kernels)
-    """The CMSIS-NN kernel's Prepare in TFLM 90b983c2 (tensorflow/lite/micro/kernels/cmsis_nn/*.cc)."""
+    """The kernel's Prepare in TFLM 90b983c2: CMSIS-NN's (tensorflow/lite/micro/kernels/cmsis_nn/*.cc) where it has
+    the operator, else the reference kernel's (kernels/*.cc, *_common.cc)."""
     inputs, output = _inputs(op), int(op.outputs[0])
     temp = lambda *indices: _temp_tensor_bytes(model, indices)  # noqa: E731
     bias = inputs[2] if len(inputs) > 2 else -1

@@ -95,6 +95,20 @@ def test_mean_takes_reduce_ccs_op_data_three_scratch_buffers_and_six_temporaries
     assert (d.needed, d.used) == (2336, 1264)
 
 
+@pytest.mark.parametrize("count, seed, measured", [(13, 0, (3872, 3588)), (39, 1, (10672, 9948)),
+                                                   (39, 2, (10672, 9820)), (39, 3, (10816, 10316))])
+def test_the_reference_kernel_operators_as_qemu_measured_them(count, seed, measured):
+    """Random models of MEAN, PAD, MUL, CONCATENATION, LOGISTIC, TANH, RELU, RELU6, HARD_SWISH, QUANTIZE,
+    LEAKY_RELU, STRIDED_SLICE, TRANSPOSE: (smallest arena, arena_used_bytes()) as the device check's build
+    measured them on mps2-an386, mps2-an500 and mps2-an385 (tests/test_derived_arena.py re-measures them)."""
+    from tests.test_derived_arena import MORE_KINDS, random_model
+
+    model = random_model(MORE_KINDS, count, seed)
+    for core in ("cortex-m4", "cortex-m7", "cortex-m0plus"):
+        d = da.derive(model, core)
+        assert (d.needed, d.used) == measured
+
+
 def test_the_derived_figure_says_it_is_derived_and_for_which_core():
     figure = da.derived_figure(chain_model(0), "cortex-m0plus")
     assert figure == ArenaFigure(1920, "cortex-m0plus", "derived",
