@@ -176,22 +176,60 @@ def test_random_models_of_the_other_modelled_operators(core):
         _same(core, random_model(MORE_KINDS, 3 * len(MORE_KINDS), seed))
 
 
+def _every_other_operator_keras():
+    """A Keras model whose int8 conversion has every operator of MORE_KINDS but QUANTIZE and RELU (the converter
+    fuses a ReLU into the operator before it), as TFLite writes them."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    layers = keras.layers
+    inputs = keras.Input((12, 12, 3))
+    x = layers.ReLU(6.0)(inputs)                                        # RELU6
+    x = layers.ZeroPadding2D(((1, 2), (0, 1)))(x)                       # PAD
+    x = layers.Conv2D(8, 3)(x)
+    x = layers.Multiply()([layers.Activation("sigmoid")(x), layers.Activation("tanh")(x)])  # LOGISTIC, TANH, MUL
+    x = layers.Concatenate()([x, layers.LeakyReLU(0.2)(x)])             # LEAKY_RELU, CONCATENATION
+    x = layers.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) / 6.0)(x)      # HARD_SWISH
+    x = layers.Permute((2, 1, 3))(x)                                    # TRANSPOSE
+    x = layers.Cropping2D(((1, 1), (2, 0)))(x)                          # STRIDED_SLICE
+    x = layers.GlobalAveragePooling2D()(x)                              # MEAN
+    return keras.Model(inputs, layers.Dense(3)(x))
+
+
+def _converted(keras_model, shape) -> bytes:
+    from converter import QuantizeSettings
+    from converter.inputs.dataset import Dataset
+    from converter.stages import quantize as quantize_stage
+
+    x = np.random.default_rng(0).uniform(0, 1, (64, *shape)).astype(np.float32)
+    data = Dataset(x_train=x, y_train=np.zeros(64, int), x_calibration=x, x_eval=x[:8], y_eval=np.zeros(8, int),
+                   labels=[str(k) for k in range(keras_model.output_shape[-1])])
+    return quantize_stage.convert(keras_model, QuantizeSettings(), data)
+
+
+@pytest.mark.slow  # TensorFlow's converter, then one QEMU build and run per core
+@pytest.mark.parametrize("core", list(LIBRARIES))
+def test_a_keras_model_of_the_other_operators(core):
+    """RELU6, PAD, CONV_2D, LOGISTIC, TANH, MUL, LEAKY_RELU, CONCATENATION, HARD_SWISH, TRANSPOSE, STRIDED_SLICE,
+    MEAN, FULLY_CONNECTED as TFLite's converter writes them: 6,288 / 6,276 B measured on all three cores."""
+    from converter.tflite.tflite_model import TfliteModel
+
+    model = _converted(_every_other_operator_keras(), (12, 12, 3))
+    parsed = TfliteModel.from_bytes(model)
+    assert set(MORE_KINDS) - {parsed.operator_name(op) for op in parsed.operators} == {"QUANTIZE", "RELU"}
+    _same(core, model)
+
+
 @pytest.mark.slow  # TensorFlow's converter, then two QEMU builds and runs per core
 @pytest.mark.parametrize("core", ["cortex-m4", "cortex-m0plus"])
 def test_a_keras_model_with_global_average_pooling(core):
     """Keras's GlobalAveragePooling2D converts to MEAN (reduce.cc's OpDataReduce, its three scratch requests and
     six temporaries): the MobileNet-like model of tests/test_memory_plan.py, as converted and with the kit's
     offline plan."""
-    from converter import QuantizeSettings
-    from converter.inputs.dataset import Dataset
-    from converter.stages import quantize as quantize_stage
     from converter.tflite.memory_plan import plan_memory, with_offline_plan
 
     from .test_memory_plan import _mobilenet_like
 
-    x = np.random.default_rng(0).uniform(0, 1, (64, 24, 24, 3)).astype(np.float32)
-    data = Dataset(x_train=x, y_train=np.zeros(64, int), x_calibration=x, x_eval=x[:8], y_eval=np.zeros(8, int),
-                   labels=["a", "b"])
-    model = quantize_stage.convert(_mobilenet_like(), QuantizeSettings(), data)
+    model = _converted(_mobilenet_like(), (24, 24, 3))
     _same(core, model)
     _same(core, with_offline_plan(model, plan_memory(model).offsets()))
