@@ -28,7 +28,8 @@ KINDS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "
          "RESHAPE"]
 # operators user models have beyond the CMSIS-NN core set (mostly TFLM's reference kernels), each proven here
 MORE_KINDS = ["MEAN", "PAD", "MUL", "CONCATENATION", "LOGISTIC", "TANH", "RELU", "RELU6", "HARD_SWISH", "QUANTIZE",
-              "LEAKY_RELU", "STRIDED_SLICE", "TRANSPOSE"]
+              "LEAKY_RELU", "STRIDED_SLICE", "TRANSPOSE", "SUB", "MAXIMUM", "MINIMUM", "RESIZE_NEAREST_NEIGHBOR",
+              "EXPAND_DIMS", "SQUEEZE"]
 
 
 def add_leaky_relu(b: ModelBuilder, r: Random) -> tuple[int, int]:
@@ -66,7 +67,77 @@ def add_transpose(b: ModelBuilder, r: Random) -> tuple[int, int]:
     return x, y
 
 
-BUILDERS = {**ADDERS, "LEAKY_RELU": add_leaky_relu, "STRIDED_SLICE": add_strided_slice, "TRANSPOSE": add_transpose}
+def _two_shapes(r: Random) -> tuple[tuple, tuple, tuple]:
+    """Two input shapes of up to four dimensions, broadcast half the time, and the output's."""
+    shape = _shape(r, r.int(1, 3))
+    other = tuple(1 if r.rng.random() < 0.5 else d for d in shape) if r.rng.random() < 0.5 else shape
+    return (shape, other, shape) if r.rng.random() < 0.5 else (other, shape, shape)
+
+
+def add_sub(b: ModelBuilder, r: Random) -> tuple[tuple[int, int], int]:
+    first, second, out = _two_shapes(r)
+    a, c = b.activation(first, r.scale(), r.zero_point()), b.activation(second, r.scale(), r.zero_point())
+    y = b.activation(out, r.scale(), r.zero_point())
+    o = s.SubOptionsT()
+    o.fusedActivationFunction = r.choice((0, 1, 3))
+    b.op("SUB", (a, c), (y,), o, "SubOptions")
+    return (a, c), y
+
+
+def add_maximum_minimum(b: ModelBuilder, r: Random, kind: str) -> tuple[tuple[int, int], int]:
+    """Same shapes: CMSIS-NN's MINIMUM computes other bytes than the reference kernel when input 0 broadcasts
+    ((1, 4, 1, 1) against (1, 4, 4, 1)), which the device check reports before measuring (no Prepare: the
+    arena does not depend on the shapes)."""
+    first = second = out = _shape(r, r.int(1, 3))
+    scale, zp = r.scale(), r.zero_point()   # one quantization for all three, as TFLite writes them
+    a, c, y = b.activation(first, scale, zp), b.activation(second, scale, zp), b.activation(out, scale, zp)
+    b.op(kind, (a, c), (y,))
+    return (a, c), y
+
+
+def add_resize_nearest(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    shape = _shape(r, 3)
+    size = [shape[1] * r.int(1, 3), shape[2] * r.int(1, 3)]
+    scale, zp = r.scale(), r.zero_point()
+    x = b.activation(shape, scale, zp)
+    sz = b.tensor((2,), "INT32", data=np.array(size, "<i4").tobytes())
+    y = b.activation((1, *size, shape[3]), scale, zp)
+    o = s.ResizeNearestNeighborOptionsT()
+    o.halfPixelCenters = bool(r.rng.random() < 0.5)
+    b.op("RESIZE_NEAREST_NEIGHBOR", (x, sz), (y,), o, "ResizeNearestNeighborOptions")
+    return x, y
+
+
+def add_expand_dims(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    shape = _shape(r, r.int(1, 2))
+    axis = r.int(0, len(shape))
+    scale, zp = r.scale(), r.zero_point()
+    x = b.activation(shape, scale, zp)
+    a = b.tensor((1,), "INT32", data=np.array([axis], "<i4").tobytes())
+    y = b.activation((*shape[:axis], 1, *shape[axis:]), scale, zp)
+    b.op("EXPAND_DIMS", (x, a), (y,))
+    return x, y
+
+
+def add_squeeze(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    """SqueezeOptions naming the dimensions (at least one: none would squeeze the batch too)."""
+    shape = [1, *(1 if r.rng.random() < 0.4 else r.int(2, 5) for _ in range(r.int(2, 3)))]
+    shape[r.int(1, len(shape) - 1)] = 1
+    ones = [d for d, n in enumerate(shape) if n == 1 and d > 0]
+    dims = [d for d in ones if r.rng.random() < 0.7] or ones[:1]
+    scale, zp = r.scale(), r.zero_point()
+    x = b.activation(shape, scale, zp)
+    y = b.activation(tuple(n for d, n in enumerate(shape) if d not in dims), scale, zp)
+    o = s.SqueezeOptionsT()
+    o.squeezeDims = dims
+    b.op("SQUEEZE", (x,), (y,), o, "SqueezeOptions")
+    return x, y
+
+
+BUILDERS = {**ADDERS, "LEAKY_RELU": add_leaky_relu, "STRIDED_SLICE": add_strided_slice, "TRANSPOSE": add_transpose,
+            "SUB": add_sub, "MAXIMUM": lambda b, r: add_maximum_minimum(b, r, "MAXIMUM"),
+            "MINIMUM": lambda b, r: add_maximum_minimum(b, r, "MINIMUM"),
+            "RESIZE_NEAREST_NEIGHBOR": add_resize_nearest, "EXPAND_DIMS": add_expand_dims, "SQUEEZE": add_squeeze}
 
 
 def random_model(kinds, count: int, seed: int) -> bytes:

@@ -52,18 +52,20 @@ POINTER = 4
 # (operators whose parser allocates none: PAD, TRANSPOSE, the activations, QUANTIZE, DEQUANTIZE)
 PARAMS = {"CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4), "FULLY_CONNECTED": (5, 1), "ADD": (2, 1),
           "AVERAGE_POOL_2D": (40, 4), "MAX_POOL_2D": (40, 4), "SOFTMAX": (4, 4), "RESHAPE": (36, 4),
-          "MEAN": (1, 1), "MUL": (1, 1), "CONCATENATION": (8, 4), "LEAKY_RELU": (4, 4), "STRIDED_SLICE": (24, 4)}
+          "MEAN": (1, 1), "MUL": (1, 1), "CONCATENATION": (8, 4), "LEAKY_RELU": (4, 4), "STRIDED_SLICE": (24, 4),
+          "SUB": (2, 1), "RESIZE_NEAREST_NEIGHBOR": (2, 1), "SQUEEZE": (36, 4)}
 # the kernel's OpData (allocated in Init, 16-byte aligned): CMSIS-NN's where it has the operator, else the
 # reference kernel's; RESHAPE and DECODE have no Init
 OP_DATA = {"CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD": 60, "AVERAGE_POOL_2D": 36,
            "MAX_POOL_2D": 36, "SOFTMAX": 64, "RESHAPE": 0, "TFLM_DECODE": 0,
            "QUANTIZE": 32, "DEQUANTIZE": 32,     # the reference kernels' OpDataQuantizeReference, DequantizeOpData
-           # CMSIS-NN: OpDataMul, pad.h's OpData; TRANSPOSE has no Init
-           "MUL": 36, "PAD": 56, "TRANSPOSE": 0,
+           # CMSIS-NN: OpDataMul, pad.h's OpData; TRANSPOSE has no Init, MAXIMUM and MINIMUM neither Init nor Prepare
+           "MUL": 36, "PAD": 56, "TRANSPOSE": 0, "MAXIMUM": 0, "MINIMUM": 0,
            # the reference kernels (CMSIS-NN has none): OpDataReduce, concatenation.cc's OpData, OpDataLogistic,
            # tanh.cc's OpData, ReluOpData, Relu6OpData, HardSwishParams, LeakyReluOpData, StridedSliceParams
            "MEAN": 44, "CONCATENATION": 24, "LOGISTIC": 16, "TANH": 16, "RELU": 28, "RELU6": 8, "HARD_SWISH": 20,
-           "LEAKY_RELU": 24, "STRIDED_SLICE": 84}
+           "LEAKY_RELU": 24, "STRIDED_SLICE": 84,
+           "SUB": 52, "RESIZE_NEAREST_NEIGHBOR": 0, "EXPAND_DIMS": 0, "SQUEEZE": 0}   # OpDataSub; the others no Init
 DECODE_STATE_LUT = 36                # sizeof(DecodeStateLut), one per DECODE output
 DSP_CORES = ("cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33")
 MVE_CORES = ("cortex-m55", "cortex-m85")
@@ -218,12 +220,13 @@ def _mean_scratch(model: TfliteModel, inputs: list[int], output: int) -> tuple[i
 # kernels' *_common.cc / CMSIS-NN's *.cc at TFLM 90b983c2
 _TEMPS = {
     **dict.fromkeys(("MAX_POOL_2D", "SOFTMAX", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "RELU", "HARD_SWISH",
-                     "LEAKY_RELU"), lambda i, o: (i[0], o)),
+                     "LEAKY_RELU", "SQUEEZE"), lambda i, o: (i[0], o)),
+    **dict.fromkeys(("ADD", "MUL", "SUB", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "EXPAND_DIMS"),
+                    lambda i, o: (i[0], i[1], o)),      # TRANSPOSE: input, perm; RESIZE: input, size; EXPAND: input, axis
+    **dict.fromkeys(("MAXIMUM", "MINIMUM"), lambda *_: ()),    # no Prepare
     "RELU6": lambda i, _: (i[0],),                       # Relu6Prepare reads the input's quantization only
     "TANH": lambda i, o: (i[0], i[0], o),                # TanhPrepare's input, then CalculateArithmeticOpData's
-    "ADD": lambda i, o: (i[0], i[1], o), "MUL": lambda i, o: (i[0], i[1], o),
     "PAD": lambda i, o: (*i, o),                         # input, paddings (and PADV2's constant), output
-    "TRANSPOSE": lambda i, o: (i[0], i[1], o),           # TransposeContext: input, perm, output
     "STRIDED_SLICE": lambda i, o: (*i[:4], o),           # StridedSliceContext: input, begin, end, strides, output
     "CONCATENATION": lambda i, o: (i[0], o, *i),         # input 0 and the output, then every input in turn
     # PrepareMeanOrSumHelper takes input, output, axis, then PrepareSimple input, axis, output again
