@@ -29,7 +29,7 @@ KINDS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "
 # operators user models have beyond the CMSIS-NN core set (mostly TFLM's reference kernels), each proven here
 MORE_KINDS = ["MEAN", "PAD", "MUL", "CONCATENATION", "LOGISTIC", "TANH", "RELU", "RELU6", "HARD_SWISH", "QUANTIZE",
               "LEAKY_RELU", "STRIDED_SLICE", "TRANSPOSE", "SUB", "MAXIMUM", "MINIMUM", "RESIZE_NEAREST_NEIGHBOR",
-              "EXPAND_DIMS", "SQUEEZE"]
+              "EXPAND_DIMS", "SQUEEZE", "SUM", "REDUCE_MAX"]
 
 
 def add_leaky_relu(b: ModelBuilder, r: Random) -> tuple[int, int]:
@@ -134,7 +134,23 @@ def add_squeeze(b: ModelBuilder, r: Random) -> tuple[int, int]:
     return x, y
 
 
-BUILDERS = {**ADDERS, "LEAKY_RELU": add_leaky_relu, "STRIDED_SLICE": add_strided_slice, "TRANSPOSE": add_transpose,
+def add_reduce(b: ModelBuilder, r: Random, kind: str) -> tuple[int, int]:
+    """SUM or REDUCE_MAX over random axes (REDUCE_MAX keeps the input's quantization, as TFLM requires)."""
+    shape = _shape(r, r.int(2, 3))
+    axes = sorted({r.int(1, len(shape) - 1) for _ in range(r.int(1, 2))})
+    keep = r.rng.random() < 0.5
+    out_shape = tuple((1 if d in axes else n) for d, n in enumerate(shape) if keep or d not in axes)
+    scale, zp = r.scale(), r.zero_point()
+    x = b.activation(shape, scale, zp)
+    a = b.tensor((len(axes),), "INT32", data=np.array(axes, "<i4").tobytes())
+    y = b.activation(out_shape, *((scale, zp) if kind == "REDUCE_MAX" else (scale * r.choice((2, 4, 8)), zp)))
+    o = s.ReducerOptionsT()
+    o.keepDims = keep
+    b.op(kind, (x, a), (y,), o, "ReducerOptions")
+    return x, y
+
+
+BUILDERS = {**ADDERS, "SUM": lambda b, r: add_reduce(b, r, "SUM"), "REDUCE_MAX": lambda b, r: add_reduce(b, r, "REDUCE_MAX"), "LEAKY_RELU": add_leaky_relu, "STRIDED_SLICE": add_strided_slice, "TRANSPOSE": add_transpose,
             "SUB": add_sub, "MAXIMUM": lambda b, r: add_maximum_minimum(b, r, "MAXIMUM"),
             "MINIMUM": lambda b, r: add_maximum_minimum(b, r, "MINIMUM"),
             "RESIZE_NEAREST_NEIGHBOR": add_resize_nearest, "EXPAND_DIMS": add_expand_dims, "SQUEEZE": add_squeeze}

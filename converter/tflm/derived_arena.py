@@ -53,7 +53,7 @@ POINTER = 4
 PARAMS = {"CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4), "FULLY_CONNECTED": (5, 1), "ADD": (2, 1),
           "AVERAGE_POOL_2D": (40, 4), "MAX_POOL_2D": (40, 4), "SOFTMAX": (4, 4), "RESHAPE": (36, 4),
           "MEAN": (1, 1), "MUL": (1, 1), "CONCATENATION": (8, 4), "LEAKY_RELU": (4, 4), "STRIDED_SLICE": (24, 4),
-          "SUB": (2, 1), "RESIZE_NEAREST_NEIGHBOR": (2, 1), "SQUEEZE": (36, 4)}
+          "SUB": (2, 1), "RESIZE_NEAREST_NEIGHBOR": (2, 1), "SQUEEZE": (36, 4), "SUM": (1, 1), "REDUCE_MAX": (1, 1)}
 # the kernel's OpData (allocated in Init, 16-byte aligned): CMSIS-NN's where it has the operator, else the
 # reference kernel's; RESHAPE and DECODE have no Init
 OP_DATA = {"CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD": 60, "AVERAGE_POOL_2D": 36,
@@ -63,7 +63,7 @@ OP_DATA = {"CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD":
            "MUL": 36, "PAD": 56, "TRANSPOSE": 0, "MAXIMUM": 0, "MINIMUM": 0,
            # the reference kernels (CMSIS-NN has none): OpDataReduce, concatenation.cc's OpData, OpDataLogistic,
            # tanh.cc's OpData, ReluOpData, Relu6OpData, HardSwishParams, LeakyReluOpData, StridedSliceParams
-           "MEAN": 44, "CONCATENATION": 24, "LOGISTIC": 16, "TANH": 16, "RELU": 28, "RELU6": 8, "HARD_SWISH": 20,
+           "MEAN": 44, "SUM": 44, "REDUCE_MAX": 44, "CONCATENATION": 24, "LOGISTIC": 16, "TANH": 16, "RELU": 28, "RELU6": 8, "HARD_SWISH": 20,
            "LEAKY_RELU": 24, "STRIDED_SLICE": 84,
            "SUB": 52, "RESIZE_NEAREST_NEIGHBOR": 0, "EXPAND_DIMS": 0, "SQUEEZE": 0}   # OpDataSub; the others no Init
 DECODE_STATE_LUT = 36                # sizeof(DecodeStateLut), one per DECODE output
@@ -210,10 +210,17 @@ def _inputs(op) -> list[int]:
 
 
 def _mean_scratch(model: TfliteModel, inputs: list[int], output: int) -> tuple[int, ...]:
-    """PrepareMeanOrSumHelper's requests (reduce_common.cc): the int8 accumulator (an int32 per output element),
-    input_iter (an int per input dimension), resolved_axis (an int per axis)."""
+    """PrepareMeanOrSumHelper's requests (reduce_common.cc; MEAN and SUM): the int8 accumulator (an int32 per
+    output element), then _max_scratch's two."""
+    return (4 * _elements(model, model.tensors[output]), *_max_scratch(model, inputs, output))
+
+
+def _max_scratch(model: TfliteModel, inputs: list[int], output: int) -> tuple[int, ...]:
+    """PrepareMinMaxHelper's requests (REDUCE_MAX): input_iter (an int per input dimension), resolved_axis (an int
+    per axis)."""
+    del output
     x, axes = model.tensors[inputs[0]], model.tensors[inputs[1]]
-    return (4 * _elements(model, model.tensors[output]), 4 * len(model.shape(x)), 4 * _elements(model, axes))
+    return (4 * len(model.shape(x)), 4 * _elements(model, axes))
 
 
 # the temp TfLiteTensors each kernel's Prepare allocates (input indices, output), repeats included: the reference
@@ -229,10 +236,11 @@ _TEMPS = {
     "PAD": lambda i, o: (*i, o),                         # input, paddings (and PADV2's constant), output
     "STRIDED_SLICE": lambda i, o: (*i[:4], o),           # StridedSliceContext: input, begin, end, strides, output
     "CONCATENATION": lambda i, o: (i[0], o, *i),         # input 0 and the output, then every input in turn
-    # PrepareMeanOrSumHelper takes input, output, axis, then PrepareSimple input, axis, output again
-    "MEAN": lambda i, o: (i[0], o, i[1], i[0], i[1], o),
+    # PrepareMeanOrSumHelper takes input, output, axis, then PrepareSimple input, axis, output again (int8);
+    # PrepareMinMaxHelper the same six the other way round
+    **dict.fromkeys(("MEAN", "SUM", "REDUCE_MAX"), lambda i, o: (i[0], o, i[1], i[0], i[1], o)),
 }
-_SCRATCH = {"MEAN": _mean_scratch}
+_SCRATCH = {"MEAN": _mean_scratch, "SUM": _mean_scratch, "REDUCE_MAX": _max_scratch}
 
 
 def _prepare(model: TfliteModel, op, name: str, dsp: bool) -> _Prepare:  # noqa: C901 (one table of kernels)
