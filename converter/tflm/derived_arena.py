@@ -62,10 +62,11 @@ OP_DATA = {"CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD":
            # CMSIS-NN: OpDataMul, pad.h's OpData; TRANSPOSE has no Init, MAXIMUM and MINIMUM neither Init nor Prepare
            "MUL": 36, "PAD": 56, "TRANSPOSE": 0, "MAXIMUM": 0, "MINIMUM": 0,
            # the reference kernels (CMSIS-NN has none): OpDataReduce, concatenation.cc's OpData, OpDataLogistic,
-           # tanh.cc's OpData, ReluOpData, Relu6OpData, HardSwishParams, LeakyReluOpData, StridedSliceParams
-           "MEAN": 44, "SUM": 44, "REDUCE_MAX": 44, "CONCATENATION": 24, "LOGISTIC": 16, "TANH": 16, "RELU": 28, "RELU6": 8, "HARD_SWISH": 20,
-           "LEAKY_RELU": 24, "STRIDED_SLICE": 84,
-           "SUB": 52, "RESIZE_NEAREST_NEIGHBOR": 0, "EXPAND_DIMS": 0, "SQUEEZE": 0}   # OpDataSub; the others no Init
+           # tanh.cc's OpData, ReluOpData, Relu6OpData, HardSwishParams, LeakyReluOpData, StridedSliceParams,
+           # OpDataSub; RESIZE_NEAREST_NEIGHBOR, EXPAND_DIMS and SQUEEZE have no Init
+           "MEAN": 44, "SUM": 44, "REDUCE_MAX": 44, "CONCATENATION": 24, "LOGISTIC": 16, "TANH": 16, "RELU": 28,
+           "RELU6": 8, "HARD_SWISH": 20, "LEAKY_RELU": 24, "STRIDED_SLICE": 84, "SUB": 52,
+           "RESIZE_NEAREST_NEIGHBOR": 0, "EXPAND_DIMS": 0, "SQUEEZE": 0}
 DECODE_STATE_LUT = 36                # sizeof(DecodeStateLut), one per DECODE output
 DSP_CORES = ("cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33")
 MVE_CORES = ("cortex-m55", "cortex-m85")
