@@ -29,7 +29,7 @@ KINDS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "
 # operators user models have beyond the CMSIS-NN core set (mostly TFLM's reference kernels), each proven here
 MORE_KINDS = ["MEAN", "PAD", "MUL", "CONCATENATION", "LOGISTIC", "TANH", "RELU", "RELU6", "HARD_SWISH", "QUANTIZE",
               "LEAKY_RELU", "STRIDED_SLICE", "TRANSPOSE", "SUB", "MAXIMUM", "MINIMUM", "RESIZE_NEAREST_NEIGHBOR",
-              "EXPAND_DIMS", "SQUEEZE", "SUM", "REDUCE_MAX"]
+              "EXPAND_DIMS", "SQUEEZE", "SUM", "REDUCE_MAX", "PRELU"]
 
 
 def add_leaky_relu(b: ModelBuilder, r: Random) -> tuple[int, int]:
@@ -150,7 +150,18 @@ def add_reduce(b: ModelBuilder, r: Random, kind: str) -> tuple[int, int]:
     return x, y
 
 
-BUILDERS = {**ADDERS, "SUM": lambda b, r: add_reduce(b, r, "SUM"), "REDUCE_MAX": lambda b, r: add_reduce(b, r, "REDUCE_MAX"), "LEAKY_RELU": add_leaky_relu, "STRIDED_SLICE": add_strided_slice, "TRANSPOSE": add_transpose,
+def add_prelu(b: ModelBuilder, r: Random) -> tuple[int, int]:
+    """Keras's PReLU with shared_axes=[1, 2]: a constant int8 alpha per channel, broadcast over height and width."""
+    shape = _shape(r, 3)
+    x = b.activation(shape, r.scale(), r.zero_point())
+    alpha = b.tensor((1, 1, shape[3]), "INT8", [r.scale()], r.zero_point(),
+                     r.rng.integers(-128, 128, shape[3]).astype(np.int8).tobytes())
+    y = b.activation(shape, r.scale(), r.zero_point())
+    b.op("PRELU", (x, alpha), (y,))
+    return x, y
+
+
+BUILDERS = {**ADDERS, "PRELU": add_prelu, "SUM": lambda b, r: add_reduce(b, r, "SUM"), "REDUCE_MAX": lambda b, r: add_reduce(b, r, "REDUCE_MAX"), "LEAKY_RELU": add_leaky_relu, "STRIDED_SLICE": add_strided_slice, "TRANSPOSE": add_transpose,
             "SUB": add_sub, "MAXIMUM": lambda b, r: add_maximum_minimum(b, r, "MAXIMUM"),
             "MINIMUM": lambda b, r: add_maximum_minimum(b, r, "MINIMUM"),
             "RESIZE_NEAREST_NEIGHBOR": add_resize_nearest, "EXPAND_DIMS": add_expand_dims, "SQUEEZE": add_squeeze}

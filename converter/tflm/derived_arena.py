@@ -63,9 +63,9 @@ OP_DATA = {"CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD":
            "MUL": 36, "PAD": 56, "TRANSPOSE": 0, "MAXIMUM": 0, "MINIMUM": 0,
            # the reference kernels (CMSIS-NN has none): OpDataReduce, concatenation.cc's OpData, OpDataLogistic,
            # tanh.cc's OpData, ReluOpData, Relu6OpData, HardSwishParams, LeakyReluOpData, StridedSliceParams,
-           # OpDataSub; RESIZE_NEAREST_NEIGHBOR, EXPAND_DIMS and SQUEEZE have no Init
+           # OpDataSub, PreluParams; RESIZE_NEAREST_NEIGHBOR, EXPAND_DIMS and SQUEEZE have no Init
            "MEAN": 44, "SUM": 44, "REDUCE_MAX": 44, "CONCATENATION": 24, "LOGISTIC": 16, "TANH": 16, "RELU": 28,
-           "RELU6": 8, "HARD_SWISH": 20, "LEAKY_RELU": 24, "STRIDED_SLICE": 84, "SUB": 52,
+           "RELU6": 8, "HARD_SWISH": 20, "LEAKY_RELU": 24, "STRIDED_SLICE": 84, "SUB": 52, "PRELU": 28,
            "RESIZE_NEAREST_NEIGHBOR": 0, "EXPAND_DIMS": 0, "SQUEEZE": 0}
 DECODE_STATE_LUT = 36                # sizeof(DecodeStateLut), one per DECODE output
 DSP_CORES = ("cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33")
@@ -229,8 +229,8 @@ def _max_scratch(model: TfliteModel, inputs: list[int], output: int) -> tuple[in
 _TEMPS = {
     **dict.fromkeys(("MAX_POOL_2D", "SOFTMAX", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "RELU", "HARD_SWISH",
                      "LEAKY_RELU", "SQUEEZE"), lambda i, o: (i[0], o)),
-    **dict.fromkeys(("ADD", "MUL", "SUB", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "EXPAND_DIMS"),
-                    lambda i, o: (i[0], i[1], o)),      # TRANSPOSE: input, perm; RESIZE: input, size; EXPAND: input, axis
+    **dict.fromkeys(("ADD", "MUL", "SUB", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "EXPAND_DIMS", "PRELU"),
+                    lambda i, o: (i[0], i[1], o)),      # the second: perm, size, axis, alpha
     **dict.fromkeys(("MAXIMUM", "MINIMUM"), lambda *_: ()),    # no Prepare
     "RELU6": lambda i, _: (i[0],),                       # Relu6Prepare reads the input's quantization only
     "TANH": lambda i, o: (i[0], i[0], o),                # TanhPrepare's input, then CalculateArithmeticOpData's
