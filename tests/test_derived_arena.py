@@ -212,7 +212,7 @@ def lut_model() -> bytes:
     b.op("FULLY_CONNECTED", (x, w, bias), (y,), s.FullyConnectedOptionsT(), "FullyConnectedOptions")
     b.io((x,), (y,))
     model = b.to_bytes()
-    return lut.compress_bytes(model, plan(model, lut=True).lut)
+    return lut.compress_bytes(model, plan(model, {"lut": lambda c: lut.plan_lut(c, 7)}).of("lut"))
 
 
 def float_io_model() -> bytes:
