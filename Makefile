@@ -85,6 +85,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.validate_kws
 	$(BIN)/python -m bench.aot
+	$(BIN)/python -m bench.boards
 
 clean:
 	rm -rf build .pytest_cache tflm_kit.egg-info

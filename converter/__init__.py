@@ -46,6 +46,7 @@ _EXPORTS = {
     "list_boards": "runtimes.boards:list_boards",
     "flash": "flows.flash:flash",
     "measure_bare": "runtimes.bare:measure_bare",
+    "image_size": "system.elf_size:image_size",
     "price_all": "runtimes.registry:price_all",
     "runtime_names": "runtimes.registry:runtime_names",
     # errors

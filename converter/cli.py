@@ -337,16 +337,19 @@ def optimize(recipe: Path, out: Path, **settings):
 @click.option("--seed", default=0, show_default=True)
 @click.option("--pair", is_flag=True, help="Also build both parts' firmware and run them on two QEMU "
               "instances joined by a UART relay.")
+@click.option("--runtime", type=click.Choice(runtime_names()), default="tflm", show_default=True,
+              help="What each part is written, priced and run with: TFLM's interpreter, or the interpreter-free "
+                   "generated C (aot).")
 @click.option("--force", is_flag=True, help="Replace --out if it already holds files.")
-def partition(model, devices, link_spec, out, cut, objective, profile_file, data, vectors, seed, pair, force):
+def partition(model, devices, link_spec, out, cut, objective, profile_file, data, vectors, seed, pair, runtime, force):
     """Split MODEL (a converted model directory or an int8 .tflite) across two devices."""
     from .flows import partition as partitioning
 
     request = partitioning.Request(model, devices, link_spec, out, cut, objective, profile_file, data, vectors,
-                                   seed, pair, force)
+                                   seed, pair, force, runtime)
     record = partitioning.partition(request, events=progress.ConsoleSink(lambda m: click.echo(f"[tflm-kit] {m}", err=True)))
     click.echo(f"artifacts: {out}/  (report: {Path(out) / 'report.md'}; firmware: tflm-kit firmware "
-               f"--model-dir {Path(out) / 'part0'} and part1)")
+               f"{'' if runtime == 'tflm' else f'--runtime {runtime} '}--model-dir {Path(out) / 'part0'} and part1)")
     for line in partitioning.summary_lines(record):
         click.echo(line)
     if "pair" in record and not record["pair"]["pass"]:

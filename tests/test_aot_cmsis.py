@@ -42,6 +42,15 @@ int main(void) {
       else printf("%d %d %d\n", arm_depthwise_conv_wrapper_s8_get_buffer_size(&dp, &in, &f, &out),
                   arm_depthwise_conv_wrapper_s8_get_buffer_size_dsp(&dp, &in, &f, &out),
                   arm_depthwise_conv_wrapper_s8_get_buffer_size_mve(&dp, &in, &f, &out));
+    } else if (k == 3) {  /* int16: arm_convolve_wrapper_s16 */
+      cmsis_nn_conv_params cp = {0, 0, {sw, sh}, {pw, ph}, {dw, dh}, {-32768, 32767}};
+      cmsis_nn_dims f = {oc, kh, kw, ic};
+      printf("%d %d %d\n", arm_convolve_wrapper_s16_get_buffer_size(&cp, &in, &f, &out),
+             arm_convolve_wrapper_s16_get_buffer_size_dsp(&cp, &in, &f, &out),
+             arm_convolve_wrapper_s16_get_buffer_size_mve(&cp, &in, &f, &out));
+    } else if (k == 4) {
+      printf("%d %d %d\n", arm_avgpool_s16_get_buffer_size(ow, ic), arm_avgpool_s16_get_buffer_size_dsp(ow, ic),
+             arm_avgpool_s16_get_buffer_size_mve(ow, ic));
     } else {
       printf("%d %d %d\n", arm_avgpool_s8_get_buffer_size(ow, ic), arm_avgpool_s8_get_buffer_size_dsp(ow, ic),
              arm_avgpool_s8_get_buffer_size_mve(ow, ic));
@@ -53,7 +62,8 @@ int main(void) {
 SOURCES = ("ConvolutionFunctions/arm_convolve_get_buffer_sizes_s8.c", "ConvolutionFunctions/arm_convolve_get_buffer_sizes_s4.c",
            "ConvolutionFunctions/arm_depthwise_conv_get_buffer_sizes_s8.c",
            "ConvolutionFunctions/arm_depthwise_conv_get_buffer_sizes_s4.c",
-           "PoolingFunctions/arm_avgpool_get_buffer_sizes_s8.c")
+           "PoolingFunctions/arm_avgpool_get_buffer_sizes_s8.c", "ConvolutionFunctions/arm_convolve_get_buffer_sizes_s16.c",
+           "PoolingFunctions/arm_avgpool_get_buffer_sizes_s16.c")
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +114,20 @@ def test_scratch_sizes_match_cmsis_nn(probe):
             assert ours[variant] >= theirs, (kind, s4, p, variant, ours[variant], theirs)
             if not (compiler_dependent and variant == "cmsis-dsp"):
                 assert ours[variant] == theirs, (kind, s4, p, variant, ours[variant], theirs)
+
+
+def test_int16_scratch_sizes_match_cmsis_nn(probe):
+    """arm_convolve_wrapper_s16 (= arm_convolve_s16: im2col of int16) and arm_avgpool_s16; the int16 depthwise,
+    fully connected, max pool and softmax kernels take none."""
+    cases = [(3 if kind == 0 else 4, p) for kind, _, p in _cases(5, 300) if kind != 1]
+    lines = "".join(f"{k} 0 1 {p['in_h']} {p['in_w']} {p['in_c']} {p['out_h']} {p['out_w']} {p['out_c']} "
+                    f"{p['k_h']} {p['k_w']} {p['stride_h']} {p['stride_w']} {p['dil_h']} {p['dil_w']} {p['pad_h']} "
+                    f"{p['pad_w']} 1\n" for k, p in cases)
+    out = subprocess.run([str(probe)], input=lines, capture_output=True, text=True, check=True).stdout.splitlines()
+    for (kind, p), line in zip(cases, out, strict=True):
+        theirs = dict(zip(("cmsis-c", "cmsis-dsp", "cmsis-mve"), (int(v) for v in line.split())))
+        ours = scratch.SCRATCH_S16["aot_conv" if kind == 3 else "aot_avgpool"](p, False)
+        assert ours == theirs, (kind, p, ours, theirs)
 
 
 CHOOSER = r"""

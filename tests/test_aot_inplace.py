@@ -46,7 +46,7 @@ def test_naive_in_place_convolution_fails(monkeypatch):
     dying input (the naive in-place depthwise convolution; the plan's own check off), outputs differ from TFLM's."""
     from converter.aot import plan as planner
 
-    monkeypatch.setattr(inplace_rules, "window_delta", lambda p, flight: 0)
+    monkeypatch.setattr(inplace_rules, "window_delta", lambda p, flight, element=1: 0)
     monkeypatch.setattr(planner, "check_plan", lambda *args: [])
     for seed, kind in ((0, "CONV_2D"), (5, "DEPTHWISE_CONV_2D")):   # chains whose naive plan overlaps such a layer
         model = chain(seed)

@@ -1,6 +1,7 @@
 """tflm-kit partition: every cut composes bit-exactly on TFLM, auto picks the measured minimum,
 the two-QEMU pair reproduces the whole model and catches a corrupted frame, bad input is refused."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from converter.tflite.model import read_model
 from converter.tflm.runners import quantize, run_tflm
 
 from .conftest import run_kit
-from .firmware_tools import tflm_root
+from .firmware_tools import need_tools, sdk, tflm_root
 
 DEVICES = "nano33:cortex-m4@64MHz,h7:cortex-m7@280MHz"
 
@@ -170,13 +171,167 @@ def test_a_corrupted_frame_is_detected_not_computed_on(demo_split, tmp_path):
 
     out, _ = demo_split
     root = _qemu_or_skip()
-    elves = [qemu.build(qemu.render_project(out / f"part{k}", tmp_path / f"fw{k}", f"part{k}_main.cc.j2"), core, root)
+    elves = [qemu.build(qemu.render_project(out / f"part{k}", tmp_path / f"fw{k}", f"part{k}"), core, root)
              for k, core in enumerate(("cortex-m4", "cortex-m7"))]
     payload = read_model((out / "part0" / "model.tflite").read_bytes()).outputs[0].nbytes
     result = run_pair(tuple(elves), ("cortex-m4", "cortex-m7"), payload, out / "part1" / "golden.npz", corrupt_frame=1)
     assert not result.ok and result.passed == 9 and result.total == 10
     assert any("ERROR frame 1: CRC-32 mismatch" in e and "not run" in e for e in result.errors), result.errors
     assert "OUT 1 " not in result.logs[1]  # vector 1 was never computed
+
+
+@pytest.fixture(scope="module")
+def aot_split(demo_dir, tmp_path_factory):
+    """`tflm-kit partition --runtime aot --pair` (--cut auto) on the demo: the interpreter-free whole model profiled
+    per operator on both cores, the parts on two QEMUs. TFLM_ROOT is emptied, as for a user with CMSIS-NN and no
+    TFLM build: nothing of the AOT runtime's needs TFLM's library."""
+    need_tools("arm-none-eabi-gcc", "qemu-system-arm", "make")
+    cmsis = os.environ.get("CMSIS_NN_ROOT") or str(sdk("cmsis-nn"))
+    out = tmp_path_factory.mktemp("partition-aot") / "digits-split"
+    cache = str(tmp_path_factory.mktemp("cmsis-nn"))  # CMSIS-NN compiled once per core for the module
+    result = run_kit("partition", demo_dir, "--devices", DEVICES, "--link", "uart:921600", "--out", out, "--pair",
+                     "--runtime", "aot",
+                     env={"TFLM_ROOT": "", "CMSIS_NN_ROOT": cmsis, "CMSIS_NN_CACHE": cache})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result, {"CMSIS_NN_ROOT": cmsis, "CMSIS_NN_CACHE": cache}
+
+
+def test_aot_parts_pass_on_two_qemus_bit_identical(aot_split, demo_dir):
+    out, result, _ = aot_split
+    record = json.loads((out / "partition.json").read_text())
+    assert record["runtime"] == "aot" and "pair on two QEMU: PASS 10/10 (aot runtime)" in result.stdout
+    assert record["pair"]["pass"] and record["pair"]["passed"] == record["pair"]["total"] == 10
+    with np.load(out / "part1" / "golden.npz") as part1, np.load(demo_dir / "golden.npz") as whole:
+        assert part1["output_0"].tobytes() == whole["output_0"].tobytes()  # the pair compared with these bytes
+    for k in (0, 1):
+        manifest = json.loads((out / f"part{k}" / "manifest.json").read_text())
+        assert manifest["runtime"] == "aot" and manifest["aot"]["bit_exact"]
+        assert (out / f"part{k}" / "aot" / "aot_model.c").is_file()
+        core = ("cortex-m4", "cortex-m7")[k]  # the generator's planned buffer is in the firmware's static RAM
+        assert record["pair"]["images"][k]["static_ram"] >= manifest["aot"]["buffer_bytes"][core]
+    # priced with the AOT runtime's own figures: its buffer (+ the stack reserve, + the receive buffer on part 1)
+    # as RAM, never TFLM's arena; instructions from its own per-operator profile, close to the real parts'
+    for k, part in enumerate(record["chosen"]["parts"]):
+        manifest = json.loads((out / f"part{k}" / "manifest.json").read_text())
+        core = ("cortex-m4", "cortex-m7")[k]
+        assert part["runtime"] == "aot" and "buffer planned" in part["memory_source"]
+        arrays = sum(t["shape"][-1] * int(np.prod(t["shape"][:-1])) for t in manifest["model"]["outputs"] +
+                     manifest["model"]["inputs"])  # int8: the part's input (part 1: the receive buffer) and outputs
+        assert part["ram_bytes"] == manifest["aot"]["buffer_bytes"][core] + arrays + 16384
+    for measured, summed in zip(record["pair"]["instructions_measured"], record["pair"]["instructions_summed"]):
+        assert abs(measured - summed) <= 0.05 * summed + 2000
+    assert record["operator_instructions"]["cortex-m4"][4] == {"index": 4, "op": "RESHAPE", "instructions": 0}
+    from converter.system.kit_outputs import foreign_files
+
+    assert foreign_files(out) == []
+
+
+def test_a_broken_aot_tail_is_reported_by_the_pair(aot_split, tmp_path):
+    """The tail's generated code with a wrong softmax parameter (a plausible generator bug) must fail the pair."""
+    import re
+
+    from converter.partition import qemu
+    from converter.partition.pair import run_pair
+
+    out, _, cmsis = aot_split
+    projects = [qemu.render_project(out / f"part{k}", tmp_path / f"fw{k}", f"part{k}", "aot") for k in (0, 1)]
+    generated = projects[1] / "model" / "aot" / "aot_model.c"
+    text, count = re.subn(r"\.left_shift = (\d+)", lambda m: f".left_shift = {int(m.group(1)) - 3}",
+                          generated.read_text(), count=1)
+    assert count == 1
+    generated.write_text(text)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in cmsis.items():
+            patch.setenv(name, value)
+        elves = [qemu.build(project, core, None) for project, core in zip(projects, ("cortex-m4", "cortex-m7"))]
+    payload = read_model((out / "part0" / "model.tflite").read_bytes()).outputs[0].nbytes
+    result = run_pair(tuple(elves), ("cortex-m4", "cortex-m7"), payload, out / "part1" / "golden.npz")
+    assert not result.ok and result.passed < result.total == 10, result.logs[1][-2000:]
+    assert result.golden_differences and any(e.startswith("part 1: FAIL vector") for e in result.errors), result.errors
+    assert "PASS 10/10" in result.logs[0]  # the head was fine: the mismatch is the tail's
+
+
+@pytest.mark.slow  # 14 s, mostly partition's own TFLM checks of every cut; the pair's failure test is default
+def test_a_part_whose_generated_code_differs_on_the_host_is_refused_and_nothing_written(demo_dir, tmp_path,
+                                                                                       monkeypatch):
+    """The host check before anything is written: the portable max pool broken, the tail (MAX_POOL_2D onwards) differs."""
+    from converter.flows.partition import Request, partition
+
+    from .aot_models import break_maxpool_kernel
+
+    break_maxpool_kernel(monkeypatch)
+    monkeypatch.setenv("TFLM_ROOT", "")      # an explicit cut, nothing measured: the host check alone
+    monkeypatch.delenv("CMSIS_NN_ROOT", raising=False)   # the portable kernels are the broken ones
+    out = tmp_path / "out"
+    with pytest.raises(KitError) as refused:  # cut 0: part 0 is the first conv, part 1 holds the max pool
+        partition(Request(demo_dir, DEVICES, "uart:921600", out, cut="#10", runtime="aot"))
+    assert refused.value.code == "aot-differs" and "--runtime tflm" in refused.value.fix
+    assert not out.exists()
+
+
+def test_aot_costs_are_the_generated_codes_not_tflms_arena(demo_dir):
+    """Under --runtime aot a part's RAM is the buffer the generator planned (+ the board's stack reserve), its flash
+    the AOT price: never TFLM's arena."""
+    from converter.aot import generate
+    from converter.partition import pricing
+    from converter.partition.measure import CoreMeasurement
+    from converter.runtimes.boards import load_board
+    from converter.runtimes.registry import get_runtime
+
+    model = (demo_dir / "model.tflite").read_bytes()
+    with np.load(demo_dir / "golden.npz") as golden:
+        inputs = [golden["input_0"]]
+    view = plan.load(model)
+    cut = graph.enumerate_cuts(view)[2]  # after the pointwise conv: the head holds the three convolutions
+    split = plan.split(model, view, cut, inputs, run_tflm(model, inputs))
+    board = load_board("cortex-m-qemu")
+    arena = 40_000  # far above the AOT buffer: it must not appear in the AOT figures
+    memory = pricing.runtime_memory(get_runtime("aot"), CoreMeasurement("cortex-m4", (), 0, None), split.head,
+                                    [], arena)
+    head = read_model(split.head)
+    assert memory.runtime == "aot"
+    assert memory.ram_bytes == generate(split.head).buffer_bytes("cortex-m4") + board["reserve_ram_bytes"] + \
+        head.inputs[0].nbytes + head.outputs[0].nbytes  # the caller's arrays: the AOT buffer holds neither
+    deployed = get_runtime("aot").price(split.head, None, "cortex-m4")
+    assert memory.flash_bytes == deployed.flash.bytes + board["platform_flash_bytes"]
+    assert pricing.deployed_ram(get_runtime("aot"), split.head, arena, "cortex-m4") < pricing.arena_size(arena)
+
+
+def test_a_part_the_aot_generator_cannot_compile_is_one_line_and_writes_nothing(tmp_path):
+    from .aot_models import ModelBuilder
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    b = ModelBuilder()
+    x, y, z = (b.activation((1, 8), 0.05, 3) for _ in range(3))
+    b.op("RELU", (x,), (y,))
+    leaky = schema.LeakyReluOptionsT()
+    leaky.alpha = 0.125
+    b.op("LEAKY_RELU", (y,), (z,), leaky, "LeakyReluOptions")
+    b.io((x,), (z,))
+    model = tmp_path / "leaky.tflite"
+    model.write_bytes(b.to_bytes())
+    out = tmp_path / "out"
+    result = run_kit("partition", model, "--devices", DEVICES, "--link", "uart:921600", "--out", out, "--cut", "#1",
+                     "--runtime", "aot", env={"TFLM_ROOT": ""})
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "LEAKY_RELU" in lines[0] and "fix: run partition with --runtime tflm" in lines[0], lines[0]
+    assert not out.exists()
+    done = run_kit("partition", model, "--devices", DEVICES, "--link", "uart:921600", "--out", out, "--cut", "#1",
+                   env={"TFLM_ROOT": ""})
+    assert done.returncode == 0, done.stderr[-2000:]  # the way out works
+
+
+def test_an_aot_pair_without_cmsis_nn_is_refused_before_any_work(demo_dir, tmp_path):
+    need_tools("arm-none-eabi-gcc", "qemu-system-arm", "make")
+    out = tmp_path / "out"
+    result = run_kit("partition", demo_dir, "--devices", DEVICES, "--link", "uart:921600", "--out", out, "--pair",
+                     "--runtime", "aot", env={"CMSIS_NN_ROOT": "", "TFLM_ROOT": ""})
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "--pair runs both parts' aot firmware on QEMU, but CMSIS_NN_ROOT is not set" in lines[0]
+    assert "set CMSIS_NN_ROOT, or drop --pair" in lines[0]
+    assert not out.exists() and "[tflm-kit]" not in result.stderr  # refused before splitting anything
 
 
 def test_cli_bad_cuts_and_budgets_write_nothing(demo_dir, tmp_path):

@@ -89,11 +89,17 @@ CHOICES: dict[str, Callable[[dict, bool], str | None]] = {
     "aot_add": elementwise_kernel, "aot_mul": elementwise_kernel, "aot_softmax": softmax_kernel}
 
 
+# int16 layers: TFLM's cmsis_nn kernels call one CMSIS-NN function per operator (arm_convolve_wrapper_s16 is
+# arm_convolve_s16 on every core); FULLY_CONNECTED splits (per tensor: arm_fully_connected_s16, per channel:
+# TFLM's reference arithmetic, as TFLM's cmsis_nn kernel has no int16 per-channel path), and ADD as for int8.
+CHOICES_S16: dict[str, Callable[[dict, bool], str | None]] = {"aot_fc": fc_kernel, "aot_add": elementwise_kernel}
+
+
 def choose_kernel(step: Step) -> Step:
     """The step calling the entry point of the one kernel its layer takes (unchanged when there is one)."""
     if step.function is None:
         return step
     family, _, width = step.function.rpartition("_")
-    rule = CHOICES.get(family)
+    rule = (CHOICES_S16 if width == "s16" else CHOICES).get(family)
     suffix = rule(dict(step.fields), width == "s4") if rule is not None else None
     return replace(step, function=f"{step.function}_{suffix}") if suffix else step

@@ -19,7 +19,8 @@ VARIANT_TESTS = {"cmsis-mve": "defined(AOT_CMSIS_NN) && defined(__ARM_FEATURE_MV
                  "cmsis-dsp": "defined(AOT_CMSIS_NN) && defined(__ARM_FEATURE_DSP) && (__ARM_FEATURE_DSP == 1)",
                  "cmsis-c": "defined(AOT_CMSIS_NN)",
                  "portable": None}
-CTYPES = {"INT8": "int8_t", "INT32": "int32_t"}
+CTYPES = {"INT8": "int8_t", "INT32": "int32_t", "INT64": "int64_t"}
+DTYPES = {"INT8": "<i1", "INT32": "<i4", "INT64": "<i8"}
 
 
 def kernel_sources() -> dict[str, str]:
@@ -40,12 +41,12 @@ def _constant(tensor: Tensor) -> str:
         return f"/* {tensor.name or name}: int4 {list(tensor.shape)}, packed */\n" \
                f"static const uint8_t {name}[{len(tensor.data)}] AOT_ALIGN16 = {{\n{body}\n}};"
     ctype = CTYPES[tensor.type]
-    values = np.frombuffer(tensor.data, "<i1" if tensor.type == "INT8" else "<i4")
+    values = np.frombuffer(tensor.data, DTYPES[tensor.type])
     return f"/* {tensor.name or name}: {tensor.type.lower()} {list(tensor.shape)} */\n" \
            f"static const {ctype} {name}[{len(values)}] AOT_ALIGN16 = {{\n{_decimal(values)}\n}};"
 
 
-ARRAY_DTYPES = {"int32_t": "<i4", "uint8_t": "u1", "int8_t": "i1"}
+ARRAY_DTYPES = {"int32_t": "<i4", "uint8_t": "u1", "int8_t": "i1", "int16_t": "<i2"}
 
 
 def _array(array: ConstArray) -> str:
@@ -223,7 +224,7 @@ def source(graph: AotGraph, steps: list[Step], plans: dict[str, MemoryPlan]) -> 
         f"const size_t aot_model_output_bytes[AOT_MODEL_OUTPUT_COUNT] = {{{outs}}};",
         "static int8_t aot_buffer[AOT_MODEL_BUFFER_BYTES > 0 ? AOT_MODEL_BUFFER_BYTES : 1] AOT_ALIGN16;",
         *[_constant(graph.tensor(t)) for t in constants],
-        *[_array(a) for s in steps for a in s.arrays],
+        *[_array(a) for a in {a.name: a for s in steps for a in s.arrays}.values()],  # shared tables: once
         _location_macros(graph, steps, plans),   # before the parameters: decoded weights' addresses (AOT_T<n>)
         *[_params(s, weights) for k, s in enumerate(steps) if s.struct and k not in sliced],  # sliced: per row
         *[_row_params(steps[k], weights, rows) for k, rows in sorted(sliced.items())],

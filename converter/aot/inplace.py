@@ -16,6 +16,15 @@ kernels in kernels/); docs/aot.md states the proof per kernel:
   (`row_sliced`), which is exact: a 1x1 stride-1 output pixel depends on its own input pixel only. Such an
   overlap is kept only where it lowers the buffer (each call costs instructions).
 
+int16 layers (2 bytes per element, `element_bytes`): same-shape ADD in place (`arm_elementwise_add_s16` reads
+two elements of each input, then writes those two; the portable reference element by element); DEPTHWISE_CONV_2D
+(`arm_depthwise_conv_s16`: output pixel after output pixel, each channel from its own window; the portable
+reference alike); CONV_2D (`arm_convolve_s16`: two pixels im2col'ed, then both written, for every filter size,
+1x1 included; the portable reference pixel by pixel); MAX_POOL_2D and AVERAGE_POOL_2D (`arm_max_pool_s16`
+builds each output pixel in place from its window, then clamps the whole output, which reads only itself;
+`arm_avgpool_s16` sums a pixel's window into scratch, then writes that pixel; the portable loop pixel by pixel).
+MVE's `arm_convolve_s16` works four pixels at a time: no overlap there, as for int8.
+
 For a streaming kernel that may hold `in_flight` output pixels at once, writing pixel P may clobber only
 input bytes below the lowest window start of the pixels from P - in_flight + 1 on (`window_delta`)."""
 from __future__ import annotations
@@ -45,14 +54,15 @@ class PlanOptions:
     overlap_conv: bool = True          # CONV_2D the same
     slice_pointwise: bool = False      # and 1x1 stride-1 CONV_2D, called in slices of rows (costs instructions)
     pixels_per_call: int = PIXELS_PER_CALL   # the least output pixels per slice (rows_per_call)
+    overlap_pool: bool = True          # int16 MAX_POOL_2D / AVERAGE_POOL_2D the same
 
     @property
     def any(self) -> bool:
-        return self.inplace_add or self.overlap_depthwise or self.overlap_conv
+        return self.inplace_add or self.overlap_depthwise or self.overlap_conv or self.overlap_pool
 
 
 DEFAULT_PLAN = PlanOptions()
-NO_INPLACE = PlanOptions(False, False, False, False)
+NO_INPLACE = PlanOptions(False, False, False, False, overlap_pool=False)
 
 
 @dataclass(frozen=True)
@@ -76,9 +86,15 @@ def rows_per_call(step: Step, pixels: int = PIXELS_PER_CALL) -> int:
     return -(-pixels // _fields(step)["out_w"])
 
 
+def element_bytes(step: Step) -> int:
+    """Bytes per activation element of the step's kernel: 2 for the int16 ones (`aot_conv_s16`, ...)."""
+    return 2 if step.function is not None and re.search(r"_s16(_|$)", step.function) else 1
+
+
 def row_sliced(step: Step, pixels: int = PIXELS_PER_CALL) -> bool:
-    """A 1x1 stride-1 convolution the generated code may call `rows_per_call` output rows at a time."""
-    if step.function is None or not step.function.startswith("aot_conv_"):
+    """A 1x1 stride-1 convolution the generated code may call `rows_per_call` output rows at a time (int8: the
+    int16 convolution streams pixel by pixel for every filter size, see in_flight)."""
+    if step.function is None or not step.function.startswith("aot_conv_") or element_bytes(step) != 1:
         return False
     p = _fields(step)
     return (p["k_h"] == p["k_w"] == 1 and p["stride_h"] == p["stride_w"] == 1 and p["pad_h"] == p["pad_w"] == 0
@@ -97,13 +113,17 @@ def in_flight(step: Step, variant: str, options: PlanOptions) -> int | None:
     if variant not in STREAMING_VARIANTS or step.function is None:
         return None
     family = kernel_family(step.function)
-    if family not in ("aot_conv", "aot_dwconv") or _fields(step)["batches"] != 1:
+    if family not in ("aot_conv", "aot_dwconv", "aot_maxpool", "aot_avgpool") or _fields(step)["batches"] != 1:
         return None
+    if family in ("aot_maxpool", "aot_avgpool"):   # int16 only: the int8 pools' access order is not read here
+        return IN_FLIGHT if options.overlap_pool and element_bytes(step) == 2 else None
     p = _fields(step)
     if family == "aot_dwconv":
         return IN_FLIGHT if options.overlap_depthwise else None
     if not options.overlap_conv or p["in_c"] != p["filter_in_c"]:
         return None       # grouped: arm_convolve_s8 loops over groups outermost
+    if element_bytes(step) == 2:
+        return IN_FLIGHT  # arm_convolve_s16 (1x1 included: no 1x1 kernel for int16) and the portable loop
     if p["k_h"] == p["k_w"] == 1 and p["pad_h"] == p["pad_w"] == 0 and p["dil_h"] == p["dil_w"] == 1:
         # 1x1: arm_convolve_1x1_s8 runs one output row per call; stride 1 is called in slices of rows (row_sliced)
         if p["stride_h"] != 1 or p["stride_w"] != 1:
@@ -114,7 +134,15 @@ def in_flight(step: Step, variant: str, options: PlanOptions) -> int | None:
     return IN_FLIGHT
 
 
-def window_delta(p: dict, in_flight: int) -> int:
+def step_delta(step: Step, in_flight: int) -> int:
+    """window_delta for the step's element width (a pool's `ch` is its input and output depth)."""
+    p = _fields(step)
+    if "ch" in p:
+        p = dict(p, in_c=p["ch"], out_c=p["ch"])
+    return window_delta(p, in_flight, element_bytes(step))
+
+
+def window_delta(p: dict, in_flight: int, element: int = 1) -> int:
     """Bytes the output must start before the input so that no write reaches an input byte still to be read
     (negative when it may start after the input's first byte: a strided layer's output is smaller).
 
@@ -124,10 +152,10 @@ def window_delta(p: dict, in_flight: int) -> int:
     oy, ox = np.divmod(np.arange(p["out_h"] * p["out_w"], dtype=np.int64), p["out_w"])
     row = np.clip(oy * p["stride_h"] - p["pad_h"], 0, p["in_h"] - 1)
     col = np.clip(ox * p["stride_w"] - p["pad_w"], 0, p["in_w"] - 1)
-    lowest = (row * p["in_w"] + col) * p["in_c"]
+    lowest = (row * p["in_w"] + col) * p["in_c"] * element
     still_read = np.minimum.accumulate(lowest[::-1])[::-1]            # min over pixels Q >= P
     still_read = still_read[np.maximum(np.arange(len(lowest)) - in_flight + 1, 0)]
-    written_end = (np.arange(len(lowest)) + 1) * p["out_c"]
+    written_end = (np.arange(len(lowest)) + 1) * p["out_c"] * element
     need = int((written_end - still_read).max())
     return -(-need // ALIGNMENT) * ALIGNMENT     # rounded up to the alignment; negative: it may start after
 
@@ -158,5 +186,5 @@ def candidates(graph: AotGraph, steps: list[Step], variant: str, options: PlanOp
         r = _dies_here(graph, step.reads[0], k, root, spans) if flight else None
         if flight and r is not None:
             rows = rows_per_call(step, options.pixels_per_call) if row_sliced(step, options.pixels_per_call) else 0
-            found.append(Overlap(k, r, y, window_delta(_fields(step), flight), rows))
+            found.append(Overlap(k, r, y, step_delta(step, flight), rows))
     return found

@@ -53,7 +53,7 @@ def _i32(values) -> bytes:
 def _weights(graph: AotGraph, index: int) -> str:
     """The C expression of a constant operand: its array, or its decoded bytes in the buffer (decode.py)."""
     if index >= 0 and graph.tensor(index).decoded:
-        ctype = "int32_t" if graph.tensor(index).type == "INT32" else "int8_t"
+        ctype = "int32_t" if graph.tensor(index).type in ("INT32", "INT64") else "int8_t"   # int64: cast back in C
         return f"(const {ctype}*)AOT_T{index}"
     return f"aot_w{index}" if index >= 0 else "NULL"
 
@@ -68,16 +68,44 @@ def _need(cond: bool, operator: Operator, graph: AotGraph, why: str) -> None:
         raise refuse(operator, graph, why)
 
 
+# the operators with int16x8 kernels (int16 activations, int8 filters, int64 biases), named in refusals
+INT16_OPERATORS = ("ADD", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D",
+                   "MEAN", "RESHAPE", "SOFTMAX", "DEQUANTIZE", "QUANTIZE from float32")
+
+
 def _io_int8(operator: Operator, graph: AotGraph, count: int, constants: bool = False) -> None:
     """The first `count` inputs and every output are int8 activations quantized per tensor (constant
     int8 inputs allowed when `constants`)."""
     for position, t in enumerate(operator.inputs[:count] + operator.outputs):
         tensor = graph.tensor(t)
         constant_ok = constants and position < count
+        int16 = f" (int16 activations: {', '.join(INT16_OPERATORS)})" if tensor.type == "INT16" else ""
         _need(tensor.type == "INT8" and (constant_ok or not tensor.constant), operator, graph,
               f"tensor '{tensor.name}' is {tensor.type.lower()}{' constant' if tensor.constant else ''}; "
-              "the AOT kernels take int8 activations")
+              f"the AOT kernels of {operator.kind} take int8 activations{int16}")
         _need(len(tensor.scales) == 1, operator, graph, f"activation '{tensor.name}' is not quantized per tensor")
+
+
+def _io_width(operator: Operator, graph: AotGraph, count: int, constants: bool = False) -> str:
+    """"s8" or "s16": the first `count` inputs and every output are activations of one type, int8 (as
+    _io_int8, `constants` included) or int16 with zero point 0 (int16x8; TFLM's cmsis_nn kernels require it at
+    Prepare; no constant int16 operands)."""
+    first = graph.tensor(operator.inputs[0])
+    if first.type != "INT16":
+        _io_int8(operator, graph, count, constants)
+        return "s8"
+    for t in operator.inputs[:count] + operator.outputs:
+        tensor = graph.tensor(t)
+        _need(tensor.type == "INT16" and not tensor.constant and len(tensor.scales) == 1, operator, graph,
+              f"tensor '{tensor.name}' is {tensor.type.lower()}; an int16 layer takes int16 activations quantized per "
+              "tensor")
+        _need(tensor.zero_point == 0, operator, graph, f"int16 activation '{tensor.name}' has zero point "
+              f"{tensor.zero_point} (TFLM's int16 kernels require 0)")
+    return "s16"
+
+
+def _range(width: str) -> tuple[int, int]:
+    return (quant.INT16_MIN, quant.INT16_MAX) if width == "s16" else (quant.INT8_MIN, quant.INT8_MAX)
 
 
 def _filter_ok(operator: Operator, graph: AotGraph, index: int) -> str:
@@ -88,20 +116,33 @@ def _filter_ok(operator: Operator, graph: AotGraph, index: int) -> str:
     return "s4" if tensor.type == "INT4" else "s8"
 
 
-def _bias_ok(operator: Operator, graph: AotGraph) -> int:
+def _int16_filter(operator: Operator, graph: AotGraph, act: str, width: str) -> str:
+    """The kernel width: the filter's (s8, s4) for int8 activations; s16 for int16 ones, which take int8 filters."""
+    if act != "s16":
+        return width
+    _need(width == "s8", operator, graph, "int16 activations take int8 filters only")
+    return "s16"
+
+
+def _bias_ok(operator: Operator, graph: AotGraph, act: str = "s8") -> int:
+    """The bias tensor (-1: none): int32 for int8 layers, int64 for int16 ones (the 16x8 scheme's)."""
     index = operator.inputs[2] if len(operator.inputs) > 2 else -1
     if index >= 0:
         tensor = graph.tensor(index)
-        _need(_fixed(tensor) and tensor.type == "INT32", operator, graph, "the bias is not a constant int32 tensor")
+        want = "INT64" if act == "s16" else "INT32"
+        _need(_fixed(tensor) and tensor.type == want, operator, graph,
+              f"the bias is not a constant {want.lower()} tensor (int16 layers: int64, int8 layers: int32)")
     return index
 
 
 def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
-    _io_int8(operator, graph, 1)
+    act = _io_width(operator, graph, 1)
     o = operator.options
     x, w, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]), graph.tensor(operator.outputs[0])
-    width = _filter_ok(operator, graph, w.index)
-    bias = _bias_ok(operator, graph)
+    width = _int16_filter(operator, graph, act, _filter_ok(operator, graph, w.index))
+    bias = _bias_ok(operator, graph, act)
+    _need(act == "s8" or depthwise or x.shape[-1] == w.shape[-1], operator, graph,
+          "a grouped int16 convolution (CMSIS-NN's arm_convolve_s16 has no groups)")
     _need(len(x.shape) == 4 and len(w.shape) == 4 and len(y.shape) == 4, operator, graph, "not rank 4")
     batches, in_h, in_w, in_c = x.shape
     _, out_h, out_w, out_c = y.shape
@@ -111,7 +152,7 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
           out_w == quant.out_size(same, in_w, k_w, o.strideW, o.dilationWFactor), operator, graph,
           "the output shape does not follow from the padding")
     mult, shift = quant.conv_multipliers(x.scale, w.scales, y.scale, out_c)
-    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point)
+    clamp = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point, *_range(act))
     name = f"aot_op{operator.index}"
     fields = (("batches", batches), ("in_h", in_h), ("in_w", in_w), ("in_c", in_c), ("out_h", out_h),
               ("out_w", out_w), ("out_c", out_c), ("k_h", k_h), ("k_w", k_w),
@@ -121,7 +162,7 @@ def _conv_common(operator: Operator, graph: AotGraph, depthwise: bool) -> Step:
               ("pad_w", quant.padding(o.strideW, o.dilationWFactor, in_w, k_w, out_w)),
               ("depth_mult", o.depthMultiplier if depthwise else 1),
               ("input_offset", -x.zero_point), ("output_offset", y.zero_point),
-              ("act_min", act[0]), ("act_max", act[1]), ("filter", _weights(graph, w.index)),
+              ("act_min", clamp[0]), ("act_max", clamp[1]), ("filter", _weights(graph, w.index)),
               ("bias", _weights(graph, bias)), ("mult", f"{name}_mult"), ("shift", f"{name}_shift"))
     if depthwise:
         _need(out_c == in_c * o.depthMultiplier and w.shape[3] == out_c, operator, graph, "channel counts disagree")
@@ -142,11 +183,11 @@ def lower_depthwise(operator: Operator, graph: AotGraph) -> Step:
 
 
 def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numerics = DEFAULT_NUMERICS) -> Step:
-    _io_int8(operator, graph, 1)
+    act_width = _io_width(operator, graph, 1)
     o = operator.options
     x, w, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]), graph.tensor(operator.outputs[0])
-    width = _filter_ok(operator, graph, w.index)
-    bias = _bias_ok(operator, graph)
+    width = _int16_filter(operator, graph, act_width, _filter_ok(operator, graph, w.index))
+    bias = _bias_ok(operator, graph, act_width)
     _need(len(w.shape) == 2, operator, graph, "the filter is not 2-D")
     out_c, depth = w.shape
     _need(bool(y.shape) and y.shape[-1] == out_c and x.elements % depth == 0, operator, graph, "shapes disagree")
@@ -157,7 +198,7 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
     else:
         m, s = quant.fc_per_tensor_multiplier(x.scale, w.scale, y.scale, numerics.fc_product)
         mult, shift = [m], [s]
-    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point)
+    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point, *_range(act_width))
     name = f"aot_op{operator.index}"
     fields = (("batches", y.elements // out_c), ("accum_depth", depth), ("out_c", out_c),
               ("input_offset", -x.zero_point), ("filter_offset", -w.zero_point), ("output_offset", y.zero_point),
@@ -170,33 +211,53 @@ def lower_fully_connected(operator: Operator, graph: AotGraph, numerics: Numeric
 
 
 def _lower_pool(operator: Operator, graph: AotGraph, function: str) -> Step:
-    _io_int8(operator, graph, 1)
+    width = _io_width(operator, graph, 1)
     o = operator.options
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(len(x.shape) == 4 and x.scales == y.scales and x.zero_points == y.zero_points, operator, graph,
           "input and output quantization differ")
     batches, in_h, in_w, ch = x.shape
     _, out_h, out_w, _ = y.shape
-    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point)
+    act = quant.activation_range(o.fusedActivationFunction, y.scale, y.zero_point, *_range(width))
     fields = (("batches", batches), ("in_h", in_h), ("in_w", in_w), ("ch", ch), ("out_h", out_h), ("out_w", out_w),
               ("k_h", o.filterHeight), ("k_w", o.filterWidth), ("stride_h", o.strideH), ("stride_w", o.strideW),
               ("pad_h", quant.padding(o.strideH, 1, in_h, o.filterHeight, out_h)),
               ("pad_w", quant.padding(o.strideW, 1, in_w, o.filterWidth, out_w)),
               ("act_min", act[0]), ("act_max", act[1]))
-    return Step(operator.index, operator.kind, function, "aot_pool_t", fields, (), (x.index,), y.index,
+    return Step(operator.index, operator.kind, f"{function}_{width}", "aot_pool_t", fields, (), (x.index,), y.index,
                 note=f"{o.filterHeight}x{o.filterWidth}/{o.strideH}")
 
 
 def lower_max_pool(operator: Operator, graph: AotGraph) -> Step:
-    return _lower_pool(operator, graph, "aot_maxpool_s8")
+    return _lower_pool(operator, graph, "aot_maxpool")
 
 
 def lower_average_pool(operator: Operator, graph: AotGraph) -> Step:
-    return _lower_pool(operator, graph, "aot_avgpool_s8")
+    return _lower_pool(operator, graph, "aot_avgpool")
+
+
+SOFTMAX16_TABLES = ("aot_softmax16_exp_lut", "aot_softmax16_one_by_one_lut")
+
+
+def _lower_softmax16(operator: Operator, graph: AotGraph) -> Step:
+    """SOFTMAX int16 (CalculateSoftmaxParams): both zero points 0, output scale 1/32768 within TFLM's
+    tolerance; TFLM's two 513-entry tables (quant.softmax16_tables), one copy per model."""
+    x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
+    _need(bool(abs(np.float32(y.scale) - np.float32(1 / 32768)) <= np.float32(0.001 / 32768)), operator, graph,
+          "the int16 output is not quantized with scale 1/32768")
+    mult, left_shift = quant.softmax16_params(operator.options.beta, x.scale)
+    depth = x.shape[-1]
+    tables = quant.softmax16_tables()
+    fields = (("rows", x.elements // depth), ("depth", depth), ("mult", mult), ("left_shift", left_shift),
+              ("exp_lut", SOFTMAX16_TABLES[0]), ("one_by_one_lut", SOFTMAX16_TABLES[1]))
+    arrays = tuple(ConstArray(name, "int16_t", np.asarray(t, "<i2").tobytes()) for name, t in zip(SOFTMAX16_TABLES, tables))
+    return Step(operator.index, operator.kind, "aot_softmax_s16", "aot_softmax16_t", fields, arrays, (x.index,),
+                y.index, note="int16")
 
 
 def lower_softmax(operator: Operator, graph: AotGraph) -> Step:
-    _io_int8(operator, graph, 1)
+    if _io_width(operator, graph, 1) == "s16":
+        return _lower_softmax16(operator, graph)
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     _need(y.zero_point == -128 and np.float32(y.scale) == np.float32(1 / 256), operator, graph,
           "the output is not quantized with zero point -128 and scale 1/256")
@@ -230,12 +291,16 @@ def _broadcast(shape1: tuple, shape2: tuple, out: tuple) -> tuple:
 
 
 def lower_add(operator: Operator, graph: AotGraph) -> Step:
-    _io_int8(operator, graph, 2, constants=True)
+    """ADD (CalculateOpDataAdd): int8 with left shift 20 (constant operands allowed), int16 activations with
+    left shift 15."""
+    width = _io_width(operator, graph, 2, constants=True)
     a, b, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
                graph.tensor(operator.outputs[0]))
-    _need(len(y.shape) <= 6, operator, graph, "more than 6 dimensions")
-    p = quant.add_params(a.scale, b.scale, y.scale)
-    act = quant.activation_range(operator.options.fusedActivationFunction, y.scale, y.zero_point)
+    _need(len(y.shape) <= (4 if width == "s16" else 6), operator, graph,
+          "more than 6 dimensions (int16: 4, TFLM's BroadcastAdd4DSlow)")
+    p = quant.add_params(a.scale, b.scale, y.scale, 15 if width == "s16" else 20)
+    _need(p["so"] <= 0, operator, graph, "the output rescale is not below one (TFLM's Prepare aborts on it too)")
+    act = quant.activation_range(operator.options.fusedActivationFunction, y.scale, y.zero_point, *_range(width))
     same = a.shape == b.shape == y.shape
     dims, shape, s1, s2 = (0, [0] * 6, [0] * 6, [0] * 6) if same else _broadcast(a.shape, b.shape, y.shape)
     pad = [0] * (6 - len(shape))
@@ -248,8 +313,8 @@ def lower_add(operator: Operator, graph: AotGraph) -> Step:
               ("out_offset", y.zero_point), ("left_shift", p["left_shift"]), ("m1", p["m1"]), ("s1", p["s1"]),
               ("m2", p["m2"]), ("s2", p["s2"]), ("mo", p["mo"]), ("so", p["so"]),
               ("act_min", act[0]), ("act_max", act[1]))
-    return Step(operator.index, operator.kind, "aot_add_s8", "aot_add_t", fields, (), (a.index, b.index), y.index,
-                note="elementwise" if same else "broadcast")
+    return Step(operator.index, operator.kind, f"aot_add_{width}", "aot_add_t", fields, (), (a.index, b.index),
+                y.index, note="elementwise" if same else "broadcast")
 
 
 def _size(operator: Operator, graph: AotGraph) -> int:
@@ -291,11 +356,12 @@ def lower_quantize(operator: Operator, graph: AotGraph) -> Step:
     x, y = graph.tensor(operator.inputs[0]), graph.tensor(operator.outputs[0])
     if x.type != "FLOAT32":
         return lower_requantize(operator, graph)
-    _need(not x.constant and y.type == "INT8" and len(y.scales) == 1, operator, graph,
-          "QUANTIZE from float32 takes an activation to int8 quantized per tensor")
+    _need(not x.constant and y.type in ("INT8", "INT16") and len(y.scales) == 1, operator, graph,
+          "QUANTIZE from float32 takes an activation to int8 or int16 quantized per tensor")
     fields = (("size", x.elements), ("zero_point", y.zero_point), ("scale", _c_float(y.scale)))
-    return Step(operator.index, operator.kind, "aot_quantize_f32", "aot_dequantize_t", fields, (), (x.index,),
-                y.index, note="float32 -> int8")
+    function = "aot_quantize_f32_s16" if y.type == "INT16" else "aot_quantize_f32"
+    return Step(operator.index, operator.kind, function, "aot_dequantize_t", fields, (), (x.index,),
+                y.index, note=f"float32 -> {y.type.lower()}")
 
 
 def lower_relu6(operator: Operator, graph: AotGraph) -> Step:
@@ -387,10 +453,10 @@ def _mean_multiplier(multiplier: int, shift: int, count: int) -> tuple[int, int]
 
 
 def lower_mean(operator: Operator, graph: AotGraph) -> Step:
-    """MEAN int8 over constant axes: TFLM's QuantizedMeanOrSum, also when input and output share their
+    """MEAN int8 or int16 over constant axes: TFLM's QuantizedMeanOrSum, also when input and output share their
     quantization (measured: the Python interpreter and TFLM 90b983c2 both rescale; a plain integer mean
     differs), one int32 sum per output in scratch."""
-    _io_int8(operator, graph, 1)
+    width = _io_width(operator, graph, 1)
     x, axes, y = (graph.tensor(operator.inputs[0]), graph.tensor(operator.inputs[1]),
                   graph.tensor(operator.outputs[0]))
     _need(axes.constant and 0 < len(x.shape) <= 6, operator, graph, "the axes are not constant")
@@ -406,7 +472,7 @@ def lower_mean(operator: Operator, graph: AotGraph) -> Step:
               ("in_zp", x.zero_point), ("out_zp", y.zero_point), ("mult", mult),
               ("shift", shift), ("in_shape", _c_array(x.shape)), ("out_stride", _c_array(strides)))
     scratch = 4 * y.elements
-    return Step(operator.index, operator.kind, "aot_mean_s8", "aot_mean_t", fields, (), (x.index,), y.index,
+    return Step(operator.index, operator.kind, f"aot_mean_{width}", "aot_mean_t", fields, (), (x.index,), y.index,
                 scratch={v: scratch for v in ("portable", "cmsis-c", "cmsis-dsp", "cmsis-mve")})
 
 

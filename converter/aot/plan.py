@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..tflite.memory_placement import Buffer, align, greedy, tighter
 from .graph import AotGraph
-from .inplace import DEFAULT_PLAN, Overlap, PlanOptions, candidates, in_flight, kernel_family, window_delta
+from .inplace import DEFAULT_PLAN, Overlap, PlanOptions, candidates, in_flight, kernel_family, step_delta
 from .lower import Step
 
 # Back-end variants, each with its own scratch sizes: the portable kernels (no scratch), CMSIS-NN's
@@ -276,7 +276,7 @@ def check_plan(graph: AotGraph, steps: list[Step], plan: MemoryPlan) -> list[str
         need = 0 if step.function is not None and kernel_family(step.function) == "aot_add" else None
         if need is None:
             flight = o.rows * dict(step.fields)["out_w"] if o.rows else in_flight(step, plan.variant, DEFAULT_PLAN)
-            need = window_delta(dict(step.fields), flight) if flight else None
+            need = step_delta(step, flight) if flight else None
         actual = rects[o.source][0] - rects[o.target][0]
         if need is None or actual < need or spans[o.source][1] != o.step or spans[o.target][0] != o.step:
             wrong.append(f"overlap at step {o.step} (#{o.source} -> #{o.target}) is not allowed or too close")

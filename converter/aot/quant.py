@@ -123,3 +123,61 @@ def softmax_params(beta: float, input_scale: float) -> tuple[int, int, int]:
     multiplier, left_shift = quantize_multiplier_greater_than_one(real)
     radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << left_shift))
     return multiplier, left_shift, -radius
+
+
+INT16_MIN, INT16_MAX = -32768, 32767
+
+
+def softmax16_params(beta: float, input_scale: float) -> tuple[int, int]:
+    """CalculateSoftmaxParams for int16: QuantizeMultiplier(double(in_scale) * double(beta) / (10 / 65535)),
+    so that input differences [-65535, 0] map onto the exp table's [-10, 0]."""
+    return quantize_multiplier(f32(input_scale) * f32(beta) / (10.0 / 65535.0))
+
+
+def _round_f32(x: np.float32) -> np.float32:
+    """TfLiteRound on a float: std::round (half away from zero), exact on float32 values."""
+    return np.float32(round_away(float(x)))
+
+
+def lut16(transform, input_scale: np.float32, input_zero_point: int, output_scale: np.float32,
+          output_zero_point: int) -> list[int]:
+    """detail::LUTPopulateInt16<float> (common.h) in float32, operation by operation: 512 samples with a
+    midpoint correction, plus the end point. `transform` maps a float32 to a float32."""
+    f = np.float32
+    input_min = f(input_scale) * f(INT16_MIN - input_zero_point)
+    input_max = f(input_scale) * f(INT16_MAX - input_zero_point)
+    output_min = f(output_scale) * f(INT16_MIN - output_zero_point)
+    output_max = f(output_scale) * f(INT16_MAX - output_zero_point)
+    steps = 512
+    step = (input_max - input_min) / f(steps)
+    half_step = step / f(2)
+    scaling_inv = f(INT16_MAX - INT16_MIN + 1) / (output_max - output_min)
+    table = []
+    for i in range(steps):
+        at = input_min + f(i) * step
+        val, mid, nxt = transform(at), transform(at + half_step), transform(input_min + f(i + 1) * step)
+        sample = _round_f32(val * scaling_inv)
+        interpolated = _round_f32((nxt * scaling_inv + _round_f32(val * scaling_inv)) / f(2))
+        bias = _round_f32((interpolated - _round_f32(mid * scaling_inv)) / f(2))
+        table.append(int(min(max(sample - bias, f(INT16_MIN)), f(INT16_MAX))))
+    table.append(int(min(max(_round_f32(transform(input_max) * scaling_inv), f(INT16_MIN)), f(INT16_MAX))))
+    return table
+
+
+def _expf(x: np.float32) -> np.float32:
+    """std::exp on a float: exp correctly rounded to float32 (glibc's and newlib's expf agree on every
+    argument the tables use: tests/test_aot_int16.py compares with TFLM's own code on the host)."""
+    return np.float32(math.exp(float(x)))
+
+
+def _one_over_one_plus(x: np.float32) -> np.float32:
+    return np.float32(1.0) / (np.float32(1.0) + x)
+
+
+def softmax16_tables() -> tuple[list[int], list[int]]:
+    """The exp and 1/(1+x) tables InitializeLutForInt16 (softmax_common.cc) builds in Prepare. They depend on
+    no model parameter: every int16 softmax shares them."""
+    span = np.float32(INT16_MAX - INT16_MIN)        # the int `range` 65535, converted for the float divisions
+    exp_table = lut16(_expf, np.float32(10.0) / span, INT16_MAX, np.float32(2.0) / span, 0)
+    reciprocal = lut16(_one_over_one_plus, np.float32(1.0) / span, INT16_MIN, np.float32(2.0) / span, 0)
+    return exp_table, reciprocal

@@ -97,6 +97,17 @@ def avgpool_scratch(p: dict, _s4: bool) -> dict[str, int]:
     return {"cmsis-c": 0, "cmsis-dsp": 4 * p["ch"], "cmsis-mve": 0}
 
 
+def conv_scratch_s16(p: dict, _s4: bool) -> dict[str, int]:
+    """arm_convolve_wrapper_s16_get_buffer_size (= arm_convolve_s16's): two im2col columns of int16, on MVE
+    four columns rounded up to 8 lanes."""
+    cols = p["in_c"] * p["k_w"] * p["k_h"]
+    return {"cmsis-c": 2 * cols * 2, "cmsis-dsp": 2 * cols * 2, "cmsis-mve": 4 * ((cols + 7) // 8) * 8 * 2}
+
+
+# int16: arm_avgpool_s16_get_buffer_size is arm_avgpool_s8's (one int32 per channel on DSP); arm_depthwise_conv_s16,
+# arm_fully_connected_s16, arm_max_pool_s16, arm_elementwise_add_s16 and the reference SOFTMAX need none
+SCRATCH_S16 = {"aot_conv": conv_scratch_s16, "aot_avgpool": avgpool_scratch}
+
 SCRATCH = {"aot_conv": conv_scratch, "aot_dwconv": dwconv_scratch, "aot_fc": fc_scratch,
            "aot_avgpool": avgpool_scratch}
 
@@ -108,7 +119,7 @@ def scratch_sizes(step: Step) -> Step:
     sizes = {"portable": 0, "cmsis-c": 0, "cmsis-dsp": 0, "cmsis-mve": 0}
     if step.function is not None:
         family, _, width = step.function.rpartition("_")
-        rule = SCRATCH.get(family)
+        rule = (SCRATCH_S16 if width == "s16" else SCRATCH).get(family)
         if rule is not None:
             sizes.update(rule(_f(step), width == "s4"))
     return replace(step, scratch=sizes)

@@ -10,9 +10,7 @@ and random inputs, run on TFLM here) byte for byte, on the portable kernels and,
 a CMSIS-NN clone, on CMSIS-NN's C path too."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -47,13 +45,6 @@ class AotResult:
         return [v.line() for v in self.validations] + [f"AOT static buffer: {sizes}{saved}"]
 
 
-def cmsis_root() -> Optional[Path]:
-    root = os.environ.get("CMSIS_NN_ROOT")
-    if root and (Path(root) / "Include" / "arm_nnfunctions.h").is_file():
-        return Path(root)
-    return None
-
-
 def _extra_inputs(golden_inputs: list[np.ndarray], seed: int) -> list[np.ndarray]:
     """Saturating, zero and random inputs of each input's type (float inputs: the golden range, widened)."""
     rng = np.random.default_rng(seed)
@@ -75,17 +66,14 @@ def _extra_inputs(golden_inputs: list[np.ndarray], seed: int) -> list[np.ndarray
 
 def _validate(model_bytes: bytes, program: AotProgram, golden_inputs, golden_outputs,
               seed: int) -> tuple[HostValidation, ...]:
-    from ..aot.validate import validate_on_host
+    from ..runtimes.aot import validate_backends
+    from ..tflm.runners import run_tflm
 
     extra = _extra_inputs(golden_inputs, seed)
     inputs = [np.concatenate([g, e]) for g, e in zip(golden_inputs, extra)]
-    from ..tflm.runners import run_tflm
-
     extra_out = run_tflm(model_bytes, extra)
     expected = [np.concatenate([g, e]) for g, e in zip(golden_outputs, extra_out)]
-    backends = [None] + ([cmsis_root()] if cmsis_root() else [])
-    golden = len(golden_inputs[0])
-    return tuple(validate_on_host(model_bytes, program, inputs, root, expected, golden) for root in backends)
+    return validate_backends(model_bytes, program, inputs, expected, len(golden_inputs[0]))
 
 
 def build_aot(recipe: Recipe, model_bytes: bytes, golden_inputs, golden_outputs, events: Sink) -> Optional[AotResult]:

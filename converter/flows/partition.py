@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,13 @@ from ..partition import cost as costing
 from ..partition import channels, graph, plan, pricing, profiles, qemu, report
 from ..partition.artifacts import PartModel, arena_of, write_part_dir
 from ..partition.measure import measure_core
+from ..aot.graph import NotCompilable
+from ..runtimes.base import ModelSources, Runtime
+from ..runtimes.boards import load_board
+from ..runtimes.run import build_settings
+from ..runtimes.registry import get_runtime
 from ..partition.vela import NOT_EXECUTED
+from ..system.elf_size import image_size
 from ..system.extras import require
 from ..system.outdir import check_output_path, staged_output
 from ..system.safe_yaml import load_json_file
@@ -28,6 +35,9 @@ from ..tflite.model import read_model
 from ..tflm.arena import ARENA_MARGIN
 from ..tflm.runners import run_tflm
 from .model_inputs import model_inputs
+
+NPU_RUNTIME = "tflm"    # an Ethos-U part is Vela's command stream, run by TFLM's ethos-u operator
+
 
 @dataclass(frozen=True)
 class Request:
@@ -43,6 +53,7 @@ class Request:
     seed: int = 0
     pair: bool = False
     force: bool = False
+    runtime: str = "tflm"       # runtimes/registry.py: what each part is written, priced and run with
 
 
 @dataclass(frozen=True)
@@ -97,22 +108,26 @@ def _check_recorded(model: Path, golden: list) -> None:
                        "re-run `tflm-kit convert` for that directory")
 
 
-def _measure(source: Source, whole_arena: int, cores: set, workdir: Path, log) -> dict:
-    """core -> CoreMeasurement, or {"skipped": reason} when QEMU/TFLM are missing here."""
+def _measure(source: Source, view, whole_arena: int, cores: set, workdir: Path, log, runtime: Runtime) -> dict:
+    """core -> CoreMeasurement of the whole model's firmware with `runtime`, or {"skipped": reason} when the tools
+    are missing here."""
     if not cores:
         return {}
-    tflm_root = qemu.tflm_root_from_env()
-    missing = qemu.missing_tools(tflm_root)
+    missing = _missing_firmware_tools(runtime)
     if missing:
         return {"skipped": missing}
     info = read_model(source.model)
     whole = PartModel(f"{source.name}_whole", source.model, source.inputs, run_tflm(source.model, source.inputs))
-    write_part_dir(workdir / "whole", whole, whole_arena, {"part": "whole", "cut": "none"})
+    write_part_dir(workdir / "whole", whole, whole_arena, {"part": "whole", "cut": "none"},
+                   runtime=(runtime.name, runtime.model_sources(whole.model, whole.inputs, whole.outputs)))
     names = list(info.operator_counts)
+    kinds = [op.name for op in sorted(view.ops, key=lambda op: op.index)]
     measured = {}
     for core in sorted(cores):
-        log(f"measuring instructions per operator on {core} (QEMU {qemu.qemu_core(core).machine}) and the flash of its firmware")
-        measured[core] = measure_core(workdir / "whole", core, workdir, tflm_root, names)
+        log(f"measuring instructions per operator of the {runtime.name} firmware on {core} "
+            f"(QEMU {qemu.qemu_core(core).machine})")
+        measured[core] = measure_core(workdir / "whole", core, workdir, qemu.tflm_root_from_env(), names,
+                                      runtime.name, kinds)
     return measured
 
 
@@ -124,9 +139,21 @@ def partition(request: Request, events: Sink = silent) -> dict:
     check_output_path(out, request.force, inputs=tuple(Path(p) for p in (request.model, request.data, request.profiles)
                                                        if p is not None))
     devices, link = _devices_and_link(request)
+    runtime = get_runtime(request.runtime)
+    if runtime.name != NPU_RUNTIME and any(d.is_npu for d in devices):
+        raise KitError(f"--runtime {runtime.name} compiles each part for a Cortex-M core, but an Ethos-U part is "
+                       "Vela's command stream, which TFLM's ethos-u operator runs", "use --runtime tflm with an "
+                       "Ethos-U device")
+    if request.pair:
+        _check_pair_tools(runtime)
     source = read_source(request.model, request.data, request.vectors, request.seed)
+    with _way_out(runtime):
+        return _partition(request, devices, link, runtime, source, log, started, out)
+
+
+def _partition(request: Request, devices, link, runtime: Runtime, source: Source, log, started: float, out: Path) -> dict:
     view = plan.load(source.model)
-    _check_measurable(request, devices)
+    _check_measurable(request, devices, runtime)
     golden = run_tflm(source.model, source.inputs)
     _check_recorded(Path(request.model), golden)
     cuts, wanted = _cuts(request, view)
@@ -136,30 +163,42 @@ def partition(request: Request, events: Sink = silent) -> dict:
         plan.verify(s, golden)
     log("measuring the tensor arena of every part on TFLM")
     whole_arena, arenas = _arenas(source, splits)
-    _precheck(cuts, splits, arenas, devices)
+    _precheck(cuts, splits, arenas, devices, runtime)
     vela = pricing.VelaCache()
     with tempfile.TemporaryDirectory(prefix="tflm-kit-partition-") as folder:
         workdir = Path(folder)
-        measured = _measure(source, whole_arena, {d.core for d in devices if not d.is_npu}, workdir, log)
+        measured = _measure(source, view, whole_arena, {d.core for d in devices if not d.is_npu}, workdir, log, runtime)
         if "skipped" in measured:  # an explicit --cut: the parts are written, their costs are not measured
             costs, chosen = [], None
         else:
-            costs = pricing.price_cuts(view, splits, arenas, whole_arena, measured, devices, link, source, vela)
+            costs = pricing.price_cuts(view, splits, arenas, whole_arena, measured, devices, link, source, runtime, vela)
             chosen = costs[cuts.index(wanted)] if wanted is not None else costing.choose(costs, request.objective)
         index = cuts.index(wanted) if wanted is not None else [c.tensors for c in costs].index(chosen.tensors)
         best = splits[index]
-        record = report.record(source, view, cuts, splits, costs, chosen, devices, link, request, measured)
+        record = report.record(source, view, cuts, splits, costs, chosen, devices, link, request, measured,
+                               runtime.name)
         if costs:
             record["channel_partitioning"] = _channel_plans(source, view, golden, measured, devices, link, costs, chosen)
         if any(d.is_npu for d in devices):
             record["npu"] = _npu_estimates(source, best, devices, vela)
         with staged_output(out) as staging:
-            _write_parts(staging, source, view, best, arenas[index], golden, devices, vela)
+            _write_parts(staging, source, view, best, arenas[index], golden, devices, vela, runtime, log)
             if request.pair:
-                record["pair"] = report.pair_record(_run_pair(staging, devices, best, workdir, log), chosen)
+                record["pair"] = report.pair_record(_run_pair(staging, devices, best, workdir, log, runtime), chosen)
             record["seconds"] = round(time.perf_counter() - started, 1)
             report.write(staging, record, costs)
     return record
+
+
+@contextmanager
+def _way_out(runtime: Runtime):
+    """A part the runtime cannot compile (the AOT generator names the operator) says how partition gets past it."""
+    try:
+        yield
+    except NotCompilable as error:
+        raise KitError(f"a part cannot use the {runtime.name} runtime: {error.problem}",
+                       "run partition with --runtime tflm (TFLM's interpreter runs every operator the kit converts)",
+                       code=error.code) from None
 
 
 def _devices_and_link(request: Request) -> tuple:
@@ -174,12 +213,12 @@ def _devices_and_link(request: Request) -> tuple:
     return devices, link
 
 
-def _check_measurable(request: Request, devices) -> None:
-    """--cut auto needs every Cortex-M part's instructions measured on QEMU here."""
-    missing = qemu.missing_tools(qemu.tflm_root_from_env()) if any(not d.is_npu for d in devices) else None
+def _check_measurable(request: Request, devices, runtime: Runtime) -> None:
+    """--cut auto needs every Cortex-M part's instructions measured on QEMU here, with the runtime's firmware."""
+    missing = _missing_firmware_tools(runtime) if any(not d.is_npu for d in devices) else None
     if missing and request.cut == "auto":
         raise KitError(f"--cut auto needs instructions measured on QEMU, but {missing}",
-                       "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or give --cut TENSOR")
+                       f"{_tools_fix(runtime)}, or give --cut TENSOR")
 
 
 def _cuts(request: Request, view) -> tuple[list, object]:
@@ -204,10 +243,15 @@ def _arenas(source: Source, splits: list) -> tuple[int, list[tuple[int, int]]]:
     return whole_arena, arenas
 
 
-def _precheck(cuts: list, splits: list, arenas: list, devices) -> None:
+def _precheck(cuts: list, splits: list, arenas: list, devices, runtime: Runtime) -> None:
+    """Refuse early when no cut fits by each part's model and the runtime's static RAM (TFLM: its arena; AOT: its
+    planned buffer) alone."""
+    def need(device, model: bytes, arena: int, receive: int) -> tuple[int, int]:
+        return (0, 0) if device.is_npu else \
+            (len(model), pricing.deployed_ram(runtime, model, arena, device.core, receive > 0) + receive)
+
     costing.precheck([f"cut {k}" for k in range(len(cuts))],
-                     [tuple((0, 0) if d.is_npu else need for d, need in zip(devices, (
-                         (len(s.head), pricing.arena_size(a0)), (len(s.tail), pricing.arena_size(a1) + s.link_bytes))))
+                     [(need(devices[0], s.head, a0, 0), need(devices[1], s.tail, a1, s.link_bytes))
                       for s, (a0, a1) in zip(splits, arenas)], devices)
 
 
@@ -226,37 +270,70 @@ def _npu_estimates(source: Source, best, devices, vela) -> dict:
         if d.is_npu]}
 
 
-def _write_parts(staging: Path, source: Source, view, best, arenas: tuple, golden, devices, vela) -> None:
-    """part0/ and part1/: each a model directory `firmware` takes (an Ethos-U part: Vela's model)."""
+def _write_parts(staging: Path, source: Source, view, best, arenas: tuple, golden, devices, vela, runtime: Runtime,
+                 log) -> None:
+    """part0/ and part1/: each a model directory `firmware` takes (an Ethos-U part: Vela's model), with the
+    runtime's own sources (the AOT runtime's aot/: generated C proven on the host against the part's vectors)."""
     parts = [PartModel(f"{source.name}_part0", best.head, source.inputs, best.at_cut),
              PartModel(f"{source.name}_part1", best.tail, best.at_cut, golden)]
     for k, (part, arena) in enumerate(zip(parts, arenas)):
         part_record = {"part": k, "cut": "+".join(report.tensor_label(view, t) for t in best.cut.tensors),
                        "device": devices[k].name}
+        sources = (runtime.name, ModelSources() if devices[k].is_npu else
+                   runtime.model_sources(part.model, part.inputs, part.outputs))
+        for line in sources[1].lines:
+            log(f"part {k} ({runtime.name}): {line}")
         if devices[k].is_npu:  # Vela's model, its SRAM estimate as the arena; golden = TFLM's
             estimate = vela.get(part.model, devices[k].accelerator)
             part = PartModel(part.name, estimate.model, part.inputs, part.outputs)
             arena = -(-estimate.sram_bytes // 16) * 16
             part_record |= {"vela": estimate.as_dict(), "npu_note": NOT_EXECUTED}
         write_part_dir(staging / f"part{k}", part, arena, part_record, source.labels if k == 1 else None,
-                       ARENA_MARGIN)
+                       ARENA_MARGIN, sources)
 
 
-def _run_pair(staging: Path, devices, best, workdir: Path, log):
+def _missing_firmware_tools(runtime: Runtime) -> str | None:
+    """Why the runtime's Cortex-M firmware cannot be built and run on QEMU here (None: it can): the Arm toolchain,
+    QEMU and the settings the runtime's build reads (TFLM: TFLM_ROOT; AOT: CMSIS_NN_ROOT)."""
+    tflm_root = qemu.tflm_root_from_env()
+    settings = runtime.needs(load_board(qemu.BOARDS["cortex-m4"])).settings
+    missing = qemu.missing_tools(tflm_root, "TFLM_ROOT" in settings)
+    if missing:
+        return missing
+    try:
+        build_settings({"board": qemu.BOARDS["cortex-m4"], "runtime": runtime.name}, tflm_root)
+    except KitError as error:
+        return error.problem
+    return None
+
+
+def _tools_fix(runtime: Runtime) -> str:
+    settings = runtime.needs(load_board(qemu.BOARDS["cortex-m4"])).settings
+    return "install gcc-arm-none-eabi and qemu-system-arm" + (f" and set {' and '.join(settings)}" if settings else "")
+
+
+def _check_pair_tools(runtime: Runtime) -> None:
+    """Before any work: --pair builds both parts' firmware with the runtime and runs them on QEMU."""
+    missing = _missing_firmware_tools(runtime)
+    if missing:
+        raise KitError(f"--pair runs both parts' {runtime.name} firmware on QEMU, but {missing}",
+                       f"{_tools_fix(runtime)}, or drop --pair")
+
+
+def _run_pair(staging: Path, devices, best, workdir: Path, log, runtime: Runtime):
     from ..partition.pair import run_pair
 
+    _check_pair_tools(runtime)
     tflm_root = qemu.tflm_root_from_env()
-    missing = qemu.missing_tools(tflm_root)
-    if missing:
-        raise KitError(f"--pair runs both parts on QEMU, but {missing}",
-                       "install gcc-arm-none-eabi and qemu-system-arm and set TFLM_ROOT, or drop --pair")
     elves = []
-    for k, template in enumerate(("part0_main.cc.j2", "part1_main.cc.j2")):
-        log(f"building part {k}'s firmware for {devices[k].core}")
-        project = qemu.render_project(staging / f"part{k}", workdir / f"pair{k}", template)
+    for k in (0, 1):
+        log(f"building part {k}'s firmware ({runtime.name} runtime) for {devices[k].core}")
+        project = qemu.render_project(staging / f"part{k}", workdir / f"pair{k}", f"part{k}", runtime.name)
         elves.append(qemu.build(project, devices[k].core, tflm_root))
     log("running the pair on two QEMU instances joined by a UART relay")
-    return run_pair(tuple(elves), (devices[0].core, devices[1].core), best.link_bytes, staging / "part1" / "golden.npz")
+    result = run_pair(tuple(elves), (devices[0].core, devices[1].core), best.link_bytes, staging / "part1" / "golden.npz")
+    result.images = tuple(image_size(elf) for elf in elves)
+    return result
 
 
 def summary_lines(record: dict) -> list[str]:
@@ -271,10 +348,15 @@ def summary_lines(record: dict) -> list[str]:
             fits = "" if whole["fits"] else " (does not fit: " + "; ".join(
                 f"{b} +{n:,} B" for b, n in whole["over_budget"]) + ")"
             lines.append(f"{whole['label']}: {whole['latency_ms']:.2f} ms{fits}")
+        lines += [f"part {k} on {p['device']} ({p['runtime']} runtime): flash {p['flash_bytes']:,} B, RAM {p['ram_bytes']:,} B"
+                  for k, p in enumerate(chosen["parts"])]
     else:
         lines.append(f"costs not measured: {record['costs_skipped']}")
     if "pair" in record:
         pair = record["pair"]
-        lines.append(f"pair on two QEMU: {'PASS' if pair['pass'] else 'FAIL'} {pair['passed']}/{pair['total']}")
+        lines.append(f"pair on two QEMU: {'PASS' if pair['pass'] else 'FAIL'} {pair['passed']}/{pair['total']} "
+                     f"({record['runtime']} runtime)")
+        lines += [f"  part {k} firmware (measured, arm-none-eabi-size): program {image['flash']:,} B, static RAM "
+                  f"{image['static_ram']:,} B" for k, image in enumerate(pair.get("images") or []) if image]
         lines += [f"  {line}" for line in pair["errors"] + pair["golden_differences"]]
     return lines

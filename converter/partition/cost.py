@@ -20,6 +20,15 @@ CUT_OBJECTIVES = ("latency", "energy", "balance")
 
 
 @dataclass(frozen=True)
+class PartMemory:
+    """A part's flash and static RAM with one runtime, and where the figures come from."""
+    runtime: str                # tflm, aot, or the accelerator's compiler (Vela)
+    flash_bytes: int
+    ram_bytes: int
+    source: str
+
+
+@dataclass(frozen=True)
 class PartCost:
     device: str
     operators: int
@@ -31,6 +40,8 @@ class PartCost:
     ms: float
     flash_budget: int
     ram_budget: int
+    runtime: str = "tflm"       # the runtime the flash and RAM figures are for
+    memory_source: str = ""     # where they come from
 
     @property
     def over_budget(self) -> list[tuple[str, int]]:

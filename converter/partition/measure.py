@@ -12,11 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .cost import PartCost
+from .cost import PartCost, PartMemory
 from .footprint import FirmwareFootprint
 from .footprint import measure as measure_footprint
 from .profiles import Device
 from .qemu import profile_operators
+
+# The runtime whose firmware's flash and RAM are also measured from the profiling build (footprint.py prices TFLM's
+# kernels); another runtime's come from its own price plus the board profile's allowance (pricing.runtime_memory).
+FOOTPRINT_RUNTIME = "tflm"
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,8 @@ class CoreMeasurement:
     core: str
     operators: tuple            # OperatorCost per operator index of the whole model
     invoke_instructions: int    # the whole Invoke(), measured (the sum of operators plus interpreter overhead)
-    footprint: FirmwareFootprint
+    footprint: FirmwareFootprint | None     # None: the runtime's flash and RAM are priced, not measured here
+    runtime: str = FOOTPRINT_RUNTIME        # the runtime whose firmware was profiled
 
     @property
     def overhead_instructions(self) -> int:
@@ -35,8 +40,13 @@ class CoreMeasurement:
         return sum(self.operators[i].instructions for i in operators) + self.overhead_instructions
 
 
-def measure_core(whole_dir: Path, core: str, workdir: Path, tflm_root: str, operator_names) -> CoreMeasurement:
-    costs, total = profile_operators(whole_dir, core, workdir, tflm_root)
+def measure_core(whole_dir: Path, core: str, workdir: Path, tflm_root: str | None, operator_names,
+                 runtime: str = FOOTPRINT_RUNTIME, kinds: list[str] | None = None) -> CoreMeasurement:
+    """The whole model's firmware with `runtime`, profiled per operator on `core` (kinds: each operator's kind by
+    index); with TFLM also its flash and RAM besides the model (footprint.py)."""
+    costs, total = profile_operators(whole_dir, core, workdir, tflm_root, runtime, kinds)
+    if runtime != FOOTPRINT_RUNTIME:
+        return CoreMeasurement(core, tuple(costs), total, None, runtime)
     project = workdir / f"profile-{core}"
     with np.load(whole_dir / "golden.npz") as golden:
         golden_bytes = sum(golden[k].nbytes for k in golden.files)
@@ -45,12 +55,23 @@ def measure_core(whole_dir: Path, core: str, workdir: Path, tflm_root: str, oper
     return CoreMeasurement(core, tuple(costs), total, footprint)
 
 
-def mcu_part_cost(device: Device, measured: CoreMeasurement, model_bytes: int, operators, operator_names,
-                  arena_size: int, receive_bytes: int = 0) -> PartCost:
+def measured_memory(measured: CoreMeasurement, model_bytes: int, operator_names, arena_size: int) -> PartMemory:
+    """TFLM's figures for a part, from the whole model's firmware measured on the core (footprint.py): the model,
+    its kernels and TFLM's core from the per-kernel data, the rest of the firmware measured; RAM: the arena + the
+    firmware's other RAM and stack."""
+    footprint = measured.footprint
+    assert footprint is not None, "measured_memory needs the TFLM profile build's footprint"
+    return PartMemory(FOOTPRINT_RUNTIME, footprint.part_flash(model_bytes, operator_names),
+                      arena_size + footprint.ram_rest_bytes,
+                      f"{footprint.target}: TFLM arena measured + 10% + the firmware's other RAM, measured")
+
+
+def mcu_part_cost(device: Device, measured: CoreMeasurement, operators, memory: PartMemory,
+                  model_bytes: int, receive_bytes: int = 0) -> PartCost:
     instructions = measured.instructions(operators)
     return PartCost(
         device=device.name, operators=len(operators), model_bytes=model_bytes,
-        flash_bytes=measured.footprint.part_flash(model_bytes, operator_names),
-        ram_bytes=arena_size + measured.footprint.ram_rest_bytes + receive_bytes,
+        flash_bytes=memory.flash_bytes, ram_bytes=memory.ram_bytes + receive_bytes,
         instructions=instructions, cycles=instructions, ms=instructions / (device.mhz * 1e3),
-        flash_budget=device.flash_bytes, ram_budget=device.ram_bytes)
+        flash_budget=device.flash_bytes, ram_budget=device.ram_bytes, runtime=memory.runtime,
+        memory_source=memory.source)

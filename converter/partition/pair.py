@@ -31,6 +31,7 @@ class PairResult:
     link_bytes: int = 0
     instructions: tuple = (None, None)                  # median per inference, part 0 and part 1
     logs: tuple = ("", "")
+    images: tuple = (None, None)                        # system.elf_size.ImageSize of each part's firmware
 
 
 class _Relay(threading.Thread):

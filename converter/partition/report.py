@@ -8,13 +8,16 @@ from pathlib import Path
 from ..reports.manifest import tool_versions
 from .graph import GraphView
 
-METHOD = ("instructions: each operator's instructions measured once per core on QEMU (mps2-an386 for "
-          "Cortex-M4, mps2-an500 for Cortex-M7; -icount shift=0, SysTick at 25 MHz = 40 instructions per tick; "
-          "median over the golden vectors) and summed over a part's operators, plus the interpreter's "
-          "per-Invoke overhead; ms = instructions / clock (one instruction per cycle assumed: no wait states, "
-          "no dual issue); flash: per core after this sentence; RAM = measured arena + 10% + the "
-          "firmware's other RAM and 16 KB stack (+ the receive buffer on part 1); link = (cut bytes + 12 B "
-          "frame) / link rate (UART 8N1: baud / 10 bytes/s)")
+METHOD = ("instructions: each operator's instructions measured once per core on QEMU with the chosen runtime's "
+          "firmware of the whole model (mps2-an386 for Cortex-M4, mps2-an500 for Cortex-M7; -icount shift=0, SysTick "
+          "at 25 MHz = 40 instructions per tick; median over the golden vectors; tflm: TFLM's profiler, aot: the "
+          "generated code's aot_trace hook after every operator, a RESHAPE alias 0) and summed over a part's "
+          "operators, plus the per-invoke overhead (TFLM: the interpreter's); ms = instructions / clock (one "
+          "instruction per cycle assumed: no wait states, no dual issue); flash: per core after this sentence; "
+          "RAM (tflm) = measured arena + 10% + the firmware's other RAM and 16 KB stack; with another runtime flash and "
+          "RAM are that runtime's price on the core's code-size data (aot: its kernels, constant arrays and planned "
+          "buffer) + the board profile's platform flash and stack reserve (each part's memory_source says which); "
+          "+ the receive buffer on part 1; link = (cut bytes + 12 B frame) / link rate (UART 8N1: baud / 10 bytes/s)")
 
 
 def tensor_label(view: GraphView, tensor: int) -> str:
@@ -24,7 +27,7 @@ def tensor_label(view: GraphView, tensor: int) -> str:
     return f"t{tensor}({op}#{producer})"
 
 
-def record(source, view, cuts, splits, costs, chosen, devices, link, request, measured) -> dict:
+def record(source, view, cuts, splits, costs, chosen, devices, link, request, measured, runtime: str) -> dict:
     skipped = measured.get("skipped") if isinstance(measured, dict) else None
     return {
         "name": source.name,
@@ -43,7 +46,10 @@ def record(source, view, cuts, splits, costs, chosen, devices, link, request, me
         "costs": [c.as_dict() for c in costs],
         "costs_skipped": skipped,
         "method": METHOD,
-        "flash_method": None if skipped else {core: m.footprint.method for core, m in measured.items()},
+        "flash_method": None if skipped else {core: m.footprint.method if m.footprint else
+                                              f"the {runtime} runtime's: each part's memory_source"
+                                              for core, m in measured.items()},
+        "runtime": runtime,
         "chosen": None if chosen is None else chosen.as_dict(),
         "operator_instructions": {} if skipped else
         {core: [asdict(op) for op in m.operators] for core, m in measured.items()},
@@ -54,7 +60,10 @@ def pair_record(result, chosen) -> dict:
     summed = [p["instructions"] for p in chosen.as_dict()["parts"]] if chosen else [None, None]
     return {"pass": result.ok, "passed": result.passed, "total": result.total, "errors": result.errors,
             "golden_differences": result.golden_differences, "link_bytes_relayed": result.link_bytes,
-            "instructions_measured": list(result.instructions), "instructions_summed": summed}
+            "instructions_measured": list(result.instructions), "instructions_summed": summed,
+            "images": [None if size is None else {"text": size.text, "data": size.data, "bss": size.bss,
+                                                  "flash": size.flash, "static_ram": size.static_ram}
+                       for size in result.images]}
 
 
 def _row(c: dict) -> str:
@@ -89,13 +98,20 @@ def render(rec: dict) -> str:
                       f"({fastest['latency_ms']:.2f} ms, the input sent over the link when it is the second device): "
                       "splitting pays when the model does not fit one device or the link is fast"]
     lines += [f"- Valid cuts: {len(rec['cuts'])}; {rec['bit_exact']} ({rec['golden_source']}).",
-              "- part0/ and part1/ hold the chosen cut's model directories (`tflm-kit firmware --model-dir`)."]
+              f"- Runtime: **{rec.get('runtime', 'tflm')}**. part0/ and part1/ hold the chosen cut's model directories "
+              f"(`tflm-kit firmware --runtime {rec.get('runtime', 'tflm')} --model-dir`)."]
+    if chosen:
+        lines += [f"- Part {k} on {p['device']}: flash {p['flash_bytes']:,} B, RAM {p['ram_bytes']:,} B with the "
+                  f"{p['runtime']} runtime ({p['memory_source']})" for k, p in enumerate(chosen["parts"])]
     if "pair" in rec:
         p = rec["pair"]
         lines += [f"- Two-QEMU pair ({d0['core']} → {d1['core']}, UART frames with length + CRC-32): "
                   f"**{'PASS' if p['pass'] else 'FAIL'} {p['passed']}/{p['total']}** bit-identical to the whole model; "
                   f"{p['link_bytes_relayed']:,} B relayed; instructions per inference measured "
                   f"{p['instructions_measured']} vs summed per operator {p['instructions_summed']}"]
+        lines += [f"- Part {k}'s pair firmware ({rec.get('runtime', 'tflm')} runtime, self-test and link included), "
+                  f"measured with arm-none-eabi-size: program {image['flash']:,} B, static RAM {image['static_ram']:,} B"
+                  for k, image in enumerate(p.get("images") or []) if image]
     if rec.get("channel_partitioning"):
         lines += ["", "## Channel partitioning (priced, not emitted)", "",
                   f"One CONV_2D's output channels split in halves: {d0['name']} computes one, {d1['name']} the other "
@@ -118,7 +134,8 @@ def render(rec: dict) -> str:
         lines += ["", f"Costs not measured: {rec['costs_skipped']}.", ""]
         return "\n".join(lines)
     lines += ["", "## Every cut", "",
-              f"Part cells: flash B / RAM B / instructions / ms. Budgets: {d0['name']} {d0['flash_bytes']:,} B flash, "
+              f"Part cells: flash B / RAM B / instructions / ms, all for the {rec.get('runtime', 'tflm')} runtime. "
+              f"Budgets: {d0['name']} {d0['flash_bytes']:,} B flash, "
               f"{d0['ram_bytes']:,} B RAM; {d1['name']} {d1['flash_bytes']:,} B flash, {d1['ram_bytes']:,} B RAM.", "",
               "| cut | tensors crossing | link B | link ms | part 0 | part 1 | latency ms | period ms | energy mJ | fits |",
               "|---|---|---|---|---|---|---|---|---|---|"]

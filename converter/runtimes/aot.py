@@ -14,6 +14,7 @@ model's weights and parameter tables; RAM is the one static buffer the generator
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -27,7 +28,7 @@ import numpy as np
 from ..compare.golden_format import VECTORS_FILE
 from ..emit.sources import golden_vectors_c
 from ..errors import KitError
-from .base import Deployed, Figure, ProjectNeeds, Runtime, check_fits
+from .base import Deployed, Figure, ModelSources, ProjectNeeds, Runtime, check_fits
 from .facts import ModelFacts, read_model_dir
 
 AOT_FOLDER = "aot"
@@ -37,6 +38,7 @@ REGEN = "python tools/regen_aot_code_size.py"
 # the generator's names for the cores (AotProgram.buffer_bytes); a board's `core` maps onto them
 AOT_CORES = {"x86_64": "host", "host": "host", "cortex-m0plus": "cortex-m0plus", "cortex-m4": "cortex-m4",
              "cortex-m7": "cortex-m7", "xtensa": "xtensa"}
+PLANNED_CORES = ("host", "cortex-m0plus", "cortex-m4", "cortex-m7")    # buffer sizes a manifest lists
 _BUFFER = re.compile(r"#define\s+AOT_MODEL_BUFFER_BYTES\s+\(?(\d+)u?\)?")
 
 
@@ -63,6 +65,25 @@ def generate(model: bytes):
     from ..aot import generate as generate_program
 
     return generate_program(model)
+
+
+def cmsis_root() -> Path | None:
+    """CMSIS_NN_ROOT when it names a CMSIS-NN clone: the generated code is then also checked on CMSIS-NN's C path."""
+    root = os.environ.get("CMSIS_NN_ROOT")
+    if root and (Path(root) / "Include" / "arm_nnfunctions.h").is_file():
+        return Path(root)
+    return None
+
+
+def validate_backends(model: bytes, program, inputs: list, expected: list, golden: int) -> tuple:
+    """The generated code built with the host compiler on the portable kernels and, with CMSIS_NN_ROOT, on
+    CMSIS-NN's C path: one HostValidation each (`expected`: TFLM's outputs for `inputs`)."""
+    from ..aot.validate import host_compiler, validate_on_host
+
+    host_compiler()  # NoCompiler (a KitError naming the fix) before anything is built
+    cmsis = cmsis_root()
+    return tuple(validate_on_host(model, program, inputs, root, expected, golden)
+                 for root in (None, *([cmsis] if cmsis else [])))
 
 
 def buffer_bytes(model_dir: Path, core: str) -> int:
@@ -244,6 +265,25 @@ class AotRuntime(Runtime):
     @override
     def record_extras(self) -> dict:
         return {}
+
+    @override
+    def model_sources(self, model: bytes, inputs: list, outputs: list) -> ModelSources:
+        """The generated C in `aot/`, proven byte for byte against `outputs` (TFLM's) on the host before it is
+        returned; KitError (NotCompilable names the operator) when the generator cannot compile the model or
+        the code differs."""
+        program = generate(model)
+        checked = validate_backends(model, program, inputs, outputs, len(inputs[0]))
+        failed = [v for v in checked if not v.passed]
+        if failed:
+            raise KitError(f"the generated AOT code differs from TFLM on the host ({failed[0].line()})",
+                           "use the tflm runtime for this model (--runtime tflm), and report this with the model",
+                           code="aot-differs")
+        return ModelSources({f"{AOT_FOLDER}/{name}": text for name, text in program.files.items()},
+                            {**program.as_dict(), "folder": AOT_FOLDER, "validated": [v.as_dict() for v in checked],
+                             "bit_exact": True,
+                             "buffer_bytes": {core: program.buffer_bytes(core) for core in PLANNED_CORES}},
+                            (*(v.line() for v in checked), "AOT static buffer (the RAM this runtime needs): " +
+                             ", ".join(f"{core} {program.buffer_bytes(core):,} B" for core in PLANNED_CORES)))
 
     bare_main = ("bare/aot.c.j2", "bare.c")
     model_data_note = "read-only data defined by aot_model.o (weights, biases, parameter tables)"

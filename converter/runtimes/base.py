@@ -12,7 +12,9 @@ branches on its name:
 - `needs`: what a firmware project needs (sources, include dirs, defines, libraries, settings);
 - `board_facts`: the facts as this board's core sees them (TFLM: the arena measured on that core);
 - `emit`: copy the model's sources into a project;
-- `template`: the board's template folder and files for this runtime.
+- `template`: the board's template folder and files for this runtime;
+- `model_sources`: the sources this runtime adds to a model directory beside TFLM's reference artifacts,
+  proven against the golden vectors (`partition` writes each part with it).
 
 A third runtime is one module implementing `Runtime` and one row in runtimes/__init__.py's table.
 """
@@ -60,6 +62,15 @@ class ProjectNeeds:
     settings: tuple[str, ...] = ()    # environment settings the build reads (TFLM_ROOT, CMSIS_NN_ROOT)
 
 
+@dataclass(frozen=True)
+class ModelSources:
+    """What a runtime adds to a model directory beside TFLM's artifacts (which every model directory has:
+    TFLM is the reference), already checked against the directory's golden vectors."""
+    files: dict[str, str] = field(default_factory=dict)     # path inside the model directory -> text
+    record: dict = field(default_factory=dict)              # the manifest's section for this runtime
+    lines: tuple[str, ...] = ()                              # what was checked, one line each
+
+
 class Budget(Protocol):
     """Flash and RAM a rendered project needs on its board (each runtime has its own breakdown)."""
     @property
@@ -96,6 +107,8 @@ class Runtime(Protocol):
     def context(self, board: dict, facts: ModelFacts, model_dir: Path) -> dict: ...
 
     def record_extras(self) -> dict: ...
+
+    def model_sources(self, model: bytes, inputs: list, outputs: list) -> ModelSources: ...
 
     # the program without its self-test (runtimes/bare.py): its main's template and file name, and the
     # model's constant data in the linked image

@@ -19,7 +19,7 @@ from ..tflite.model import read_model
 from ..tflm.footprint import Footprint, deployed_flash, model_flash
 from ..tflm.ports import load_port
 from .boards import RECORD_NAME
-from .base import Deployed, Figure, ProjectNeeds, Runtime, check_fits
+from .base import Deployed, Figure, ModelSources, ProjectNeeds, Runtime, check_fits
 from .facts import MODEL_SOURCES, ModelFacts, read_model_dir
 
 DECODE = "TFLM_DECODE"
@@ -272,6 +272,12 @@ class TflmRuntime(Runtime):
     @override
     def record_extras(self) -> dict:
         return {"tflm_commit": TFLM_COMMIT}
+
+    @override
+    def model_sources(self, model: bytes, inputs: list, outputs: list) -> ModelSources:
+        """Nothing beyond the reference artifacts (flatbuffer as C array, resolver, arena) every model
+        directory holds: the golden outputs are TFLM's own."""
+        return ModelSources()
 
     bare_main = ("bare/tflm.cc.j2", "bare.cc")
     model_data_note = "the flatbuffer array g_<name>_model_data"

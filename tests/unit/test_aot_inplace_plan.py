@@ -98,3 +98,24 @@ def test_check_plan_names_an_overlap_closer_than_its_rule():
     moved[o.target] = Location("buffer", plan.locations[o.target].index + ALIGNMENT)
     wrong = check_plan(graph, steps, replace(plan, locations=moved))
     assert any("too close" in w or "share bytes" in w for w in wrong), wrong
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_int16_distances_are_in_bytes_and_int16_chains_check(seed):
+    """int16 layers: an element is 2 bytes, so the replayed need doubles and window_delta(p, f, 2) covers it;
+    the plans of int16 chains pass check_plan (whose distances come from the same rule) and overlap convolutions
+    off MVE (arm_convolve_s16 included for 1x1: no slicing, no `_row` parameters)."""
+    from tests.aot_int16_models import chain16
+
+    p = dict(in_h=6, in_w=7, in_c=3 + seed, out_h=6, out_w=7, out_c=2 + 3 * seed, k_h=3, k_w=3, stride_h=1,
+             stride_w=1, pad_h=1, pad_w=1)
+    need = 2 * _exact_need(p, False)
+    assert window_delta(p, 1, 2) >= need > window_delta(p, 1) - ALIGNMENT
+    model = chain16(seed)
+    graph, steps = _steps(model)
+    program = generate(model)
+    for variant, plan in program.plans.items():
+        assert check_plan(graph, steps, plan) == [], (variant, plan.table())
+    assert any(steps[o.step].kind in ("CONV_2D", "DEPTHWISE_CONV_2D") for o in program.plans["cmsis-dsp"].overlaps)
+    assert all(steps[o.step].kind == "ADD" for o in program.plans["cmsis-mve"].overlaps)
+    assert "_row = {" not in program.files["aot_model.c"]

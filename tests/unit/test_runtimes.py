@@ -40,6 +40,21 @@ def test_each_board_template_of_each_runtime_exists(runtime):
             assert path.is_file(), f"{name} ({runtime}): {path} missing"
 
 
+@pytest.mark.parametrize("runtime", list(RUNTIMES))
+def test_every_runtime_has_partition_pair_mains_over_its_own_main(runtime):
+    """`partition --pair` replaces the runtime's cortex-m-qemu main with part0/part1 mains named after it; a runtime
+    without them could not run the pair. TFLM adds no sources to a model directory, the others do."""
+    from converter.partition.qemu import pair_template
+
+    _, files = get_runtime(runtime).template(load_board("cortex-m-qemu"))
+    for role in ("part0", "part1"):
+        template, main = pair_template(runtime, role)
+        assert (TEMPLATES_DIR / template).is_file() and main in files.values() and Path(main).stem == "main"
+    assert pair_template("tflm", "part0") == ("cortex-m-qemu-pair/part0_main.cc.j2", "main.cc")
+    assert pair_template("aot", "part1") == ("cortex-m-qemu-pair/part1_main.c.j2", "main.c")
+    assert get_runtime("tflm").model_sources(b"", [], []).files == {}
+
+
 def test_every_board_renders_the_aot_runtime_with_cmsis_nn_on_arm_where_its_build_can_reach_it():
     boards = all_boards()
     assert all("aot" in board for board in boards.values())

@@ -30,6 +30,16 @@ static inline int32_t aot_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
   return aot_rdpot(aot_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
 }
 
+/* MultiplyByQuantizedMultiplier for an int64 accumulator (int16x8 layers with int64 biases): TFLM's
+ * common.cc reduces the multiplier to 16 bits, then one rounding shift (CMSIS-NN's REDUCE_MULTIPLIER and
+ * arm_nn_requantize_s64 are the same arithmetic). */
+static inline int32_t aot_mbqm64(int64_t x, int32_t multiplier, int32_t shift) {
+  const int32_t reduced = multiplier < 0x7FFF0000 ? ((multiplier + (1 << 15)) >> 16) : 0x7FFF;
+  const int total_shift = 15 - shift;
+  x = x * (int64_t)reduced + ((int64_t)1 << (total_shift - 1));
+  return (int32_t)(x >> total_shift);
+}
+
 /* MultiplyByQuantizedMultiplierSmallerThanOneExp. */
 static inline int32_t aot_mbqm_small(int32_t x, int32_t multiplier, int32_t shift) {
   return aot_rdpot(aot_srdhm(x, multiplier), -shift);

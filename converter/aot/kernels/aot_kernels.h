@@ -48,6 +48,14 @@ typedef struct {
   int32_t rows, depth, mult, left_shift, diff_min;
 } aot_softmax_t;
 
+/* SOFTMAX int16 -> int16 (zero points 0, output scale 1/32768): TFLM's exp and 1/(1+x) tables, 513
+ * entries each (the generator computes them as TFLM's Prepare does: converter/aot/lower.py). */
+typedef struct {
+  int32_t rows, depth, mult, left_shift;
+  const int16_t* exp_lut;
+  const int16_t* one_by_one_lut;
+} aot_softmax16_t;
+
 #define AOT_MAX_DIMS 6
 /* ADD (and its broadcast): strides are 0 along broadcast dimensions. */
 typedef struct {
@@ -106,6 +114,7 @@ typedef struct {
 } aot_mean_t;
 
 void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_mean_s16(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_hard_swish_s8(const aot_hard_swish_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_requant_s8(const aot_requant_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_clamp_s8(const aot_clamp_t* p, const int8_t* in, int8_t* out, void* scratch);
@@ -126,6 +135,22 @@ void aot_maxpool_s8(const aot_pool_t* p, const int8_t* in, int8_t* out, void* sc
 void aot_softmax_s8(const aot_softmax_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_add_s8(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
 void aot_copy(const void* from, void* to, size_t bytes);
+
+/* int16x8 (int16 activations, zero point 0; int8 filters; the conv/FC `bias` points to int64 values):
+ * the arrays are int16 behind the int8_t pointers the generated code passes. The CMSIS-NN back-end calls
+ * what TFLM's cmsis_nn kernels call for int16: arm_convolve_wrapper_s16 (= arm_convolve_s16),
+ * arm_depthwise_conv_s16, arm_fully_connected_s16 (per tensor; TFLM's cmsis_nn FULLY_CONNECTED refuses
+ * int16 per channel, so that one runs TFLM's reference arithmetic on every back-end), arm_max_pool_s16,
+ * arm_avgpool_s16, arm_elementwise_add_s16 (broadcast: TFLM's reference code, as for int8). SOFTMAX runs TFLM's reference arithmetic on both (aot_kernels_common.c says why). */
+void aot_conv_s16(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_dwconv_s16(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_fc_s16_per_tensor(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_fc_s16_per_channel(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_avgpool_s16(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_maxpool_s16(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_add_s16_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+void aot_add_s16_broadcast(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch);
+void aot_softmax_s16(const aot_softmax16_t* p, const int8_t* in, int8_t* out, void* scratch);
 
 /* Each layer's kernel as the generator chose it (converter/aot/choice.py) with the conditions CMSIS-NN's
  * wrappers test at run time: the CMSIS-NN back-end calls that one function, so only the kernels a model
@@ -167,7 +192,7 @@ typedef struct {
   const int8_t* zero_points;                               /* one per channel (int8), else one 0 */
 } aot_prune_t;
 
-/* DEQUANTIZE (int8/int16 -> float32) and QUANTIZE (float32 -> int8): the float arrays are read and written
+/* DEQUANTIZE (int8/int16 -> float32) and QUANTIZE (float32 -> int8/int16): the float arrays are read and written
  * byte-wise (no alignment assumed). */
 typedef struct {
   int32_t size, zero_point;
@@ -177,6 +202,7 @@ typedef struct {
 void aot_dequantize_s8(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_dequantize_s16(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_quantize_f32(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
+void aot_quantize_f32_s16(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch);
 void aot_decode_lut(const aot_lut_t* p, int8_t* out, void* scratch);
 void aot_decode_prune(const aot_prune_t* p, int8_t* out, void* scratch);
 

@@ -149,6 +149,22 @@ static void aot_fc_args(const aot_fc_t* p, void* scratch, aot_fc_args_t* a) {
 #endif
 }
 
+/* int16: arm_fully_connected_s16 needs no kernel sums (its buffer size is 0 on every core). */
+static void aot_fc_args_s16(const aot_fc_t* p, void* scratch, aot_fc_args_t* a) {
+  a->ctx = aot_ctx(scratch);
+  a->in = aot_dims(p->batches, 1, 1, p->accum_depth);
+  a->f = aot_dims(p->accum_depth, 1, 1, p->out_c);
+  a->b = aot_dims(1, 1, 1, p->out_c);
+  a->out = aot_dims(p->batches, 1, 1, p->out_c);
+  a->fp.input_offset = p->input_offset;
+  a->fp.filter_offset = p->filter_offset;
+  a->fp.output_offset = p->output_offset;
+  a->fp.activation.min = p->act_min;
+  a->fp.activation.max = p->act_max;
+  a->tq.multiplier = p->mult[0];
+  a->tq.shift = p->shift[0];
+}
+
 void aot_fc_s8_per_tensor(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch) {
   aot_fc_args_t a;
   aot_fc_args(p, scratch, &a);
@@ -254,4 +270,49 @@ void aot_mul_s8(const aot_mul_t* p, const int8_t* in1, const int8_t* in2, int8_t
   else
     aot_mul_s8_elementwise(p, in1, in2, out, scratch);
 }
+
+/* ---- int16x8: what TFLM's cmsis_nn kernels call for int16 activations (int64 biases) ---- */
+void aot_fc_reference_s16(const aot_fc_t* p, const int16_t* in, int16_t* out);
+
+void aot_conv_s16(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  const cmsis_nn_bias_data bias = {(const void*)p->bias, false};   /* int64 values */
+  aot_conv_args_t a;
+  aot_conv_args(p, scratch, 0, &a);
+  /* arm_convolve_wrapper_s16 calls arm_convolve_s16 on every core */
+  (void)arm_convolve_s16(&a.ctx, &a.cp, &a.qp, &a.in, (const int16_t*)(const void*)in, &a.f, p->filter, &a.b, &bias,
+                         &a.out, (int16_t*)(void*)out);
+}
+
+void aot_dwconv_s16(const aot_conv_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  aot_conv_args_t a;
+  aot_conv_args(p, scratch, 1, &a);
+  (void)arm_depthwise_conv_s16(&a.ctx, &a.dp, &a.qp, &a.in, (const int16_t*)(const void*)in, &a.f, p->filter, &a.b,
+                               (const int64_t*)(const void*)p->bias, &a.out, (int16_t*)(void*)out);
+}
+
+void aot_fc_s16_per_tensor(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  aot_fc_args_t a;
+  aot_fc_args_s16(p, scratch, &a);
+  (void)arm_fully_connected_s16(&a.ctx, &a.fp, &a.tq, &a.in, (const int16_t*)(const void*)in, &a.f, p->filter, &a.b,
+                                (const int64_t*)(const void*)p->bias, &a.out, (int16_t*)(void*)out);
+}
+
+void aot_add_s16_elementwise(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch;
+  (void)arm_elementwise_add_s16((const int16_t*)(const void*)in1, (const int16_t*)(const void*)in2, p->in1_offset, p->m1,
+                                p->s1, p->in2_offset, p->m2, p->s2, p->left_shift, (int16_t*)(void*)out, p->out_offset,
+                                p->mo, p->so, p->act_min, p->act_max, p->size);
+}
+
+void aot_avgpool_s16(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  aot_pool_args_t a;
+  aot_pool_args(p, scratch, &a);
+  (void)arm_avgpool_s16(&a.ctx, &a.pp, &a.in, (const int16_t*)(const void*)in, &a.f, &a.out, (int16_t*)(void*)out);
+}
+void aot_maxpool_s16(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  aot_pool_args_t a;
+  aot_pool_args(p, scratch, &a);
+  (void)arm_max_pool_s16(&a.ctx, &a.pp, &a.in, (const int16_t*)(const void*)in, &a.f, &a.out, (int16_t*)(void*)out);
+}
+
 #endif /* AOT_CMSIS_NN */

@@ -4,6 +4,8 @@
 #include "aot_reference.h"
 
 void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4);
+void aot_fc_reference_s16(const aot_fc_t* p, const int16_t* in, int16_t* out);
+void aot_add_reference_s16(const aot_add_t* p, const int16_t* in1, const int16_t* in2, int16_t* out);
 
 /* TFLM's reference DEPTHWISE_CONV_2D (int8 or packed int4 filters). */
 void aot_dwconv_reference(const aot_conv_t* p, const int8_t* in, int8_t* out, int s4) {
@@ -110,6 +112,35 @@ void aot_softmax_reference_s8(const aot_softmax_t* p, const int8_t* in, int8_t* 
       }
     }
   }
+}
+
+static int16_t aot_add_one_s16(const aot_add_t* p, int16_t a, int16_t b) {
+  const int32_t x1 = (int32_t)((uint32_t)(p->in1_offset + a) << p->left_shift);
+  const int32_t x2 = (int32_t)((uint32_t)(p->in2_offset + b) << p->left_shift);
+  const int32_t sum = aot_mbqm_small(x1, p->m1, p->s1) + aot_mbqm_small(x2, p->m2, p->s2);
+  return (int16_t)aot_clamp(aot_mbqm_small(sum, p->mo, p->so) + p->out_offset, p->act_min, p->act_max);
+}
+
+/* TFLM's reference int16 ADD (AddGeneralParamScale: the int8 arithmetic with left shift 15), elementwise or
+ * broadcast (BroadcastAdd4DSlow). */
+void aot_add_reference_s16(const aot_add_t* p, const int16_t* in1, const int16_t* in2, int16_t* out) {
+  int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
+  int32_t i;
+  if (p->dims == 0) {
+    for (i = 0; i < p->size; ++i) out[i] = aot_add_one_s16(p, in1[i], in2[i]);
+    return;
+  }
+  for (i = 0; i < p->size; ++i) {
+    int32_t o1, o2;
+    aot_broadcast_offsets(p->dims, index, p->stride1, p->stride2, &o1, &o2);
+    out[i] = aot_add_one_s16(p, in1[o1], in2[o2]);
+    aot_broadcast_next(p->dims, p->out_shape, index);
+  }
+}
+
+void aot_add_s16_broadcast(const aot_add_t* p, const int8_t* in1, const int8_t* in2, int8_t* out, void* scratch) {
+  (void)scratch; /* TFLM's cmsis_nn ADD broadcasts on its reference code too */
+  aot_add_reference_s16(p, (const int16_t*)(const void*)in1, (const int16_t*)(const void*)in2, (int16_t*)(void*)out);
 }
 
 static int8_t aot_mul_one(const aot_mul_t* p, int8_t a, int8_t b) {
@@ -243,17 +274,16 @@ void aot_hard_swish_s8(const aot_hard_swish_t* p, const int8_t* in, int8_t* out,
   }
 }
 
-/* TFLM's reference int8 MEAN (QuantizedMeanOrSum): sums per output in scratch, then one rescale with
- * 1/count folded into the multiplier. */
-void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch) {
-  int32_t* sums = (int32_t*)scratch;
+/* TFLM's reference MEAN (QuantizedMeanOrSum<int8_t or int16_t, int32_t>): sums per output in scratch, then one
+ * rescale with 1/count folded into the multiplier, clamped to the type's range. */
+static void aot_mean(const aot_mean_t* p, const void* in, int s16, void* out, int32_t* sums) {
   int32_t index[AOT_MAX_DIMS] = {0, 0, 0, 0, 0, 0};
   int32_t i, d;
   for (i = 0; i < p->out_size; ++i) sums[i] = 0;
   for (i = 0; i < p->size; ++i) {
     int32_t o = 0;
     for (d = 0; d < p->dims; ++d) o += index[d] * p->out_stride[d];
-    sums[o] += in[i];
+    sums[o] += s16 ? ((const int16_t*)in)[i] : ((const int8_t*)in)[i];
     for (d = p->dims - 1; d >= 0; --d) {
       if (++index[d] < p->in_shape[d]) break;
       index[d] = 0;
@@ -261,6 +291,90 @@ void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scrat
   }
   for (i = 0; i < p->out_size; ++i) {
     const int32_t v = aot_mbqm(sums[i] - p->in_zp * p->count, p->mult, p->shift) + p->out_zp;
-    out[i] = (int8_t)aot_clamp(v, -128, 127);
+    if (s16)
+      ((int16_t*)out)[i] = (int16_t)aot_clamp(v, -32768, 32767);
+    else
+      ((int8_t*)out)[i] = (int8_t)aot_clamp(v, -128, 127);
+  }
+}
+
+void aot_mean_s8(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  aot_mean(p, in, 0, out, (int32_t*)scratch);
+}
+
+void aot_mean_s16(const aot_mean_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  aot_mean(p, in, 1, out, (int32_t*)scratch);
+}
+
+/* int16x8 FULLY_CONNECTED, TFLM's reference (FullyConnected / FullyConnectedPerChannel with int64 biases):
+ * int64 accumulator, the 64-bit MultiplyByQuantizedMultiplier. Per channel the filter offset is not applied
+ * (TFLM's per-channel reference ignores it; it is 0). Both back-ends run it per channel: TFLM's cmsis_nn
+ * FULLY_CONNECTED refuses int16 per channel at Prepare, CMSIS-NN has no such kernel. */
+void aot_fc_reference_s16(const aot_fc_t* p, const int16_t* in, int16_t* out) {
+  const int64_t* bias = (const int64_t*)(const void*)p->bias;
+  int32_t b, oc, d;
+  for (b = 0; b < p->batches; ++b)
+    for (oc = 0; oc < p->out_c; ++oc) {
+      const int32_t q = p->per_channel ? oc : 0;
+      const int32_t filter_offset = p->per_channel ? 0 : p->filter_offset;
+      int64_t acc = 0;
+      for (d = 0; d < p->accum_depth; ++d)
+        acc += (int64_t)((p->filter[oc * p->accum_depth + d] + filter_offset) *
+                         ((int32_t)in[b * p->accum_depth + d] + p->input_offset));
+      if (bias) acc += bias[oc];
+      out[b * p->out_c + oc] =
+          (int16_t)aot_clamp(aot_mbqm64(acc, p->mult[q], p->shift[q]) + p->output_offset, p->act_min, p->act_max);
+    }
+}
+
+void aot_fc_s16_per_channel(const aot_fc_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  (void)scratch;
+  aot_fc_reference_s16(p, (const int16_t*)(const void*)in, (int16_t*)(void*)out);
+}
+
+/* LUTLookup: 9 bits index the table, 7 interpolate. */
+static int16_t aot_lut16(int16_t value, const int16_t* lut) {
+  const uint16_t index = (uint16_t)(256 + (value >> 7));
+  const int16_t offset = (int16_t)(value & 0x7f);
+  const int16_t base = lut[index];
+  const int16_t slope = (int16_t)(lut[index + 1] - lut[index]);
+  const int32_t delta = (slope * offset + 64) >> 7;
+  return (int16_t)(base + delta);
+}
+
+static int16_t aot_sat16(int32_t v) {
+  return (int16_t)aot_clamp(v, -32768, 32767);
+}
+
+/* reference_ops::SoftmaxInt16: exp and 1/(1+x) through the tables, exps cached in the output row. Both
+ * back-ends run it: CMSIS-NN's arm_softmax_s16 (TFLM's cmsis_nn SOFTMAX for int16) does not clamp its result,
+ * so a probability that rounds to 1.0 (32768) wraps to -32768 (measured: a one-element row, or one logit far
+ * above the others), where TFLM's reference kernel, the golden vectors' runtime, gives 32767. */
+void aot_softmax_s16(const aot_softmax16_t* p, const int8_t* in8, int8_t* out8, void* scratch) {
+  const int16_t* in = (const int16_t*)(const void*)in8;
+  int16_t* out = (int16_t*)(void*)out8;
+  int32_t r, c;
+  (void)scratch;
+  for (r = 0; r < p->rows; ++r) {
+    const int16_t* row = in + r * p->depth;
+    int16_t* exps = out + r * p->depth;
+    int32_t max_in_row = -32768, sum = 0, shifted, right_shift;
+    int headroom = 0;
+    int16_t reciprocal;
+    for (c = 0; c < p->depth; ++c) max_in_row = row[c] > max_in_row ? row[c] : max_in_row;
+    for (c = 0; c < p->depth; ++c) {
+      const int32_t scaled = aot_mbqm((int32_t)row[c] - max_in_row, p->mult, p->left_shift);
+      exps[c] = aot_lut16(aot_sat16(scaled + 32767), p->exp_lut);
+      sum += exps[c];
+    }
+    while (headroom < 32 && !(((uint32_t)sum << headroom) & 0x80000000u)) ++headroom;  /* CountLeadingZeros */
+    shifted = (int32_t)((((int64_t)sum << (headroom - 1)) + (1 << 13)) >> 14);
+    reciprocal = aot_lut16(aot_sat16(shifted - ((1 << 15) + (1 << 16))), p->one_by_one_lut);
+    right_shift = 31 - headroom;
+    for (c = 0; c < p->depth; ++c) {
+      const int64_t round = (int64_t)1 << (right_shift - 1);
+      const int32_t result = (int32_t)(((int64_t)exps[c] * (int64_t)reciprocal + round) >> right_shift);
+      exps[c] = (int16_t)aot_clamp(result, 0, 32767);
+    }
   }
 }

@@ -80,30 +80,42 @@ void aot_dequantize_s16(const aot_dequantize_t* p, const int8_t* in, int8_t* out
   }
 }
 
-/* QUANTIZE float32 -> int8 (AffineQuantize): round(x / scale) half away from zero (std::round on a float,
- * without libm: below 2^23 the fraction x - trunc(x) is exact), + zero point, clamped to int8. */
+/* QUANTIZE float32 -> int8/int16 (AffineQuantize): round(x / scale) half away from zero (std::round on a
+ * float, without libm: below 2^23 the fraction x - trunc(x) is exact), + zero point, clamped to [lo, hi]. */
+static int32_t aot_quantize_one(const aot_dequantize_t* p, const int8_t* in, int32_t lo, int32_t hi) {
+  aot_float_bytes u;
+  float q;
+  int32_t r, k;
+  for (k = 0; k < 4; ++k) u.b[k] = (uint8_t)in[k];
+  q = u.f / p->scale;
+  if (!(q > -2147483648.0f)) {
+    r = INT32_MIN;                          /* and NaN: x86's conversion gives the same */
+  } else if (q >= 2147483648.0f) {
+    r = INT32_MAX;                          /* Cortex-M's conversions saturate */
+  } else if (q > -8388608.0f && q < 8388608.0f) {
+    const float whole = (float)(int32_t)q;
+    r = (int32_t)q;
+    if (q - whole >= 0.5f) r += 1;
+    if (q - whole <= -0.5f) r -= 1;
+  } else {
+    r = (int32_t)q;                         /* already an integer */
+  }
+  r = (r > INT32_MAX - 32768 || r < INT32_MIN + 32768) ? (r < 0 ? lo : hi) : r + p->zero_point;
+  return r < lo ? lo : (r > hi ? hi : r);
+}
+
 void aot_quantize_f32(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch) {
-  int32_t i, k;
+  int32_t i;
+  (void)scratch;
+  for (i = 0; i < p->size; ++i) out[i] = (int8_t)aot_quantize_one(p, in + 4 * i, -128, 127);
+}
+
+void aot_quantize_f32_s16(const aot_dequantize_t* p, const int8_t* in, int8_t* out, void* scratch) {
+  int32_t i;
   (void)scratch;
   for (i = 0; i < p->size; ++i) {
-    aot_float_bytes u;
-    float q;
-    int32_t r;
-    for (k = 0; k < 4; ++k) u.b[k] = (uint8_t)in[4 * i + k];
-    q = u.f / p->scale;
-    if (!(q > -2147483648.0f)) {
-      r = INT32_MIN;                          /* and NaN: x86's conversion gives the same */
-    } else if (q >= 2147483648.0f) {
-      r = INT32_MAX;                          /* Cortex-M's conversions saturate */
-    } else if (q > -8388608.0f && q < 8388608.0f) {
-      const float whole = (float)(int32_t)q;
-      r = (int32_t)q;
-      if (q - whole >= 0.5f) r += 1;
-      if (q - whole <= -0.5f) r -= 1;
-    } else {
-      r = (int32_t)q;                         /* already an integer */
-    }
-    r = (r > INT32_MAX - 128 || r < INT32_MIN + 128) ? (r < 0 ? -128 : 127) : r + p->zero_point;
-    out[i] = (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+    const uint16_t v = (uint16_t)(int16_t)aot_quantize_one(p, in + 4 * i, -32768, 32767);
+    out[2 * i] = (int8_t)(v & 0xFF);          /* little-endian, no alignment assumed */
+    out[2 * i + 1] = (int8_t)(v >> 8);
   }
 }
