@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import KitError, foreign_text
+from ..system.process_group import run_group
 from ..system.safe_yaml import load_json_file
 from .boards import RECORD_NAME, list_boards, load_board
 from .facts import is_c_name
@@ -77,7 +78,8 @@ def read_record(project: Path) -> dict:
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, text=True, capture_output=True, timeout=timeout)
+    """`make run` starts QEMU as its child: on a timeout both go (system/process_group.py)."""
+    return run_group(cmd, cwd, timeout)
 
 
 def build_settings(record: dict, tflm_root: str | None = None) -> list[str]:

@@ -3,7 +3,8 @@
 When the device check cannot run (no TFLM_ROOT, arm-none-eabi-gcc or qemu-system-arm, or `device_check: off`),
 the firmware still reserves the target's arena, not the x86-64 host's: this module replays what TFLM 90b983c2's
 MicroInterpreter::AllocateTensors() does in the arena, for the cortex_m_generic build with the CMSIS-NN kernels
-(the libraries TFLM_ROOT holds), with the struct sizes of a 32-bit build:
+(the libraries TFLM_ROOT holds; the operators CMSIS-NN has no kernel for, MEAN, LOGISTIC, TANH, ..., run TFLM's
+reference kernels, modelled from their sources), with the struct sizes of a 32-bit build:
 
 - the arena is one buffer: the persistent section grows down from its end (SingleArenaBufferAllocator::
   AllocatePersistentBuffer aligns each allocation down: `tail = align_up(tail + size, alignment)`); the
@@ -48,12 +49,24 @@ MAX_SCRATCH_PER_OP = 12              # kMaxScratchBuffersPerOp
 POINTER = 4
 
 # builtin options each parser allocates: (sizeof, alignof) of TfLite*Params
+# (operators whose parser allocates none: PAD, TRANSPOSE, the activations, QUANTIZE, DEQUANTIZE)
 PARAMS = {"CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4), "FULLY_CONNECTED": (5, 1), "ADD": (2, 1),
-          "AVERAGE_POOL_2D": (40, 4), "MAX_POOL_2D": (40, 4), "SOFTMAX": (4, 4), "RESHAPE": (36, 4)}
-# the CMSIS-NN kernel's OpData (allocated in Init, 16-byte aligned); RESHAPE and DECODE have no Init
+          "AVERAGE_POOL_2D": (40, 4), "MAX_POOL_2D": (40, 4), "SOFTMAX": (4, 4), "RESHAPE": (36, 4),
+          "MEAN": (1, 1), "MUL": (1, 1), "CONCATENATION": (8, 4), "LEAKY_RELU": (4, 4), "STRIDED_SLICE": (24, 4),
+          "SUB": (2, 1), "RESIZE_NEAREST_NEIGHBOR": (2, 1), "SQUEEZE": (36, 4), "SUM": (1, 1), "REDUCE_MAX": (1, 1)}
+# the kernel's OpData (allocated in Init, 16-byte aligned): CMSIS-NN's where it has the operator, else the
+# reference kernel's; RESHAPE and DECODE have no Init
 OP_DATA = {"CONV_2D": 60, "DEPTHWISE_CONV_2D": 60, "FULLY_CONNECTED": 72, "ADD": 60, "AVERAGE_POOL_2D": 36,
            "MAX_POOL_2D": 36, "SOFTMAX": 64, "RESHAPE": 0, "TFLM_DECODE": 0,
-           "QUANTIZE": 32, "DEQUANTIZE": 32}     # the reference kernels' OpDataQuantizeReference, DequantizeOpData
+           "QUANTIZE": 32, "DEQUANTIZE": 32,     # the reference kernels' OpDataQuantizeReference, DequantizeOpData
+           # CMSIS-NN: OpDataMul, pad.h's OpData; TRANSPOSE has no Init, MAXIMUM and MINIMUM neither Init nor Prepare
+           "MUL": 36, "PAD": 56, "TRANSPOSE": 0, "MAXIMUM": 0, "MINIMUM": 0,
+           # the reference kernels (CMSIS-NN has none): OpDataReduce, concatenation.cc's OpData, OpDataLogistic,
+           # tanh.cc's OpData, ReluOpData, Relu6OpData, HardSwishParams, LeakyReluOpData, StridedSliceParams,
+           # OpDataSub, PreluParams; RESIZE_NEAREST_NEIGHBOR, EXPAND_DIMS and SQUEEZE have no Init
+           "MEAN": 44, "SUM": 44, "REDUCE_MAX": 44, "CONCATENATION": 24, "LOGISTIC": 16, "TANH": 16, "RELU": 28,
+           "RELU6": 8, "HARD_SWISH": 20, "LEAKY_RELU": 24, "STRIDED_SLICE": 84, "SUB": 52, "PRELU": 28,
+           "RESIZE_NEAREST_NEIGHBOR": 0, "EXPAND_DIMS": 0, "SQUEEZE": 0}
 DECODE_STATE_LUT = 36                # sizeof(DecodeStateLut), one per DECODE output
 DSP_CORES = ("cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33")
 MVE_CORES = ("cortex-m55", "cortex-m85")
@@ -197,8 +210,43 @@ def _inputs(op) -> list[int]:
     return [int(t) for t in (op.inputs if op.inputs is not None else [])]
 
 
+def _mean_scratch(model: TfliteModel, inputs: list[int], output: int) -> tuple[int, ...]:
+    """PrepareMeanOrSumHelper's requests (reduce_common.cc; MEAN and SUM): the int8 accumulator (an int32 per
+    output element), then _max_scratch's two."""
+    return (4 * _elements(model, model.tensors[output]), *_max_scratch(model, inputs, output))
+
+
+def _max_scratch(model: TfliteModel, inputs: list[int], output: int) -> tuple[int, ...]:
+    """PrepareMinMaxHelper's requests (REDUCE_MAX): input_iter (an int per input dimension), resolved_axis (an int
+    per axis)."""
+    del output
+    x, axes = model.tensors[inputs[0]], model.tensors[inputs[1]]
+    return (4 * len(model.shape(x)), 4 * _elements(model, axes))
+
+
+# the temp TfLiteTensors each kernel's Prepare allocates (input indices, output), repeats included: the reference
+# kernels' *_common.cc / CMSIS-NN's *.cc at TFLM 90b983c2
+_TEMPS = {
+    **dict.fromkeys(("MAX_POOL_2D", "SOFTMAX", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "LOGISTIC", "RELU", "HARD_SWISH",
+                     "LEAKY_RELU", "SQUEEZE"), lambda i, o: (i[0], o)),
+    **dict.fromkeys(("ADD", "MUL", "SUB", "TRANSPOSE", "RESIZE_NEAREST_NEIGHBOR", "EXPAND_DIMS", "PRELU"),
+                    lambda i, o: (i[0], i[1], o)),      # the second: perm, size, axis, alpha
+    **dict.fromkeys(("MAXIMUM", "MINIMUM"), lambda *_: ()),    # no Prepare
+    "RELU6": lambda i, _: (i[0],),                       # Relu6Prepare reads the input's quantization only
+    "TANH": lambda i, o: (i[0], i[0], o),                # TanhPrepare's input, then CalculateArithmeticOpData's
+    "PAD": lambda i, o: (*i, o),                         # input, paddings (and PADV2's constant), output
+    "STRIDED_SLICE": lambda i, o: (*i[:4], o),           # StridedSliceContext: input, begin, end, strides, output
+    "CONCATENATION": lambda i, o: (i[0], o, *i),         # input 0 and the output, then every input in turn
+    # PrepareMeanOrSumHelper takes input, output, axis, then PrepareSimple input, axis, output again (int8);
+    # PrepareMinMaxHelper the same six the other way round
+    **dict.fromkeys(("MEAN", "SUM", "REDUCE_MAX"), lambda i, o: (i[0], o, i[1], i[0], i[1], o)),
+}
+_SCRATCH = {"MEAN": _mean_scratch, "SUM": _mean_scratch, "REDUCE_MAX": _max_scratch}
+
+
 def _prepare(model: TfliteModel, op, name: str, dsp: bool) -> _Prepare:  # noqa: C901 (one table of kernels)
-    """The CMSIS-NN kernel's Prepare in TFLM 90b983c2 (tensorflow/lite/micro/kernels/cmsis_nn/*.cc)."""
+    """The kernel's Prepare in TFLM 90b983c2: CMSIS-NN's (tensorflow/lite/micro/kernels/cmsis_nn/*.cc) where it has
+    the operator, else the reference kernel's (kernels/*.cc, *_common.cc)."""
     inputs, output = _inputs(op), int(op.outputs[0])
     temp = lambda *indices: _temp_tensor_bytes(model, indices)  # noqa: E731
     bias = inputs[2] if len(inputs) > 2 else -1
@@ -221,10 +269,9 @@ def _prepare(model: TfliteModel, op, name: str, dsp: bool) -> _Prepare:  # noqa:
     if name == "AVERAGE_POOL_2D":
         depth = model.shape(model.tensors[output])[-1]
         return _Prepare((), (4 * depth,) if dsp else (), 2 * temp(inputs[0], output))
-    if name in ("MAX_POOL_2D", "SOFTMAX", "RESHAPE", "QUANTIZE", "DEQUANTIZE"):
-        return _Prepare((), (), temp(inputs[0], output))
-    if name == "ADD":
-        return _Prepare((), (), temp(inputs[0], inputs[1], output))
+    if name in _TEMPS:
+        return _Prepare((), _SCRATCH[name](model, inputs, output) if name in _SCRATCH else (),
+                        temp(*_TEMPS[name](inputs, output)))
     if name == "TFLM_DECODE":
         outputs = [int(t) for t in op.outputs]
         kinds = {(model.data(model.tensors[inputs[2 * k + 1]]) or b"\xff")[0] for k in range(len(outputs))}
