@@ -7,8 +7,8 @@ demo and the MLPerf IC model (tests/test_device_check.py, where they are convert
 here one random model of the operators TFLM runs on its reference kernels (MORE_KINDS, one QEMU run); the
 slow tier here: the MLPerf Tiny reference models, random models of every modelled operator and Keras models
 (GlobalAveragePooling2D -> MEAN, ...), on the Cortex-M4, the Cortex-M7 and Armv6-M (the M0+ library on
-mps2-an385). A random model's MEAN must not bind the smallest arena by a few bytes only: the probe would land
-where TFLM's reduce kernel aborts (docs/firmware.md); the seeds here were run and do not. Needs TFLM_ROOT, arm-none-eabi-gcc and
+mps2-an385). A candidate arena where TFLM's reduce kernel aborts counts as too small for
+the probe (tests/test_probe_escape.py, docs/firmware.md). Needs TFLM_ROOT, arm-none-eabi-gcc and
 qemu-system-arm (each test skips saying which is missing); docs/firmware.md has the table.
 """
 import numpy as np
