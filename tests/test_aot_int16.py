@@ -257,6 +257,35 @@ def test_int16x8_conversion_with_runtime_aot_is_bit_identical_on_the_host(conver
     assert [t["dtype"] for t in aot["inputs"] + aot["outputs"]] == ["int16", "int16"]
 
 
+@pytest.mark.parametrize("runtime", ["aot", pytest.param("tflm", marks=pytest.mark.slow)])
+def test_the_device_check_stops_only_the_runtime_the_device_refuses(converted16, runtime, tmp_path):
+    """TFLM's Cortex-M library refuses this model at Prepare: with runtime: aot the conversion goes on (the
+    generated C ships, checked against the host's TFLM) and says why the check was skipped; with tflm it fails
+    in one line naming the refusal and runtime: aot, not as a golden mismatch."""
+    from converter.errors import KitError
+    from converter.flows.convert import convert
+    from converter.recipe import parse_recipe
+    from tests.firmware_tools import need_tools
+
+    need_tools("make", "arm-none-eabi-gcc", "qemu-system-arm")
+    if not os.environ.get("TFLM_ROOT"):
+        pytest.skip("TFLM_ROOT is not set: the device check builds TFLM's firmware library (CI has ../shared/tflm)")
+    folder, said = converted16.parent, []
+    recipe = parse_recipe({"name": "tiny16", "model": {"path": "model.h5"}, "data": {"npz": "data.npz"},
+                           "quantize": {"mode": "int16x8"}, "golden": {"vectors": 6}, "runtime": runtime,
+                           "device_check": "cortex-m4"}, base_dir=folder)
+    if runtime == "tflm":
+        with pytest.raises(KitError, match=r"TFLM's cortex-m4 build cannot run the model.*FULLY_CONNECTED") as err:
+            convert(recipe, tmp_path / "out", log=said.append)
+        assert "runtime: aot" in err.value.fix and not (tmp_path / "out").exists()
+        return
+    convert(recipe, tmp_path / "out", log=said.append)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["aot"]["bit_exact"] and manifest["device_check"] == {"ran": False}
+    assert manifest["arena"]["target"]["kind"] != "measured"   # int16 is not derived yet: the host figure, labelled
+    assert any("device check skipped: TFLM's cortex-m4 build cannot run the model" in line for line in said), said
+
+
 @pytest.mark.parametrize("board", ["cortex-m-qemu", pytest.param("cortex-m7-qemu", marks=pytest.mark.slow)])
 def test_int16x8_aot_firmware_passes_the_golden_vectors_on_cortex_m(converted16, board, tmp_path, monkeypatch):
     """TFLM's own Cortex-M build refuses this model (its cmsis_nn FULLY_CONNECTED takes int16 per tensor only);

@@ -37,8 +37,8 @@ from ..tflm.derived_arena import derived_figure
 from ..tflm.target_arena import ArenaFigure
 from .convert_aot import build_aot
 from .convert_output import check_and_write, check_litert_differences, validate_artifacts
-from ..runtimes.device_check import (DeviceCheck, model_facts, probe_arena, probe_settings, resolve_setting,
-                           run_device_check)
+from ..runtimes.device_check import (DEVICE_REFUSES, DeviceCheck, model_facts, probe_arena, probe_settings,
+                                     resolve_setting, run_device_check)
 from .flatbuffer_fixes import fold_and_prove, rewrite_note
 
 
@@ -225,6 +225,21 @@ def device_arena(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo,
                  host_arena.host, device)
 
 
+def device_arena_or_aot(recipe: Recipe, core: str, model_bytes: bytes, info: ModelInfo, golden: GoldenVectors,
+                        host_arena: Arena, labels, events: Sink) -> Arena:
+    """The device check, except that a recipe emitting only the AOT runtime is not stopped by TFLM's firmware
+    library refusing the model (its Cortex-M FULLY_CONNECTED takes int16 per tensor only): the AOT code is what
+    ships, and it is checked against the host's TFLM in the aot phase; the arena then is the derived one."""
+    try:
+        return device_arena(recipe, core, model_bytes, info, golden, host_arena, labels)
+    except KitError as refused:
+        if refused.code != DEVICE_REFUSES or recipe.runtime != "aot":
+            raise
+        events(Note(f"device check skipped: {refused.problem} (runtime: aot ships the generated C, checked "
+                    "against the host's TFLM)"))
+    return derived_arena(model_bytes, host_arena, recipe.arena_margin)
+
+
 def deployed_comparison(recipe: Recipe, stages: StagesRun, golden: GoldenVectors, arena: Arena, labels,
                         events: Sink) -> Optional[DeployedComparison]:
     """A compressed model's flash and arena next to the uncompressed model's, both on the target: the
@@ -337,7 +352,7 @@ def convert(recipe: Recipe, out: Path, force: bool = False, events: Optional[Sin
     if core is not None:
         with phase(events, "device", f"device check: building the golden self-test for {core} and running it "
                                      "under QEMU (outputs and arena)"):
-            arena = device_arena(recipe, core, model_bytes, info, golden, arena, loaded.data.labels)
+            arena = device_arena_or_aot(recipe, core, model_bytes, info, golden, arena, loaded.data.labels, events)
     else:
         arena = derived_arena(model_bytes, arena, recipe.arena_margin)
     sources = render(recipe, model_bytes, info, arena, golden, loaded.data.labels)

@@ -112,6 +112,9 @@ def model_facts(name: str, model_bytes: bytes, info, golden_count: int, arena: i
                       kernel_variants=registered_variants(model_bytes))
 
 
+DEVICE_REFUSES = "device-refuses"   # TFLM's firmware library stops before the first vector (e.g. a Prepare refusal)
+
+
 def _stop_reason(log: str, exit_status) -> str:
     """Why a self-test ran no vector: TFLM's `Node X (number n) failed to ...` line and the one before it."""
     lines = [line.strip() for line in log.splitlines() if line.strip()]
@@ -148,8 +151,11 @@ def run_device_check(core: str, model_bytes: bytes, sources: dict[str, str],
         seconds = time.perf_counter() - started
         problems = compare_with_golden(result, model_dir / VECTORS_FILE)
     if result.total == 0:  # the interpreter stopped before the vectors ran: TFLM's own log line names the node
-        problems = [_stop_reason(result.log, record.get("exit_status"))]
-    elif not problems and (not result.ok or result.arena_used is None):
+        raise KitError(f"TFLM's {core} build cannot run the model under QEMU ({board}): "
+                       f"{_stop_reason(result.log, record.get('exit_status'))}; TFLM on this host runs it",
+                       "convert with runtime: aot (the generated C runs it, checked against the host's TFLM; "
+                       "docs/aot.md), or with --device-check off to skip the check", code=DEVICE_REFUSES)
+    if not problems and (not result.ok or result.arena_used is None):
         problems = [result.failures[0] if result.failures else f"the self-test did not pass (exit {record.get('exit_status')})"]
     if problems:
         raise KitError(f"the golden self-test on {core} under QEMU ({board}) differs from TFLM on this host: "
