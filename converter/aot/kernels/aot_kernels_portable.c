@@ -88,30 +88,35 @@ static void aot_window(const aot_pool_t* p, int32_t oy, int32_t ox, int32_t* y0,
   *x1 = p->k_w < p->in_w - ix ? p->k_w : p->in_w - ix;
 }
 
-static void aot_pool(const aot_pool_t* p, const int8_t* in, int8_t* out, int average) {
-  int32_t b, oy, ox, c, y, x, y0, y1, x0, x1;
-  for (b = 0; b < p->batches; ++b)
-    for (oy = 0; oy < p->out_h; ++oy)
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t iy = oy * p->stride_h - p->pad_h, ix = ox * p->stride_w - p->pad_w;
-        aot_window(p, oy, ox, &y0, &y1, &x0, &x1);
-        for (c = 0; c < p->ch; ++c) {
-          int32_t acc = average ? 0 : -128, count = 0;
-          for (y = y0; y < y1; ++y)
-            for (x = x0; x < x1; ++x) {
-              const int32_t v = in[((b * p->in_h + iy + y) * p->in_w + ix + x) * p->ch + c];
-              if (average) acc += v;
-              else acc = v > acc ? v : acc;
-              ++count;
-            }
-          if (average) {
-            if (count == 0) return;  /* TFLM's reference kernel stops here too */
-            acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-          }
-          out[((b * p->out_h + oy) * p->out_w + ox) * p->ch + c] = (int8_t)aot_clamp(acc, p->act_min, p->act_max);
-        }
-      }
-}
+/* reference_integer_ops::AveragePool / MaxPool, one body for both widths: T is int8_t or int16_t, LOWEST its
+ * minimum (max pool's starting value). */
+#define AOT_POOL(NAME, T, LOWEST)                                                                                  \
+  static void NAME(const aot_pool_t* p, const T* in, T* out, int average) {                                     \
+    int32_t b, oy, ox, c, y, x, y0, y1, x0, x1;                                                                   \
+    for (b = 0; b < p->batches; ++b)                                                                              \
+      for (oy = 0; oy < p->out_h; ++oy)                                                                           \
+        for (ox = 0; ox < p->out_w; ++ox) {                                                                       \
+          const int32_t iy = oy * p->stride_h - p->pad_h, ix = ox * p->stride_w - p->pad_w;                       \
+          aot_window(p, oy, ox, &y0, &y1, &x0, &x1);                                                              \
+          for (c = 0; c < p->ch; ++c) {                                                                           \
+            int32_t acc = average ? 0 : (LOWEST), count = 0;                                                      \
+            for (y = y0; y < y1; ++y)                                                                             \
+              for (x = x0; x < x1; ++x) {                                                                         \
+                const int32_t v = in[((b * p->in_h + iy + y) * p->in_w + ix + x) * p->ch + c];                   \
+                if (average) acc += v;                                                                            \
+                else acc = v > acc ? v : acc;                                                                     \
+                ++count;                                                                                          \
+              }                                                                                                   \
+            if (average) {                                                                                        \
+              if (count == 0) return; /* TFLM's reference kernel stops here too */                                \
+              acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;                              \
+            }                                                                                                     \
+            out[((b * p->out_h + oy) * p->out_w + ox) * p->ch + c] = (T)aot_clamp(acc, p->act_min, p->act_max); \
+          }                                                                                                       \
+        }                                                                                                         \
+  }
+
+AOT_POOL(aot_pool, int8_t, -128)
 
 void aot_avgpool_s8(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch) {
   (void)scratch;
@@ -241,31 +246,7 @@ void aot_fc_s16_per_tensor(const aot_fc_t* p, const int8_t* in, int8_t* out, voi
   aot_fc_reference_s16(p, (const int16_t*)(const void*)in, (int16_t*)(void*)out);
 }
 
-/* reference_integer_ops::AveragePool / MaxPool for int16. */
-static void aot_pool_s16(const aot_pool_t* p, const int16_t* in, int16_t* out, int average) {
-  int32_t b, oy, ox, c, y, x, y0, y1, x0, x1;
-  for (b = 0; b < p->batches; ++b)
-    for (oy = 0; oy < p->out_h; ++oy)
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t iy = oy * p->stride_h - p->pad_h, ix = ox * p->stride_w - p->pad_w;
-        aot_window(p, oy, ox, &y0, &y1, &x0, &x1);
-        for (c = 0; c < p->ch; ++c) {
-          int32_t acc = average ? 0 : -32768, count = 0;
-          for (y = y0; y < y1; ++y)
-            for (x = x0; x < x1; ++x) {
-              const int32_t v = in[((b * p->in_h + iy + y) * p->in_w + ix + x) * p->ch + c];
-              if (average) acc += v;
-              else acc = v > acc ? v : acc;
-              ++count;
-            }
-          if (average) {
-            if (count == 0) return;  /* TFLM's reference kernel stops here too */
-            acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-          }
-          out[((b * p->out_h + oy) * p->out_w + ox) * p->ch + c] = (int16_t)aot_clamp(acc, p->act_min, p->act_max);
-        }
-      }
-}
+AOT_POOL(aot_pool_s16, int16_t, -32768)
 
 void aot_avgpool_s16(const aot_pool_t* p, const int8_t* in, int8_t* out, void* scratch) {
   (void)scratch;
