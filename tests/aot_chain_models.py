@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
 
-from tests.aot_models import ModelBuilder, Random, _out_size
+from tests.aot_models import ModelBuilder, Random, _out_size, conv_op
 
 LAYERS = ("dw", "conv", "pw", "res", "dw", "pw")
 
@@ -39,15 +39,7 @@ class Chain:
                              self.r.bias(out_c), axis=0)
         out_shape = (1, _out_size(same, h, k, stride), _out_size(same, w, k, stride), out_c)
         y = self._next(out_shape)
-        o = s.DepthwiseConv2DOptionsT() if depthwise else s.Conv2DOptionsT()
-        if depthwise:
-            o.depthMultiplier = out_c // c
-        o.padding = s.Padding.SAME if same else s.Padding.VALID
-        o.strideH = o.strideW = stride
-        o.dilationHFactor = o.dilationWFactor = 1
-        o.fusedActivationFunction = self.r.choice((0, 1, 3))
-        self.b.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", (x, wt, bias), (y,), o,
-                  "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
+        conv_op(self.b, (x, wt, bias, y), depthwise, out_c // c, same, stride, 1, self.r.choice((0, 1, 3)))
         return y, out_shape
 
     def add(self, a: int, c: int, shape: tuple) -> int:

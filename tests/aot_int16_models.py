@@ -8,7 +8,7 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
 
 from tests.aot_chain_models import Chain
-from tests.aot_models import ACTIVATIONS, ModelBuilder, Random, _out_size
+from tests.aot_models import ACTIVATIONS, ModelBuilder, Random, _out_size, conv_op
 
 
 def _act(b: ModelBuilder, shape, scale) -> int:
@@ -63,17 +63,7 @@ def add_conv16(b: ModelBuilder, r: Random, depthwise: bool = False) -> tuple[int
     with_bias = depthwise or r.rng.random() < 0.9    # TFLM's DEPTHWISE_CONV_2D needs one (see aot_models)
     bias = b.tensor((out_c,), "INT64", bias_scales, 0, _bias(r, out_c)) if with_bias else -1
     y = _act(b, (1, out_h, out_w, out_c), out_s)
-    if depthwise:
-        o = s.DepthwiseConv2DOptionsT()
-        o.depthMultiplier = mult
-        kind, otype = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
-    else:
-        o, kind, otype = s.Conv2DOptionsT(), "CONV_2D", "Conv2DOptions"
-    o.padding = s.Padding.SAME if same else s.Padding.VALID
-    o.strideH = o.strideW = stride
-    o.dilationHFactor = o.dilationWFactor = dil
-    o.fusedActivationFunction = r.choice(ACTIVATIONS)
-    b.op(kind, (x, w, bias), (y,), o, otype)
+    conv_op(b, (x, w, bias, y), depthwise, mult, same, stride, dil, r.choice(ACTIVATIONS))
     return x, y
 
 
@@ -264,15 +254,7 @@ class Chain16(Chain):
         out_shape = (1, _out_size(same, h, k, stride), _out_size(same, w, k, stride), out_c)
         self.scale = _calibrated(self.r, self.r.scale(), in_scale, f_scales, k * k * (1 if depthwise else c))
         y = _act(self.b, out_shape, self.scale)
-        o = s.DepthwiseConv2DOptionsT() if depthwise else s.Conv2DOptionsT()
-        if depthwise:
-            o.depthMultiplier = out_c // c
-        o.padding = s.Padding.SAME if same else s.Padding.VALID
-        o.strideH = o.strideW = stride
-        o.dilationHFactor = o.dilationWFactor = 1
-        o.fusedActivationFunction = self.r.choice((0, 1, 3))
-        self.b.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", (x, wt, bias), (y,), o,
-                  "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
+        conv_op(self.b, (x, wt, bias, y), depthwise, out_c // c, same, stride, 1, self.r.choice((0, 1, 3)))
         return y, out_shape
 
 

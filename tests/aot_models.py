@@ -97,6 +97,23 @@ def _out_size(same: bool, size: int, k: int, stride: int, dilation: int = 1) -> 
     return (size + stride - 1) // stride if same else (size + stride - effective) // stride
 
 
+def conv_op(b: ModelBuilder, io: tuple[int, int, int, int], depthwise: bool, mult: int, same: bool, stride: int,
+            dilation: int, activation: int) -> None:
+    """One CONV_2D or DEPTHWISE_CONV_2D (io: input, filter, bias or -1, output), as every test model writes it."""
+    if depthwise:
+        o = s.DepthwiseConv2DOptionsT()
+        o.depthMultiplier = mult
+    else:
+        o = s.Conv2DOptionsT()
+    o.padding = s.Padding.SAME if same else s.Padding.VALID
+    o.strideH = o.strideW = stride
+    o.dilationHFactor = o.dilationWFactor = dilation
+    o.fusedActivationFunction = activation
+    x, w, bias, y = io
+    b.op("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D", (x, w, bias), (y,), o,
+         "DepthwiseConv2DOptions" if depthwise else "Conv2DOptions")
+
+
 def add_conv(b: ModelBuilder, r: Random, depthwise: bool = False) -> tuple[int, int]:
     """One CONV_2D or DEPTHWISE_CONV_2D with random everything; (input, output) tensors."""
     ties = r.rng.random() < 0.25
@@ -123,17 +140,7 @@ def add_conv(b: ModelBuilder, r: Random, depthwise: bool = False) -> tuple[int, 
     with_bias = depthwise or r.rng.random() < 0.9
     bias = b.tensor((out_c,), "INT32", bias_scales, 0, r.bias(out_c), axis=0) if with_bias else -1
     y = b.activation((1, out_h, out_w, out_c), out_s, r.zero_point())
-    if depthwise:
-        o = s.DepthwiseConv2DOptionsT()
-        o.depthMultiplier = mult
-        kind, otype = "DEPTHWISE_CONV_2D", "DepthwiseConv2DOptions"
-    else:
-        o, kind, otype = s.Conv2DOptionsT(), "CONV_2D", "Conv2DOptions"
-    o.padding = s.Padding.SAME if same else s.Padding.VALID
-    o.strideH = o.strideW = stride
-    o.dilationHFactor = o.dilationWFactor = dil
-    o.fusedActivationFunction = r.choice(ACTIVATIONS)
-    b.op(kind, (x, w, bias), (y,), o, otype)
+    conv_op(b, (x, w, bias, y), depthwise, mult, same, stride, dil, r.choice(ACTIVATIONS))
     return x, y
 
 
